@@ -1,0 +1,59 @@
+"""Shared setup for the benchmarks: the same real processes the end-to-end tests use."""
+
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+
+from harness import (  # noqa: E402,F401
+    Cluster,
+    Emulator,
+    create_emulator_credential,
+    query_rows,
+    query_value,
+    wait_backfilled,
+    wait_for,
+)
+
+
+def worker_pid(conn):
+    return query_value(
+        conn,
+        "SELECT pid FROM pg_stat_activity WHERE backend_type ILIKE '%sequin%' LIMIT 1",
+    )
+
+
+def proc_status_kib(pid, key):
+    """A /proc/<pid>/status field in KiB (VmHWM, RssAnon, ...), or None."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * p / 100.0
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start

@@ -1,0 +1,74 @@
+//! The shared state every request sees.
+
+use crate::auth::Tokens;
+use crate::config::Config;
+use crate::faults::{FaultKind, FaultRule, Faults};
+use crate::limits::Limits;
+use crate::org::Org;
+use rsa::RsaPublicKey;
+
+pub struct App {
+    pub config: Config,
+    /// `http://127.0.0.1:PORT`, used for `instance_url` and identity URLs.
+    pub base_url: String,
+    pub org: Org,
+    pub tokens: Tokens,
+    pub limits: Limits,
+    pub faults: Faults,
+    pub jwt_key: Option<RsaPublicKey>,
+    pub locators: crate::query::Locators,
+    pub bulk: crate::bulk2::Jobs,
+    pub bulk1: crate::bulk1::Jobs,
+    pub started_ms: i64,
+    pub latency_ms: parking_lot::Mutex<u64>,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl App {
+    pub fn new(
+        config: Config,
+        base_url: String,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<App, crate::Error> {
+        let jwt_key = match &config.jwt_public_key {
+            Some(p) => Some(crate::auth::load_jwt_key(p)?),
+            None => None,
+        };
+        let faults = Faults::new(config.seed);
+        if config.fault_rate > 0.0 {
+            let kind = FaultKind::parse(&config.fault_kind).ok_or_else(|| {
+                crate::Error::Generate(format!("unknown --fault-kind {}", config.fault_kind))
+            })?;
+            faults.add(FaultRule {
+                kind,
+                rate: Some(config.fault_rate),
+                remaining: None,
+                path_contains: None,
+            });
+        }
+        Ok(App {
+            org: Org::new(&config.username)?,
+            limits: Limits::new(config.api_limit, config.long_request_limit),
+            latency_ms: parking_lot::Mutex::new(config.latency_ms),
+            config,
+            base_url,
+            tokens: Tokens::default(),
+            faults,
+            jwt_key,
+            locators: Default::default(),
+            bulk: Default::default(),
+            bulk1: Default::default(),
+            started_ms: crate::timefmt::wall_ms(),
+            shutdown,
+        })
+    }
+
+    /// Waits `ms`, or less if the emulator shuts down meanwhile.
+    pub async fn sleep(&self, ms: u64) {
+        let mut rx = self.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(ms)) => {}
+            _ = rx.wait_for(|v| *v) => {}
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Command-line flags, which are also the library's configuration.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A Salesforce org emulator: REST, SOAP login, OAuth and Bulk APIs, in memory.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "sf-emulator", version, about)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain; with --tls-key, serve https.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// OAuth consumer key (client id) accepted by every grant.
+    #[arg(long, default_value = "sequin-emulator")]
+    pub client_id: String,
+    /// OAuth consumer secret.
+    #[arg(long, default_value = "emulator-secret")]
+    pub client_secret: String,
+    /// Refresh token accepted by the refresh_token grant.
+    #[arg(long, default_value = "emulator-refresh-token")]
+    pub refresh_token: String,
+    /// Username of the org's admin user (password grant, SOAP login, JWT `sub`).
+    #[arg(long, default_value = "admin@emulator.test")]
+    pub username: String,
+    /// Password of the admin user.
+    #[arg(long, default_value = "emulator")]
+    pub password: String,
+    /// PEM certificate or public key that verifies jwt-bearer assertions (RS256).
+    #[arg(long)]
+    pub jwt_public_key: Option<PathBuf>,
+    /// Access-token lifetime; after it, calls answer 401 INVALID_SESSION_ID.
+    #[arg(long, default_value_t = 7200)]
+    pub token_lifetime_secs: u64,
+    /// Rolling 24-hour API request quota (403 REQUEST_LIMIT_EXCEEDED when spent).
+    #[arg(long, default_value_t = 100_000)]
+    pub api_limit: u64,
+    /// Concurrent long-running requests allowed before 403 ConcurrentPerOrgLongTxn.
+    #[arg(long, default_value_t = 25)]
+    pub long_request_limit: u64,
+    /// Added delay for every API request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Fraction (0..1) of API requests that fail with --fault-kind.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_rate: f64,
+    /// Fault injected by --fault-rate: 503, 500, timeout, drop, invalid_session,
+    /// unable_to_lock_row or request_limit.
+    #[arg(long, default_value = "503")]
+    pub fault_kind: String,
+    /// Seed for generated data and fault dice; the same seed gives the same org.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Records to generate at start, e.g. `Account=100000,Contact=1000000`.
+    #[arg(long, value_parser = parse_generate, default_value = "")]
+    pub generate: GenerateSpec,
+}
+
+/// `Object=count` pairs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenerateSpec(pub Vec<(String, usize)>);
+
+fn parse_generate(s: &str) -> Result<GenerateSpec, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (obj, n) = part
+            .split_once('=')
+            .ok_or_else(|| format!("expected Object=count, got {part:?}"))?;
+        let n: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad count in {part:?}"))?;
+        out.push((obj.trim().to_string(), n));
+    }
+    Ok(GenerateSpec(out))
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse_from(["sf-emulator"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_generate() {
+        let c = Config::default();
+        assert_eq!(c.client_id, "sequin-emulator");
+        assert_eq!(c.username, "admin@emulator.test");
+        assert_eq!(c.api_limit, 100_000);
+        let c = Config::parse_from(["x", "--generate", "Contact=10,Account=2"]);
+        assert_eq!(
+            c.generate.0,
+            vec![("Contact".to_string(), 10), ("Account".to_string(), 2)]
+        );
+    }
+}

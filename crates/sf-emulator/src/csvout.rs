@@ -1,0 +1,1 @@
+//! CSV output for Bulk query results.

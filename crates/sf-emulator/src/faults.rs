@@ -1,0 +1,141 @@
+//! Injected failures: by rate or for the next N requests, optionally only on paths
+//! containing a string.
+
+use crate::error::ApiError;
+use parking_lot::Mutex;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    Unavailable,
+    Internal,
+    Timeout,
+    Drop,
+    InvalidSession,
+    UnableToLockRow,
+    RequestLimit,
+}
+
+impl FaultKind {
+    pub fn parse(s: &str) -> Option<FaultKind> {
+        Some(match s {
+            "503" | "unavailable" | "server_unavailable" => FaultKind::Unavailable,
+            "500" | "internal" => FaultKind::Internal,
+            "timeout" => FaultKind::Timeout,
+            "drop" => FaultKind::Drop,
+            "invalid_session" | "401" => FaultKind::InvalidSession,
+            "unable_to_lock_row" => FaultKind::UnableToLockRow,
+            "request_limit" | "403" => FaultKind::RequestLimit,
+            _ => return None,
+        })
+    }
+
+    /// The error answered for every kind but `Timeout` (after its wait) and `Drop`.
+    pub fn error(self) -> ApiError {
+        match self {
+            FaultKind::Unavailable | FaultKind::Timeout => ApiError::new(
+                503,
+                "SERVER_UNAVAILABLE",
+                "Server temporarily unavailable, please try again later.",
+            ),
+            FaultKind::Internal | FaultKind::Drop => ApiError::new(
+                500,
+                "UNKNOWN_EXCEPTION",
+                "An unexpected error occurred. Please include this ErrorId if you contact support: 1337424242-42424 (-1161139409)",
+            ),
+            FaultKind::InvalidSession => ApiError::session(),
+            FaultKind::UnableToLockRow => ApiError::bad(
+                "UNABLE_TO_LOCK_ROW",
+                "unable to obtain exclusive access to this record or 1 records",
+            ),
+            FaultKind::RequestLimit => ApiError::new(
+                403,
+                "REQUEST_LIMIT_EXCEEDED",
+                "TotalRequests Limit exceeded.",
+            ),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct FaultRule {
+    pub kind: FaultKind,
+    pub rate: Option<f64>,
+    pub remaining: Option<u64>,
+    pub path_contains: Option<String>,
+}
+
+pub struct Faults {
+    rules: Mutex<Vec<FaultRule>>,
+    rng: Mutex<ChaCha8Rng>,
+}
+
+impl Faults {
+    pub fn new(seed: u64) -> Faults {
+        Faults {
+            rules: Mutex::new(Vec::new()),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_fa17)),
+        }
+    }
+
+    pub fn add(&self, rule: FaultRule) {
+        self.rules.lock().push(rule);
+    }
+
+    pub fn clear(&self) {
+        self.rules.lock().clear();
+    }
+
+    pub fn rules(&self) -> Vec<FaultRule> {
+        self.rules.lock().clone()
+    }
+
+    /// The fault to inject into a request for `path`, if any rule fires.
+    pub fn pick(&self, path: &str) -> Option<FaultKind> {
+        let mut rules = self.rules.lock();
+        let mut fired = None;
+        for r in rules.iter_mut() {
+            if r.path_contains.as_deref().is_some_and(|p| !path.contains(p)) {
+                continue;
+            }
+            if let Some(n) = r.remaining.as_mut() {
+                if *n > 0 {
+                    *n -= 1;
+                    fired = Some(r.kind);
+                    break;
+                }
+                continue;
+            }
+            if let Some(rate) = r.rate {
+                if self.rng.lock().random::<f64>() < rate {
+                    fired = Some(r.kind);
+                    break;
+                }
+            }
+        }
+        rules.retain(|r| r.remaining != Some(0));
+        fired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counted_faults_run_out() {
+        let f = Faults::new(1);
+        f.add(FaultRule {
+            kind: FaultKind::Unavailable,
+            rate: None,
+            remaining: Some(2),
+            path_contains: Some("/query".into()),
+        });
+        assert_eq!(f.pick("/services/data/v61.0/sobjects"), None);
+        assert_eq!(f.pick("/services/data/v61.0/query"), Some(FaultKind::Unavailable));
+        assert_eq!(f.pick("/services/data/v61.0/query"), Some(FaultKind::Unavailable));
+        assert_eq!(f.pick("/services/data/v61.0/query"), None);
+        assert!(f.rules().is_empty());
+    }
+}

@@ -1,0 +1,472 @@
+//! SOQL over REST: planning (binding field paths to columns), running, pagination
+//! with locators, and the JSON result pages. Bulk queries reuse the planner.
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::http::{Req, Resp};
+use crate::org::ObjRef;
+use crate::schema::{FieldType, Source};
+use crate::store::{RowState, SObject};
+use parking_lot::{Mutex, RwLockReadGuard};
+use soql::{FieldPath, SelectItem, SoqlError, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const LOCATOR_IDLE_MS: i64 = 15 * 60 * 1000;
+const MAX_OFFSET: u64 = 2000;
+
+/// One step through a reference field to its parent.
+#[derive(Clone, Debug)]
+pub struct Hop {
+    pub from: usize,
+    pub ref_col: usize,
+    pub to: usize,
+    pub rel_name: String,
+}
+
+/// A bound field: follow `hops` from the queried row, then read `field` of object `obj`.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    pub hops: Vec<Hop>,
+    pub obj: usize,
+    pub field: usize,
+    /// Canonical dotted path (`Account.Name`), for CSV headers.
+    pub path: String,
+}
+
+#[derive(Debug)]
+pub enum OutItem {
+    Field { field: usize, name: String },
+    Rel { name: String, ref_col: usize, node: OutNode },
+}
+
+#[derive(Debug)]
+pub struct OutNode {
+    pub obj: usize,
+    pub items: Vec<OutItem>,
+}
+
+#[derive(Debug)]
+pub enum Shape {
+    Records(OutNode),
+    /// `SELECT COUNT() ...`
+    Count,
+    /// `SELECT COUNT(field) ...`
+    CountField(Handle),
+}
+
+/// A bound query: the objects it touches (index 0 = FROM), and its output shape.
+pub struct Plan {
+    pub objs: Vec<ObjRef>,
+    pub shape: Shape,
+    /// Selected fields in order (for CSV).
+    pub columns: Vec<Handle>,
+    pub all: bool,
+}
+
+/// Read locks on every object of a plan, taken in slot order.
+pub struct Locked<'a> {
+    guards: Vec<RwLockReadGuard<'a, SObject>>,
+}
+
+impl<'a> Locked<'a> {
+    pub fn new(objs: &'a [ObjRef]) -> Locked<'a> {
+        let mut order: Vec<usize> = (0..objs.len()).collect();
+        order.sort_by_key(|&i| objs[i].data_ptr() as usize);
+        let mut slots: Vec<Option<RwLockReadGuard<'a, SObject>>> = (0..objs.len()).map(|_| None).collect();
+        for i in order {
+            slots[i] = Some(objs[i].read());
+        }
+        Locked {
+            guards: slots.into_iter().flatten().collect(),
+        }
+    }
+
+    pub fn obj(&self, i: usize) -> &SObject {
+        &self.guards[i]
+    }
+
+    /// The parent row a reference column points at.
+    fn follow(&self, hop: &Hop, row: usize) -> Option<usize> {
+        let Value::Text(id) = self.guards[hop.from].table.cols[hop.ref_col].get(row) else {
+            return None;
+        };
+        let target = &self.guards[hop.to];
+        let r = target.row_of(id)?;
+        (target.table.row_state(r) != Some(RowState::Purged)).then_some(r)
+    }
+
+    pub fn get(&self, h: &Handle, row: usize) -> Value<'_> {
+        let mut row = row;
+        for hop in &h.hops {
+            match self.follow(hop, row) {
+                Some(r) => row = r,
+                None => return Value::Null,
+            }
+        }
+        self.guards[h.obj].value(h.field, row)
+    }
+}
+
+fn soql_type(t: FieldType) -> soql::FieldType {
+    match t {
+        FieldType::Multipicklist => soql::FieldType::MultiPicklist,
+        FieldType::Boolean => soql::FieldType::Bool,
+        FieldType::Int => soql::FieldType::Int,
+        FieldType::Double | FieldType::Currency | FieldType::Percent => soql::FieldType::Double,
+        FieldType::Date => soql::FieldType::Date,
+        FieldType::DateTime => soql::FieldType::DateTime,
+        FieldType::Address | FieldType::Location => soql::FieldType::Other,
+        _ => soql::FieldType::Text,
+    }
+}
+
+struct Binder<'a> {
+    app: &'a App,
+    text: &'a str,
+    objs: Vec<ObjRef>,
+    bulk: bool,
+}
+
+impl Binder<'_> {
+    fn pos_of(&mut self, obj: &ObjRef) -> usize {
+        if let Some(i) = self.objs.iter().position(|o| Arc::ptr_eq(o, obj)) {
+            return i;
+        }
+        self.objs.push(obj.clone());
+        self.objs.len() - 1
+    }
+
+    fn resolve(&mut self, path: &FieldPath) -> Result<(Handle, soql::FieldType), SoqlError> {
+        let base_name = self.objs[0].read().def.name.clone();
+        let mut parts: &[String] = &path.parts;
+        if parts.len() > 1 && parts[0].eq_ignore_ascii_case(&base_name) {
+            let is_rel = self.objs[0].read().def.relationship(&parts[0]).is_some();
+            if !is_rel {
+                parts = &parts[1..];
+            }
+        }
+        let mut cur = 0usize;
+        let mut hops = Vec::new();
+        let mut names = Vec::new();
+        for rel in &parts[..parts.len() - 1] {
+            let (ref_col, rel_name, target) = {
+                let o = self.objs[cur].read();
+                let f = o.def.relationship(rel).ok_or_else(|| {
+                    SoqlError::invalid_field(self.text, path, &o.def.name)
+                })?;
+                let col = f.column().ok_or_else(|| SoqlError::invalid_field(self.text, path, &o.def.name))?;
+                (col, f.relationship_name.clone().unwrap_or_default(), f.reference_to.first().cloned().unwrap_or_default())
+            };
+            let target = self
+                .app
+                .org
+                .object(&target)
+                .ok_or_else(|| SoqlError::invalid_field(self.text, path, &base_name))?;
+            let to = self.pos_of(&target);
+            hops.push(Hop { from: cur, ref_col, to, rel_name: rel_name.clone() });
+            names.push(rel_name);
+            cur = to;
+        }
+        let last = &parts[parts.len() - 1];
+        let o = self.objs[cur].read();
+        let idx = o
+            .def
+            .field_index(last)
+            .ok_or_else(|| SoqlError::invalid_field(self.text, path, &o.def.name))?;
+        let f = &o.def.fields[idx];
+        if self.bulk && f.is_compound_type() {
+            return Err(SoqlError::new(
+                soql::ErrorCode::InvalidField,
+                "Selecting compound data not supported in Bulk Query",
+            ));
+        }
+        names.push(f.name.clone());
+        Ok((
+            Handle { hops, obj: cur, field: idx, path: names.join(".") },
+            soql_type(f.ftype),
+        ))
+    }
+}
+
+fn insert_item(node: &mut OutNode, hops: &[Hop], field: usize, name: &str) {
+    match hops.split_first() {
+        None => {
+            if !node.items.iter().any(|i| matches!(i, OutItem::Field { field: f, .. } if *f == field)) {
+                node.items.push(OutItem::Field { field, name: name.to_string() });
+            }
+        }
+        Some((hop, rest)) => {
+            let existing = node.items.iter_mut().find_map(|i| match i {
+                OutItem::Rel { ref_col, node, .. } if *ref_col == hop.ref_col => Some(node),
+                _ => None,
+            });
+            match existing {
+                Some(child) => insert_item(child, rest, field, name),
+                None => {
+                    let mut child = OutNode { obj: hop.to, items: Vec::new() };
+                    insert_item(&mut child, rest, field, name);
+                    node.items.push(OutItem::Rel { name: hop.rel_name.clone(), ref_col: hop.ref_col, node: child });
+                }
+            }
+        }
+    }
+}
+
+/// Parses and binds a query, then finds its rows (filtered, ordered, offset, limited).
+pub fn plan(app: &App, text: &str, all: bool, bulk: bool) -> Result<(Plan, Vec<u32>, soql::BoundQuery<Handle>), ApiError> {
+    if text.trim().is_empty() {
+        return Err(ApiError::bad("MALFORMED_QUERY", "unexpected token: <EOF>"));
+    }
+    let q = soql::parse(text)?;
+    let base = app
+        .org
+        .object(&q.from)
+        .ok_or_else(|| ApiError::from(SoqlError::invalid_type(text, &q.from)))?;
+    if bulk {
+        if q.offset.is_some() {
+            return Err(ApiError::bad("API_ERROR", "OFFSET is not supported in Bulk Query"));
+        }
+        if q.select.iter().any(|s| !matches!(s, SelectItem::Field(_))) {
+            return Err(ApiError::bad("API_ERROR", "Aggregate Relationships not supported in Bulk Query"));
+        }
+    }
+    if q.offset.is_some_and(|o| o > MAX_OFFSET) {
+        return Err(ApiError::bad("NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset allowed is 2000"));
+    }
+    let mut binder = Binder { app, text, objs: vec![base.clone()], bulk };
+    let bq = q.bind_typed(text, |p| binder.resolve(p))?;
+    let objs = binder.objs;
+    let mut columns = Vec::new();
+    let mut root = OutNode { obj: 0, items: Vec::new() };
+    let mut shape = None;
+    for item in &bq.select {
+        match item {
+            SelectItem::Field(h) => {
+                insert_item(&mut root, &h.hops, h.field, &h.path.rsplit('.').next().unwrap_or_default().to_string());
+                columns.push(h.clone());
+            }
+            SelectItem::Count => shape = Some(Shape::Count),
+            SelectItem::CountField(h) => shape = Some(Shape::CountField(h.clone())),
+            SelectItem::Fields(kind) => {
+                let o = base.read();
+                for (i, f) in o.def.live_fields() {
+                    let keep = match kind {
+                        soql::FieldsKind::All => true,
+                        soql::FieldsKind::Standard => !f.custom,
+                        soql::FieldsKind::Custom => f.custom,
+                    };
+                    if keep && !(bulk && f.is_compound_type()) {
+                        insert_item(&mut root, &[], i, &f.name);
+                        columns.push(Handle { hops: Vec::new(), obj: 0, field: i, path: f.name.clone() });
+                    }
+                }
+            }
+        }
+    }
+    let shape = shape.unwrap_or(Shape::Records(root));
+    let rows = {
+        let locked = Locked::new(&objs);
+        let o = locked.obj(0);
+        let now = chrono::Utc::now();
+        let mut rows: Vec<u32> = Vec::new();
+        for (row, &st) in o.table.state.iter().enumerate() {
+            let visible = st == RowState::Live as u8 || (all && st == RowState::Deleted as u8);
+            if !visible {
+                continue;
+            }
+            if bq.where_clause.is_some() && !bq.matches(&|h: &Handle| locked.get(h, row), now) {
+                continue;
+            }
+            rows.push(row as u32);
+        }
+        if !bq.order_by.is_empty() {
+            rows.sort_by(|&a, &b| {
+                bq.compare(
+                    &|h: &Handle| locked.get(h, a as usize),
+                    &|h: &Handle| locked.get(h, b as usize),
+                )
+            });
+        }
+        rows
+    };
+    let mut rows = rows;
+    if let Some(off) = bq.offset {
+        let off = (off as usize).min(rows.len());
+        rows.drain(..off);
+    }
+    if let Some(lim) = bq.limit {
+        rows.truncate(lim as usize);
+    }
+    Ok((Plan { objs, shape, columns, all }, rows, bq))
+}
+
+struct Locator {
+    plan: Arc<Plan>,
+    rows: Arc<Vec<u32>>,
+    batch: usize,
+    last_used: i64,
+}
+
+#[derive(Default)]
+pub struct Locators {
+    map: Mutex<HashMap<String, Locator>>,
+    next: Mutex<u64>,
+}
+
+impl Locators {
+    fn insert(&self, loc: Locator) -> String {
+        let mut n = self.next.lock();
+        *n += 1;
+        let id = crate::ids::make_id(b"01g", *n);
+        let mut map = self.map.lock();
+        let now = crate::timefmt::wall_ms();
+        map.retain(|_, l| now - l.last_used < LOCATOR_IDLE_MS);
+        map.insert(id.clone(), loc);
+        id
+    }
+
+    /// Expires every locator at once (control API).
+    pub fn expire_all(&self) {
+        self.map.lock().clear();
+    }
+}
+
+fn batch_size(req: &Req) -> usize {
+    req.header("sforce-query-options")
+        .and_then(|h| {
+            h.split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("batchSize"))
+                .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        })
+        .map(|n| n.clamp(200, 2000))
+        .unwrap_or(2000)
+}
+
+fn write_node(out: &mut Vec<u8>, locked: &Locked<'_>, node: &OutNode, row: usize, v: &str) {
+    let obj = locked.obj(node.obj);
+    out.push(b'{');
+    crate::jsonw::attributes(out, obj, row, v);
+    for item in &node.items {
+        out.push(b',');
+        match item {
+            OutItem::Field { field, name } => {
+                crate::jsonw::string(out, name);
+                out.push(b':');
+                crate::jsonw::field(out, obj, *field, row);
+            }
+            OutItem::Rel { name, ref_col, node: child } => {
+                crate::jsonw::string(out, name);
+                out.push(b':');
+                let hop = Hop { from: node.obj, ref_col: *ref_col, to: child.obj, rel_name: String::new() };
+                match locked.follow(&hop, row) {
+                    Some(r) => write_node(out, locked, child, r, v),
+                    None => out.extend_from_slice(b"null"),
+                }
+            }
+        }
+    }
+    out.push(b'}');
+}
+
+fn page(plan: &Plan, rows: &[u32], start: usize, batch: usize, total: usize, next: Option<String>, v: &str) -> Resp {
+    let end = (start + batch).min(rows.len());
+    let mut out = Vec::with_capacity((end - start) * 400 + 128);
+    out.extend_from_slice(b"{\"totalSize\":");
+    out.extend_from_slice(itoa::Buffer::new().format(total).as_bytes());
+    out.extend_from_slice(b",\"done\":");
+    match &next {
+        Some(url) => {
+            out.extend_from_slice(b"false,\"nextRecordsUrl\":");
+            crate::jsonw::string(&mut out, url);
+        }
+        None => out.extend_from_slice(b"true"),
+    }
+    out.extend_from_slice(b",\"records\":[");
+    if let Shape::Records(root) = &plan.shape {
+        let locked = Locked::new(&plan.objs);
+        for (i, &row) in rows[start..end].iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_node(&mut out, &locked, root, row as usize, v);
+        }
+    }
+    out.extend_from_slice(b"]}");
+    Resp::raw_json(200, out)
+}
+
+/// `GET /query?q=` and `/queryAll?q=`.
+pub fn query(app: &App, req: &Req, v: &str, all: bool) -> Result<Resp, ApiError> {
+    let text = req.param("q").ok_or_else(|| {
+        ApiError::bad("MALFORMED_QUERY", "A query string has to be specified")
+    })?;
+    if text.chars().count() > soql::MAX_QUERY_LENGTH {
+        return Err(ApiError::bad("MALFORMED_QUERY", "Query is too long"));
+    }
+    let (plan, rows, _) = plan(app, text, all, false)?;
+    match &plan.shape {
+        Shape::Count => {
+            return Ok(Resp::raw_json(
+                200,
+                format!("{{\"totalSize\":{},\"done\":true,\"records\":[]}}", rows.len()).into_bytes(),
+            ))
+        }
+        Shape::CountField(h) => {
+            let n = {
+                let locked = Locked::new(&plan.objs);
+                rows.iter().filter(|&&r| locked.get(h, r as usize) != Value::Null).count()
+            };
+            return Ok(Resp::json(
+                200,
+                &serde_json::json!({"totalSize": 1, "done": true, "records": [{"attributes": {"type": "AggregateResult"}, "expr0": n}]}),
+            ));
+        }
+        Shape::Records(_) => {}
+    }
+    let batch = batch_size(req);
+    let total = rows.len();
+    if total <= batch {
+        return Ok(page(&plan, &rows, 0, batch, total, None, v));
+    }
+    let plan = Arc::new(plan);
+    let rows = Arc::new(rows);
+    let id = app.locators.insert(Locator {
+        plan: plan.clone(),
+        rows: rows.clone(),
+        batch,
+        last_used: crate::timefmt::wall_ms(),
+    });
+    let next = format!("/services/data/v{v}/query/{id}-{batch}");
+    Ok(page(&plan, &rows, 0, batch, total, Some(next), v))
+}
+
+/// `GET /query/{locator}-{position}`.
+pub fn query_more(app: &App, v: &str, loc: &str) -> Result<Resp, ApiError> {
+    let invalid = || ApiError::bad("INVALID_QUERY_LOCATOR", "invalid query locator");
+    let (id, pos) = loc.rsplit_once('-').ok_or_else(invalid)?;
+    let pos: usize = pos.parse().map_err(|_| invalid())?;
+    let (plan, rows, batch) = {
+        let mut map = app.locators.map.lock();
+        let now = crate::timefmt::wall_ms();
+        let l = map.get_mut(id).ok_or_else(invalid)?;
+        if now - l.last_used >= LOCATOR_IDLE_MS {
+            map.remove(id);
+            return Err(invalid());
+        }
+        l.last_used = now;
+        (l.plan.clone(), l.rows.clone(), l.batch)
+    };
+    if pos >= rows.len() {
+        return Err(invalid());
+    }
+    let end = pos + batch;
+    let next = (end < rows.len()).then(|| format!("/services/data/v{v}/query/{id}-{end}"));
+    Ok(page(&plan, &rows, pos, batch, rows.len(), next, v))
+}
+
+/// Whether a field is one of the compound kinds Bulk cannot select.
+pub fn is_compound(obj: &SObject, field: usize) -> bool {
+    matches!(obj.def.fields.get(field).map(|f| &f.source), Some(Source::Compound { .. }))
+}

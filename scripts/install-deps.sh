@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what the build and tests need on a fresh Debian 12 machine. Idempotent:
+# each step checks whether its work is already done.
+set -euo pipefail
+
+PGRX_VERSION=0.18.0
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 clang libclang-dev pkg-config sudo
+              libssl-dev openssl curl ca-certificates python3-venv)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
+  echo "install-deps: cargo install cargo-pgrx $PGRX_VERSION"
+  cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+fi
+
+if ! grep -qs "pg15" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+  echo "install-deps: cargo pgrx init --pg15"
+  cargo pgrx init --pg15 "$PG_CONFIG"
+fi
+
+# Python client used by the conformance tests (an independent Salesforce client).
+VENV=.venv
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c "import simple_salesforce, psycopg, pytest_timeout" 2>/dev/null; then
+  echo "install-deps: pip install (simple-salesforce, psycopg)"
+  "$VENV/bin/pip" install -q -r tests/requirements.txt
+fi

@@ -1,0 +1,222 @@
+-- sequin_sf catalog: credentials, syncs, collections, column mapping, API usage.
+-- Tables whose names start with "_" are internal; users read the views.
+
+CREATE TABLE sequin_sf._credentials (
+    name        text PRIMARY KEY,
+    kind        text NOT NULL CHECK (kind IN ('refresh_token', 'password', 'client_credentials', 'jwt_bearer')),
+    login_url   text NOT NULL,
+    client_id   text,
+    username    text,
+    -- nonce || ChaCha20-Poly1305 ciphertext of the secret parts; the key lives in a
+    -- file in the data directory, never in the database.
+    secret      bytea NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON sequin_sf._credentials FROM PUBLIC;
+
+CREATE TABLE sequin_sf._syncs (
+    name                     text PRIMARY KEY CHECK (name ~ '^[a-z_][a-z0-9_]{0,47}$'),
+    credential               text NOT NULL REFERENCES sequin_sf._credentials(name),
+    schema_name              text NOT NULL UNIQUE,
+    created_schema           boolean NOT NULL DEFAULT false,
+    rate_limit_requests      integer NOT NULL CHECK (rate_limit_requests > 0),
+    rate_limit_interval      interval NOT NULL CHECK (rate_limit_interval > '0'::interval),
+    max_concurrent_requests  integer NOT NULL CHECK (max_concurrent_requests > 0),
+    -- never push the org's own daily usage (all clients) past this share of its quota
+    org_usage_ceiling        real NOT NULL DEFAULT 0.8 CHECK (org_usage_ceiling > 0 AND org_usage_ceiling <= 1),
+    -- share of the budget polls leave free for backfills, describes and writes
+    write_reserve            real NOT NULL DEFAULT 0.2 CHECK (write_reserve >= 0 AND write_reserve < 1),
+    poll_overlap             interval NOT NULL DEFAULT '30 seconds',
+    event_retention          interval NOT NULL DEFAULT '7 days',
+    backfill_events          boolean NOT NULL DEFAULT true,
+    bulk_threshold           bigint NOT NULL DEFAULT 50000,
+    describe_interval        interval NOT NULL DEFAULT '10 minutes',
+    deleted_interval         interval NOT NULL DEFAULT '1 minute',
+    paused                   boolean NOT NULL DEFAULT false,
+    last_error               text,
+    last_error_at            timestamptz,
+    created_at               timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE sequin_sf._collections (
+    sync_name            text NOT NULL REFERENCES sequin_sf._syncs(name) ON DELETE CASCADE,
+    object_name          text NOT NULL,
+    table_name           text NOT NULL,
+    state                text NOT NULL DEFAULT 'backfilling' CHECK (state IN ('backfilling', 'live')),
+    stamp_field          text,
+    rows_total           bigint,
+    rows_done            bigint NOT NULL DEFAULT 0,
+    backfill_mode        text CHECK (backfill_mode IN ('rest', 'bulk')),
+    backfill_cursor      text,
+    bulk_job_id          text,
+    bulk_locator         text,
+    backfill_started_at  timestamptz,
+    backfill_finished_at timestamptz,
+    poll_cursor          timestamptz,
+    deleted_cursor       timestamptz,
+    last_poll_at         timestamptz,
+    caught_up_at         timestamptz,
+    describe_modified    text,
+    last_error           text,
+    last_error_at        timestamptz,
+    added_at             timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (sync_name, object_name),
+    UNIQUE (sync_name, table_name)
+);
+
+CREATE TABLE sequin_sf._columns (
+    sync_name           text NOT NULL,
+    object_name         text NOT NULL,
+    field_name          text NOT NULL,
+    column_name         text NOT NULL,
+    sf_type             text NOT NULL,
+    pg_type             text NOT NULL,
+    compound_of         text,
+    createable          boolean NOT NULL DEFAULT false,
+    updateable          boolean NOT NULL DEFAULT false,
+    calculated          boolean NOT NULL DEFAULT false,
+    nillable            boolean NOT NULL DEFAULT true,
+    restricted_picklist boolean NOT NULL DEFAULT false,
+    picklist_values     text[],
+    -- false once the field disappeared from Salesforce: the column stays, unfilled
+    active              boolean NOT NULL DEFAULT true,
+    position            integer NOT NULL,
+    added_at            timestamptz NOT NULL DEFAULT now(),
+    removed_at          timestamptz,
+    PRIMARY KEY (sync_name, object_name, field_name),
+    UNIQUE (sync_name, object_name, column_name),
+    FOREIGN KEY (sync_name, object_name) REFERENCES sequin_sf._collections ON DELETE CASCADE
+);
+
+-- API requests per sync and minute, for the 24 h figures in the views.
+CREATE TABLE sequin_sf._api_usage (
+    sync_name  text NOT NULL REFERENCES sequin_sf._syncs(name) ON DELETE CASCADE,
+    minute     timestamptz NOT NULL,
+    requests   integer NOT NULL,
+    PRIMARY KEY (sync_name, minute)
+);
+
+-- Keep the configuration across pg_dump/restore (the secret column stays ciphertext).
+SELECT pg_catalog.pg_extension_config_dump('sequin_sf._credentials', '');
+SELECT pg_catalog.pg_extension_config_dump('sequin_sf._syncs', '');
+SELECT pg_catalog.pg_extension_config_dump('sequin_sf._collections', '');
+SELECT pg_catalog.pg_extension_config_dump('sequin_sf._columns', '');
+
+CREATE VIEW sequin_sf.credentials AS
+SELECT name, kind, login_url, client_id, username, created_at, updated_at
+FROM sequin_sf._credentials;
+
+CREATE VIEW sequin_sf.syncs AS
+SELECT s.name,
+       s.credential,
+       s.schema_name,
+       s.rate_limit_requests,
+       s.rate_limit_interval,
+       s.max_concurrent_requests,
+       s.org_usage_ceiling,
+       s.poll_overlap,
+       s.event_retention,
+       s.backfill_events,
+       s.bulk_threshold,
+       CASE WHEN s.paused THEN 'paused'
+            WHEN EXISTS (SELECT 1 FROM sequin_sf._collections c
+                         WHERE c.sync_name = s.name AND c.state = 'backfilling') THEN 'backfilling'
+            ELSE 'live' END AS state,
+       ARRAY(SELECT c.object_name FROM sequin_sf._collections c
+             WHERE c.sync_name = s.name ORDER BY c.object_name) AS collections,
+       (SELECT coalesce(sum(u.requests), 0) FROM sequin_sf._api_usage u
+         WHERE u.sync_name = s.name AND u.minute > now() - interval '24 hours')::bigint AS api_requests_24h,
+       'sequin_sf_' || s.name AS notify_channel,
+       'sequin_sf_' || s.name AS publication,
+       s.last_error,
+       s.last_error_at,
+       s.created_at
+FROM sequin_sf._syncs s;
+
+CREATE VIEW sequin_sf.sync_status AS
+SELECT c.sync_name,
+       c.object_name AS collection,
+       s.schema_name || '.' || c.table_name AS table_name,
+       CASE WHEN s.paused THEN 'paused' ELSE c.state END AS state,
+       c.backfill_mode,
+       c.rows_done,
+       c.rows_total,
+       c.backfill_started_at,
+       c.backfill_finished_at,
+       c.last_poll_at,
+       CASE WHEN c.state = 'live' AND c.caught_up_at IS NOT NULL
+            THEN greatest(now() - c.caught_up_at, interval '0') END AS lag,
+       (SELECT coalesce(sum(u.requests), 0) FROM sequin_sf._api_usage u
+         WHERE u.sync_name = c.sync_name AND u.minute > now() - interval '24 hours')::bigint AS api_requests_24h,
+       coalesce(c.last_error, s.last_error) AS last_error,
+       CASE WHEN c.last_error IS NOT NULL THEN c.last_error_at ELSE s.last_error_at END AS last_error_at
+FROM sequin_sf._collections c
+JOIN sequin_sf._syncs s ON s.name = c.sync_name;
+
+CREATE VIEW sequin_sf.columns AS
+SELECT m.sync_name,
+       s.schema_name,
+       c.table_name,
+       m.column_name,
+       m.object_name AS collection,
+       m.field_name,
+       m.sf_type,
+       m.pg_type,
+       m.compound_of,
+       m.createable,
+       m.updateable,
+       m.calculated,
+       m.nillable,
+       m.restricted_picklist,
+       m.picklist_values,
+       m.active,
+       m.position
+FROM sequin_sf._columns m
+JOIN sequin_sf._collections c ON c.sync_name = m.sync_name AND c.object_name = m.object_name
+JOIN sequin_sf._syncs s ON s.name = m.sync_name;
+
+GRANT USAGE ON SCHEMA sequin_sf TO PUBLIC;
+GRANT SELECT ON sequin_sf.syncs, sequin_sf.sync_status, sequin_sf.columns TO PUBLIC;
+
+-- The per-sync objects that do not depend on describe: the event stream and the
+-- publication logical-replication consumers subscribe to.
+CREATE FUNCTION sequin_sf._create_sync_objects(sync text, target_schema text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('CREATE TABLE %I._sync_events (
+        seq                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        collection_id       text NOT NULL,
+        upstream_id         text NOT NULL,
+        upstream_updated_at timestamptz,
+        event               text NOT NULL CHECK (event IN (''inserted'', ''updated'', ''deleted'')),
+        data                jsonb,
+        previous_data       jsonb,
+        inserted_at         timestamptz NOT NULL DEFAULT now()
+    )', target_schema);
+    EXECUTE format('CREATE INDEX ON %I._sync_events (inserted_at)', target_schema);
+    EXECUTE format('CREATE PUBLICATION %I FOR TABLES IN SCHEMA %I', 'sequin_sf_' || sync, target_schema);
+END
+$$;
+
+-- Removes events older than the sync's retention; returns how many went.
+CREATE FUNCTION sequin_sf._prune_events(target_schema text, retention interval)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    EXECUTE format('DELETE FROM %I._sync_events WHERE inserted_at < now() - $1', target_schema)
+        USING retention;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+-- Adds this minute's API requests of a sync and drops figures older than two days.
+CREATE FUNCTION sequin_sf._record_api_usage(sync text, n integer)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO sequin_sf._api_usage AS u (sync_name, minute, requests)
+    VALUES (sync, date_trunc('minute', now()), n)
+    ON CONFLICT (sync_name, minute) DO UPDATE SET requests = u.requests + excluded.requests;
+    DELETE FROM sequin_sf._api_usage WHERE minute < now() - interval '48 hours';
+$$;

@@ -1,0 +1,212 @@
+"""Real processes for end-to-end tests: the Salesforce emulator and a Postgres cluster
+with sequin_sf preloaded. Nothing here mocks project code; tests talk to both over
+loopback exactly as a user's application and Salesforce would."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import psycopg
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EMULATOR_BIN = os.environ.get(
+    "SF_EMULATOR_BIN", os.path.join(ROOT, "target", "release", "sf-emulator")
+)
+CLUSTER_SCRIPT = os.path.join(ROOT, "scripts", "pg-cluster.sh")
+
+CLIENT_ID = "sequin-emulator"
+CLIENT_SECRET = "emulator-secret"
+REFRESH_TOKEN = "emulator-refresh-token"
+USERNAME = "admin@emulator.test"
+PASSWORD = "emulator"
+
+
+def wait_for(predicate, timeout=60.0, interval=0.2, what="condition"):
+    """Polls until predicate() returns a truthy value, which is returned. The timeout is
+    generous on purpose: it only bounds a hang, it never asserts on speed."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as exc:  # the condition may not be checkable yet
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Emulator:
+    """An sf-emulator process. `extra_args` are passed to its command line."""
+
+    def __init__(self, *extra_args, tls=None):
+        args = [EMULATOR_BIN, "--listen", "127.0.0.1:0", *extra_args]
+        if tls:
+            args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        self.output = []
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        seen = []
+        for line in self.proc.stdout:  # ends when the process exits
+            if line.startswith("listening on "):
+                break
+            seen.append(line)
+        else:
+            self.stop()
+            raise RuntimeError("emulator did not start:\n" + "".join(seen))
+        self.base_url = line.strip().split("listening on ", 1)[1]
+        # keep draining its output so a chatty emulator never blocks on a full pipe
+        threading.Thread(target=self._drain, daemon=True).start()
+        self._ssl_context = None
+        if tls:
+            import ssl
+
+            self._ssl_context = ssl.create_default_context(cafile=tls[0])
+
+    def _drain(self):
+        for line in self.proc.stdout:
+            self.output.append(line)
+            del self.output[:-200]
+
+    def control(self, method, path, body=None):
+        """Calls the emulator's control API (/__emulator/...) and returns parsed JSON."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            f"{self.base_url}/__emulator/{path.lstrip('/')}", data=data, method=method
+        )
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=120, context=self._ssl_context) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as err:
+            raise AssertionError(
+                f"control {method} {path} failed: {err.code} {err.read().decode()}"
+            ) from None
+        return json.loads(raw) if raw else None
+
+    def stats(self):
+        return self.control("GET", "stats")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class Cluster:
+    """A Postgres 15 cluster owned by the postgres user with sequin_sf preloaded."""
+
+    def __init__(self, database="postgres"):
+        self.dir = tempfile.mkdtemp(prefix="sequin-sf-pg-", dir="/tmp")
+        os.chmod(self.dir, 0o755)
+        self.datadir = os.path.join(self.dir, "data")
+        self.port = free_port()
+        self.database = database
+        self.start()
+
+    @property
+    def log_path(self):
+        return os.path.join(self.datadir, "server.log")
+
+    def start(self):
+        subprocess.run(
+            [CLUSTER_SCRIPT, "start", self.datadir, str(self.port), self.database], check=True
+        )
+
+    def stop(self, mode="fast"):
+        if mode == "fast":
+            subprocess.run([CLUSTER_SCRIPT, "stop", self.datadir], check=True)
+        else:
+            subprocess.run(
+                ["sudo", "-u", "postgres", "/usr/lib/postgresql/15/bin/pg_ctl", "-D",
+                 self.datadir, "-m", mode, "-w", "stop"],
+                check=True, stdout=subprocess.DEVNULL,
+            )
+
+    def restart(self, mode="fast"):
+        self.stop(mode)
+        self.start()
+
+    def dsn(self, user="postgres", dbname=None):
+        return f"host=127.0.0.1 port={self.port} user={user} dbname={dbname or self.database}"
+
+    def connect(self, user="postgres", dbname=None):
+        return psycopg.connect(self.dsn(user, dbname), autocommit=True)
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def destroy(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def make_tls_cert(directory):
+    """A throwaway self-signed certificate for 127.0.0.1 (clients trust it explicitly)."""
+    cert = os.path.join(directory, "cert.pem")
+    key = os.path.join(directory, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", key, "-out", cert],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    return cert, key
+
+
+def query_rows(conn, sql, params=None):
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def query_value(conn, sql, params=None):
+    rows = query_rows(conn, sql, params)
+    return rows[0][0] if rows else None
+
+
+def create_emulator_credential(conn, emulator, name="emu"):
+    conn.execute(
+        "SELECT sequin_sf.create_credential(%s, kind => 'refresh_token', login_url => %s,"
+        " client_id => %s, client_secret => %s, refresh_token => %s)",
+        (name, emulator.base_url, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN),
+    )
+    return name
+
+
+def wait_backfilled(conn, sync, timeout=180):
+    """Waits until every collection of `sync` has finished its backfill."""
+
+    def done():
+        pending = query_value(
+            conn,
+            "SELECT count(*) FROM sequin_sf.sync_status WHERE sync_name = %s"
+            " AND state <> 'live'",
+            (sync,),
+        )
+        total = query_value(
+            conn, "SELECT count(*) FROM sequin_sf.sync_status WHERE sync_name = %s", (sync,)
+        )
+        return total and pending == 0
+
+    wait_for(done, timeout=timeout, what=f"backfill of sync {sync}")
