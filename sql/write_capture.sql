@@ -1,14 +1,17 @@
--- Write capture: the per-sync write log, the capture triggers on synced tables, and the
--- settings the writer reads. Loaded into schema sequin_sf by CREATE EXTENSION.
+-- Write capture and write-log bookkeeping: the per-sync write log, the capture triggers
+-- on synced tables, the settings the writer reads, the functions the worker's writer
+-- calls to read, claim and settle entries, and the user-facing await_writes/retry_writes.
 --
 -- Capture is set-based (statement triggers with transition tables) so a bulk UPDATE
 -- costs one INSERT ... SELECT into the log, not one plpgsql call per row. Changes the
 -- worker applies itself run with sequin_sf.applying = on and are never captured.
+--
+-- Log `values` and `previous` are keyed by column name (cheap to capture); the writer
+-- maps columns to Salesforce field names through sequin_sf._columns when it sends.
 
 -- Per-sync write settings (one row per sync schema; absent = defaults).
 CREATE TABLE sequin_sf.write_settings (
     schema_name         text PRIMARY KEY,
-    sync_name           text,
     -- records per sObject Collections request (1..200)
     batch_size          integer NOT NULL DEFAULT 200 CHECK (batch_size BETWEEN 1 AND 200),
     -- how long a change may wait for its batch to fill before it is sent anyway
@@ -56,7 +59,7 @@ BEGIN
                 p_values -> col, col, p_schema, p_table
                 USING ERRCODE = 'check_violation',
                       DETAIL = format('Allowed values: %s', allowed),
-                      HINT = 'Use one of the allowed values, or turn the check off with sequin_sf.alter_sync_settings(sync, check_picklists => false) if the picklist changed in Salesforce since the last describe.';
+                      HINT = 'Use one of the allowed values, or turn the check off with sequin_sf.alter_write_settings(sync, check_picklists => false) if the picklist changed in Salesforce since the last describe.';
         END IF;
     END LOOP;
     RETURN p_values;
@@ -108,6 +111,8 @@ BEGIN
             attempts        integer NOT NULL DEFAULT 0,
             next_attempt_at timestamptz,
             claimed_at      timestamptz,
+            retry_of        bigint,
+            session_pid     integer DEFAULT pg_backend_pid(),
             inserted_at     timestamptz NOT NULL DEFAULT now(),
             settled_at      timestamptz
         )$ddl$, p_schema);
@@ -183,9 +188,10 @@ $install$;
 -- (Re)installs capture on one synced table with explicit rules. Idempotent.
 --   p_noncreateable / p_nonupdateable: {column: why Salesforce refuses it}
 --   p_picklists: {column: [allowed values]} for restricted picklists ('{}' = no check)
+--   p_local: columns never sent (NULL = those whose name starts with "_")
 CREATE FUNCTION sequin_sf._install_write_triggers(
     p_table regclass, p_object text, p_noncreateable jsonb, p_nonupdateable jsonb,
-    p_picklists jsonb
+    p_picklists jsonb, p_local text[] DEFAULT NULL
 ) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -198,17 +204,14 @@ BEGIN
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = p_table;
     PERFORM sequin_sf._install_write_log(sch);
-    -- Columns of our own (_row_id, _write_state, ...) are never sent.
-    local_cols := ARRAY(
+    local_cols := coalesce(p_local, ARRAY(
         SELECT a.attname::text FROM pg_attribute a
          WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
-           AND left(a.attname, 1) = '_');
-    args := format('%L, %L, %L, %L, %L', p_object, p_noncreateable::text,
-                   p_nonupdateable::text, coalesce(p_picklists, '{}'::jsonb)::text, local_cols::text);
-    EXECUTE format('DROP TRIGGER IF EXISTS _sync_write_insert ON %s', p_table);
-    EXECUTE format('DROP TRIGGER IF EXISTS _sync_write_update ON %s', p_table);
-    EXECUTE format('DROP TRIGGER IF EXISTS _sync_write_delete ON %s', p_table);
-    EXECUTE format('DROP TRIGGER IF EXISTS _sync_write_truncate ON %s', p_table);
+           AND left(a.attname, 1) = '_'));
+    args := format('%L, %L, %L, %L, %L', p_object, coalesce(p_noncreateable, '{}'::jsonb)::text,
+                   coalesce(p_nonupdateable, '{}'::jsonb)::text,
+                   coalesce(p_picklists, '{}'::jsonb)::text, local_cols::text);
+    PERFORM sequin_sf._remove_write_triggers(p_table);
     EXECUTE format('CREATE TRIGGER _sync_write_insert AFTER INSERT ON %s'
                    ' REFERENCING NEW TABLE AS _sf_new FOR EACH STATEMENT'
                    ' EXECUTE FUNCTION %I._sync_capture(%s)', p_table, sch, args);
@@ -231,5 +234,490 @@ BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS _sync_write_update ON %s', p_table);
     EXECUTE format('DROP TRIGGER IF EXISTS _sync_write_delete ON %s', p_table);
     EXECUTE format('DROP TRIGGER IF EXISTS _sync_write_truncate ON %s', p_table);
+END
+$$;
+
+-- The sync and object behind a synced table, or an error naming what is missing.
+CREATE FUNCTION sequin_sf._synced_table(p_schema text, p_table text,
+                                        OUT sync_name text, OUT object_name text)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    SELECT s.name, c.object_name INTO sync_name, object_name
+      FROM sequin_sf._syncs s
+      JOIN sequin_sf._collections c ON c.sync_name = s.name
+     WHERE s.schema_name = p_schema AND c.table_name = p_table;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table %.% is not a synced table', p_schema, p_table
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'Synced tables are listed in sequin_sf.sync_status.';
+    END IF;
+END
+$$;
+
+-- Installs (or refreshes) capture on a synced table from its column mapping in
+-- sequin_sf._columns. Called by whatever creates the table, and again after describe
+-- changes its columns. Columns that map to no Salesforce field are never sent.
+CREATE FUNCTION sequin_sf._install_capture(p_schema text, p_table text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t record;
+    check_picks boolean;
+    noncreate jsonb;
+    nonupdate jsonb;
+    picks jsonb;
+    local_cols text[];
+    rel regclass := format('%I.%I', p_schema, p_table)::regclass;
+BEGIN
+    t := sequin_sf._synced_table(p_schema, p_table);
+    SELECT coalesce((SELECT w.check_picklists FROM sequin_sf.write_settings w
+                      WHERE w.schema_name = p_schema), true) INTO check_picks;
+    SELECT coalesce(jsonb_object_agg(m.column_name, sequin_sf._readonly_reason(m, 'create'))
+                      FILTER (WHERE NOT m.createable OR NOT m.active OR m.calculated), '{}'),
+           coalesce(jsonb_object_agg(m.column_name, sequin_sf._readonly_reason(m, 'update'))
+                      FILTER (WHERE NOT m.updateable OR NOT m.active OR m.calculated), '{}'),
+           coalesce(jsonb_object_agg(m.column_name, to_jsonb(m.picklist_values))
+                      FILTER (WHERE check_picks AND m.active AND m.restricted_picklist
+                                AND m.sf_type = 'picklist' AND m.picklist_values IS NOT NULL), '{}')
+      INTO noncreate, nonupdate, picks
+      FROM sequin_sf._columns m
+     WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name;
+    local_cols := ARRAY(
+        SELECT a.attname::text FROM pg_attribute a
+         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+           AND NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
+                            WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name
+                              AND m.column_name = a.attname));
+    PERFORM sequin_sf._install_write_triggers(rel, t.object_name, noncreate, nonupdate, picks,
+                                              local_cols);
+END
+$$;
+
+CREATE FUNCTION sequin_sf._readonly_reason(m sequin_sf._columns, p_op text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN NOT m.active THEN format('field %s no longer exists in Salesforce', m.field_name)
+        WHEN m.field_name = 'Id' THEN 'the Salesforce Id is assigned by Salesforce'
+        WHEN m.calculated THEN format('%s is a formula field, computed by Salesforce', m.field_name)
+        WHEN m.sf_type IN ('address', 'location') THEN
+            format('%s is a compound field; write its component columns instead', m.field_name)
+        ELSE format('Salesforce does not allow %s of field %s',
+                    CASE p_op WHEN 'create' THEN 'setting on create' ELSE 'updates' END,
+                    m.field_name)
+    END
+$$;
+
+CREATE FUNCTION sequin_sf._remove_capture(p_schema text, p_table text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF to_regclass(format('%I.%I', p_schema, p_table)) IS NOT NULL THEN
+        PERFORM sequin_sf._remove_write_triggers(format('%I.%I', p_schema, p_table)::regclass);
+    END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------
+-- Settings
+-- ---------------------------------------------------------------------------------
+
+CREATE FUNCTION sequin_sf._sync_schema(p_sync text) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    sch text;
+BEGIN
+    SELECT schema_name INTO sch FROM sequin_sf._syncs WHERE name = p_sync;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'sync "%" does not exist', p_sync
+            USING ERRCODE = 'undefined_object', HINT = 'Syncs are listed in sequin_sf.syncs.';
+    END IF;
+    RETURN sch;
+END
+$$;
+
+-- Changes a sync's write settings; NULL leaves a setting as it is.
+CREATE FUNCTION sequin_sf.alter_write_settings(
+    sync_name text,
+    batch_size integer DEFAULT NULL,
+    max_batch_wait interval DEFAULT NULL,
+    conflict_detection boolean DEFAULT NULL,
+    write_log_retention interval DEFAULT NULL,
+    check_picklists boolean DEFAULT NULL,
+    external_id_fields jsonb DEFAULT NULL
+) RETURNS sequin_sf.write_settings
+LANGUAGE plpgsql AS $$
+DECLARE
+    sch text := sequin_sf._sync_schema(sync_name);
+    out sequin_sf.write_settings;
+    t record;
+BEGIN
+    IF batch_size IS NOT NULL AND batch_size NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION 'batch_size must be between 1 and 200, got %', batch_size
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Salesforce takes at most 200 records per sObject Collections request.';
+    END IF;
+    INSERT INTO sequin_sf.write_settings AS w (schema_name) VALUES (sch)
+        ON CONFLICT (schema_name) DO NOTHING;
+    UPDATE sequin_sf.write_settings w
+       SET batch_size = coalesce(alter_write_settings.batch_size, w.batch_size),
+           max_batch_wait = coalesce(alter_write_settings.max_batch_wait, w.max_batch_wait),
+           conflict_detection = coalesce(alter_write_settings.conflict_detection, w.conflict_detection),
+           write_log_retention = coalesce(alter_write_settings.write_log_retention, w.write_log_retention),
+           check_picklists = coalesce(alter_write_settings.check_picklists, w.check_picklists),
+           external_id_fields = coalesce(alter_write_settings.external_id_fields, w.external_id_fields),
+           updated_at = now()
+     WHERE w.schema_name = sch
+    RETURNING * INTO out;
+    IF check_picklists IS NOT NULL THEN
+        FOR t IN SELECT c.table_name FROM sequin_sf._collections c
+                  WHERE c.sync_name = alter_write_settings.sync_name LOOP
+            IF to_regclass(format('%I.%I', sch, t.table_name)) IS NOT NULL THEN
+                PERFORM sequin_sf._install_capture(sch, t.table_name);
+            END IF;
+        END LOOP;
+    END IF;
+    RETURN out;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------
+-- The writer's side (called by the background worker through SPI)
+-- ---------------------------------------------------------------------------------
+
+-- Unsettled entries in log order with their values keyed by Salesforce field names, and
+-- the sync's settings, as one jsonb document:
+--   {"settings": {...}, "marker_prefix": "...", "entries": [{log_id, row_id, table_name,
+--    object, action, api_id, state, fields, unmapped, unmodified_since, ready, age}]}
+CREATE FUNCTION sequin_sf._write_queue(p_schema text, p_limit integer) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    sync text;
+    settings jsonb;
+    entries jsonb;
+BEGIN
+    SELECT name INTO sync FROM sequin_sf._syncs WHERE schema_name = p_schema;
+    IF sync IS NULL OR to_regclass(format('%I._sync_write_log', p_schema)) IS NULL THEN
+        RETURN jsonb_build_object('entries', '[]'::jsonb);
+    END IF;
+    SELECT jsonb_build_object(
+               'batch_size', coalesce(w.batch_size, 200),
+               'max_batch_wait', extract(epoch FROM coalesce(w.max_batch_wait, '0 s')),
+               'conflict_detection', coalesce(w.conflict_detection, false),
+               'external_id_fields', coalesce(w.external_id_fields, '{}'),
+               'retention', extract(epoch FROM coalesce(w.write_log_retention, '7 days')))
+      INTO settings
+      FROM (SELECT 1) one LEFT JOIN sequin_sf.write_settings w ON w.schema_name = p_schema;
+    EXECUTE format($q$
+        SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.log_id), '[]'::jsonb) FROM (
+          SELECT l.id AS log_id, l.row_id, l.table_name, l.object_name AS object, l.action,
+                 l.api_id, l.state, l.attempts,
+                 (SELECT coalesce(jsonb_object_agg(m.field_name, v.value), '{}'::jsonb)
+                    FROM jsonb_each(l."values") v
+                    JOIN sequin_sf._columns m
+                      ON m.sync_name = $1 AND m.object_name = l.object_name
+                     AND m.column_name = v.key) AS fields,
+                 (SELECT coalesce(jsonb_agg(v.key), '[]'::jsonb)
+                    FROM jsonb_each(l."values") v
+                   WHERE NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
+                                      WHERE m.sync_name = $1 AND m.object_name = l.object_name
+                                        AND m.column_name = v.key)) AS unmapped,
+                 CASE WHEN $3 AND l.action = 'update' THEN
+                     greatest((l.previous ->> 'system_modstamp')::timestamptz,
+                              (SELECT max(s.settled_at) FROM %1$I._sync_write_log s
+                                WHERE s.api_id = l.api_id AND s.state = 'succeeded'
+                                  AND s.action IN ('insert', 'update') AND s.id < l.id))
+                 END AS unmodified_since,
+                 (l.next_attempt_at IS NULL OR l.next_attempt_at <= now()) AS ready,
+                 extract(epoch FROM now() - l.inserted_at) AS age
+            FROM %1$I._sync_write_log l
+           WHERE l.state IN ('new', 'pending')
+           ORDER BY l.id
+           LIMIT $2) e
+        $q$, p_schema)
+      INTO entries
+      USING sync, p_limit, (settings ->> 'conflict_detection')::boolean;
+    RETURN jsonb_build_object(
+        'settings', settings,
+        -- unique to this cluster, database and schema: external id markers of creates
+        -- never collide with another sync writing to the same org
+        'marker_prefix', 'sqsf-' || left(md5((SELECT system_identifier::text FROM pg_control_system())
+                                             || current_database() || p_schema), 10) || '-',
+        'entries', entries);
+END
+$$;
+
+-- Marks entries as sent (or about to be): a crash from here on leaves them 'pending',
+-- which the writer reads as "possibly applied".
+CREATE FUNCTION sequin_sf._write_claim(p_schema text, p_ids bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('UPDATE %I._sync_write_log SET state = ''pending'', claimed_at = now(),'
+                   ' attempts = attempts + 1 WHERE id = ANY($1)', p_schema)
+      USING p_ids;
+END
+$$;
+
+-- Settles entries with the writer's outcomes and makes the tables agree with Salesforce.
+-- p_outcomes: [{"log_ids":[..], "row_id":n, "table_name":"contact", "action":"insert",
+--   "outcome":"succeeded"|"failed"|"retry", "api_id":"...", "status":201,
+--   "message":"...", "retry_after":secs, "row_state":"failed"|"unknown"}]
+-- Row changes run with sequin_sf.applying = on, so they are not captured again.
+CREATE FUNCTION sequin_sf._write_settle(p_schema text, p_outcomes jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    o jsonb;
+    ids bigint[];
+    tbl text;
+    row_id bigint;
+    api text;
+BEGIN
+    PERFORM set_config('sequin_sf.applying', 'on', true);
+    FOR o IN SELECT value FROM jsonb_array_elements(p_outcomes) LOOP
+        ids := ARRAY(SELECT jsonb_array_elements_text(o -> 'log_ids')::bigint);
+        tbl := o ->> 'table_name';
+        row_id := (o ->> 'row_id')::bigint;
+        api := o ->> 'api_id';
+        IF o ->> 'outcome' = 'retry' THEN
+            EXECUTE format(
+                'UPDATE %I._sync_write_log SET state = ''new'', api_result = $2, api_message = $3,'
+                ' next_attempt_at = now() + make_interval(secs => coalesce($4,'
+                ' least(300, 2 ^ least(greatest(attempts - 1, 0), 9))))'
+                ' WHERE id = ANY($1)', p_schema)
+              USING ids, (o ->> 'status')::int, 'will retry: ' || (o ->> 'message'),
+                    (o ->> 'retry_after')::float8;
+            CONTINUE;
+        END IF;
+        EXECUTE format(
+            'UPDATE %I._sync_write_log SET state = $2, api_result = $3, api_message = $4,'
+            ' api_id = coalesce(api_id, $5), settled_at = now(), next_attempt_at = NULL'
+            ' WHERE id = ANY($1)', p_schema)
+          USING ids, o ->> 'outcome', (o ->> 'status')::int, o ->> 'message', api;
+        IF to_regclass(format('%I.%I', p_schema, tbl)) IS NULL THEN
+            CONTINUE;
+        END IF;
+        IF o ->> 'outcome' = 'succeeded' THEN
+            IF o ->> 'action' = 'insert' AND api IS NOT NULL THEN
+                EXECUTE format('UPDATE %I.%I SET id = $1, _write_state = NULL WHERE _row_id = $2',
+                               p_schema, tbl) USING api, row_id;
+                -- later changes of the row were captured before it had an Id
+                EXECUTE format('UPDATE %I._sync_write_log SET api_id = $1 WHERE row_id = $2'
+                               ' AND table_name = $3 AND api_id IS NULL'
+                               ' AND state IN (''new'', ''pending'')', p_schema)
+                  USING api, row_id, tbl;
+            END IF;
+        ELSIF o ->> 'action' = 'insert' THEN
+            EXECUTE format('UPDATE %I.%I SET _write_state = $1 WHERE _row_id = $2', p_schema, tbl)
+              USING coalesce(o ->> 'row_state', 'failed'), row_id;
+        ELSIF o ->> 'action' = 'update' THEN
+            PERFORM sequin_sf._write_restore_update(p_schema, tbl, row_id, ids);
+        ELSIF o ->> 'action' = 'delete' THEN
+            PERFORM sequin_sf._write_restore_delete(p_schema, tbl, ids[1]);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- After a failed update: puts the changed columns back to the values the row had before
+-- (the last state known from Salesforce), except columns a later, still queued change
+-- of the row sets again. Polling brings any newer Salesforce values.
+CREATE FUNCTION sequin_sf._write_restore_update(p_schema text, p_table text, p_row bigint,
+                                                p_ids bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    prev jsonb;
+    cols text[];
+    sets text;
+BEGIN
+    EXECUTE format($q$
+        SELECT (SELECT previous FROM %1$I._sync_write_log WHERE id = ANY($1) ORDER BY id LIMIT 1),
+               ARRAY(SELECT DISTINCT k FROM %1$I._sync_write_log l, jsonb_object_keys(l."values") k
+                      WHERE l.id = ANY($1)
+                     EXCEPT
+                     SELECT k FROM %1$I._sync_write_log l, jsonb_object_keys(l."values") k
+                      WHERE l.row_id = $2 AND l.table_name = $3 AND l.id > $4
+                        AND l.state IN ('new', 'pending'))
+        $q$, p_schema)
+      INTO prev, cols
+      USING p_ids, p_row, p_table, (SELECT max(x) FROM unnest(p_ids) x);
+    IF prev IS NULL OR cardinality(cols) = 0 THEN
+        RETURN;
+    END IF;
+    SELECT string_agg(format('%1$I = p.%1$I', c), ', ') INTO sets FROM unnest(cols) c;
+    EXECUTE format('UPDATE %1$I.%2$I t SET %3$s FROM jsonb_populate_record(NULL::%1$I.%2$I, $1) p'
+                   ' WHERE t._row_id = $2', p_schema, p_table, sets)
+      USING prev, p_row;
+END
+$$;
+
+-- After a failed delete: the row comes back as it was (unless the record is already back).
+CREATE FUNCTION sequin_sf._write_restore_delete(p_schema text, p_table text, p_id bigint)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    prev jsonb;
+BEGIN
+    EXECUTE format('SELECT previous FROM %I._sync_write_log WHERE id = $1', p_schema)
+      INTO prev USING p_id;
+    IF prev IS NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE format('INSERT INTO %1$I.%2$I OVERRIDING SYSTEM VALUE'
+                   ' SELECT * FROM jsonb_populate_record(NULL::%1$I.%2$I, $1)'
+                   ' ON CONFLICT DO NOTHING', p_schema, p_table)
+      USING prev;
+END
+$$;
+
+-- Removes settled entries older than the retention; returns how many went.
+CREATE FUNCTION sequin_sf._prune_writes(p_schema text, p_retention interval) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF to_regclass(format('%I._sync_write_log', p_schema)) IS NULL THEN
+        RETURN 0;
+    END IF;
+    EXECUTE format('DELETE FROM %I._sync_write_log WHERE state IN (''succeeded'', ''failed'')'
+                   ' AND settled_at < now() - $1', p_schema)
+      USING p_retention;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------
+-- User-facing
+-- ---------------------------------------------------------------------------------
+
+-- Re-queues failed writes (all of a sync, or the given log ids) as new entries, so the
+-- log keeps each failed attempt. A failed insert is re-sent with the row as it is now,
+-- so fixing the row and retrying is enough. Returns how many entries were re-queued.
+CREATE FUNCTION sequin_sf.retry_writes(sync_name text DEFAULT NULL, ids bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    s record;
+    n bigint := 0;
+    k bigint;
+BEGIN
+    IF sync_name IS NOT NULL THEN
+        PERFORM sequin_sf._sync_schema(sync_name);
+    END IF;
+    FOR s IN SELECT y.name, y.schema_name FROM sequin_sf._syncs y
+              WHERE (retry_writes.sync_name IS NULL OR y.name = retry_writes.sync_name)
+                AND to_regclass(format('%I._sync_write_log', y.schema_name)) IS NOT NULL LOOP
+        EXECUTE format($q$
+            WITH failed AS (
+                SELECT l.* FROM %1$I._sync_write_log l
+                 WHERE l.state = 'failed' AND ($1 IS NULL OR l.id = ANY($1))
+                   AND NOT EXISTS (SELECT 1 FROM %1$I._sync_write_log r WHERE r.retry_of = l.id)
+                 ORDER BY l.id
+            ), requeued AS (
+                INSERT INTO %1$I._sync_write_log
+                       (table_name, object_name, row_id, action, api_id, previous, "values", retry_of)
+                SELECT f.table_name, f.object_name, f.row_id, f.action, f.api_id, f.previous,
+                       CASE WHEN f.action = 'insert'
+                            THEN coalesce(sequin_sf._row_insert_values($2, f.table_name, f.row_id), f."values")
+                            ELSE f."values" END,
+                       f.id
+                  FROM failed f ORDER BY f.id
+                RETURNING 1
+            ) SELECT count(*) FROM requeued
+            $q$, s.schema_name)
+          INTO k USING ids, s.schema_name;
+        n := n + k;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- The values an insert of the row would send now: its set, mapped, createable columns.
+CREATE FUNCTION sequin_sf._row_insert_values(p_schema text, p_table text, p_row bigint)
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    t record;
+    vals jsonb;
+BEGIN
+    t := sequin_sf._synced_table(p_schema, p_table);
+    EXECUTE format('SELECT jsonb_strip_nulls(to_jsonb(r)) FROM %I.%I r WHERE r._row_id = $1',
+                   p_schema, p_table)
+      INTO vals USING p_row;
+    IF vals IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT coalesce(jsonb_object_agg(v.key, v.value), '{}'::jsonb)
+              FROM jsonb_each(vals) v
+              JOIN sequin_sf._columns m
+                ON m.sync_name = t.sync_name AND m.object_name = t.object_name
+               AND m.column_name = v.key
+             WHERE m.createable AND m.active AND NOT m.calculated);
+END
+$$;
+
+-- Waits until every write committed before the call is settled (or the timeout
+-- passes), then reports this session's writes settled since its previous call.
+CREATE FUNCTION sequin_sf.await_writes(timeout interval DEFAULT '60 seconds',
+                                       sync_name text DEFAULT NULL)
+RETURNS TABLE (succeeded bigint, failed bigint, unsettled bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    s record;
+    marks jsonb := coalesce(nullif(current_setting('sequin_sf.awaited_upto', true), ''), '{}')::jsonb;
+    upto jsonb := '{}';
+    top bigint;
+    left_ bigint;
+    deadline timestamptz := clock_timestamp() + timeout;
+    nap float8 := 0.01;
+    started timestamptz := (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid());
+    ok bigint;
+    bad bigint;
+    open_ bigint;
+    mine boolean;
+BEGIN
+    IF sync_name IS NOT NULL THEN
+        PERFORM sequin_sf._sync_schema(sync_name);
+    END IF;
+    succeeded := 0; failed := 0; unsettled := 0;
+    FOR s IN SELECT y.schema_name FROM sequin_sf._syncs y
+              WHERE (await_writes.sync_name IS NULL OR y.name = await_writes.sync_name)
+                AND to_regclass(format('%I._sync_write_log', y.schema_name)) IS NOT NULL LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I._sync_write_log'
+                       ' WHERE state = ''new'' AND xmin::text = pg_current_xact_id_if_assigned()::xid::text)',
+                       s.schema_name) INTO mine;
+        IF mine THEN
+            RAISE EXCEPTION 'await_writes() cannot wait for changes of its own transaction'
+                USING ERRCODE = 'active_sql_transaction',
+                      HINT = 'COMMIT the changes first, then call sequin_sf.await_writes().';
+        END IF;
+        EXECUTE format('SELECT coalesce(max(id), 0) FROM %I._sync_write_log', s.schema_name) INTO top;
+        upto := upto || jsonb_build_object(s.schema_name, top);
+        LOOP
+            EXECUTE format('SELECT count(*) FROM %I._sync_write_log WHERE state IN (''new'', ''pending'')'
+                           ' AND id <= $1', s.schema_name) INTO left_ USING top;
+            EXIT WHEN left_ = 0 OR clock_timestamp() >= deadline;
+            PERFORM pg_sleep(nap);
+            nap := least(nap * 2, 0.2);
+        END LOOP;
+        EXECUTE format($q$
+            SELECT count(*) FILTER (WHERE state = 'succeeded'),
+                   count(*) FILTER (WHERE state = 'failed'),
+                   count(*) FILTER (WHERE state IN ('new', 'pending'))
+              FROM %I._sync_write_log
+             WHERE session_pid = pg_backend_pid() AND inserted_at >= $1
+               AND id > $2 AND id <= $3
+            $q$, s.schema_name)
+          INTO ok, bad, open_
+          USING started, coalesce((marks ->> s.schema_name)::bigint, 0), top;
+        succeeded := succeeded + ok;
+        failed := failed + bad;
+        unsettled := unsettled + open_;
+    END LOOP;
+    IF unsettled > 0 THEN
+        RAISE NOTICE 'await_writes: % write(s) still unsettled after %', unsettled, timeout
+            USING HINT = 'See the state and api_message columns of the _sync_write_log table, and sequin_sf.sync_status.last_error.';
+    ELSE
+        -- settled writes are reported once; unsettled ones again by the next call
+        PERFORM set_config('sequin_sf.awaited_upto', (marks || upto)::text, false);
+    END IF;
+    RETURN NEXT;
 END
 $$;
