@@ -1,0 +1,323 @@
+//! The write path's worker side: drains a sync's `_sync_write_log` into Salesforce.
+//!
+//! Each round reads unsettled entries (oldest first), plans them into `/composite` calls
+//! of sObject Collections (sync-core decides), and for every call: claims its entries
+//! (committed), sends it (no transaction open), settles the entries with Salesforce's
+//! answers (committed). A crash between claim and settle leaves entries `pending`, which
+//! the next round reads as "possibly applied": idempotent operations are sent again,
+//! plain creates are surfaced as of unknown outcome instead of risking a duplicate.
+
+mod send;
+mod store;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use pgrx::prelude::*;
+use serde_json::{json, Value};
+use sync_core::writes::{
+    plan, ready_to_send, Action, OpKind, Outcome, PlanSettings, QueuedWrite, WriteOp,
+};
+
+use store::{Queue, QueuedRow};
+
+/// Entries read per round: ten full composite calls' worth of collections.
+const QUEUE_LIMIT: i32 = 10_000;
+/// Rounds per run_once, so one busy sync cannot starve the worker loop.
+const MAX_ROUNDS: usize = 5;
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+static LAST_PRUNE: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
+
+/// What the writer needs from the worker's per-sync runtime.
+pub trait WriterHost {
+    fn sync_name(&self) -> &str;
+    fn schema_name(&self) -> &str;
+    fn client(&self) -> &salesforce::Client;
+    /// Runs a future to completion (never inside a transaction).
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output;
+    /// Takes `cost` requests from the sync's budget; false = spent for now.
+    fn try_spend(&mut self, cost: u64) -> bool;
+}
+
+/// Called by the worker once per loop iteration, before polling, outside any transaction.
+pub fn run_once<H: WriterHost>(rt: &mut H) {
+    let schema = rt.schema_name().to_string();
+    for _ in 0..MAX_ROUNDS {
+        match round(rt, &schema) {
+            Ok(true) => continue,
+            Ok(false) => break,
+            Err(e) => {
+                log!("sequin_sf writer ({}): {e}", rt.sync_name());
+                break;
+            }
+        }
+    }
+}
+
+/// One round; true when there may be more to send right away.
+fn round<H: WriterHost>(rt: &mut H, schema: &str) -> Result<bool, store::StoreError> {
+    let queue = store::queue(schema, QUEUE_LIMIT)?;
+    let Some(settings) = queue.settings.clone() else {
+        return Ok(false);
+    };
+    maybe_prune(schema, settings.retention);
+    if queue.entries.is_empty() {
+        return Ok(false);
+    }
+    let plan_settings = plan_settings(&queue, &settings);
+    let rows = RowKeys::new(&queue.entries);
+    let by_log: HashMap<i64, &QueuedRow> = queue.entries.iter().map(|e| (e.log_id, e)).collect();
+
+    // Creates a crashed round may have sent: surface, never resend blindly.
+    let (unknown, entries) = split_unknown_creates(&queue.entries, &plan_settings, &rows);
+    let mut local: Vec<Value> = unknown
+        .iter()
+        .map(|e| {
+            settle_doc(
+                &[e.log_id],
+                e,
+                &Outcome::Failed {
+                    status: 0,
+                    message: String::new(),
+                },
+                Some(UNKNOWN_CREATE),
+            )
+        })
+        .collect();
+
+    let ready: Vec<&QueuedWrite> = entries.iter().filter(|e| e.ready).collect();
+    let oldest = queue
+        .entries
+        .iter()
+        .filter(|e| e.ready)
+        .map(|e| e.age)
+        .fold(0.0_f64, f64::max);
+    let full = queue.entries.len() as i32 >= QUEUE_LIMIT;
+    let send_now = full
+        || ready_to_send(
+            ready.len(),
+            Duration::from_secs_f64(oldest.max(0.0)),
+            plan_settings.batch_size,
+            Duration::from_secs_f64(settings.max_batch_wait.max(0.0)),
+        );
+    if !send_now {
+        store::settle(schema, local)?;
+        return Ok(false);
+    }
+
+    let planned = plan(&entries, &plan_settings);
+    for l in &planned.local {
+        if let Some(first) = l.log_ids.first().and_then(|id| by_log.get(id)) {
+            local.push(settle_doc(&l.log_ids, first, &l.outcome, None));
+        }
+    }
+    store::settle(schema, local)?;
+
+    for call in &planned.calls {
+        if !rt.try_spend(1) {
+            return Ok(false);
+        }
+        store::claim(schema, call.log_ids())?;
+        let results = rt.block_on(send::send_call(rt.client(), call));
+        let docs: Vec<Value> = results
+            .iter()
+            .filter_map(|(op, outcome)| {
+                let first = by_log.get(op.log_ids.first()?)?;
+                let (outcome, row_state) = resolve_unknown(op, outcome);
+                Some(settle_doc(&op.log_ids, first, &outcome, row_state))
+            })
+            .collect();
+        store::settle(schema, docs)?;
+    }
+    Ok(full && !planned.calls.is_empty())
+}
+
+const UNKNOWN_CREATE: &str = "unknown";
+
+fn unknown_create_message(detail: &str) -> String {
+    format!(
+        "outcome unknown: the create was sent but no answer arrived ({detail}), so the \
+         record may or may not exist in Salesforce. It was not sent again, to avoid a \
+         duplicate. Check Salesforce; if the record is missing, run \
+         sequin_sf.retry_writes(ids => ARRAY[<this id>]). Configure an external id field \
+         (sequin_sf.alter_write_settings(external_id_fields => ...)) to make creates safe \
+         to resend."
+    )
+}
+
+/// An unknown outcome of an idempotent operation is simply sent again; of a plain
+/// create, it is surfaced as a failure with the row marked `unknown`.
+fn resolve_unknown(op: &WriteOp, outcome: &Outcome) -> (Outcome, Option<&'static str>) {
+    match outcome {
+        Outcome::Unknown { message } if op.kind.is_idempotent() => (
+            Outcome::Retry {
+                message: format!("no answer from Salesforce ({message}); sending again"),
+                after: None,
+            },
+            None,
+        ),
+        Outcome::Unknown { message } => (
+            Outcome::Failed {
+                status: 0,
+                message: unknown_create_message(message),
+            },
+            Some(UNKNOWN_CREATE),
+        ),
+        other => (other.clone(), None),
+    }
+}
+
+/// The document `_write_settle` takes for one operation.
+fn settle_doc(
+    log_ids: &[i64],
+    first: &QueuedRow,
+    outcome: &Outcome,
+    row_state: Option<&str>,
+) -> Value {
+    let mut doc = json!({
+        "log_ids": log_ids,
+        "row_id": first.row_id,
+        "table_name": first.table_name,
+        "action": first.action,
+    });
+    let fields = match outcome {
+        Outcome::Succeeded {
+            api_id,
+            status,
+            message,
+        } => json!({
+            "outcome": "succeeded", "api_id": api_id, "status": status, "message": message,
+        }),
+        Outcome::Failed { status, message } if row_state == Some(UNKNOWN_CREATE) => json!({
+            "outcome": "failed", "status": Value::Null,
+            "message": if message.is_empty() {
+                unknown_create_message("the worker stopped while the request was in flight")
+            } else { message.clone() },
+            "row_state": UNKNOWN_CREATE,
+            "_status": status,
+        }),
+        Outcome::Failed { status, message } => json!({
+            "outcome": "failed", "status": status, "message": message,
+        }),
+        Outcome::Retry { message, after } => json!({
+            "outcome": "retry", "message": message,
+            "retry_after": after.map(|d| d.as_secs_f64()),
+        }),
+        // resolve_unknown maps these before settling; keep the entry queued if one slips by
+        Outcome::Unknown { message } => json!({ "outcome": "retry", "message": message }),
+    };
+    if let (Some(d), Some(f)) = (doc.as_object_mut(), fields.as_object()) {
+        for (k, v) in f {
+            d.insert(k.clone(), v.clone());
+        }
+    }
+    doc
+}
+
+fn plan_settings(queue: &Queue, s: &store::Settings) -> PlanSettings {
+    PlanSettings {
+        batch_size: (s.batch_size as usize).clamp(1, 200),
+        conflict_detection: s.conflict_detection,
+        external_id_fields: s
+            .external_id_fields
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect(),
+        marker_prefix: queue
+            .marker_prefix
+            .clone()
+            .unwrap_or_else(|| "sqsf-".into()),
+    }
+}
+
+/// `_row_id` is unique per table only; the planner needs one key per record.
+struct RowKeys {
+    keys: HashMap<(String, i64), i64>,
+}
+
+impl RowKeys {
+    fn new(entries: &[QueuedRow]) -> RowKeys {
+        let mut keys = HashMap::new();
+        for e in entries {
+            let n = keys.len() as i64;
+            keys.entry((e.table_name.clone(), e.row_id)).or_insert(n);
+        }
+        RowKeys { keys }
+    }
+
+    fn key(&self, e: &QueuedRow) -> i64 {
+        self.keys
+            .get(&(e.table_name.clone(), e.row_id))
+            .copied()
+            .unwrap_or(-1)
+    }
+}
+
+fn to_queued(e: &QueuedRow, rows: &RowKeys) -> Option<QueuedWrite> {
+    Some(QueuedWrite {
+        log_id: e.log_id,
+        row_id: rows.key(e),
+        object: e.object.clone(),
+        action: Action::parse(&e.action)?,
+        api_id: e.api_id.clone(),
+        fields: e.fields.clone(),
+        unmodified_since: e
+            .unmodified_since
+            .as_deref()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc)),
+        ready: e.ready,
+    })
+}
+
+/// Pending inserts that would be sent as plain creates (no external id configured):
+/// their earlier send may have succeeded, so they are settled as unknown instead.
+fn split_unknown_creates<'a>(
+    entries: &'a [QueuedRow],
+    settings: &PlanSettings,
+    rows: &RowKeys,
+) -> (Vec<&'a QueuedRow>, Vec<QueuedWrite>) {
+    let mut unknown = Vec::new();
+    let mut rest = Vec::new();
+    for e in entries {
+        let plain_create =
+            e.action == "insert" && !settings.external_id_fields.contains_key(&e.object);
+        if e.state == "pending" && plain_create {
+            unknown.push(e);
+        } else if let Some(q) = to_queued(e, rows) {
+            rest.push(q);
+        }
+    }
+    (unknown, rest)
+}
+
+fn maybe_prune(schema: &str, retention: f64) {
+    let due = match LAST_PRUNE.lock() {
+        Ok(mut g) => {
+            let map = g.get_or_insert_with(HashMap::new);
+            let due = map.get(schema).is_none_or(|t| t.elapsed() >= PRUNE_EVERY);
+            if due {
+                map.insert(schema.to_string(), Instant::now());
+            }
+            due
+        }
+        Err(_) => false,
+    };
+    if due {
+        match store::prune(schema, retention) {
+            Ok(n) if n > 0 => {
+                log!("sequin_sf writer: pruned {n} settled write-log entries of {schema}")
+            }
+            Ok(_) => {}
+            Err(e) => log!("sequin_sf writer: pruning the write log of {schema} failed: {e}"),
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn is_create(op: &WriteOp) -> bool {
+    matches!(op.kind, OpKind::Create)
+}
