@@ -66,17 +66,6 @@ BEGIN
 END
 $$;
 
--- True when every restricted-picklist column present in p_values holds an allowed value.
-CREATE FUNCTION sequin_sf._picklists_ok(p_values jsonb, p_picklists jsonb, p_cols text[])
-RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT NOT EXISTS (
-        SELECT 1 FROM unnest(p_cols) AS c
-         WHERE p_values ? c
-           AND jsonb_typeof(p_values -> c) <> 'null'
-           AND NOT (p_picklists -> c) @> jsonb_build_array(p_values -> c))
-$$;
-
 CREATE FUNCTION sequin_sf._refuse_truncate() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -124,64 +113,6 @@ BEGIN
         'Every change made to this schema''s synced tables, in order, and what Salesforce answered: state new -> pending -> succeeded | failed; api_result is the HTTP status, api_message Salesforce''s message. Failed entries can be re-queued with sequin_sf.retry_writes().'
         $cmt$, p_schema);
 
-    -- One function per schema so its INSERTs name the log table statically (plans are
-    -- cached per table); the trigger arguments carry each table's rules:
-    --   0 object API name, 1 {column: reason} not createable, 2 {column: reason} not
-    --   updateable, 3 {column: [allowed values]} restricted picklists, 4 local columns.
-    EXECUTE format($fn$
-        CREATE OR REPLACE FUNCTION %1$I._sync_capture() RETURNS trigger
-        LANGUAGE plpgsql AS $body$
-        DECLARE
-            obj        text := TG_ARGV[0];
-            noncreate  jsonb := TG_ARGV[1]::jsonb;
-            nonupdate  jsonb := TG_ARGV[2]::jsonb;
-            picklists  jsonb := TG_ARGV[3]::jsonb;
-            local_cols text[] := TG_ARGV[4]::text[];
-            ro_keys    text[];
-            pick_cols  text[];
-        BEGIN
-            IF current_setting('sequin_sf.applying', true) = 'on' THEN
-                RETURN NULL;
-            END IF;
-            pick_cols := ARRAY(SELECT jsonb_object_keys(picklists));
-            IF TG_OP = 'INSERT' THEN
-                ro_keys := ARRAY(SELECT jsonb_object_keys(noncreate));
-                INSERT INTO %1$I._sync_write_log (table_name, object_name, row_id, action, "values")
-                SELECT TG_TABLE_NAME, obj, v._row_id, 'insert',
-                       CASE WHEN v.vals ?| ro_keys
-                              OR (v.vals ?| pick_cols AND NOT sequin_sf._picklists_ok(v.vals, picklists, pick_cols))
-                            THEN sequin_sf._refuse_write(TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP, v.vals, noncreate, picklists)
-                            ELSE v.vals END
-                  FROM (SELECT n._row_id, jsonb_strip_nulls(to_jsonb(n)) - local_cols AS vals
-                          FROM _sf_new n) v
-                 ORDER BY v._row_id;
-            ELSIF TG_OP = 'UPDATE' THEN
-                ro_keys := ARRAY(SELECT jsonb_object_keys(nonupdate));
-                INSERT INTO %1$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous, "values")
-                SELECT TG_TABLE_NAME, obj, d._row_id, 'update', d.id, d.prev,
-                       CASE WHEN d.chg ?| ro_keys
-                              OR (d.chg ?| pick_cols AND NOT sequin_sf._picklists_ok(d.chg, picklists, pick_cols))
-                            THEN sequin_sf._refuse_write(TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP, d.chg, nonupdate, picklists)
-                            ELSE d.chg END
-                  FROM (SELECT o._row_id, o.id, j.prev,
-                               (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}'::jsonb)
-                                  FROM jsonb_each(j.cur) e
-                                 WHERE e.value IS DISTINCT FROM j.prev -> e.key) AS chg
-                          FROM _sf_old o
-                          JOIN _sf_new n ON n._row_id = o._row_id,
-                               LATERAL (SELECT to_jsonb(o) AS prev, to_jsonb(n) - local_cols AS cur) j) d
-                 WHERE d.chg <> '{}'::jsonb
-                 ORDER BY d._row_id;
-            ELSE
-                INSERT INTO %1$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous)
-                SELECT TG_TABLE_NAME, obj, o._row_id, 'delete', o.id, to_jsonb(o)
-                  FROM _sf_old o
-                 ORDER BY o._row_id;
-            END IF;
-            RETURN NULL;
-        END
-        $body$
-        $fn$, p_schema);
 END
 $install$;
 
@@ -189,6 +120,10 @@ $install$;
 --   p_noncreateable / p_nonupdateable: {column: why Salesforce refuses it}
 --   p_picklists: {column: [allowed values]} for restricted picklists ('{}' = no check)
 --   p_local: columns never sent (NULL = those whose name starts with "_")
+--
+-- The trigger function is generated per table with the column rules written out as
+-- plain SQL expressions, so capture costs a few C-level operations per row rather than
+-- a walk over each row's jsonb (this is what keeps the trigger overhead low).
 CREATE FUNCTION sequin_sf._install_write_triggers(
     p_table regclass, p_object text, p_noncreateable jsonb, p_nonupdateable jsonb,
     p_picklists jsonb, p_local text[] DEFAULT NULL
@@ -197,8 +132,15 @@ LANGUAGE plpgsql AS $$
 DECLARE
     sch text;
     tbl text;
+    fn text;
     local_cols text[];
-    args text;
+    sent_cols text[];
+    ins_bad text;
+    upd_bad text;
+    unchanged text;
+    noncreate jsonb := coalesce(p_noncreateable, '{}'::jsonb);
+    nonupdate jsonb := coalesce(p_nonupdateable, '{}'::jsonb);
+    picks jsonb := coalesce(p_picklists, '{}'::jsonb);
 BEGIN
     SELECT n.nspname, c.relname INTO sch, tbl
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -208,19 +150,77 @@ BEGIN
         SELECT a.attname::text FROM pg_attribute a
          WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
            AND left(a.attname, 1) = '_'));
-    args := format('%L, %L, %L, %L, %L', p_object, coalesce(p_noncreateable, '{}'::jsonb)::text,
-                   coalesce(p_nonupdateable, '{}'::jsonb)::text,
-                   coalesce(p_picklists, '{}'::jsonb)::text, local_cols::text);
+    IF NOT ('_row_id' = ANY (local_cols)) THEN
+        local_cols := local_cols || '_row_id'::text;
+    END IF;
+    sent_cols := ARRAY(
+        SELECT a.attname::text FROM pg_attribute a
+         WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
+           AND NOT (a.attname::text = ANY (local_cols))
+         ORDER BY a.attnum);
+    -- a row breaks the rules when it sets a refused column or an unknown picklist value
+    SELECT string_agg(x, ' OR ') INTO ins_bad FROM (
+        SELECT format('n.%I IS NOT NULL', c) AS x FROM unnest(sent_cols) c WHERE noncreate ? c
+        UNION ALL
+        SELECT format('(n.%1$I IS NOT NULL AND n.%1$I::text <> ALL (%2$L::text[]))', c,
+                      ARRAY(SELECT jsonb_array_elements_text(picks -> c)))
+          FROM unnest(sent_cols) c WHERE picks ? c) r;
+    SELECT string_agg(x, ' OR ') INTO upd_bad FROM (
+        SELECT format('n.%1$I IS DISTINCT FROM o.%1$I', c) AS x FROM unnest(sent_cols) c
+         WHERE nonupdate ? c
+        UNION ALL
+        SELECT format('(n.%1$I IS DISTINCT FROM o.%1$I AND n.%1$I IS NOT NULL'
+                      ' AND n.%1$I::text <> ALL (%2$L::text[]))', c,
+                      ARRAY(SELECT jsonb_array_elements_text(picks -> c)))
+          FROM unnest(sent_cols) c WHERE picks ? c) r;
+    SELECT string_agg(format('CASE WHEN n.%1$I IS NOT DISTINCT FROM o.%1$I THEN %1$L END', c), ', ')
+      INTO unchanged FROM unnest(sent_cols) c;
+    fn := format('%I.%I', sch, '_sync_capture_' || p_table::oid);
+    EXECUTE format($fn$
+        CREATE OR REPLACE FUNCTION %1$s() RETURNS trigger
+        LANGUAGE plpgsql AS $body$
+        BEGIN
+            IF current_setting('sequin_sf.applying', true) = 'on' THEN
+                RETURN NULL;
+            END IF;
+            IF TG_OP = 'INSERT' THEN
+                PERFORM sequin_sf._refuse_write(%2$L, %3$L, 'INSERT',
+                            jsonb_strip_nulls(to_jsonb(n)) - %5$L::text[], %6$L, %8$L)
+                   FROM _sf_new n WHERE %9$s LIMIT 1;
+                INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, "values")
+                SELECT %3$L, %4$L, n._row_id, 'insert', jsonb_strip_nulls(to_jsonb(n)) - %5$L::text[]
+                  FROM _sf_new n;
+            ELSIF TG_OP = 'UPDATE' THEN
+                INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous, "values")
+                SELECT %3$L, %4$L, d._row_id, 'update', d.id, d.prev,
+                       CASE WHEN d.bad
+                            THEN sequin_sf._refuse_write(%2$L, %3$L, 'UPDATE', d.chg, %7$L, %8$L)
+                            ELSE d.chg END
+                  FROM (SELECT o._row_id, o.id, to_jsonb(o) AS prev, %10$s AS bad,
+                               to_jsonb(n) - %5$L::text[] - ARRAY[%11$s] AS chg
+                          FROM _sf_old o JOIN _sf_new n USING (_row_id)) d
+                 WHERE d.chg <> '{}'::jsonb;
+            ELSE
+                INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous)
+                SELECT %3$L, %4$L, o._row_id, 'delete', o.id, to_jsonb(o)
+                  FROM _sf_old o;
+            END IF;
+            RETURN NULL;
+        END
+        $body$
+        $fn$, fn, sch, tbl, p_object, local_cols, noncreate, nonupdate, picks,
+              coalesce(ins_bad, 'false'), coalesce(upd_bad, 'false'),
+              coalesce(unchanged, 'NULL::text'));
     PERFORM sequin_sf._remove_write_triggers(p_table);
     EXECUTE format('CREATE TRIGGER _sync_write_insert AFTER INSERT ON %s'
                    ' REFERENCING NEW TABLE AS _sf_new FOR EACH STATEMENT'
-                   ' EXECUTE FUNCTION %I._sync_capture(%s)', p_table, sch, args);
+                   ' EXECUTE FUNCTION %s()', p_table, fn);
     EXECUTE format('CREATE TRIGGER _sync_write_update AFTER UPDATE ON %s'
                    ' REFERENCING OLD TABLE AS _sf_old NEW TABLE AS _sf_new FOR EACH STATEMENT'
-                   ' EXECUTE FUNCTION %I._sync_capture(%s)', p_table, sch, args);
+                   ' EXECUTE FUNCTION %s()', p_table, fn);
     EXECUTE format('CREATE TRIGGER _sync_write_delete AFTER DELETE ON %s'
                    ' REFERENCING OLD TABLE AS _sf_old FOR EACH STATEMENT'
-                   ' EXECUTE FUNCTION %I._sync_capture(%s)', p_table, sch, args);
+                   ' EXECUTE FUNCTION %s()', p_table, fn);
     EXECUTE format('CREATE TRIGGER _sync_write_truncate BEFORE TRUNCATE ON %s'
                    ' FOR EACH STATEMENT EXECUTE FUNCTION sequin_sf._refuse_truncate()', p_table);
 END

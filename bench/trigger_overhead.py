@@ -1,0 +1,135 @@
+"""Trigger overhead of write capture: INSERT and UPDATE rows/s on a table with the
+capture triggers against the same table without them, measured in the same run.
+
+Both tables have the shape of a synced Contact table (`_row_id` identity key, nullable
+unique `id`, `_write_state`, a dozen typical columns). The captured one gets the same
+triggers a sync installs (sequin_sf._install_write_triggers), so each change also lands
+in `_sync_write_log`. Runs alternate between the two tables and the median is reported.
+
+    .venv/bin/python bench/trigger_overhead.py [--rows N] [--repeat R]
+    BENCH_DSN=... to use an existing database that has the extension (else a throwaway
+    cluster is started).
+"""
+
+import argparse
+import os
+
+from common import Cluster, Timer, median
+
+COLUMNS = """
+    _row_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id text UNIQUE,
+    _write_state text,
+    first_name text, last_name text, title text, email text, phone text,
+    lead_source text, department text, description text, mailing_city text,
+    birthdate date, amount numeric, do_not_call boolean,
+    system_modstamp timestamptz, created_date timestamptz
+"""
+
+INSERT = """
+INSERT INTO {t} (id, first_name, last_name, title, email, phone, lead_source, department,
+                 description, mailing_city, birthdate, amount, do_not_call)
+SELECT NULL, 'First' || g, 'Last' || g, 'Title ' || (g %% 17), 'user' || g || '@example.com',
+       '+1 555 ' || g, 'Web', 'Dept ' || (g %% 7), repeat('x', 40), 'City ' || (g %% 50),
+       date '1980-01-01' + (g %% 9000), g * 1.5, g %% 2 = 0
+  FROM generate_series(%s::int, %s::int) g
+"""
+
+UPDATE = "UPDATE {t} SET title = title || '!', amount = amount + 1 WHERE _row_id BETWEEN %s AND %s"
+
+NONCREATE = '{"id": "the Salesforce Id is assigned by Salesforce", "system_modstamp": "system field", "created_date": "system field"}'
+
+
+def setup(conn):
+    conn.execute("DROP TABLE IF EXISTS bench_w.plain, bench_w.captured")
+    conn.execute("DROP SCHEMA IF EXISTS bench_w CASCADE")
+    conn.execute("CREATE SCHEMA bench_w")
+    for t in ("plain", "captured"):
+        conn.execute(f"CREATE TABLE bench_w.{t} ({COLUMNS})")
+    conn.execute(
+        "SELECT sequin_sf._install_write_triggers('bench_w.captured'::regclass, 'Contact',"
+        " %s::jsonb, %s::jsonb, '{\"lead_source\": [\"Web\", \"Phone\"]}'::jsonb)",
+        (NONCREATE, NONCREATE),
+    )
+
+
+def truncate(conn):
+    # TRUNCATE of a captured table is refused unless the worker-applied flag is set.
+    with conn.transaction():
+        conn.execute("SELECT set_config('sequin_sf.applying', 'on', true)")
+        conn.execute("TRUNCATE bench_w.plain, bench_w.captured, bench_w._sync_write_log")
+
+
+def run_statements(conn, sql, rows, per_statement):
+    """Rows/s of `rows` changes issued `per_statement` rows at a time, in one transaction
+    per 5,000 rows (what an application batch job does)."""
+    with Timer() as t:
+        done = 0
+        while done < rows:
+            with conn.transaction():
+                block_end = min(done + 5000, rows)
+                while done < block_end:
+                    hi = min(done + per_statement, block_end)
+                    conn.execute(sql, (done + 1, hi))
+                    done = hi
+    return rows / t.seconds
+
+
+def measure(conn, rows, repeat, per_statement):
+    results = {("insert", "plain"): [], ("insert", "captured"): [],
+               ("update", "plain"): [], ("update", "captured"): []}
+    for r in range(repeat):
+        truncate(conn)
+        conn.execute("VACUUM ANALYZE bench_w.plain")
+        conn.execute("VACUUM ANALYZE bench_w.captured")
+        order = ("plain", "captured") if r % 2 == 0 else ("captured", "plain")
+        for t in order:
+            # identity restarts with TRUNCATE ... only if asked; use RESTART via ALTER
+            conn.execute(f"ALTER TABLE bench_w.{t} ALTER COLUMN _row_id RESTART WITH 1")
+            results[("insert", t)].append(
+                run_statements(conn, INSERT.format(t=f"bench_w.{t}"), rows, per_statement))
+        for t in order:
+            results[("update", t)].append(
+                run_statements(conn, UPDATE.format(t=f"bench_w.{t}"), rows, per_statement))
+    return {k: median(v) for k, v in results.items()}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=20000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+
+    cluster = None
+    dsn = os.environ.get("BENCH_DSN")
+    if dsn is None:
+        cluster = Cluster()
+        dsn = cluster.dsn()
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            have = conn.execute(
+                "SELECT to_regproc('sequin_sf._install_write_triggers') IS NOT NULL").fetchone()[0]
+            if not have:
+                conn.execute("CREATE EXTENSION sequin_sf")
+            setup(conn)
+            print(f"trigger overhead: {args.rows} rows per run, median of {args.repeat} runs")
+            for per_statement, label in ((500, "500 rows/statement"), (1, "1 row/statement")):
+                rows = args.rows if per_statement > 1 else max(args.rows // 4, 1000)
+                m = measure(conn, rows, args.repeat, per_statement)
+                for op in ("insert", "update"):
+                    plain, captured = m[(op, "plain")], m[(op, "captured")]
+                    print(f"  {op.upper():6} {label:18} without trigger {plain:10.0f} rows/s"
+                          f"  with capture {captured:10.0f} rows/s  ratio {captured / plain:6.1%}"
+                          "  (target >= 85%)")
+            logged = conn.execute("SELECT count(*) FROM bench_w._sync_write_log").fetchone()[0]
+            print(f"  (last run left {logged} entries in bench_w._sync_write_log)")
+            conn.execute("DROP SCHEMA bench_w CASCADE")
+    finally:
+        if cluster:
+            cluster.destroy()
+
+
+if __name__ == "__main__":
+    main()
