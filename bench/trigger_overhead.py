@@ -60,14 +60,14 @@ def truncate(conn):
         conn.execute("TRUNCATE bench_w.plain, bench_w.captured, bench_w._sync_write_log")
 
 
-def run_statements(conn, sql, rows, per_statement):
-    """Rows/s of `rows` changes issued `per_statement` rows at a time, in one transaction
-    per 5,000 rows (what an application batch job does)."""
+def run_statements(conn, sql, rows, per_statement, per_transaction):
+    """Rows/s of `rows` changes issued `per_statement` rows at a time, committing every
+    `per_transaction` rows."""
     with Timer() as t:
         done = 0
         while done < rows:
             with conn.transaction():
-                block_end = min(done + 5000, rows)
+                block_end = min(done + per_transaction, rows)
                 while done < block_end:
                     hi = min(done + per_statement, block_end)
                     conn.execute(sql, (done + 1, hi))
@@ -75,7 +75,7 @@ def run_statements(conn, sql, rows, per_statement):
     return rows / t.seconds
 
 
-def measure(conn, rows, repeat, per_statement):
+def measure(conn, rows, repeat, per_statement, per_transaction):
     results = {("insert", "plain"): [], ("insert", "captured"): [],
                ("update", "plain"): [], ("update", "captured"): []}
     for r in range(repeat):
@@ -87,10 +87,12 @@ def measure(conn, rows, repeat, per_statement):
             # identity restarts with TRUNCATE ... only if asked; use RESTART via ALTER
             conn.execute(f"ALTER TABLE bench_w.{t} ALTER COLUMN _row_id RESTART WITH 1")
             results[("insert", t)].append(
-                run_statements(conn, INSERT.format(t=f"bench_w.{t}"), rows, per_statement))
+                run_statements(conn, INSERT.format(t=f"bench_w.{t}"), rows, per_statement,
+                               per_transaction))
         for t in order:
             results[("update", t)].append(
-                run_statements(conn, UPDATE.format(t=f"bench_w.{t}"), rows, per_statement))
+                run_statements(conn, UPDATE.format(t=f"bench_w.{t}"), rows, per_statement,
+                               per_transaction))
     return {k: median(v) for k, v in results.items()}
 
 
@@ -115,12 +117,17 @@ def main():
                 conn.execute("CREATE EXTENSION sequin_sf")
             setup(conn)
             print(f"trigger overhead: {args.rows} rows per run, median of {args.repeat} runs")
-            for per_statement, label in ((500, "500 rows/statement"), (1, "1 row/statement")):
-                rows = args.rows if per_statement > 1 else max(args.rows // 4, 1000)
-                m = measure(conn, rows, args.repeat, per_statement)
+            modes = (
+                # what an application does: one row per statement, each committed
+                (1, 1, max(args.rows // 10, 500), "1 row/stmt, autocommit"),
+                (1, 5000, max(args.rows // 4, 1000), "1 row/stmt, 5000/txn"),
+                (500, 5000, args.rows, "500 rows/stmt"),
+            )
+            for per_statement, per_txn, rows, label in modes:
+                m = measure(conn, rows, args.repeat, per_statement, per_txn)
                 for op in ("insert", "update"):
                     plain, captured = m[(op, "plain")], m[(op, "captured")]
-                    print(f"  {op.upper():6} {label:18} without trigger {plain:10.0f} rows/s"
+                    print(f"  {op.upper():6} {label:24} without trigger {plain:10.0f} rows/s"
                           f"  with capture {captured:10.0f} rows/s  ratio {captured / plain:6.1%}"
                           "  (target >= 85%)")
             logged = conn.execute("SELECT count(*) FROM bench_w._sync_write_log").fetchone()[0]

@@ -229,11 +229,14 @@ $$;
 -- Stops capture on a table (the log stays).
 CREATE FUNCTION sequin_sf._remove_write_triggers(p_table regclass) RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
 BEGIN
-    EXECUTE format('DROP TRIGGER IF EXISTS _sync_write_insert ON %s', p_table);
-    EXECUTE format('DROP TRIGGER IF EXISTS _sync_write_update ON %s', p_table);
-    EXECUTE format('DROP TRIGGER IF EXISTS _sync_write_delete ON %s', p_table);
-    EXECUTE format('DROP TRIGGER IF EXISTS _sync_write_truncate ON %s', p_table);
+    FOR t IN SELECT tgname FROM pg_trigger
+              WHERE tgrelid = p_table AND tgname IN ('_sync_write_insert', '_sync_write_update',
+                                                     '_sync_write_delete', '_sync_write_truncate') LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t, p_table);
+    END LOOP;
 END
 $$;
 
