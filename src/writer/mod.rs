@@ -7,6 +7,7 @@
 //! the next round reads as "possibly applied": idempotent operations are sent again,
 //! plain creates are surfaced as of unknown outcome instead of risking a duplicate.
 
+mod host;
 mod send;
 mod store;
 
