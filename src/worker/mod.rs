@@ -1,10 +1,20 @@
 //! The background worker: one per server, serving the database named by
-//! `sequin_sf.database_name`.
+//! `sequin_sf.database_name`. Each loop iteration reads the catalog, then for every
+//! sync that is not paused runs the write path first and one step of the read path.
 
-use std::time::Duration;
+mod catalog;
+mod runtime;
+mod store;
+mod sync;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::*;
 use pgrx::prelude::*;
+
+pub use runtime::SyncRuntime;
+use sync::tx;
 
 pub fn register() {
     BackgroundWorkerBuilder::new("sequin_sf worker")
@@ -17,6 +27,10 @@ pub fn register() {
         .load();
 }
 
+/// Sleep between iterations when nothing is pending; short enough for sub-second
+/// poll schedules.
+const IDLE_NAP: Duration = Duration::from_millis(100);
+
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
@@ -24,6 +38,122 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
     let db = crate::guc::database_name();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     log!("sequin_sf worker started for database {db}");
-    while BackgroundWorker::wait_latch(Some(Duration::from_millis(500))) {}
+    let mut runtimes: HashMap<String, SyncRuntime> = HashMap::new();
+    let mut nap = IDLE_NAP;
+    while BackgroundWorker::wait_latch(Some(nap)) {
+        if BackgroundWorker::sighup_received() {
+            // SAFETY: called from the worker's main thread, outside a transaction.
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            runtimes.clear();
+            log!("sequin_sf worker reloaded its configuration");
+        }
+        let busy = iteration(&mut runtimes);
+        nap = if busy {
+            Duration::from_millis(1)
+        } else {
+            IDLE_NAP
+        };
+    }
     log!("sequin_sf worker stopping");
+}
+
+/// One pass over all syncs. True when some sync has more work ready at once.
+fn iteration(runtimes: &mut HashMap<String, SyncRuntime>) -> bool {
+    let syncs = tx(|| -> pgrx::spi::SpiResult<_> {
+        if catalog::extension_installed()? {
+            catalog::load_syncs()
+        } else {
+            Ok(Vec::new())
+        }
+    });
+    let syncs = match syncs {
+        Ok(s) => s,
+        Err(e) => {
+            warning!("sequin_sf: could not read the catalog: {e}");
+            return false;
+        }
+    };
+    runtimes.retain(|name, rt| {
+        syncs
+            .iter()
+            .any(|s| &s.name == name && !s.paused && s.fingerprint() == rt.fingerprint)
+    });
+    let mut busy = false;
+    for cfg in syncs.iter().filter(|s| !s.paused) {
+        if BackgroundWorker::sigterm_received() {
+            break;
+        }
+        if !runtimes.contains_key(&cfg.name) {
+            match build_runtime(cfg) {
+                Ok(rt) => {
+                    runtimes.insert(cfg.name.clone(), rt);
+                }
+                Err(msg) => {
+                    report_error(&cfg.name, &msg);
+                    continue;
+                }
+            }
+        }
+        let Some(rt) = runtimes.get_mut(&cfg.name) else {
+            continue;
+        };
+        if rt.resume_at.is_some_and(|t| Instant::now() < t) {
+            continue;
+        }
+        rt.has_error = cfg.has_error;
+        crate::writer::run_once(rt);
+        match sync::step(rt, cfg) {
+            Ok(more) => {
+                busy |= more;
+                rt.backoff.reset();
+                rt.resume_at = None;
+                if rt.has_error {
+                    if let Err(e) = tx(|| store::set_sync_error(&cfg.name, None)) {
+                        warning!("sequin_sf: {e}");
+                    }
+                    rt.has_error = false;
+                }
+            }
+            Err(e) => {
+                let delay = match &e {
+                    sync::StepError::Salesforce(se) => rt.backoff.next_delay_for(se),
+                    _ => rt.backoff.next_delay(),
+                }
+                .min(Duration::from_secs(30));
+                rt.resume_at = Some(Instant::now() + delay);
+                report_error(
+                    &cfg.name,
+                    &format!("{e} (retrying in {:.1} s)", delay.as_secs_f64()),
+                );
+                rt.has_error = true;
+            }
+        }
+        record_usage(rt);
+    }
+    busy
+}
+
+fn build_runtime(cfg: &catalog::SyncConfig) -> Result<SyncRuntime, String> {
+    let client = tx(|| crate::rt::client_for(&cfg.credential)).map_err(|e| e.to_string())?;
+    SyncRuntime::new(cfg, client).map_err(|e| format!("could not start the HTTP runtime: {e}"))
+}
+
+fn report_error(sync: &str, msg: &str) {
+    warning!("sequin_sf: sync {sync}: {msg}");
+    if let Err(e) = tx(|| store::set_sync_error(sync, Some(msg))) {
+        warning!("sequin_sf: could not record the error of sync {sync}: {e}");
+    }
+}
+
+/// Writes the requests made since the last call to `sequin_sf._api_usage`.
+fn record_usage(rt: &mut SyncRuntime) {
+    let total = rt.client.stats().requests;
+    let delta = total.saturating_sub(rt.requests_recorded);
+    if delta == 0 {
+        return;
+    }
+    match tx(|| store::record_usage(&rt.sync_name, delta as i64)) {
+        Ok(()) => rt.requests_recorded = total,
+        Err(e) => warning!("sequin_sf: could not record API usage: {e}"),
+    }
 }

@@ -1,0 +1,109 @@
+//! Management helpers that need Rust: sealing secrets, logging in to check a credential,
+//! listing an org's objects, naming. The user-facing functions that call them are
+//! plpgsql in `sql/api.sql`.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::PgLogLevel;
+use pgrx::PgSqlErrorCode;
+
+use crate::secrets::{self, Secrets};
+
+fn fail(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
+    ErrorReport::new(code, message, "sequin_sf")
+        .set_hint(hint)
+        .report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// Encrypts the secret parts of a credential with the data directory's key.
+#[pg_extern(volatile, parallel_unsafe)]
+fn _seal_secrets(
+    client_secret: Option<&str>,
+    refresh_token: Option<&str>,
+    password: Option<&str>,
+    private_key: Option<&str>,
+) -> Vec<u8> {
+    let s = Secrets {
+        client_secret: client_secret.map(str::to_string),
+        refresh_token: refresh_token.map(str::to_string),
+        password: password.map(str::to_string),
+        private_key: private_key.map(str::to_string),
+    };
+    secrets::seal(&s).unwrap_or_else(|e| {
+        fail(
+            PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
+            e.to_string(),
+            "the key file lives in the data directory and must be readable by the postgres user",
+        )
+    })
+}
+
+/// Logs in with the credential and lists the org's objects (global describe). Any
+/// failure is an ERROR saying whether the login or the describe failed.
+#[pg_extern(volatile, parallel_unsafe)]
+fn _describe_global(
+    credential: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(name, String),
+        name!(label, String),
+        name!(custom, bool),
+        name!(queryable, bool),
+        name!(replicateable, bool),
+    ),
+> {
+    let client = crate::rt::client_for(credential).unwrap_or_else(|e| {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            e.to_string(),
+            "check the credential with SELECT * FROM sequin_sf.credentials",
+        )
+    });
+    let runtime = crate::rt::runtime().unwrap_or_else(|e| {
+        fail(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("could not start the HTTP runtime: {e}"),
+            "",
+        )
+    });
+    if let Err(e) = runtime.block_on(client.authenticate()) {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+            format!("could not log in to Salesforce with credential \"{credential}\": {e}"),
+            "check login_url, client_id and the secrets; recreate the credential with sequin_sf.create_credential(...) after sequin_sf.drop_credential(...)",
+        );
+    }
+    let described = runtime.block_on(client.describe_global(None));
+    let objects = match described {
+        Ok(Some(g)) => g.sobjects,
+        Ok(None) => Vec::new(),
+        Err(e) => fail(
+            PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+            format!("logged in with credential \"{credential}\" but could not list the org's objects: {e}"),
+            "retry; if it persists, check the Salesforce user's API permissions",
+        ),
+    };
+    TableIterator::new(
+        objects
+            .into_iter()
+            .map(|o| (o.name, o.label, o.custom, o.queryable, o.replicateable)),
+    )
+}
+
+/// Up to three names from `candidates` close to `wanted`, for "did you mean" hints.
+#[pg_extern(immutable, parallel_safe)]
+fn _near_names(wanted: &str, candidates: Vec<String>) -> Vec<String> {
+    sync_core::naming::near_names(wanted, &candidates, 3)
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The table (or column) name for a Salesforce API name: `OpportunityLineItem` ->
+/// `opportunity_line_item`.
+#[pg_extern(immutable, parallel_safe)]
+fn _snake_case(api_name: &str) -> String {
+    sync_core::naming::snake_case(api_name)
+}

@@ -1,0 +1,182 @@
+//! Reading the sync configuration and per-collection progress from the catalog
+//! (`sequin_sf._syncs`, `_collections`, `_columns`). Call inside a transaction.
+
+use chrono::{DateTime, Utc};
+use pgrx::prelude::*;
+use pgrx::spi::SpiResult;
+use sync_core::{ColumnSpec, PgType};
+
+/// Timestamps cross SPI as RFC 3339 text in UTC (chrono parses it; no pgrx datetime
+/// conversions needed).
+pub const TS: &str = "YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"";
+
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub name: String,
+    pub credential: String,
+    pub credential_updated: String,
+    pub schema_name: String,
+    pub rate_limit_requests: i32,
+    pub rate_limit_interval_secs: f64,
+    pub max_concurrent_requests: i32,
+    pub org_usage_ceiling: f64,
+    pub write_reserve: f64,
+    pub poll_overlap_secs: f64,
+    pub event_retention_secs: f64,
+    pub backfill_events: bool,
+    pub describe_interval_secs: f64,
+    pub deleted_interval_secs: f64,
+    pub paused: bool,
+    pub has_error: bool,
+}
+
+impl SyncConfig {
+    /// What the client and budget are built from: a change rebuilds them.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{}|{}",
+            self.credential,
+            self.credential_updated,
+            self.rate_limit_requests,
+            self.rate_limit_interval_secs,
+            self.max_concurrent_requests,
+            self.org_usage_ceiling
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // read by status/debug code paths and kept for the bulk path
+pub struct CollectionRow {
+    pub object_name: String,
+    pub table_name: String,
+    pub state: String,
+    pub stamp_field: Option<String>,
+    pub rows_total: Option<i64>,
+    pub backfill_cursor: Option<String>,
+    pub backfill_started_at: Option<DateTime<Utc>>,
+    pub poll_cursor: Option<DateTime<Utc>>,
+    pub deleted_cursor: Option<DateTime<Utc>>,
+    pub describe_modified: Option<DateTime<Utc>>,
+    pub has_columns: bool,
+    pub has_error: bool,
+}
+
+fn ts(s: Option<String>) -> Option<DateTime<Utc>> {
+    s.as_deref().and_then(sync_core::cursor::parse_sf_datetime)
+}
+
+pub fn extension_installed() -> SpiResult<bool> {
+    Ok(Spi::get_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'sequin_sf')",
+    )?
+    .unwrap_or(false))
+}
+
+pub fn load_syncs() -> SpiResult<Vec<SyncConfig>> {
+    Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT s.name, s.credential, coalesce(cr.updated_at::text, ''), s.schema_name,
+                    s.rate_limit_requests, extract(epoch FROM s.rate_limit_interval)::float8,
+                    s.max_concurrent_requests, s.org_usage_ceiling::float8, s.write_reserve::float8,
+                    extract(epoch FROM s.poll_overlap)::float8, extract(epoch FROM s.event_retention)::float8,
+                    s.backfill_events, extract(epoch FROM s.describe_interval)::float8,
+                    extract(epoch FROM s.deleted_interval)::float8, s.paused, s.last_error IS NOT NULL
+             FROM sequin_sf._syncs s LEFT JOIN sequin_sf._credentials cr ON cr.name = s.credential
+             ORDER BY s.name",
+            None,
+            &[],
+        )?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(SyncConfig {
+                name: r.get(1)?.unwrap_or_default(),
+                credential: r.get(2)?.unwrap_or_default(),
+                credential_updated: r.get(3)?.unwrap_or_default(),
+                schema_name: r.get(4)?.unwrap_or_default(),
+                rate_limit_requests: r.get(5)?.unwrap_or(1),
+                rate_limit_interval_secs: r.get(6)?.unwrap_or(86_400.0),
+                max_concurrent_requests: r.get(7)?.unwrap_or(1),
+                org_usage_ceiling: r.get(8)?.unwrap_or(0.8),
+                write_reserve: r.get(9)?.unwrap_or(0.2),
+                poll_overlap_secs: r.get(10)?.unwrap_or(30.0),
+                event_retention_secs: r.get(11)?.unwrap_or(7.0 * 86_400.0),
+                backfill_events: r.get(12)?.unwrap_or(true),
+                describe_interval_secs: r.get(13)?.unwrap_or(600.0),
+                deleted_interval_secs: r.get(14)?.unwrap_or(60.0),
+                paused: r.get(15)?.unwrap_or(false),
+                has_error: r.get(16)?.unwrap_or(false),
+            });
+        }
+        Ok(out)
+    })
+}
+
+pub fn load_collections(sync: &str) -> SpiResult<Vec<CollectionRow>> {
+    let q = format!(
+        "SELECT c.object_name, c.table_name, c.state, c.stamp_field, c.rows_total, c.backfill_cursor,
+                to_char(c.backfill_started_at AT TIME ZONE 'UTC', '{TS}'),
+                to_char(c.poll_cursor AT TIME ZONE 'UTC', '{TS}'),
+                to_char(c.deleted_cursor AT TIME ZONE 'UTC', '{TS}'),
+                c.describe_modified,
+                EXISTS (SELECT 1 FROM sequin_sf._columns m WHERE m.sync_name = c.sync_name AND m.object_name = c.object_name),
+                c.last_error IS NOT NULL
+         FROM sequin_sf._collections c WHERE c.sync_name = $1 ORDER BY c.added_at, c.object_name"
+    );
+    Spi::connect(|c| {
+        let rows = c.select(&q, None, &[sync.into()])?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(CollectionRow {
+                object_name: r.get(1)?.unwrap_or_default(),
+                table_name: r.get(2)?.unwrap_or_default(),
+                state: r.get(3)?.unwrap_or_default(),
+                stamp_field: r.get(4)?,
+                rows_total: r.get(5)?,
+                backfill_cursor: r.get(6)?,
+                backfill_started_at: ts(r.get(7)?),
+                poll_cursor: ts(r.get(8)?),
+                deleted_cursor: ts(r.get(9)?),
+                describe_modified: ts(r.get(10)?),
+                has_columns: r.get(11)?.unwrap_or(false),
+                has_error: r.get(12)?.unwrap_or(false),
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// Every column of a collection, active ones first flagged, in position order.
+pub fn load_columns(sync: &str, object: &str) -> SpiResult<Vec<(ColumnSpec, bool)>> {
+    Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT field_name, column_name, sf_type, pg_type, compound_of, createable, updateable,
+                    calculated, nillable, restricted_picklist, coalesce(picklist_values, '{}'), active
+             FROM sequin_sf._columns WHERE sync_name = $1 AND object_name = $2 ORDER BY position",
+            None,
+            &[sync.into(), object.into()],
+        )?;
+        let mut out = Vec::new();
+        for r in rows {
+            let pg: String = r.get(4)?.unwrap_or_default();
+            out.push((
+                ColumnSpec {
+                    field: r.get(1)?.unwrap_or_default(),
+                    column: r.get(2)?.unwrap_or_default(),
+                    sf_type: r.get(3)?.unwrap_or_default(),
+                    pg_type: PgType::from_sql(&pg).unwrap_or(PgType::Text),
+                    compound_of: r.get(5)?,
+                    createable: r.get(6)?.unwrap_or(false),
+                    updateable: r.get(7)?.unwrap_or(false),
+                    calculated: r.get(8)?.unwrap_or(false),
+                    nillable: r.get(9)?.unwrap_or(true),
+                    restricted_picklist: r.get(10)?.unwrap_or(false),
+                    external_id: false,
+                    picklist_values: r.get(11)?.unwrap_or_default(),
+                },
+                r.get(12)?.unwrap_or(true),
+            ));
+        }
+        Ok(out)
+    })
+}

@@ -1,0 +1,88 @@
+//! Per-sync state the worker keeps between loop iterations: the Salesforce client, the
+//! request budget, the tokio runtime, and per-collection schedules. The write path
+//! (`crate::writer::run_once`) receives it too; its public shape is documented in
+//! /work/notes/worker-api.md.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use salesforce::pacing::{Backoff, Budget};
+use sync_core::schedule::Periodic;
+use sync_core::ColumnSpec;
+
+use super::catalog::SyncConfig;
+
+/// In-memory state of one collection (what the catalog does not need to persist).
+pub struct CollectionRuntime {
+    /// The active columns, as stored in `sequin_sf._columns`.
+    pub columns: Vec<ColumnSpec>,
+    /// The continuation of the REST backfill query, valid while the worker lives.
+    pub next_records_url: Option<String>,
+    pub describe: Periodic,
+    pub deleted: Periodic,
+}
+
+pub struct SyncRuntime {
+    pub sync_name: String,
+    pub schema_name: String,
+    pub client: salesforce::Client,
+    pub budget: Budget,
+    rt: tokio::runtime::Runtime,
+    /// Identifies the configuration the client and budget were built from.
+    pub(super) fingerprint: String,
+    pub(super) collections: HashMap<String, CollectionRuntime>,
+    pub(super) poll: Periodic,
+    pub(super) prune: Periodic,
+    pub(super) backoff: Backoff,
+    pub(super) resume_at: Option<Instant>,
+    /// `client.stats().requests` already written to `sequin_sf._api_usage`.
+    pub(super) requests_recorded: u64,
+    pub(super) has_error: bool,
+}
+
+impl SyncRuntime {
+    pub(super) fn new(cfg: &SyncConfig, client: salesforce::Client) -> std::io::Result<Self> {
+        Ok(SyncRuntime {
+            sync_name: cfg.name.clone(),
+            schema_name: cfg.schema_name.clone(),
+            client,
+            budget: budget_for(cfg),
+            rt: crate::rt::runtime()?,
+            fingerprint: cfg.fingerprint(),
+            collections: HashMap::new(),
+            poll: Periodic::new(Duration::from_secs(5)),
+            prune: Periodic::new(Duration::from_secs(600)),
+            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
+            resume_at: None,
+            requests_recorded: 0,
+            has_error: false,
+        })
+    }
+
+    /// Runs a future to completion on the worker's runtime. Never call it with a
+    /// transaction open.
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Takes `cost` requests from the sync's budget; false when the budget (or the
+    /// org-wide usage ceiling) is spent for now.
+    pub fn try_spend(&mut self, cost: u64) -> bool {
+        let now = Instant::now();
+        if let Some(u) = self.client.api_usage() {
+            self.budget.observe_usage(u, now);
+        }
+        self.budget.try_acquire(cost, now).is_ok()
+    }
+}
+
+pub(super) fn budget_for(cfg: &SyncConfig) -> Budget {
+    Budget::new(
+        cfg.rate_limit_requests.max(1) as u64,
+        Duration::from_secs_f64(cfg.rate_limit_interval_secs.max(1.0)),
+        cfg.max_concurrent_requests.max(1) as usize,
+        cfg.org_usage_ceiling,
+    )
+    .with_org_recheck(Duration::from_secs(15))
+}

@@ -1,0 +1,327 @@
+//! Everything the worker writes to Postgres, through SPI. Each function runs inside the
+//! caller's transaction; those touching synced tables first mark the transaction as
+//! `sequin_sf.applying` so the write path's capture triggers ignore it.
+
+use chrono::{DateTime, Utc};
+use pgrx::prelude::*;
+use pgrx::spi::{SpiClient, SpiResult};
+use pgrx::JsonB;
+use serde_json::Value;
+use sync_core::naming::quote_ident as qi;
+use sync_core::sql::ApplyTarget;
+use sync_core::ColumnSpec;
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn mark_applying(c: &mut SpiClient) -> SpiResult<()> {
+    c.update(
+        "SELECT set_config('sequin_sf.applying', 'on', true)",
+        None,
+        &[],
+    )?;
+    Ok(())
+}
+
+/// Counts of one applied page.
+#[derive(Debug, Default, Clone, Copy)]
+#[allow(dead_code)]
+pub struct Applied {
+    pub upserted: i64,
+    pub deleted: i64,
+    pub events: i64,
+}
+
+fn apply_records(c: &mut SpiClient, target: &ApplyTarget, records: Value) -> SpiResult<Applied> {
+    let sql = sync_core::sql::apply_page(target);
+    let t = c.update(&sql, None, &[JsonB(records).into()])?;
+    let r = t.first();
+    Ok(Applied {
+        upserted: r.get(1)?.unwrap_or(0),
+        deleted: r.get(2)?.unwrap_or(0),
+        events: r.get(3)?.unwrap_or(0),
+    })
+}
+
+fn notify(c: &mut SpiClient, sync: &str, collection: &str, applied: Applied) -> SpiResult<()> {
+    if applied.events > 0 {
+        let payload =
+            serde_json::json!({"collection": collection, "events": applied.events}).to_string();
+        c.update(
+            "SELECT pg_notify($1, $2)",
+            None,
+            &[format!("sequin_sf_{sync}").into(), payload.into()],
+        )?;
+    }
+    Ok(())
+}
+
+/// Creates the data table of a collection and records its columns, the stamp field
+/// and the starting points of the live cursors (the backfill's start, so changes made
+/// during the backfill are re-read by the first polls).
+pub fn create_collection_table(
+    sync: &str,
+    schema: &str,
+    object: &str,
+    table: &str,
+    columns: &[ColumnSpec],
+    stamp_field: Option<&str>,
+    described_at: DateTime<Utc>,
+) -> SpiResult<()> {
+    Spi::connect_mut(|c| {
+        mark_applying(c)?;
+        c.update(
+            &format!("DROP TABLE IF EXISTS {}.{}", qi(schema), qi(table)),
+            None,
+            &[],
+        )?;
+        for stmt in sync_core::sql::create_table(schema, table, columns) {
+            c.update(&stmt, None, &[])?;
+        }
+        insert_columns(c, sync, object, columns, 0)?;
+        c.update(
+            "UPDATE sequin_sf._collections SET stamp_field = $3, backfill_started_at = now(),
+                    poll_cursor = now(), deleted_cursor = now(), describe_modified = $4,
+                    rows_done = 0, backfill_cursor = NULL, backfill_mode = 'rest',
+                    last_error = NULL, last_error_at = NULL
+             WHERE sync_name = $1 AND object_name = $2",
+            None,
+            &[
+                sync.into(),
+                object.into(),
+                stamp_field.into(),
+                rfc3339(described_at).into(),
+            ],
+        )?;
+        install_capture(c, schema, table)
+    })
+}
+
+fn insert_columns(
+    c: &mut SpiClient,
+    sync: &str,
+    object: &str,
+    columns: &[ColumnSpec],
+    first_position: i32,
+) -> SpiResult<()> {
+    for (i, col) in columns.iter().enumerate() {
+        c.update(
+            "INSERT INTO sequin_sf._columns (sync_name, object_name, field_name, column_name, sf_type,
+                 pg_type, compound_of, createable, updateable, calculated, nillable,
+                 restricted_picklist, picklist_values, position)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+             ON CONFLICT (sync_name, object_name, field_name) DO UPDATE SET active = true, removed_at = NULL",
+            None,
+            &[
+                sync.into(),
+                object.into(),
+                col.field.as_str().into(),
+                col.column.as_str().into(),
+                col.sf_type.as_str().into(),
+                col.pg_type.as_sql().into(),
+                col.compound_of.as_deref().into(),
+                col.createable.into(),
+                col.updateable.into(),
+                col.calculated.into(),
+                col.nillable.into(),
+                col.restricted_picklist.into(),
+                col.picklist_values.clone().into(),
+                (first_position + i as i32).into(),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Lets the write path attach its capture triggers (sql/write_capture.sql), when loaded.
+fn install_capture(c: &mut SpiClient, schema: &str, table: &str) -> SpiResult<()> {
+    let present = c
+        .select(
+            "SELECT to_regprocedure('sequin_sf._install_capture(text,text)') IS NOT NULL",
+            None,
+            &[],
+        )?
+        .first()
+        .get::<bool>(1)?
+        .unwrap_or(false);
+    if present {
+        c.update(
+            "SELECT sequin_sf._install_capture($1, $2)",
+            None,
+            &[schema.into(), table.into()],
+        )?;
+    }
+    Ok(())
+}
+
+/// Adds columns for fields that appeared in Salesforce and marks vanished fields
+/// inactive (their columns stay, unfilled).
+pub fn apply_drift(
+    sync: &str,
+    schema: &str,
+    object: &str,
+    table: &str,
+    added: &[ColumnSpec],
+    removed_fields: &[String],
+    first_position: i32,
+    described_at: DateTime<Utc>,
+) -> SpiResult<()> {
+    Spi::connect_mut(|c| {
+        mark_applying(c)?;
+        for col in added {
+            c.update(&sync_core::sql::add_column(schema, table, col), None, &[])?;
+        }
+        insert_columns(c, sync, object, added, first_position)?;
+        if !removed_fields.is_empty() {
+            c.update(
+                "UPDATE sequin_sf._columns SET active = false, removed_at = now()
+                 WHERE sync_name = $1 AND object_name = $2 AND field_name = ANY($3) AND active",
+                None,
+                &[sync.into(), object.into(), removed_fields.to_vec().into()],
+            )?;
+        }
+        c.update(
+            "UPDATE sequin_sf._collections SET describe_modified = $3 WHERE sync_name = $1 AND object_name = $2",
+            None,
+            &[sync.into(), object.into(), rfc3339(described_at).into()],
+        )?;
+        if !added.is_empty() {
+            install_capture(c, schema, table)?;
+        }
+        Ok(())
+    })
+}
+
+pub fn set_rows_total(sync: &str, object: &str, total: i64) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE sequin_sf._collections SET rows_total = $3 WHERE sync_name = $1 AND object_name = $2",
+        &[sync.into(), object.into(), total.into()],
+    )
+}
+
+/// Applies one backfill page and moves the persisted cursor past it, atomically: a
+/// restart resumes after the last stored Id, never re-reading or skipping a page.
+pub fn apply_backfill_page(
+    sync: &str,
+    target: &ApplyTarget,
+    object: &str,
+    records: Value,
+    last_id: Option<&str>,
+    count: i64,
+    done: bool,
+) -> SpiResult<Applied> {
+    Spi::connect_mut(|c| {
+        mark_applying(c)?;
+        let applied = apply_records(c, target, records)?;
+        c.update(
+            "UPDATE sequin_sf._collections SET
+                 backfill_cursor = coalesce($3, backfill_cursor),
+                 rows_done = rows_done + $4,
+                 rows_total = CASE WHEN $5 THEN greatest(rows_total, rows_done + $4) ELSE rows_total END,
+                 state = CASE WHEN $5 THEN 'live' ELSE state END,
+                 backfill_finished_at = CASE WHEN $5 THEN now() ELSE NULL END,
+                 caught_up_at = CASE WHEN $5 THEN backfill_started_at ELSE caught_up_at END,
+                 last_error = NULL, last_error_at = NULL
+             WHERE sync_name = $1 AND object_name = $2",
+            None,
+            &[sync.into(), object.into(), last_id.into(), count.into(), done.into()],
+        )?;
+        notify(c, sync, object, applied)?;
+        Ok(applied)
+    })
+}
+
+/// Applies a page of a live poll. `cursor` is where the next poll starts (before the
+/// overlap); `caught_up` the moment up to which every committed change is now stored.
+pub fn apply_poll_page(
+    sync: &str,
+    target: &ApplyTarget,
+    object: &str,
+    records: Value,
+    cursor: DateTime<Utc>,
+    caught_up: Option<DateTime<Utc>>,
+) -> SpiResult<Applied> {
+    Spi::connect_mut(|c| {
+        mark_applying(c)?;
+        let applied = apply_records(c, target, records)?;
+        c.update(
+            "UPDATE sequin_sf._collections SET poll_cursor = greatest(poll_cursor, $3::timestamptz),
+                 last_poll_at = now(),
+                 caught_up_at = coalesce($4::timestamptz, caught_up_at),
+                 last_error = NULL, last_error_at = NULL
+             WHERE sync_name = $1 AND object_name = $2",
+            None,
+            &[
+                sync.into(),
+                object.into(),
+                rfc3339(cursor).into(),
+                caught_up.map(rfc3339).into(),
+            ],
+        )?;
+        notify(c, sync, object, applied)?;
+        Ok(applied)
+    })
+}
+
+/// Removes records Salesforce reports deleted (hard deletes and purges included).
+pub fn apply_deleted(
+    sync: &str,
+    target: &ApplyTarget,
+    object: &str,
+    ids: Vec<String>,
+    window_end: DateTime<Utc>,
+) -> SpiResult<Applied> {
+    Spi::connect_mut(|c| {
+        mark_applying(c)?;
+        let mut applied = Applied::default();
+        if !ids.is_empty() {
+            let t = c.update(&sync_core::sql::delete_ids(target), None, &[ids.into()])?;
+            let r = t.first();
+            applied.deleted = r.get(1)?.unwrap_or(0);
+            applied.events = r.get(2)?.unwrap_or(0);
+        }
+        c.update(
+            "UPDATE sequin_sf._collections SET deleted_cursor = $3::timestamptz
+             WHERE sync_name = $1 AND object_name = $2",
+            None,
+            &[sync.into(), object.into(), rfc3339(window_end).into()],
+        )?;
+        notify(c, sync, object, applied)?;
+        Ok(applied)
+    })
+}
+
+pub fn record_usage(sync: &str, n: i64) -> SpiResult<()> {
+    Spi::run_with_args(
+        "SELECT sequin_sf._record_api_usage($1, $2::integer)",
+        &[sync.into(), n.into()],
+    )
+}
+
+pub fn set_sync_error(sync: &str, message: Option<&str>) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE sequin_sf._syncs SET last_error = $2,
+                last_error_at = CASE WHEN $2 IS NULL THEN NULL ELSE now() END
+         WHERE name = $1",
+        &[sync.into(), message.into()],
+    )
+}
+
+pub fn set_collection_error(sync: &str, object: &str, message: &str) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE sequin_sf._collections SET last_error = $3, last_error_at = now()
+         WHERE sync_name = $1 AND object_name = $2",
+        &[sync.into(), object.into(), message.into()],
+    )
+}
+
+pub fn prune_events(schema: &str, retention_secs: f64) -> SpiResult<()> {
+    Spi::run_with_args(
+        &format!(
+            "DELETE FROM {}._sync_events WHERE inserted_at < now() - make_interval(secs => $1)",
+            qi(schema)
+        ),
+        &[retention_secs.into()],
+    )
+}

@@ -1,0 +1,454 @@
+//! One step of one sync: set up new collections (describe + table), read one backfill
+//! page, run a poll round when due (queryAll of up to 5 collections per `/composite`
+//! call, `/deleted` checks riding along in the same call), re-check describes for
+//! schema drift, prune old events. HTTP calls happen between transactions, never
+//! inside one.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use pgrx::bgworkers::BackgroundWorker;
+use salesforce::{CompositeSubresponse, FieldDescribe, QueryPage};
+use serde_json::{Map, Value};
+use sync_core::mapping::{map_fields, map_new_fields, modstamp_field, FieldInfo};
+use sync_core::sql::ApplyTarget;
+use sync_core::{cursor, naming, queries, schedule};
+
+use super::catalog::{self, CollectionRow, SyncConfig};
+use super::runtime::{CollectionRuntime, SyncRuntime};
+use super::store;
+
+/// Records per REST page (the most Salesforce returns).
+const PAGE_SIZE: u32 = 2000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("{0}")]
+    Salesforce(#[from] salesforce::Error),
+    #[error("database error: {0}")]
+    Spi(#[from] pgrx::spi::Error),
+    #[error("{object}: {message}")]
+    Collection { object: String, message: String },
+}
+
+/// Runs `f` in its own transaction.
+pub fn tx<R>(f: impl FnOnce() -> R) -> R {
+    BackgroundWorker::transaction(std::panic::AssertUnwindSafe(f))
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.clamp(0.05, 10.0 * 365.0 * 86_400.0))
+}
+
+fn field_info(f: &FieldDescribe) -> FieldInfo {
+    FieldInfo {
+        name: f.name.clone(),
+        sf_type: f.field_type.as_str().to_string(),
+        compound_field_name: f.compound_field_name.clone(),
+        createable: f.createable,
+        updateable: f.updateable,
+        calculated: f.calculated,
+        nillable: f.nillable,
+        restricted_picklist: f.restricted_picklist,
+        external_id: f.external_id,
+        picklist_values: f.picklist_values.iter().map(|p| p.value.clone()).collect(),
+    }
+}
+
+fn records_json(records: Vec<Map<String, Value>>) -> Value {
+    Value::Array(records.into_iter().map(Value::Object).collect())
+}
+
+/// Does one unit of work for the sync. Returns true when more work is ready at once
+/// (a backfill in progress), so the worker does not sleep.
+pub fn step(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<bool, StepError> {
+    let colls = tx(|| catalog::load_collections(&cfg.name))?;
+    rt.collections
+        .retain(|k, _| colls.iter().any(|c| &c.object_name == k && c.has_columns));
+    for c in colls.iter().filter(|c| c.has_columns) {
+        if !rt.collections.contains_key(&c.object_name) {
+            load_collection(rt, cfg, c)?;
+        }
+    }
+
+    let mut busy = false;
+    if let Some(c) = colls.iter().find(|c| c.state == "backfilling") {
+        busy = if c.has_columns {
+            backfill_page(rt, cfg, c)?
+        } else {
+            set_up(rt, cfg, c)?
+        };
+    }
+
+    let live: Vec<&CollectionRow> = colls
+        .iter()
+        .filter(|c| c.state == "live" && c.has_columns && c.stamp_field.is_some())
+        .collect();
+    let pace = salesforce::pacing::poll_interval(
+        cfg.rate_limit_requests.max(1) as u64,
+        secs(cfg.rate_limit_interval_secs),
+        live.len(),
+        schedule::QUERIES_PER_COMPOSITE,
+        cfg.write_reserve,
+    );
+    rt.poll
+        .set_every(schedule::round_interval(pace, Duration::from_secs(60)));
+    let now = Instant::now();
+    if !live.is_empty() && rt.poll.due(now) && poll_round(rt, cfg, &live)? {
+        rt.poll.mark(now);
+    }
+    for c in &live {
+        check_describe(rt, cfg, c)?;
+    }
+    if rt.prune.due(Instant::now()) {
+        rt.prune.mark(Instant::now());
+        tx(|| store::prune_events(&cfg.schema_name, cfg.event_retention_secs))?;
+    }
+    Ok(busy)
+}
+
+fn load_collection(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    c: &CollectionRow,
+) -> Result<(), StepError> {
+    let all = tx(|| catalog::load_columns(&cfg.name, &c.object_name))?;
+    let columns = all
+        .into_iter()
+        .filter(|(_, active)| *active)
+        .map(|(c, _)| c)
+        .collect();
+    rt.collections.insert(
+        c.object_name.clone(),
+        CollectionRuntime {
+            columns,
+            next_records_url: None,
+            describe: schedule::Periodic::new(secs(cfg.describe_interval_secs)),
+            deleted: schedule::Periodic::new(secs(cfg.deleted_interval_secs)),
+        },
+    );
+    Ok(())
+}
+
+/// Describes the object and creates its table.
+fn set_up(rt: &mut SyncRuntime, cfg: &SyncConfig, c: &CollectionRow) -> Result<bool, StepError> {
+    if !rt.try_spend(1) {
+        return Ok(false);
+    }
+    let described = rt.block_on(rt.client.describe(&c.object_name, None))?;
+    let Some(d) = described else {
+        return Err(StepError::Collection {
+            object: c.object_name.clone(),
+            message: "describe returned no body".into(),
+        });
+    };
+    let fields: Vec<FieldInfo> = d.fields.iter().map(field_info).collect();
+    let columns = map_fields(&fields);
+    let stamp = modstamp_field(&columns).map(str::to_string);
+    let at = Utc::now();
+    tx(|| {
+        store::create_collection_table(
+            &cfg.name,
+            &cfg.schema_name,
+            &c.object_name,
+            &c.table_name,
+            &columns,
+            stamp.as_deref(),
+            at,
+        )
+    })?;
+    let mut describe = schedule::Periodic::new(secs(cfg.describe_interval_secs));
+    describe.mark(Instant::now());
+    rt.collections.insert(
+        c.object_name.clone(),
+        CollectionRuntime {
+            columns,
+            next_records_url: None,
+            describe,
+            deleted: schedule::Periodic::new(secs(cfg.deleted_interval_secs)),
+        },
+    );
+    Ok(true)
+}
+
+fn target<'a>(
+    cfg: &'a SyncConfig,
+    c: &'a CollectionRow,
+    cr: &'a CollectionRuntime,
+    cid: &'a str,
+    events: bool,
+) -> ApplyTarget<'a> {
+    ApplyTarget {
+        schema: &cfg.schema_name,
+        table: &c.table_name,
+        collection_id: cid,
+        columns: &cr.columns,
+        stamp_field: c.stamp_field.as_deref(),
+        emit_events: events,
+    }
+}
+
+/// Reads and applies one REST page of a backfill (counting the rows first).
+fn backfill_page(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    c: &CollectionRow,
+) -> Result<bool, StepError> {
+    if c.rows_total.is_none() {
+        if !rt.try_spend(1) {
+            return Ok(false);
+        }
+        let total = rt.block_on(rt.client.count(&queries::count_query(&c.object_name)))?;
+        tx(|| store::set_rows_total(&cfg.name, &c.object_name, total as i64))?;
+        return Ok(true);
+    }
+    if !rt.try_spend(1) {
+        return Ok(false);
+    }
+    let Some(cr) = rt.collections.get_mut(&c.object_name) else {
+        return Ok(false);
+    };
+    let next = cr.next_records_url.take();
+    let soql = queries::backfill_query(
+        &c.object_name,
+        &queries::rest_fields(&cr.columns),
+        c.backfill_cursor.as_deref(),
+    );
+    let page: QueryPage = match next {
+        Some(url) => rt.block_on(rt.client.query_more(&url))?,
+        None => rt.block_on(rt.client.query(&soql, Some(PAGE_SIZE)))?,
+    };
+    let done = page.done || page.next_records_url.is_none();
+    let last_id = page
+        .records
+        .last()
+        .and_then(|r| r.get("Id"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let count = page.records.len() as i64;
+    let cr = &rt.collections[&c.object_name];
+    let cid = naming::collection_id(&c.object_name);
+    let t = target(cfg, c, cr, &cid, cfg.backfill_events);
+    let records = records_json(page.records);
+    tx(|| {
+        store::apply_backfill_page(
+            &cfg.name,
+            &t,
+            &c.object_name,
+            records,
+            last_id.as_deref(),
+            count,
+            done,
+        )
+    })?;
+    if let Some(cr) = rt.collections.get_mut(&c.object_name) {
+        cr.next_records_url = if done { None } else { page.next_records_url };
+    }
+    Ok(!done)
+}
+
+/// One poll round over the live collections. Returns false when the budget did not
+/// allow it (try again at the next iteration).
+fn poll_round(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    live: &[&CollectionRow],
+) -> Result<bool, StepError> {
+    let overlap = chrono::Duration::milliseconds((cfg.poll_overlap_secs * 1000.0) as i64);
+    for group in live.chunks(schedule::QUERIES_PER_COMPOSITE) {
+        if !rt.try_spend(1) {
+            return Ok(false);
+        }
+        let started = Utc::now();
+        let mut subs = Vec::new();
+        let mut deleted_windows = Vec::new();
+        for (i, c) in group.iter().enumerate() {
+            let cr = &rt.collections[&c.object_name];
+            let stamp = c.stamp_field.as_deref().unwrap_or("SystemModstamp");
+            let since = cursor::poll_since(c.poll_cursor.unwrap_or(started), overlap);
+            let soql = queries::poll_query(
+                &c.object_name,
+                &queries::rest_fields(&cr.columns),
+                stamp,
+                since,
+            );
+            subs.push(
+                rt.client
+                    .query_subrequest(&format!("q{i}"), &soql, true, Some(PAGE_SIZE)),
+            );
+            if cr.deleted.due(Instant::now()) {
+                let (start, end) =
+                    cursor::deleted_window(c.deleted_cursor.unwrap_or(started), started, overlap);
+                let path = format!(
+                    "sobjects/{}/deleted/?start={}&end={}",
+                    c.object_name,
+                    cursor::soql_datetime(start),
+                    cursor::soql_datetime(end)
+                );
+                subs.push(rt.client.get_subrequest(&format!("d{i}"), &path));
+                deleted_windows.push((i, end));
+            }
+        }
+        let responses = rt.block_on(rt.client.composite(false, subs))?;
+        for resp in responses {
+            let (kind, idx) = resp.reference_id.split_at(1);
+            let Some(c) = idx.parse::<usize>().ok().and_then(|i| group.get(i)) else {
+                continue;
+            };
+            if kind == "q" {
+                apply_poll_response(rt, cfg, c, resp, started, overlap)?;
+            } else if let Some((_, end)) = deleted_windows
+                .iter()
+                .find(|(i, _)| group[*i].object_name == c.object_name)
+            {
+                apply_deleted_response(rt, cfg, c, resp, *end)?;
+            }
+        }
+    }
+    Ok(true)
+}
+
+fn apply_poll_response(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    c: &CollectionRow,
+    resp: CompositeSubresponse,
+    started: chrono::DateTime<Utc>,
+    overlap: chrono::Duration,
+) -> Result<(), StepError> {
+    let stamp = c
+        .stamp_field
+        .clone()
+        .unwrap_or_else(|| "SystemModstamp".into());
+    let mut page = match resp.into_query_page() {
+        Ok(p) => p,
+        Err(e) => {
+            let msg = format!("polling {}: {e}", c.object_name);
+            tx(|| store::set_collection_error(&cfg.name, &c.object_name, &msg))?;
+            return Ok(());
+        }
+    };
+    let mut cur = c.poll_cursor.unwrap_or(started - overlap);
+    loop {
+        let newest = page
+            .records
+            .iter()
+            .filter_map(|r| {
+                r.get(&stamp)
+                    .and_then(Value::as_str)
+                    .and_then(cursor::parse_sf_datetime)
+            })
+            .max();
+        cur = cursor::advance(cur, newest);
+        let next = page.next_records_url.clone().filter(|_| !page.done);
+        let cr = &rt.collections[&c.object_name];
+        let cid = naming::collection_id(&c.object_name);
+        let t = target(cfg, c, cr, &cid, true);
+        let records = records_json(std::mem::take(&mut page.records));
+        let caught_up = if next.is_none() { Some(started) } else { None };
+        tx(|| store::apply_poll_page(&cfg.name, &t, &c.object_name, records, cur, caught_up))?;
+        let Some(url) = next else { break };
+        if !rt.try_spend(1) {
+            break;
+        }
+        page = rt.block_on(rt.client.query_more(&url))?;
+    }
+    Ok(())
+}
+
+fn apply_deleted_response(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    c: &CollectionRow,
+    resp: CompositeSubresponse,
+    end: chrono::DateTime<Utc>,
+) -> Result<(), StepError> {
+    let deleted: salesforce::DeletedRecords = match resp.into_body() {
+        Ok(d) => d,
+        Err(e) => {
+            let msg = format!("checking deletions of {}: {e}", c.object_name);
+            tx(|| store::set_collection_error(&cfg.name, &c.object_name, &msg))?;
+            return Ok(());
+        }
+    };
+    let ids: Vec<String> = deleted.deleted_records.into_iter().map(|d| d.id).collect();
+    let cr = &rt.collections[&c.object_name];
+    let cid = naming::collection_id(&c.object_name);
+    let t = target(cfg, c, cr, &cid, true);
+    tx(|| store::apply_deleted(&cfg.name, &t, &c.object_name, ids, end))?;
+    if let Some(cr) = rt.collections.get_mut(&c.object_name) {
+        cr.deleted.mark(Instant::now());
+    }
+    Ok(())
+}
+
+/// Re-reads the describe when due (If-Modified-Since the last one) and adds columns for
+/// new fields; vanished fields stop being selected.
+fn check_describe(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    c: &CollectionRow,
+) -> Result<(), StepError> {
+    let now = Instant::now();
+    match rt.collections.get(&c.object_name) {
+        Some(cr) if cr.describe.due(now) => {}
+        _ => return Ok(()),
+    }
+    if !rt.try_spend(1) {
+        return Ok(());
+    }
+    if let Some(cr) = rt.collections.get_mut(&c.object_name) {
+        cr.describe.mark(now);
+    }
+    let at = Utc::now();
+    let Some(d) = rt.block_on(rt.client.describe(&c.object_name, c.describe_modified))? else {
+        return Ok(());
+    };
+    let existing = tx(|| catalog::load_columns(&cfg.name, &c.object_name))?;
+    let known: HashSet<&str> = existing.iter().map(|(col, _)| col.field.as_str()).collect();
+    let new_fields: Vec<FieldInfo> = d
+        .fields
+        .iter()
+        .filter(|f| !known.contains(f.name.as_str()))
+        .map(field_info)
+        .collect();
+    let present: HashSet<&str> = d.fields.iter().map(|f| f.name.as_str()).collect();
+    let removed: Vec<String> = existing
+        .iter()
+        .filter(|(col, active)| *active && !present.contains(col.field.as_str()))
+        .map(|(col, _)| col.field.clone())
+        .collect();
+    let names: Vec<String> = existing.iter().map(|(col, _)| col.column.clone()).collect();
+    let added = map_new_fields(&names, &new_fields);
+    tx(|| {
+        store::apply_drift(
+            &cfg.name,
+            &cfg.schema_name,
+            &c.object_name,
+            &c.table_name,
+            &added,
+            &removed,
+            existing.len() as i32,
+            at,
+        )
+    })?;
+    if !added.is_empty() || !removed.is_empty() {
+        pgrx::log!(
+            "sequin_sf: {}.{}: {} column(s) added, {} field(s) gone",
+            cfg.schema_name,
+            c.table_name,
+            added.len(),
+            removed.len()
+        );
+        let all = tx(|| catalog::load_columns(&cfg.name, &c.object_name))?;
+        if let Some(cr) = rt.collections.get_mut(&c.object_name) {
+            cr.columns = all
+                .into_iter()
+                .filter(|(_, a)| *a)
+                .map(|(c, _)| c)
+                .collect();
+        }
+    }
+    Ok(())
+}
