@@ -96,7 +96,12 @@ pub fn token(app: &App, req: &Req) -> Resp {
     let check_client = |require_secret: bool| -> Result<(), Resp> {
         match field(&form, "client_id") {
             Some(id) if id == cfg.client_id => {}
-            _ => return Err(oauth_error("invalid_client_id", "client identifier invalid")),
+            _ => {
+                return Err(oauth_error(
+                    "invalid_client_id",
+                    "client identifier invalid",
+                ))
+            }
         }
         match field(&form, "client_secret") {
             Some(s) if s == cfg.client_secret => Ok(()),
@@ -129,7 +134,10 @@ pub fn token(app: &App, req: &Req) -> Resp {
                 )
             });
             if id != cfg.client_id {
-                Err(oauth_error("invalid_client_id", "client identifier invalid"))
+                Err(oauth_error(
+                    "invalid_client_id",
+                    "client identifier invalid",
+                ))
             } else if secret != cfg.client_secret {
                 Err(oauth_error("invalid_client", "invalid client credentials"))
             } else {
@@ -176,7 +184,9 @@ pub fn token(app: &App, req: &Req) -> Resp {
 
 fn basic_auth(req: &Req) -> Option<(String, String)> {
     let h = req.header("authorization")?;
-    let b64 = h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic "))?;
+    let b64 = h
+        .strip_prefix("Basic ")
+        .or_else(|| h.strip_prefix("basic "))?;
     let raw = B64.decode(b64.trim()).ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (id, secret) = text.split_once(':')?;
@@ -225,7 +235,10 @@ fn verify_jwt(app: &App, assertion: &str) -> Result<(), Resp> {
     };
     let text = |k: &str| claims.get(k).and_then(|v| v.as_str()).unwrap_or("");
     if text("iss") != app.config.client_id {
-        return Err(oauth_error("invalid_client_id", "client identifier invalid"));
+        return Err(oauth_error(
+            "invalid_client_id",
+            "client identifier invalid",
+        ));
     }
     if text("sub") != app.config.username {
         return bad("user hasn't approved this consumer");

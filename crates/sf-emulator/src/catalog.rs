@@ -30,7 +30,9 @@ pub fn builtin() -> Result<Vec<ObjectDef>, CatalogError> {
             let cols: Vec<&str> = rest.split('|').map(str::trim).collect();
             let head: Vec<&str> = cols[0].split_whitespace().collect();
             if head.len() != 2 || cols.len() < 3 {
-                return Err(err("object line needs `Name prefix | Label | Plural`".into()));
+                return Err(err(
+                    "object line needs `Name prefix | Label | Plural`".into()
+                ));
             }
             let flags = cols.get(3).copied().unwrap_or("");
             let def = new_object(head[0], head[1], cols[1], cols[2]).map_err(err)?;
@@ -49,7 +51,12 @@ pub fn builtin() -> Result<Vec<ObjectDef>, CatalogError> {
 }
 
 /// A new object holding only `Id` and `IsDeleted`.
-pub fn new_object(name: &str, prefix: &str, label: &str, plural: &str) -> Result<ObjectDef, String> {
+pub fn new_object(
+    name: &str,
+    prefix: &str,
+    label: &str,
+    plural: &str,
+) -> Result<ObjectDef, String> {
     let p = prefix.as_bytes();
     if p.len() != 3 || !p.iter().all(u8::is_ascii_alphanumeric) {
         return Err(format!("bad key prefix {prefix:?}"));
@@ -96,15 +103,30 @@ pub fn finish_object(mut def: ObjectDef, owner: bool) -> ObjectDef {
     }
     for (name, label, ftype, rel) in [
         ("CreatedDate", "Created Date", FieldType::DateTime, None),
-        ("CreatedById", "Created By ID", FieldType::Reference, Some("CreatedBy")),
-        ("LastModifiedDate", "Last Modified Date", FieldType::DateTime, None),
+        (
+            "CreatedById",
+            "Created By ID",
+            FieldType::Reference,
+            Some("CreatedBy"),
+        ),
+        (
+            "LastModifiedDate",
+            "Last Modified Date",
+            FieldType::DateTime,
+            None,
+        ),
         (
             "LastModifiedById",
             "Last Modified By ID",
             FieldType::Reference,
             Some("LastModifiedBy"),
         ),
-        ("SystemModstamp", "System Modstamp", FieldType::DateTime, None),
+        (
+            "SystemModstamp",
+            "System Modstamp",
+            FieldType::DateTime,
+            None,
+        ),
     ] {
         let mut f = Field::new(name, ftype);
         f.label = label.into();
@@ -186,10 +208,7 @@ fn parse_type(spec: &str) -> Result<(String, Option<(u32, Option<u32>)>), String
         Some((t, rest)) => {
             let inner = rest.strip_suffix(')').ok_or("unclosed (")?;
             let mut nums = inner.split(',').map(|s| s.trim().parse::<u32>());
-            let a = nums
-                .next()
-                .ok_or("empty ()")?
-                .map_err(|e| e.to_string())?;
+            let a = nums.next().ok_or("empty ()")?.map_err(|e| e.to_string())?;
             let b = match nums.next() {
                 Some(r) => Some(r.map_err(|e| e.to_string())?),
                 None => None,
@@ -241,7 +260,10 @@ fn parse_field_line(def: &mut ObjectDef, line: &str) -> Result<(), String> {
         f.label = l.to_string();
     }
     apply_attrs(&mut f, attrs)?;
-    set_picklist(&mut f, values.split(';').map(str::trim).filter(|s| !s.is_empty()));
+    set_picklist(
+        &mut f,
+        values.split(';').map(str::trim).filter(|s| !s.is_empty()),
+    );
     def.push_field(f);
     Ok(())
 }
@@ -337,7 +359,12 @@ fn add_address(def: &mut ObjectDef, prefix: &str, label: &str) {
         ("Country", FieldType::String, 80, "Country"),
         ("Latitude", FieldType::Double, 0, "Latitude"),
         ("Longitude", FieldType::Double, 0, "Longitude"),
-        ("GeocodeAccuracy", FieldType::Picklist, 40, "Geocode Accuracy"),
+        (
+            "GeocodeAccuracy",
+            FieldType::Picklist,
+            40,
+            "Geocode Accuracy",
+        ),
     ];
     for (suffix, ftype, len, l) in parts {
         let mut f = Field::new(&format!("{prefix}{suffix}"), ftype);
@@ -353,8 +380,19 @@ fn add_address(def: &mut ObjectDef, prefix: &str, label: &str) {
             f.restricted = true;
             set_picklist(
                 &mut f,
-                ["Address", "NearAddress", "Block", "Street", "ExtendedZip", "Zip", "City", "County", "State", "Unknown"]
-                    .into_iter(),
+                [
+                    "Address",
+                    "NearAddress",
+                    "Block",
+                    "Street",
+                    "ExtendedZip",
+                    "Zip",
+                    "City",
+                    "County",
+                    "State",
+                    "Unknown",
+                ]
+                .into_iter(),
             );
         }
         def.push_field(f);
@@ -381,7 +419,10 @@ pub fn field_from_json(v: &serde_json::Value) -> Result<Field, String> {
     }
     let tname = v.get("type").and_then(|t| t.as_str()).unwrap_or("string");
     let ftype = FieldType::parse(tname).ok_or_else(|| format!("unknown field type {tname:?}"))?;
-    if matches!(ftype, FieldType::Id | FieldType::Address | FieldType::Location) {
+    if matches!(
+        ftype,
+        FieldType::Id | FieldType::Address | FieldType::Location
+    ) {
         return Err(format!("fields of type {tname} cannot be added"));
     }
     let mut f = Field::new(name, ftype);
@@ -411,7 +452,11 @@ pub fn field_from_json(v: &serde_json::Value) -> Result<Field, String> {
         f.external_id = true;
         f.id_lookup = true;
     }
-    if let Some(vals) = v.get("values").or_else(|| v.get("picklistValues")).and_then(|x| x.as_array()) {
+    if let Some(vals) = v
+        .get("values")
+        .or_else(|| v.get("picklistValues"))
+        .and_then(|x| x.as_array())
+    {
         let names: Vec<String> = vals
             .iter()
             .filter_map(|x| {

@@ -44,9 +44,11 @@ pub async fn handle(app: &Arc<App>, req: &Req, segs: &[String]) -> Resp {
         (&Method::GET, ["records", obj, id]) => get_record(app, obj, id),
         (&Method::PATCH, ["records", obj, id]) => update_record(app, req, obj, id),
         (&Method::DELETE, ["records", obj, id]) => delete_record(app, req, obj, id),
-        (&Method::POST, ["records", obj, id, "undelete"]) => {
-            with_obj(app, obj).and_then(|o| validate::undelete(&o, id).map_err(api_err).map(|_| Resp::empty(204)))
-        }
+        (&Method::POST, ["records", obj, id, "undelete"]) => with_obj(app, obj).and_then(|o| {
+            validate::undelete(&o, id)
+                .map_err(api_err)
+                .map(|_| Resp::empty(204))
+        }),
         (&Method::POST, ["schema", "objects"]) => add_object(app, req),
         (&Method::POST, ["schema", obj, "fields"]) => add_field(app, req, obj),
         (&Method::DELETE, ["schema", obj, "fields", field]) => remove_field(app, obj, field),
@@ -67,9 +69,16 @@ pub async fn handle(app: &Arc<App>, req: &Req, segs: &[String]) -> Resp {
         (&Method::PUT, ["limits"]) => put_limits(app, req),
         (&Method::GET, ["limits"]) => {
             let (used, max) = app.limits.usage();
-            Ok(Resp::json(200, &json!({"api_used": used, "api_limit": max, "long_request_limit": app.limits.long_limit(), "latency_ms": *app.latency_ms.lock()})))
+            Ok(Resp::json(
+                200,
+                &json!({"api_used": used, "api_limit": max, "long_request_limit": app.limits.long_limit(), "latency_ms": *app.latency_ms.lock()}),
+            ))
         }
-        _ => Err(not_found(format!("no control endpoint {} /__emulator/{}", m, s.join("/")))),
+        _ => Err(not_found(format!(
+            "no control endpoint {} /__emulator/{}",
+            m,
+            s.join("/")
+        ))),
     };
     r.unwrap_or_else(|e| e)
 }
@@ -111,20 +120,27 @@ async fn generate(app: &Arc<App>, req: &Req) -> Result<Resp, Resp> {
         .get("count")
         .and_then(Value::as_u64)
         .ok_or_else(|| bad("need \"count\""))? as usize;
-    let seed = b.get("seed").and_then(Value::as_u64).unwrap_or(app.config.seed);
+    let seed = b
+        .get("seed")
+        .and_then(Value::as_u64)
+        .unwrap_or(app.config.seed);
     with_obj(app, &object)?;
     let a = app.clone();
     let o2 = object.clone();
-    let res = tokio::task::spawn_blocking(move || crate::generate::generate(&a.org, &o2, count, seed))
-        .await
-        .map_err(|e| bad(e.to_string()))?;
+    let res =
+        tokio::task::spawn_blocking(move || crate::generate::generate(&a.org, &o2, count, seed))
+            .await
+            .map_err(|e| bad(e.to_string()))?;
     let n = res.map_err(bad)?;
     let total = app
         .org
         .object(&object)
         .map(|o| o.read().table.live_count())
         .unwrap_or(0);
-    Ok(Resp::json(200, &json!({"object": object, "generated": n, "total": total})))
+    Ok(Resp::json(
+        200,
+        &json!({"object": object, "generated": n, "total": total}),
+    ))
 }
 
 fn create_records(app: &App, req: &Req, obj: &str) -> Result<Resp, Resp> {
@@ -173,7 +189,9 @@ fn record_error(e: ApiError, index: usize, created: &[String]) -> Resp {
 fn get_record(app: &App, obj: &str, id: &str) -> Result<Resp, Resp> {
     let o = with_obj(app, obj)?;
     let g = o.read();
-    let row = g.row_of(id).ok_or_else(|| not_found(format!("no {obj} {id}")))?;
+    let row = g
+        .row_of(id)
+        .ok_or_else(|| not_found(format!("no {obj} {id}")))?;
     if g.table.row_state(row) == Some(crate::store::RowState::Purged) {
         return Err(not_found(format!("{obj} {id} was purged")));
     }
@@ -232,7 +250,9 @@ fn remove_field(app: &App, obj: &str, field: &str) -> Result<Resp, Resp> {
             .ok_or_else(|| not_found(format!("no field {obj}.{field}")))?;
         let f = &g.def.fields[idx];
         if !f.custom {
-            return Err(bad(format!("{obj}.{field} is a standard field and cannot be removed")));
+            return Err(bad(format!(
+                "{obj}.{field} is a standard field and cannot be removed"
+            )));
         }
         g.def.fields[idx].removed = true;
         g.def.reindex();
@@ -285,7 +305,10 @@ fn add_object(app: &App, req: &Req) -> Result<Resp, Resp> {
     let def = crate::catalog::finish_object(def, true);
     app.org.add_object(def);
     app.org.schema_changed();
-    Ok(Resp::json(201, &json!({"object": name, "keyPrefix": prefix})))
+    Ok(Resp::json(
+        201,
+        &json!({"object": name, "keyPrefix": prefix}),
+    ))
 }
 
 fn add_fault(app: &App, req: &Req) -> Result<Resp, Resp> {
@@ -295,7 +318,8 @@ fn add_fault(app: &App, req: &Req) -> Result<Resp, Resp> {
         Some(Value::Number(n)) => n.to_string(),
         _ => return Err(bad("need \"kind\"")),
     };
-    let kind = FaultKind::parse(&kind_text).ok_or_else(|| bad(format!("unknown fault kind {kind_text}")))?;
+    let kind = FaultKind::parse(&kind_text)
+        .ok_or_else(|| bad(format!("unknown fault kind {kind_text}")))?;
     let rate = b.get("rate").and_then(Value::as_f64);
     let count = b.get("count").and_then(Value::as_u64);
     if rate.is_none() && count.is_none() {
@@ -305,7 +329,10 @@ fn add_fault(app: &App, req: &Req) -> Result<Resp, Resp> {
         kind,
         rate,
         remaining: count,
-        path_contains: b.get("path_contains").and_then(Value::as_str).map(str::to_string),
+        path_contains: b
+            .get("path_contains")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     });
     Ok(faults(app))
 }
@@ -323,10 +350,14 @@ fn faults(app: &App) -> Resp {
 fn put_limits(app: &App, req: &Req) -> Result<Resp, Resp> {
     let b = body(req)?;
     let n = |k: &str| b.get(k).and_then(Value::as_u64);
-    app.limits.set(n("api_limit"), n("api_used"), n("long_request_limit"));
+    app.limits
+        .set(n("api_limit"), n("api_used"), n("long_request_limit"));
     if let Some(l) = n("latency_ms") {
         *app.latency_ms.lock() = l;
     }
     let (used, max) = app.limits.usage();
-    Ok(Resp::json(200, &json!({"api_used": used, "api_limit": max, "long_request_limit": app.limits.long_limit()})))
+    Ok(Resp::json(
+        200,
+        &json!({"api_used": used, "api_limit": max, "long_request_limit": app.limits.long_limit()}),
+    ))
 }

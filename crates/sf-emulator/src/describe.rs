@@ -96,7 +96,10 @@ pub fn global(app: &App, req: &Req, v: &str) -> Result<Resp, ApiError> {
 pub fn basic(app: &App, v: &str, name: &str) -> Result<Resp, ApiError> {
     let obj = lookup(app, name)?;
     let info = Value::Object(object_flags(v, &obj.read().def));
-    Ok(Resp::json(200, &json!({"objectDescribe": info, "recentItems": []})))
+    Ok(Resp::json(
+        200,
+        &json!({"objectDescribe": info, "recentItems": []}),
+    ))
 }
 
 fn field_json(f: &Field) -> Value {
@@ -204,7 +207,10 @@ pub fn object(app: &App, req: &Req, v: &str, name: &str) -> Result<Resp, ApiErro
     for other in app.org.objects() {
         let o = other.read();
         for (_, f) in o.def.live_fields() {
-            if f.reference_to.iter().any(|t| t.eq_ignore_ascii_case(&target)) {
+            if f.reference_to
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(&target))
+            {
                 children.push(json!({
                     "cascadeDelete": false,
                     "childSObject": o.def.name,
@@ -227,7 +233,10 @@ pub fn object(app: &App, req: &Req, v: &str, name: &str) -> Result<Resp, ApiErro
     out.insert("networkScopeFieldName".into(), Value::Null);
     out.insert("searchLayoutable".into(), json!(true));
     out.insert("sobjectDescribeOption".into(), json!("FULL"));
-    out.insert("supportedScopes".into(), json!([{"label": "All", "name": "everything"}]));
+    out.insert(
+        "supportedScopes".into(),
+        json!([{"label": "All", "name": "everything"}]),
+    );
     out.insert(
         "recordTypeInfos".into(),
         json!([{

@@ -54,11 +54,7 @@ impl ApiError {
     }
 
     pub fn not_found() -> ApiError {
-        ApiError::new(
-            404,
-            "NOT_FOUND",
-            "The requested resource does not exist",
-        )
+        ApiError::new(404, "NOT_FOUND", "The requested resource does not exist")
     }
 
     pub fn session() -> ApiError {

@@ -96,7 +96,10 @@ impl Faults {
         let mut rules = self.rules.lock();
         let mut fired = None;
         for r in rules.iter_mut() {
-            if r.path_contains.as_deref().is_some_and(|p| !path.contains(p)) {
+            if r.path_contains
+                .as_deref()
+                .is_some_and(|p| !path.contains(p))
+            {
                 continue;
             }
             if let Some(n) = r.remaining.as_mut() {
@@ -133,8 +136,14 @@ mod tests {
             path_contains: Some("/query".into()),
         });
         assert_eq!(f.pick("/services/data/v61.0/sobjects"), None);
-        assert_eq!(f.pick("/services/data/v61.0/query"), Some(FaultKind::Unavailable));
-        assert_eq!(f.pick("/services/data/v61.0/query"), Some(FaultKind::Unavailable));
+        assert_eq!(
+            f.pick("/services/data/v61.0/query"),
+            Some(FaultKind::Unavailable)
+        );
+        assert_eq!(
+            f.pick("/services/data/v61.0/query"),
+            Some(FaultKind::Unavailable)
+        );
         assert_eq!(f.pick("/services/data/v61.0/query"), None);
         assert!(f.rules().is_empty());
     }

@@ -8,37 +8,218 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const FIRST: &[&str] = &[
-    "James", "Mary", "John", "Patricia", "Robert", "Jennifer", "Michael", "Linda", "William", "Elizabeth",
-    "David", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah", "Charles", "Karen",
-    "Christopher", "Nancy", "Daniel", "Lisa", "Matthew", "Betty", "Anthony", "Margaret", "Mark", "Sandra",
-    "Donald", "Ashley", "Steven", "Kimberly", "Paul", "Emily", "Andrew", "Donna", "Joshua", "Michelle",
-    "Kenneth", "Carol", "Kevin", "Amanda", "Brian", "Dorothy", "George", "Melissa", "Timothy", "Deborah",
-    "Aiko", "Chen", "Priya", "Mateo", "Sofia", "Lars", "Ingrid", "Kwame", "Amara", "Noah", "Zoë", "José",
+    "James",
+    "Mary",
+    "John",
+    "Patricia",
+    "Robert",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "William",
+    "Elizabeth",
+    "David",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Charles",
+    "Karen",
+    "Christopher",
+    "Nancy",
+    "Daniel",
+    "Lisa",
+    "Matthew",
+    "Betty",
+    "Anthony",
+    "Margaret",
+    "Mark",
+    "Sandra",
+    "Donald",
+    "Ashley",
+    "Steven",
+    "Kimberly",
+    "Paul",
+    "Emily",
+    "Andrew",
+    "Donna",
+    "Joshua",
+    "Michelle",
+    "Kenneth",
+    "Carol",
+    "Kevin",
+    "Amanda",
+    "Brian",
+    "Dorothy",
+    "George",
+    "Melissa",
+    "Timothy",
+    "Deborah",
+    "Aiko",
+    "Chen",
+    "Priya",
+    "Mateo",
+    "Sofia",
+    "Lars",
+    "Ingrid",
+    "Kwame",
+    "Amara",
+    "Noah",
+    "Zoë",
+    "José",
 ];
 const LAST: &[&str] = &[
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez",
-    "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin",
-    "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson",
-    "Walker", "Young", "Allen", "King", "Wright", "Scott", "Torres", "Nguyen", "Hill", "Flores",
-    "Green", "Adams", "Nelson", "Baker", "Hall", "Rivera", "Campbell", "Mitchell", "Carter", "Roberts",
-    "O'Brien", "Müller", "Tanaka", "Okafor", "Kowalski", "Johansson", "Rossi", "Dubois", "Singh", "Kim",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sanchez",
+    "Clark",
+    "Ramirez",
+    "Lewis",
+    "Robinson",
+    "Walker",
+    "Young",
+    "Allen",
+    "King",
+    "Wright",
+    "Scott",
+    "Torres",
+    "Nguyen",
+    "Hill",
+    "Flores",
+    "Green",
+    "Adams",
+    "Nelson",
+    "Baker",
+    "Hall",
+    "Rivera",
+    "Campbell",
+    "Mitchell",
+    "Carter",
+    "Roberts",
+    "O'Brien",
+    "Müller",
+    "Tanaka",
+    "Okafor",
+    "Kowalski",
+    "Johansson",
+    "Rossi",
+    "Dubois",
+    "Singh",
+    "Kim",
 ];
 const COMPANY_A: &[&str] = &[
-    "Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Wonka", "Cyberdyne", "Soylent", "Tyrell",
-    "Hooli", "Vandelay", "Massive", "Dunder", "Pied Piper", "Aperture", "Black Mesa", "Oscorp", "Gringotts", "Monarch",
-    "Blue Sun", "Nakatomi", "Prestige", "Sirius", "Zorg", "Veridian", "Gekko", "Duff", "Krusty", "Bluth",
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark",
+    "Wayne",
+    "Wonka",
+    "Cyberdyne",
+    "Soylent",
+    "Tyrell",
+    "Hooli",
+    "Vandelay",
+    "Massive",
+    "Dunder",
+    "Pied Piper",
+    "Aperture",
+    "Black Mesa",
+    "Oscorp",
+    "Gringotts",
+    "Monarch",
+    "Blue Sun",
+    "Nakatomi",
+    "Prestige",
+    "Sirius",
+    "Zorg",
+    "Veridian",
+    "Gekko",
+    "Duff",
+    "Krusty",
+    "Bluth",
 ];
 const COMPANY_B: &[&str] = &[
-    "Corp", "Inc.", "Industries", "Systems", "Labs", "Holdings", "Group", "Partners", "Technologies", "Logistics",
-    "Foods", "Energy", "Media", "Health", "Capital", "Robotics", "Analytics", "Outfitters", "Dynamics", "Networks",
+    "Corp",
+    "Inc.",
+    "Industries",
+    "Systems",
+    "Labs",
+    "Holdings",
+    "Group",
+    "Partners",
+    "Technologies",
+    "Logistics",
+    "Foods",
+    "Energy",
+    "Media",
+    "Health",
+    "Capital",
+    "Robotics",
+    "Analytics",
+    "Outfitters",
+    "Dynamics",
+    "Networks",
 ];
 const TITLES: &[&str] = &[
-    "CEO", "CTO", "CFO", "VP Sales", "VP Marketing", "Director of Engineering", "Account Manager", "Sales Rep",
-    "Product Manager", "Software Engineer", "Data Analyst", "Office Manager", "Buyer", "Procurement Lead",
-    "Operations Manager", "Head of IT", "Consultant", "Marketing Specialist", "Support Engineer", "Controller",
+    "CEO",
+    "CTO",
+    "CFO",
+    "VP Sales",
+    "VP Marketing",
+    "Director of Engineering",
+    "Account Manager",
+    "Sales Rep",
+    "Product Manager",
+    "Software Engineer",
+    "Data Analyst",
+    "Office Manager",
+    "Buyer",
+    "Procurement Lead",
+    "Operations Manager",
+    "Head of IT",
+    "Consultant",
+    "Marketing Specialist",
+    "Support Engineer",
+    "Controller",
 ];
 const DEPARTMENTS: &[&str] = &[
-    "Sales", "Marketing", "Engineering", "Finance", "Operations", "IT", "Support", "Procurement", "Legal", "HR",
+    "Sales",
+    "Marketing",
+    "Engineering",
+    "Finance",
+    "Operations",
+    "IT",
+    "Support",
+    "Procurement",
+    "Legal",
+    "HR",
 ];
 /// (city, state, postal prefix, country, lat, lon)
 const CITIES: &[(&str, &str, &str, &str, f64, f64)] = &[
@@ -58,11 +239,38 @@ const CITIES: &[(&str, &str, &str, &str, f64, f64)] = &[
     ("Sydney", "NSW", "200", "Australia", -33.8688, 151.2093),
 ];
 const STREETS: &[&str] = &[
-    "Main St", "Market St", "Oak Ave", "Pine St", "Maple Dr", "Cedar Ln", "Elm St", "Washington Blvd",
-    "Lake Shore Dr", "Mission St", "Broadway", "High St", "Church Rd", "Park Ave", "2nd St", "Sunset Blvd",
+    "Main St",
+    "Market St",
+    "Oak Ave",
+    "Pine St",
+    "Maple Dr",
+    "Cedar Ln",
+    "Elm St",
+    "Washington Blvd",
+    "Lake Shore Dr",
+    "Mission St",
+    "Broadway",
+    "High St",
+    "Church Rd",
+    "Park Ave",
+    "2nd St",
+    "Sunset Blvd",
 ];
-const DOMAINS: &[&str] = &["example.com", "example.org", "mail.test", "corp.example", "acme.test"];
-const PRODUCTS: &[&str] = &["Platform License", "Support Plan", "Consulting", "Training", "Hardware Bundle", "Add-on Seats"];
+const DOMAINS: &[&str] = &[
+    "example.com",
+    "example.org",
+    "mail.test",
+    "corp.example",
+    "acme.test",
+];
+const PRODUCTS: &[&str] = &[
+    "Platform License",
+    "Support Plan",
+    "Consulting",
+    "Training",
+    "Hardware Bundle",
+    "Add-on Seats",
+];
 
 /// Parents first, so references can point at them.
 fn rank(object: &str) -> usize {
@@ -129,12 +337,50 @@ struct ParentRows {
 }
 
 const COMMON: &[&str] = &[
-    "Phone", "MobilePhone", "Email", "Title", "Department", "Website", "Industry", "Type", "Rating",
-    "AnnualRevenue", "NumberOfEmployees", "LeadSource", "Birthdate", "Level__c", "Tier__c", "Active__c",
-    "Amount", "Probability", "CloseDate", "StageName", "Status", "Priority", "Origin", "Subject",
-    "AccountNumber", "Salutation", "Family", "IsActive", "ProductCode", "Quantity", "UnitPrice",
-    "ActivityDate", "StartDate", "EndDate", "ForecastCategoryName", "Ownership", "AccountSource",
-    "Amount__c", "Status__c", "Due_Date__c", "Paid__c", "Company", "Reason", "External_Key__c",
+    "Phone",
+    "MobilePhone",
+    "Email",
+    "Title",
+    "Department",
+    "Website",
+    "Industry",
+    "Type",
+    "Rating",
+    "AnnualRevenue",
+    "NumberOfEmployees",
+    "LeadSource",
+    "Birthdate",
+    "Level__c",
+    "Tier__c",
+    "Active__c",
+    "Amount",
+    "Probability",
+    "CloseDate",
+    "StageName",
+    "Status",
+    "Priority",
+    "Origin",
+    "Subject",
+    "AccountNumber",
+    "Salutation",
+    "Family",
+    "IsActive",
+    "ProductCode",
+    "Quantity",
+    "UnitPrice",
+    "ActivityDate",
+    "StartDate",
+    "EndDate",
+    "ForecastCategoryName",
+    "Ownership",
+    "AccountSource",
+    "Amount__c",
+    "Status__c",
+    "Due_Date__c",
+    "Paid__c",
+    "Company",
+    "Reason",
+    "External_Key__c",
 ];
 
 fn pick_fill(org: &Org, def: &ObjectDef, f: &Field) -> Option<Fill> {
@@ -162,7 +408,12 @@ fn pick_fill(org: &Org, def: &ObjectDef, f: &Field) -> Option<Fill> {
         "Name" if f.createable && def.name == "Opportunity" => Fill::OppName,
         "Name" if f.createable => Fill::Generic(FieldType::String),
         _ if f.compound.is_some() => {
-            let prefix_end = f.compound.as_deref().unwrap_or("").trim_end_matches("Address").len();
+            let prefix_end = f
+                .compound
+                .as_deref()
+                .unwrap_or("")
+                .trim_end_matches("Address")
+                .len();
             // Only the main address of each object is filled: Billing, Mailing.
             if !(n.starts_with("Billing") || n.starts_with("Mailing")) {
                 return None;
@@ -201,14 +452,23 @@ fn pick_fill(org: &Org, def: &ObjectDef, f: &Field) -> Option<Fill> {
                     return None;
                 }
                 let cache = vec![u64::MAX; p.table.rows()];
-                return Some(Fill::Ref(ParentRows { prefix: p.def.key_prefix, rows, cache }));
+                return Some(Fill::Ref(ParentRows {
+                    prefix: p.def.key_prefix,
+                    rows,
+                    cache,
+                }));
             }
             if !f.required() && !COMMON.contains(&n) {
                 return None;
             }
             match f.ftype {
-                FieldType::Picklist | FieldType::Multipicklist | FieldType::Combobox if !f.picklist.is_empty() => {
-                    Fill::Pick(f.picklist.iter().map(|p| p.value.clone()).collect(), if f.required() { 1.0 } else { 0.8 })
+                FieldType::Picklist | FieldType::Multipicklist | FieldType::Combobox
+                    if !f.picklist.is_empty() =>
+                {
+                    Fill::Pick(
+                        f.picklist.iter().map(|p| p.value.clone()).collect(),
+                        if f.required() { 1.0 } else { 0.8 },
+                    )
                 }
                 FieldType::Currency | FieldType::Double => {
                     if n.contains("Revenue") {
@@ -222,7 +482,11 @@ fn pick_fill(org: &Org, def: &ObjectDef, f: &Field) -> Option<Fill> {
                 FieldType::Int => Fill::Int(1, 50_000),
                 FieldType::Percent => Fill::Int(0, 100),
                 FieldType::Date if n == "Birthdate" => Fill::Birthdate,
-                FieldType::Date if n.contains("Close") || n.contains("Due") || n.contains("End") => Fill::DateFuture,
+                FieldType::Date
+                    if n.contains("Close") || n.contains("Due") || n.contains("End") =>
+                {
+                    Fill::DateFuture
+                }
                 FieldType::Date => Fill::DateRecent,
                 FieldType::Boolean => Fill::Bool(0.3),
                 t => Fill::Generic(t),
@@ -269,7 +533,8 @@ pub fn generate(org: &Org, object: &str, count: usize, seed: u64) -> Result<usiz
         .field("StageName")
         .map(|f| f.picklist.iter().map(|p| p.value.clone()).collect())
         .unwrap_or_default();
-    let today = crate::timefmt::wall_ms().div_euclid(crate::timefmt::MS_PER_DAY) * crate::timefmt::MS_PER_DAY;
+    let today = crate::timefmt::wall_ms().div_euclid(crate::timefmt::MS_PER_DAY)
+        * crate::timefmt::MS_PER_DAY;
     let admin = org.user_id.clone();
     let mut name_hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in def.name.bytes() {
@@ -283,7 +548,9 @@ pub fn generate(org: &Org, object: &str, count: usize, seed: u64) -> Result<usiz
         let n = CHUNK.min(count - done);
         let mut o = obj.write();
         let start_row = o.table.rows();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ name_hash ^ (start_row as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            seed ^ name_hash ^ (start_row as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
         let prefix = o.def.key_prefix;
         let admin_ref = o.table.cols[0].as_str_mut().map(|_| ());
         let _ = admin_ref;
@@ -297,8 +564,15 @@ pub fn generate(org: &Org, object: &str, count: usize, seed: u64) -> Result<usiz
                 first: rng.random_range(0..FIRST.len()),
                 last: rng.random_range(0..LAST.len()),
                 city: rng.random_range(0..CITIES.len()),
-                company: (rng.random_range(0..COMPANY_A.len()), rng.random_range(0..COMPANY_B.len())),
-                stage: if stages.is_empty() { 0 } else { rng.random_range(0..stages.len()) },
+                company: (
+                    rng.random_range(0..COMPANY_A.len()),
+                    rng.random_range(0..COMPANY_B.len()),
+                ),
+                stage: if stages.is_empty() {
+                    0
+                } else {
+                    rng.random_range(0..stages.len())
+                },
                 created,
                 modified,
                 seq: row as u64 + 1,
@@ -311,10 +585,22 @@ pub fn generate(org: &Org, object: &str, count: usize, seed: u64) -> Result<usiz
             for (col, fill) in fills.iter_mut() {
                 let c = &mut o.table.cols[*col];
                 filled[*col] = true;
-                fill_cell(c, fill, &ctx, &mut rng, &stages, &admin, &mut admin_cells[*col], &mut vocab_cache[*col]);
+                fill_cell(
+                    c,
+                    fill,
+                    &ctx,
+                    &mut rng,
+                    &stages,
+                    &admin,
+                    &mut admin_cells[*col],
+                    &mut vocab_cache[*col],
+                );
             }
             for (col, first, last) in &derives {
-                let name = crate::store::full_name(o.table.cols[*first].get(row), o.table.cols[*last].get(row));
+                let name = crate::store::full_name(
+                    o.table.cols[*first].get(row),
+                    o.table.cols[*last].get(row),
+                );
                 push_text(&mut o.table.cols[*col], name.as_deref());
                 filled[*col] = true;
             }
@@ -394,7 +680,11 @@ fn fill_cell(
         Fill::UserName => push_text(c, Some(&format!("user{}@emulator.test", ctx.seq))),
         Fill::Alias => push_text(c, Some(&format!("u{}", ctx.seq % 10_000_000))),
         Fill::Phone => {
-            let s = format!("({:03}) 555-{:04}", 200 + rng.random_range(0..800), rng.random_range(0..10_000));
+            let s = format!(
+                "({:03}) 555-{:04}",
+                200 + rng.random_range(0..800),
+                rng.random_range(0..10_000)
+            );
             push_text(c, Some(&s))
         }
         Fill::Company => {
@@ -417,7 +707,11 @@ fn fill_cell(
             vocab(c, k, DEPARTMENTS[k])
         }
         Fill::Street => {
-            let s = format!("{} {}", rng.random_range(1..9999), STREETS[rng.random_range(0..STREETS.len())]);
+            let s = format!(
+                "{} {}",
+                rng.random_range(1..9999),
+                STREETS[rng.random_range(0..STREETS.len())]
+            );
             push_text(c, Some(&s))
         }
         Fill::City => vocab(c, ctx.city, CITIES[ctx.city].0),
@@ -435,13 +729,23 @@ fn fill_cell(
         }
         Fill::Country => vocab(c, ctx.city, CITIES[ctx.city].3),
         Fill::Lat | Fill::Lon => {
-            let base = if matches!(fill, Fill::Lat) { CITIES[ctx.city].4 } else { CITIES[ctx.city].5 };
+            let base = if matches!(fill, Fill::Lat) {
+                CITIES[ctx.city].4
+            } else {
+                CITIES[ctx.city].5
+            };
             c.push_null();
-            c.set(row_len, &Val::Num(((base + rng.random_range(-0.05..0.05)) * 1e6).round() / 1e6));
+            c.set(
+                row_len,
+                &Val::Num(((base + rng.random_range(-0.05..0.05)) * 1e6).round() / 1e6),
+            );
         }
         Fill::Website => {
             let (a, _) = ctx.company;
-            let s = format!("https://www.{}.example.com", COMPANY_A[a].to_lowercase().replace(' ', ""));
+            let s = format!(
+                "https://www.{}.example.com",
+                COMPANY_A[a].to_lowercase().replace(' ', "")
+            );
             vocab(c, a, &s)
         }
         Fill::Pick(values, p) => {
@@ -461,9 +765,19 @@ fn fill_cell(
             }
         }
         Fill::Probability => {
-            let p = if stages.is_empty() { 10 } else { (ctx.stage * 100 / stages.len().max(1)) as i64 };
+            let p = if stages.is_empty() {
+                10
+            } else {
+                (ctx.stage * 100 / stages.len().max(1)) as i64
+            };
             c.push_null();
-            let p = if stages.get(ctx.stage).is_some_and(|s| s == "Closed Won") { 100 } else if stages.get(ctx.stage).is_some_and(|s| s == "Closed Lost") { 0 } else { p };
+            let p = if stages.get(ctx.stage).is_some_and(|s| s == "Closed Won") {
+                100
+            } else if stages.get(ctx.stage).is_some_and(|s| s == "Closed Lost") {
+                0
+            } else {
+                p
+            };
             c.set(row_len, &Val::Num(p as f64));
         }
         Fill::Money(lo, hi) => {
@@ -499,7 +813,8 @@ fn fill_cell(
             let prow = parents.rows[k] as usize;
             if let Some(sc) = c.as_str_mut() {
                 if parents.cache[prow] == u64::MAX {
-                    parents.cache[prow] = sc.intern(&crate::ids::make_id(&parents.prefix, prow as u64 + 1));
+                    parents.cache[prow] =
+                        sc.intern(&crate::ids::make_id(&parents.prefix, prow as u64 + 1));
                 }
                 sc.push_ref(parents.cache[prow]);
             } else {
@@ -534,7 +849,10 @@ fn fill_cell(
             FieldType::Phone => push_text(c, Some("(555) 555-0100")),
             FieldType::Date => {
                 c.push_null();
-                c.set(row_len, &Val::Date((ctx.created / crate::timefmt::MS_PER_DAY) as i32));
+                c.set(
+                    row_len,
+                    &Val::Date((ctx.created / crate::timefmt::MS_PER_DAY) as i32),
+                );
             }
             FieldType::DateTime => {
                 c.push_null();

@@ -81,7 +81,10 @@ pub fn value(out: &mut Vec<u8>, v: Value<'_>) {
 /// Appends a field's value, assembling compound address fields as objects.
 pub fn field(out: &mut Vec<u8>, obj: &SObject, field: usize, row: usize) {
     if let Some(Source::Compound { parts }) = obj.def.fields.get(field).map(|f| &f.source) {
-        let vals: Vec<Value<'_>> = parts.iter().map(|(_, c)| obj.table.cols[*c].get(row)).collect();
+        let vals: Vec<Value<'_>> = parts
+            .iter()
+            .map(|(_, c)| obj.table.cols[*c].get(row))
+            .collect();
         if vals.iter().all(|v| *v == Value::Null) {
             out.extend_from_slice(b"null");
             return;
@@ -135,7 +138,10 @@ mod tests {
     fn escapes() {
         let mut out = Vec::new();
         string(&mut out, "a\"b\\c\nd\u{1}é");
-        assert_eq!(String::from_utf8(out).unwrap(), "\"a\\\"b\\\\c\\nd\\u0001é\"");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"a\\\"b\\\\c\\nd\\u0001é\""
+        );
         let mut out = Vec::new();
         value(&mut out, Value::Double(15000.0));
         assert_eq!(out, b"15000.0");

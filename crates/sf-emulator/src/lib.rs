@@ -33,6 +33,7 @@ mod router;
 pub mod schema;
 pub mod store;
 pub mod timefmt;
+mod txn;
 mod validate;
 
 pub use config::{Config, GenerateSpec};

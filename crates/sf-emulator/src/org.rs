@@ -50,7 +50,12 @@ impl Org {
         let mut u = user.write();
         let row = u.new_row();
         let now = crate::timefmt::stamp_ms();
-        let local = self.username.split('@').next().unwrap_or("admin").to_string();
+        let local = self
+            .username
+            .split('@')
+            .next()
+            .unwrap_or("admin")
+            .to_string();
         let values: Vec<(&str, Val)> = vec![
             ("Username", Val::Str(self.username.clone())),
             ("LastName", Val::Str("Admin".into())),

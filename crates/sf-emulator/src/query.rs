@@ -36,8 +36,15 @@ pub struct Handle {
 
 #[derive(Debug)]
 pub enum OutItem {
-    Field { field: usize, name: String },
-    Rel { name: String, ref_col: usize, node: OutNode },
+    Field {
+        field: usize,
+        name: String,
+    },
+    Rel {
+        name: String,
+        ref_col: usize,
+        node: OutNode,
+    },
 }
 
 #[derive(Debug)]
@@ -73,7 +80,8 @@ impl<'a> Locked<'a> {
     pub fn new(objs: &'a [ObjRef]) -> Locked<'a> {
         let mut order: Vec<usize> = (0..objs.len()).collect();
         order.sort_by_key(|&i| objs[i].data_ptr() as usize);
-        let mut slots: Vec<Option<RwLockReadGuard<'a, SObject>>> = (0..objs.len()).map(|_| None).collect();
+        let mut slots: Vec<Option<RwLockReadGuard<'a, SObject>>> =
+            (0..objs.len()).map(|_| None).collect();
         for i in order {
             slots[i] = Some(objs[i].read());
         }
@@ -117,6 +125,7 @@ fn soql_type(t: FieldType) -> soql::FieldType {
         FieldType::Date => soql::FieldType::Date,
         FieldType::DateTime => soql::FieldType::DateTime,
         FieldType::Address | FieldType::Location => soql::FieldType::Other,
+        FieldType::Id | FieldType::Reference => soql::FieldType::Id,
         _ => soql::FieldType::Text,
     }
 }
@@ -152,11 +161,18 @@ impl Binder<'_> {
         for rel in &parts[..parts.len() - 1] {
             let (ref_col, rel_name, target) = {
                 let o = self.objs[cur].read();
-                let f = o.def.relationship(rel).ok_or_else(|| {
-                    SoqlError::invalid_field(self.text, path, &o.def.name)
-                })?;
-                let col = f.column().ok_or_else(|| SoqlError::invalid_field(self.text, path, &o.def.name))?;
-                (col, f.relationship_name.clone().unwrap_or_default(), f.reference_to.first().cloned().unwrap_or_default())
+                let f = o
+                    .def
+                    .relationship(rel)
+                    .ok_or_else(|| SoqlError::invalid_field(self.text, path, &o.def.name))?;
+                let col = f
+                    .column()
+                    .ok_or_else(|| SoqlError::invalid_field(self.text, path, &o.def.name))?;
+                (
+                    col,
+                    f.relationship_name.clone().unwrap_or_default(),
+                    f.reference_to.first().cloned().unwrap_or_default(),
+                )
             };
             let target = self
                 .app
@@ -164,7 +180,12 @@ impl Binder<'_> {
                 .object(&target)
                 .ok_or_else(|| SoqlError::invalid_field(self.text, path, &base_name))?;
             let to = self.pos_of(&target);
-            hops.push(Hop { from: cur, ref_col, to, rel_name: rel_name.clone() });
+            hops.push(Hop {
+                from: cur,
+                ref_col,
+                to,
+                rel_name: rel_name.clone(),
+            });
             names.push(rel_name);
             cur = to;
         }
@@ -183,7 +204,12 @@ impl Binder<'_> {
         }
         names.push(f.name.clone());
         Ok((
-            Handle { hops, obj: cur, field: idx, path: names.join(".") },
+            Handle {
+                hops,
+                obj: cur,
+                field: idx,
+                path: names.join("."),
+            },
             soql_type(f.ftype),
         ))
     }
@@ -192,8 +218,15 @@ impl Binder<'_> {
 fn insert_item(node: &mut OutNode, hops: &[Hop], field: usize, name: &str) {
     match hops.split_first() {
         None => {
-            if !node.items.iter().any(|i| matches!(i, OutItem::Field { field: f, .. } if *f == field)) {
-                node.items.push(OutItem::Field { field, name: name.to_string() });
+            if !node
+                .items
+                .iter()
+                .any(|i| matches!(i, OutItem::Field { field: f, .. } if *f == field))
+            {
+                node.items.push(OutItem::Field {
+                    field,
+                    name: name.to_string(),
+                });
             }
         }
         Some((hop, rest)) => {
@@ -204,9 +237,16 @@ fn insert_item(node: &mut OutNode, hops: &[Hop], field: usize, name: &str) {
             match existing {
                 Some(child) => insert_item(child, rest, field, name),
                 None => {
-                    let mut child = OutNode { obj: hop.to, items: Vec::new() };
+                    let mut child = OutNode {
+                        obj: hop.to,
+                        items: Vec::new(),
+                    };
                     insert_item(&mut child, rest, field, name);
-                    node.items.push(OutItem::Rel { name: hop.rel_name.clone(), ref_col: hop.ref_col, node: child });
+                    node.items.push(OutItem::Rel {
+                        name: hop.rel_name.clone(),
+                        ref_col: hop.ref_col,
+                        node: child,
+                    });
                 }
             }
         }
@@ -214,7 +254,12 @@ fn insert_item(node: &mut OutNode, hops: &[Hop], field: usize, name: &str) {
 }
 
 /// Parses and binds a query, then finds its rows (filtered, ordered, offset, limited).
-pub fn plan(app: &App, text: &str, all: bool, bulk: bool) -> Result<(Plan, Vec<u32>, soql::BoundQuery<Handle>), ApiError> {
+pub fn plan(
+    app: &App,
+    text: &str,
+    all: bool,
+    bulk: bool,
+) -> Result<(Plan, Vec<u32>, soql::BoundQuery<Handle>), ApiError> {
     if text.trim().is_empty() {
         return Err(ApiError::bad("MALFORMED_QUERY", "unexpected token: <EOF>"));
     }
@@ -225,25 +270,47 @@ pub fn plan(app: &App, text: &str, all: bool, bulk: bool) -> Result<(Plan, Vec<u
         .ok_or_else(|| ApiError::from(SoqlError::invalid_type(text, &q.from)))?;
     if bulk {
         if q.offset.is_some() {
-            return Err(ApiError::bad("API_ERROR", "OFFSET is not supported in Bulk Query"));
+            return Err(ApiError::bad(
+                "API_ERROR",
+                "OFFSET is not supported in Bulk Query",
+            ));
         }
         if q.select.iter().any(|s| !matches!(s, SelectItem::Field(_))) {
-            return Err(ApiError::bad("API_ERROR", "Aggregate Relationships not supported in Bulk Query"));
+            return Err(ApiError::bad(
+                "API_ERROR",
+                "Aggregate Relationships not supported in Bulk Query",
+            ));
         }
     }
     if q.offset.is_some_and(|o| o > MAX_OFFSET) {
-        return Err(ApiError::bad("NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset allowed is 2000"));
+        return Err(ApiError::bad(
+            "NUMBER_OUTSIDE_VALID_RANGE",
+            "Maximum SOQL offset allowed is 2000",
+        ));
     }
-    let mut binder = Binder { app, text, objs: vec![base.clone()], bulk };
+    let mut binder = Binder {
+        app,
+        text,
+        objs: vec![base.clone()],
+        bulk,
+    };
     let bq = q.bind_typed(text, |p| binder.resolve(p))?;
     let objs = binder.objs;
     let mut columns = Vec::new();
-    let mut root = OutNode { obj: 0, items: Vec::new() };
+    let mut root = OutNode {
+        obj: 0,
+        items: Vec::new(),
+    };
     let mut shape = None;
     for item in &bq.select {
         match item {
             SelectItem::Field(h) => {
-                insert_item(&mut root, &h.hops, h.field, &h.path.rsplit('.').next().unwrap_or_default().to_string());
+                insert_item(
+                    &mut root,
+                    &h.hops,
+                    h.field,
+                    &h.path.rsplit('.').next().unwrap_or_default().to_string(),
+                );
                 columns.push(h.clone());
             }
             SelectItem::Count => shape = Some(Shape::Count),
@@ -258,7 +325,12 @@ pub fn plan(app: &App, text: &str, all: bool, bulk: bool) -> Result<(Plan, Vec<u
                     };
                     if keep && !(bulk && f.is_compound_type()) {
                         insert_item(&mut root, &[], i, &f.name);
-                        columns.push(Handle { hops: Vec::new(), obj: 0, field: i, path: f.name.clone() });
+                        columns.push(Handle {
+                            hops: Vec::new(),
+                            obj: 0,
+                            field: i,
+                            path: f.name.clone(),
+                        });
                     }
                 }
             }
@@ -282,10 +354,9 @@ pub fn plan(app: &App, text: &str, all: bool, bulk: bool) -> Result<(Plan, Vec<u
         }
         if !bq.order_by.is_empty() {
             rows.sort_by(|&a, &b| {
-                bq.compare(
-                    &|h: &Handle| locked.get(h, a as usize),
-                    &|h: &Handle| locked.get(h, b as usize),
-                )
+                bq.compare(&|h: &Handle| locked.get(h, a as usize), &|h: &Handle| {
+                    locked.get(h, b as usize)
+                })
             });
         }
         rows
@@ -298,7 +369,16 @@ pub fn plan(app: &App, text: &str, all: bool, bulk: bool) -> Result<(Plan, Vec<u
     if let Some(lim) = bq.limit {
         rows.truncate(lim as usize);
     }
-    Ok((Plan { objs, shape, columns, all }, rows, bq))
+    Ok((
+        Plan {
+            objs,
+            shape,
+            columns,
+            all,
+        },
+        rows,
+        bq,
+    ))
 }
 
 struct Locator {
@@ -356,10 +436,19 @@ fn write_node(out: &mut Vec<u8>, locked: &Locked<'_>, node: &OutNode, row: usize
                 out.push(b':');
                 crate::jsonw::field(out, obj, *field, row);
             }
-            OutItem::Rel { name, ref_col, node: child } => {
+            OutItem::Rel {
+                name,
+                ref_col,
+                node: child,
+            } => {
                 crate::jsonw::string(out, name);
                 out.push(b':');
-                let hop = Hop { from: node.obj, ref_col: *ref_col, to: child.obj, rel_name: String::new() };
+                let hop = Hop {
+                    from: node.obj,
+                    ref_col: *ref_col,
+                    to: child.obj,
+                    rel_name: String::new(),
+                };
                 match locked.follow(&hop, row) {
                     Some(r) => write_node(out, locked, child, r, v),
                     None => out.extend_from_slice(b"null"),
@@ -370,7 +459,15 @@ fn write_node(out: &mut Vec<u8>, locked: &Locked<'_>, node: &OutNode, row: usize
     out.push(b'}');
 }
 
-fn page(plan: &Plan, rows: &[u32], start: usize, batch: usize, total: usize, next: Option<String>, v: &str) -> Resp {
+fn page(
+    plan: &Plan,
+    rows: &[u32],
+    start: usize,
+    batch: usize,
+    total: usize,
+    next: Option<String>,
+    v: &str,
+) -> Resp {
     let end = (start + batch).min(rows.len());
     let mut out = Vec::with_capacity((end - start) * 400 + 128);
     out.extend_from_slice(b"{\"totalSize\":");
@@ -399,9 +496,9 @@ fn page(plan: &Plan, rows: &[u32], start: usize, batch: usize, total: usize, nex
 
 /// `GET /query?q=` and `/queryAll?q=`.
 pub fn query(app: &App, req: &Req, v: &str, all: bool) -> Result<Resp, ApiError> {
-    let text = req.param("q").ok_or_else(|| {
-        ApiError::bad("MALFORMED_QUERY", "A query string has to be specified")
-    })?;
+    let text = req
+        .param("q")
+        .ok_or_else(|| ApiError::bad("MALFORMED_QUERY", "A query string has to be specified"))?;
     if text.chars().count() > soql::MAX_QUERY_LENGTH {
         return Err(ApiError::bad("MALFORMED_QUERY", "Query is too long"));
     }
@@ -410,13 +507,19 @@ pub fn query(app: &App, req: &Req, v: &str, all: bool) -> Result<Resp, ApiError>
         Shape::Count => {
             return Ok(Resp::raw_json(
                 200,
-                format!("{{\"totalSize\":{},\"done\":true,\"records\":[]}}", rows.len()).into_bytes(),
+                format!(
+                    "{{\"totalSize\":{},\"done\":true,\"records\":[]}}",
+                    rows.len()
+                )
+                .into_bytes(),
             ))
         }
         Shape::CountField(h) => {
             let n = {
                 let locked = Locked::new(&plan.objs);
-                rows.iter().filter(|&&r| locked.get(h, r as usize) != Value::Null).count()
+                rows.iter()
+                    .filter(|&&r| locked.get(h, r as usize) != Value::Null)
+                    .count()
             };
             return Ok(Resp::json(
                 200,
@@ -468,5 +571,8 @@ pub fn query_more(app: &App, v: &str, loc: &str) -> Result<Resp, ApiError> {
 
 /// Whether a field is one of the compound kinds Bulk cannot select.
 pub fn is_compound(obj: &SObject, field: usize) -> bool {
-    matches!(obj.def.fields.get(field).map(|f| &f.source), Some(Source::Compound { .. }))
+    matches!(
+        obj.def.fields.get(field).map(|f| &f.source),
+        Some(Source::Compound { .. })
+    )
 }

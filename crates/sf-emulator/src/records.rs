@@ -21,18 +21,31 @@ pub fn body_object(v: &serde_json::Value) -> Result<Vec<(&str, Input<'_>)>, ApiE
     }
 }
 
-fn prepare(obj: &ObjRef, fields: Vec<(&str, Input<'_>)>, mode: Mode) -> Result<validate::Changes, ApiError> {
+fn prepare(
+    obj: &ObjRef,
+    fields: Vec<(&str, Input<'_>)>,
+    mode: Mode,
+) -> Result<validate::Changes, ApiError> {
     let o = obj.read();
     validate::prepare(&o.def, fields, mode)
 }
 
 /// Creates a record from a JSON object body; shared with collections and composite.
-pub fn create_from_json(app: &App, obj: &ObjRef, body: &serde_json::Value) -> Result<String, ApiError> {
+pub fn create_from_json(
+    app: &App,
+    obj: &ObjRef,
+    body: &serde_json::Value,
+) -> Result<String, ApiError> {
     let changes = prepare(obj, body_object(body)?, Mode::Create)?;
     validate::create(&app.org, obj, &changes)
 }
 
-pub fn update_from_json(app: &App, obj: &ObjRef, id: &str, body: &serde_json::Value) -> Result<(), ApiError> {
+pub fn update_from_json(
+    app: &App,
+    obj: &ObjRef,
+    id: &str,
+    body: &serde_json::Value,
+) -> Result<(), ApiError> {
     let fields = body_object(body)?;
     if let Some((_, Input::Json(serde_json::Value::String(body_id)))) =
         fields.iter().find(|(k, _)| k.eq_ignore_ascii_case("id"))
@@ -52,7 +65,10 @@ pub fn create(app: &App, req: &Req, _v: &str, name: &str) -> Result<Resp, ApiErr
     let obj = lookup(app, name)?;
     let body = req.json()?;
     let id = create_from_json(app, &obj, &body)?;
-    Ok(Resp::json(201, &json!({"id": id, "success": true, "errors": []})))
+    Ok(Resp::json(
+        201,
+        &json!({"id": id, "success": true, "errors": []}),
+    ))
 }
 
 /// Field indexes for `?fields=a,b` (all live fields without it).
@@ -95,7 +111,10 @@ pub fn get(app: &App, req: &Req, v: &str, name: &str, id: &str) -> Result<Resp, 
     let o = obj.read();
     let row = validate::live_row(&o, id)?;
     let fields = field_list(&o, req.param("fields"))?;
-    if let Some(since) = req.header("if-modified-since").and_then(crate::timefmt::parse_http_date) {
+    if let Some(since) = req
+        .header("if-modified-since")
+        .and_then(crate::timefmt::parse_http_date)
+    {
         if last_modified(&o, row).is_some_and(|m| m / 1000 * 1000 <= since) {
             return Ok(Resp::empty(304));
         }
@@ -117,7 +136,10 @@ fn check_unmodified(req: &Req, obj: &ObjRef, id: &str) -> Result<(), ApiError> {
         return Ok(());
     };
     let since = crate::timefmt::parse_http_date(h).ok_or_else(|| {
-        ApiError::bad("INVALID_HEADER_TYPE", format!("If-Unmodified-Since: invalid date: {h}"))
+        ApiError::bad(
+            "INVALID_HEADER_TYPE",
+            format!("If-Unmodified-Since: invalid date: {h}"),
+        )
     })?;
     let o = obj.read();
     let row = validate::live_row(&o, id)?;
@@ -163,7 +185,11 @@ fn external_field(obj: &ObjRef, field: &str) -> Result<(usize, Option<usize>), A
 }
 
 /// Live rows whose external id `field` equals `value`.
-pub fn match_external(obj: &ObjRef, field: &str, value: &str) -> Result<(usize, Vec<usize>), ApiError> {
+pub fn match_external(
+    obj: &ObjRef,
+    field: &str,
+    value: &str,
+) -> Result<(usize, Vec<usize>), ApiError> {
     let (idx, col) = external_field(obj, field)?;
     let mut o = obj.write();
     if o.def.fields[idx].ftype == FieldType::Id {
@@ -219,7 +245,13 @@ pub fn upsert_json(
             let o = obj.read();
             let urls: Vec<String> = many
                 .iter()
-                .map(|r| format!("/services/data/v{v}/sobjects/{}/{}", o.def.name, o.id_of(*r)))
+                .map(|r| {
+                    format!(
+                        "/services/data/v{v}/sobjects/{}/{}",
+                        o.def.name,
+                        o.id_of(*r)
+                    )
+                })
                 .collect();
             Err(ApiError {
                 status: 300,
@@ -231,7 +263,14 @@ pub fn upsert_json(
     }
 }
 
-pub fn upsert(app: &App, req: &Req, v: &str, name: &str, field: &str, value: &str) -> Result<Resp, ApiError> {
+pub fn upsert(
+    app: &App,
+    req: &Req,
+    v: &str,
+    name: &str,
+    field: &str,
+    value: &str,
+) -> Result<Resp, ApiError> {
     let obj = lookup(app, name)?;
     let body = req.json()?;
     match upsert_json(app, &obj, field, value, &body, v) {
@@ -247,7 +286,14 @@ pub fn upsert(app: &App, req: &Req, v: &str, name: &str, field: &str, value: &st
     }
 }
 
-pub fn get_by_external(app: &App, req: &Req, v: &str, name: &str, field: &str, value: &str) -> Result<Resp, ApiError> {
+pub fn get_by_external(
+    app: &App,
+    req: &Req,
+    v: &str,
+    name: &str,
+    field: &str,
+    value: &str,
+) -> Result<Resp, ApiError> {
     let obj = lookup(app, name)?;
     let (_, rows) = match_external(&obj, field, value)?;
     let o = obj.read();
@@ -260,14 +306,26 @@ pub fn get_by_external(app: &App, req: &Req, v: &str, name: &str, field: &str, v
         many => {
             let urls: Vec<String> = many
                 .iter()
-                .map(|r| format!("/services/data/v{v}/sobjects/{}/{}", o.def.name, o.id_of(*r)))
+                .map(|r| {
+                    format!(
+                        "/services/data/v{v}/sobjects/{}/{}",
+                        o.def.name,
+                        o.id_of(*r)
+                    )
+                })
                 .collect();
             Ok(Resp::json(300, &json!(urls)))
         }
     }
 }
 
-pub fn delete_by_external(app: &App, _v: &str, name: &str, field: &str, value: &str) -> Result<Resp, ApiError> {
+pub fn delete_by_external(
+    app: &App,
+    _v: &str,
+    name: &str,
+    field: &str,
+    value: &str,
+) -> Result<Resp, ApiError> {
     let obj = lookup(app, name)?;
     let (_, rows) = match_external(&obj, field, value)?;
     match rows.as_slice() {
@@ -277,15 +335,19 @@ pub fn delete_by_external(app: &App, _v: &str, name: &str, field: &str, value: &
             Ok(Resp::empty(204))
         }
         [] => Err(ApiError::not_found()),
-        _ => Err(ApiError::new(300, "MULTIPLE_CHOICES", "More than one record matches")),
+        _ => Err(ApiError::new(
+            300,
+            "MULTIPLE_CHOICES",
+            "More than one record matches",
+        )),
     }
 }
 
 fn window(req: &Req) -> Result<(i64, i64), ApiError> {
     let parse = |k: &str| -> Result<i64, ApiError> {
-        let raw = req.param(k).ok_or_else(|| {
-            ApiError::bad("MISSING_ARGUMENT", format!("{k} is not specified"))
-        })?;
+        let raw = req
+            .param(k)
+            .ok_or_else(|| ApiError::bad("MISSING_ARGUMENT", format!("{k} is not specified")))?;
         crate::timefmt::parse_datetime(raw).ok_or_else(|| {
             ApiError::bad(
                 "INVALID_REPLICATION_DATE",
@@ -313,8 +375,11 @@ pub fn updated(app: &App, req: &Req, name: &str) -> Result<Resp, ApiError> {
     let col = o.def.field("SystemModstamp").and_then(Field::column);
     let mut ids = Vec::new();
     if let Some(c) = col {
+        // Deleting stamps SystemModstamp, and a record in the recycle bin still
+        // exists, so it is listed too (unconfirmed against a real org; clients
+        // then find it deleted and consult /deleted). Purged rows are gone.
         for row in 0..o.table.rows() {
-            if o.table.row_state(row) != Some(RowState::Live) {
+            if o.table.row_state(row) == Some(RowState::Purged) {
                 continue;
             }
             if let Value::DateTime(ms) = o.table.cols[c].get(row) {

@@ -33,6 +33,7 @@ pub enum Route {
     Composite(String),
     CompositeBatch(String),
     Collections(String),
+    CollectionsRetrieve(String, String),
     CollectionsUpsert(String, String, String),
     Bulk2Query(String, Vec<String>),
     Bulk2Ingest(String, Vec<String>),
@@ -69,7 +70,9 @@ impl Route {
             Route::QueryMore(..) => "query_more",
             Route::Composite(_) => "composite",
             Route::CompositeBatch(_) => "composite_batch",
-            Route::Collections(_) | Route::CollectionsUpsert(..) => "collections",
+            Route::Collections(_)
+            | Route::CollectionsRetrieve(..)
+            | Route::CollectionsUpsert(..) => "collections",
             Route::Bulk2Query(..) => "bulk2_query",
             Route::Bulk2Ingest(..) => "bulk2_ingest",
             Route::Bulk1(..) => "bulk1",
@@ -150,6 +153,7 @@ pub fn route(segs: &[String]) -> Route {
                 ["composite"] => Route::Composite(v),
                 ["composite", "batch"] => Route::CompositeBatch(v),
                 ["composite", "sobjects"] => Route::Collections(v),
+                ["composite", "sobjects", o] => Route::CollectionsRetrieve(v, own(o)),
                 ["composite", "sobjects", o, f] => Route::CollectionsUpsert(v, own(o), own(f)),
                 ["jobs", "query", r @ ..] => {
                     Route::Bulk2Query(v, r.iter().map(|x| own(x)).collect())
@@ -296,7 +300,10 @@ pub async fn dispatch(app: &Arc<App>, route: &Route, req: &Req) -> Result<Resp, 
         Route::Composite(v) => Box::pin(crate::composite::composite(app, req, v)).await,
         Route::CompositeBatch(v) => Box::pin(crate::composite::batch(app, req, v)).await,
         Route::Collections(v) => crate::composite::collections(app, req, v),
-        Route::CollectionsUpsert(v, o, f) => crate::composite::collections_upsert(app, req, v, o, f),
+        Route::CollectionsRetrieve(v, o) => crate::composite::collections_retrieve(app, req, v, o),
+        Route::CollectionsUpsert(v, o, f) => {
+            crate::composite::collections_upsert(app, req, v, o, f)
+        }
         Route::Bulk2Query(v, rest) => crate::bulk2::query_route(app, req, v, rest),
         Route::Bulk2Ingest(v, rest) => crate::bulk2::ingest_route(app, req, v, rest),
         Route::Bulk1(v, rest) => Ok(crate::bulk1::route(app, req, v, rest)),
@@ -327,12 +334,43 @@ fn resources(app: &App, v: &str) -> Resp {
     let p = format!("/services/data/v{v}");
     let mut map = serde_json::Map::new();
     for r in [
-        "tooling", "metadata", "eclair", "folders", "prechatForms", "chatter", "tabs",
-        "appMenu", "quickActions", "queryAll", "commerce", "wave", "iot", "analytics",
-        "search", "composite", "parameterizedSearch", "fingerprint", "theme", "nouns",
-        "event", "serviceTemplates", "recent", "connect", "licensing", "limits", "process",
-        "async-queries", "query", "jobs", "match", "emailConnect", "compactLayouts",
-        "knowledgeManagement", "sobjects", "actions", "support",
+        "tooling",
+        "metadata",
+        "eclair",
+        "folders",
+        "prechatForms",
+        "chatter",
+        "tabs",
+        "appMenu",
+        "quickActions",
+        "queryAll",
+        "commerce",
+        "wave",
+        "iot",
+        "analytics",
+        "search",
+        "composite",
+        "parameterizedSearch",
+        "fingerprint",
+        "theme",
+        "nouns",
+        "event",
+        "serviceTemplates",
+        "recent",
+        "connect",
+        "licensing",
+        "limits",
+        "process",
+        "async-queries",
+        "query",
+        "jobs",
+        "match",
+        "emailConnect",
+        "compactLayouts",
+        "knowledgeManagement",
+        "sobjects",
+        "actions",
+        "support",
     ] {
         map.insert(r.to_string(), json!(format!("{p}/{r}")));
     }
@@ -380,7 +418,10 @@ mod tests {
     #[test]
     fn routes() {
         let r = |p: &str| route(&segments(p));
-        assert_eq!(r("/services/data/v61.0/query"), Route::Query("61.0".into(), false));
+        assert_eq!(
+            r("/services/data/v61.0/query"),
+            Route::Query("61.0".into(), false)
+        );
         assert_eq!(r("/services/data/v41.0/query"), Route::BadVersion);
         assert_eq!(
             r("/services/data/v61.0/sobjects/Contact/003x"),

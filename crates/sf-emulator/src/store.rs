@@ -345,7 +345,9 @@ impl Table {
     /// Recomputes derived columns (full names) of `row`.
     pub fn derive_row(&mut self, def: &ObjectDef, row: usize) {
         for f in &def.fields {
-            if let (Some(Derive::FullName { first, last }), Source::Column(c)) = (&f.derive, &f.source) {
+            if let (Some(Derive::FullName { first, last }), Source::Column(c)) =
+                (&f.derive, &f.source)
+            {
                 let name = full_name(self.cols[*first].get(row), self.cols[*last].get(row));
                 self.set(*c, row, &name.map_or(Val::Null, Val::Str));
             }

@@ -105,8 +105,9 @@ fn digits(b: &[u8]) -> Option<u32> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    b.iter()
-        .try_fold(0u32, |acc, c| acc.checked_mul(10)?.checked_add((c - b'0') as u32))
+    b.iter().try_fold(0u32, |acc, c| {
+        acc.checked_mul(10)?.checked_add((c - b'0') as u32)
+    })
 }
 
 /// Parses `YYYY-MM-DD` into a day number.

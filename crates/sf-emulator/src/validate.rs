@@ -150,7 +150,9 @@ fn json_type_error(f: &Field, v: &serde_json::Value) -> ApiError {
                 ("VALUE_NUMBER_INT", n.to_string())
             }
         }
-        serde_json::Value::Bool(b) => (if *b { "VALUE_TRUE" } else { "VALUE_FALSE" }, b.to_string()),
+        serde_json::Value::Bool(b) => {
+            (if *b { "VALUE_TRUE" } else { "VALUE_FALSE" }, b.to_string())
+        }
         serde_json::Value::Array(_) => ("START_ARRAY", "[".into()),
         serde_json::Value::Object(_) => ("START_OBJECT", "{".into()),
         serde_json::Value::Null => ("VALUE_NULL", "null".into()),
@@ -450,7 +452,8 @@ fn apply(obj: &mut SObject, row: Option<usize>, changes: &Changes, user: &str) -
         }
     }
     if obj.def.name == "Opportunity" {
-        if let Some(Value::Text(stage)) = col(obj, "StageName").map(|c| obj.table.cols[c].get(row)) {
+        if let Some(Value::Text(stage)) = col(obj, "StageName").map(|c| obj.table.cols[c].get(row))
+        {
             let closed = stage.starts_with("Closed");
             let won = stage == "Closed Won";
             if let Some(c) = col(obj, "IsClosed") {
@@ -462,7 +465,10 @@ fn apply(obj: &mut SObject, row: Option<usize>, changes: &Changes, user: &str) -
         }
     }
     for (c, first, last) in obj.def.full_name_derives() {
-        let name = crate::store::full_name(obj.table.cols[first].get(row), obj.table.cols[last].get(row));
+        let name = crate::store::full_name(
+            obj.table.cols[first].get(row),
+            obj.table.cols[last].get(row),
+        );
         obj.table.set(c, row, &name.map_or(Val::Null, Val::Str));
     }
     row
@@ -477,6 +483,7 @@ pub fn create(org: &Org, obj: &ObjRef, changes: &Changes) -> Result<String, ApiE
     let mut o = obj.write();
     check_unique(&mut o, changes, None)?;
     let row = apply(&mut o, None, changes, &org.user_id);
+    crate::txn::created(obj, row);
     Ok(o.id_of(row).to_string())
 }
 
@@ -492,7 +499,9 @@ pub fn live_row(obj: &SObject, id: &str) -> Result<usize, ApiError> {
     let row = obj.row_of(id15).ok_or_else(ApiError::not_found)?;
     match obj.table.row_state(row) {
         Some(crate::store::RowState::Live) => Ok(row),
-        Some(crate::store::RowState::Deleted) => Err(ApiError::new(404, "ENTITY_IS_DELETED", "entity is deleted")),
+        Some(crate::store::RowState::Deleted) => {
+            Err(ApiError::new(404, "ENTITY_IS_DELETED", "entity is deleted"))
+        }
         _ => Err(ApiError::not_found()),
     }
 }
@@ -507,6 +516,7 @@ pub fn update(org: &Org, obj: &ObjRef, id: &str, changes: &Changes) -> Result<()
     let mut o = obj.write();
     let row = live_row(&o, id)?;
     check_unique(&mut o, changes, Some(row))?;
+    crate::txn::before_change(obj, &o, row);
     apply(&mut o, Some(row), changes, &org.user_id);
     Ok(())
 }
@@ -515,6 +525,7 @@ pub fn update(org: &Org, obj: &ObjRef, id: &str, changes: &Changes) -> Result<()
 pub fn delete(obj: &ObjRef, id: &str) -> Result<(), ApiError> {
     let mut o = obj.write();
     let row = live_row(&o, id)?;
+    crate::txn::before_change(obj, &o, row);
     let now = crate::timefmt::stamp_ms();
     o.table.state[row] = crate::store::RowState::Deleted as u8;
     o.table.deleted_at.insert(row as u32, now);
@@ -533,8 +544,12 @@ pub fn undelete(obj: &ObjRef, id: &str) -> Result<(), ApiError> {
         .row_of(id)
         .ok_or_else(|| ApiError::malformed_id_for(&o.def.name, id))?;
     if o.table.row_state(row) != Some(crate::store::RowState::Deleted) {
-        return Err(ApiError::bad("UNDELETE_FAILED", "Entity is not in the recycle bin"));
+        return Err(ApiError::bad(
+            "UNDELETE_FAILED",
+            "Entity is not in the recycle bin",
+        ));
     }
+    crate::txn::before_change(obj, &o, row);
     let now = crate::timefmt::stamp_ms();
     o.table.state[row] = crate::store::RowState::Live as u8;
     o.table.deleted_at.remove(&(row as u32));
@@ -555,6 +570,7 @@ pub fn purge(obj: &ObjRef, id: &str) -> Result<(), ApiError> {
     match o.table.row_state(row) {
         Some(crate::store::RowState::Purged) | None => Err(ApiError::not_found()),
         Some(state) => {
+            crate::txn::before_change(obj, &o, row);
             let now = crate::timefmt::stamp_ms();
             o.table.state[row] = crate::store::RowState::Purged as u8;
             if state == crate::store::RowState::Live {

@@ -13,8 +13,11 @@ use crate::eval::{compare_rows, Node, RowAccess, Test};
 /// [`Query::bind_typed`] to get Salesforce's type-mismatch errors at bind time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FieldType {
-    /// id, reference, string, textarea, picklist, email, phone, url, combobox, ...
+    /// string, textarea, picklist, email, phone, url, combobox, ...
     Text,
+    /// id, reference: text that sorts by exact (case-sensitive) value, and whose
+    /// 15-character literals match the stored 18-character form.
+    Id,
     /// multipicklist: `;`-separated values; INCLUDES/EXCLUDES work on it.
     MultiPicklist,
     Bool,
@@ -33,8 +36,9 @@ impl FieldType {
     /// Maps a describe `type` value (`"string"`, `"datetime"`, ...).
     pub fn from_describe(sf_type: &str) -> FieldType {
         match sf_type.to_ascii_lowercase().as_str() {
-            "id" | "reference" | "string" | "textarea" | "picklist" | "email" | "phone" | "url"
-            | "combobox" | "encryptedstring" => FieldType::Text,
+            "id" | "reference" => FieldType::Id,
+            "string" | "textarea" | "picklist" | "email" | "phone" | "url" | "combobox"
+            | "encryptedstring" => FieldType::Text,
             "multipicklist" => FieldType::MultiPicklist,
             "boolean" => FieldType::Bool,
             "int" | "long" => FieldType::Int,
@@ -51,6 +55,7 @@ impl FieldType {
     fn describe(self) -> (&'static str, bool) {
         match self {
             FieldType::Text | FieldType::MultiPicklist | FieldType::Other => ("string", true),
+            FieldType::Id => ("id", true),
             FieldType::Bool => ("boolean", false),
             FieldType::Int => ("integer", false),
             FieldType::Double => ("double", false),
@@ -65,7 +70,10 @@ impl FieldType {
             (self, l),
             (_, Literal::Null)
                 | (FieldType::Other, _)
-                | (FieldType::Text | FieldType::MultiPicklist, Literal::Text(_))
+                | (
+                    FieldType::Text | FieldType::Id | FieldType::MultiPicklist,
+                    Literal::Text(_)
+                )
                 | (FieldType::Bool, Literal::Bool(_))
                 | (
                     FieldType::Int | FieldType::Double,
@@ -81,9 +89,10 @@ impl FieldType {
     }
 }
 
-/// Resolves a path; the second argument is the WHERE condition it appears in.
+/// Resolves a path to its handle and type; the second argument is the WHERE
+/// condition it appears in.
 type Resolver<'a, H> =
-    dyn FnMut(&FieldPath, Option<(CompareOp, &Operand)>) -> Result<H, SoqlError> + 'a;
+    dyn FnMut(&FieldPath, Option<(CompareOp, &Operand)>) -> Result<(H, FieldType), SoqlError> + 'a;
 
 /// A query whose field references are the caller's handles `H`. The public fields
 /// are for reading; the filter used by [`BoundQuery::matches`] is compiled from
@@ -97,6 +106,8 @@ pub struct BoundQuery<H> {
     pub limit: Option<u64>,
     pub offset: Option<u64>,
     filter: Option<Node<H>>,
+    /// Per ORDER BY key: compare text exactly (ids) instead of case-insensitively.
+    order_exact: Vec<bool>,
 }
 
 impl Query {
@@ -109,7 +120,9 @@ impl Query {
         H: Clone,
         F: FnMut(&FieldPath) -> Result<H, SoqlError>,
     {
-        self.bind_inner(&mut |p: &FieldPath, _: Option<(CompareOp, &Operand)>| resolve(p))
+        self.bind_inner(&mut |p: &FieldPath, _: Option<(CompareOp, &Operand)>| {
+            Ok((resolve(p)?, FieldType::Other))
+        })
     }
 
     /// Like [`Query::bind`], but `resolve` also gives each field's type, so WHERE
@@ -131,7 +144,7 @@ impl Query {
                 if let Some((op, operand)) = filter {
                     check_filter(query_text, p, ty, op, operand)?;
                 }
-                Ok(h)
+                Ok((h, ty))
             },
         )
     }
@@ -145,8 +158,8 @@ impl Query {
             .iter()
             .map(|item| {
                 Ok(match item {
-                    SelectItem::Field(p) => SelectItem::Field(resolve(p, None)?),
-                    SelectItem::CountField(p) => SelectItem::CountField(resolve(p, None)?),
+                    SelectItem::Field(p) => SelectItem::Field(resolve(p, None)?.0),
+                    SelectItem::CountField(p) => SelectItem::CountField(resolve(p, None)?.0),
                     SelectItem::Count => SelectItem::Count,
                     SelectItem::Fields(k) => SelectItem::Fields(*k),
                 })
@@ -157,12 +170,15 @@ impl Query {
             .as_ref()
             .map(|e| bind_expr(e, resolve))
             .transpose()?;
+        let mut order_exact = Vec::with_capacity(self.order_by.len());
         let order_by = self
             .order_by
             .iter()
             .map(|o| {
+                let (path, ty) = resolve(&o.path, None)?;
+                order_exact.push(ty == FieldType::Id);
                 Ok(OrderItem {
-                    path: resolve(&o.path, None)?,
+                    path,
                     descending: o.descending,
                     nulls: o.nulls,
                 })
@@ -177,6 +193,7 @@ impl Query {
             limit: self.limit,
             offset: self.offset,
             filter,
+            order_exact,
         })
     }
 }
@@ -194,12 +211,34 @@ fn bind_expr<H>(e: &Expr, resolve: &mut Resolver<'_, H>) -> Result<Expr<H>, Soql
                 .collect::<Result<_, _>>()?,
         ),
         Expr::Not(x) => Expr::Not(Box::new(bind_expr(x, resolve)?)),
-        Expr::Compare { path, op, value } => Expr::Compare {
-            path: resolve(path, Some((*op, value)))?,
-            op: *op,
-            value: value.clone(),
-        },
+        Expr::Compare { path, op, value } => {
+            let (h, ty) = resolve(path, Some((*op, value)))?;
+            let value = if ty == FieldType::Id {
+                widen_ids(value)
+            } else {
+                value.clone()
+            };
+            Expr::Compare {
+                path: h,
+                op: *op,
+                value,
+            }
+        }
     })
+}
+
+/// 15-character id literals in their 18-character form, which is what rows hold.
+fn widen_ids(operand: &Operand) -> Operand {
+    let widen = |l: &Literal| match l {
+        Literal::Text(s) if s.len() == 15 && s.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            Literal::Text(crate::id18(s))
+        }
+        other => other.clone(),
+    };
+    match operand {
+        Operand::Single(l) => Operand::Single(widen(l)),
+        Operand::List(ls) => Operand::List(ls.iter().map(widen).collect()),
+    }
 }
 
 fn compile<H: Clone>(e: &Expr<H>) -> Node<H> {
@@ -285,7 +324,7 @@ impl<H> BoundQuery<H> {
         A: RowAccess<'a, H> + ?Sized,
         B: RowAccess<'b, H> + ?Sized,
     {
-        compare_rows(&self.order_by, a, b)
+        compare_rows(&self.order_by, &self.order_exact, a, b)
     }
 
     /// True when the SELECT list is exactly `COUNT()`.

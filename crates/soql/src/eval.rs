@@ -350,12 +350,18 @@ pub(crate) fn compare_values(a: Value<'_>, b: Value<'_>) -> Ordering {
     }
 }
 
-pub(crate) fn compare_rows<'a, 'b, H, A, B>(keys: &[OrderItem<H>], a: &A, b: &B) -> Ordering
+/// `exact[i]` (when present) makes key `i` compare text by exact value, as ids sort.
+pub(crate) fn compare_rows<'a, 'b, H, A, B>(
+    keys: &[OrderItem<H>],
+    exact: &[bool],
+    a: &A,
+    b: &B,
+) -> Ordering
 where
     A: RowAccess<'a, H> + ?Sized,
     B: RowAccess<'b, H> + ?Sized,
 {
-    for k in keys {
+    for (i, k) in keys.iter().enumerate() {
         let (va, vb) = (a.get(&k.path), b.get(&k.path));
         let o = match (va == Value::Null, vb == Value::Null) {
             (true, true) => Ordering::Equal,
@@ -365,7 +371,10 @@ where
             (false, true) if k.nulls_last() => Ordering::Less,
             (false, true) => Ordering::Greater,
             (false, false) => {
-                let o = compare_values(va, vb);
+                let o = match (va, vb) {
+                    (Value::Text(x), Value::Text(y)) if exact.get(i) == Some(&true) => x.cmp(y),
+                    _ => compare_values(va, vb),
+                };
                 if k.descending {
                     o.reverse()
                 } else {

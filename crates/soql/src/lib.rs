@@ -28,6 +28,24 @@ pub use value::Value;
 /// Longest query text accepted, in characters (Salesforce's limit).
 pub const MAX_QUERY_LENGTH: usize = 100_000;
 
+/// The 18-character form of a 15-character Salesforce id: a 3-character suffix
+/// encoding which of its characters are upper case (5 per suffix character).
+pub fn id18(id15: &str) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+    let b = id15.as_bytes();
+    let mut out = id15.to_string();
+    for chunk in 0..3 {
+        let mut bits = 0usize;
+        for j in 0..5 {
+            if b.get(chunk * 5 + j).is_some_and(u8::is_ascii_uppercase) {
+                bits |= 1 << j;
+            }
+        }
+        out.push(ALPHABET[bits] as char);
+    }
+    out
+}
+
 /// Parses one SOQL statement.
 pub fn parse(soql: &str) -> Result<Query, SoqlError> {
     parser::parse(soql)
