@@ -133,6 +133,7 @@ DECLARE
     sch text;
     tbl text;
     fn text;
+    fn_upd text;
     local_cols text[];
     sent_cols text[];
     ins_bad text;
@@ -166,16 +167,17 @@ BEGIN
                       ARRAY(SELECT jsonb_array_elements_text(picks -> c)))
           FROM unnest(sent_cols) c WHERE picks ? c) r;
     SELECT string_agg(x, ' OR ') INTO upd_bad FROM (
-        SELECT format('n.%1$I IS DISTINCT FROM o.%1$I', c) AS x FROM unnest(sent_cols) c
+        SELECT format('NEW.%1$I IS DISTINCT FROM OLD.%1$I', c) AS x FROM unnest(sent_cols) c
          WHERE nonupdate ? c
         UNION ALL
-        SELECT format('(n.%1$I IS DISTINCT FROM o.%1$I AND n.%1$I IS NOT NULL'
-                      ' AND n.%1$I::text <> ALL (%2$L::text[]))', c,
+        SELECT format('(NEW.%1$I IS DISTINCT FROM OLD.%1$I AND NEW.%1$I IS NOT NULL'
+                      ' AND NEW.%1$I::text <> ALL (%2$L::text[]))', c,
                       ARRAY(SELECT jsonb_array_elements_text(picks -> c)))
           FROM unnest(sent_cols) c WHERE picks ? c) r;
-    SELECT string_agg(format('CASE WHEN n.%1$I IS NOT DISTINCT FROM o.%1$I THEN %1$L END', c), ', ')
+    SELECT string_agg(format('CASE WHEN NEW.%1$I IS NOT DISTINCT FROM OLD.%1$I THEN %1$L END', c), ', ')
       INTO unchanged FROM unnest(sent_cols) c;
     fn := format('%I.%I', sch, '_sync_capture_' || p_table::oid);
+    fn_upd := format('%I.%I', sch, '_sync_capture_' || p_table::oid || '_update');
     EXECUTE format($fn$
         CREATE OR REPLACE FUNCTION %1$s() RETURNS trigger
         LANGUAGE plpgsql AS $body$
@@ -184,22 +186,13 @@ BEGIN
                 RETURN NULL;
             END IF;
             IF TG_OP = 'INSERT' THEN
-                PERFORM sequin_sf._refuse_write(%2$L, %3$L, 'INSERT',
-                            jsonb_strip_nulls(to_jsonb(n)) - %5$L::text[], %6$L, %8$L)
-                   FROM _sf_new n WHERE %9$s LIMIT 1;
                 INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, "values")
-                SELECT %3$L, %4$L, n._row_id, 'insert', jsonb_strip_nulls(to_jsonb(n)) - %5$L::text[]
+                SELECT %3$L, %4$L, n._row_id, 'insert',
+                       CASE WHEN %9$s
+                            THEN sequin_sf._refuse_write(%2$L, %3$L, 'INSERT',
+                                     jsonb_strip_nulls(to_jsonb(n)) - %5$L::text[], %6$L, %8$L)
+                            ELSE jsonb_strip_nulls(to_jsonb(n)) - %5$L::text[] END
                   FROM _sf_new n;
-            ELSIF TG_OP = 'UPDATE' THEN
-                INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous, "values")
-                SELECT %3$L, %4$L, d._row_id, 'update', d.id, d.prev,
-                       CASE WHEN d.bad
-                            THEN sequin_sf._refuse_write(%2$L, %3$L, 'UPDATE', d.chg, %7$L, %8$L)
-                            ELSE d.chg END
-                  FROM (SELECT o._row_id, o.id, to_jsonb(o) AS prev, %10$s AS bad,
-                               to_jsonb(n) - %5$L::text[] - ARRAY[%11$s] AS chg
-                          FROM _sf_old o JOIN _sf_new n USING (_row_id)) d
-                 WHERE d.chg <> '{}'::jsonb;
             ELSE
                 INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous)
                 SELECT %3$L, %4$L, o._row_id, 'delete', o.id, to_jsonb(o)
@@ -209,15 +202,38 @@ BEGIN
         END
         $body$
         $fn$, fn, sch, tbl, p_object, local_cols, noncreate, nonupdate, picks,
-              coalesce(ins_bad, 'false'), coalesce(upd_bad, 'false'),
-              coalesce(unchanged, 'NULL::text'));
+              coalesce(ins_bad, 'false'));
+    -- Updates are captured per row: pairing the old and new versions of a statement's
+    -- rows needs a join of the transition tables, whose plan degrades badly on large
+    -- updates, while a row trigger has both at hand.
+    EXECUTE format($fn$
+        CREATE OR REPLACE FUNCTION %1$s() RETURNS trigger
+        LANGUAGE plpgsql AS $body$
+        DECLARE
+            chg jsonb := to_jsonb(NEW) - %4$L::text[] - ARRAY[%7$s];
+        BEGIN
+            IF chg = '{}'::jsonb THEN
+                RETURN NULL;
+            END IF;
+            IF %8$s THEN
+                PERFORM sequin_sf._refuse_write(%2$L, %3$L, 'UPDATE', chg, %5$L, %6$L);
+            END IF;
+            INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous, "values")
+            VALUES (%3$L, %9$L, NEW._row_id, 'update', OLD.id, to_jsonb(OLD), chg);
+            RETURN NULL;
+        END
+        $body$
+        $fn$, fn_upd, sch, tbl, local_cols, nonupdate, picks,
+              coalesce(unchanged, 'NULL::text'), coalesce(upd_bad, 'false'),
+              p_object);
     PERFORM sequin_sf._remove_write_triggers(p_table);
     EXECUTE format('CREATE TRIGGER _sync_write_insert AFTER INSERT ON %s'
                    ' REFERENCING NEW TABLE AS _sf_new FOR EACH STATEMENT'
                    ' EXECUTE FUNCTION %s()', p_table, fn);
-    EXECUTE format('CREATE TRIGGER _sync_write_update AFTER UPDATE ON %s'
-                   ' REFERENCING OLD TABLE AS _sf_old NEW TABLE AS _sf_new FOR EACH STATEMENT'
-                   ' EXECUTE FUNCTION %s()', p_table, fn);
+    -- the worker's own changes (sequin_sf.applying = on) skip the function call entirely
+    EXECUTE format('CREATE TRIGGER _sync_write_update AFTER UPDATE ON %s FOR EACH ROW'
+                   ' WHEN (current_setting(''sequin_sf.applying'', true) IS DISTINCT FROM ''on'')'
+                   ' EXECUTE FUNCTION %s()', p_table, fn_upd);
     EXECUTE format('CREATE TRIGGER _sync_write_delete AFTER DELETE ON %s'
                    ' REFERENCING OLD TABLE AS _sf_old FOR EACH STATEMENT'
                    ' EXECUTE FUNCTION %s()', p_table, fn);
