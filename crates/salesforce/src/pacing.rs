@@ -129,13 +129,39 @@ impl Budget {
         self.requests_per_interval.saturating_sub(self.used(now))
     }
 
-    /// Records the org-wide usage Salesforce reported (`Sforce-Limit-Info`).
+    /// Records the org-wide usage Salesforce reported (`Sforce-Limit-Info`). Callers
+    /// may pass the same report again and again (e.g. `client.api_usage()` before every
+    /// request): a report equal to the one held is not new information, so it neither
+    /// restarts the ceiling's recheck delay nor forgets our requests made since.
     pub fn observe_usage(&mut self, usage: ApiUsage, now: Instant) {
+        if self.org.is_some_and(|o| o.usage == usage) {
+            return;
+        }
         self.org = Some(OrgObservation {
             usage,
             at: now,
             own_since: 0,
         });
+    }
+
+    /// The org usage last observed, if any.
+    pub fn org_usage(&self) -> Option<ApiUsage> {
+        self.org.map(|o| o.usage)
+    }
+
+    /// Applies changed settings (e.g. after a user altered the sync's rate limit),
+    /// keeping the requests already charged in the window.
+    pub fn reconfigure(
+        &mut self,
+        requests_per_interval: u64,
+        interval: Duration,
+        max_concurrent: usize,
+        org_ceiling_fraction: f64,
+    ) {
+        self.requests_per_interval = requests_per_interval.max(1);
+        self.interval = interval;
+        self.max_concurrent = max_concurrent.max(1);
+        self.org_ceiling_fraction = org_ceiling_fraction.clamp(0.0, 1.0);
     }
 
     /// Asks to start a request costing `cost` API calls at `now`.
@@ -147,7 +173,9 @@ impl Budget {
                 reason: WaitReason::Concurrency,
             });
         }
-        if self.window_sum + cost > self.requests_per_interval {
+        // A request costing more than the whole budget (a large /composite/batch) may
+        // only start into an empty window; otherwise it could never start at all.
+        if self.window_sum > 0 && self.window_sum + cost > self.requests_per_interval {
             return Err(WaitUntil {
                 until: Some(self.window_frees_at(cost)),
                 reason: WaitReason::Window,
@@ -399,5 +427,220 @@ mod tests {
         assert!((d.as_secs_f64() - 86_400.0 / (50_000.0 / 3.0)).abs() < 1e-9);
         assert_eq!(poll_interval(1, DAY, 10, 5, 0.0), None);
         assert_eq!(poll_interval(100, DAY, 0, 5, 0.0), None);
+    }
+
+    #[test]
+    fn window_boundary_is_exclusive_of_the_interval() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(1, Duration::from_secs(10), 5, 1.0);
+        drop(b.try_acquire(1, t0).unwrap());
+        let just_before = t0 + Duration::from_millis(9_999);
+        assert_eq!(
+            b.try_acquire(1, just_before).unwrap_err().reason,
+            WaitReason::Window
+        );
+        assert_eq!(b.used(just_before), 1);
+        let at = t0 + Duration::from_secs(10);
+        assert_eq!(b.used(at), 0);
+        assert!(b.try_acquire(1, at).is_ok());
+    }
+
+    #[test]
+    fn oversized_cost_starts_only_into_an_empty_window() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(10, Duration::from_secs(60), 5, 1.0);
+        drop(b.try_acquire(1, t0).unwrap());
+        let wait = b.try_acquire(25, t0).unwrap_err();
+        assert_eq!(wait.reason, WaitReason::Window);
+        assert_eq!(wait.until, Some(t0 + Duration::from_secs(60)));
+        // Once the window is empty it goes, and then holds the window for an interval.
+        let t1 = t0 + Duration::from_secs(60);
+        drop(b.try_acquire(25, t1).unwrap());
+        assert_eq!(b.used(t1), 25);
+        assert_eq!(
+            b.try_acquire(1, t1).unwrap_err().until,
+            Some(t1 + Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn charge_counts_against_window_and_org_projection() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(5, Duration::from_secs(60), 5, 0.8);
+        b.observe_usage(ApiUsage { used: 70, max: 100 }, t0);
+        b.charge(4, t0);
+        assert_eq!(b.remaining(t0), 1);
+        // 70 + 4 charged + 1 = 75 fits under 80 and the window has room for 1.
+        drop(b.try_acquire(1, t0).unwrap());
+        assert_eq!(b.try_acquire(1, t0).unwrap_err().reason, WaitReason::Window);
+        // With a bigger window, the org projection (70 + 5 + 6 > 80) is what stops us.
+        b.reconfigure(100, Duration::from_secs(60), 5, 0.8);
+        assert_eq!(b.requests_per_interval(), 100);
+        assert_eq!(b.used(t0), 5, "reconfigure keeps what was charged");
+        let wait = b.try_acquire(6, t0).unwrap_err();
+        assert_eq!(wait.reason, WaitReason::OrgCeiling);
+        assert!(b.try_acquire(5, t0).is_ok());
+    }
+
+    #[test]
+    fn repeated_identical_usage_reports_do_not_block_forever() {
+        // A caller that feeds client.api_usage() before every attempt reports the same
+        // (stale) numbers each time; the probe must still happen after the recheck delay.
+        let t0 = Instant::now();
+        let recheck = Duration::from_secs(15);
+        let mut b = Budget::new(1_000, DAY, 10, 0.8).with_org_recheck(recheck);
+        let at_ceiling = ApiUsage { used: 80, max: 100 };
+        b.observe_usage(at_ceiling, t0);
+        let mut probed_at = None;
+        for s in 0..40 {
+            let now = t0 + Duration::from_secs(s);
+            b.observe_usage(at_ceiling, now);
+            if b.try_acquire(1, now).is_ok() {
+                probed_at = Some(s);
+                break;
+            }
+        }
+        assert_eq!(probed_at, Some(15));
+        assert_eq!(b.org_usage(), Some(at_ceiling));
+        // A genuinely new report (usage grew) restarts the delay from its arrival.
+        let t1 = t0 + Duration::from_secs(16);
+        b.observe_usage(ApiUsage { used: 81, max: 100 }, t1);
+        assert_eq!(b.try_acquire(1, t1).unwrap_err().until, Some(t1 + recheck));
+    }
+
+    #[test]
+    fn unknown_org_max_and_full_ceiling_never_block() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(1_000, DAY, 10, 0.8);
+        b.observe_usage(ApiUsage { used: 5, max: 0 }, t0);
+        assert!(b.try_acquire(1, t0).is_ok());
+        let mut b = Budget::new(1_000, DAY, 10, 1.0);
+        b.observe_usage(ApiUsage { used: 99, max: 100 }, t0);
+        drop(b.try_acquire(1, t0).unwrap());
+        assert_eq!(
+            b.try_acquire(1, t0).unwrap_err().reason,
+            WaitReason::OrgCeiling
+        );
+    }
+
+    #[test]
+    fn default_ceiling_keeps_a_fifth_of_the_org_quota() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(u64::MAX, DAY, 1_000, DEFAULT_ORG_CEILING_FRACTION);
+        b.observe_usage(
+            ApiUsage {
+                used: 0,
+                max: 100_000,
+            },
+            t0,
+        );
+        let mut granted = 0u64;
+        while b.try_acquire(1, t0).is_ok() {
+            granted += 1;
+            if granted > 100_000 {
+                break;
+            }
+        }
+        assert_eq!(granted, 80_000);
+    }
+
+    #[test]
+    fn settings_are_clamped_to_sane_values() {
+        let mut b = Budget::new(0, DAY, 0, 7.0);
+        assert_eq!(b.requests_per_interval(), 1);
+        assert_eq!(b.max_concurrent(), 1);
+        let t0 = Instant::now();
+        b.observe_usage(ApiUsage { used: 99, max: 100 }, t0);
+        // Ceiling clamped to 100%: 99 + 1 fits.
+        assert!(b.try_acquire(1, t0).is_ok());
+    }
+
+    #[test]
+    fn concurrency_is_checked_before_the_window() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(1, DAY, 1, 1.0);
+        let p = b.try_acquire(1, t0).unwrap();
+        assert_eq!(p.cost(), 1);
+        assert_eq!(
+            b.try_acquire(1, t0).unwrap_err().reason,
+            WaitReason::Concurrency
+        );
+        drop(p);
+        assert_eq!(b.in_flight(), 0);
+        assert_eq!(b.try_acquire(1, t0).unwrap_err().reason, WaitReason::Window);
+    }
+
+    #[test]
+    fn backoff_jitter_stays_in_range_and_survives_many_attempts() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+        let mut seen = Vec::new();
+        for i in 0..10 {
+            let unit = (i as f64) / 10.0;
+            let d = b.next_delay_with(unit);
+            let full = (0.1 * 2f64.powi(i)).min(30.0);
+            assert!(d.as_secs_f64() >= full / 2.0 - 1e-9, "{i}: {d:?}");
+            assert!(d.as_secs_f64() < full + 1e-9, "{i}: {d:?}");
+            seen.push(d);
+        }
+        // Thousands of failures neither overflow nor exceed the cap.
+        for _ in 0..5_000 {
+            assert!(b.next_delay() <= Duration::from_secs(30));
+        }
+        assert_eq!(b.attempts(), 5_010);
+        // Random jitter actually varies.
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(1));
+        let draws: std::collections::HashSet<_> = (0..20).map(|_| b.next_delay()).collect();
+        assert!(draws.len() > 1);
+    }
+
+    #[test]
+    fn backoff_follows_retry_after() {
+        let mut b = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
+        let unavailable = Error::Api {
+            status: 503,
+            errors: vec![],
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        assert_eq!(b.next_delay_for(&unavailable), Duration::from_secs(7));
+        // Without a hint, the jittered delay.
+        let lock = Error::Api {
+            status: 400,
+            errors: vec![ApiError {
+                error_code: ErrorCode::UnableToLockRow,
+                message: String::new(),
+                fields: vec![],
+            }],
+            retry_after: None,
+        };
+        assert!(b.next_delay_for(&lock) <= Duration::from_millis(40));
+    }
+
+    #[test]
+    fn poll_rate_meets_two_second_median_lag_at_100k_per_day() {
+        // 10 collections, 5 queries per /composite call: 2 calls per round. A change
+        // waits on average half a round for the next poll.
+        let d = poll_interval(100_000, DAY, 10, 5, 0.0).unwrap();
+        assert!(d.as_secs_f64() / 2.0 <= 1.0, "{d:?}");
+        // Keeping a fifth of the budget for backfill and writes still leaves the median
+        // wait near a second.
+        let d = poll_interval(100_000, DAY, 10, 5, 0.2).unwrap();
+        assert!((d.as_secs_f64() - 2.16).abs() < 1e-9, "{d:?}");
+        // Sequin's approach (one call per collection per poll) at the same quota: 8.64 s.
+        let d = poll_interval(100_000, DAY, 10, 1, 0.0).unwrap();
+        assert!((d.as_secs_f64() - 8.64).abs() < 1e-9, "{d:?}");
+        // The default 28,800/day budget with 3 collections: one round every 3 s.
+        let d = poll_interval(28_800, DAY, 3, 5, 0.0).unwrap();
+        assert!((d.as_secs_f64() - 3.0).abs() < 1e-9, "{d:?}");
+        // A poll schedule the budget allows is actually granted by the budget.
+        let t0 = Instant::now();
+        let mut b = Budget::new(100_000, DAY, 1, 1.0);
+        let round = poll_interval(100_000, DAY, 10, 5, 0.0).unwrap();
+        for i in 0..50_000u32 {
+            let now = t0 + round * i;
+            drop(
+                b.try_acquire(2, now)
+                    .unwrap_or_else(|w| panic!("round {i}: {w:?}")),
+            );
+        }
     }
 }

@@ -1,0 +1,138 @@
+//! Typed errors for Salesforce's error codes and injected faults, and `is_transient`.
+
+use std::time::Duration;
+
+use salesforce::{Error, ErrorCode};
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn malformed_query_and_invalid_field_and_type() {
+    let emu = Emu::start().await;
+    let client = emu.client();
+    let err = client
+        .query("SELEKT Id FROM Contact", None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::MalformedQuery));
+    assert_eq!(err.status(), Some(400));
+    assert!(!err.is_transient());
+    assert!(err.to_string().contains("MALFORMED_QUERY"), "{err}");
+
+    let err = client
+        .query("SELECT Id, NoSuchField__c FROM Contact", None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::InvalidField));
+    assert!(err.to_string().contains("NoSuchField__c"), "{err}");
+    assert!(!err.is_transient());
+
+    let err = client
+        .query("SELECT Id FROM Nope__c", None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::InvalidType));
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn request_limit_exceeded_when_quota_spent() {
+    let emu = Emu::start().await;
+    let client = emu.client();
+    client.authenticate().await.unwrap();
+    emu.control(
+        "PUT",
+        "limits",
+        Some(json!({"api_limit": 1000, "api_used": 1000})),
+    )
+    .await;
+    let err = client
+        .query("SELECT Id FROM Account", None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(403));
+    assert_eq!(err.code(), Some(&ErrorCode::RequestLimitExceeded));
+    assert!(err.is_transient());
+    assert!(err.retry_after_hint().unwrap() >= Duration::from_secs(60));
+    assert!(
+        err.to_string().contains("TotalRequests Limit exceeded"),
+        "{err}"
+    );
+    // The refusal still tells the client the org's usage.
+    let u = client.api_usage().unwrap();
+    assert_eq!(u.max, 1000);
+    assert!(u.used >= 1000);
+}
+
+#[tokio::test]
+async fn injected_faults_are_typed_and_classified() {
+    let emu = Emu::start().await;
+    let client = emu.client();
+    client.authenticate().await.unwrap();
+    let q = "SELECT Id FROM Account";
+
+    emu.fault("503", 1, None).await;
+    let err = client.query(q, None).await.unwrap_err();
+    assert_eq!(err.status(), Some(503));
+    assert_eq!(err.code(), Some(&ErrorCode::ServerUnavailable));
+    assert!(err.is_transient() && !err.outcome_unknown());
+
+    emu.fault("500", 1, None).await;
+    let err = client.query(q, None).await.unwrap_err();
+    assert_eq!(err.status(), Some(500));
+    assert!(err.is_transient());
+
+    emu.fault("unable_to_lock_row", 1, None).await;
+    let err = client.query(q, None).await.unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::UnableToLockRow));
+    assert!(err.is_transient());
+
+    emu.fault("request_limit", 1, None).await;
+    let err = client.query(q, None).await.unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::RequestLimitExceeded));
+    assert!(err.is_transient());
+
+    // A dropped connection: the request may have been processed.
+    emu.fault("drop", 1, None).await;
+    let err = client.query(q, None).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Transport(_)),
+        "dropped connection gives {err:?}"
+    );
+    assert!(err.is_transient() && err.outcome_unknown());
+
+    // Faults are spent; the client recovers on its own.
+    client.query(q, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn client_timeout_is_a_timeout_error() {
+    let emu = Emu::start().await;
+    let mut config = salesforce::ClientConfig::new(emu.refresh_credential());
+    config.request_timeout = Duration::from_millis(300);
+    let client = salesforce::Client::new(config).unwrap();
+    client.authenticate().await.unwrap();
+    emu.control("PUT", "limits", Some(json!({"latency_ms": 2000})))
+        .await;
+    let err = client
+        .query("SELECT Id FROM Account", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    assert!(err.is_transient() && err.outcome_unknown());
+    emu.control("PUT", "limits", Some(json!({"latency_ms": 0})))
+        .await;
+}
+
+#[tokio::test]
+async fn not_found_record_is_not_transient() {
+    let emu = Emu::start().await;
+    let client = emu.client();
+    let err = client
+        .get_record("Contact", "003000000000000AAA", None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    assert!(!err.is_transient());
+}

@@ -1,0 +1,8 @@
+//! The client against the real emulator, started in-process per test.
+
+mod support;
+
+mod auth;
+mod describe;
+mod errors;
+mod query;

@@ -1,0 +1,147 @@
+//! Starts the real emulator in-process and talks to its control API.
+
+use std::time::Duration;
+
+use salesforce::{Client, ClientConfig, Credential};
+use serde_json::{json, Value};
+
+pub const CLIENT_ID: &str = "sequin-emulator";
+pub const CLIENT_SECRET: &str = "emulator-secret";
+pub const REFRESH_TOKEN: &str = "emulator-refresh-token";
+pub const USERNAME: &str = "admin@emulator.test";
+pub const PASSWORD: &str = "emulator";
+
+/// A running emulator plus a plain HTTP client for its `/__emulator/` control API.
+pub struct Emu {
+    pub running: sf_emulator::Running,
+    http: reqwest::Client,
+}
+
+impl Emu {
+    pub async fn start() -> Emu {
+        Emu::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut sf_emulator::Config)) -> Emu {
+        let mut config = sf_emulator::Config::default();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        adjust(&mut config);
+        let running = sf_emulator::start(config).await.expect("emulator starts");
+        Emu {
+            running,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.running.base_url().to_string()
+    }
+
+    pub fn refresh_credential(&self) -> Credential {
+        Credential::RefreshToken {
+            login_url: self.url(),
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+            refresh_token: REFRESH_TOKEN.into(),
+        }
+    }
+
+    /// A client with the default refresh-token credential, not yet authenticated.
+    pub fn client(&self) -> Client {
+        Client::new(ClientConfig::new(self.refresh_credential())).expect("client builds")
+    }
+
+    pub fn client_with(&self, credential: Credential) -> Client {
+        Client::new(ClientConfig::new(credential)).expect("client builds")
+    }
+
+    /// Calls the control API and returns its JSON body (`null` when empty); panics on
+    /// an error status, because a test that cannot set up its org proves nothing.
+    pub async fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/__emulator/{}", self.url(), path);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method.clone(), &url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("control API reachable");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert!(
+            status.is_success(),
+            "control {method} {path} failed: {status} {text}"
+        );
+        if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        }
+    }
+
+    pub async fn generate(&self, object: &str, count: u64) {
+        self.control(
+            "POST",
+            "generate",
+            Some(json!({"object": object, "count": count})),
+        )
+        .await;
+    }
+
+    /// Creates records as a Salesforce user would; returns their ids.
+    pub async fn create(&self, object: &str, records: Value) -> Vec<String> {
+        let out = self
+            .control("POST", &format!("records/{object}"), Some(records))
+            .await;
+        ids_of(&out)
+    }
+
+    pub async fn fault(&self, kind: &str, count: u64, path_contains: Option<&str>) {
+        let mut body = json!({"kind": kind, "count": count});
+        if let Some(p) = path_contains {
+            body["path_contains"] = json!(p);
+        }
+        self.control("POST", "faults", Some(body)).await;
+    }
+
+    pub async fn stats(&self) -> Value {
+        self.control("GET", "stats", None).await
+    }
+
+    /// API requests the emulator counted so far (control calls excluded).
+    pub async fn api_requests(&self) -> u64 {
+        self.stats().await["api_requests_total"].as_u64().unwrap()
+    }
+}
+
+/// The control API answers record creation with ids in one of a few shapes; accept any
+/// of them so the tests do not depend on which.
+fn ids_of(v: &Value) -> Vec<String> {
+    let list = match v {
+        Value::Array(a) => a.clone(),
+        Value::Object(m) => m
+            .get("ids")
+            .or_else(|| m.get("results"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    list.iter()
+        .filter_map(|x| match x {
+            Value::String(s) => Some(s.clone()),
+            Value::Object(m) => m.get("id").and_then(Value::as_str).map(str::to_string),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A JSON object literal as the `Map` the client's write methods take.
+pub fn rec(v: Value) -> serde_json::Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        other => panic!("not a JSON object: {other}"),
+    }
+}
