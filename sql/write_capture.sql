@@ -468,6 +468,9 @@ $$;
 CREATE FUNCTION sequin_sf._write_claim(p_schema text, p_ids bigint[]) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- the claim must be on disk before the request leaves, whatever the server's
+    -- synchronous_commit: a lost claim would let a create be sent twice
+    PERFORM set_config('synchronous_commit', 'on', true);
     EXECUTE format('UPDATE %I._sync_write_log SET state = ''pending'', claimed_at = now(),'
                    ' attempts = attempts + 1 WHERE id = ANY($1)', p_schema)
       USING p_ids;
@@ -489,6 +492,9 @@ DECLARE
     api text;
 BEGIN
     PERFORM set_config('sequin_sf.applying', 'on', true);
+    -- a lost settlement would turn a known answer (and a created record's Id) into an
+    -- unknown one after a crash
+    PERFORM set_config('synchronous_commit', 'on', true);
     FOR o IN SELECT value FROM jsonb_array_elements(p_outcomes) LOOP
         ids := ARRAY(SELECT jsonb_array_elements_text(o -> 'log_ids')::bigint);
         tbl := o ->> 'table_name';

@@ -178,16 +178,13 @@ def test_bad_rows_fail_with_salesforce_message_while_the_batch_succeeds(env):
             )
         ok, bad, open_ = await_writes(conn)
         assert (ok, bad, open_) == (2, 3, 0)
-        rows = {
-            (r[1], r[2], r[3]): r
-            for r in query_rows(
-                conn,
-                "SELECT id, table_name, action, state, api_result, api_message"
-                " FROM salesforce._sync_write_log WHERE id > %s",
-                (before,),
-            )
-        }
-        failed = [r for r in rows.values() if r[3] == "failed"]
+        rows = query_rows(
+            conn,
+            "SELECT id, table_name, action, state, api_result, api_message"
+            " FROM salesforce._sync_write_log WHERE id > %s",
+            (before,),
+        )
+        failed = [r for r in rows if r[3] == "failed"]
         messages = " | ".join(r[5] for r in failed)
         assert "REQUIRED_FIELD_MISSING" in messages
         assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in messages
@@ -387,12 +384,27 @@ def test_postgres_crash_loses_nothing_and_plain_creates_are_never_duplicated(env
     conn = reconnect(env)
     before_count = emu.stats()["records"]["Contact"]
     before = max_log_id(conn)
-    conn.execute(
-        "INSERT INTO salesforce.contact (last_name, first_name)"
-        " SELECT 'Crashed', 'n' || g FROM generate_series(1, 200) g"
-    )
-    conn.close()
-    cluster.restart("immediate")  # no shutdown checkpoint: crash recovery on start
+    # the test cluster runs with synchronous_commit = off; a user who needs a commit to
+    # survive a crash asks for it
+    conn.execute("SET synchronous_commit = on")
+    emu.control("PUT", "limits", {"latency_ms": 1500})
+    try:
+        conn.execute(
+            "INSERT INTO salesforce.contact (last_name, first_name)"
+            " SELECT 'Crashed', 'n' || g FROM generate_series(1, 200) g"
+        )
+        wait_for(
+            lambda: query_value(
+                conn, "SELECT count(*) FROM salesforce._sync_write_log WHERE state = 'pending'"
+            ),
+            timeout=120,
+            what="a batch in flight",
+        )
+        conn.close()
+        cluster.stop("immediate")  # no shutdown checkpoint: crash recovery on start
+    finally:
+        emu.control("PUT", "limits", {"latency_ms": 0})
+    cluster.start()
     conn = reconnect(env)
     try:
         await_writes(conn, "300 seconds")
@@ -409,6 +421,8 @@ def test_postgres_crash_loses_nothing_and_plain_creates_are_never_duplicated(env
         # every captured insert was kept and settled; any whose send was cut short is
         # surfaced as unknown instead of being sent a second time
         assert succeeded + unknown == 200, by_state
+        # the crash hit a batch in flight: those creates are the ambiguous ones
+        assert unknown > 0, by_state
         # Salesforce holds at most one record per row
         grown = emu.stats()["records"]["Contact"] - before_count
         assert succeeded <= grown <= 200
