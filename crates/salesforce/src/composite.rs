@@ -100,6 +100,25 @@ impl CompositeSubresponse {
     }
 }
 
+/// Salesforce limits these per composite request: queries (and their continuations)
+/// and sObject Collections calls.
+fn is_query_or_collection(url: &str) -> bool {
+    let path = url.split('?').next().unwrap_or(url);
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Skip `services/data/vNN.N` (or a bare `vNN.N`) to the resource.
+    let rest: &[&str] = match segments
+        .iter()
+        .position(|s| s.starts_with('v') && s.contains('.'))
+    {
+        Some(i) => &segments[i + 1..],
+        None => &segments,
+    };
+    matches!(
+        rest,
+        ["query" | "queryAll", ..] | ["composite", "sobjects", ..]
+    )
+}
+
 impl Client {
     /// Sends the subrequests as one `/composite` call (one API request against the
     /// quota). Each subresponse carries its own status: inspect them individually.
@@ -115,6 +134,16 @@ impl Client {
             return Err(Error::Config(format!(
                 "{} subrequests in one composite request; the limit is {MAX_SUBREQUESTS}",
                 subrequests.len()
+            )));
+        }
+        let heavy = subrequests
+            .iter()
+            .filter(|s| is_query_or_collection(&s.url))
+            .count();
+        if heavy > MAX_QUERY_OR_COLLECTION_SUBREQUESTS {
+            return Err(Error::Config(format!(
+                "{heavy} query or sObject Collections subrequests in one composite request; \
+                 the limit is {MAX_QUERY_OR_COLLECTION_SUBREQUESTS} (split them over several calls)"
             )));
         }
         let body = json!({ "allOrNone": all_or_none, "compositeRequest": subrequests });
@@ -262,6 +291,27 @@ impl Client {
 mod tests {
     use super::*;
     use crate::error::ErrorCode;
+
+    #[test]
+    fn recognises_query_and_collection_urls() {
+        for url in [
+            "/services/data/v61.0/query?q=SELECT+Id+FROM+Contact",
+            "/services/data/v61.0/queryAll/?q=x",
+            "/services/data/v61.0/query/01gXX-2000",
+            "/services/data/v61.0/composite/sobjects",
+            "/services/data/v61.0/composite/sobjects?ids=a,b",
+            "/services/data/v61.0/composite/sobjects/Contact/External_Id__c",
+        ] {
+            assert!(is_query_or_collection(url), "{url}");
+        }
+        for url in [
+            "/services/data/v61.0/sobjects/Contact/003A",
+            "/services/data/v61.0/sobjects/Contact/deleted/?start=a&end=b",
+            "/services/data/v61.0/limits",
+        ] {
+            assert!(!is_query_or_collection(url), "{url}");
+        }
+    }
 
     #[test]
     fn subresponse_errors_and_pages() {

@@ -32,7 +32,7 @@ pub use describe::{
 };
 pub use error::{ApiError, Error, ErrorCode, RecordError, Result};
 pub use query::{QueryPage, MAX_BATCH_SIZE, MIN_BATCH_SIZE};
-pub use sobjects::{SaveResult, MAX_COLLECTION_RECORDS};
+pub use sobjects::{SaveResult, MAX_COLLECTION_RECORDS, MAX_RETRIEVE_IDS};
 pub use usage::ApiUsage;
 
 /// Object names, field names, ids and job ids go into URL paths; anything but

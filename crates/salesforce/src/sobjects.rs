@@ -13,6 +13,8 @@ use crate::http::RequestSpec;
 
 /// Salesforce's cap on records per sObject Collections request.
 pub const MAX_COLLECTION_RECORDS: usize = 200;
+/// Salesforce's cap on ids per sObject Collections retrieve.
+pub const MAX_RETRIEVE_IDS: usize = 2000;
 
 /// The outcome for one record of a write, in request order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -135,6 +137,36 @@ impl Client {
             .query("ids", ids.join(","))
             .query("allOrNone", all_or_none.to_string());
         self.execute(spec).await?.json("collection delete results")
+    }
+
+    /// `POST /composite/sobjects/{object}` with `{"ids":[..],"fields":[..]}`: reads up
+    /// to 2000 records by id in one call. One entry per id, in order; `None` for ids
+    /// that do not exist or are deleted.
+    pub async fn retrieve_records(
+        &self,
+        object: &str,
+        ids: &[String],
+        fields: &[&str],
+    ) -> Result<Vec<Option<Map<String, Value>>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        if ids.len() > MAX_RETRIEVE_IDS {
+            return Err(Error::Config(format!(
+                "{} ids in one sObject Collections retrieve; the limit is {MAX_RETRIEVE_IDS}",
+                ids.len()
+            )));
+        }
+        if fields.is_empty() {
+            return Err(Error::Config(
+                "retrieve_records needs at least one field name".into(),
+            ));
+        }
+        let path = format!("composite/sobjects/{}", crate::path_segment(object)?);
+        let body = json!({ "ids": ids, "fields": fields });
+        self.execute(RequestSpec::new(Method::POST, path).json(body))
+            .await?
+            .json("collection retrieve results")
     }
 
     /// `POST /sobjects/{object}`: creates one record.

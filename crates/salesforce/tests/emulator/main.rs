@@ -3,6 +3,8 @@
 mod support;
 
 mod auth;
+mod composite;
 mod describe;
 mod errors;
 mod query;
+mod writes;
