@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use chrono::{DateTime, Utc};
 use reqwest::Method;
 use serde::Deserialize;
 
@@ -28,6 +29,7 @@ struct Inner {
     auth_lock: tokio::sync::Mutex<()>,
     generation: AtomicU64,
     usage: Mutex<Option<ApiUsage>>,
+    server_date: Mutex<Option<DateTime<Utc>>>,
     counters: Counters,
 }
 
@@ -133,6 +135,7 @@ impl Client {
                 auth_lock: tokio::sync::Mutex::new(()),
                 generation: AtomicU64::new(0),
                 usage: Mutex::new(None),
+                server_date: Mutex::new(None),
                 counters: Counters::default(),
             }),
         })
@@ -172,6 +175,14 @@ impl Client {
         self.inner.usage.lock().ok().and_then(|u| *u)
     }
 
+    /// The `Date` header of the most recent response: Salesforce's clock, second
+    /// precision. Time windows (`/updated`, `If-Modified-Since`, SystemModstamp
+    /// cursors) should be based on it rather than on the local clock, which may be off.
+    pub fn last_server_date(&self) -> Option<DateTime<Utc>> {
+        self.inner.server_date.lock().ok().and_then(|d| *d)
+    }
+
+    /// Requests this client (and its clones) made so far.
     pub fn stats(&self) -> RequestStats {
         let c = &self.inner.counters;
         RequestStats {
@@ -323,6 +334,15 @@ impl Client {
         {
             if let Ok(mut slot) = self.inner.usage.lock() {
                 *slot = Some(usage);
+            }
+        }
+        if let Some(date) = headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
+        {
+            if let Ok(mut slot) = self.inner.server_date.lock() {
+                *slot = Some(date.with_timezone(&Utc));
             }
         }
         let body = response.bytes().await.map_err(http::transport_error)?;

@@ -29,7 +29,11 @@ async fn limits_and_limit_info_header() {
     let emu = Emu::start().await;
     let client = emu.client();
     assert_eq!(client.api_usage(), None);
+    assert_eq!(client.last_server_date(), None);
     let limits = client.limits().await.unwrap();
+    // The server's clock from the Date header (the emulator runs on this machine).
+    let server = client.last_server_date().expect("Date header seen");
+    assert!((Utc::now() - server).num_seconds().abs() <= 2, "{server}");
     let daily = &limits["DailyApiRequests"];
     assert_eq!(daily["Max"], json!(100_000));
     assert!(daily["Remaining"].as_u64().unwrap() <= 100_000);
