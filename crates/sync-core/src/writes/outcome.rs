@@ -109,7 +109,12 @@ pub fn describe_errors(errors: &[RecordError]) -> String {
             if e.fields.is_empty() {
                 format!("{}: {}", e.code, e.message)
             } else {
-                format!("{}: {} (fields: {})", e.code, e.message, e.fields.join(", "))
+                format!(
+                    "{}: {} (fields: {})",
+                    e.code,
+                    e.message,
+                    e.fields.join(", ")
+                )
             }
         })
         .collect::<Vec<_>>()
@@ -152,7 +157,10 @@ pub fn classify_record(kind: &OpKind, api_id: Option<&str>, r: &RecordResult) ->
             after: None,
         };
     }
-    if *kind == OpKind::Delete && r.errors.iter().all(|e| is_gone_code(&e.code)) && !r.errors.is_empty() {
+    if *kind == OpKind::Delete
+        && r.errors.iter().all(|e| is_gone_code(&e.code))
+        && !r.errors.is_empty()
+    {
         return Outcome::Succeeded {
             api_id: api_id.map(str::to_string),
             status: 204,
@@ -317,13 +325,20 @@ mod tests {
         };
         assert!(matches!(
             classify_record(&up, None, &again),
-            Outcome::Succeeded { status: 200, message: Some(_), .. }
+            Outcome::Succeeded {
+                status: 200,
+                message: Some(_),
+                ..
+            }
         ));
     }
 
     #[test]
     fn record_failures_keep_salesforce_words_and_transients_retry() {
-        let mut e = err("REQUIRED_FIELD_MISSING", "Required fields are missing: [LastName]");
+        let mut e = err(
+            "REQUIRED_FIELD_MISSING",
+            "Required fields are missing: [LastName]",
+        );
         e.fields = vec!["LastName".into()];
         let out = classify_record(&OpKind::Create, None, &failed(vec![e]));
         assert_eq!(
@@ -333,7 +348,10 @@ mod tests {
                 message: "REQUIRED_FIELD_MISSING: Required fields are missing: [LastName] (fields: LastName)".into()
             }
         );
-        let lock = failed(vec![err("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access")]);
+        let lock = failed(vec![err(
+            "UNABLE_TO_LOCK_ROW",
+            "unable to obtain exclusive access",
+        )]);
         assert!(matches!(
             classify_record(&OpKind::Update, Some("x"), &lock),
             Outcome::Retry { .. }
@@ -347,7 +365,11 @@ mod tests {
             classify_record(&OpKind::Update, Some("x"), &gone),
             Outcome::Failed { status: 404, .. }
         ));
-        assert!(!Outcome::Retry { message: String::new(), after: None }.is_settled());
+        assert!(!Outcome::Retry {
+            message: String::new(),
+            after: None
+        }
+        .is_settled());
     }
 
     #[test]
@@ -369,7 +391,12 @@ mod tests {
             Outcome::Retry { .. }
         ));
         assert!(matches!(
-            classify_single(&k, Some("x"), 400, &[err("FIELD_CUSTOM_VALIDATION_EXCEPTION", "no")]),
+            classify_single(
+                &k,
+                Some("x"),
+                400,
+                &[err("FIELD_CUSTOM_VALIDATION_EXCEPTION", "no")]
+            ),
             Outcome::Failed { status: 400, .. }
         ));
     }
@@ -378,7 +405,10 @@ mod tests {
     fn whole_call_faults() {
         let quota = CallFault::Refused {
             status: 403,
-            errors: vec![err("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")],
+            errors: vec![err(
+                "REQUEST_LIMIT_EXCEEDED",
+                "TotalRequests Limit exceeded.",
+            )],
             retry_after: None,
         };
         assert!(matches!(classify_call_error(&quota), Outcome::Retry { .. }));
@@ -399,13 +429,21 @@ mod tests {
             errors: vec![err("JSON_PARSER_ERROR", "bad")],
             retry_after: None,
         };
-        assert!(matches!(classify_call_error(&bad), Outcome::Failed { status: 400, .. }));
+        assert!(matches!(
+            classify_call_error(&bad),
+            Outcome::Failed { status: 400, .. }
+        ));
         let lost = CallFault::Lost {
             message: "timed out".into(),
         };
-        assert!(matches!(classify_call_error(&lost), Outcome::Unknown { .. }));
         assert!(matches!(
-            classify_call_error(&CallFault::Login { message: "bad".into() }),
+            classify_call_error(&lost),
+            Outcome::Unknown { .. }
+        ));
+        assert!(matches!(
+            classify_call_error(&CallFault::Login {
+                message: "bad".into()
+            }),
             Outcome::Retry { .. }
         ));
     }

@@ -305,12 +305,7 @@ fn start_op(e: &QueuedWrite, settings: &PlanSettings) -> Start {
 
 /// Folds `e` into the row's open operation when the result is what Salesforce would
 /// hold after applying both in order. Returns false when `e` must wait.
-fn merge_into(
-    ops: &mut [Option<WriteOp>],
-    i: usize,
-    e: &QueuedWrite,
-    out: &mut Plan,
-) -> bool {
+fn merge_into(ops: &mut [Option<WriteOp>], i: usize, e: &QueuedWrite, out: &mut Plan) -> bool {
     let Some(op) = ops[i].as_mut() else {
         return false;
     };
@@ -384,7 +379,8 @@ fn generate_external_ids(
         }
         let log_id = op.first_log_id();
         let value = format!("{}{}", settings.marker_prefix, log_id);
-        op.fields.insert(field.clone(), Value::String(value.clone()));
+        op.fields
+            .insert(field.clone(), Value::String(value.clone()));
         generated.push(GeneratedExternalId {
             log_id,
             row_id: op.row_id,
@@ -520,9 +516,17 @@ mod tests {
     #[test]
     fn updates_fold_into_a_pending_insert_and_insert_then_delete_cancels() {
         let entries = vec![
-            with(entry(1, 10, "Contact", Action::Insert), "LastName", json!("A")),
+            with(
+                entry(1, 10, "Contact", Action::Insert),
+                "LastName",
+                json!("A"),
+            ),
             with(entry(2, 10, "Contact", Action::Update), "Title", json!("T")),
-            with(entry(3, 11, "Contact", Action::Insert), "LastName", json!("B")),
+            with(
+                entry(3, 11, "Contact", Action::Insert),
+                "LastName",
+                json!("B"),
+            ),
             entry(4, 11, "Contact", Action::Delete),
         ];
         let p = plan(&entries, &PlanSettings::default());
@@ -558,9 +562,17 @@ mod tests {
             .external_id_fields
             .insert("Contact".into(), "External_Id__c".into());
         let entries = vec![
-            with(entry(7, 10, "Contact", Action::Insert), "LastName", json!("A")),
             with(
-                with(entry(8, 11, "Contact", Action::Insert), "LastName", json!("B")),
+                entry(7, 10, "Contact", Action::Insert),
+                "LastName",
+                json!("A"),
+            ),
+            with(
+                with(
+                    entry(8, 11, "Contact", Action::Insert),
+                    "LastName",
+                    json!("B"),
+                ),
                 "External_Id__c",
                 json!("mine"),
             ),
