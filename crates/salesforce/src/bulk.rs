@@ -1,5 +1,7 @@
 //! Bulk API 2.0 query jobs: create, poll, page through CSV results, delete.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -226,6 +228,34 @@ impl Client {
             locator,
             number_of_records,
         })
+    }
+
+    /// Polls `GET /jobs/query/{id}` every `poll_every` until the job is JobComplete,
+    /// Failed or Aborted, and returns its final info (check `state`; a Failed job's
+    /// `error_message` says why). Gives up with [`Error::Timeout`] after `max_wait`.
+    /// Each poll is one API request.
+    pub async fn bulk_query_wait(
+        &self,
+        job_id: &str,
+        poll_every: Duration,
+        max_wait: Duration,
+    ) -> Result<JobInfo> {
+        let started = tokio::time::Instant::now();
+        loop {
+            let info = self.bulk_query_status(job_id).await?;
+            if info.state.is_terminal() {
+                return Ok(info);
+            }
+            if started.elapsed() + poll_every > max_wait {
+                return Err(Error::Timeout(format!(
+                    "Bulk API query job {job_id} is still {} after {:?}; poll it later with \
+                     bulk_query_status or abort it",
+                    info.state.as_str(),
+                    started.elapsed()
+                )));
+            }
+            tokio::time::sleep(poll_every).await;
+        }
     }
 
     /// `PATCH /jobs/query/{id}` with `state: Aborted`.

@@ -203,7 +203,7 @@ error_codes! {
     InvalidQueryFilterOperator => "INVALID_QUERY_FILTER_OPERATOR",
     InvalidOperation => "INVALID_OPERATION",
     InvalidJob => "INVALIDJOB",
-    InvalidJobState => "INVALID_JOB_STATE",
+    InvalidJobState => "INVALIDJOBSTATE",
     StringTooLong => "STRING_TOO_LONG",
     NumberOutsideValidRange => "NUMBER_OUTSIDE_VALID_RANGE",
     FieldIntegrityException => "FIELD_INTEGRITY_EXCEPTION",

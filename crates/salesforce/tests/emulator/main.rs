@@ -3,6 +3,7 @@
 mod support;
 
 mod auth;
+mod bulk;
 mod composite;
 mod describe;
 mod errors;
