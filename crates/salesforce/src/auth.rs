@@ -13,8 +13,8 @@ use sha2::Sha256;
 use crate::config::Credential;
 use crate::error::{Error, Result};
 
-/// What a successful token call gives us.
-#[derive(Debug, Clone)]
+/// What a successful token call gives us. `Debug` never prints the access token.
+#[derive(Clone)]
 pub struct Session {
     pub(crate) access_token: String,
     pub instance_url: String,
@@ -23,6 +23,18 @@ pub struct Session {
     /// Increments with every token obtained by one client, so concurrent callers can
     /// tell whether someone already replaced the token they saw fail.
     pub(crate) generation: u64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("access_token", &"<redacted>")
+            .field("instance_url", &self.instance_url)
+            .field("org_id", &self.org_id)
+            .field("user_id", &self.user_id)
+            .field("generation", &self.generation)
+            .finish()
+    }
 }
 
 #[derive(Deserialize)]

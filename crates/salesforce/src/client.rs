@@ -208,7 +208,8 @@ impl Client {
             .send()
             .await
             .map_err(http::transport_error)?;
-        let raw = self.finish(response).await?;
+        // Not an API call (no token, not counted by Salesforce): kept out of `stats()`.
+        let raw = self.finish(response, false).await?;
         if raw.status >= 400 {
             return Err(http::api_error(raw.status, &raw.headers, &raw.body));
         }
@@ -316,15 +317,17 @@ impl Client {
             self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
             http::transport_error(e)
         })?;
-        self.finish(response).await
+        self.finish(response, true).await
     }
 
-    async fn finish(&self, response: reqwest::Response) -> Result<RawResponse> {
+    async fn finish(&self, response: reqwest::Response, counted: bool) -> Result<RawResponse> {
         let c = &self.inner.counters;
-        c.requests.fetch_add(1, Ordering::Relaxed);
         let status = response.status().as_u16();
-        if status >= 400 {
-            c.error_responses.fetch_add(1, Ordering::Relaxed);
+        if counted {
+            c.requests.fetch_add(1, Ordering::Relaxed);
+            if status >= 400 {
+                c.error_responses.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let headers = response.headers().clone();
         if let Some(usage) = headers

@@ -423,3 +423,30 @@ async fn first_data_call_authenticates() {
     assert_eq!(client.instance_url(), Some(emu.url()));
     assert_eq!(client.stats().token_requests, 1);
 }
+
+/// The token endpoint itself failing with 503 is an auth error, but a transient one.
+#[tokio::test]
+async fn token_endpoint_outage_is_transient() {
+    let emu = Emu::start().await;
+    emu.fault("503", 1, Some("/services/oauth2/token")).await;
+    let client = emu.client();
+    let err = client.authenticate().await.unwrap_err();
+    assert!(matches!(err, Error::Auth { status: 503, .. }), "{err:?}");
+    assert!(err.is_transient());
+    client.authenticate().await.unwrap();
+}
+
+/// Nothing the client prints carries the access token or secrets.
+#[tokio::test]
+async fn debug_output_hides_tokens() {
+    let emu = Emu::start().await;
+    let client = emu.client();
+    client.authenticate().await.unwrap();
+    let text = format!("{client:?} {:?}", client.session_info());
+    assert!(text.contains(&emu.url()), "{text}");
+    assert!(!text.contains("!AR"), "access token leaked: {text}");
+    assert!(
+        !text.contains(CLIENT_SECRET) && !text.contains(REFRESH_TOKEN),
+        "{text}"
+    );
+}

@@ -13,6 +13,7 @@ async fn versions_from_login_host_and_instance() {
     // Before authentication the login host answers, without a token.
     let versions = client.versions().await.unwrap();
     assert_eq!(client.stats().token_requests, 0);
+    assert_eq!(client.stats().requests, 0, "not an API call");
     let v61 = versions
         .iter()
         .find(|v| v.version == "61.0")

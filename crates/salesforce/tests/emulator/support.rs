@@ -23,8 +23,10 @@ impl Emu {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut sf_emulator::Config)) -> Emu {
-        let mut config = sf_emulator::Config::default();
-        config.listen = "127.0.0.1:0".parse().unwrap();
+        let mut config = sf_emulator::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        };
         adjust(&mut config);
         let running = sf_emulator::start(config).await.expect("emulator starts");
         Emu {
