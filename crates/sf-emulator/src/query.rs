@@ -352,12 +352,28 @@ pub fn plan(
             }
             rows.push(row as u32);
         }
-        if !bq.order_by.is_empty() {
-            rows.sort_by(|&a, &b| {
-                bq.compare(&|h: &Handle| locked.get(h, a as usize), &|h: &Handle| {
-                    locked.get(h, b as usize)
+        let by_id = id_order(o, &bq.order_by);
+        if by_id == Some(true) {
+            rows.reverse();
+        } else if by_id.is_none() && !bq.order_by.is_empty() {
+            let cmp = |a: &u32, b: &u32| {
+                bq.compare(&|h: &Handle| locked.get(h, *a as usize), &|h: &Handle| {
+                    locked.get(h, *b as usize)
                 })
-            });
+            };
+            // With a LIMIT, only the first OFFSET+LIMIT rows need to be in order.
+            let keep = bq
+                .limit
+                .map(|l| (l + bq.offset.unwrap_or(0)) as usize)
+                .filter(|&k| k > 0 && k < rows.len() / 2);
+            match keep {
+                Some(k) => {
+                    rows.select_nth_unstable_by(k - 1, cmp);
+                    rows.truncate(k);
+                    rows.sort_by(cmp);
+                }
+                None => rows.sort_by(cmp),
+            }
         }
         rows
     };
@@ -379,6 +395,24 @@ pub fn plan(
         rows,
         bq,
     ))
+}
+
+/// `Some(descending)` when the query is ordered by the queried object's own Id only:
+/// rows are stored in id order (an id encodes its row number in fixed-width base 62,
+/// whose digits sort as ASCII), so no sort is needed.
+fn id_order(o: &SObject, order_by: &[soql::OrderItem<Handle>]) -> Option<bool> {
+    match order_by {
+        [k] if k.path.hops.is_empty()
+            && k.path.obj == 0
+            && o.def
+                .fields
+                .get(k.path.field)
+                .is_some_and(|f| f.name == "Id") =>
+        {
+            Some(k.descending)
+        }
+        _ => None,
+    }
 }
 
 struct Locator {

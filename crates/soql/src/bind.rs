@@ -165,10 +165,12 @@ impl Query {
                 })
             })
             .collect::<Result<Vec<_>, SoqlError>>()?;
+        // Which comparisons are on id fields, in the pre-order both walks share.
+        let mut id_compares = Vec::new();
         let where_clause = self
             .where_clause
             .as_ref()
-            .map(|e| bind_expr(e, resolve))
+            .map(|e| bind_expr(e, resolve, &mut id_compares))
             .transpose()?;
         let mut order_exact = Vec::with_capacity(self.order_by.len());
         let order_by = self
@@ -184,7 +186,8 @@ impl Query {
                 })
             })
             .collect::<Result<Vec<_>, SoqlError>>()?;
-        let filter = where_clause.as_ref().map(compile);
+        let mut ids = id_compares.into_iter();
+        let filter = where_clause.as_ref().map(|e| compile(e, &mut ids));
         Ok(BoundQuery {
             select,
             from: self.from.clone(),
@@ -198,21 +201,26 @@ impl Query {
     }
 }
 
-fn bind_expr<H>(e: &Expr, resolve: &mut Resolver<'_, H>) -> Result<Expr<H>, SoqlError> {
+fn bind_expr<H>(
+    e: &Expr,
+    resolve: &mut Resolver<'_, H>,
+    id_compares: &mut Vec<bool>,
+) -> Result<Expr<H>, SoqlError> {
     Ok(match e {
         Expr::And(xs) => Expr::And(
             xs.iter()
-                .map(|x| bind_expr(x, resolve))
+                .map(|x| bind_expr(x, resolve, id_compares))
                 .collect::<Result<_, _>>()?,
         ),
         Expr::Or(xs) => Expr::Or(
             xs.iter()
-                .map(|x| bind_expr(x, resolve))
+                .map(|x| bind_expr(x, resolve, id_compares))
                 .collect::<Result<_, _>>()?,
         ),
-        Expr::Not(x) => Expr::Not(Box::new(bind_expr(x, resolve)?)),
+        Expr::Not(x) => Expr::Not(Box::new(bind_expr(x, resolve, id_compares)?)),
         Expr::Compare { path, op, value } => {
             let (h, ty) = resolve(path, Some((*op, value)))?;
+            id_compares.push(ty == FieldType::Id);
             let value = if ty == FieldType::Id {
                 widen_ids(value)
             } else {
@@ -241,15 +249,17 @@ fn widen_ids(operand: &Operand) -> Operand {
     }
 }
 
-fn compile<H: Clone>(e: &Expr<H>) -> Node<H> {
+/// `ids` yields, per comparison in pre-order, whether its field is an id.
+fn compile<H: Clone>(e: &Expr<H>, ids: &mut impl Iterator<Item = bool>) -> Node<H> {
     match e {
-        Expr::And(xs) => Node::And(xs.iter().map(compile).collect()),
-        Expr::Or(xs) => Node::Or(xs.iter().map(compile).collect()),
-        Expr::Not(x) => Node::Not(Box::new(compile(x))),
+        Expr::And(xs) => Node::And(xs.iter().map(|x| compile(x, ids)).collect()),
+        Expr::Or(xs) => Node::Or(xs.iter().map(|x| compile(x, ids)).collect()),
+        Expr::Not(x) => Node::Not(Box::new(compile(x, ids))),
         Expr::Compare { path, op, value } => {
+            let exact = ids.next().unwrap_or(false);
             let test = match value {
-                Operand::Single(l) => Test::compile(*op, Some(l), &[]),
-                Operand::List(ls) => Test::compile(*op, None, ls),
+                Operand::Single(l) => Test::compile(*op, Some(l), &[], exact),
+                Operand::List(ls) => Test::compile(*op, None, ls, exact),
             };
             Node::Test(path.clone(), test)
         }

@@ -93,6 +93,8 @@ pub(crate) enum Test {
     IsNull,
     NotNull,
     Rel(Rel, Const),
+    /// An ordering comparison of ids: by exact value, as ids sort.
+    RelExact(Rel, String),
     Like(LikePattern),
     /// `IN` / `NOT IN`. `by_hash` indexes the text entries when the list is long.
     In {
@@ -133,10 +135,19 @@ type HashIndex = HashMap<u64, Vec<usize>, BuildHasherDefault<PassThrough>>;
 const HASH_IN_OVER: usize = 8;
 
 impl Test {
-    pub(crate) fn compile(op: CompareOp, single: Option<&Literal>, list: &[Literal]) -> Test {
+    /// `exact`: the field is an id, so `<`, `<=`, `>`, `>=` compare case-sensitively.
+    pub(crate) fn compile(
+        op: CompareOp,
+        single: Option<&Literal>,
+        list: &[Literal],
+        exact: bool,
+    ) -> Test {
         let rel = |r| match single {
             Some(Literal::Null) if r == Rel::Eq => Test::IsNull,
             Some(Literal::Null) if r == Rel::Ne => Test::NotNull,
+            Some(Literal::Text(t)) if exact && !matches!(r, Rel::Eq | Rel::Ne) => {
+                Test::RelExact(r, t.clone())
+            }
             Some(l) => Test::Rel(r, Const::from_literal(l)),
             None => Test::In {
                 values: list.iter().map(Const::from_literal).collect(),
@@ -217,6 +228,10 @@ impl Test {
             Test::Rel(_, _) if v == Value::Null => false,
             Test::Rel(r, Const::DateFn(f)) => in_range_rel(*r, v, range(*f, now_ms)),
             Test::Rel(r, c) => compare_const(v, c).is_some_and(|o| r.holds(o)),
+            Test::RelExact(r, t) => match v {
+                Value::Text(s) => r.holds(s.cmp(t.as_str())),
+                _ => false,
+            },
             Test::Like(p) => match v {
                 Value::Text(s) => p.matches(s),
                 _ => false,

@@ -262,7 +262,8 @@ fn typed_binding_rejects_mismatches() {
 #[test]
 fn field_type_from_describe() {
     assert_eq!(FieldType::from_describe("string"), FieldType::Text);
-    assert_eq!(FieldType::from_describe("reference"), FieldType::Text);
+    assert_eq!(FieldType::from_describe("reference"), FieldType::Id);
+    assert_eq!(FieldType::from_describe("id"), FieldType::Id);
     assert_eq!(FieldType::from_describe("datetime"), FieldType::DateTime);
     assert_eq!(FieldType::from_describe("date"), FieldType::Date);
     assert_eq!(FieldType::from_describe("currency"), FieldType::Double);

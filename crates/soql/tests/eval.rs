@@ -441,3 +441,61 @@ fn bound_query_keeps_structure() {
     ));
     assert!(!q.is_count());
 }
+
+fn bind_typed(text: &str) -> BoundQuery<usize> {
+    use soql::FieldType;
+    parse(text)
+        .unwrap()
+        .bind_typed(text, |p| {
+            let i = COLS
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case(&p.dotted()))
+                .ok_or_else(|| SoqlError::invalid_field(text, p, "Thing"))?;
+            let ty = if COLS[i] == "Id" {
+                FieldType::Id
+            } else {
+                FieldType::Other
+            };
+            Ok((i, ty))
+        })
+        .unwrap()
+}
+
+#[test]
+fn ids_sort_exactly_and_names_case_insensitively() {
+    // Salesforce ids sort by value: digits, then upper case, then lower case.
+    let lower = with(row(Some("b")), "Id", Value::Text("003Em000000000aIAA"));
+    let upper = with(row(Some("B")), "Id", Value::Text("003Em000000000AIAQ"));
+    let q = bind_typed("SELECT Id FROM Thing ORDER BY Id");
+    assert_eq!(q.compare(&&upper, &&lower), Ordering::Less);
+    let q = bind_typed("SELECT Id FROM Thing ORDER BY Id DESC");
+    assert_eq!(q.compare(&&upper, &&lower), Ordering::Greater);
+    // Untyped binding knows no ids: text compares case-insensitively first.
+    let q = bind("SELECT Id FROM Thing ORDER BY Id");
+    assert_eq!(q.compare(&&upper, &&lower), Ordering::Greater);
+}
+
+#[test]
+fn fifteen_character_id_literals_match_stored_eighteen() {
+    let r = with(row(None), "Id", Value::Text("001D000000IqhSLIAZ"));
+    assert_eq!(soql::id18("001D000000IqhSL"), "001D000000IqhSLIAZ");
+    let q = bind_typed("SELECT Id FROM Thing WHERE Id = '001D000000IqhSL'");
+    assert!(q.matches(&&r, now()));
+    let q = bind_typed("SELECT Id FROM Thing WHERE Id IN ('001D000000IqhSL', 'x')");
+    assert!(q.matches(&&r, now()));
+    // Same letters, different case: a different record.
+    let q = bind_typed("SELECT Id FROM Thing WHERE Id = '001D000000IQHSL'");
+    assert!(!q.matches(&&r, now()));
+}
+
+#[test]
+fn id_ranges_compare_exactly() {
+    let lower = with(row(None), "Id", Value::Text("003Em000000000aIAA"));
+    let upper = with(row(None), "Id", Value::Text("003Em000000000AIAQ"));
+    let q = bind_typed("SELECT Id FROM Thing WHERE Id > '003Em000000000AIAQ'");
+    assert!(q.matches(&&lower, now()));
+    assert!(!q.matches(&&upper, now()));
+    let q = bind_typed("SELECT Id FROM Thing WHERE Id <= '003Em000000000A'");
+    assert!(q.matches(&&upper, now()));
+    assert!(!q.matches(&&lower, now()));
+}

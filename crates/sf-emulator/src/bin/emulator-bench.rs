@@ -52,21 +52,35 @@ impl Http {
         })
     }
 
-    fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Reply, String> {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n", self.host, body.len());
+    fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Reply, String> {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+            self.host,
+            body.len()
+        );
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
         req.push_str("\r\n");
         let stream = self.reader.get_mut();
-        stream.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+        stream
+            .write_all(req.as_bytes())
+            .map_err(|e| e.to_string())?;
         stream.write_all(body).map_err(|e| e.to_string())?;
         self.read_reply()
     }
 
     fn read_reply(&mut self) -> Result<Reply, String> {
         let mut line = String::new();
-        self.reader.read_line(&mut line).map_err(|e| e.to_string())?;
+        self.reader
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
         let status: u16 = line
             .split_whitespace()
             .nth(1)
@@ -76,21 +90,32 @@ impl Http {
         let mut length = 0usize;
         loop {
             line.clear();
-            self.reader.read_line(&mut line).map_err(|e| e.to_string())?;
+            self.reader
+                .read_line(&mut line)
+                .map_err(|e| e.to_string())?;
             let l = line.trim_end();
             if l.is_empty() {
                 break;
             }
             if let Some((k, v)) = l.split_once(':') {
                 if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().map_err(|_| "bad content-length".to_string())?;
+                    length = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| "bad content-length".to_string())?;
                 }
                 headers.push((k.trim().to_string(), v.trim().to_string()));
             }
         }
         let mut body = vec![0u8; length];
-        self.reader.read_exact(&mut body).map_err(|e| e.to_string())?;
-        Ok(Reply { status, headers, body })
+        self.reader
+            .read_exact(&mut body)
+            .map_err(|e| e.to_string())?;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -114,7 +139,12 @@ fn start_emulator() -> Result<Emulator, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e} (build it: cargo build --release -p sf-emulator)", bin.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot start {}: {e} (build it: cargo build --release -p sf-emulator)",
+                bin.display()
+            )
+        })?;
     let out = child.stdout.take().ok_or("no stdout")?;
     let mut lines = BufReader::new(out).lines();
     let first = lines
@@ -154,7 +184,12 @@ fn json_field<'a>(body: &'a str, key: &str) -> Option<&'a str> {
 fn generate(http: &mut Http, object: &str, count: usize) -> Result<f64, String> {
     let body = format!("{{\"object\":\"{object}\",\"count\":{count},\"seed\":42}}");
     let t = Instant::now();
-    let r = http.send("POST", "/__emulator/generate", &[("Content-Type", "application/json")], body.as_bytes())?;
+    let r = http.send(
+        "POST",
+        "/__emulator/generate",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )?;
     if r.status != 200 {
         return Err(format!("generate {object}: {} {}", r.status, r.text()));
     }
@@ -199,7 +234,9 @@ fn run_query(http: &mut Http, auth: &str, soql: &str) -> Result<(usize, usize, f
         bytes += r.body.len();
         // The page header is at the front; no need to parse 2000 records to count them.
         let head = String::from_utf8_lossy(&r.body[..r.body.len().min(512)]).into_owned();
-        let size: usize = json_field(&head, "totalSize").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let size: usize = json_field(&head, "totalSize")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         total.get_or_insert(size);
         let next = json_field(&head, "nextRecordsUrl").map(str::to_string);
         let remaining = total.unwrap_or(0) - records;
@@ -213,20 +250,33 @@ fn run_query(http: &mut Http, auth: &str, soql: &str) -> Result<(usize, usize, f
 }
 
 /// Runs a Bulk 2.0 query job and downloads every page; returns (records, bytes, seconds).
-fn run_bulk(http: &mut Http, auth: &str, soql: &str, page: usize) -> Result<(usize, usize, f64), String> {
+fn run_bulk(
+    http: &mut Http,
+    auth: &str,
+    soql: &str,
+    page: usize,
+) -> Result<(usize, usize, f64), String> {
     let t = Instant::now();
     let body = format!("{{\"operation\":\"query\",\"query\":\"{soql}\"}}");
     let r = http.send(
         "POST",
         "/services/data/v61.0/jobs/query",
-        &[("Authorization", auth), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", auth),
+            ("Content-Type", "application/json"),
+        ],
         body.as_bytes(),
     )?;
     let id = json_field(&r.text(), "id")
         .map(str::to_string)
         .ok_or_else(|| format!("bulk create: {} {}", r.status, r.text()))?;
     loop {
-        let r = http.send("GET", &format!("/services/data/v61.0/jobs/query/{id}"), &[("Authorization", auth)], b"")?;
+        let r = http.send(
+            "GET",
+            &format!("/services/data/v61.0/jobs/query/{id}"),
+            &[("Authorization", auth)],
+            b"",
+        )?;
         match json_field(&r.text(), "state") {
             Some("JobComplete") => break,
             Some("Failed" | "Aborted") | None => return Err(format!("bulk job: {}", r.text())),
@@ -241,7 +291,12 @@ fn run_bulk(http: &mut Http, auth: &str, soql: &str, page: usize) -> Result<(usi
         if !locator.is_empty() {
             path.push_str(&format!("&locator={locator}"));
         }
-        let r = http.send("GET", &path, &[("Authorization", auth), ("Accept", "text/csv")], b"")?;
+        let r = http.send(
+            "GET",
+            &path,
+            &[("Authorization", auth), ("Accept", "text/csv")],
+            b"",
+        )?;
         if r.status != 200 {
             return Err(format!("bulk results: {} {}", r.status, r.text()));
         }
@@ -307,14 +362,22 @@ fn run() -> Result<(), String> {
     );
     let auth = format!("Bearer {}", token(&mut http)?);
     let narrow = "SELECT Id, FirstName, LastName, Email, AccountId, SystemModstamp FROM Contact";
-    report("/query pages of 2000, 6 fields", run_query(&mut http, &auth, narrow)?, TARGET_QUERY_RPS);
+    report(
+        "/query pages of 2000, 6 fields",
+        run_query(&mut http, &auth, narrow)?,
+        TARGET_QUERY_RPS,
+    );
     report(
         "/query pages of 2000, 6 fields ORDER BY Id",
         run_query(&mut http, &auth, &format!("{narrow} ORDER BY Id"))?,
         TARGET_QUERY_RPS,
     );
     let all = "SELECT FIELDS(ALL) FROM Contact";
-    report("/query pages of 2000, FIELDS(ALL)", run_query(&mut http, &auth, all)?, TARGET_QUERY_RPS);
+    report(
+        "/query pages of 2000, FIELDS(ALL)",
+        run_query(&mut http, &auth, all)?,
+        TARGET_QUERY_RPS,
+    );
     report(
         "Bulk 2.0 CSV, 6 fields, pages of 100000",
         run_bulk(&mut http, &auth, narrow, 100_000)?,

@@ -1,0 +1,1045 @@
+//! The emulator over real HTTP: validation, limits, collections, composite, Bulk 2.0
+//! and bad input, each checked against the shapes Salesforce answers with.
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use sf_emulator::{Config, Running};
+
+const V: &str = "/services/data/v61.0";
+
+struct Org {
+    running: Running,
+    http: Client,
+    token: String,
+}
+
+impl Org {
+    async fn start(args: &[&str]) -> Org {
+        let mut argv = vec!["sf-emulator", "--listen", "127.0.0.1:0"];
+        argv.extend_from_slice(args);
+        let config = <Config as clap::Parser>::parse_from(argv);
+        let running = sf_emulator::start(config).await.expect("emulator starts");
+        let http = Client::new();
+        let token = http
+            .post(format!("{}/services/oauth2/token", running.base_url()))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", "sequin-emulator"),
+                ("client_secret", "emulator-secret"),
+                ("refresh_token", "emulator-refresh-token"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        Org {
+            running,
+            http,
+            token,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.running.base_url(), path)
+    }
+
+    async fn raw(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
+        let mut r = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send().await.unwrap()
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let r = self.raw(method, path, body).await;
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn query(&self, soql: &str) -> Value {
+        let r = self
+            .http
+            .get(self.url(&format!("{V}/query")))
+            .query(&[("q", soql)])
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "query {soql}");
+        r.json().await.unwrap()
+    }
+
+    async fn control(&self, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .request(method, self.url(&format!("/__emulator/{path}")))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn stats(&self) -> Value {
+        self.control(Method::GET, "stats", json!({})).await.1
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body[0]["errorCode"].as_str().unwrap_or("")
+}
+
+fn opportunity(amount: f64) -> Value {
+    json!({"Name": "Deal", "StageName": "Prospecting", "CloseDate": "2024-06-30", "Amount": amount})
+}
+
+// ------------------------------------------------------------------ validation
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_errors_match_salesforce() {
+    let org = Org::start(&[]).await;
+    let post = |obj: &str, body: Value| {
+        let path = format!("{V}/sobjects/{obj}");
+        let org = &org;
+        async move { org.call(Method::POST, &path, Some(body)).await }
+    };
+
+    let (s, b) = post("Contact", json!({"FirstName": "No last name"})).await;
+    assert_eq!(s, 400);
+    assert_eq!(error_code(&b), "REQUIRED_FIELD_MISSING");
+    assert_eq!(b[0]["fields"], json!(["LastName"]));
+    assert_eq!(b[0]["message"], "Required fields are missing: [LastName]");
+
+    let (s, b) = post("Contact", json!({"LastName": "X", "Shoe_Size__c": 9})).await;
+    assert_eq!((s.as_u16(), error_code(&b)), (400, "INVALID_FIELD"));
+
+    let (s, b) = post(
+        "Contact",
+        json!({"LastName": "X", "SystemModstamp": "2020-01-01T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), error_code(&b)),
+        (400, "INVALID_FIELD_FOR_INSERT_UPDATE")
+    );
+
+    let (s, b) = post("Opportunity", json!({"Name": "X", "StageName": "Prospecting", "CloseDate": "2024-01-01", "ExpectedRevenue": 5})).await;
+    assert_eq!(
+        (s.as_u16(), error_code(&b)),
+        (400, "INVALID_FIELD_FOR_INSERT_UPDATE"),
+        "formula fields are read-only"
+    );
+
+    let (s, b) = post("Contact", json!({"LastName": "X", "Birthdate": true})).await;
+    assert_eq!(
+        (s.as_u16(), error_code(&b)),
+        (400, "JSON_PARSER_ERROR"),
+        "a boolean is not a date"
+    );
+
+    let (s, b) = post("Contact", json!({"LastName": "X", "Email": "not-an-email"})).await;
+    assert_eq!((s.as_u16(), error_code(&b)), (400, "INVALID_EMAIL_ADDRESS"));
+
+    let (s, b) = post(
+        "Opportunity",
+        json!({"Name": "X", "StageName": "Dreaming", "CloseDate": "2024-01-01"}),
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), error_code(&b)),
+        (400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST")
+    );
+    assert_eq!(b[0]["fields"], json!(["StageName"]));
+
+    let (s, b) = post("Opportunity", opportunity(-5.0)).await;
+    assert_eq!(
+        (s.as_u16(), error_code(&b)),
+        (400, "FIELD_CUSTOM_VALIDATION_EXCEPTION")
+    );
+    assert_eq!(b[0]["message"], "Amount must not be negative");
+
+    let (s, b) = post(
+        "Contact",
+        json!({"LastName": "X", "AccountId": "001Em000000zzzzAAA"}),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(
+        ["INVALID_CROSS_REFERENCE_KEY", "MALFORMED_ID"].contains(&error_code(&b)),
+        "{b}"
+    );
+
+    // The same rule guards updates.
+    let (s, b) = post("Opportunity", opportunity(10.0)).await;
+    assert_eq!(s, 201);
+    let id = b["id"].as_str().unwrap().to_string();
+    let (s, b) = org
+        .call(
+            Method::PATCH,
+            &format!("{V}/sobjects/Opportunity/{id}"),
+            Some(json!({"Amount": -1})),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), error_code(&b)),
+        (400, "FIELD_CUSTOM_VALIDATION_EXCEPTION")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_are_18_characters_with_checksums_and_15_also_work() {
+    let org = Org::start(&["--generate", "Account=3"]).await;
+    let rows = org.query("SELECT Id FROM Account ORDER BY Id").await;
+    let ids: Vec<&str> = rows["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    for id in &ids {
+        assert_eq!(id.len(), 18);
+        assert_eq!(sf_emulator::ids::to18(&id[..15]), *id);
+    }
+    let (s, b) = org
+        .call(
+            Method::GET,
+            &format!("{V}/sobjects/Account/{}", &ids[1][..15]),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(b["Id"], ids[1]);
+    let one = org
+        .query(&format!(
+            "SELECT Id FROM Account WHERE Id = '{}'",
+            &ids[2][..15]
+        ))
+        .await;
+    assert_eq!(one["totalSize"], 1);
+    assert_eq!(one["records"][0]["Id"], ids[2]);
+    // A wrong checksum is a malformed id.
+    let bad = format!("{}ZZZ", &ids[0][..15]);
+    let (s, b) = org
+        .call(Method::GET, &format!("{V}/sobjects/Account/{bad}"), None)
+        .await;
+    assert_eq!((s.as_u16(), error_code(&b)), (400, "MALFORMED_ID"));
+}
+
+// ------------------------------------------------------------------ limits
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_is_reported_and_enforced() {
+    let org = Org::start(&["--api-limit", "5"]).await;
+    let r = org.raw(Method::GET, &format!("{V}/limits"), None).await;
+    assert_eq!(r.headers()["sforce-limit-info"], "api-usage=1/5");
+    let limits: Value = r.json().await.unwrap();
+    assert_eq!(
+        limits["DailyApiRequests"],
+        json!({"Max": 5, "Remaining": 4})
+    );
+    for n in 2..=5 {
+        let r = org.raw(Method::GET, &format!("{V}/sobjects"), None).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["sforce-limit-info"], format!("api-usage={n}/5"));
+    }
+    let r = org.raw(Method::GET, &format!("{V}/sobjects"), None).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.headers()["sforce-limit-info"], "api-usage=5/5");
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(error_code(&b), "REQUEST_LIMIT_EXCEEDED");
+    assert_eq!(b[0]["message"], "TotalRequests Limit exceeded.");
+    // The control API is never counted and can refill the quota.
+    let (s, _) = org
+        .control(Method::PUT, "limits", json!({"api_used": 0}))
+        .await;
+    assert_eq!(s, 200);
+    let r = org.raw(Method::GET, &format!("{V}/sobjects"), None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(org.stats().await["api_usage"]["used"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_tokens_and_bad_tokens_get_invalid_session() {
+    let org = Org::start(&[]).await;
+    let r = org
+        .http
+        .get(org.url(&format!("{V}/limits")))
+        .bearer_auth("nonsense")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(error_code(&r.json().await.unwrap()), "INVALID_SESSION_ID");
+    assert_eq!(
+        org.call(Method::GET, &format!("{V}/limits"), None).await.0,
+        200
+    );
+    org.control(Method::POST, "expire_tokens", json!({})).await;
+    let (s, b) = org.call(Method::GET, &format!("{V}/limits"), None).await;
+    assert_eq!((s.as_u16(), error_code(&b)), (401, "INVALID_SESSION_ID"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counted_faults_hit_matching_paths_then_stop() {
+    let org = Org::start(&[]).await;
+    let (s, _) = org
+        .control(
+            Method::POST,
+            "faults",
+            json!({"kind": "unable_to_lock_row", "count": 1, "path_contains": "/composite"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        org.call(Method::GET, &format!("{V}/limits"), None).await.0,
+        200
+    );
+    let body = json!({"records": [{"attributes": {"type": "Contact"}, "LastName": "A"}]});
+    let (s, b) = org
+        .call(
+            Method::POST,
+            &format!("{V}/composite/sobjects"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!((s.as_u16(), error_code(&b)), (400, "UNABLE_TO_LOCK_ROW"));
+    let (s, b) = org
+        .call(Method::POST, &format!("{V}/composite/sobjects"), Some(body))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(b[0]["success"], true);
+}
+
+// ------------------------------------------------------------------ collections
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collections_report_per_record_and_honour_all_or_none() {
+    let org = Org::start(&[]).await;
+    let path = format!("{V}/composite/sobjects");
+    let rec = |last: Option<&str>| match last {
+        Some(l) => json!({"attributes": {"type": "Contact"}, "LastName": l}),
+        None => json!({"attributes": {"type": "Contact"}, "FirstName": "no last name"}),
+    };
+    let (s, b) = org
+        .call(
+            Method::POST,
+            &path,
+            Some(
+                json!({"allOrNone": false, "records": [rec(Some("A")), rec(None), rec(Some("C"))]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(b[0]["success"], true);
+    assert_eq!(b[1]["success"], false);
+    assert_eq!(b[1]["errors"][0]["statusCode"], "REQUIRED_FIELD_MISSING");
+    assert!(b[1].get("id").is_none());
+    let ok = [
+        b[0]["id"].as_str().unwrap().to_string(),
+        b[2]["id"].as_str().unwrap().to_string(),
+    ];
+
+    // allOrNone: nothing is written when one record fails.
+    let before = org.query("SELECT COUNT() FROM Contact").await["totalSize"].clone();
+    let (_, b) = org
+        .call(
+            Method::POST,
+            &path,
+            Some(json!({"allOrNone": true, "records": [rec(Some("D")), rec(None)]})),
+        )
+        .await;
+    assert_eq!(
+        b[0]["errors"][0]["statusCode"],
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    );
+    assert_eq!(b[1]["errors"][0]["statusCode"], "REQUIRED_FIELD_MISSING");
+    assert_eq!(
+        org.query("SELECT COUNT() FROM Contact").await["totalSize"],
+        before
+    );
+    assert_eq!(
+        org.query("SELECT Id FROM Contact WHERE LastName = 'D'")
+            .await["totalSize"],
+        0
+    );
+
+    // allOrNone update: the good record's change is undone.
+    let upd = json!({"allOrNone": true, "records": [
+        {"attributes": {"type": "Contact"}, "id": ok[0], "Title": "Changed"},
+        {"attributes": {"type": "Contact"}, "id": ok[1], "Email": "bad address"},
+    ]});
+    let (_, b) = org.call(Method::PATCH, &path, Some(upd)).await;
+    assert_eq!(
+        b[0]["errors"][0]["statusCode"],
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    );
+    assert_eq!(b[0]["id"], ok[0].as_str());
+    assert_eq!(b[1]["errors"][0]["statusCode"], "INVALID_EMAIL_ADDRESS");
+    let (_, got) = org
+        .call(
+            Method::GET,
+            &format!("{V}/sobjects/Contact/{}", ok[0]),
+            None,
+        )
+        .await;
+    assert_eq!(got["Title"], Value::Null);
+
+    let upd =
+        json!({"records": [{"attributes": {"type": "Contact"}, "id": ok[0], "Title": "Changed"}]});
+    let (_, b) = org.call(Method::PATCH, &path, Some(upd)).await;
+    assert_eq!(b[0], json!({"id": ok[0], "success": true, "errors": []}));
+
+    // Upsert by external id: first creates, then updates.
+    let up = |last: &str| json!({"records": [{"attributes": {"type": "Contact"}, "External_Id__c": "X-1", "LastName": last}]});
+    let (_, b) = org
+        .call(
+            Method::PATCH,
+            &format!("{path}/Contact/External_Id__c"),
+            Some(up("One")),
+        )
+        .await;
+    assert_eq!(
+        (b[0]["success"].clone(), b[0]["created"].clone()),
+        (json!(true), json!(true))
+    );
+    let (_, b2) = org
+        .call(
+            Method::PATCH,
+            &format!("{path}/Contact/External_Id__c"),
+            Some(up("Two")),
+        )
+        .await;
+    assert_eq!(b2[0]["created"], false);
+    assert_eq!(b2[0]["id"], b[0]["id"]);
+
+    // Delete with a bad id in the list.
+    let ids = format!("{},{},nonsense", ok[0], ok[1]);
+    let r = org
+        .http
+        .delete(org.url(&path))
+        .query(&[("ids", ids.as_str())])
+        .bearer_auth(&org.token)
+        .send()
+        .await
+        .unwrap();
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(
+        [
+            b[0]["success"].clone(),
+            b[1]["success"].clone(),
+            b[2]["success"].clone()
+        ],
+        [json!(true), json!(true), json!(false)]
+    );
+    assert_eq!(b[2]["errors"][0]["statusCode"], "MALFORMED_ID");
+
+    // 201 records: refused as a whole.
+    let many: Vec<Value> = (0..201).map(|i| rec(Some(&i.to_string()))).collect();
+    let (s, b) = org
+        .call(Method::POST, &path, Some(json!({"records": many})))
+        .await;
+    assert_eq!((s.as_u16(), error_code(&b)), (400, "EXCEEDED_ID_LIMIT"));
+    let two_hundred: Vec<Value> = (0..200).map(|i| rec(Some(&i.to_string()))).collect();
+    let (s, b) = org
+        .call(Method::POST, &path, Some(json!({"records": two_hundred})))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(b.as_array().unwrap().len(), 200);
+}
+
+// ------------------------------------------------------------------ composite
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composite_resolves_references_and_counts_once() {
+    let org = Org::start(&[]).await;
+    let before = org.stats().await;
+    let body = json!({"compositeRequest": [
+        {"method": "POST", "url": format!("{V}/sobjects/Account"), "referenceId": "acct", "body": {"Name": "Ref Co"}},
+        {"method": "POST", "url": format!("{V}/sobjects/Contact"), "referenceId": "ct",
+         "body": {"LastName": "Ref", "AccountId": "@{acct.id}"}},
+        {"method": "GET", "url": format!("{V}/query?q=SELECT+Id,Account.Name+FROM+Contact+WHERE+Id='@{{ct.id}}'"), "referenceId": "q"},
+        {"method": "PATCH", "url": format!("{V}/sobjects/Account/@{{q.records[0].Account.attributes.url}}"), "referenceId": "bad"},
+        {"method": "PATCH", "url": format!("{V}/sobjects/Contact/@{{ct.id}}"), "referenceId": "old",
+         "httpHeaders": {"If-Unmodified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}, "body": {"Title": "T"}},
+        {"method": "GET", "url": format!("{V}/sobjects/Contact/@{{missing.id}}"), "referenceId": "dangling"},
+    ]});
+    let (s, b) = org
+        .call(Method::POST, &format!("{V}/composite"), Some(body))
+        .await;
+    assert_eq!(s, 200);
+    let out = b["compositeResponse"].as_array().unwrap();
+    let codes: Vec<u64> = out
+        .iter()
+        .map(|r| r["httpStatusCode"].as_u64().unwrap())
+        .collect();
+    assert_eq!(&codes[..3], &[201, 201, 200]);
+    assert_eq!(out[2]["body"]["records"][0]["Account"]["Name"], "Ref Co");
+    assert!(out[0]["httpHeaders"]["Location"]
+        .as_str()
+        .unwrap()
+        .ends_with(out[0]["body"]["id"].as_str().unwrap()));
+    assert!(
+        codes[3] >= 400,
+        "a nonsense id fails only its own subrequest"
+    );
+    assert_eq!(
+        codes[4], 412,
+        "If-Unmodified-Since in httpHeaders is honoured"
+    );
+    assert_eq!(out[5]["httpStatusCode"], 400);
+    assert_eq!(out[5]["body"][0]["errorCode"], "PROCESSING_HALTED");
+    assert_eq!(out[5]["referenceId"], "dangling");
+    let after = org.stats().await;
+    let diff = |k: &str| {
+        after["endpoints"][k].as_u64().unwrap() - before["endpoints"][k].as_u64().unwrap()
+    };
+    assert_eq!(
+        after["api_requests_total"].as_u64().unwrap()
+            - before["api_requests_total"].as_u64().unwrap(),
+        1
+    );
+    assert_eq!(diff("composite"), 1);
+    assert_eq!(
+        diff("sobject_create") + diff("query"),
+        0,
+        "subrequests are not counted as calls"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composite_all_or_none_rolls_back_and_limits_apply() {
+    let org = Org::start(&[]).await;
+    let body = json!({"allOrNone": true, "compositeRequest": [
+        {"method": "POST", "url": format!("{V}/sobjects/Account"), "referenceId": "a", "body": {"Name": "Rolled Back Co"}},
+        {"method": "POST", "url": format!("{V}/sobjects/Opportunity"), "referenceId": "o", "body": opportunity(-1.0)},
+        {"method": "POST", "url": format!("{V}/sobjects/Account"), "referenceId": "c", "body": {"Name": "Never"}},
+    ]});
+    let (_, b) = org
+        .call(Method::POST, &format!("{V}/composite"), Some(body))
+        .await;
+    let out = b["compositeResponse"].as_array().unwrap();
+    assert_eq!(out[0]["httpStatusCode"], 400);
+    assert_eq!(out[0]["body"][0]["errorCode"], "PROCESSING_HALTED");
+    assert_eq!(
+        out[1]["body"][0]["errorCode"],
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    );
+    assert_eq!(out[2]["body"][0]["errorCode"], "PROCESSING_HALTED");
+    assert_eq!(
+        org.query("SELECT COUNT() FROM Account").await["totalSize"],
+        0
+    );
+    let deleted = org
+        .http
+        .get(org.url(&format!("{V}/queryAll")))
+        .query(&[("q", "SELECT Id FROM Account")])
+        .bearer_auth(&org.token)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted["totalSize"], 0,
+        "a rolled-back create is not in the recycle bin either"
+    );
+
+    let sub = |i: usize| json!({"method": "GET", "url": format!("{V}/limits"), "referenceId": format!("r{i}")});
+    let (s, b) = org
+        .call(
+            Method::POST,
+            &format!("{V}/composite"),
+            Some(json!({"compositeRequest": (0..26).map(sub).collect::<Vec<_>>()})),
+        )
+        .await;
+    assert_eq!((s.as_u16(), error_code(&b)), (400, "LIMIT_EXCEEDED"));
+    let q = |i: usize| json!({"method": "GET", "url": format!("{V}/query?q=SELECT+Id+FROM+Account"), "referenceId": format!("q{i}")});
+    let (s, _) = org
+        .call(
+            Method::POST,
+            &format!("{V}/composite"),
+            Some(json!({"compositeRequest": (0..6).map(q).collect::<Vec<_>>()})),
+        )
+        .await;
+    assert_eq!(s, 400, "at most 5 queries");
+    let (s, b) = org
+        .call(
+            Method::POST,
+            &format!("{V}/composite"),
+            Some(json!({"compositeRequest": (0..5).map(q).collect::<Vec<_>>()})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composite_batch_counts_each_subrequest() {
+    let org = Org::start(&[]).await;
+    let before = org.stats().await["api_requests_total"].as_u64().unwrap();
+    let body = json!({"batchRequests": [
+        {"method": "GET", "url": "v61.0/limits"},
+        {"method": "POST", "url": "v61.0/sobjects/Contact", "richInput": {"FirstName": "x"}},
+        {"method": "POST", "url": "v61.0/sobjects/Contact", "richInput": {"LastName": "ok"}},
+    ]});
+    let (s, b) = org
+        .call(Method::POST, &format!("{V}/composite/batch"), Some(body))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(b["hasErrors"], true);
+    let codes: Vec<u64> = b["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["statusCode"].as_u64().unwrap())
+        .collect();
+    assert_eq!(codes, vec![200, 400, 201]);
+    assert_eq!(
+        org.stats().await["api_requests_total"].as_u64().unwrap() - before,
+        3
+    );
+}
+
+// ------------------------------------------------------------------ bulk 2.0
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk2_query_pages_csv_with_locators() {
+    let org = Org::start(&["--generate", "Account=5,Contact=250"]).await;
+    let (s, job) = org
+        .call(Method::POST, &format!("{V}/jobs/query"), Some(json!({"operation": "query", "query": "SELECT Id, LastName, Account.Name, IsDeleted FROM Contact"})))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(job["state"], "UploadComplete");
+    let id = job["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("750"));
+    let results = format!("{V}/jobs/query/{id}/results");
+    let (s, b) = org.call(Method::GET, &results, None).await;
+    assert_eq!((s.as_u16(), error_code(&b)), (412, "JOB_NOT_COMPLETE"));
+    let (_, info) = org
+        .call(Method::GET, &format!("{V}/jobs/query/{id}"), None)
+        .await;
+    assert_eq!(info["state"], "JobComplete");
+    assert_eq!(info["numberRecordsProcessed"], 250);
+
+    let mut locator = String::new();
+    let mut rows = 0;
+    let mut pages = 0;
+    loop {
+        let mut q = vec![("maxRecords", "100".to_string())];
+        if !locator.is_empty() {
+            q.push(("locator", locator.clone()));
+        }
+        let r = org
+            .http
+            .get(org.url(&results))
+            .query(&q)
+            .bearer_auth(&org.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let n: usize = r.headers()["sforce-numberofrecords"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let next = r.headers()["sforce-locator"].to_str().unwrap().to_string();
+        let text = r.text().await.unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "\"Id\",\"LastName\",\"Account.Name\",\"IsDeleted\""
+        );
+        assert_eq!(lines.len() - 1, n);
+        assert!(
+            lines[1].starts_with("\"003") && lines[1].ends_with(",\"false\""),
+            "{}",
+            lines[1]
+        );
+        rows += n;
+        pages += 1;
+        if next == "null" {
+            break;
+        }
+        locator = next;
+    }
+    assert_eq!((rows, pages), (250, 3));
+
+    let (s, b) = org
+        .call(
+            Method::POST,
+            &format!("{V}/jobs/query"),
+            Some(json!({"operation": "query", "query": "SELECT MailingAddress FROM Contact"})),
+        )
+        .await;
+    assert_eq!((s.as_u16(), error_code(&b)), (400, "INVALID_FIELD"));
+    let (s, _) = org
+        .call(
+            Method::POST,
+            &format!("{V}/jobs/query"),
+            Some(json!({"operation": "query", "query": "SELECT Id FROM Contact LIMIT 5 OFFSET 2"})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let r = org
+        .http
+        .get(org.url(&results))
+        .query(&[("locator", "garbage!")])
+        .bearer_auth(&org.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk2_ingest_applies_rows_and_reports_each() {
+    let org = Org::start(&[]).await;
+    let (s, job) = org
+        .call(Method::POST, &format!("{V}/jobs/ingest"), Some(json!({"object": "Contact", "operation": "insert", "contentType": "CSV", "lineEnding": "LF"})))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(job["state"], "Open");
+    let id = job["id"].as_str().unwrap().to_string();
+    let csv = "LastName,FirstName,Email\nLovelace,Ada,ada@example.com\n,Nobody,\n\"Hopper, Jr\",Grace,#N/A\n";
+    let r = org
+        .http
+        .put(org.url(&format!("{V}/jobs/ingest/{id}/batches")))
+        .header("Content-Type", "text/csv")
+        .bearer_auth(&org.token)
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (s, _) = org
+        .call(
+            Method::PATCH,
+            &format!("{V}/jobs/ingest/{id}"),
+            Some(json!({"state": "UploadComplete"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, info) = org
+        .call(Method::GET, &format!("{V}/jobs/ingest/{id}"), None)
+        .await;
+    assert_eq!(info["state"], "JobComplete");
+    assert_eq!(info["numberRecordsProcessed"], 3);
+    assert_eq!(info["numberRecordsFailed"], 1);
+    let get = |kind: &str| {
+        let u = org.url(&format!("{V}/jobs/ingest/{id}/{kind}"));
+        let org = &org;
+        async move {
+            org.http
+                .get(u)
+                .bearer_auth(&org.token)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let ok = get("successfulResults").await;
+    let lines: Vec<&str> = ok.lines().collect();
+    assert_eq!(
+        lines[0],
+        "\"sf__Id\",\"sf__Created\",\"LastName\",\"FirstName\",\"Email\""
+    );
+    assert_eq!(lines.len(), 3);
+    assert!(lines[2].contains("\"Hopper, Jr\""));
+    let failed = get("failedResults").await;
+    assert!(
+        failed
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains("REQUIRED_FIELD_MISSING:Required fields are missing: [LastName]"),
+        "{failed}"
+    );
+    let q = org
+        .query("SELECT LastName, Email FROM Contact WHERE FirstName = 'Grace'")
+        .await;
+    assert_eq!(q["records"][0]["LastName"], "Hopper, Jr");
+    assert_eq!(q["records"][0]["Email"], Value::Null);
+
+    let (s, b) = org
+        .call(
+            Method::POST,
+            &format!("{V}/jobs/ingest"),
+            Some(json!({"object": "Contact", "operation": "upsert"})),
+        )
+        .await;
+    assert_eq!((s.as_u16(), error_code(&b)), (400, "INVALIDJOB"));
+}
+
+// ------------------------------------------------------------------ query
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_orders_pages_and_limits_like_salesforce() {
+    let org = Org::start(&["--seed", "7", "--generate", "Account=20,Contact=3000"]).await;
+    let all = org
+        .query("SELECT Id, LastName FROM Contact ORDER BY LastName, Id")
+        .await;
+    assert_eq!(all["totalSize"], 3000);
+    assert_eq!(all["done"], false);
+    assert_eq!(all["records"].as_array().unwrap().len(), 2000);
+    let next = all["nextRecordsUrl"].as_str().unwrap().to_string();
+    let (s, more) = org.call(Method::GET, &next, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(more["done"], true);
+    assert!(more.get("nextRecordsUrl").is_none());
+    let mut names: Vec<(String, String)> = all["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(more["records"].as_array().unwrap())
+        .map(|r| {
+            (
+                r["LastName"].as_str().unwrap().to_string(),
+                r["Id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let got = names.clone();
+    names.sort_by(|a, b| {
+        a.0.to_lowercase()
+            .cmp(&b.0.to_lowercase())
+            .then(a.0.cmp(&b.0))
+            .then(a.1.cmp(&b.1))
+    });
+    assert_eq!(got, names);
+
+    // LIMIT takes the first rows of the full order (a partial sort must agree).
+    let top = org
+        .query("SELECT Id, LastName FROM Contact ORDER BY LastName DESC, Id LIMIT 7 OFFSET 3")
+        .await;
+    let top: Vec<String> = top["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Id"].as_str().unwrap().to_string())
+        .collect();
+    let full = org
+        .query("SELECT Id, LastName FROM Contact ORDER BY LastName DESC, Id LIMIT 10")
+        .await;
+    let full: Vec<String> = full["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(top, full[3..].to_vec());
+
+    // Keyset paging by Id: strictly ascending, no gaps.
+    let ids = org
+        .query("SELECT Id FROM Contact ORDER BY Id DESC LIMIT 3")
+        .await;
+    let ids: Vec<&str> = ids["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Id"].as_str().unwrap())
+        .collect();
+    assert!(ids[0] > ids[1] && ids[1] > ids[2]);
+    let after = org
+        .query(&format!(
+            "SELECT Id FROM Contact WHERE Id > '{}' ORDER BY Id",
+            ids[2]
+        ))
+        .await;
+    assert_eq!(after["totalSize"], 2);
+
+    org.control(Method::POST, "expire_locators", json!({}))
+        .await;
+    let (s, b) = org.call(Method::GET, &next, None).await;
+    assert_eq!((s.as_u16(), error_code(&b)), (400, "INVALID_QUERY_LOCATOR"));
+}
+
+// ------------------------------------------------------------------ bad input
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_errors_and_the_server_keeps_serving() {
+    let org = Org::start(&["--generate", "Account=2"]).await;
+    let send = |method: Method, path: String, body: &'static str| {
+        let org = &org;
+        async move {
+            let r = org
+                .http
+                .request(method, org.url(&path))
+                .bearer_auth(&org.token)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let cases: Vec<(Method, String, &'static str, u16, &str)> = vec![
+        (
+            Method::POST,
+            format!("{V}/sobjects/Contact"),
+            "{not json",
+            400,
+            "JSON_PARSER_ERROR",
+        ),
+        (
+            Method::POST,
+            format!("{V}/sobjects/Contact"),
+            "[1,2]",
+            400,
+            "JSON_PARSER_ERROR",
+        ),
+        (
+            Method::POST,
+            format!("{V}/sobjects/Contact"),
+            "",
+            400,
+            "JSON_PARSER_ERROR",
+        ),
+        (
+            Method::POST,
+            format!("{V}/sobjects/Nope__c"),
+            "{}",
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            Method::GET,
+            format!("{V}/sobjects/Contact/0"),
+            "",
+            400,
+            "MALFORMED_ID",
+        ),
+        (
+            Method::GET,
+            format!("{V}/query?q=SELECT+Id+FORM+Contact"),
+            "",
+            400,
+            "MALFORMED_QUERY",
+        ),
+        (
+            Method::GET,
+            format!("{V}/query?q=SELECT+Nope+FROM+Contact"),
+            "",
+            400,
+            "INVALID_FIELD",
+        ),
+        (
+            Method::GET,
+            format!("{V}/query?q=SELECT+Id+FROM+Nope"),
+            "",
+            400,
+            "INVALID_TYPE",
+        ),
+        (
+            Method::GET,
+            format!("{V}/query?q="),
+            "",
+            400,
+            "MALFORMED_QUERY",
+        ),
+        (
+            Method::GET,
+            format!("{V}/query?q=SELECT+Id+FROM+Contact+WHERE+Name+%3D+%27%5C"),
+            "",
+            400,
+            "MALFORMED_QUERY",
+        ),
+        (
+            Method::GET,
+            format!("{V}/query/01gnonsense-2000"),
+            "",
+            400,
+            "INVALID_QUERY_LOCATOR",
+        ),
+        (
+            Method::POST,
+            format!("{V}/composite"),
+            "{\"compositeRequest\": 5}",
+            400,
+            "JSON_PARSER_ERROR",
+        ),
+        (
+            Method::POST,
+            format!("{V}/composite"),
+            "{\"compositeRequest\": [{\"method\":\"GET\"}]}",
+            400,
+            "INVALID_INPUT",
+        ),
+        (
+            Method::POST,
+            format!("{V}/composite/sobjects"),
+            "{\"records\": [1, \"x\", null]}",
+            200,
+            "",
+        ),
+        (
+            Method::POST,
+            format!("{V}/composite/batch"),
+            "{\"batchRequests\": []}",
+            400,
+            "LIMIT_EXCEEDED",
+        ),
+        (
+            Method::POST,
+            format!("{V}/jobs/query"),
+            "{\"operation\":\"query\",\"query\":\"SELECT\"}",
+            400,
+            "MALFORMED_QUERY",
+        ),
+        (
+            Method::GET,
+            format!("{V}/jobs/query/750000000000000AAA/results"),
+            "",
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            Method::GET,
+            "/services/data/v20.0/limits".to_string(),
+            "",
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            Method::PUT,
+            format!("{V}/sobjects/Contact"),
+            "{}",
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let (s, b) = send(method.clone(), path.clone(), body).await;
+        assert_eq!(s, status, "{method} {path} {body}: {b}");
+        if !code.is_empty() {
+            assert_eq!(error_code(&b), code, "{method} {path} {body}: {b}");
+        } else {
+            assert!(
+                b.as_array().unwrap().iter().all(|r| r["success"] == false),
+                "{b}"
+            );
+        }
+    }
+    // Still serving.
+    assert_eq!(
+        org.query("SELECT COUNT() FROM Account").await["totalSize"],
+        2
+    );
+}
