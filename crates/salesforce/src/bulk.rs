@@ -163,6 +163,46 @@ impl BulkResultsPage {
         parse_csv(&self.csv)
     }
 
+    /// Calls `f` with each row of the page without building them all in memory
+    /// (values borrowed from the page; empty fields are `None`), after checking every
+    /// row has as many values as `header`. Returns the header. Stops at the first
+    /// error `f` returns.
+    pub fn for_each_row<F>(&self, mut f: F) -> Result<Vec<String>>
+    where
+        F: FnMut(&[Option<&str>]) -> Result<()>,
+    {
+        if self.csv.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(false)
+            .from_reader(&self.csv[..]);
+        let header: Vec<String> = reader
+            .headers()
+            .map_err(|e| Error::Decode(format!("bulk results CSV header: {e}")))?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        let mut record = csv::StringRecord::new();
+        let mut n = 0usize;
+        loop {
+            let more = reader
+                .read_record(&mut record)
+                .map_err(|e| Error::Decode(format!("bulk results CSV row {}: {e}", n + 1)))?;
+            if !more {
+                break;
+            }
+            n += 1;
+            let values: Vec<Option<&str>> = record
+                .iter()
+                .map(|v| (!v.is_empty()).then_some(v))
+                .collect();
+            f(&values)?;
+        }
+        Ok(header)
+    }
+
     pub fn records(&self) -> Result<Vec<Map<String, Value>>> {
         Ok(self.rows()?.into_records())
     }
@@ -292,6 +332,49 @@ mod tests {
         let records = rows.into_records();
         assert_eq!(records[1]["IsDeleted"], "true");
         assert!(records[1]["Name"].is_null());
+    }
+
+    #[test]
+    fn for_each_row_streams_and_checks_shape() {
+        let page = BulkResultsPage {
+            csv: Bytes::from_static(b"\"Id\",\"Name\"\n\"1\",\"\"\n\"2\",\"B, b\"\n"),
+            locator: None,
+            number_of_records: 2,
+        };
+        let mut seen = Vec::new();
+        let header = page
+            .for_each_row(|row| {
+                seen.push((row[0].map(str::to_string), row[1].map(str::to_string)));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(header, vec!["Id", "Name"]);
+        assert_eq!(
+            seen,
+            vec![
+                (Some("1".into()), None),
+                (Some("2".into()), Some("B, b".into()))
+            ]
+        );
+        // The callback's error stops the walk and comes back.
+        let mut calls = 0;
+        let err = page
+            .for_each_row(|_| {
+                calls += 1;
+                Err(Error::Config("stop".into()))
+            })
+            .unwrap_err();
+        assert!(matches!(err, Error::Config(_)));
+        assert_eq!(calls, 1);
+        let ragged = BulkResultsPage {
+            csv: Bytes::from_static(b"\"a\",\"b\"\n\"1\"\n"),
+            locator: None,
+            number_of_records: 1,
+        };
+        assert!(matches!(
+            ragged.for_each_row(|_| Ok(())),
+            Err(Error::Decode(_))
+        ));
     }
 
     #[test]

@@ -278,7 +278,48 @@ fn api_message(status: u16, errors: &[ApiError]) -> String {
             }
         })
         .collect();
-    format!("Salesforce returned HTTP {status}: {}", parts.join("; "))
+    let hint = errors
+        .iter()
+        .find_map(|e| code_hint(&e.error_code))
+        .map(|h| format!(". {h}"))
+        .unwrap_or_default();
+    format!(
+        "Salesforce returned HTTP {status}: {}{hint}",
+        parts.join("; ")
+    )
+}
+
+/// What a user can do about the codes that usually need a person, not a retry.
+fn code_hint(code: &ErrorCode) -> Option<&'static str> {
+    Some(match code {
+        ErrorCode::RequestLimitExceeded => {
+            "The org's API request quota (a rolling 24 hours) is spent or too many long \
+             requests run at once; requests resume when usage drops. Lower the sync's rate \
+             limit or ask Salesforce for a higher quota if this repeats"
+        }
+        ErrorCode::InvalidSessionId => {
+            "The access token was refused even after a fresh login: the session may have been \
+             revoked or the user's IP is not allowed; check the Connected App's session and \
+             IP policies"
+        }
+        ErrorCode::ApiDisabledForOrg | ErrorCode::ApiCurrentlyDisabled => {
+            "API access is off for this org or user: it needs an edition with API access and \
+             the 'API Enabled' permission for the user"
+        }
+        ErrorCode::InvalidType => {
+            "The object does not exist in this org or the user cannot see it; check the name \
+             (custom objects end in __c) and the user's object permissions"
+        }
+        ErrorCode::InvalidField => {
+            "The field does not exist or the user lacks field-level security access to it"
+        }
+        ErrorCode::InsufficientAccessOrReadonly
+        | ErrorCode::InsufficientAccessOnCrossReferenceEntity => {
+            "The user lacks permission for this record or object; check sharing and profile \
+             permissions"
+        }
+        _ => return None,
+    })
 }
 
 fn auth_message(
@@ -408,6 +449,39 @@ mod tests {
             Some(Duration::from_secs(60))
         );
         assert_eq!(api(400, "MALFORMED_QUERY").retry_after_hint(), None);
+    }
+
+    #[test]
+    fn api_message_lists_codes_fields_and_a_hint() {
+        let e = Error::Api {
+            status: 400,
+            errors: vec![ApiError {
+                error_code: ErrorCode::InvalidField,
+                message: "No such column 'Foo__c' on entity 'Contact'".into(),
+                fields: vec!["Foo__c".into()],
+            }],
+            retry_after: None,
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("Salesforce returned HTTP 400: INVALID_FIELD: No such column"),
+            "{text}"
+        );
+        assert!(text.contains("(fields: Foo__c)"), "{text}");
+        assert!(text.contains("field-level security"), "{text}");
+        let plain = Error::Api {
+            status: 400,
+            errors: vec![ApiError {
+                error_code: ErrorCode::MalformedQuery,
+                message: "unexpected token".into(),
+                fields: vec![],
+            }],
+            retry_after: None,
+        };
+        assert_eq!(
+            plain.to_string(),
+            "Salesforce returned HTTP 400: MALFORMED_QUERY: unexpected token"
+        );
     }
 
     #[test]
