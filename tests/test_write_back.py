@@ -47,9 +47,22 @@ def env():
 
 
 def reconnect(env_tuple):
-    emu, cluster, _ = env_tuple
-    conn = wait_for(lambda: cluster.connect(), timeout=120, what="Postgres to accept connections")
-    return conn
+    _, cluster, _ = env_tuple
+
+    def usable():
+        c = cluster.connect()
+        c.execute("SELECT 1")
+        return c
+
+    return wait_for(usable, timeout=120, what="Postgres to accept connections")
+
+
+def connection_lost(conn):
+    try:
+        conn.execute("SELECT 1")
+        return False
+    except psycopg.OperationalError:
+        return True
 
 
 def await_writes(conn, timeout="120 seconds"):
@@ -290,6 +303,54 @@ def test_conflicting_update_is_reported_when_detection_is_on(env):
         )
 
 
+def test_changes_wait_for_their_batch_to_fill(env):
+    _, _, conn = env
+    conn.execute(
+        "SELECT sequin_sf.alter_write_settings(%s, batch_size => 5, max_batch_wait => '1 hour')",
+        (SYNC,),
+    )
+    try:
+        before = max_log_id(conn)
+        conn.execute(
+            "INSERT INTO salesforce.contact (last_name) SELECT 'Batched' FROM generate_series(1, 3)"
+        )
+        # let the worker go round its loop a few times (each round polls)
+        polls = query_value(
+            conn, "SELECT max(last_poll_at) FROM sequin_sf.sync_status WHERE sync_name = %s", (SYNC,)
+        )
+        for _ in range(2):
+            polls = wait_for(
+                lambda: (lambda t: t if t and t > polls else None)(
+                    query_value(
+                        conn,
+                        "SELECT max(last_poll_at) FROM sequin_sf.sync_status WHERE sync_name = %s",
+                        (SYNC,),
+                    )
+                ),
+                timeout=120,
+                what="another polling round",
+            )
+        assert query_value(
+            conn,
+            "SELECT count(*) FROM salesforce._sync_write_log WHERE id > %s AND state = 'new'",
+            (before,),
+        ) == 3
+        conn.execute(
+            "INSERT INTO salesforce.contact (last_name) SELECT 'Batched' FROM generate_series(1, 2)"
+        )
+        assert await_writes(conn)[0] == 5
+        assert query_value(
+            conn,
+            "SELECT count(DISTINCT claimed_at) FROM salesforce._sync_write_log WHERE id > %s",
+            (before,),
+        ) == 1
+    finally:
+        conn.execute(
+            "SELECT sequin_sf.alter_write_settings(%s, batch_size => 200, max_batch_wait => '0 s')",
+            (SYNC,),
+        )
+
+
 @pytest.mark.parametrize("fault", ["503", "401", "unable_to_lock_row", "quota"])
 def test_transient_faults_are_retried_not_failed(env, fault):
     emu, _, conn = env
@@ -342,7 +403,10 @@ def test_external_id_upserts_survive_a_worker_kill_without_duplicates(env):
         # wait until a batch is in flight, then kill the worker
         wait_for(
             lambda: query_value(
-                conn, "SELECT count(*) FROM salesforce._sync_write_log WHERE state = 'pending'"
+                conn,
+                "SELECT count(*) FROM salesforce._sync_write_log WHERE state = 'pending'"
+                " AND id > %s",
+                (before,),
             ),
             timeout=120,
             what="a batch in flight",
@@ -354,9 +418,10 @@ def test_external_id_upserts_survive_a_worker_kill_without_duplicates(env):
         )
         assert pid
         os.kill(pid, signal.SIGKILL)
+        # a killed backend makes Postgres end every session and recover
+        wait_for(lambda: connection_lost(conn), timeout=120, what="Postgres to reset sessions")
     finally:
         emu.control("PUT", "limits", {"latency_ms": 0})
-    # a killed backend makes Postgres restart every session
     conn = reconnect(env)
     try:
         await_writes(conn, "300 seconds")
@@ -395,7 +460,10 @@ def test_postgres_crash_loses_nothing_and_plain_creates_are_never_duplicated(env
         )
         wait_for(
             lambda: query_value(
-                conn, "SELECT count(*) FROM salesforce._sync_write_log WHERE state = 'pending'"
+                conn,
+                "SELECT count(*) FROM salesforce._sync_write_log WHERE state = 'pending'"
+                " AND id > %s",
+                (before,),
             ),
             timeout=120,
             what="a batch in flight",
@@ -427,4 +495,30 @@ def test_postgres_crash_loses_nothing_and_plain_creates_are_never_duplicated(env
         grown = emu.stats()["records"]["Contact"] - before_count
         assert succeeded <= grown <= 200
     finally:
+        conn.close()
+
+
+def test_settled_entries_are_pruned_after_the_retention(env):
+    _, _, conn = env
+    conn = reconnect(env)
+    try:
+        assert query_value(
+            conn, "SELECT count(*) FROM salesforce._sync_write_log WHERE state IN ('succeeded', 'failed')"
+        ) > 0
+        conn.execute(
+            "SELECT sequin_sf.alter_write_settings(%s, write_log_retention => '1 second')", (SYNC,)
+        )
+        wait_for(
+            lambda: query_value(
+                conn,
+                "SELECT count(*) FROM salesforce._sync_write_log"
+                " WHERE state IN ('succeeded', 'failed')",
+            ) == 0,
+            timeout=120,
+            what="settled entries to be pruned",
+        )
+    finally:
+        conn.execute(
+            "SELECT sequin_sf.alter_write_settings(%s, write_log_retention => '7 days')", (SYNC,)
+        )
         conn.close()

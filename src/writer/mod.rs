@@ -299,7 +299,9 @@ fn maybe_prune(schema: &str, retention: f64) {
     let due = match LAST_PRUNE.lock() {
         Ok(mut g) => {
             let map = g.get_or_insert_with(HashMap::new);
-            let due = map.get(schema).is_none_or(|t| t.elapsed() >= PRUNE_EVERY);
+            // a short retention is pruned at least as often as it elapses
+            let every = PRUNE_EVERY.min(Duration::from_secs_f64(retention.max(1.0)));
+            let due = map.get(schema).is_none_or(|t| t.elapsed() >= every);
             if due {
                 map.insert(schema.to_string(), Instant::now());
             }
