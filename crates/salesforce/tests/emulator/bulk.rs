@@ -114,6 +114,20 @@ async fn query_job_end_to_end_with_locator_pages() {
     // Without maxRecords, everything fits one page; records() keys by header.
     let (sizes, _) = read_all(&client, &job.id, None).await;
     assert_eq!(sizes, vec![2_500]);
+    // Streaming the rows of a page sees the same ids.
+    let whole = client
+        .bulk_query_results(&job.id, None, None)
+        .await
+        .unwrap();
+    let mut streamed = HashSet::new();
+    let header = whole
+        .for_each_row(|row| {
+            streamed.insert(row[0].unwrap().to_string());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(header[0], "Id");
+    assert_eq!(streamed, ids);
     let first = client
         .bulk_query_results(&job.id, None, Some(1))
         .await
