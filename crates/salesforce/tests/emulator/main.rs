@@ -8,4 +8,5 @@ mod composite;
 mod describe;
 mod errors;
 mod query;
+mod tls;
 mod writes;
