@@ -7,6 +7,7 @@ mod bulk;
 mod composite;
 mod describe;
 mod errors;
+mod pacing;
 mod query;
 mod tls;
 mod writes;
