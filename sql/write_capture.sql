@@ -187,11 +187,14 @@ BEGIN
             END IF;
             IF TG_OP = 'INSERT' THEN
                 INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, "values")
+                -- "values" is read from the row when the writer picks the entry up
+                -- (_write_fill_inserts): turning every inserted row into jsonb here
+                -- would more than double the cost of a bulk INSERT
                 SELECT %3$L, %4$L, n._row_id, 'insert',
                        CASE WHEN %9$s
                             THEN sequin_sf._refuse_write(%2$L, %3$L, 'INSERT',
                                      jsonb_strip_nulls(to_jsonb(n)) - %5$L::text[], %6$L, %8$L)
-                            ELSE jsonb_strip_nulls(to_jsonb(n)) - %5$L::text[] END
+                       END
                   FROM _sf_new n;
             ELSE
                 INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous)
@@ -424,6 +427,7 @@ BEGIN
                'retention', extract(epoch FROM coalesce(w.write_log_retention, '7 days')))
       INTO settings
       FROM (SELECT 1) one LEFT JOIN sequin_sf.write_settings w ON w.schema_name = p_schema;
+    PERFORM sequin_sf._write_fill_inserts(p_schema, sync);
     EXECUTE format($q$
         SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.log_id), '[]'::jsonb) FROM (
           SELECT l.id AS log_id, l.row_id, l.table_name, l.object_name AS object, l.action,
@@ -460,6 +464,38 @@ BEGIN
         'marker_prefix', 'sqsf-' || left(md5((SELECT system_identifier::text FROM pg_control_system())
                                              || current_database() || p_schema), 10) || '-',
         'entries', entries);
+END
+$$;
+
+-- Fills in the values of queued inserts from their rows, set-based per table: the
+-- row's set columns that map to Salesforce fields. A row deleted meanwhile keeps NULL
+-- (its delete entry cancels the insert).
+CREATE FUNCTION sequin_sf._write_fill_inserts(p_schema text, p_sync text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t record;
+    unsent text[];
+BEGIN
+    FOR t IN EXECUTE format('SELECT DISTINCT table_name, object_name FROM %I._sync_write_log'
+                            ' WHERE state IN (''new'', ''pending'') AND action = ''insert'''
+                            ' AND "values" IS NULL', p_schema) LOOP
+        IF to_regclass(format('%I.%I', p_schema, t.table_name)) IS NULL THEN
+            CONTINUE;
+        END IF;
+        unsent := ARRAY(
+            SELECT a.attname::text FROM pg_attribute a
+             WHERE a.attrelid = format('%I.%I', p_schema, t.table_name)::regclass
+               AND a.attnum > 0 AND NOT a.attisdropped
+               AND NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
+                                WHERE m.sync_name = p_sync AND m.object_name = t.object_name
+                                  AND m.column_name = a.attname));
+        EXECUTE format('UPDATE %1$I._sync_write_log l SET "values" = jsonb_strip_nulls(to_jsonb(r)) - $1'
+                       '  FROM %1$I.%2$I r'
+                       ' WHERE l.table_name = $2 AND l.action = ''insert'' AND l."values" IS NULL'
+                       '   AND l.state IN (''new'', ''pending'') AND r._row_id = l.row_id',
+                       p_schema, t.table_name)
+          USING unsent, t.table_name;
+    END LOOP;
 END
 $$;
 
