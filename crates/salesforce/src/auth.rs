@@ -135,7 +135,8 @@ impl Authenticator {
                     .as_ref()
                     .ok_or_else(|| Error::Config("JWT signing key missing".into()))?;
                 let now = chrono::Utc::now().timestamp();
-                let assertion = jwt_assertion(key, client_id, username, self.login_url(), now)?;
+                let audience = jwt_audience(self.login_url());
+                let assertion = jwt_assertion(key, client_id, username, &audience, now)?;
                 vec![
                     (
                         "grant_type",
@@ -256,6 +257,36 @@ fn parse_private_key(pem: &str) -> Result<RsaPrivateKey> {
     }
 }
 
+/// The JWT `aud` Salesforce expects: `https://login.salesforce.com` for production
+/// (also when the token request goes to a My Domain host), `https://test.salesforce.com`
+/// for sandboxes, and the site's own URL for anything else (Experience Cloud sites, or
+/// a test server).
+pub(crate) fn jwt_audience(login_url: &str) -> String {
+    const PRODUCTION: &str = "https://login.salesforce.com";
+    const SANDBOX: &str = "https://test.salesforce.com";
+    let host = url::Url::parse(login_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    let salesforce_host = host == "salesforce.com" || host.ends_with(".salesforce.com");
+    if !salesforce_host {
+        return login_url.trim_end_matches('/').to_string();
+    }
+    // Sandbox hosts: test.salesforce.com, NAME--SANDBOX.sandbox.my.salesforce.com, and the
+    // older NAME--SANDBOX.csNN.my.salesforce.com / NAME--SANDBOX.my.salesforce.com.
+    let sandbox = host == "test.salesforce.com"
+        || host.ends_with(".sandbox.my.salesforce.com")
+        || host
+            .split('.')
+            .next()
+            .is_some_and(|first| first.contains("--"));
+    if sandbox {
+        SANDBOX.to_string()
+    } else {
+        PRODUCTION.to_string()
+    }
+}
+
 /// Salesforce accepts assertions valid for at most three minutes.
 const JWT_LIFETIME_SECS: i64 = 180;
 
@@ -330,6 +361,41 @@ mod tests {
         assert!(verifier
             .verify(format!("{}.{}x", parts[0], parts[1]).as_bytes(), &sig)
             .is_err());
+    }
+
+    #[test]
+    fn jwt_audience_by_host() {
+        for (login, aud) in [
+            (
+                "https://login.salesforce.com",
+                "https://login.salesforce.com",
+            ),
+            (
+                "https://login.salesforce.com/",
+                "https://login.salesforce.com",
+            ),
+            (
+                "https://acme.my.salesforce.com",
+                "https://login.salesforce.com",
+            ),
+            ("https://test.salesforce.com", "https://test.salesforce.com"),
+            (
+                "https://acme--uat.sandbox.my.salesforce.com",
+                "https://test.salesforce.com",
+            ),
+            (
+                "https://acme--dev.cs42.my.salesforce.com",
+                "https://test.salesforce.com",
+            ),
+            (
+                "https://acme.force.com/customers",
+                "https://acme.force.com/customers",
+            ),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("https://evilsalesforce.com", "https://evilsalesforce.com"),
+        ] {
+            assert_eq!(jwt_audience(login), aud, "{login}");
+        }
     }
 
     #[test]

@@ -371,9 +371,12 @@ fn auth_hint(login_url: &str, grant: &str, error: &str, description: &str) -> St
              unless the login comes from a trusted IP range), that the user may use this \
              Connected App, and that the user belongs to the org behind {login_url}. {sandbox}"
         ),
-        ("invalid_grant", "jwt_bearer") if description.contains("audience") => {
-            format!("The JWT audience must be the login host ({login_url}).")
-        }
+        ("invalid_grant", "jwt_bearer") if description.contains("audience") => format!(
+            "The JWT audience was {} (derived from the login URL {login_url}): use \
+             https://login.salesforce.com or a My Domain host for production orgs and \
+             https://test.salesforce.com or a sandbox My Domain host for sandboxes.",
+            crate::auth::jwt_audience(login_url)
+        ),
         ("invalid_grant", "jwt_bearer") => format!(
             "Check that the certificate uploaded to the Connected App matches the private key, \
              that the user is pre-authorized for the Connected App (admin approved users), and \
