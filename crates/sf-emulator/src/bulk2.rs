@@ -30,7 +30,6 @@ const LOCATOR: base64::engine::GeneralPurpose = base64::engine::general_purpose:
 enum State {
     Open,
     UploadComplete,
-    InProgress,
     JobComplete,
     Failed,
     Aborted,
@@ -41,7 +40,6 @@ impl State {
         match self {
             State::Open => "Open",
             State::UploadComplete => "UploadComplete",
-            State::InProgress => "InProgress",
             State::JobComplete => "JobComplete",
             State::Failed => "Failed",
             State::Aborted => "Aborted",

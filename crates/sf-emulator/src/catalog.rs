@@ -202,7 +202,10 @@ const ADDRESS_PARTS: [(&str, &str); 8] = [
     ("street", "Street"),
 ];
 
-fn parse_type(spec: &str) -> Result<(String, Option<(u32, Option<u32>)>), String> {
+/// A type name with its optional `(length)` or `(precision, scale)`.
+type TypeSpec = (String, Option<(u32, Option<u32>)>);
+
+fn parse_type(spec: &str) -> Result<TypeSpec, String> {
     match spec.split_once('(') {
         None => Ok((spec.to_string(), None)),
         Some((t, rest)) => {

@@ -664,7 +664,11 @@ fn fill_cell(
         Fill::First => vocab(c, ctx.first, FIRST[ctx.first]),
         Fill::Last => vocab(c, ctx.last, LAST[ctx.last]),
         Fill::Salutation => {
-            let s = if ctx.first % 2 == 0 { "Mr." } else { "Ms." };
+            let s = if ctx.first.is_multiple_of(2) {
+                "Mr."
+            } else {
+                "Ms."
+            };
             vocab(c, ctx.first % 2, s)
         }
         Fill::Email => {

@@ -216,7 +216,3 @@ pub fn tls_acceptor(
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
-
-pub fn method_name(m: &Method) -> &str {
-    m.as_str()
-}

@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Req, Resp};
 use crate::org::ObjRef;
-use crate::schema::{FieldType, Source};
+use crate::schema::FieldType;
 use crate::store::{RowState, SObject};
 use parking_lot::{Mutex, RwLockReadGuard};
 use soql::{FieldPath, SelectItem, SoqlError, Value};
@@ -68,7 +68,6 @@ pub struct Plan {
     pub shape: Shape,
     /// Selected fields in order (for CSV).
     pub columns: Vec<Handle>,
-    pub all: bool,
 }
 
 /// Read locks on every object of a plan, taken in slot order.
@@ -309,7 +308,7 @@ pub fn plan(
                     &mut root,
                     &h.hops,
                     h.field,
-                    &h.path.rsplit('.').next().unwrap_or_default().to_string(),
+                    h.path.rsplit('.').next().unwrap_or_default(),
                 );
                 columns.push(h.clone());
             }
@@ -390,7 +389,6 @@ pub fn plan(
             objs,
             shape,
             columns,
-            all,
         },
         rows,
         bq,
@@ -601,12 +599,4 @@ pub fn query_more(app: &App, v: &str, loc: &str) -> Result<Resp, ApiError> {
     let end = pos + batch;
     let next = (end < rows.len()).then(|| format!("/services/data/v{v}/query/{id}-{end}"));
     Ok(page(&plan, &rows, pos, batch, rows.len(), next, v))
-}
-
-/// Whether a field is one of the compound kinds Bulk cannot select.
-pub fn is_compound(obj: &SObject, field: usize) -> bool {
-    matches!(
-        obj.def.fields.get(field).map(|f| &f.source),
-        Some(Source::Compound { .. })
-    )
 }

@@ -220,6 +220,7 @@ pub async fn handle(app: &Arc<App>, req: Req) -> Outcome {
     }
     let resp = match run(app, &route, &req).await {
         Ok(r) => r,
+        Err(e) if matches!(route, Route::Bulk1(..)) => crate::bulk1::error_resp(&e, &req),
         Err(e) => Resp::error(&e),
     };
     Outcome::Reply(with_usage(app, &route, resp))

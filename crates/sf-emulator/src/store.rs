@@ -85,6 +85,10 @@ impl Column {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Column::Str(s) => s.refs.len(),

@@ -369,11 +369,10 @@ pub fn check_references(org: &Org, def: &ObjectDef, changes: &Changes) -> Result
                 .is_some_and(|r| t.table.row_state(r) == Some(crate::store::RowState::Live))
         });
         if !exists {
-            return Err(ApiError::bad(
-                "INVALID_CROSS_REFERENCE_KEY",
-                format!("invalid cross reference id"),
-            )
-            .with_fields(vec![f.name.clone()]));
+            return Err(
+                ApiError::bad("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
+                    .with_fields(vec![f.name.clone()]),
+            );
         }
     }
     Ok(())

@@ -1043,3 +1043,135 @@ async fn bad_input_gets_errors_and_the_server_keeps_serving() {
         2
     );
 }
+
+// ------------------------------------------------------------------ bulk 1.0
+
+fn xml_tag<'a>(body: &'a str, tag: &str) -> &'a str {
+    let open = format!("<{tag}>");
+    let start = body
+        .find(&open)
+        .map(|i| i + open.len())
+        .unwrap_or_else(|| panic!("no <{tag}> in {body}"));
+    let end = body[start..].find(&format!("</{tag}>")).unwrap();
+    &body[start..start + end]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk1_query_job_in_xml() {
+    let org = Org::start(&["--generate", "Account=4,Contact=30"]).await;
+    let base = org.url("/services/async/61.0");
+    let post = |url: String, ct: &'static str, body: String| {
+        let org = &org;
+        async move {
+            let r = org
+                .http
+                .post(url)
+                .header("X-SFDC-Session", &org.token)
+                .header("Content-Type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let get = |url: String| {
+        let org = &org;
+        async move {
+            let r = org
+                .http
+                .get(url)
+                .header("X-SFDC-Session", &org.token)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let job_xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><jobInfo xmlns=\"http://www.force.com/2009/06/asyncapi/dataload\"><operation>query</operation><object>Contact</object><contentType>CSV</contentType></jobInfo>";
+    let (s, body) = post(
+        format!("{base}/job"),
+        "application/xml; charset=UTF-8",
+        job_xml.into(),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(xml_tag(&body, "state"), "Open");
+    let job = xml_tag(&body, "id").to_string();
+
+    let (s, body) = post(
+        format!("{base}/job/{job}/batch"),
+        "text/csv",
+        "SELECT Id, LastName, Account.Name FROM Contact".into(),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(xml_tag(&body, "state"), "Queued");
+    let batch = xml_tag(&body, "id").to_string();
+    let (s, body) = get(format!("{base}/job/{job}/batch/{batch}/result")).await;
+    assert_eq!(
+        s, 400,
+        "results before the batch reported Completed: {body}"
+    );
+    assert_eq!(xml_tag(&body, "exceptionCode"), "InvalidBatch");
+
+    let (_, body) = get(format!("{base}/job/{job}/batch/{batch}")).await;
+    assert_eq!(xml_tag(&body, "state"), "Completed");
+    assert_eq!(xml_tag(&body, "numberRecordsProcessed"), "30");
+    let (_, body) = get(format!("{base}/job/{job}/batch/{batch}/result")).await;
+    let result = xml_tag(&body, "result").to_string();
+    let (s, csv) = get(format!("{base}/job/{job}/batch/{batch}/result/{result}")).await;
+    assert_eq!(s, 200);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "\"Id\",\"LastName\",\"Account.Name\"");
+    assert_eq!(lines.len(), 31);
+
+    // A bad query fails its batch, not the job.
+    let (_, body) = post(
+        format!("{base}/job/{job}/batch"),
+        "text/csv",
+        "SELECT Nope FROM Contact".into(),
+    )
+    .await;
+    let bad = xml_tag(&body, "id").to_string();
+    let (_, body) = get(format!("{base}/job/{job}/batch/{bad}")).await;
+    assert_eq!(xml_tag(&body, "state"), "Failed");
+    assert!(xml_tag(&body, "stateMessage").contains("INVALID_FIELD"));
+
+    let close = "<jobInfo xmlns=\"http://www.force.com/2009/06/asyncapi/dataload\"><state>Closed</state></jobInfo>";
+    let (s, body) = post(format!("{base}/job/{job}"), "application/xml", close.into()).await;
+    assert_eq!((s, xml_tag(&body, "state")), (200, "Closed"));
+    assert_eq!(xml_tag(&body, "numberBatchesTotal"), "2");
+
+    // JSON job bodies get JSON job info; load operations are refused clearly.
+    let (s, body) = post(
+        format!("{base}/job"),
+        "application/json",
+        r#"{"operation":"queryAll","object":"Account","contentType":"CSV"}"#.into(),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["state"], "Open");
+    let (s, body) = post(
+        format!("{base}/job"),
+        "application/json",
+        r#"{"operation":"insert","object":"Account"}"#.into(),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(body.contains("Bulk API 2.0"), "{body}");
+    // A bad session is answered in Bulk 1.0's shape.
+    let r = org
+        .http
+        .get(format!("{base}/job/{job}"))
+        .header("X-SFDC-Session", "nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        xml_tag(&r.text().await.unwrap(), "exceptionCode"),
+        "InvalidSessionId"
+    );
+}
