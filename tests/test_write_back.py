@@ -109,9 +109,17 @@ def test_inserts_updates_deletes_reach_salesforce_and_are_not_echoed(env):
             " VALUES ('Ada', 'Writeback', 'ada@example.com'), ('Bob', 'Writeback', NULL)"
         )
         conn.execute("INSERT INTO salesforce.account (name) VALUES ('Writeback Corp')")
-        conn.execute("UPDATE salesforce.contact SET title = 'CTO' WHERE id = %s", (c_upd,))
+        conn.execute(
+            "UPDATE salesforce.contact SET title = 'CTO', do_not_call = NOT coalesce(do_not_call, false),"
+            " birthdate = '1990-04-05' WHERE id = %s",
+            (c_upd,),
+        )
         conn.execute("UPDATE salesforce.account SET description = 'from pg' WHERE id = %s", (acc_id,))
-        conn.execute("UPDATE salesforce.opportunity SET amount = 1234 WHERE id = %s", (opp_id,))
+        conn.execute(
+            "UPDATE salesforce.opportunity SET amount = 1234.5, close_date = '2031-02-03'"
+            " WHERE id = %s",
+            (opp_id,),
+        )
         conn.execute("DELETE FROM salesforce.contact WHERE id = %s", (c_del,))
     ok, bad, open_ = await_writes(conn)
     assert (ok, bad, open_) == (7, 0, 0)
@@ -138,9 +146,15 @@ def test_inserts_updates_deletes_reach_salesforce_and_are_not_echoed(env):
     acc_new = query_value(conn, "SELECT id FROM salesforce.account WHERE name = 'Writeback Corp'")
     assert sf_record(emu, "Account", acc_new)["Name"] == "Writeback Corp"
 
-    assert sf_record(emu, "Contact", c_upd)["Title"] == "CTO"
+    updated = sf_record(emu, "Contact", c_upd)
+    assert updated["Title"] == "CTO" and updated["Birthdate"] == "1990-04-05"
+    assert updated["DoNotCall"] is query_value(
+        conn, "SELECT do_not_call FROM salesforce.contact WHERE id = %s", (c_upd,)
+    )
     assert sf_record(emu, "Account", acc_id)["Description"] == "from pg"
-    assert float(sf_record(emu, "Opportunity", opp_id)["Amount"]) == 1234
+    opp = sf_record(emu, "Opportunity", opp_id)
+    assert float(opp["Amount"]) == 1234.5
+    assert opp["CloseDate"] == "2031-02-03"
     assert sf_record(emu, "Contact", c_del)["IsDeleted"] is True
 
     # polling brings Salesforce's version back (system_modstamp filled in for the new

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use pgrx::prelude::*;
 use serde_json::{json, Value};
+use sync_core::writes::outcome::unknown_create_message;
 use sync_core::writes::{
-    plan, ready_to_send, Action, OpKind, Outcome, PlanSettings, QueuedWrite, WriteOp,
+    plan, ready_to_send, resolve_unknown, Action, Outcome, PlanSettings, QueuedWrite, WriteOp,
 };
 
 use store::{Queue, QueuedRow};
@@ -127,7 +128,7 @@ fn round<H: WriterHost>(rt: &mut H, schema: &str) -> Result<bool, store::StoreEr
             .iter()
             .filter_map(|(op, outcome)| {
                 let first = by_log.get(op.log_ids.first()?)?;
-                let (outcome, row_state) = resolve_unknown(op, outcome);
+                let (outcome, row_state) = resolve(op, outcome);
                 Some(settle_doc(&op.log_ids, first, &outcome, row_state))
             })
             .collect();
@@ -138,37 +139,10 @@ fn round<H: WriterHost>(rt: &mut H, schema: &str) -> Result<bool, store::StoreEr
 
 const UNKNOWN_CREATE: &str = "unknown";
 
-fn unknown_create_message(detail: &str) -> String {
-    format!(
-        "outcome unknown: the create was sent but no answer arrived ({detail}), so the \
-         record may or may not exist in Salesforce. It was not sent again, to avoid a \
-         duplicate. Check Salesforce; if the record is missing, run \
-         sequin_sf.retry_writes(ids => ARRAY[<this id>]). Configure an external id field \
-         (sequin_sf.alter_write_settings(external_id_fields => ...)) to make creates safe \
-         to resend."
-    )
-}
-
-/// An unknown outcome of an idempotent operation is simply sent again; of a plain
-/// create, it is surfaced as a failure with the row marked `unknown`.
-fn resolve_unknown(op: &WriteOp, outcome: &Outcome) -> (Outcome, Option<&'static str>) {
-    match outcome {
-        Outcome::Unknown { message } if op.kind.is_idempotent() => (
-            Outcome::Retry {
-                message: format!("no answer from Salesforce ({message}); sending again"),
-                after: None,
-            },
-            None,
-        ),
-        Outcome::Unknown { message } => (
-            Outcome::Failed {
-                status: 0,
-                message: unknown_create_message(message),
-            },
-            Some(UNKNOWN_CREATE),
-        ),
-        other => (other.clone(), None),
-    }
+/// Unknown outcomes resolved: resent when that is safe, surfaced otherwise.
+fn resolve(op: &WriteOp, outcome: &Outcome) -> (Outcome, Option<&'static str>) {
+    let (outcome, surfaced) = resolve_unknown(&op.kind, outcome.clone());
+    (outcome, surfaced.then_some(UNKNOWN_CREATE))
 }
 
 /// The document `_write_settle` takes for one operation.
@@ -318,9 +292,4 @@ fn maybe_prune(schema: &str, retention: f64) {
             Err(e) => log!("sequin_sf writer: pruning the write log of {schema} failed: {e}"),
         }
     }
-}
-
-#[allow(dead_code)]
-fn is_create(op: &WriteOp) -> bool {
-    matches!(op.kind, OpKind::Create)
 }

@@ -3,12 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use salesforce::{Client, CompositeSubrequest, CompositeSubresponse, Error, SaveResult};
 use serde_json::{Map, Value};
 use sync_core::writes::{
-    classify_call_error, classify_record, classify_single, CallFault, CompositeCall, OpKind,
-    Outcome, RecordError, RecordResult, Subrequest, WriteOp,
+    classify_call_error, classify_record, classify_single, if_unmodified_since, CallFault,
+    CompositeCall, OpKind, Outcome, RecordError, RecordResult, Subrequest, WriteOp,
 };
 
 /// Sends one composite call; returns each operation with its outcome, in plan order.
@@ -98,7 +97,7 @@ fn subrequest(
             check_segment(id)?;
             let mut headers = BTreeMap::new();
             if let Some(t) = op.unmodified_since {
-                headers.insert("If-Unmodified-Since".to_string(), http_date_ceil(t));
+                headers.insert("If-Unmodified-Since".to_string(), if_unmodified_since(t));
             }
             Ok(CompositeSubrequest {
                 method: "PATCH".into(),
@@ -119,18 +118,6 @@ fn check_segment(s: &str) -> salesforce::Result<()> {
             "{s:?} is not a valid Salesforce name or id"
         )))
     }
-}
-
-/// HTTP dates have whole seconds; rounding the stamp up keeps a record last modified
-/// within that second (by the change we synced) from counting as a conflict.
-fn http_date_ceil(t: DateTime<Utc>) -> String {
-    let floor = t.duration_trunc(TimeDelta::seconds(1)).unwrap_or(t);
-    let up = if floor < t {
-        floor + TimeDelta::seconds(1)
-    } else {
-        floor
-    };
-    up.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
 fn with_id(op: &WriteOp) -> Map<String, Value> {

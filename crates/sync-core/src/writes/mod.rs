@@ -7,14 +7,16 @@
 //! names, asks [`plan::plan`] what to send, and settles entries with the
 //! [`outcome::Outcome`]s the classification functions return.
 
+pub mod conditional;
 pub mod entry;
 pub mod outcome;
 pub mod plan;
 
+pub use conditional::if_unmodified_since;
 pub use entry::{Action, QueuedWrite};
 pub use outcome::{
-    classify_call_error, classify_record, classify_single, CallFault, Outcome, RecordError,
-    RecordResult,
+    classify_call_error, classify_record, classify_single, resolve_unknown, CallFault, Outcome,
+    RecordError, RecordResult,
 };
 pub use plan::{
     plan, ready_to_send, CompositeCall, GeneratedExternalId, LocalOutcome, OpKind, Plan,

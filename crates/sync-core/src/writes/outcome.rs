@@ -271,6 +271,41 @@ pub fn classify_call_error(fault: &CallFault) -> Outcome {
     }
 }
 
+/// What to do with an operation whose outcome is unknown (the answer was lost): an
+/// idempotent one is simply sent again; a plain create is settled as failed and
+/// surfaced (true), since sending it again could create the record twice.
+pub fn resolve_unknown(kind: &OpKind, outcome: Outcome) -> (Outcome, bool) {
+    match outcome {
+        Outcome::Unknown { message } if kind.is_idempotent() => (
+            Outcome::Retry {
+                message: format!("no answer from Salesforce ({message}); sending again"),
+                after: None,
+            },
+            false,
+        ),
+        Outcome::Unknown { message } => (
+            Outcome::Failed {
+                status: 0,
+                message: unknown_create_message(&message),
+            },
+            true,
+        ),
+        other => (other, false),
+    }
+}
+
+/// The message of a create whose outcome is unknown; says what to check and do.
+pub fn unknown_create_message(detail: &str) -> String {
+    format!(
+        "outcome unknown: the create was sent but no answer arrived ({detail}), so the \
+         record may or may not exist in Salesforce. It was not sent again, to avoid a \
+         duplicate. Check Salesforce; if the record is missing, run \
+         sequin_sf.retry_writes(ids => ARRAY[<this entry's id>]). Configure an external id \
+         field (sequin_sf.alter_write_settings(sync, external_id_fields => ...)) to make \
+         creates safe to resend."
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,5 +481,34 @@ mod tests {
             }),
             Outcome::Retry { .. }
         ));
+    }
+
+    #[test]
+    fn unknown_outcomes_resend_idempotent_ops_and_surface_creates() {
+        let lost = || Outcome::Unknown {
+            message: "timed out".into(),
+        };
+        let upsert = OpKind::Upsert {
+            field: "Ext__c".into(),
+        };
+        for kind in [OpKind::Update, OpKind::Delete, upsert] {
+            assert!(matches!(
+                resolve_unknown(&kind, lost()),
+                (Outcome::Retry { .. }, false)
+            ));
+        }
+        match resolve_unknown(&OpKind::Create, lost()) {
+            (Outcome::Failed { message, .. }, true) => {
+                assert!(message.starts_with("outcome unknown"));
+                assert!(message.contains("timed out"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let ok = Outcome::Succeeded {
+            api_id: None,
+            status: 204,
+            message: None,
+        };
+        assert_eq!(resolve_unknown(&OpKind::Create, ok.clone()), (ok, false));
     }
 }
