@@ -348,7 +348,7 @@ impl Client {
                 *slot = Some(date.with_timezone(&Utc));
             }
         }
-        let body = response.bytes().await.map_err(http::transport_error)?;
+        let body = response.bytes().await.map_err(http::body_error)?;
         Ok(RawResponse {
             status,
             headers,

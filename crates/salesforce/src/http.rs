@@ -149,6 +149,18 @@ pub(crate) fn transport_error(e: reqwest::Error) -> Error {
     }
 }
 
+/// Reading the body failed after the status arrived: the connection broke (or timed
+/// out) mid-response. reqwest calls some of these "decode" errors, but nothing of ours
+/// was decoded yet, and repeating the request may well succeed.
+pub(crate) fn body_error(e: reqwest::Error) -> Error {
+    let detail = describe_reqwest_error(&e);
+    if e.is_timeout() {
+        Error::Timeout(detail)
+    } else {
+        Error::Transport(format!("reading the response body: {detail}"))
+    }
+}
+
 pub(crate) fn header_value(s: &str) -> Result<HeaderValue> {
     HeaderValue::from_str(s).map_err(|_| Error::Config(format!("invalid header value {s:?}")))
 }
