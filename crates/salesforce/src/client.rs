@@ -282,6 +282,9 @@ impl Client {
         if raw.status >= 400 {
             return Err(http::api_error(raw.status, &raw.headers, &raw.body));
         }
+        if http::is_redirect(raw.status) {
+            return Err(http::redirect_error(raw.status, &raw.headers));
+        }
         Ok(raw)
     }
 

@@ -117,6 +117,32 @@ pub(crate) fn parse_error_body(status: u16, body: &[u8]) -> Vec<ApiError> {
     }]
 }
 
+/// Redirects are not followed (a bearer token must not travel to another host); 300
+/// (several upsert matches) and 304 (not modified) are answers, not redirects.
+pub(crate) fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+pub(crate) fn redirect_error(status: u16, headers: &HeaderMap) -> Error {
+    let location = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("(no Location header)");
+    Error::Api {
+        status,
+        errors: vec![ApiError {
+            error_code: ErrorCode::Other(format!("HTTP_{status}")),
+            message: format!(
+                "Salesforce redirected the request to {location}; the client does not follow \
+                 redirects. If the org moved or enforces its My Domain, use that host as the \
+                 credential's login URL"
+            ),
+            fields: Vec::new(),
+        }],
+        retry_after: None,
+    }
+}
+
 pub(crate) fn is_invalid_session(status: u16, body: &[u8]) -> bool {
     status == 401
         && parse_error_body(status, body)
@@ -163,4 +189,38 @@ pub(crate) fn body_error(e: reqwest::Error) -> Error {
 
 pub(crate) fn header_value(s: &str) -> Result<HeaderValue> {
     HeaderValue::from_str(s).map_err(|_| Error::Config(format!("invalid header value {s:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_become_errors_naming_the_target() {
+        assert!(is_redirect(302) && is_redirect(308));
+        assert!(!is_redirect(300) && !is_redirect(304) && !is_redirect(200));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::LOCATION,
+            HeaderValue::from_static("https://acme.my.salesforce.com/x"),
+        );
+        let e = redirect_error(302, &headers);
+        assert_eq!(e.status(), Some(302));
+        assert!(
+            e.to_string().contains("https://acme.my.salesforce.com/x"),
+            "{e}"
+        );
+        assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn non_json_error_bodies_still_yield_an_entry() {
+        let errors = parse_error_body(502, b"<html>Bad Gateway</html>");
+        assert_eq!(errors[0].error_code, ErrorCode::Other("HTTP_502".into()));
+        assert!(errors[0].message.contains("Bad Gateway"));
+        let errors = parse_error_body(503, b"");
+        assert_eq!(errors[0].error_code, ErrorCode::ServerUnavailable);
+        let one = parse_error_body(400, br#"{"errorCode":"INVALID_FIELD","message":"m"}"#);
+        assert_eq!(one[0].error_code, ErrorCode::InvalidField);
+    }
 }
