@@ -176,7 +176,17 @@ pub async fn serve(
         Ok(r) => r,
         Err(resp) => return Ok(resp.into_hyper()),
     };
-    match handle(&app, req).await {
+    // A bug must cost one request, not the connection or the server: run the
+    // request as its own task and answer a panic with Salesforce's 500.
+    let outcome = match tokio::spawn(async move { handle(&app, req).await }).await {
+        Ok(o) => o,
+        Err(_) => Outcome::Reply(Resp::error(&ApiError::new(
+            500,
+            "UNKNOWN_EXCEPTION",
+            "An unexpected error occurred in the emulator while handling this request",
+        ))),
+    };
+    match outcome {
         Outcome::Reply(r) => Ok(r.into_hyper()),
         Outcome::Drop => Err(std::io::Error::new(
             std::io::ErrorKind::ConnectionAborted,

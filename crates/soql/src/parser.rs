@@ -33,6 +33,7 @@ pub(crate) fn parse(soql: &str) -> Result<Query, SoqlError> {
         src: soql,
         toks: tokens,
         at: 0,
+        depth: 0,
     };
     p.query()
 }
@@ -41,7 +42,13 @@ struct Parser<'q> {
     src: &'q str,
     toks: Vec<Token<'q>>,
     at: usize,
+    /// Current nesting of `NOT` and parentheses in WHERE.
+    depth: usize,
 }
+
+/// Deepest WHERE nesting accepted: far beyond real queries, and shallow enough that
+/// parsing and evaluating stay well inside a thread's stack whatever a client sends.
+const MAX_NESTING: usize = 200;
 
 /// Clause keywords that may not be used as a bare field name where a clause can start.
 const CLAUSE_WORDS: &[&str] = &[
@@ -422,15 +429,27 @@ impl<'q> Parser<'q> {
     }
 
     fn not_expr(&mut self) -> Result<Expr, SoqlError> {
-        if self.eat_kw("NOT") {
-            return Ok(Expr::Not(Box::new(self.not_expr()?)));
+        let nests = self.is_kw("NOT") || self.peek().tok == Tok::LParen;
+        if !nests {
+            return self.comparison();
         }
-        if self.eat(&Tok::LParen) {
-            let e = self.or_expr()?;
-            self.expect(&Tok::RParen)?;
-            return Ok(e);
+        if self.depth >= MAX_NESTING {
+            let pos = self.peek().pos;
+            return Err(self.error_at(
+                pos,
+                &format!("conditions nested more than {MAX_NESTING} levels deep; flatten the WHERE clause"),
+            ));
         }
-        self.comparison()
+        self.depth += 1;
+        let e = if self.eat_kw("NOT") {
+            self.not_expr().map(|x| Expr::Not(Box::new(x)))
+        } else {
+            self.eat(&Tok::LParen);
+            self.or_expr()
+                .and_then(|e| self.expect(&Tok::RParen).map(|_| e))
+        };
+        self.depth -= 1;
+        e
     }
 
     fn comparison(&mut self) -> Result<Expr, SoqlError> {

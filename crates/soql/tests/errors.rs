@@ -276,3 +276,107 @@ fn field_type_from_describe() {
     assert_eq!(FieldType::from_describe("time"), FieldType::Time);
     assert_eq!(FieldType::from_describe("address"), FieldType::Other);
 }
+
+#[test]
+fn deep_nesting_is_refused_not_overflowed() {
+    let deep = format!(
+        "SELECT Id FROM A WHERE {}Name = 'x'{}",
+        "(".repeat(40_000),
+        ")".repeat(40_000)
+    );
+    let e = soql::parse(&deep).unwrap_err();
+    assert_eq!(e.code.as_str(), "MALFORMED_QUERY");
+    assert!(e.message.contains("nested more than"), "{}", e.message);
+    let nots = format!("SELECT Id FROM A WHERE {}Name = 'x'", "NOT ".repeat(20_000));
+    assert_eq!(
+        soql::parse(&nots).unwrap_err().code.as_str(),
+        "MALFORMED_QUERY"
+    );
+    let fine = format!(
+        "SELECT Id FROM A WHERE {}Name = 'x'{}",
+        "(".repeat(50),
+        ")".repeat(50)
+    );
+    assert!(soql::parse(&fine).is_ok());
+}
+
+/// Random token soup never panics the parser or binder: it parses or gives an error.
+#[test]
+fn random_input_never_panics() {
+    const PIECES: &[&str] = &[
+        "SELECT",
+        "FROM",
+        "WHERE",
+        "ORDER BY",
+        "LIMIT",
+        "OFFSET",
+        "AND",
+        "OR",
+        "NOT",
+        "(",
+        ")",
+        ",",
+        "Id",
+        "Name",
+        "Account.Name",
+        "=",
+        "!=",
+        "<",
+        ">=",
+        "LIKE",
+        "IN",
+        "NOT IN",
+        "'x'",
+        "'%a_'",
+        "'\\'",
+        "'",
+        "null",
+        "true",
+        "42",
+        "-1.5",
+        "2024-01-01",
+        "2024-01-01T00:00:00Z",
+        "2024-01-01T00:00:00.123456+05:30",
+        "TODAY",
+        "LAST_N_DAYS:7",
+        "LAST_N_DAYS:",
+        "COUNT()",
+        "COUNT(Id)",
+        "FIELDS(ALL)",
+        "ASC",
+        "DESC",
+        "NULLS FIRST",
+        "NULLS LAST",
+        "A",
+        "INCLUDES",
+        "'a;b'",
+        "é",
+        "\u{0}",
+        ".",
+        "..",
+        ":",
+        "ROLLUP",
+    ];
+    let mut seed: u64 = 0x5eed;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    };
+    for _ in 0..20_000 {
+        let n = next() % 14;
+        let mut q = String::from(if next() % 4 == 0 {
+            ""
+        } else {
+            "SELECT Id FROM A "
+        });
+        for _ in 0..n {
+            q.push_str(PIECES[next() % PIECES.len()]);
+            q.push(' ');
+        }
+        if let Ok(parsed) = soql::parse(&q) {
+            let _ = parsed.bind(|p| Ok::<String, soql::SoqlError>(p.dotted()));
+        }
+    }
+}
