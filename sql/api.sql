@@ -41,14 +41,14 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'for example https://login.salesforce.com, https://test.salesforce.com or your My Domain URL';
     END IF;
-    IF client_id IS NULL THEN missing := missing || 'client_id'; END IF;
+    IF client_id IS NULL THEN missing := array_append(missing, 'client_id'); END IF;
     IF kind IN ('refresh_token', 'password', 'client_credentials') AND client_secret IS NULL THEN
-        missing := missing || 'client_secret';
+        missing := array_append(missing, 'client_secret');
     END IF;
-    IF kind = 'refresh_token' AND refresh_token IS NULL THEN missing := missing || 'refresh_token'; END IF;
-    IF kind IN ('password', 'jwt_bearer') AND username IS NULL THEN missing := missing || 'username'; END IF;
-    IF kind = 'password' AND password IS NULL THEN missing := missing || 'password'; END IF;
-    IF kind = 'jwt_bearer' AND private_key IS NULL THEN missing := missing || 'private_key'; END IF;
+    IF kind = 'refresh_token' AND refresh_token IS NULL THEN missing := array_append(missing, 'refresh_token'); END IF;
+    IF kind IN ('password', 'jwt_bearer') AND username IS NULL THEN missing := array_append(missing, 'username'); END IF;
+    IF kind = 'password' AND password IS NULL THEN missing := array_append(missing, 'password'); END IF;
+    IF kind = 'jwt_bearer' AND private_key IS NULL THEN missing := array_append(missing, 'private_key'); END IF;
     IF cardinality(missing) > 0 THEN
         RAISE EXCEPTION 'a % credential needs %', kind, array_to_string(missing, ', ')
             USING ERRCODE = 'invalid_parameter_value',
@@ -255,6 +255,16 @@ BEGIN
 END
 $$;
 
+-- Lets the write path detach its capture from a table about to be dropped.
+CREATE FUNCTION sequin_sf._remove_capture_if_loaded(target_schema text, target_table text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF to_regprocedure('sequin_sf._remove_capture(text,text)') IS NOT NULL THEN
+        EXECUTE 'SELECT sequin_sf._remove_capture($1, $2)' USING target_schema, target_table;
+    END IF;
+END
+$$;
+
 CREATE FUNCTION sequin_sf.remove_collection(sync text, collection text) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     s sequin_sf._syncs;
@@ -267,6 +277,7 @@ BEGIN
             HINT = 'SELECT collection FROM sequin_sf.sync_status WHERE sync_name = ''' || sync || ''' lists them';
     END IF;
     PERFORM set_config('sequin_sf.applying', 'on', true);
+    PERFORM sequin_sf._remove_capture_if_loaded(s.schema_name, c.table_name);
     EXECUTE format('DROP TABLE IF EXISTS %I.%I', s.schema_name, c.table_name);
     DELETE FROM sequin_sf._collections x WHERE x.sync_name = sync AND x.object_name = c.object_name;
 END
@@ -296,10 +307,17 @@ BEGIN
     s := sequin_sf._check_sync(name);
     PERFORM set_config('sequin_sf.applying', 'on', true);
     FOR t IN SELECT c.table_name FROM sequin_sf._collections c WHERE c.sync_name = s.name LOOP
+        PERFORM sequin_sf._remove_capture_if_loaded(s.schema_name, t);
         EXECUTE format('DROP TABLE IF EXISTS %I.%I CASCADE', s.schema_name, t);
+    END LOOP;
+    -- the write path's per-table capture functions (named _sync_capture*)
+    FOR t IN SELECT p.oid::regprocedure::text FROM pg_proc p
+             WHERE p.pronamespace = s.schema_name::regnamespace AND p.proname LIKE '\_sync\_capture%' LOOP
+        EXECUTE 'DROP FUNCTION IF EXISTS ' || t || ' CASCADE';
     END LOOP;
     EXECUTE format('DROP TABLE IF EXISTS %I._sync_events', s.schema_name);
     EXECUTE format('DROP TABLE IF EXISTS %I._sync_write_log CASCADE', s.schema_name);
+    EXECUTE format('DROP FUNCTION IF EXISTS %I._sync_capture() CASCADE', s.schema_name);
     EXECUTE format('DROP PUBLICATION IF EXISTS %I', 'sequin_sf_' || s.name);
     DELETE FROM sequin_sf._syncs x WHERE x.name = s.name;
     IF s.created_schema AND NOT EXISTS (

@@ -158,6 +158,8 @@ class Cluster:
 
     def destroy(self):
         self.stop()
+        if os.environ.get("KEEP_CLUSTER_LOG"):
+            shutil.copy(self.log_path, os.environ["KEEP_CLUSTER_LOG"])
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -210,3 +212,36 @@ def wait_backfilled(conn, sync, timeout=180):
         return total and pending == 0
 
     wait_for(done, timeout=timeout, what=f"backfill of sync {sync}")
+
+
+def sf_records(emulator, soql, query_all=False):
+    """Every record a SOQL query returns from the emulator's REST API (following
+    nextRecordsUrl), as a user's own client would read them."""
+    import urllib.parse
+
+    form = urllib.parse.urlencode({
+        "grant_type": "refresh_token", "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET, "refresh_token": REFRESH_TOKEN,
+    }).encode()
+    with urllib.request.urlopen(
+        urllib.request.Request(f"{emulator.base_url}/services/oauth2/token", data=form),
+        timeout=60, context=emulator._ssl_context,
+    ) as resp:
+        token = json.loads(resp.read())["access_token"]
+    resource = "queryAll" if query_all else "query"
+    url = f"{emulator.base_url}/services/data/v61.0/{resource}?q={urllib.parse.quote(soql)}"
+    out = []
+    while url:
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=60, context=emulator._ssl_context) as resp:
+            page = json.loads(resp.read())
+        out.extend(page["records"])
+        nxt = page.get("nextRecordsUrl")
+        url = f"{emulator.base_url}{nxt}" if nxt and not page.get("done") else None
+    return out
+
+
+def worker_pid(conn):
+    return query_value(
+        conn, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sequin_sf'"
+    )

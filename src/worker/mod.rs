@@ -38,6 +38,10 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
     let db = crate::guc::database_name();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     log!("sequin_sf worker started for database {db}");
+    // Table DDL and the write path's idempotent installs raise NOTICEs on every
+    // (re)creation; keep the server log for what matters.
+    tx(|| Spi::run("SELECT set_config('log_min_messages', 'warning', false)"))
+        .unwrap_or_else(|e| warning!("sequin_sf: {e}"));
     let mut runtimes: HashMap<String, SyncRuntime> = HashMap::new();
     let mut nap = IDLE_NAP;
     while BackgroundWorker::wait_latch(Some(nap)) {

@@ -72,6 +72,12 @@ pub fn step(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<bool, StepError> {
         }
     }
 
+    // Settings may change at any time (alter_sync): schedules follow them.
+    for cr in rt.collections.values_mut() {
+        cr.describe.set_every(secs(cfg.describe_interval_secs));
+        cr.deleted.set_every(secs(cfg.deleted_interval_secs));
+    }
+
     let mut busy = false;
     if let Some(c) = colls.iter().find(|c| c.state == "backfilling") {
         busy = if c.has_columns {
@@ -402,7 +408,12 @@ fn check_describe(
         cr.describe.mark(now);
     }
     let at = Utc::now();
-    let Some(d) = rt.block_on(rt.client.describe(&c.object_name, c.describe_modified))? else {
+    // HTTP dates have whole seconds: a change in the same second as our last describe
+    // would look older than it, so ask from a second earlier (a spare 200 is harmless).
+    let since = c
+        .describe_modified
+        .map(|t| t - chrono::Duration::seconds(1));
+    let Some(d) = rt.block_on(rt.client.describe(&c.object_name, since))? else {
         return Ok(());
     };
     let existing = tx(|| catalog::load_columns(&cfg.name, &c.object_name))?;

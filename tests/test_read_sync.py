@@ -1,0 +1,324 @@
+"""End to end: the read path (Salesforce -> Postgres) with a real cluster, the real
+background worker and the emulator as Salesforce."""
+
+import datetime
+import decimal
+import json
+
+import psycopg
+import pytest
+
+from harness import (
+    create_emulator_credential,
+    query_rows,
+    query_value,
+    sf_records,
+    wait_backfilled,
+    wait_for,
+)
+
+OBJECTS = {
+    "Account": ["Id", "Name", "AnnualRevenue", "NumberOfEmployees", "BillingCity", "SystemModstamp"],
+    "Contact": ["Id", "FirstName", "LastName", "Email", "AccountId", "Birthdate", "SystemModstamp"],
+    "Opportunity": ["Id", "Name", "Amount", "StageName", "CloseDate", "AccountId", "SystemModstamp"],
+}
+
+
+def norm(v):
+    """One comparable form for a value read from Salesforce JSON or from Postgres."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float, decimal.Decimal)):
+        return round(float(v), 6)
+    if isinstance(v, datetime.datetime):
+        return v.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    if isinstance(v, datetime.date):
+        return v.isoformat()
+    if isinstance(v, str) and len(v) >= 23 and v[10] == "T" and v[4] == "-":
+        t = datetime.datetime.strptime(v[:23] + v[23:].replace(":", ""), "%Y-%m-%dT%H:%M:%S.%f%z")
+        return t.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    return v
+
+
+def sf_snapshot(emulator, obj, fields):
+    recs = sf_records(emulator, f"SELECT {', '.join(fields)} FROM {obj}")
+    return {r["Id"]: tuple(norm(r[f]) for f in fields) for r in recs}
+
+
+def pg_snapshot(db, sync, obj, fields):
+    cols = query_rows(
+        db,
+        "SELECT field_name, column_name, schema_name, table_name FROM sequin_sf.columns"
+        " WHERE sync_name = %s AND collection = %s",
+        (sync, obj),
+    )
+    by_field = {f: (c, s, t) for f, c, s, t in cols}
+    schema, table = by_field["Id"][1], by_field["Id"][2]
+    sel = ", ".join(psycopg.sql.Identifier(by_field[f][0]).as_string(db) for f in fields)
+    rows = query_rows(db, f'SELECT {sel} FROM "{schema}"."{table}"')
+    return {r[0]: tuple(norm(v) for v in r) for r in rows}
+
+
+def start_sync(db, emulator, collections, sync="emu", schema="salesforce", rate=100000):
+    """A sync with a generous budget (100,000 requests/day) so polls come often and the
+    suite stays quick."""
+    create_emulator_credential(db, emulator)
+    db.execute(
+        "SELECT sequin_sf.create_sync(%s, credential => 'emu', collections => %s, schema_name => %s,"
+        " rate_limit_requests => %s)",
+        (sync, collections, schema, rate),
+    )
+
+
+def test_read_backfill_matches_emulator(emulator, db):
+    start_sync(db, emulator, list(OBJECTS))
+    wait_backfilled(db, "emu")
+    for obj, fields in OBJECTS.items():
+        want = sf_snapshot(emulator, obj, fields)
+        got = pg_snapshot(db, "emu", obj, fields)
+        assert len(got) == len(want) > 0, obj
+        assert got == want, obj
+    status = query_rows(
+        db, "SELECT collection, rows_done, rows_total, api_requests_24h, last_error"
+        " FROM sequin_sf.sync_status ORDER BY collection"
+    )
+    counts = emulator.stats()["records"]
+    for coll, done, total, used, err in status:
+        assert done == total == counts[coll]
+        assert err is None
+        assert used > 0
+    # surrogate key, nullable unique Id, reserved write-state column, stamp index
+    cols = dict(query_rows(
+        db, "SELECT column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = 'salesforce' AND table_name = 'contact'"))
+    assert cols["_row_id"] == "bigint" and cols["id"] == "text"
+    assert cols["_write_state"] == "text" and cols["system_modstamp"].startswith("timestamp")
+    assert cols["birthdate"] == "date" and cols["mailing_address"] == "jsonb"
+    assert query_value(
+        db, "SELECT count(*) FROM pg_indexes WHERE schemaname = 'salesforce'"
+        " AND tablename = 'contact' AND indexdef LIKE '%system_modstamp%'") == 1
+
+
+def events_for(db, upstream_id):
+    return query_rows(
+        db, "SELECT event, data, previous_data FROM salesforce._sync_events"
+        " WHERE upstream_id = %s ORDER BY seq", (upstream_id,))
+
+
+def test_read_changes_deletes_undeletes_purges_reach_tables_and_events(emulator, db):
+    start_sync(db, emulator, ["Contact", "Account"])
+    wait_backfilled(db, "emu")
+    db.execute("SELECT sequin_sf.alter_sync('emu', deleted_interval => '1 second')")
+    listener = psycopg.connect(db.info.dsn, autocommit=True)
+    listener.execute("LISTEN sequin_sf_emu")
+
+    new_id = emulator.control("POST", "records/Contact", [{"LastName": "Newman", "Email": "n@x.test"}])["ids"][0]
+    wait_for(lambda: query_value(db, "SELECT last_name FROM salesforce.contact WHERE id = %s", (new_id,)) == "Newman",
+             what="created contact")
+
+    emulator.control("PATCH", f"records/Contact/{new_id}", {"Title": "CTO", "Email": "cto@x.test"})
+    wait_for(lambda: query_value(db, "SELECT title FROM salesforce.contact WHERE id = %s", (new_id,)) == "CTO",
+             what="updated contact")
+
+    emulator.control("DELETE", f"records/Contact/{new_id}")
+    wait_for(lambda: query_value(db, "SELECT count(*) FROM salesforce.contact WHERE id = %s", (new_id,)) == 0,
+             what="soft delete")
+
+    emulator.control("POST", f"records/Contact/{new_id}/undelete")
+    wait_for(lambda: query_value(db, "SELECT count(*) FROM salesforce.contact WHERE id = %s", (new_id,)) == 1,
+             what="undelete")
+
+    emulator.control("DELETE", f"records/Contact/{new_id}?purge=true")
+    wait_for(lambda: query_value(db, "SELECT count(*) FROM salesforce.contact WHERE id = %s", (new_id,)) == 0,
+             what="purge (hard delete via /deleted)")
+
+    evs = events_for(db, new_id)
+    assert [e[0] for e in evs] == ["inserted", "updated", "deleted", "inserted", "deleted"]
+    assert evs[0][1]["LastName"] == "Newman" and evs[0][2] is None
+    # previous_data: prior values of the changed fields only (plus the bumped stamps)
+    prev = evs[1][2]
+    assert prev["Email"] == "n@x.test" and prev["Title"] is None
+    assert "LastName" not in prev and "FirstName" not in prev
+    assert evs[1][1]["Title"] == "CTO"
+    assert query_value(db, "SELECT collection_id FROM salesforce._sync_events WHERE upstream_id = %s LIMIT 1",
+                       (new_id,)) == "salesforce:contact"
+
+    # a purge of an already soft-deleted record and a purge of a live one both leave
+    # the table, each with exactly one deleted event
+    victim = query_value(db, "SELECT id FROM salesforce.account ORDER BY id LIMIT 1")
+    emulator.control("DELETE", f"records/Account/{victim}?purge=true")
+    wait_for(lambda: query_value(db, "SELECT count(*) FROM salesforce.account WHERE id = %s", (victim,)) == 0,
+             what="purged account")
+    # (its backfill emitted the "inserted" event)
+    assert [e[0] for e in events_for(db, victim)] == ["inserted", "deleted"]
+
+    # consumers can LISTEN on the sync's channel
+    notes = list(listener.notifies(timeout=5, stop_after=1))
+    assert notes and json.loads(notes[0].payload)["events"] >= 1
+    listener.close()
+    # the event stream is published for logical replication
+    assert query_value(db, "SELECT count(*) FROM pg_publication_tables WHERE pubname = 'sequin_sf_emu'"
+                           " AND tablename = '_sync_events'") == 1
+    state = query_rows(db, "SELECT state, last_poll_at IS NOT NULL, lag IS NOT NULL FROM sequin_sf.sync_status")
+    assert all(s == ("live", True, True) for s in state)
+
+
+def test_read_new_custom_field_becomes_column(emulator, db):
+    start_sync(db, emulator, ["Contact"])
+    wait_backfilled(db, "emu")
+    db.execute("SELECT sequin_sf.alter_sync('emu', describe_interval => '1 second')")
+    emulator.control("POST", "schema/Contact/fields", {"name": "Loyalty_Tier__c", "type": "string", "length": 40})
+    wait_for(lambda: query_value(
+        db, "SELECT column_name FROM sequin_sf.columns WHERE collection = 'Contact'"
+        " AND field_name = 'Loyalty_Tier__c'") == "loyalty_tier__c", what="new column")
+    some = query_value(db, "SELECT id FROM salesforce.contact ORDER BY id LIMIT 1")
+    emulator.control("PATCH", f"records/Contact/{some}", {"Loyalty_Tier__c": "Gold"})
+    wait_for(lambda: query_value(db, "SELECT loyalty_tier__c FROM salesforce.contact WHERE id = %s", (some,)) == "Gold",
+             what="value of the new field")
+    assert query_value(db, "SELECT last_error FROM sequin_sf.sync_status") is None
+
+
+def test_read_restart_mid_backfill_resumes_without_duplicates_or_gaps(start_emulator, cluster):
+    emulator = start_emulator("--seed", "3", "--generate", "Contact=30000", "--latency-ms", "150")
+    db = cluster.connect()
+    db.execute("CREATE EXTENSION sequin_sf")
+    start_sync(db, emulator, ["Contact"])
+    wait_for(lambda: (query_value(
+        db, "SELECT rows_done FROM sequin_sf.sync_status WHERE state = 'backfilling'") or 0) >= 4000,
+        what="backfill under way")
+    db.close()
+    cluster.restart()
+    db = cluster.connect()
+    before = query_value(db, "SELECT rows_done FROM sequin_sf.sync_status")
+    assert 0 < before < 30000, "the restart must happen mid-backfill"
+    wait_backfilled(db, "emu")
+    assert query_value(db, "SELECT count(*) FROM salesforce.contact") == 30000
+    assert query_value(db, "SELECT count(DISTINCT id) FROM salesforce.contact") == 30000
+    # never re-read: 15 pages of 2000, one COUNT(), at most one page lost at the restart
+    ep = emulator.stats()["endpoints"]
+    assert ep["query"] + ep["query_more"] <= 15 + 1 + 1
+    want = sf_snapshot(emulator, "Contact", OBJECTS["Contact"])
+    assert pg_snapshot(db, "emu", "Contact", OBJECTS["Contact"]) == want
+    db.close()
+
+
+def test_read_survives_expired_tokens_503s_and_exhausted_quota(emulator, db):
+    start_sync(db, emulator, ["Contact"])
+    wait_backfilled(db, "emu")
+    cid = query_value(db, "SELECT id FROM salesforce.contact ORDER BY id LIMIT 1")
+
+    def change_arrives(title):
+        emulator.control("PATCH", f"records/Contact/{cid}", {"Title": title})
+        wait_for(lambda: query_value(db, "SELECT title FROM salesforce.contact WHERE id = %s", (cid,)) == title,
+                 timeout=120, what=f"title {title}")
+
+    emulator.control("POST", "expire_tokens")
+    change_arrives("after expired token")
+
+    emulator.control("POST", "faults", {"kind": "503", "count": 3})
+    change_arrives("after 503s")
+
+    limit = emulator.control("GET", "limits")["api_limit"]
+    emulator.control("PUT", "limits", {"api_used": limit})
+    wait_for(lambda: "REQUEST_LIMIT_EXCEEDED" in (query_value(
+        db, "SELECT last_error FROM sequin_sf.sync_status") or "") or "Limit" in (query_value(
+        db, "SELECT last_error FROM sequin_sf.sync_status") or ""), what="quota error reported")
+    emulator.control("PUT", "limits", {"api_used": 0})
+    change_arrives("after quota")
+    wait_for(lambda: query_value(db, "SELECT last_error FROM sequin_sf.sync_status") is None,
+             what="error cleared")
+
+
+def test_read_bad_credentials_and_unknown_collections_give_clear_errors(emulator, db, cluster):
+    db.execute(
+        "SELECT sequin_sf.create_credential('bad', kind => 'refresh_token', login_url => %s,"
+        " client_id => 'sequin-emulator', client_secret => 'wrong-secret-XYZ', refresh_token => 'nope')",
+        (emulator.base_url,))
+    with pytest.raises(psycopg.errors.InvalidAuthorizationSpecification) as err:
+        db.execute("SELECT sequin_sf.create_sync('s1', credential => 'bad', collections => ARRAY['Contact'])")
+    assert "could not log in to Salesforce with credential \"bad\"" in str(err.value)
+    assert "wrong-secret-XYZ" not in str(err.value)
+
+    create_emulator_credential(db, emulator)
+    with pytest.raises(psycopg.errors.UndefinedObject) as err:
+        db.execute("SELECT sequin_sf.create_sync('s2', credential => 'emu', collections => ARRAY['Contat'])")
+    assert '"Contat" does not exist' in str(err.value)
+    assert "Contact" in (err.value.diag.message_hint or "")
+
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
+        db.execute("SELECT sequin_sf.create_credential('x', kind => 'magic')")
+    assert "kind" in str(err.value)
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
+        db.execute("SELECT sequin_sf.create_credential('x', kind => 'password', client_id => 'c')")
+    assert "client_secret" in str(err.value) and "username" in str(err.value)
+    with pytest.raises(psycopg.errors.UndefinedObject):
+        db.execute("SELECT sequin_sf.create_sync('s3', credential => 'missing', collections => ARRAY['Contact'])")
+    assert query_value(db, "SELECT count(*) FROM sequin_sf.syncs") == 0
+    assert "wrong-secret-XYZ" not in cluster.log()
+
+
+def test_read_secrets_encrypted_and_hidden_from_unprivileged_roles(emulator, db, cluster):
+    create_emulator_credential(db, emulator)
+    secret = query_value(db, "SELECT secret FROM sequin_sf._credentials WHERE name = 'emu'")
+    assert b"emulator-secret" not in secret and b"emulator-refresh-token" not in secret
+    db.execute("CREATE ROLE mallory LOGIN")
+    other = cluster.connect(user="mallory")
+    for rel in ("sequin_sf._credentials", "sequin_sf.credentials"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            other.execute(f"SELECT * FROM {rel}")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        other.execute("SELECT sequin_sf.create_credential('m', kind => 'client_credentials',"
+                      " client_id => 'a', client_secret => 'b')")
+    # the views users may read carry no secret
+    shown = json.dumps(query_rows(db, "SELECT * FROM sequin_sf.credentials"), default=str)
+    assert "emulator-secret" not in shown and "emulator-refresh-token" not in shown
+    other.close()
+    assert "emulator-refresh-token" not in cluster.log()
+
+
+def test_read_worker_lifecycle_crash_reload_and_stop(emulator, db, cluster):
+    import os
+    import signal
+
+    start_sync(db, emulator, ["Account"])
+    wait_backfilled(db, "emu")
+    pid = wait_for(lambda: query_value(db, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sequin_sf'"),
+                   what="worker")
+    db.execute("SELECT pg_reload_conf()")
+    wait_for(lambda: "sequin_sf worker reloaded its configuration" in cluster.log(), what="SIGHUP reload")
+    db.close()
+    os.kill(pid, signal.SIGKILL)  # a crash: the postmaster resets and restarts the worker
+
+    def new_worker():
+        with cluster.connect() as c:
+            p = query_value(c, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sequin_sf'")
+            return p if p and p != pid else None
+
+    wait_for(new_worker, timeout=120, what="restarted worker")
+    c = cluster.connect()
+    aid = query_value(c, "SELECT id FROM salesforce.account ORDER BY id LIMIT 1")
+    emulator.control("PATCH", f"records/Account/{aid}", {"Name": "After Crash"})
+    wait_for(lambda: query_value(c, "SELECT name FROM salesforce.account WHERE id = %s", (aid,)) == "After Crash",
+             what="sync continues after the crash")
+    c.close()
+    cluster.stop()  # fast shutdown waits for the worker to honour SIGTERM
+    assert "sequin_sf worker stopping" in cluster.log()
+    cluster.start()
+
+
+def test_read_management_lifecycle(emulator, db):
+    start_sync(db, emulator, ["Account"])
+    wait_backfilled(db, "emu")
+    db.execute("SELECT sequin_sf.add_collection('emu', 'opportunity')")
+    wait_backfilled(db, "emu")
+    assert query_value(db, "SELECT count(*) FROM salesforce.opportunity") == emulator.stats()["records"]["Opportunity"]
+    db.execute("SELECT sequin_sf.pause_sync('emu')")
+    assert query_value(db, "SELECT state FROM sequin_sf.syncs") == "paused"
+    db.execute("SELECT sequin_sf.resume_sync('emu')")
+    db.execute("SELECT sequin_sf.remove_collection('emu', 'Account')")
+    assert query_value(db, "SELECT to_regclass('salesforce.account')") is None
+    db.execute("SELECT sequin_sf.drop_sync('emu')")
+    assert query_value(db, "SELECT to_regnamespace('salesforce')") is None
+    assert query_value(db, "SELECT count(*) FROM sequin_sf.sync_status") == 0
