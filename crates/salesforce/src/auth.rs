@@ -164,6 +164,11 @@ impl Authenticator {
             .await
             .map_err(|e| login_transport_error(self.login_url(), e))?;
         let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = response
             .bytes()
             .await
@@ -197,6 +202,13 @@ impl Authenticator {
         }
         let (error, description) = match serde_json::from_slice::<TokenError>(&body) {
             Ok(e) if !e.error.is_empty() => (e.error, e.error_description),
+            _ if crate::http::is_redirect(status) => (
+                format!("http_{status}"),
+                format!(
+                    "the login host redirected to {}; use the host it names as the login URL",
+                    location.as_deref().unwrap_or("(no Location header)")
+                ),
+            ),
             _ => (
                 format!("http_{status}"),
                 String::from_utf8_lossy(&body).chars().take(300).collect(),

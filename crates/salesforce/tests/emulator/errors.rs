@@ -137,58 +137,38 @@ async fn not_found_record_is_not_transient() {
     assert!(!err.is_transient());
 }
 
-/// A server that breaks every data response off after the headers: the emulator cannot
-/// do this, so a raw TCP server stands in. The token call is answered properly.
+/// A token response pointing the client back at `instance`.
+fn token_reply(instance: &str) -> String {
+    let body = serde_json::json!({
+        "access_token": "00Dx!AR-token",
+        "instance_url": instance,
+        "id": format!("{instance}/id/00Dxx0000001gPLEAY/005xx000001Sv6AAAS"),
+        "token_type": "Bearer",
+        "issued_at": "1700000000000",
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A server that breaks every data response off after the headers (the emulator cannot
+/// do this). The token call is answered properly.
 async fn truncating_server() -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let instance = base.clone();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let instance = instance.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let n = sock.read(&mut buf).await.unwrap_or(0);
-                let request = String::from_utf8_lossy(&buf[..n]).to_string();
-                if request.starts_with("POST /services/oauth2/token") {
-                    let body = serde_json::json!({
-                        "access_token": "00Dx!AR-token",
-                        "instance_url": instance,
-                        "id": format!("{instance}/id/00Dxx0000001gPLEAY/005xx000001Sv6AAAS"),
-                        "token_type": "Bearer",
-                        "issued_at": "1700000000000",
-                    })
-                    .to_string();
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = sock.write_all(head.as_bytes()).await;
-                    let _ = sock.write_all(body.as_bytes()).await;
-                } else {
-                    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 5000\r\n\r\n{\"totalSize\":";
-                    let _ = sock.write_all(head.as_bytes()).await;
-                }
-                let _ = sock.shutdown().await;
-            });
+    raw_server(|request, base| {
+        if request.starts_with("POST /services/oauth2/token") {
+            token_reply(base)
+        } else {
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 5000\r\n\r\n{\"totalSize\":".into()
         }
-    });
-    base
+    })
+    .await
 }
 
 #[tokio::test]
 async fn response_cut_off_mid_body_is_a_transport_error() {
-    let base = truncating_server().await;
-    let client = salesforce::Client::new(salesforce::ClientConfig::new(
-        salesforce::Credential::RefreshToken {
-            login_url: base.clone(),
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.into(),
-            refresh_token: REFRESH_TOKEN.into(),
-        },
-    ))
-    .unwrap();
+    let client = client_for(&truncating_server().await);
     client.authenticate().await.unwrap();
     let err = client
         .query("SELECT Id FROM Account", None)
@@ -196,4 +176,58 @@ async fn response_cut_off_mid_body_is_a_transport_error() {
         .unwrap_err();
     assert!(matches!(err, Error::Transport(_)), "{err:?}");
     assert!(err.is_transient() && err.outcome_unknown());
+}
+
+fn client_for(login_url: &str) -> salesforce::Client {
+    salesforce::Client::new(salesforce::ClientConfig::new(
+        salesforce::Credential::RefreshToken {
+            login_url: login_url.to_string(),
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+            refresh_token: REFRESH_TOKEN.into(),
+        },
+    ))
+    .unwrap()
+}
+
+/// Redirects are never followed (the token must not travel to another host); they
+/// become errors that name the target.
+#[tokio::test]
+async fn redirects_are_reported_not_followed() {
+    let redirect = |to: &str| {
+        format!(
+            "HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )
+    };
+    let login =
+        raw_server(move |_, _| redirect("https://acme.my.salesforce.com/services/oauth2/token"))
+            .await;
+    let err = client_for(&login).authenticate().await.unwrap_err();
+    assert!(matches!(err, Error::Auth { status: 302, .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("https://acme.my.salesforce.com"),
+        "{err}"
+    );
+
+    let data = raw_server(move |request, base| {
+        if request.starts_with("POST /services/oauth2/token") {
+            token_reply(base)
+        } else {
+            format!(
+                "HTTP/1.1 301 Moved\r\nlocation: https://elsewhere.example/q\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )
+        }
+    })
+    .await;
+    let client = client_for(&data);
+    let err = client
+        .query("SELECT Id FROM Account", None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(301));
+    assert!(
+        err.to_string().contains("https://elsewhere.example/q"),
+        "{err}"
+    );
+    assert!(!err.is_transient());
 }

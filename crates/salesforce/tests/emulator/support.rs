@@ -147,3 +147,61 @@ pub fn rec(v: Value) -> serde_json::Map<String, Value> {
         other => panic!("not a JSON object: {other}"),
     }
 }
+
+/// A raw HTTP/1.1 server for failures the emulator cannot produce (cut-off bodies,
+/// redirects): answers each connection's first request with `reply(request_text,
+/// base_url)` written verbatim, then closes. Returns its base URL.
+pub async fn raw_server<F>(reply: F) -> String
+where
+    F: Fn(&str, &str) -> String + Send + Sync + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let reply = std::sync::Arc::new(reply);
+    let served = base.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let reply = reply.clone();
+            let base = served.clone();
+            tokio::spawn(async move {
+                // Read the whole request (headers and Content-Length body): closing
+                // with unread bytes would reset the connection under the reply.
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if request_complete(&buf) {
+                        break;
+                    }
+                }
+                let request = String::from_utf8_lossy(&buf).to_string();
+                let _ = sock.write_all(reply(&request, &base).as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    base
+}
+
+fn request_complete(buf: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(buf);
+    let Some(end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let length = text[..end]
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())
+                .flatten()
+        })
+        .unwrap_or(0);
+    buf.len() >= end + 4 + length
+}
