@@ -213,9 +213,8 @@ async fn redirects_are_reported_not_followed() {
         if request.starts_with("POST /services/oauth2/token") {
             token_reply(base)
         } else {
-            format!(
-                "HTTP/1.1 301 Moved\r\nlocation: https://elsewhere.example/q\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            )
+            "HTTP/1.1 301 Moved\r\nlocation: https://elsewhere.example/q\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                .to_string()
         }
     })
     .await;
