@@ -79,10 +79,14 @@ impl Error {
                 retry_after: Some(d),
                 ..
             } => Some(*d),
+            // The daily quota only frees as the rolling 24 h window moves; too many
+            // concurrent long requests (ConcurrentPerOrgLongTxn, same code) clear as soon
+            // as one finishes, so ordinary backoff suits them.
             Error::Api { errors, .. }
-                if errors
-                    .iter()
-                    .any(|e| e.error_code == ErrorCode::RequestLimitExceeded) =>
+                if errors.iter().any(|e| {
+                    e.error_code == ErrorCode::RequestLimitExceeded
+                        && !e.message.contains("ConcurrentPerOrgLongTxn")
+                }) =>
             {
                 Some(Duration::from_secs(60))
             }

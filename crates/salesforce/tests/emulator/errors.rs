@@ -230,3 +230,29 @@ async fn redirects_are_reported_not_followed() {
     );
     assert!(!err.is_transient());
 }
+
+/// Too many concurrent long requests: the same code as the daily quota, but it clears
+/// as soon as a long request ends, so no 60 s hint.
+#[tokio::test]
+async fn concurrent_long_request_limit() {
+    let emu = Emu::start().await;
+    let client = emu.client();
+    client.authenticate().await.unwrap();
+    emu.control(
+        "PUT",
+        "limits",
+        Some(json!({"long_request_limit": 0, "latency_ms": 20000})),
+    )
+    .await;
+    let err = client
+        .query("SELECT Id FROM Account", None)
+        .await
+        .unwrap_err();
+    emu.control("PUT", "limits", Some(json!({"latency_ms": 0})))
+        .await;
+    assert_eq!(err.status(), Some(403));
+    assert_eq!(err.code(), Some(&ErrorCode::RequestLimitExceeded));
+    assert!(err.to_string().contains("ConcurrentPerOrgLongTxn"), "{err}");
+    assert!(err.is_transient());
+    assert_eq!(err.retry_after_hint(), None);
+}
