@@ -31,7 +31,7 @@ pub use describe::{
     SObjectSummary,
 };
 pub use error::{ApiError, Error, ErrorCode, RecordError, Result};
-pub use query::{QueryPage, MAX_BATCH_SIZE, MIN_BATCH_SIZE};
+pub use query::{QueryPage, RawQueryPage, MAX_BATCH_SIZE, MIN_BATCH_SIZE};
 pub use sobjects::{SaveResult, MAX_COLLECTION_RECORDS, MAX_RETRIEVE_IDS};
 pub use usage::ApiUsage;
 

@@ -3,6 +3,7 @@
 use reqwest::header::HeaderName;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::client::Client;
@@ -27,6 +28,46 @@ pub struct QueryPage {
 
 fn yes() -> bool {
     true
+}
+
+/// One page of query results with the records left as the JSON text Salesforce sent
+/// (an array), for callers that hand them on (e.g. to Postgres' `jsonb_to_recordset`)
+/// without building a map per record.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawQueryPage {
+    #[serde(default, deserialize_with = "null_default")]
+    pub total_size: u64,
+    #[serde(default = "yes")]
+    pub done: bool,
+    #[serde(default)]
+    pub next_records_url: Option<String>,
+    #[serde(default = "empty_array")]
+    pub records: Box<RawValue>,
+}
+
+fn empty_array() -> Box<RawValue> {
+    RawValue::from_string("[]".to_string()).expect("[] is JSON")
+}
+
+impl RawQueryPage {
+    /// The records as JSON text: `[{"attributes":{...},"Id":"003...",...},...]`.
+    pub fn records_json(&self) -> &str {
+        self.records.get()
+    }
+
+    /// How many records the page holds (walks the JSON without building values).
+    pub fn record_count(&self) -> Result<usize> {
+        serde_json::from_str::<Vec<serde::de::IgnoredAny>>(self.records.get())
+            .map(|v| v.len())
+            .map_err(|e| Error::Decode(format!("query page records: {e}")))
+    }
+
+    /// Parses the records into maps, as [`QueryPage`] holds them.
+    pub fn parse_records(&self) -> Result<Vec<Map<String, Value>>> {
+        serde_json::from_str(self.records.get())
+            .map_err(|e| Error::Decode(format!("query page records: {e}")))
+    }
 }
 
 /// Salesforce accepts 200..=2000 and treats the value as a hint.
@@ -58,11 +99,29 @@ impl Client {
 
     /// Fetches the page a previous page's `next_records_url` points to.
     pub async fn query_more(&self, next_records_url: &str) -> Result<QueryPage> {
-        if !next_records_url.starts_with("/services/data/") {
-            return Err(Error::Config(format!(
-                "next records URL {next_records_url:?} is not a /services/data/ path"
-            )));
-        }
+        check_next_url(next_records_url)?;
+        self.execute(RequestSpec::new(Method::GET, next_records_url))
+            .await?
+            .json("query page")
+    }
+
+    /// [`Client::query`] with the records left as JSON text.
+    pub async fn query_raw(&self, soql: &str, batch_size: Option<u32>) -> Result<RawQueryPage> {
+        self.execute(query_spec("query", soql, batch_size))
+            .await?
+            .json("query page")
+    }
+
+    /// [`Client::query_all`] with the records left as JSON text.
+    pub async fn query_all_raw(&self, soql: &str, batch_size: Option<u32>) -> Result<RawQueryPage> {
+        self.execute(query_spec("queryAll", soql, batch_size))
+            .await?
+            .json("query page")
+    }
+
+    /// [`Client::query_more`] with the records left as JSON text.
+    pub async fn query_more_raw(&self, next_records_url: &str) -> Result<RawQueryPage> {
+        check_next_url(next_records_url)?;
         self.execute(RequestSpec::new(Method::GET, next_records_url))
             .await?
             .json("query page")
@@ -79,11 +138,27 @@ impl Client {
         soql: &str,
         batch_size: Option<u32>,
     ) -> Result<QueryPage> {
-        let mut spec = RequestSpec::new(Method::GET, resource).query("q", soql);
-        if let Some(n) = batch_size {
-            spec = spec.header(query_options(), batch_size_header(n));
-        }
-        self.execute(spec).await?.json("query page")
+        self.execute(query_spec(resource, soql, batch_size))
+            .await?
+            .json("query page")
+    }
+}
+
+fn query_spec(resource: &str, soql: &str, batch_size: Option<u32>) -> RequestSpec {
+    let mut spec = RequestSpec::new(Method::GET, resource).query("q", soql);
+    if let Some(n) = batch_size {
+        spec = spec.header(query_options(), batch_size_header(n));
+    }
+    spec
+}
+
+fn check_next_url(next_records_url: &str) -> Result<()> {
+    if next_records_url.starts_with("/services/data/") {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "next records URL {next_records_url:?} is not a /services/data/ path"
+        )))
     }
 }
 
@@ -109,6 +184,22 @@ mod tests {
         let last: QueryPage =
             serde_json::from_str(r#"{"totalSize":1,"done":true,"records":[]}"#).unwrap();
         assert!(last.done && last.next_records_url.is_none());
+    }
+
+    #[test]
+    fn raw_page_keeps_record_text() {
+        let body = r#"{"totalSize":2,"done":false,"nextRecordsUrl":"/services/data/v61.0/query/x-1",
+          "records":[{"attributes":{"type":"Contact"},"Id":"003A","Name":"Ünïcode \"q\""},{"Id":"003B"}]}"#;
+        let p: RawQueryPage = serde_json::from_str(body).unwrap();
+        assert_eq!(p.total_size, 2);
+        assert!(!p.done);
+        assert!(p.records_json().starts_with("[{\"attributes\""));
+        assert_eq!(p.record_count().unwrap(), 2);
+        let parsed = p.parse_records().unwrap();
+        assert_eq!(parsed[0]["Name"], "Ünïcode \"q\"");
+        let empty: RawQueryPage = serde_json::from_str(r#"{"totalSize":0,"done":true}"#).unwrap();
+        assert_eq!(empty.records_json(), "[]");
+        assert_eq!(empty.record_count().unwrap(), 0);
     }
 
     #[test]

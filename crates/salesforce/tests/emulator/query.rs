@@ -230,3 +230,39 @@ async fn updated_and_deleted_windows() {
         .unwrap();
     assert!(old.ids.is_empty());
 }
+
+/// The raw variants page the same way and keep the records' JSON text intact.
+#[tokio::test]
+async fn raw_query_pages_match_parsed_ones() {
+    let emu = Emu::start().await;
+    emu.generate("Contact", 2_300).await;
+    let client = emu.client();
+    let soql = "SELECT Id, LastName, Account.Name FROM Contact ORDER BY Id";
+    let mut raw = client.query_raw(soql, Some(2000)).await.unwrap();
+    let mut parsed = client.query(soql, Some(2000)).await.unwrap();
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        assert_eq!(raw.total_size, 2_300);
+        assert_eq!(raw.record_count().unwrap(), parsed.records.len());
+        assert_eq!(raw.parse_records().unwrap(), parsed.records);
+        match (
+            raw.next_records_url.clone(),
+            parsed.next_records_url.clone(),
+        ) {
+            (Some(a), Some(b)) => {
+                raw = client.query_more_raw(&a).await.unwrap();
+                parsed = client.query_more(&b).await.unwrap();
+            }
+            (None, None) => break,
+            other => panic!("paging differs: {other:?}"),
+        }
+    }
+    assert_eq!(pages, 2);
+    let all = client
+        .query_all_raw("SELECT Id FROM Contact", None)
+        .await
+        .unwrap();
+    assert_eq!(all.total_size, 2_300);
+    assert!(all.records_json().starts_with('['));
+}
