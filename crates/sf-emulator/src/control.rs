@@ -71,7 +71,7 @@ pub async fn handle(app: &Arc<App>, req: &Req, segs: &[String]) -> Resp {
             let (used, max) = app.limits.usage();
             Ok(Resp::json(
                 200,
-                &json!({"api_used": used, "api_limit": max, "long_request_limit": app.limits.long_limit(), "latency_ms": *app.latency_ms.lock()}),
+                &json!({"api_used": used, "api_limit": max, "long_request_limit": app.limits.long_limit(), "long_requests_running": app.limits.long_in_flight(), "latency_ms": *app.latency_ms.lock()}),
             ))
         }
         _ => Err(not_found(format!(

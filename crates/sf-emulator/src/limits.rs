@@ -150,6 +150,11 @@ impl Limits {
         self.quota.lock().long_limit
     }
 
+    /// Long requests running now.
+    pub fn long_in_flight(&self) -> u64 {
+        self.quota.lock().long_in_flight
+    }
+
     /// Starts a long request, or refuses it when the cap is reached.
     pub fn begin_long(&self) -> Result<LongGuard<'_>, ApiError> {
         let mut q = self.quota.lock();

@@ -1175,3 +1175,105 @@ async fn bulk1_query_job_in_xml() {
         "InvalidSessionId"
     );
 }
+
+// ------------------------------------------------------------------ schema, long requests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_changes_show_in_describe_and_writes() {
+    let org = Org::start(&[]).await;
+    let r = org.raw(Method::GET, &format!("{V}/sobjects"), None).await;
+    assert_eq!(r.status(), 200);
+    let since = "Tue, 01 Jan 2030 00:00:00 GMT";
+    let cached = org
+        .http
+        .get(org.url(&format!("{V}/sobjects")))
+        .bearer_auth(&org.token)
+        .header("If-Modified-Since", since)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), 304);
+    let now = org
+        .http
+        .get(org.url(&format!("{V}/sobjects/Contact/describe")))
+        .bearer_auth(&org.token)
+        .send()
+        .await
+        .unwrap();
+    let stamp = now
+        .headers()
+        .get("last-modified")
+        .map(|h| h.to_str().unwrap().to_string());
+    let (s, _) = org
+        .control(
+            Method::POST,
+            "schema/Contact/fields",
+            json!({"name": "Badge__c", "type": "string", "length": 20, "externalId": true}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    if let Some(stamp) = stamp {
+        let r = org
+            .http
+            .get(org.url(&format!("{V}/sobjects/Contact/describe")))
+            .bearer_auth(&org.token)
+            .header("If-Modified-Since", stamp)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            200,
+            "a schema change invalidates If-Modified-Since"
+        );
+    }
+    let (_, d) = org
+        .call(Method::GET, &format!("{V}/sobjects/Contact/describe"), None)
+        .await;
+    let f = d["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "Badge__c")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (f["externalId"].clone(), f["custom"].clone()),
+        (json!(true), json!(true))
+    );
+    let (s, b) = org
+        .call(
+            Method::PATCH,
+            &format!("{V}/sobjects/Contact/Badge__c/B-7"),
+            Some(json!({"LastName": "Upserted"})),
+        )
+        .await;
+    assert_eq!((s.as_u16(), b["created"].clone()), (201, json!(true)));
+    let q = org
+        .query("SELECT LastName FROM Contact WHERE Badge__c = 'B-7'")
+        .await;
+    assert_eq!(q["records"][0]["LastName"], "Upserted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_requests_are_capped() {
+    let org = Org::start(&["--latency-ms", "20000", "--long-request-limit", "1"]).await;
+    let url = org.url(&format!("{V}/limits"));
+    let (http, token) = (org.http.clone(), org.token.clone());
+    let slow = tokio::spawn(async move { http.get(url).bearer_auth(token).send().await });
+    for _ in 0..500 {
+        let (_, l) = org.control(Method::GET, "limits", json!({})).await;
+        if l["long_requests_running"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (s, b) = org.call(Method::GET, &format!("{V}/limits"), None).await;
+    assert_eq!(
+        (s.as_u16(), error_code(&b)),
+        (403, "REQUEST_LIMIT_EXCEEDED")
+    );
+    assert_eq!(b[0]["message"], "ConcurrentPerOrgLongTxn Limit exceeded.");
+    slow.abort();
+    org.running.shutdown().await;
+}
