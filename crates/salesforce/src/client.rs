@@ -50,7 +50,8 @@ pub struct RequestStats {
     pub error_responses: u64,
     /// Calls to the OAuth token endpoint (not counted by Salesforce against the quota).
     pub token_requests: u64,
-    /// Refreshes caused by a 401 `INVALID_SESSION_ID` on a data call.
+    /// Data calls retried after a 401 `INVALID_SESSION_ID`, with a token fetched by
+    /// that call or by a concurrent one (so this may exceed the extra token requests).
     pub session_refreshes: u64,
 }
 

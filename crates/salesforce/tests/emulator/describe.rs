@@ -167,3 +167,47 @@ async fn describe_of_unknown_object_is_not_found() {
     let err = client.describe("Contact/../x", None).await.unwrap_err();
     assert!(matches!(err, salesforce::Error::Config(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn custom_object_appears_in_global_describe() {
+    let emu = Emu::start().await;
+    let client = emu.client();
+    client.describe_global(None).await.unwrap().unwrap();
+    let before = Utc::now() - ChronoDuration::seconds(2);
+    emu.control(
+        "POST",
+        "schema/objects",
+        Some(json!({"name": "Shipment_Log__c", "fields": [{"name": "Amount__c", "type": "currency"}]})),
+    )
+    .await;
+    let global = client
+        .describe_global(Some(before))
+        .await
+        .unwrap()
+        .expect("changed since");
+    let invoice = global
+        .sobjects
+        .iter()
+        .find(|o| o.name == "Shipment_Log__c")
+        .expect("new object listed");
+    assert!(invoice.custom && invoice.queryable);
+    let d = client
+        .describe("Shipment_Log__c", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        d.field("Amount__c").unwrap().field_type,
+        FieldType::Currency
+    );
+    assert_eq!(d.field("Name").unwrap().field_type, FieldType::String);
+    let key = invoice.key_prefix.as_deref().unwrap();
+    let created = client
+        .create_record(
+            "Shipment_Log__c",
+            &rec(json!({"Name": "SHP-1", "Amount__c": 12.5})),
+        )
+        .await
+        .unwrap();
+    assert!(created.id.unwrap().starts_with(key));
+}
