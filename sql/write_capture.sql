@@ -414,6 +414,8 @@ DECLARE
     sync text;
     settings jsonb;
     entries jsonb;
+    ready_n bigint;
+    oldest float8;
 BEGIN
     SELECT name INTO sync FROM sequin_sf._syncs WHERE schema_name = p_schema;
     IF sync IS NULL OR to_regclass(format('%I._sync_write_log', p_schema)) IS NULL THEN
@@ -427,6 +429,18 @@ BEGIN
                'retention', extract(epoch FROM coalesce(w.write_log_retention, '7 days')))
       INTO settings
       FROM (SELECT 1) one LEFT JOIN sequin_sf.write_settings w ON w.schema_name = p_schema;
+    -- Cheap check first (the worker asks several times a second): is anything due, and
+    -- has a batch filled or its oldest change waited long enough?
+    EXECUTE format('SELECT count(*), extract(epoch FROM now() - min(inserted_at))'
+                   '  FROM (SELECT inserted_at FROM %I._sync_write_log'
+                   '         WHERE state IN (''new'', ''pending'')'
+                   '           AND (next_attempt_at IS NULL OR next_attempt_at <= now())'
+                   '         ORDER BY id LIMIT $1) r', p_schema)
+      INTO ready_n, oldest USING (settings ->> 'batch_size')::int;
+    IF ready_n = 0 OR (ready_n < (settings ->> 'batch_size')::int
+                       AND oldest < (settings ->> 'max_batch_wait')::float8) THEN
+        RETURN jsonb_build_object('settings', settings, 'entries', '[]'::jsonb);
+    END IF;
     PERFORM sequin_sf._write_fill_inserts(p_schema, sync);
     EXECUTE format($q$
         SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.log_id), '[]'::jsonb) FROM (
@@ -442,15 +456,19 @@ BEGIN
                    WHERE NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
                                       WHERE m.sync_name = $1 AND m.object_name = l.object_name
                                         AND m.column_name = v.key)) AS unmapped,
+                 -- unchanged since the row last synced, or since our own last write
+                 -- to the record succeeded (its new stamp has not been polled yet)
                  CASE WHEN $3 AND l.action = 'update' THEN
-                     greatest((l.previous ->> 'system_modstamp')::timestamptz,
-                              (SELECT max(s.settled_at) FROM %1$I._sync_write_log s
-                                WHERE s.api_id = l.api_id AND s.state = 'succeeded'
-                                  AND s.action IN ('insert', 'update') AND s.id < l.id))
+                     greatest((l.previous ->> 'system_modstamp')::timestamptz, w.last_ok)
                  END AS unmodified_since,
                  (l.next_attempt_at IS NULL OR l.next_attempt_at <= now()) AS ready,
                  extract(epoch FROM now() - l.inserted_at) AS age
             FROM %1$I._sync_write_log l
+            LEFT JOIN (SELECT s.api_id, max(s.settled_at) AS last_ok
+                         FROM %1$I._sync_write_log s
+                        WHERE $3 AND s.state = 'succeeded' AND s.api_id IS NOT NULL
+                          AND s.action IN ('insert', 'update')
+                        GROUP BY s.api_id) w ON w.api_id = l.api_id
            WHERE l.state IN ('new', 'pending')
            ORDER BY l.id
            LIMIT $2) e
