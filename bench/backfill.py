@@ -69,7 +69,7 @@ def main():
                 " 'salesforce' AND table_name = 'contact' AND column_name <> '_row_id'"
                 " ORDER BY ordinal_position")]
         col_list = ", ".join(f'"{c}"' for c in cols)
-        path = f"{cluster.dir}/contacts.copy"
+        path = f"{cluster.datadir}/contacts.copy"
         conn.execute(f"COPY salesforce.contact ({col_list}) TO '{path}'")
         conn.execute("CREATE TABLE public.copy_baseline"
                      " (LIKE salesforce.contact INCLUDING DEFAULTS INCLUDING INDEXES"
@@ -90,6 +90,9 @@ def main():
               "  (target < 150 MiB)")
         print("collections:", query_rows(conn, "SELECT collection, state, rows_done,"
               " rows_total FROM sequin_sf.sync_status"))
+        for line in cluster.log().splitlines():
+            if "Bulk page of" in line:
+                print("  " + line.split("LOG:", 1)[-1].strip())
     finally:
         cluster.destroy()
         emu.stop()

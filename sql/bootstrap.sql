@@ -29,7 +29,8 @@ CREATE TABLE sequin_sf._syncs (
     write_reserve            real NOT NULL DEFAULT 0.2 CHECK (write_reserve >= 0 AND write_reserve < 1),
     poll_overlap             interval NOT NULL DEFAULT '30 seconds',
     event_retention          interval NOT NULL DEFAULT '7 days',
-    backfill_events          boolean NOT NULL DEFAULT true,
+    -- backfilled rows are a snapshot, not changes: no events unless asked for
+    backfill_events          boolean NOT NULL DEFAULT false,
     bulk_threshold           bigint NOT NULL DEFAULT 50000,
     describe_interval        interval NOT NULL DEFAULT '10 minutes',
     deleted_interval         interval NOT NULL DEFAULT '1 minute',

@@ -38,10 +38,15 @@ pub struct Secrets {
     pub private_key: Option<String>,
 }
 
-fn key_path() -> PathBuf {
+/// The cluster's data directory (only the postgres OS user can read it).
+pub fn data_dir() -> PathBuf {
     // SAFETY: DataDir is set by the postmaster before any backend or worker runs.
     let dir = unsafe { CStr::from_ptr(pgrx::pg_sys::DataDir) };
-    PathBuf::from(dir.to_string_lossy().into_owned()).join(KEY_FILE)
+    PathBuf::from(dir.to_string_lossy().into_owned())
+}
+
+fn key_path() -> PathBuf {
+    data_dir().join(KEY_FILE)
 }
 
 /// Reads the key, creating it (mode 0600, exclusive create) on first use.

@@ -24,6 +24,7 @@ pub struct SyncConfig {
     pub poll_overlap_secs: f64,
     pub event_retention_secs: f64,
     pub backfill_events: bool,
+    pub bulk_threshold: i64,
     pub describe_interval_secs: f64,
     pub deleted_interval_secs: f64,
     pub paused: bool,
@@ -54,6 +55,9 @@ pub struct CollectionRow {
     pub stamp_field: Option<String>,
     pub rows_total: Option<i64>,
     pub backfill_cursor: Option<String>,
+    pub backfill_mode: Option<String>,
+    pub bulk_job_id: Option<String>,
+    pub bulk_locator: Option<String>,
     pub backfill_started_at: Option<DateTime<Utc>>,
     pub poll_cursor: Option<DateTime<Utc>>,
     pub deleted_cursor: Option<DateTime<Utc>>,
@@ -81,7 +85,7 @@ pub fn load_syncs() -> SpiResult<Vec<SyncConfig>> {
                     s.max_concurrent_requests, s.org_usage_ceiling::float8, s.write_reserve::float8,
                     extract(epoch FROM s.poll_overlap)::float8, extract(epoch FROM s.event_retention)::float8,
                     s.backfill_events, extract(epoch FROM s.describe_interval)::float8,
-                    extract(epoch FROM s.deleted_interval)::float8, s.paused, s.last_error IS NOT NULL
+                    extract(epoch FROM s.deleted_interval)::float8, s.paused, s.last_error IS NOT NULL, s.bulk_threshold
              FROM sequin_sf._syncs s LEFT JOIN sequin_sf._credentials cr ON cr.name = s.credential
              ORDER BY s.name",
             None,
@@ -106,6 +110,7 @@ pub fn load_syncs() -> SpiResult<Vec<SyncConfig>> {
                 deleted_interval_secs: r.get(14)?.unwrap_or(60.0),
                 paused: r.get(15)?.unwrap_or(false),
                 has_error: r.get(16)?.unwrap_or(false),
+                bulk_threshold: r.get(17)?.unwrap_or(50_000),
             });
         }
         Ok(out)
@@ -120,7 +125,7 @@ pub fn load_collections(sync: &str) -> SpiResult<Vec<CollectionRow>> {
                 to_char(c.deleted_cursor AT TIME ZONE 'UTC', '{TS}'),
                 c.describe_modified,
                 EXISTS (SELECT 1 FROM sequin_sf._columns m WHERE m.sync_name = c.sync_name AND m.object_name = c.object_name),
-                c.last_error IS NOT NULL
+                c.last_error IS NOT NULL, c.backfill_mode, c.bulk_job_id, c.bulk_locator
          FROM sequin_sf._collections c WHERE c.sync_name = $1 ORDER BY c.added_at, c.object_name"
     );
     Spi::connect(|c| {
@@ -140,6 +145,9 @@ pub fn load_collections(sync: &str) -> SpiResult<Vec<CollectionRow>> {
                 describe_modified: ts(r.get(10)?),
                 has_columns: r.get(11)?.unwrap_or(false),
                 has_error: r.get(12)?.unwrap_or(false),
+                backfill_mode: r.get(13)?,
+                bulk_job_id: r.get(14)?,
+                bulk_locator: r.get(15)?,
             });
         }
         Ok(out)

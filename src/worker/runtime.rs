@@ -21,6 +21,11 @@ pub struct CollectionRuntime {
     pub next_records_url: Option<String>,
     pub describe: Periodic,
     pub deleted: Periodic,
+    /// Bulk backfill: the job was seen complete (results can be read).
+    pub bulk_complete: bool,
+    /// Bulk backfill: when to ask for the job's state next, and the growing wait.
+    pub bulk_check_at: Option<Instant>,
+    pub bulk_wait: Duration,
 }
 
 pub struct SyncRuntime {

@@ -193,11 +193,102 @@ pub fn apply_drift(
     })
 }
 
-pub fn set_rows_total(sync: &str, object: &str, total: i64) -> SpiResult<()> {
+/// Records the COUNT() of a collection and the backfill mode chosen from it.
+pub fn set_rows_total(sync: &str, object: &str, total: i64, mode: &str) -> SpiResult<()> {
     Spi::run_with_args(
-        "UPDATE sequin_sf._collections SET rows_total = $3 WHERE sync_name = $1 AND object_name = $2",
-        &[sync.into(), object.into(), total.into()],
+        "UPDATE sequin_sf._collections SET rows_total = $3, backfill_mode = $4
+         WHERE sync_name = $1 AND object_name = $2",
+        &[sync.into(), object.into(), total.into(), mode.into()],
     )
+}
+
+/// Remembers the Bulk query job of a backfill (NULL forgets a failed one).
+pub fn set_bulk_job(sync: &str, object: &str, job_id: Option<&str>) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE sequin_sf._collections SET bulk_job_id = $3, bulk_locator = NULL, rows_done = 0
+         WHERE sync_name = $1 AND object_name = $2",
+        &[sync.into(), object.into(), job_id.into()],
+    )
+}
+
+/// Applies one Bulk results page (in chunks, one transaction) and moves the persisted
+/// locator past it; `done` when it was the last page.
+pub fn apply_bulk_page(
+    sync: &str,
+    target: &ApplyTarget,
+    object: &str,
+    chunks: &mut dyn FnMut() -> Option<Value>,
+    next_locator: Option<&str>,
+) -> SpiResult<i64> {
+    let mut rows = 0i64;
+    let mut total = Applied::default();
+    Spi::connect_mut(mark_applying)?;
+    // One SPI connection per chunk: its memory (the jsonb argument, the result) is
+    // freed when it closes, so a large page never accumulates in the transaction.
+    while let Some(chunk) = chunks() {
+        rows += chunk.as_array().map_or(0, |a| a.len() as i64);
+        let applied = Spi::connect_mut(|c| apply_records(c, target, chunk))?;
+        total.events += applied.events;
+    }
+    Spi::connect_mut(|c| {
+        let done = next_locator.is_none();
+        c.update(
+            "UPDATE sequin_sf._collections SET
+                 bulk_locator = $3,
+                 rows_done = rows_done + $4,
+                 rows_total = CASE WHEN $5 THEN greatest(rows_total, rows_done + $4) ELSE rows_total END,
+                 state = CASE WHEN $5 THEN 'live' ELSE state END,
+                 backfill_finished_at = CASE WHEN $5 THEN now() ELSE NULL END,
+                 caught_up_at = CASE WHEN $5 THEN backfill_started_at ELSE caught_up_at END,
+                 last_error = NULL, last_error_at = NULL
+             WHERE sync_name = $1 AND object_name = $2",
+            None,
+            &[sync.into(), object.into(), next_locator.into(), rows.into(), done.into()],
+        )?;
+        notify(c, sync, object, total)?;
+        Ok(rows)
+    })
+}
+
+/// Applies one Bulk results page through a staging table filled by `COPY` from the
+/// CSV file `path` (as Salesforce sent it), then moves the persisted locator past it,
+/// in one transaction. No events: used when backfill events are off.
+pub fn apply_bulk_csv(
+    sync: &str,
+    target: &ApplyTarget,
+    object: &str,
+    path: &str,
+    header: &[String],
+    rows: i64,
+    next_locator: Option<&str>,
+) -> SpiResult<()> {
+    const STAGE: &str = "_sequin_sf_stage";
+    Spi::connect_mut(|c| {
+        mark_applying(c)?;
+        c.update(&sync_core::sql::create_stage(STAGE, header), None, &[])?;
+        c.update(&sync_core::sql::copy_into_stage(STAGE, path), None, &[])?;
+        c.update(
+            &sync_core::sql::insert_from_stage(target, STAGE, header),
+            None,
+            &[],
+        )?;
+        c.update(&format!("DROP TABLE {STAGE}"), None, &[])?;
+        let done = next_locator.is_none();
+        c.update(
+            "UPDATE sequin_sf._collections SET
+                 bulk_locator = $3,
+                 rows_done = rows_done + $4,
+                 rows_total = CASE WHEN $5 THEN greatest(rows_total, rows_done + $4) ELSE rows_total END,
+                 state = CASE WHEN $5 THEN 'live' ELSE state END,
+                 backfill_finished_at = CASE WHEN $5 THEN now() ELSE NULL END,
+                 caught_up_at = CASE WHEN $5 THEN backfill_started_at ELSE caught_up_at END,
+                 last_error = NULL, last_error_at = NULL
+             WHERE sync_name = $1 AND object_name = $2",
+            None,
+            &[sync.into(), object.into(), next_locator.into(), rows.into(), done.into()],
+        )?;
+        Ok(())
+    })
 }
 
 /// Applies one backfill page and moves the persisted cursor past it, atomically: a

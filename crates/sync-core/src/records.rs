@@ -28,9 +28,17 @@ pub fn compound_key(compound: &str, component: &str) -> String {
     let stem = compound
         .strip_suffix("__c")
         .map(|s| s.to_string())
-        .unwrap_or_else(|| compound.strip_suffix("Address").unwrap_or(compound).to_string());
+        .unwrap_or_else(|| {
+            compound
+                .strip_suffix("Address")
+                .unwrap_or(compound)
+                .to_string()
+        });
     let rest = component.strip_prefix(stem.as_str()).unwrap_or(component);
-    let rest = rest.strip_suffix("__s").unwrap_or(rest).trim_start_matches('_');
+    let rest = rest
+        .strip_suffix("__s")
+        .unwrap_or(rest)
+        .trim_start_matches('_');
     let mut chars = rest.chars();
     match chars.next() {
         Some(c) => c.to_ascii_lowercase().to_string() + chars.as_str(),
@@ -55,9 +63,28 @@ fn typed(value: &str, column: &ColumnSpec) -> Value {
             .and_then(Number::from_f64)
             .map(Value::Number)
             .unwrap_or_else(|| Value::String(value.to_string())),
-        PgType::Jsonb => serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string())),
+        PgType::Jsonb => {
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()))
+        }
         _ => Value::String(value.to_string()),
     }
+}
+
+/// The header row of a Bulk results CSV (the fields it holds, by API name).
+pub fn csv_header(csv_bytes: &[u8]) -> Result<Vec<String>, RecordError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(csv_bytes);
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| RecordError::Csv(e.to_string()))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    if header.is_empty() || header.iter().all(String::is_empty) {
+        return Err(RecordError::NoHeader);
+    }
+    Ok(header)
 }
 
 /// Converts Bulk CSV results into records shaped like REST records, in chunks of at
@@ -105,7 +132,12 @@ impl<'a> CsvRecords<'a> {
                 (c.field.clone(), parts)
             })
             .collect();
-        Ok(CsvRecords { reader, header, compounds, record: csv::StringRecord::new() })
+        Ok(CsvRecords {
+            reader,
+            header,
+            compounds,
+            record: csv::StringRecord::new(),
+        })
     }
 
     /// The next chunk of up to `chunk` records; empty at the end.
@@ -146,7 +178,10 @@ impl<'a> CsvRecords<'a> {
                 any |= !v.is_null();
                 obj.insert(key.clone(), v);
             }
-            map.insert(compound.clone(), if any { Value::Object(obj) } else { Value::Null });
+            map.insert(
+                compound.clone(),
+                if any { Value::Object(obj) } else { Value::Null },
+            );
         }
         map
     }
@@ -180,8 +215,14 @@ mod tests {
 
     #[test]
     fn compound_keys() {
-        assert_eq!(compound_key("BillingAddress", "BillingPostalCode"), "postalCode");
-        assert_eq!(compound_key("BillingAddress", "BillingGeocodeAccuracy"), "geocodeAccuracy");
+        assert_eq!(
+            compound_key("BillingAddress", "BillingPostalCode"),
+            "postalCode"
+        );
+        assert_eq!(
+            compound_key("BillingAddress", "BillingGeocodeAccuracy"),
+            "geocodeAccuracy"
+        );
         assert_eq!(compound_key("Address", "Street"), "street");
         assert_eq!(compound_key("Where__c", "Where__Latitude__s"), "latitude");
     }
@@ -209,6 +250,15 @@ mod tests {
         assert_eq!(chunk[0]["IsActive__c"], Value::Bool(false));
         assert_eq!(chunk[0]["BillingAddress"], Value::Null);
         assert!(rows.next_chunk(10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn reads_csv_header() {
+        assert_eq!(
+            csv_header(b"\"Id\",\"Name\"\n\"1\",\"x\"\n").unwrap(),
+            vec!["Id", "Name"]
+        );
+        assert!(csv_header(b"").is_err());
     }
 
     #[test]

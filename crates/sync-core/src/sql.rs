@@ -24,12 +24,17 @@ pub fn create_table(schema: &str, table: &str, columns: &[ColumnSpec]) -> Vec<St
     }
     defs.push("_write_state text".to_string());
     let full = format!("{}.{}", qi(schema), qi(table));
-    let mut stmts = vec![format!("CREATE TABLE {full} (\n  {}\n)", defs.join(",\n  "))];
+    let mut stmts = vec![format!(
+        "CREATE TABLE {full} (\n  {}\n)",
+        defs.join(",\n  ")
+    )];
     for stamp in ["system_modstamp", "last_modified_date"] {
         if columns.iter().any(|c| c.column == stamp) {
             stmts.push(format!(
                 "CREATE INDEX {} ON {full} ({})",
-                qi(&crate::naming::fit_identifier(format!("{table}_{stamp}_idx"))),
+                qi(&crate::naming::fit_identifier(format!(
+                    "{table}_{stamp}_idx"
+                ))),
                 qi(stamp)
             ));
             break;
@@ -87,9 +92,9 @@ impl ApplyTarget<'_> {
 fn api_value(alias: &str, c: &ColumnSpec) -> String {
     let col = format!("{alias}.{}", qi(&c.column));
     match c.pg_type {
-        PgType::Timestamptz => format!(
-            "to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+0000\"')"
-        ),
+        PgType::Timestamptz => {
+            format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+0000\"')")
+        }
         PgType::Time => format!("to_char(DATE '2000-01-01' + {col}, 'HH24:MI:SS.MS\"Z\"')"),
         _ => col,
     }
@@ -164,10 +169,19 @@ pub fn apply_page(t: &ApplyTarget) -> String {
     let changed = match t.stamp_column() {
         Some(s) => format!("t.{0} IS DISTINCT FROM excluded.{0}", qi(&s.column)),
         None => {
-            let lhs: Vec<String> = cols.iter().map(|c| format!("t.{}", qi(&c.column))).collect();
-            let rhs: Vec<String> =
-                cols.iter().map(|c| format!("excluded.{}", qi(&c.column))).collect();
-            format!("ROW({}) IS DISTINCT FROM ROW({})", lhs.join(", "), rhs.join(", "))
+            let lhs: Vec<String> = cols
+                .iter()
+                .map(|c| format!("t.{}", qi(&c.column)))
+                .collect();
+            let rhs: Vec<String> = cols
+                .iter()
+                .map(|c| format!("excluded.{}", qi(&c.column)))
+                .collect();
+            format!(
+                "ROW({}) IS DISTINCT FROM ROW({})",
+                lhs.join(", "),
+                rhs.join(", ")
+            )
         }
     };
     let is_deleted = if t.has_is_deleted() {
@@ -266,13 +280,116 @@ pub fn delete_ids(t: &ApplyTarget) -> String {
     )
 }
 
+/// A temporary staging table for one Bulk results page: one text column per CSV
+/// header, filled by `COPY ... FROM` the CSV as Salesforce sent it (Postgres' own CSV
+/// parser, the fastest path into the server).
+pub fn create_stage(stage: &str, header: &[String]) -> String {
+    let cols: Vec<String> = header.iter().map(|h| format!("{} text", qi(h))).collect();
+    format!(
+        "CREATE TEMP TABLE {} ({}) ON COMMIT DROP",
+        qi(stage),
+        cols.join(", ")
+    )
+}
+
+/// `COPY` of a Bulk CSV file (header row; unquoted empty values are NULL) into the stage.
+pub fn copy_into_stage(stage: &str, path: &str) -> String {
+    format!(
+        "COPY {} FROM {} WITH (FORMAT csv, HEADER true)",
+        qi(stage),
+        ql(path)
+    )
+}
+
+/// Text from a Bulk CSV value cast to the column's type.
+fn stage_cast(alias: &str, field: &str, t: PgType) -> String {
+    let v = format!("{alias}.{}", qi(field));
+    match t {
+        PgType::Text => v,
+        PgType::Time => format!("NULLIF(rtrim({v}, 'Z'), '')::time"),
+        PgType::Jsonb => format!("to_jsonb({v})"),
+        other => format!("{v}::{}", other.as_sql()),
+    }
+}
+
+/// Upserts the staged page into the data table: casts each value, rebuilds compound
+/// fields (which Bulk cannot select) from their components, and updates a stored row
+/// only when its stamp differs. Returns no rows.
+pub fn insert_from_stage(t: &ApplyTarget, stage: &str, header: &[String]) -> String {
+    let has = |f: &str| header.iter().any(|h| h == f);
+    let mut cols = Vec::new();
+    let mut exprs = Vec::new();
+    for c in t.columns {
+        if c.is_compound() {
+            let parts: Vec<&ColumnSpec> = t
+                .columns
+                .iter()
+                .filter(|p| p.compound_of.as_deref() == Some(c.field.as_str()) && has(&p.field))
+                .collect();
+            if parts.is_empty() {
+                continue;
+            }
+            let pairs: Vec<String> = parts
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}, {}",
+                        ql(&crate::records::compound_key(&c.field, &p.field)),
+                        stage_cast("s", &p.field, p.pg_type)
+                    )
+                })
+                .collect();
+            let raw: Vec<String> = parts
+                .iter()
+                .map(|p| format!("s.{}", qi(&p.field)))
+                .collect();
+            exprs.push(format!(
+                "CASE WHEN num_nonnulls({}) = 0 THEN NULL ELSE jsonb_build_object({}) END",
+                raw.join(", "),
+                pairs.join(", ")
+            ));
+        } else if has(&c.field) {
+            exprs.push(stage_cast("s", &c.field, c.pg_type));
+        } else {
+            continue;
+        }
+        cols.push(c);
+    }
+    let set_list: Vec<String> = cols
+        .iter()
+        .filter(|c| c.column != "id")
+        .map(|c| format!("{0} = excluded.{0}", qi(&c.column)))
+        .collect();
+    let on_conflict = match (t.stamp_column(), set_list.is_empty()) {
+        (_, true) => "DO NOTHING".to_string(),
+        (Some(s), false) => format!(
+            "DO UPDATE SET {} WHERE t.{1} IS DISTINCT FROM excluded.{1}",
+            set_list.join(", "),
+            qi(&s.column)
+        ),
+        (None, false) => format!("DO UPDATE SET {}", set_list.join(", ")),
+    };
+    let names: Vec<String> = cols.iter().map(|c| qi(&c.column)).collect();
+    format!(
+        "INSERT INTO {} AS t ({}) SELECT {} FROM {} s WHERE s.\"Id\" IS NOT NULL ON CONFLICT (id) {on_conflict}",
+        t.full_table(),
+        names.join(", "),
+        exprs.join(", "),
+        qi(stage)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::mapping::{map_fields, FieldInfo};
 
     fn cols() -> Vec<ColumnSpec> {
-        let f = |n: &str, t: &str| FieldInfo { name: n.into(), sf_type: t.into(), ..Default::default() };
+        let f = |n: &str, t: &str| FieldInfo {
+            name: n.into(),
+            sf_type: t.into(),
+            ..Default::default()
+        };
         map_fields(&[
             f("Id", "id"),
             f("FirstName", "string"),
@@ -311,12 +428,16 @@ mod tests {
             emit_events: true,
         };
         let sql = apply_page(&t);
-        assert!(sql.contains("WHERE t.\"system_modstamp\" IS DISTINCT FROM excluded.\"system_modstamp\""));
+        assert!(sql
+            .contains("WHERE t.\"system_modstamp\" IS DISTINCT FROM excluded.\"system_modstamp\""));
         assert!(sql.contains("coalesce(src.\"IsDeleted\", false)"));
         assert!(sql.contains("NULLIF(rtrim(src.\"Alarm__c\", 'Z'), '')::time"));
         assert!(sql.contains("INSERT INTO \"salesforce\"._sync_events"));
         assert!(sql.contains("ORDER BY e.ord"));
-        let quiet = apply_page(&ApplyTarget { emit_events: false, ..t });
+        let quiet = apply_page(&ApplyTarget {
+            emit_events: false,
+            ..t
+        });
         assert!(!quiet.contains("_sync_events"));
         assert!(delete_ids(&t).contains("d.id = ANY($1)"));
     }
@@ -325,11 +446,70 @@ mod tests {
     fn api_json_chunks_wide_rows() {
         let many: Vec<ColumnSpec> = map_fields(
             &(0..120)
-                .map(|i| FieldInfo { name: format!("F{i}__c"), sf_type: "string".into(), ..Default::default() })
+                .map(|i| FieldInfo {
+                    name: format!("F{i}__c"),
+                    sf_type: "string".into(),
+                    ..Default::default()
+                })
                 .collect::<Vec<_>>(),
         );
         let expr = api_json("r", &many);
         assert_eq!(expr.matches("jsonb_build_object(").count(), 3);
         assert!(api_json("r", &[]).contains("'{}'"));
+    }
+    #[test]
+    fn stage_insert_casts_and_rebuilds_compounds() {
+        let f = |n: &str, t: &str, c: Option<&str>| FieldInfo {
+            name: n.into(),
+            sf_type: t.into(),
+            compound_field_name: c.map(Into::into),
+            ..Default::default()
+        };
+        let cols = map_fields(&[
+            f("Id", "id", None),
+            f("Name", "string", None),
+            f("NumberOfEmployees", "int", None),
+            f("Alarm__c", "time", None),
+            f("BillingCity", "string", Some("BillingAddress")),
+            f("BillingLatitude", "double", Some("BillingAddress")),
+            f("BillingAddress", "address", None),
+            f("SystemModstamp", "datetime", None),
+            f("Gone__c", "string", None),
+        ]);
+        let t = ApplyTarget {
+            schema: "salesforce",
+            table: "account",
+            collection_id: "salesforce:account",
+            columns: &cols,
+            stamp_field: Some("SystemModstamp"),
+            emit_events: false,
+        };
+        let header: Vec<String> = [
+            "Id",
+            "Name",
+            "NumberOfEmployees",
+            "Alarm__c",
+            "BillingCity",
+            "BillingLatitude",
+            "SystemModstamp",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            create_stage("_stage", &header[..2]),
+            "CREATE TEMP TABLE \"_stage\" (\"Id\" text, \"Name\" text) ON COMMIT DROP"
+        );
+        assert_eq!(
+            copy_into_stage("_stage", "/d/x.csv"),
+            "COPY \"_stage\" FROM '/d/x.csv' WITH (FORMAT csv, HEADER true)"
+        );
+        let sql = insert_from_stage(&t, "_stage", &header);
+        assert!(sql.starts_with("INSERT INTO \"salesforce\".\"account\" AS t (\"id\", \"name\", \"number_of_employees\", \"alarm__c\", \"billing_city\", \"billing_latitude\", \"billing_address\", \"system_modstamp\")"), "{sql}");
+        assert!(sql.contains("s.\"NumberOfEmployees\"::integer"));
+        assert!(sql.contains("NULLIF(rtrim(s.\"Alarm__c\", 'Z'), '')::time"));
+        assert!(sql.contains("CASE WHEN num_nonnulls(s.\"BillingCity\", s.\"BillingLatitude\") = 0 THEN NULL ELSE jsonb_build_object('city', s.\"BillingCity\", 'latitude', s.\"BillingLatitude\"::numeric) END"));
+        assert!(!sql.contains("gone__c"));
+        assert!(sql.ends_with("ON CONFLICT (id) DO UPDATE SET \"name\" = excluded.\"name\", \"number_of_employees\" = excluded.\"number_of_employees\", \"alarm__c\" = excluded.\"alarm__c\", \"billing_city\" = excluded.\"billing_city\", \"billing_latitude\" = excluded.\"billing_latitude\", \"billing_address\" = excluded.\"billing_address\", \"system_modstamp\" = excluded.\"system_modstamp\" WHERE t.\"system_modstamp\" IS DISTINCT FROM excluded.\"system_modstamp\""), "{sql}");
     }
 }
