@@ -284,3 +284,23 @@ async fn single_record_writes_and_conditional_update() {
     assert_eq!(err.code(), Some(&ErrorCode::EntityIsDeleted));
     assert_eq!(err.status(), Some(404));
 }
+
+/// A write whose connection drops has an unknown outcome, and the client never repeats
+/// it behind the caller's back.
+#[tokio::test]
+async fn dropped_write_is_outcome_unknown_and_not_resent() {
+    let emu = Emu::start().await;
+    let client = emu.client();
+    client.authenticate().await.unwrap();
+    emu.fault("drop", 1, Some("/composite/sobjects")).await;
+    let before = client.stats().requests;
+    let err = client
+        .create_records("Contact", &[rec(json!({"LastName": "Maybe"}))], false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Transport(_)), "{err:?}");
+    assert!(err.outcome_unknown() && err.is_transient());
+    assert_eq!(client.stats().requests - before, 1, "sent once");
+    let stats = emu.stats().await;
+    assert_eq!(stats["endpoints"]["collections"], json!(1), "{stats}");
+}
