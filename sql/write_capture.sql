@@ -572,24 +572,42 @@ BEGIN
         IF to_regclass(format('%I.%I', p_schema, tbl)) IS NULL THEN
             CONTINUE;
         END IF;
-        IF o ->> 'outcome' = 'succeeded' THEN
-            IF o ->> 'action' = 'insert' AND api IS NOT NULL THEN
-                EXECUTE format('UPDATE %I.%I SET id = $1, _write_state = NULL WHERE _row_id = $2',
-                               p_schema, tbl) USING api, row_id;
-                -- later changes of the row were captured before it had an Id
-                EXECUTE format('UPDATE %I._sync_write_log SET api_id = $1 WHERE row_id = $2'
-                               ' AND table_name = $3 AND api_id IS NULL'
-                               ' AND state IN (''new'', ''pending'')', p_schema)
-                  USING api, row_id, tbl;
-            END IF;
-        ELSIF o ->> 'action' = 'insert' THEN
-            EXECUTE format('UPDATE %I.%I SET _write_state = $1 WHERE _row_id = $2', p_schema, tbl)
-              USING coalesce(o ->> 'row_state', 'failed'), row_id;
-        ELSIF o ->> 'action' = 'update' THEN
-            PERFORM sequin_sf._write_restore_update(p_schema, tbl, row_id, ids);
-        ELSIF o ->> 'action' = 'delete' THEN
-            PERFORM sequin_sf._write_restore_delete(p_schema, tbl, ids[1]);
+        IF o ->> 'outcome' = 'succeeded' AND o ->> 'action' = 'insert' AND api IS NOT NULL THEN
+            -- later changes of the row were captured before it had an Id
+            EXECUTE format('UPDATE %I._sync_write_log SET api_id = $1 WHERE row_id = $2'
+                           ' AND table_name = $3 AND api_id IS NULL'
+                           ' AND state IN (''new'', ''pending'')', p_schema)
+              USING api, row_id, tbl;
         END IF;
+        -- The entry is settled whatever happens to the row: a row that cannot be
+        -- brought in line (say its Id is already held by another row, when an upsert
+        -- matched a record that was synced meanwhile) must not hold the queue back.
+        BEGIN
+            IF o ->> 'outcome' = 'succeeded' THEN
+                IF o ->> 'action' = 'insert' AND api IS NOT NULL THEN
+                    EXECUTE format('UPDATE %I.%I SET id = $1, _write_state = NULL WHERE _row_id = $2',
+                                   p_schema, tbl) USING api, row_id;
+                END IF;
+            ELSIF o ->> 'action' = 'insert' THEN
+                EXECUTE format('UPDATE %I.%I SET _write_state = $1 WHERE _row_id = $2', p_schema, tbl)
+                  USING coalesce(o ->> 'row_state', 'failed'), row_id;
+            ELSIF o ->> 'action' = 'update' THEN
+                PERFORM sequin_sf._write_restore_update(p_schema, tbl, row_id, ids);
+            ELSIF o ->> 'action' = 'delete' THEN
+                PERFORM sequin_sf._write_restore_delete(p_schema, tbl, ids[1]);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            EXECUTE format('UPDATE %I._sync_write_log SET api_message = concat_ws(''; '', api_message, $2)'
+                           ' WHERE id = ANY($1)', p_schema)
+              USING ids, format('row _row_id=%s of %s.%s could not be updated to match: %s',
+                                row_id, p_schema, tbl, SQLERRM);
+            BEGIN
+                EXECUTE format('UPDATE %I.%I SET _write_state = ''out_of_sync'' WHERE _row_id = $1',
+                               p_schema, tbl) USING row_id;
+            EXCEPTION WHEN OTHERS THEN
+                NULL;  -- the message above already says what is wrong
+            END;
+        END;
     END LOOP;
 END
 $$;

@@ -83,7 +83,9 @@ fn round<H: WriterHost>(rt: &mut H, schema: &str) -> Result<bool, store::StoreEr
                 e,
                 &Outcome::Failed {
                     status: 0,
-                    message: String::new(),
+                    message: unknown_create_message(
+                        "the worker stopped while the request was in flight",
+                    ),
                 },
                 Some(UNKNOWN_CREATE),
             )
@@ -166,13 +168,10 @@ fn settle_doc(
         } => json!({
             "outcome": "succeeded", "api_id": api_id, "status": status, "message": message,
         }),
-        Outcome::Failed { status, message } if row_state == Some(UNKNOWN_CREATE) => json!({
-            "outcome": "failed", "status": Value::Null,
-            "message": if message.is_empty() {
-                unknown_create_message("the worker stopped while the request was in flight")
-            } else { message.clone() },
+        // no HTTP status: Salesforce's answer never arrived
+        Outcome::Failed { message, .. } if row_state == Some(UNKNOWN_CREATE) => json!({
+            "outcome": "failed", "status": Value::Null, "message": message,
             "row_state": UNKNOWN_CREATE,
-            "_status": status,
         }),
         Outcome::Failed { status, message } => json!({
             "outcome": "failed", "status": status, "message": message,
