@@ -368,3 +368,44 @@ fn session_info(s: &Session) -> SessionInfo {
         user_id: s.user_id.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Credential;
+
+    fn config(version: &str) -> ClientConfig {
+        let mut c = ClientConfig::new(Credential::ClientCredentials {
+            login_url: "https://acme.my.salesforce.com/".into(),
+            client_id: "id".into(),
+            client_secret: "secret".into(),
+        });
+        c.api_version = version.into();
+        c
+    }
+
+    #[test]
+    fn api_version_forms() {
+        for (given, used) in [("61.0", "61.0"), ("v62.0", "62.0"), (" 58.0 ", "58.0")] {
+            let client = Client::new(config(given)).unwrap();
+            assert_eq!(client.api_version(), used);
+            assert_eq!(client.data_path(), format!("/services/data/v{used}"));
+        }
+        for bad in ["61", "sixty.one", "61.", ".0", "61.0.1", ""] {
+            let err = Client::new(config(bad)).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{bad}: {err:?}");
+            assert!(err.to_string().contains("61.0"), "{err}");
+        }
+    }
+
+    #[test]
+    fn fresh_client_has_no_session_and_no_counts() {
+        let client = Client::new(config("61.0")).unwrap();
+        assert_eq!(client.instance_url(), None);
+        assert_eq!(client.session_info(), None);
+        assert_eq!(client.api_usage(), None);
+        assert_eq!(client.stats(), RequestStats::default());
+        // Trailing slash of the login URL does not leak into messages or URLs.
+        assert!(format!("{client:?}").contains("\"https://acme.my.salesforce.com\""));
+    }
+}
