@@ -44,6 +44,7 @@ impl App {
                 rate: Some(config.fault_rate),
                 remaining: None,
                 path_contains: None,
+                per_record: false,
             });
         }
         Ok(App {

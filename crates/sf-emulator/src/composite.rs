@@ -102,13 +102,22 @@ impl ItemResult {
 /// write and turns the other results into ALL_OR_NONE_OPERATION_ROLLED_BACK.
 /// `creates`: rolled-back results lose their ids (the records no longer exist).
 fn run_items<T>(
+    app: &App,
+    req: &Req,
     items: &[T],
     all_or_none: bool,
     creates: bool,
+    id_of: impl Fn(&T) -> Option<String>,
     op: impl Fn(&T) -> ItemResult,
 ) -> Vec<ItemResult> {
     crate::txn::sync_scope(|scope| {
-        let mut results: Vec<ItemResult> = items.iter().map(&op).collect();
+        let mut results: Vec<ItemResult> = items
+            .iter()
+            .map(|item| match app.faults.pick_record(&req.path) {
+                Some(kind) => ItemResult::err(id_of(item), kind.error()),
+                None => op(item),
+            })
+            .collect();
         if all_or_none && results.iter().any(|r| r.error.is_some()) {
             scope.rollback();
             for r in results.iter_mut().filter(|r| r.error.is_none()) {
@@ -116,9 +125,10 @@ fn run_items<T>(
                     "ALL_OR_NONE_OPERATION_ROLLED_BACK",
                     ROLLED_BACK,
                 ));
-                if creates {
+                if creates || r.created == Some(true) {
                     r.id = None;
                 }
+                r.created = None;
             }
         }
         results
@@ -239,18 +249,24 @@ pub fn collections(app: &App, req: &Req, _v: &str) -> Result<Resp, ApiError> {
         Method::POST => {
             let (all_or_none, records) = collection_body(req)?;
             Ok(collection_response(&run_items(
+                app,
+                req,
                 &records,
                 all_or_none,
                 true,
+                |_| None,
                 |r| create_item(app, r),
             )))
         }
         Method::PATCH => {
             let (all_or_none, records) = collection_body(req)?;
             Ok(collection_response(&run_items(
+                app,
+                req,
                 &records,
                 all_or_none,
                 false,
+                |r| record_id(r).map(str::to_string),
                 |r| update_item(app, r),
             )))
         }
@@ -276,9 +292,12 @@ pub fn collections(app: &App, req: &Req, _v: &str) -> Result<Resp, ApiError> {
                 .param("allOrNone")
                 .is_some_and(|s| s.eq_ignore_ascii_case("true"));
             Ok(collection_response(&run_items(
+                app,
+                req,
                 &ids,
                 all_or_none,
                 false,
+                |id| Some(id.clone()),
                 |id| delete_item(app, id),
             )))
         }
@@ -427,26 +446,15 @@ pub fn collections_upsert(
     let (all_or_none, records) = collection_body(req)?;
     // An unknown external id field fails the whole request, as in Salesforce.
     crate::records::match_external(&obj, field, "")?;
-    let results = crate::txn::sync_scope(|scope| {
-        let mut results: Vec<ItemResult> = records
-            .iter()
-            .map(|r| upsert_item(app, &obj, name, field, r, v))
-            .collect();
-        if all_or_none && results.iter().any(|r| r.error.is_some()) {
-            scope.rollback();
-            for r in results.iter_mut().filter(|r| r.error.is_none()) {
-                r.error = Some(ApiError::bad(
-                    "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                    ROLLED_BACK,
-                ));
-                if r.created == Some(true) {
-                    r.id = None;
-                }
-                r.created = None;
-            }
-        }
-        results
-    });
+    let results = run_items(
+        app,
+        req,
+        &records,
+        all_or_none,
+        false,
+        |_| None,
+        |r| upsert_item(app, &obj, name, field, r, v),
+    );
     Ok(collection_response(&results))
 }
 

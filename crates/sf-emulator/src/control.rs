@@ -333,6 +333,10 @@ fn add_fault(app: &App, req: &Req) -> Result<Resp, Resp> {
             .get("path_contains")
             .and_then(Value::as_str)
             .map(str::to_string),
+        per_record: b
+            .get("per_record")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     });
     Ok(faults(app))
 }
@@ -342,7 +346,7 @@ fn faults(app: &App) -> Resp {
         .faults
         .rules()
         .iter()
-        .map(|r| json!({"kind": format!("{:?}", r.kind), "rate": r.rate, "remaining": r.remaining, "path_contains": r.path_contains}))
+        .map(|r| json!({"kind": format!("{:?}", r.kind), "rate": r.rate, "remaining": r.remaining, "path_contains": r.path_contains, "per_record": r.per_record}))
         .collect();
     Resp::json(200, &json!({"faults": list}))
 }

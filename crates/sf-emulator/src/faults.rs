@@ -12,6 +12,9 @@ pub enum FaultKind {
     Internal,
     Timeout,
     Drop,
+    /// The request is carried out, then the connection closes without a response:
+    /// the client cannot tell whether its write happened.
+    DropAfter,
     InvalidSession,
     UnableToLockRow,
     RequestLimit,
@@ -24,6 +27,7 @@ impl FaultKind {
             "500" | "internal" => FaultKind::Internal,
             "timeout" => FaultKind::Timeout,
             "drop" => FaultKind::Drop,
+            "drop_after" | "lost_response" => FaultKind::DropAfter,
             "invalid_session" | "401" => FaultKind::InvalidSession,
             "unable_to_lock_row" => FaultKind::UnableToLockRow,
             "request_limit" | "403" => FaultKind::RequestLimit,
@@ -39,7 +43,7 @@ impl FaultKind {
                 "SERVER_UNAVAILABLE",
                 "Server temporarily unavailable, please try again later.",
             ),
-            FaultKind::Internal | FaultKind::Drop => ApiError::new(
+            FaultKind::Internal | FaultKind::Drop | FaultKind::DropAfter => ApiError::new(
                 500,
                 "UNKNOWN_EXCEPTION",
                 "An unexpected error occurred. Please include this ErrorId if you contact support: 1337424242-42424 (-1161139409)",
@@ -64,6 +68,9 @@ pub struct FaultRule {
     pub rate: Option<f64>,
     pub remaining: Option<u64>,
     pub path_contains: Option<String>,
+    /// Fires per record inside sObject Collections (the record fails with the
+    /// fault's error, the others go through) instead of per request.
+    pub per_record: bool,
 }
 
 pub struct Faults {
@@ -93,12 +100,25 @@ impl Faults {
 
     /// The fault to inject into a request for `path`, if any rule fires.
     pub fn pick(&self, path: &str) -> Option<FaultKind> {
+        self.pick_where(path, false)
+    }
+
+    /// The fault to inject into one record of a collection request for `path`.
+    pub fn pick_record(&self, path: &str) -> Option<FaultKind> {
+        self.pick_where(path, true)
+    }
+
+    fn pick_where(&self, path: &str, per_record: bool) -> Option<FaultKind> {
         let mut rules = self.rules.lock();
+        if !rules.iter().any(|r| r.per_record == per_record) {
+            return None;
+        }
         let mut fired = None;
         for r in rules.iter_mut() {
-            if r.path_contains
-                .as_deref()
-                .is_some_and(|p| !path.contains(p))
+            if r.per_record != per_record
+                || r.path_contains
+                    .as_deref()
+                    .is_some_and(|p| !path.contains(p))
             {
                 continue;
             }
@@ -134,6 +154,7 @@ mod tests {
             rate: None,
             remaining: Some(2),
             path_contains: Some("/query".into()),
+            per_record: false,
         });
         assert_eq!(f.pick("/services/data/v61.0/sobjects"), None);
         assert_eq!(

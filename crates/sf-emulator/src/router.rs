@@ -219,6 +219,10 @@ pub async fn handle(app: &Arc<App>, req: Req) -> Outcome {
             use crate::faults::FaultKind;
             match kind {
                 FaultKind::Drop => return Outcome::Drop,
+                FaultKind::DropAfter => {
+                    let _ = run(app, &route, &req).await;
+                    return Outcome::Drop;
+                }
                 FaultKind::Timeout => {
                     let _g = app.limits.begin_long();
                     app.sleep(65_000).await;

@@ -1277,3 +1277,54 @@ async fn long_requests_are_capped() {
     slow.abort();
     org.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_responses_and_per_record_faults() {
+    let org = Org::start(&[]).await;
+    // drop_after: the write happens, the client gets no response.
+    org.control(
+        Method::POST,
+        "faults",
+        json!({"kind": "drop_after", "count": 1, "path_contains": "/sobjects/Contact"}),
+    )
+    .await;
+    let sent = org
+        .http
+        .post(org.url(&format!("{V}/sobjects/Contact")))
+        .bearer_auth(&org.token)
+        .json(&json!({"LastName": "Ghost"}))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the connection closes without an answer");
+    assert_eq!(
+        org.query("SELECT Id FROM Contact WHERE LastName = 'Ghost'")
+            .await["totalSize"],
+        1
+    );
+
+    // per_record: one record of a collection fails, the others go through.
+    let (s, rules) = org
+        .control(
+            Method::POST,
+            "faults",
+            json!({"kind": "unable_to_lock_row", "count": 1, "per_record": true}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(rules["faults"][0]["per_record"], true);
+    let body = json!({"records": [
+        {"attributes": {"type": "Contact"}, "LastName": "L1"},
+        {"attributes": {"type": "Contact"}, "LastName": "L2"},
+    ]});
+    let (s, b) = org
+        .call(Method::POST, &format!("{V}/composite/sobjects"), Some(body))
+        .await;
+    assert_eq!(s, 200, "a per-record fault does not fail the request");
+    assert_eq!(b[0]["errors"][0]["statusCode"], "UNABLE_TO_LOCK_ROW");
+    assert_eq!(b[1]["success"], true);
+    assert_eq!(
+        org.query("SELECT Id FROM Contact WHERE LastName = 'L1'")
+            .await["totalSize"],
+        0
+    );
+}
