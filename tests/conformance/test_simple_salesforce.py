@@ -258,6 +258,43 @@ def test_bulk2_query(tls_emulator):
     assert pages == 3
 
 
+def test_bulk2_ingest_reports_each_row(tls_emulator):
+    sf = soap_client(tls_emulator)
+    results = sf.bulk2.Contact.insert(
+        records=[{"LastName": "Bulk One", "Email": "one@example.com"},
+                 {"LastName": "", "Email": "nobody@example.com"},
+                 {"LastName": "Bulk, Three", "Email": "three@example.com"}],
+        wait=1,
+    )
+    assert len(results) == 1
+    job = results[0]
+    assert job["numberRecordsProcessed"] == 3
+    assert job["numberRecordsFailed"] == 1
+    ok = sf.bulk2.Contact.get_successful_records(job["job_id"]).strip().splitlines()
+    assert ok[0].startswith('"sf__Id","sf__Created"')
+    assert len(ok) == 3 and all('"true"' in line for line in ok[1:])
+    failed = sf.bulk2.Contact.get_failed_records(job["job_id"]).strip().splitlines()
+    assert len(failed) == 2 and "REQUIRED_FIELD_MISSING" in failed[1]
+    rows = sf.query("SELECT Id FROM Contact WHERE LastName = 'Bulk, Three'")
+    assert rows["totalSize"] == 1
+
+
+def test_composite_all_or_none_rolls_back(tls_emulator):
+    sf = soap_client(tls_emulator)
+    before = sf.query("SELECT COUNT() FROM Account")["totalSize"]
+    composite = {"allOrNone": True, "compositeRequest": [
+        {"method": "POST", "url": f"/services/data/v{API_VERSION}/sobjects/Account",
+         "referenceId": "acct", "body": {"Name": "Rolled back"}},
+        {"method": "POST", "url": f"/services/data/v{API_VERSION}/sobjects/Contact",
+         "referenceId": "ct", "body": {"FirstName": "No last name", "AccountId": "@{acct.id}"}},
+    ]}
+    out = sf.restful("composite", method="POST", json=composite)["compositeResponse"]
+    assert [r["httpStatusCode"] for r in out] == [400, 400]
+    assert out[0]["body"][0]["errorCode"] == "PROCESSING_HALTED"
+    assert out[1]["body"][0]["errorCode"] == "REQUIRED_FIELD_MISSING"
+    assert sf.query("SELECT COUNT() FROM Account")["totalSize"] == before
+
+
 def test_expired_session_and_quota(start_emulator, tls_cert, monkeypatch):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_cert[0])
     emu = start_emulator("--generate", "Account=3", "--api-limit", "6", tls=tls_cert)
