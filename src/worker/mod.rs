@@ -106,7 +106,24 @@ fn iteration(runtimes: &mut HashMap<String, SyncRuntime>) -> bool {
         }
         rt.has_error = cfg.has_error;
         crate::writer::run_once(rt);
+        rt.org_ceiling_hit = false;
         match sync::step(rt, cfg) {
+            Ok(_) if rt.org_ceiling_hit && rt.has_error => {}
+            Ok(_) if rt.org_ceiling_hit => {
+                let usage = rt
+                    .client
+                    .api_usage()
+                    .map(|u| format!("{}/{}", u.used, u.max));
+                report_error(
+                    &cfg.name,
+                    &format!(
+                        "waiting: the org has used {} of its daily API requests, at or above this sync's ceiling of {:.0}%; raise it with sequin_sf.alter_sync(name, org_usage_ceiling => ...) or wait for usage to fall",
+                        usage.unwrap_or_else(|| "most".into()),
+                        cfg.org_usage_ceiling * 100.0
+                    ),
+                );
+                rt.has_error = true;
+            }
             Ok(more) => {
                 busy |= more;
                 rt.backoff.reset();

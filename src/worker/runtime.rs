@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use salesforce::pacing::{Backoff, Budget};
+use salesforce::pacing::{Backoff, Budget, WaitReason};
 use sync_core::schedule::Periodic;
 use sync_core::ColumnSpec;
 
@@ -44,6 +44,8 @@ pub struct SyncRuntime {
     /// `client.stats().requests` already written to `sequin_sf._api_usage`.
     pub(super) requests_recorded: u64,
     pub(super) has_error: bool,
+    /// Set when a request was held back because the org's usage reached the ceiling.
+    pub(super) org_ceiling_hit: bool,
 }
 
 impl SyncRuntime {
@@ -62,6 +64,7 @@ impl SyncRuntime {
             resume_at: None,
             requests_recorded: 0,
             has_error: false,
+            org_ceiling_hit: false,
         })
     }
 
@@ -78,7 +81,13 @@ impl SyncRuntime {
         if let Some(u) = self.client.api_usage() {
             self.budget.observe_usage(u, now);
         }
-        self.budget.try_acquire(cost, now).is_ok()
+        match self.budget.try_acquire(cost, now) {
+            Ok(_permit) => true,
+            Err(wait) => {
+                self.org_ceiling_hit |= wait.reason == WaitReason::OrgCeiling;
+                false
+            }
+        }
     }
 }
 
