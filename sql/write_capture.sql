@@ -544,6 +544,7 @@ DECLARE
     tbl text;
     row_id bigint;
     api text;
+    other bigint;
 BEGIN
     PERFORM set_config('sequin_sf.applying', 'on', true);
     -- a lost settlement would turn a known answer (and a created record's Id) into an
@@ -585,8 +586,22 @@ BEGIN
         BEGIN
             IF o ->> 'outcome' = 'succeeded' THEN
                 IF o ->> 'action' = 'insert' AND api IS NOT NULL THEN
-                    EXECUTE format('UPDATE %I.%I SET id = $1, _write_state = NULL WHERE _row_id = $2',
-                                   p_schema, tbl) USING api, row_id;
+                    EXECUTE format('SELECT _row_id FROM %I.%I WHERE id = $1 AND _row_id <> $2',
+                                   p_schema, tbl) INTO other USING api, row_id;
+                    IF other IS NULL THEN
+                        EXECUTE format('UPDATE %I.%I SET id = $1, _write_state = NULL WHERE _row_id = $2',
+                                       p_schema, tbl) USING api, row_id;
+                    ELSE
+                        -- an upsert matched a record the table already holds: the values
+                        -- went to that record, so this row would only be its duplicate
+                        EXECUTE format('DELETE FROM %I.%I WHERE _row_id = $1', p_schema, tbl)
+                          USING row_id;
+                        EXECUTE format('UPDATE %I._sync_write_log SET api_message = concat_ws(''; '', api_message, $2)'
+                                       ' WHERE id = ANY($1)', p_schema)
+                          USING ids, format('the record was already in %s.%s as row _row_id=%s; this row '
+                                            'was merged into it (its values were sent to that record)',
+                                            p_schema, tbl, other);
+                    END IF;
                 END IF;
             ELSIF o ->> 'action' = 'insert' THEN
                 EXECUTE format('UPDATE %I.%I SET _write_state = $1 WHERE _row_id = $2', p_schema, tbl)

@@ -365,6 +365,45 @@ def test_changes_wait_for_their_batch_to_fill(env):
         )
 
 
+def test_an_upsert_matching_a_synced_record_merges_instead_of_duplicating(env):
+    emu, _, conn = env
+    conn.execute(
+        "SELECT sequin_sf.alter_write_settings(%s, external_id_fields => '{\"Contact\": \"External_Id__c\"}')",
+        (SYNC,),
+    )
+    try:
+        [cid] = some_ids(conn, "contact", 1, offset=20)
+        emu.control("PATCH", f"records/Contact/{cid}", {"External_Id__c": "EXT-MERGE-1"})
+        wait_for(
+            lambda: query_value(
+                conn, "SELECT external_id__c FROM salesforce.contact WHERE id = %s", (cid,)
+            ) == "EXT-MERGE-1",
+            timeout=120,
+            what="the external id to be synced",
+        )
+        before_count = emu.stats()["records"]["Contact"]
+        before = max_log_id(conn)
+        conn.execute(
+            "INSERT INTO salesforce.contact (last_name, external_id__c) VALUES ('Merged', 'EXT-MERGE-1')"
+        )
+        assert await_writes(conn)[:2] == (1, 0)
+        state, message = query_rows(
+            conn,
+            "SELECT state, api_message FROM salesforce._sync_write_log WHERE id > %s",
+            (before,),
+        )[0]
+        assert state == "succeeded" and "merged" in message
+        assert emu.stats()["records"]["Contact"] == before_count
+        assert sf_record(emu, "Contact", cid)["LastName"] == "Merged"
+        assert query_value(
+            conn, "SELECT count(*) FROM salesforce.contact WHERE external_id__c = 'EXT-MERGE-1'"
+        ) == 1
+    finally:
+        conn.execute(
+            "SELECT sequin_sf.alter_write_settings(%s, external_id_fields => '{}')", (SYNC,)
+        )
+
+
 @pytest.mark.parametrize("fault", ["503", "401", "unable_to_lock_row", "quota"])
 def test_transient_faults_are_retried_not_failed(env, fault):
     emu, _, conn = env
