@@ -276,7 +276,9 @@ fn create_query(app: &App, req: &Req, v: &str) -> Result<Resp, ApiError> {
     };
     let info = common.info(app);
     let id = common.id.clone();
-    app.bulk.query.lock().insert(
+    let mut jobs = app.bulk.query.lock();
+    evict_oldest(&mut jobs);
+    jobs.insert(
         id,
         QueryJob {
             common,
@@ -284,8 +286,26 @@ fn create_query(app: &App, req: &Req, v: &str) -> Result<Resp, ApiError> {
             rows: Arc::new(rows),
         },
     );
+    drop(jobs);
     app.bulk.query_jobs_created.fetch_add(1, Ordering::Relaxed);
     Ok(Resp::json(200, &Value::Object(info)))
+}
+
+/// Query jobs kept with their results; beyond this the oldest are forgotten (as
+/// Salesforce deletes results after a while), so a long run's memory stays bounded.
+const MAX_QUERY_JOBS: usize = 100;
+
+fn evict_oldest(jobs: &mut HashMap<String, QueryJob>) {
+    while jobs.len() >= MAX_QUERY_JOBS {
+        let oldest = jobs
+            .values()
+            .min_by_key(|j| (j.common.created_ms, j.common.id.clone()))
+            .map(|j| j.common.id.clone());
+        match oldest {
+            Some(id) => jobs.remove(&id),
+            None => break,
+        };
+    }
 }
 
 fn decode_locator(loc: &str) -> Option<usize> {
