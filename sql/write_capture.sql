@@ -833,3 +833,48 @@ BEGIN
     RETURN NEXT;
 END
 $$;
+
+-- One row per sync: how its write-back is doing.
+CREATE FUNCTION sequin_sf.write_status()
+RETURNS TABLE (sync_name text, schema_name text, queued bigint, in_flight bigint,
+               waiting_to_retry bigint, failed_24h bigint, succeeded_24h bigint,
+               oldest_queued_at timestamptz, last_failure text, last_failure_at timestamptz)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    s record;
+BEGIN
+    FOR s IN SELECT y.name, y.schema_name FROM sequin_sf._syncs y ORDER BY y.name LOOP
+        sync_name := s.name;
+        schema_name := s.schema_name;
+        IF to_regclass(format('%I._sync_write_log', s.schema_name)) IS NULL THEN
+            queued := 0; in_flight := 0; waiting_to_retry := 0; failed_24h := 0;
+            succeeded_24h := 0; oldest_queued_at := NULL; last_failure := NULL;
+            last_failure_at := NULL;
+        ELSE
+            EXECUTE format($q$
+                SELECT count(*) FILTER (WHERE state = 'new'),
+                       count(*) FILTER (WHERE state = 'pending'),
+                       count(*) FILTER (WHERE state = 'new' AND next_attempt_at > now()),
+                       count(*) FILTER (WHERE state = 'failed' AND settled_at > now() - interval '24 hours'),
+                       count(*) FILTER (WHERE state = 'succeeded' AND settled_at > now() - interval '24 hours'),
+                       min(inserted_at) FILTER (WHERE state IN ('new', 'pending'))
+                  FROM %1$I._sync_write_log
+                $q$, s.schema_name)
+              INTO queued, in_flight, waiting_to_retry, failed_24h, succeeded_24h, oldest_queued_at;
+            EXECUTE format('SELECT api_message, settled_at FROM %I._sync_write_log'
+                           ' WHERE state = ''failed'' ORDER BY id DESC LIMIT 1', s.schema_name)
+              INTO last_failure, last_failure_at;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION sequin_sf.await_writes(interval, text) IS
+    'Waits until every write committed before the call is settled (or the timeout passes); returns this session''s writes settled since its previous call: succeeded, failed, still unsettled.';
+COMMENT ON FUNCTION sequin_sf.retry_writes(text, bigint[]) IS
+    'Re-queues failed writes (of one sync, or the given _sync_write_log ids) as new entries; a failed insert is re-sent with the row as it is now. Returns how many were re-queued.';
+COMMENT ON FUNCTION sequin_sf.alter_write_settings(text, integer, interval, boolean, interval, boolean, jsonb) IS
+    'Changes a sync''s write settings (NULL keeps a setting): batch_size 1-200, max_batch_wait, conflict_detection (If-Unmodified-Since), write_log_retention, check_picklists, external_id_fields {"Object": "ExtId__c"}.';
+COMMENT ON FUNCTION sequin_sf.write_status() IS
+    'Per sync: writes queued, in flight, waiting to retry, failed and succeeded in the last 24 h, the oldest queued change and the last failure.';

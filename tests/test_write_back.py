@@ -218,6 +218,14 @@ def test_bad_rows_fail_with_salesforce_message_while_the_batch_succeeds(env):
         assert "Amount must not be negative" in messages
         assert "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST" in messages
         assert all(r[4] == 400 for r in failed)
+        status = query_rows(
+            conn,
+            "SELECT queued, in_flight, failed_24h, last_failure FROM sequin_sf.write_status()"
+            " WHERE sync_name = %s",
+            (SYNC,),
+        )[0]
+        assert status[0] == 0 and status[1] == 0 and status[2] >= 3
+        assert status[3] in {r[5] for r in failed}
 
         # the failed insert stays, marked; the good ones got their Ids
         marked = query_rows(
