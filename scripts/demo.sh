@@ -5,9 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 STATE=${SEQUIN_SF_DEMO_DIR:-/tmp/sequin-sf-demo}
-PGPORT=${DEMO_PGPORT:-5499}
-EMU_PORT=${DEMO_EMULATOR_PORT:-8899}
-PSQL=(sudo -u postgres /usr/lib/postgresql/15/bin/psql -X -q -h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres)
+
+# The first free TCP port on 127.0.0.1 from $1 upwards (another Postgres may hold 5499).
+free_port() {
+  local p=$1
+  while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
+  echo "$p"
+}
 
 stop() {
   scripts/pg-cluster.sh stop "$STATE/pg" || true
@@ -18,6 +22,9 @@ if [ "${1:-}" = stop ]; then stop; echo "demo stopped"; exit 0; fi
 
 stop
 rm -rf "$STATE"; mkdir -p "$STATE"; chmod 755 "$STATE"
+PGPORT=${DEMO_PGPORT:-$(free_port 5499)}
+EMU_PORT=${DEMO_EMULATOR_PORT:-$(free_port 8899)}
+PSQL=(sudo -u postgres /usr/lib/postgresql/15/bin/psql -X -q -h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres)
 
 echo "==> starting the Salesforce emulator on 127.0.0.1:$EMU_PORT with demo data"
 nohup target/release/sf-emulator --listen "127.0.0.1:$EMU_PORT" --seed 42 \
