@@ -1257,10 +1257,21 @@ async fn schema_changes_show_in_describe_and_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_requests_are_capped() {
-    let org = Org::start(&["--latency-ms", "20000", "--long-request-limit", "1"]).await;
-    let url = org.url(&format!("{V}/limits"));
-    let (http, token) = (org.http.clone(), org.token.clone());
-    let slow = tokio::spawn(async move { http.get(url).bearer_auth(token).send().await });
+    // Latency is set after start: it applies to the token call too.
+    let org = Org::start(&["--long-request-limit", "1"]).await;
+    org.control(Method::PUT, "limits", json!({"latency_ms": 20000}))
+        .await;
+    // A raw connection, so nothing on the client side outlives the test.
+    let mut slow = tokio::net::TcpStream::connect(org.running.addr())
+        .await
+        .unwrap();
+    let request = format!(
+        "GET {V}/limits HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        org.token
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut slow, request.as_bytes())
+        .await
+        .unwrap();
     for _ in 0..500 {
         let (_, l) = org.control(Method::GET, "limits", json!({})).await;
         if l["long_requests_running"] == 1 {
@@ -1274,7 +1285,7 @@ async fn long_requests_are_capped() {
         (403, "REQUEST_LIMIT_EXCEEDED")
     );
     assert_eq!(b[0]["message"], "ConcurrentPerOrgLongTxn Limit exceeded.");
-    slow.abort();
+    drop(slow);
     org.running.shutdown().await;
 }
 
