@@ -173,7 +173,7 @@ def test_read_new_custom_field_becomes_column(emulator, db):
     emulator.control("POST", "schema/Contact/fields", {"name": "Loyalty_Tier__c", "type": "string", "length": 40})
     wait_for(lambda: query_value(
         db, "SELECT column_name FROM sequin_sf.columns WHERE collection = 'Contact'"
-        " AND field_name = 'Loyalty_Tier__c'") == "loyalty_tier__c", what="new column")
+        " AND field_name = 'Loyalty_Tier__c'") == "loyalty_tier__c", timeout=180, what="new column")
     some = query_value(db, "SELECT id FROM salesforce.contact ORDER BY id LIMIT 1")
     emulator.control("PATCH", f"records/Contact/{some}", {"Loyalty_Tier__c": "Gold"})
     wait_for(lambda: query_value(db, "SELECT loyalty_tier__c FROM salesforce.contact WHERE id = %s", (some,)) == "Gold",
@@ -353,3 +353,21 @@ def test_read_bulk_backfill_of_a_large_collection_matches_emulator(start_emulato
     assert len(got) == 52000
     assert got == want
     db.close()
+
+
+def test_read_apply_error_is_reported_and_retried_without_losing_the_change(emulator, db):
+    """A change Postgres refuses (here a user's CHECK constraint) is not dropped: the
+    worker reports it in sync_status, keeps running and applies it once possible."""
+    start_sync(db, emulator, ["Contact"])
+    wait_backfilled(db, "emu")
+    pid = query_value(db, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sequin_sf'")
+    cid = query_value(db, "SELECT id FROM salesforce.contact ORDER BY id LIMIT 1")
+    db.execute("ALTER TABLE salesforce.contact ADD CONSTRAINT no_interns CHECK (title <> 'Intern')")
+    emulator.control("PATCH", f"records/Contact/{cid}", {"Title": "Intern"})
+    err = wait_for(lambda: query_value(db, "SELECT last_error FROM sequin_sf.sync_status"), what="reported error")
+    assert "no_interns" in err
+    assert query_value(db, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sequin_sf'") == pid
+    db.execute("ALTER TABLE salesforce.contact DROP CONSTRAINT no_interns")
+    wait_for(lambda: query_value(db, "SELECT title FROM salesforce.contact WHERE id = %s", (cid,)) == "Intern",
+             timeout=120, what="change applied after the fix")
+    wait_for(lambda: query_value(db, "SELECT last_error FROM sequin_sf.sync_status") is None, what="error cleared")

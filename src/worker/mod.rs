@@ -101,13 +101,16 @@ fn iteration(runtimes: &mut HashMap<String, SyncRuntime>) -> bool {
         let Some(rt) = runtimes.get_mut(&cfg.name) else {
             continue;
         };
+        // Writes go first, even while the read side backs off: the writer keeps its own
+        // per-entry retry schedule.
+        crate::writer::run_once(rt);
         if rt.resume_at.is_some_and(|t| Instant::now() < t) {
+            record_usage(rt);
             continue;
         }
         rt.has_error = cfg.has_error;
-        crate::writer::run_once(rt);
         rt.org_ceiling_hit = false;
-        match sync::step(rt, cfg) {
+        match sync::guarded_step(rt, cfg) {
             Ok(_) if rt.org_ceiling_hit && rt.has_error => {}
             Ok(_) if rt.org_ceiling_hit => {
                 let usage = rt

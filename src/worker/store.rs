@@ -157,16 +157,27 @@ fn install_capture(c: &mut SpiClient, schema: &str, table: &str) -> SpiResult<()
 
 /// Adds columns for fields that appeared in Salesforce and marks vanished fields
 /// inactive (their columns stay, unfilled).
+/// Names one collection's table.
+pub struct TableRef<'a> {
+    pub sync: &'a str,
+    pub schema: &'a str,
+    pub object: &'a str,
+    pub table: &'a str,
+}
+
 pub fn apply_drift(
-    sync: &str,
-    schema: &str,
-    object: &str,
-    table: &str,
+    tref: &TableRef,
     added: &[ColumnSpec],
     removed_fields: &[String],
     first_position: i32,
     described_at: DateTime<Utc>,
 ) -> SpiResult<()> {
+    let TableRef {
+        sync,
+        schema,
+        object,
+        table,
+    } = *tref;
     Spi::connect_mut(|c| {
         mark_applying(c)?;
         for col in added {

@@ -36,6 +36,30 @@ pub enum StepError {
     Spi(#[from] pgrx::spi::Error),
     #[error("{object}: {message}")]
     Collection { object: String, message: String },
+    /// An ERROR raised by Postgres while applying (its transaction was rolled back).
+    #[error("applying changes failed: {0}")]
+    Database(String),
+}
+
+/// Runs one step, turning a Postgres ERROR raised inside it into a [`StepError`]: the
+/// open transaction is aborted (nothing of it is kept) and the worker carries on,
+/// reporting the error in `sync_status.last_error` and retrying with backoff, instead
+/// of dying and restarting in a loop.
+pub fn guarded_step(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<bool, StepError> {
+    use pgrx::pg_sys::panic::CaughtError;
+    pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(|| step(rt, cfg)))
+        .catch_others(|caught| {
+            // SAFETY: main thread; aborting with no transaction open is a no-op.
+            unsafe { pgrx::pg_sys::AbortCurrentTransaction() };
+            let message = match &caught {
+                CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
+                    r.message().to_string()
+                }
+                CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
+            };
+            Err(StepError::Database(message))
+        })
+        .execute()
 }
 
 /// Runs `f` in its own transaction.
@@ -350,6 +374,13 @@ fn apply_poll_response(
     let mut page = match resp.into_query_page() {
         Ok(p) => p,
         Err(e) => {
+            // A field deleted in Salesforce fails the query until the describe says so:
+            // re-check the describe now instead of at its next period.
+            if e.has_code(&salesforce::ErrorCode::InvalidField) {
+                if let Some(cr) = rt.collections.get_mut(&c.object_name) {
+                    cr.describe.force();
+                }
+            }
             let msg = format!("polling {}: {e}", c.object_name);
             tx(|| store::set_collection_error(&cfg.name, &c.object_name, &msg))?;
             return Ok(());
@@ -453,16 +484,13 @@ fn check_describe(
     let names: Vec<String> = existing.iter().map(|(col, _)| col.column.clone()).collect();
     let added = map_new_fields(&names, &new_fields);
     tx(|| {
-        store::apply_drift(
-            &cfg.name,
-            &cfg.schema_name,
-            &c.object_name,
-            &c.table_name,
-            &added,
-            &removed,
-            existing.len() as i32,
-            at,
-        )
+        let tref = store::TableRef {
+            sync: &cfg.name,
+            schema: &cfg.schema_name,
+            object: &c.object_name,
+            table: &c.table_name,
+        };
+        store::apply_drift(&tref, &added, &removed, existing.len() as i32, at)
     })?;
     if !added.is_empty() || !removed.is_empty() {
         pgrx::log!(
@@ -512,7 +540,16 @@ fn bulk_step(rt: &mut SyncRuntime, cfg: &SyncConfig, c: &CollectionRow) -> Resul
         if !rt.try_spend(1) {
             return Ok(false);
         }
-        let info = rt.block_on(rt.client.bulk_query_status(&job_id))?;
+        let info = match rt.block_on(rt.client.bulk_query_status(&job_id)) {
+            Ok(info) => info,
+            // Jobs and their results expire: start over with a new job (re-applying
+            // rows already stored changes nothing).
+            Err(e) if e.status() == Some(404) => {
+                tx(|| store::set_bulk_job(&cfg.name, &c.object_name, None))?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let cr = rt
             .collections
             .get_mut(&c.object_name)

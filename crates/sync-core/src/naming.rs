@@ -16,7 +16,7 @@ pub fn snake_case(name: &str) -> String {
             let next = chars.get(i + 1).copied();
             let boundary = match prev {
                 None => false,
-                Some(p) if p == '_' => false,
+                Some('_') => false,
                 Some(p) if p.is_ascii_lowercase() || p.is_ascii_digit() => true,
                 // An acronym ends where an uppercase letter starts a lowercase word: "SLAExp"
                 Some(p) if p.is_ascii_uppercase() => next.is_some_and(|n| n.is_ascii_lowercase()),
