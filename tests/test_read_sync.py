@@ -371,3 +371,27 @@ def test_read_apply_error_is_reported_and_retried_without_losing_the_change(emul
     wait_for(lambda: query_value(db, "SELECT title FROM salesforce.contact WHERE id = %s", (cid,)) == "Intern",
              timeout=120, what="change applied after the fix")
     wait_for(lambda: query_value(db, "SELECT last_error FROM sequin_sf.sync_status") is None, what="error cleared")
+
+
+def test_read_two_orgs_in_one_database_each_in_its_own_schema(start_emulator, db):
+    org_a = start_emulator("--seed", "11", "--generate", "Account=30")
+    org_b = start_emulator("--seed", "12", "--generate", "Account=45")
+    create_emulator_credential(db, org_a, name="org_a")
+    create_emulator_credential(db, org_b, name="org_b")
+    for name, schema in (("org_a", "acme"), ("org_b", "globex")):
+        db.execute(
+            "SELECT sequin_sf.create_sync(%s, credential => %s, collections => ARRAY['Account'],"
+            " schema_name => %s, rate_limit_requests => 100000)", (name, name, schema))
+    wait_backfilled(db, "org_a")
+    wait_backfilled(db, "org_b")
+    assert query_value(db, "SELECT count(*) FROM acme.account") == 30
+    assert query_value(db, "SELECT count(*) FROM globex.account") == 45
+    aid = query_value(db, "SELECT id FROM globex.account ORDER BY id LIMIT 1")
+    org_b.control("PATCH", f"records/Account/{aid}", {"Name": "Globex Prime"})
+    wait_for(lambda: query_value(db, "SELECT name FROM globex.account WHERE id = %s", (aid,)) == "Globex Prime",
+             what="change in org b")
+    assert query_value(db, "SELECT count(*) FROM acme._sync_events") == 0
+    assert query_value(db, "SELECT count(*) FROM globex._sync_events") == 1
+    with pytest.raises(psycopg.errors.DuplicateSchema):
+        db.execute("SELECT sequin_sf.create_sync('org_c', credential => 'org_a',"
+                   " collections => ARRAY['Account'], schema_name => 'acme')")
