@@ -243,6 +243,24 @@ fn verify_jwt(app: &App, assertion: &str) -> Result<(), Resp> {
     if text("sub") != app.config.username {
         return bad("user hasn't approved this consumer");
     }
+    // Salesforce accepts its two login hosts (or an Experience Cloud site); the
+    // emulator's own URL stands in for a site, so clients pointed at it work.
+    let audience_ok = |a: &str| {
+        let a = a.trim_end_matches('/');
+        a == "https://login.salesforce.com"
+            || a == "https://test.salesforce.com"
+            || a == app.base_url.trim_end_matches('/')
+    };
+    let aud_ok = match claims.get("aud") {
+        Some(serde_json::Value::String(a)) => audience_ok(a),
+        Some(serde_json::Value::Array(list)) => {
+            list.iter().any(|a| a.as_str().is_some_and(audience_ok))
+        }
+        _ => false,
+    };
+    if !aud_ok {
+        return bad("audience is invalid");
+    }
     let exp = match claims.get("exp") {
         Some(serde_json::Value::Number(n)) => n.as_f64(),
         Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().ok(),

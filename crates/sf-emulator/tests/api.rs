@@ -1339,3 +1339,102 @@ async fn lost_responses_and_per_record_faults() {
         0
     );
 }
+
+// ------------------------------------------------------------------ jwt bearer
+
+fn signed_jwt(key: &rsa::RsaPrivateKey, claims: &Value) -> String {
+    use base64::Engine;
+    use rsa::signature::{SignatureEncoding, Signer};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let head = b64.encode(br#"{"alg":"RS256"}"#);
+    let body = b64.encode(serde_json::to_vec(claims).unwrap());
+    let signing = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key.clone());
+    let sig = signing.sign(format!("{head}.{body}").as_bytes()).to_bytes();
+    format!("{head}.{body}.{}", b64.encode(sig))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_bearer_checks_signature_issuer_subject_audience_and_expiry() {
+    use rsa::pkcs8::{EncodePublicKey, LineEnding};
+    let mut rng = rand08::thread_rng();
+    let key = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+    let other = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+    let dir = std::env::temp_dir().join(format!("sf-emu-jwt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pem = dir.join("jwt.pub");
+    std::fs::write(
+        &pem,
+        key.to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap(),
+    )
+    .unwrap();
+    let org = Org::start(&["--jwt-public-key", pem.to_str().unwrap()]).await;
+    let exp = chrono::Utc::now().timestamp() + 300;
+    let grant = |assertion: String| {
+        let org = &org;
+        async move {
+            let r = org
+                .http
+                .post(org.url("/services/oauth2/token"))
+                .form(&[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("assertion", assertion.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let claims = |aud: Value, sub: &str, exp: i64| json!({"iss": "sequin-emulator", "sub": sub, "aud": aud, "exp": exp});
+    for aud in [
+        json!("https://login.salesforce.com"),
+        json!("https://test.salesforce.com"),
+        json!(org.running.base_url()),
+    ] {
+        let (s, b) = grant(signed_jwt(
+            &key,
+            &claims(aud.clone(), "admin@emulator.test", exp),
+        ))
+        .await;
+        assert_eq!(s, 200, "aud {aud}: {b}");
+        assert!(b["access_token"].as_str().is_some());
+    }
+    let (s, b) = grant(signed_jwt(
+        &key,
+        &claims(json!("https://evil.example"), "admin@emulator.test", exp),
+    ))
+    .await;
+    assert_eq!(
+        (s, b["error_description"].as_str()),
+        (400, Some("audience is invalid"))
+    );
+    let (s, b) = grant(signed_jwt(
+        &key,
+        &claims(
+            json!("https://login.salesforce.com"),
+            "admin@emulator.test",
+            exp - 600,
+        ),
+    ))
+    .await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
+    let (s, _) = grant(signed_jwt(
+        &key,
+        &claims(json!("https://login.salesforce.com"), "someone@else", exp),
+    ))
+    .await;
+    assert_eq!(s, 400);
+    let (s, _) = grant(signed_jwt(
+        &other,
+        &claims(
+            json!("https://login.salesforce.com"),
+            "admin@emulator.test",
+            exp,
+        ),
+    ))
+    .await;
+    assert_eq!(s, 400, "signed by a key the org does not trust");
+    let _ = std::fs::remove_dir_all(&dir);
+}
