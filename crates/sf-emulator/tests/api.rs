@@ -1438,3 +1438,52 @@ async fn jwt_bearer_checks_signature_issuer_subject_audience_and_expiry() {
     assert_eq!(s, 400, "signed by a key the org does not trust");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ------------------------------------------------------------------ generation
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_data_is_deterministic_and_related() {
+    let soql = "SELECT Id, FirstName, LastName, Email, Account.Name, MailingCity, Birthdate FROM Contact ORDER BY Id";
+    let a = Org::start(&["--seed", "5", "--generate", "Account=10,Contact=300"]).await;
+    let b = Org::start(&["--seed", "5", "--generate", "Contact=300,Account=10"]).await;
+    let c = Org::start(&["--seed", "6", "--generate", "Account=10,Contact=300"]).await;
+    let (ra, rb, rc) = (
+        a.query(soql).await,
+        b.query(soql).await,
+        c.query(soql).await,
+    );
+    let strip = |v: &Value| -> Vec<Value> {
+        v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.as_object_mut().unwrap().remove("attributes");
+                r
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip(&ra),
+        strip(&rb),
+        "same seed, same org (whatever the --generate order)"
+    );
+    assert_ne!(strip(&ra), strip(&rc), "another seed, another org");
+    let records = strip(&ra);
+    let with_account = records.iter().filter(|r| r["Account"].is_object()).count();
+    assert!(
+        with_account > 250,
+        "contacts belong to accounts: {with_account}/300"
+    );
+    assert!(
+        records.iter().all(|r| r["LastName"].is_string()),
+        "required fields are filled"
+    );
+    let emails: std::collections::HashSet<&str> =
+        records.iter().filter_map(|r| r["Email"].as_str()).collect();
+    assert!(
+        emails.len() > 250,
+        "emails look like people's, mostly distinct"
+    );
+}
