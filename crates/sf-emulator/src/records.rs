@@ -356,7 +356,8 @@ fn window(req: &Req) -> Result<(i64, i64), ApiError> {
         })
     };
     let (start, end) = (parse("start")?, parse("end")?);
-    if start > end {
+    // Salesforce: the start must precede the end by more than one minute.
+    if end - start <= 60_000 {
         return Err(ApiError::bad(
             "INVALID_REPLICATION_DATE",
             "startDate must chronologically precede endDate by more than one minute",

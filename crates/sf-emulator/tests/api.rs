@@ -1018,6 +1018,22 @@ async fn bad_input_gets_errors_and_the_server_keeps_serving() {
             "NOT_FOUND",
         ),
         (
+            Method::GET,
+            format!(
+                "{V}/sobjects/Contact/updated?start=2024-01-01T00:00:00Z&end=2024-01-01T00:00:30Z"
+            ),
+            "",
+            400,
+            "INVALID_REPLICATION_DATE",
+        ),
+        (
+            Method::GET,
+            format!("{V}/sobjects/Contact/deleted?start=yesterday&end=2024-01-01T00:00:30Z"),
+            "",
+            400,
+            "INVALID_REPLICATION_DATE",
+        ),
+        (
             Method::PUT,
             format!("{V}/sobjects/Contact"),
             "{}",
