@@ -81,7 +81,10 @@ $$;
 
 -- Creates <schema>._sync_write_log and the schema's capture function (idempotent).
 CREATE FUNCTION sequin_sf._install_write_log(p_schema text) RETURNS void
-LANGUAGE plpgsql AS $install$
+LANGUAGE plpgsql
+-- "already exists, skipping" notices on every reinstall say nothing useful
+SET client_min_messages = warning
+AS $install$
 BEGIN
     EXECUTE format($ddl$
         CREATE TABLE IF NOT EXISTS %1$I._sync_write_log (
