@@ -1503,3 +1503,123 @@ async fn generated_data_is_deterministic_and_related() {
         "emails look like people's, mostly distinct"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk2_ingest_upsert_update_and_deletes() {
+    let org = Org::start(&[]).await;
+    let run = |op: &'static str, ext: Option<&'static str>, csv: String| {
+        let org = &org;
+        async move {
+            let mut body = json!({"object": "Contact", "operation": op, "lineEnding": "LF"});
+            if let Some(f) = ext {
+                body["externalIdFieldName"] = json!(f);
+            }
+            let (s, job) = org
+                .call(Method::POST, &format!("{V}/jobs/ingest"), Some(body))
+                .await;
+            assert_eq!(s, 200, "{job}");
+            let id = job["id"].as_str().unwrap().to_string();
+            let r = org
+                .http
+                .put(org.url(&format!("{V}/jobs/ingest/{id}/batches")))
+                .bearer_auth(&org.token)
+                .header("Content-Type", "text/csv")
+                .body(csv)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            org.call(
+                Method::PATCH,
+                &format!("{V}/jobs/ingest/{id}"),
+                Some(json!({"state": "UploadComplete"})),
+            )
+            .await;
+            let (_, info) = org
+                .call(Method::GET, &format!("{V}/jobs/ingest/{id}"), None)
+                .await;
+            assert_eq!(info["state"], "JobComplete");
+            let ok = org
+                .http
+                .get(org.url(&format!("{V}/jobs/ingest/{id}/successfulResults")))
+                .bearer_auth(&org.token)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            (info, ok)
+        }
+    };
+    let (info, ok) = run(
+        "upsert",
+        Some("External_Id__c"),
+        "External_Id__c,LastName\nE-1,First\nE-2,Second\n".into(),
+    )
+    .await;
+    assert_eq!(
+        (
+            info["numberRecordsProcessed"].clone(),
+            info["numberRecordsFailed"].clone()
+        ),
+        (json!(2), json!(0))
+    );
+    assert!(
+        ok.lines().skip(1).all(|l| l.contains("\"true\"")),
+        "both created: {ok}"
+    );
+    let (_, ok) = run(
+        "upsert",
+        Some("External_Id__c"),
+        "External_Id__c,LastName\nE-1,Renamed\n".into(),
+    )
+    .await;
+    assert!(
+        ok.lines().nth(1).unwrap().contains("\"false\""),
+        "matched, not created: {ok}"
+    );
+    let q = org
+        .query("SELECT Id, LastName FROM Contact WHERE External_Id__c = 'E-1'")
+        .await;
+    assert_eq!(q["records"][0]["LastName"], "Renamed");
+    let id1 = q["records"][0]["Id"].as_str().unwrap().to_string();
+    let id2 = org
+        .query("SELECT Id FROM Contact WHERE External_Id__c = 'E-2'")
+        .await["records"][0]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (info, _) = run(
+        "update",
+        None,
+        format!("Id,Title\n{id1},Boss\n{},Nobody\n", "003Em000000zzzzAAA"),
+    )
+    .await;
+    assert_eq!(info["numberRecordsFailed"], 1);
+    let (_, got) = org
+        .call(Method::GET, &format!("{V}/sobjects/Contact/{id1}"), None)
+        .await;
+    assert_eq!(got["Title"], "Boss");
+
+    run("delete", None, format!("Id\n{id1}\n")).await;
+    run("hardDelete", None, format!("Id\n{id2}\n")).await;
+    let all = org
+        .http
+        .get(org.url(&format!("{V}/queryAll")))
+        .query(&[("q", "SELECT Id, IsDeleted FROM Contact")])
+        .bearer_auth(&org.token)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        all["totalSize"], 1,
+        "the hard-deleted record is gone, the deleted one is in the bin"
+    );
+    assert_eq!(all["records"][0]["Id"], id1.as_str());
+    assert_eq!(all["records"][0]["IsDeleted"], true);
+}
