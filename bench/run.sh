@@ -10,7 +10,7 @@ echo "== backfill of 1,000,000 Contacts vs COPY"
 $PY bench/backfill.py
 echo "== change lag, 10 collections at 100,000 requests/day"
 $PY bench/change_lag.py
-if [ -f bench/write_back.py ]; then
-  echo "== write-back"
-  $PY bench/write_back.py
-fi
+echo "== write-back: API calls per 10,000 changed rows, commit-to-succeeded latency"
+$PY bench/write_back.py
+echo "== capture trigger overhead vs the same table without it"
+$PY bench/trigger_overhead.py
