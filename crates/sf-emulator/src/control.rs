@@ -34,6 +34,7 @@ pub async fn handle(app: &Arc<App>, req: &Req, segs: &[String]) -> Resp {
     let m = &req.method;
     let r = match (m, s.as_slice()) {
         (&Method::GET, ["health"]) => Ok(Resp::json(200, &json!({"ok": true}))),
+        (&Method::GET, ["blob", n]) => blob(n),
         (&Method::GET, ["stats"]) => Ok(stats(app)),
         (&Method::POST, ["stats", "reset"]) => {
             app.limits.reset_stats();
@@ -81,6 +82,18 @@ pub async fn handle(app: &Arc<App>, req: &Req, segs: &[String]) -> Resp {
         ))),
     };
     r.unwrap_or_else(|e| e)
+}
+
+/// `n` bytes of filler: benchmarks measure the loopback HTTP ceiling with it, as a
+/// same-run baseline for the API's own throughput.
+fn blob(n: &str) -> Result<Resp, Resp> {
+    const MAX: usize = 64 << 20;
+    let n: usize = n.parse().ok().filter(|n| *n <= MAX).ok_or_else(|| {
+        bad(format!(
+            "blob size must be a whole number of bytes up to {MAX}"
+        ))
+    })?;
+    Ok(Resp::text(200, "application/octet-stream", vec![b'x'; n]))
 }
 
 fn stats(app: &App) -> Resp {

@@ -313,12 +313,31 @@ fn run_bulk(
     Ok((records, bytes, t.elapsed().as_secs_f64()))
 }
 
-fn report(name: &str, (records, bytes, secs): (usize, usize, f64), target: f64) {
+/// The same-run baseline: MB/s of plain bytes over the same loopback connection and
+/// client, i.e. the most any API response could reach here.
+fn loopback_mb_s(http: &mut Http) -> Result<f64, String> {
+    let chunk = 8 << 20;
+    let t = Instant::now();
+    let mut bytes = 0usize;
+    for _ in 0..64 {
+        let r = http.send("GET", &format!("/__emulator/blob/{chunk}"), &[], b"")?;
+        bytes += r.body.len();
+    }
+    Ok(bytes as f64 / t.elapsed().as_secs_f64() / 1e6)
+}
+
+fn report(
+    name: &str,
+    (records, bytes, secs): (usize, usize, f64),
+    target: f64,
+    baseline_mb_s: f64,
+) {
     let rps = records as f64 / secs;
+    let mb_s = bytes as f64 / secs / 1e6;
     println!(
-        "{name:<48} {records:>9} records in {secs:>6.2} s = {rps:>9.0} records/s, {:>6.1} MB/s  ({:.2}x target {target:.0}/s)",
-        bytes as f64 / secs / 1e6,
-        rps / target
+        "{name:<44} {records:>8} records in {secs:>5.2} s = {rps:>9.0} rec/s ({:.2}x target {target:.0}), {mb_s:>6.1} MB/s ({:.2}x loopback)",
+        rps / target,
+        mb_s / baseline_mb_s
     );
 }
 
@@ -360,34 +379,41 @@ fn run() -> Result<(), String> {
         base_rss as f64 / 1024.0,
         gib(rss) / TARGET_RSS_GIB
     );
+    let baseline = loopback_mb_s(&mut http)?;
+    println!("baseline: plain bytes over the same loopback HTTP connection: {baseline:.0} MB/s");
     let auth = format!("Bearer {}", token(&mut http)?);
     let narrow = "SELECT Id, FirstName, LastName, Email, AccountId, SystemModstamp FROM Contact";
     report(
         "/query pages of 2000, 6 fields",
         run_query(&mut http, &auth, narrow)?,
         TARGET_QUERY_RPS,
+        baseline,
     );
     report(
         "/query pages of 2000, 6 fields ORDER BY Id",
         run_query(&mut http, &auth, &format!("{narrow} ORDER BY Id"))?,
         TARGET_QUERY_RPS,
+        baseline,
     );
     let all = "SELECT FIELDS(ALL) FROM Contact";
     report(
         "/query pages of 2000, FIELDS(ALL)",
         run_query(&mut http, &auth, all)?,
         TARGET_QUERY_RPS,
+        baseline,
     );
     report(
         "Bulk 2.0 CSV, 6 fields, pages of 100000",
         run_bulk(&mut http, &auth, narrow, 100_000)?,
         TARGET_BULK_RPS,
+        baseline,
     );
     let wide = "SELECT Id, AccountId, FirstName, LastName, Salutation, Title, Department, Email, Phone, MobilePhone, MailingStreet, MailingCity, MailingState, MailingPostalCode, MailingCountry, LeadSource, Birthdate, OwnerId, CreatedDate, LastModifiedDate, SystemModstamp, IsDeleted FROM Contact";
     report(
         "Bulk 2.0 CSV, 22 fields, pages of 100000",
         run_bulk(&mut http, &auth, wide, 100_000)?,
         TARGET_BULK_RPS,
+        baseline,
     );
     Ok(())
 }
