@@ -395,3 +395,24 @@ def test_read_two_orgs_in_one_database_each_in_its_own_schema(start_emulator, db
     with pytest.raises(psycopg.errors.DuplicateSchema):
         db.execute("SELECT sequin_sf.create_sync('org_c', credential => 'org_a',"
                    " collections => ARRAY['Account'], schema_name => 'acme')")
+
+
+def test_read_restart_mid_bulk_backfill_resumes_from_the_persisted_job(start_emulator, cluster):
+    emulator = start_emulator("--seed", "4", "--generate", "Contact=120000", "--latency-ms", "300")
+    db = cluster.connect()
+    db.execute("CREATE EXTENSION sequin_sf")
+    start_sync(db, emulator, ["Contact"])
+    wait_for(lambda: (query_value(
+        db, "SELECT rows_done FROM sequin_sf.sync_status WHERE state = 'backfilling'") or 0) >= 50000,
+        timeout=300, what="first Bulk page applied")
+    job = query_value(db, "SELECT bulk_job_id FROM sequin_sf._collections")
+    db.close()
+    cluster.restart()
+    db = cluster.connect()
+    assert 0 < query_value(db, "SELECT rows_done FROM sequin_sf.sync_status") < 120000
+    wait_backfilled(db, "emu", timeout=300)
+    assert query_value(db, "SELECT bulk_job_id FROM sequin_sf._collections") == job
+    assert query_value(db, "SELECT count(*) FROM salesforce.contact") == 120000
+    assert query_value(db, "SELECT count(DISTINCT id) FROM salesforce.contact") == 120000
+    assert query_value(db, "SELECT rows_done FROM sequin_sf.sync_status") == 120000
+    db.close()
