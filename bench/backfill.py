@@ -36,6 +36,8 @@ def sample_memory(conn_factory, stop, peak):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--rest", action="store_true",
+                    help="force REST pages of 2000 (no Bulk 2.0 job) to compare the two paths")
     args = ap.parse_args()
 
     with Timer() as gen:
@@ -45,6 +47,10 @@ def main():
         conn = cluster.connect()
         conn.execute("CREATE EXTENSION sequin_sf")
         create_emulator_credential(conn, emu)
+        if args.rest:
+            # the worker counts as soon as the sync exists: set the threshold beforehand
+            conn.execute("ALTER TABLE sequin_sf._syncs ALTER COLUMN bulk_threshold"
+                         " SET DEFAULT 9223372036854775807")
         emu.control("POST", "stats/reset")
 
         stop, peak = threading.Event(), {}

@@ -321,8 +321,16 @@ def test_read_worker_lifecycle_crash_reload_and_stop(emulator, db, cluster):
 
 
 def test_read_management_lifecycle(emulator, db):
+    emulator.control("POST", "schema/objects", {"name": "Shipment__c", "fields": [
+        {"name": "Weight__c", "type": "double", "precision": 10, "scale": 2}]})
+    emulator.control("POST", "records/Shipment__c", [{"Name": "S1", "Weight__c": 12.5}])
     start_sync(db, emulator, ["Account"])
+    custom = [r[0] for r in query_rows(
+        db, "SELECT name FROM sequin_sf.available_collections('emu') WHERE custom")]
+    assert "Shipment__c" in custom
+    db.execute("SELECT sequin_sf.add_collection('emu', 'Shipment__c')")
     wait_backfilled(db, "emu")
+    assert query_rows(db, "SELECT name, weight__c FROM salesforce.shipment__c") == [("S1", decimal.Decimal("12.5"))]
     db.execute("SELECT sequin_sf.add_collection('emu', 'opportunity')")
     wait_backfilled(db, "emu")
     assert query_value(db, "SELECT count(*) FROM salesforce.opportunity") == emulator.stats()["records"]["Opportunity"]
