@@ -14,6 +14,7 @@ mod auth;
 mod bulk1;
 mod bulk2;
 pub mod catalog;
+mod collections;
 mod composite;
 mod config;
 mod control;

@@ -314,10 +314,12 @@ pub async fn dispatch(app: &Arc<App>, route: &Route, req: &Req) -> Result<Resp, 
         Route::QueryMore(v, loc) => crate::query::query_more(app, v, loc),
         Route::Composite(v) => Box::pin(crate::composite::composite(app, req, v)).await,
         Route::CompositeBatch(v) => Box::pin(crate::composite::batch(app, req, v)).await,
-        Route::Collections(v) => crate::composite::collections(app, req, v),
-        Route::CollectionsRetrieve(v, o) => crate::composite::collections_retrieve(app, req, v, o),
+        Route::Collections(v) => crate::collections::collections(app, req, v),
+        Route::CollectionsRetrieve(v, o) => {
+            crate::collections::collections_retrieve(app, req, v, o)
+        }
         Route::CollectionsUpsert(v, o, f) => {
-            crate::composite::collections_upsert(app, req, v, o, f)
+            crate::collections::collections_upsert(app, req, v, o, f)
         }
         Route::Bulk2Query(v, rest) => crate::bulk2::query_route(app, req, v, rest),
         Route::Bulk2Ingest(v, rest) => crate::bulk2::ingest_route(app, req, v, rest),
