@@ -13,6 +13,7 @@ mod app;
 mod auth;
 mod bulk1;
 mod bulk2;
+mod bulk2_ingest;
 pub mod catalog;
 mod collections;
 mod composite;

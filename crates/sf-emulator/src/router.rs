@@ -322,7 +322,7 @@ pub async fn dispatch(app: &Arc<App>, route: &Route, req: &Req) -> Result<Resp, 
             crate::collections::collections_upsert(app, req, v, o, f)
         }
         Route::Bulk2Query(v, rest) => crate::bulk2::query_route(app, req, v, rest),
-        Route::Bulk2Ingest(v, rest) => crate::bulk2::ingest_route(app, req, v, rest),
+        Route::Bulk2Ingest(v, rest) => crate::bulk2_ingest::ingest_route(app, req, v, rest),
         Route::Bulk1(v, rest) => Ok(crate::bulk1::route(app, req, v, rest)),
         Route::BadVersion | Route::NotFound => Err(ApiError::not_found()),
     }
