@@ -450,3 +450,29 @@ async fn debug_output_hides_tokens() {
         "{text}"
     );
 }
+
+/// Keys in the older PKCS#1 form ("BEGIN RSA PRIVATE KEY"), as `openssl genrsa` wrote
+/// them for years, work too.
+#[tokio::test]
+async fn jwt_bearer_with_pkcs1_keys() {
+    use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey};
+    let mut rng = rand08::thread_rng();
+    let private = RsaPrivateKey::new(&mut rng, 2048).unwrap();
+    let private_pem = private.to_pkcs1_pem(LineEnding::LF).unwrap().to_string();
+    assert!(private_pem.contains("BEGIN RSA PRIVATE KEY"));
+    let public_pem = private
+        .to_public_key()
+        .to_pkcs1_pem(LineEnding::LF)
+        .unwrap();
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(public_pem.as_bytes()).unwrap();
+    let path = file.path().to_path_buf();
+    let emu = Emu::start_with(|c| c.jwt_public_key = Some(path)).await;
+    let cred = Credential::JwtBearer {
+        login_url: emu.url(),
+        client_id: CLIENT_ID.into(),
+        username: USERNAME.into(),
+        private_key_pem: private_pem,
+    };
+    assert_grant_works(&emu, cred).await;
+}
