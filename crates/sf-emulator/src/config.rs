@@ -4,9 +4,33 @@ use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// The control API, printed under the flags by `--help`.
+const CONTROL_HELP: &str = "\
+Control API (under /__emulator/, no auth, never counted as API usage):
+  GET    health                          liveness
+  GET    stats                           api_requests_total, api_usage, per-endpoint counts, records
+  POST   stats/reset                     zero the counters (not the quota)
+  POST   generate                        {\"object\":\"Contact\",\"count\":N,\"seed\":S}
+  POST   records/{Object}                create records as a user would: one object or an array
+  GET    records/{Object}/{Id}           read a record (also from the recycle bin)
+  PATCH  records/{Object}/{Id}           change fields (stamps SystemModstamp)
+  DELETE records/{Object}/{Id}[?purge=true]   soft delete, or hard delete
+  POST   records/{Object}/{Id}/undelete  restore from the recycle bin
+  POST   schema/{Object}/fields          add a field: {\"name\",\"type\",\"externalId\",...}
+  DELETE schema/{Object}/fields/{Field}  remove a custom field
+  POST   schema/objects                  add a custom object: {\"name\":\"Thing__c\",\"fields\":[...]}
+  POST   faults                          {\"kind\":K,\"rate\":F|\"count\":N,\"path_contains\":P,\"per_record\":B}
+  GET    faults / DELETE faults          list / clear fault rules
+  POST   expire_tokens                   every access token answers 401 from now on
+  POST   expire_locators                 every query locator answers INVALID_QUERY_LOCATOR
+  PUT    limits                          {\"api_limit\",\"api_used\",\"long_request_limit\",\"latency_ms\"}
+  GET    limits                          the current values
+  GET    blob/{N}                        N filler bytes (the benchmarks' loopback baseline)
+Fault kinds: 503, 500, timeout, drop, drop_after, invalid_session, unable_to_lock_row, request_limit.";
+
 /// A Salesforce org emulator: REST, SOAP login, OAuth and Bulk APIs, in memory.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "sf-emulator", version, about)]
+#[command(name = "sf-emulator", version, about, after_help = CONTROL_HELP)]
 pub struct Config {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -50,8 +74,8 @@ pub struct Config {
     /// Fraction (0..1) of API requests that fail with --fault-kind.
     #[arg(long, default_value_t = 0.0)]
     pub fault_rate: f64,
-    /// Fault injected by --fault-rate: 503, 500, timeout, drop, invalid_session,
-    /// unable_to_lock_row or request_limit.
+    /// Fault injected by --fault-rate: 503, 500, timeout, drop, drop_after,
+    /// invalid_session, unable_to_lock_row or request_limit.
     #[arg(long, default_value = "503")]
     pub fault_kind: String,
     /// Seed for generated data and fault dice; the same seed gives the same org.
