@@ -153,7 +153,8 @@ fn upload(app: &App, req: &Req, id: &str) -> Result<Resp, ApiError> {
     if text.trim().is_empty() {
         return Err(ApiError::bad("INVALIDBATCH", "The uploaded CSV is empty"));
     }
-    job.uploads.push(text.to_string());
+    // Spreadsheet tools often start UTF-8 CSV with a byte-order mark.
+    job.uploads.push(text.trim_start_matches('\u{feff}').to_string());
     Ok(Resp::empty(201))
 }
 

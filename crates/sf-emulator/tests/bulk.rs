@@ -105,7 +105,7 @@ async fn bulk2_ingest_applies_rows_and_reports_each() {
     assert_eq!(s, 200);
     assert_eq!(job["state"], "Open");
     let id = job["id"].as_str().unwrap().to_string();
-    let csv = "LastName,FirstName,Email\nLovelace,Ada,ada@example.com\n,Nobody,\n\"Hopper, Jr\",Grace,#N/A\n";
+    let csv = "\u{feff}LastName,FirstName,Email\nLovelace,Ada,ada@example.com\n,Nobody,\n\"Hopper, Jr\",Grace,#N/A\n";
     let r = org
         .http
         .put(org.url(&format!("{V}/jobs/ingest/{id}/batches")))
