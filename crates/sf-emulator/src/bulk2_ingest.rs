@@ -154,7 +154,8 @@ fn upload(app: &App, req: &Req, id: &str) -> Result<Resp, ApiError> {
         return Err(ApiError::bad("INVALIDBATCH", "The uploaded CSV is empty"));
     }
     // Spreadsheet tools often start UTF-8 CSV with a byte-order mark.
-    job.uploads.push(text.trim_start_matches('\u{feff}').to_string());
+    job.uploads
+        .push(text.trim_start_matches('\u{feff}').to_string());
     Ok(Resp::empty(201))
 }
 

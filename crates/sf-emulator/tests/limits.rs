@@ -459,3 +459,56 @@ async fn jwt_bearer_checks_signature_issuer_subject_audience_and_expiry() {
     assert_eq!(s, 400, "signed by a key the org does not trust");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_clients_do_not_stop_others() {
+    use tokio::io::AsyncWriteExt;
+    let org = Org::start(&["--generate", "Account=3"]).await;
+    // Not HTTP at all, and a request that stops halfway and stays open.
+    let mut junk = tokio::net::TcpStream::connect(org.running.addr())
+        .await
+        .unwrap();
+    junk.write_all(b"\x16\x03\x01 definitely not http\r\n\r\n")
+        .await
+        .unwrap();
+    let mut stalled = tokio::net::TcpStream::connect(org.running.addr())
+        .await
+        .unwrap();
+    stalled
+        .write_all(b"POST /services/data/v61.0/sobjects/Contact HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"LastName\":")
+        .await
+        .unwrap();
+    // Many clients at once, half of them sending garbage.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (http, token, url) = (
+            org.http.clone(),
+            org.token.clone(),
+            org.url(&format!("{V}/query")),
+        );
+        tasks.push(tokio::spawn(async move {
+            let q = if i % 2 == 0 {
+                "SELECT COUNT() FROM Account"
+            } else {
+                "SELECT ((((( FROM"
+            };
+            let r = http
+                .get(url)
+                .query(&[("q", q)])
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            (i, r.status().as_u16())
+        }));
+    }
+    for t in tasks {
+        let (i, status) = t.await.unwrap();
+        assert_eq!(status, if i % 2 == 0 { 200 } else { 400 });
+    }
+    assert_eq!(
+        org.query("SELECT COUNT() FROM Account").await["totalSize"],
+        3
+    );
+    drop((junk, stalled));
+}
