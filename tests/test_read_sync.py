@@ -424,3 +424,20 @@ def test_read_restart_mid_bulk_backfill_resumes_from_the_persisted_job(start_emu
     assert query_value(db, "SELECT count(DISTINCT id) FROM salesforce.contact") == 120000
     assert query_value(db, "SELECT rows_done FROM sequin_sf.sync_status") == 120000
     db.close()
+
+
+def test_read_shutdown_is_not_held_up_by_a_hanging_salesforce_request(emulator, db, cluster):
+    import os
+
+    start_sync(db, emulator, ["Account"])
+    wait_backfilled(db, "emu")
+    # every poll now hangs for 65 s (the emulator's "timeout" fault)
+    emulator.control("POST", "faults", {"kind": "timeout", "count": 1000, "path_contains": "/composite"})
+    wait_for(lambda: emulator.control("GET", "faults")["faults"][0]["remaining"] < 1000,
+             what="a poll in flight")
+    db.close()
+    cluster.stop()  # pg_ctl -m fast -w gives up after 60 s, before the request would end
+    assert not os.path.exists(os.path.join(cluster.datadir, "postmaster.pid"))
+    assert "sequin_sf worker stopping" in cluster.log()
+    emulator.control("DELETE", "faults")
+    cluster.start()

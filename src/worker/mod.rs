@@ -52,6 +52,9 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
             log!("sequin_sf worker reloaded its configuration");
         }
         let busy = iteration(&mut runtimes);
+        if stopping() {
+            break;
+        }
         nap = if busy {
             Duration::from_millis(1)
         } else {
@@ -59,6 +62,13 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
         };
     }
     log!("sequin_sf worker stopping");
+}
+
+/// True once SIGTERM arrived. Reads Postgres' own flag, which (unlike
+/// `BackgroundWorker::sigterm_received`) is not reset by reading it.
+pub(crate) fn stopping() -> bool {
+    // SAFETY: a plain read of a sig_atomic_t the signal handler sets.
+    unsafe { std::ptr::read_volatile(&raw const pg_sys::ShutdownRequestPending) != 0 }
 }
 
 /// One pass over all syncs. True when some sync has more work ready at once.
@@ -84,7 +94,7 @@ fn iteration(runtimes: &mut HashMap<String, SyncRuntime>) -> bool {
     });
     let mut busy = false;
     for cfg in syncs.iter().filter(|s| !s.paused) {
-        if BackgroundWorker::sigterm_received() {
+        if stopping() {
             break;
         }
         if !runtimes.contains_key(&cfg.name) {
@@ -111,6 +121,7 @@ fn iteration(runtimes: &mut HashMap<String, SyncRuntime>) -> bool {
         rt.has_error = cfg.has_error;
         rt.org_ceiling_hit = false;
         match sync::guarded_step(rt, cfg) {
+            Err(sync::StepError::Stopping) => break,
             Ok(_) if rt.org_ceiling_hit && rt.has_error => {}
             Ok(_) if rt.org_ceiling_hit => {
                 let usage = rt

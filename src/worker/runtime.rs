@@ -74,6 +74,20 @@ impl SyncRuntime {
         self.rt.block_on(f)
     }
 
+    /// Runs a Salesforce call for the read path, abandoning it as soon as the worker is
+    /// asked to stop (SIGTERM), so a slow request never delays a shutdown.
+    pub(super) fn call<T>(
+        &self,
+        f: impl Future<Output = salesforce::Result<T>>,
+    ) -> Result<T, super::sync::StepError> {
+        self.rt.block_on(async {
+            tokio::select! {
+                r = f => r.map_err(super::sync::StepError::from),
+                _ = stop_requested() => Err(super::sync::StepError::Stopping),
+            }
+        })
+    }
+
     /// Takes `cost` requests from the sync's budget; false when the budget (or the
     /// org-wide usage ceiling) is spent for now.
     pub fn try_spend(&mut self, cost: u64) -> bool {
@@ -99,4 +113,12 @@ pub(super) fn budget_for(cfg: &SyncConfig) -> Budget {
         cfg.org_usage_ceiling,
     )
     .with_org_recheck(Duration::from_secs(15))
+}
+
+/// Resolves once SIGTERM arrived. The futures of the current-thread runtime run on the
+/// worker's main thread, where reading pgrx's signal flag is safe.
+async fn stop_requested() {
+    while !super::stopping() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

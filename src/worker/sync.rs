@@ -36,6 +36,9 @@ pub enum StepError {
     Spi(#[from] pgrx::spi::Error),
     #[error("{object}: {message}")]
     Collection { object: String, message: String },
+    /// The worker is stopping; the call in flight was abandoned.
+    #[error("stopping")]
+    Stopping,
     /// An ERROR raised by Postgres while applying (its transaction was rolled back).
     #[error("applying changes failed: {0}")]
     Database(String),
@@ -175,7 +178,7 @@ fn set_up(rt: &mut SyncRuntime, cfg: &SyncConfig, c: &CollectionRow) -> Result<b
     if !rt.try_spend(1) {
         return Ok(false);
     }
-    let described = rt.block_on(rt.client.describe(&c.object_name, None))?;
+    let described = rt.call(rt.client.describe(&c.object_name, None))?;
     let Some(d) = described else {
         return Err(StepError::Collection {
             object: c.object_name.clone(),
@@ -241,7 +244,7 @@ fn backfill_page(
         if !rt.try_spend(1) {
             return Ok(false);
         }
-        let total = rt.block_on(rt.client.count(&queries::count_query(&c.object_name)))?;
+        let total = rt.call(rt.client.count(&queries::count_query(&c.object_name)))?;
         let mode = if total as i64 >= cfg.bulk_threshold {
             "bulk"
         } else {
@@ -266,8 +269,8 @@ fn backfill_page(
         c.backfill_cursor.as_deref(),
     );
     let page: QueryPage = match next {
-        Some(url) => rt.block_on(rt.client.query_more(&url))?,
-        None => rt.block_on(rt.client.query(&soql, Some(PAGE_SIZE)))?,
+        Some(url) => rt.call(rt.client.query_more(&url))?,
+        None => rt.call(rt.client.query(&soql, Some(PAGE_SIZE)))?,
     };
     let done = page.done || page.next_records_url.is_none();
     let last_id = page
@@ -340,7 +343,7 @@ fn poll_round(
                 deleted_windows.push((i, end));
             }
         }
-        let responses = rt.block_on(rt.client.composite(false, subs))?;
+        let responses = rt.call(rt.client.composite(false, subs))?;
         for resp in responses {
             let (kind, idx) = resp.reference_id.split_at(1);
             let Some(c) = idx.parse::<usize>().ok().and_then(|i| group.get(i)) else {
@@ -409,7 +412,7 @@ fn apply_poll_response(
         if !rt.try_spend(1) {
             break;
         }
-        page = rt.block_on(rt.client.query_more(&url))?;
+        page = rt.call(rt.client.query_more(&url))?;
     }
     Ok(())
 }
@@ -464,7 +467,7 @@ fn check_describe(
     let since = c
         .describe_modified
         .map(|t| t - chrono::Duration::seconds(1));
-    let Some(d) = rt.block_on(rt.client.describe(&c.object_name, since))? else {
+    let Some(d) = rt.call(rt.client.describe(&c.object_name, since))? else {
         return Ok(());
     };
     let existing = tx(|| catalog::load_columns(&cfg.name, &c.object_name))?;
@@ -522,7 +525,7 @@ fn bulk_step(rt: &mut SyncRuntime, cfg: &SyncConfig, c: &CollectionRow) -> Resul
         }
         let cr = &rt.collections[&c.object_name];
         let soql = queries::bulk_query(&c.object_name, &queries::bulk_fields(&cr.columns));
-        let job = rt.block_on(rt.client.bulk_query_create(&soql, false))?;
+        let job = rt.call(rt.client.bulk_query_create(&soql, false))?;
         tx(|| store::set_bulk_job(&cfg.name, &c.object_name, Some(&job.id)))?;
         if let Some(cr) = rt.collections.get_mut(&c.object_name) {
             cr.bulk_complete = false;
@@ -540,15 +543,15 @@ fn bulk_step(rt: &mut SyncRuntime, cfg: &SyncConfig, c: &CollectionRow) -> Resul
         if !rt.try_spend(1) {
             return Ok(false);
         }
-        let info = match rt.block_on(rt.client.bulk_query_status(&job_id)) {
+        let info = match rt.call(rt.client.bulk_query_status(&job_id)) {
             Ok(info) => info,
             // Jobs and their results expire: start over with a new job (re-applying
             // rows already stored changes nothing).
-            Err(e) if e.status() == Some(404) => {
+            Err(StepError::Salesforce(e)) if e.status() == Some(404) => {
                 tx(|| store::set_bulk_job(&cfg.name, &c.object_name, None))?;
                 return Err(e.into());
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         let cr = rt
             .collections
@@ -578,7 +581,7 @@ fn bulk_step(rt: &mut SyncRuntime, cfg: &SyncConfig, c: &CollectionRow) -> Resul
         return Ok(false);
     }
     let fetch_started = Instant::now();
-    let page = rt.block_on(rt.client.bulk_query_results(
+    let page = rt.call(rt.client.bulk_query_results(
         &job_id,
         c.bulk_locator.as_deref(),
         Some(BULK_PAGE),
