@@ -441,3 +441,17 @@ def test_read_shutdown_is_not_held_up_by_a_hanging_salesforce_request(emulator, 
     assert "sequin_sf worker stopping" in cluster.log()
     emulator.control("DELETE", "faults")
     cluster.start()
+
+
+def test_read_password_credential_logs_in_and_syncs(emulator, db):
+    from harness import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME
+
+    db.execute(
+        "SELECT sequin_sf.create_credential('pw', kind => 'password', login_url => %s,"
+        " client_id => %s, client_secret => %s, username => %s, password => %s)",
+        (emulator.base_url, CLIENT_ID, CLIENT_SECRET, USERNAME, PASSWORD))
+    assert query_rows(db, "SELECT kind, username FROM sequin_sf.credentials") == [("password", USERNAME)]
+    db.execute("SELECT sequin_sf.create_sync('pw', credential => 'pw', collections => ARRAY['Account'],"
+               " rate_limit_requests => 100000)")
+    wait_backfilled(db, "pw")
+    assert query_value(db, "SELECT count(*) FROM salesforce.account") == emulator.stats()["records"]["Account"]
