@@ -165,6 +165,11 @@ def test_read_changes_deletes_undeletes_purges_reach_tables_and_events(emulator,
     state = query_rows(db, "SELECT state, last_poll_at IS NOT NULL, lag IS NOT NULL FROM sequin_sf.sync_status")
     assert all(s == ("live", True, True) for s in state)
 
+    # retention: events older than event_retention are pruned
+    db.execute("SELECT sequin_sf.alter_sync('emu', event_retention => '2 seconds')")
+    wait_for(lambda: query_value(db, "SELECT count(*) FROM salesforce._sync_events") == 0,
+             what="old events pruned")
+
 
 def test_read_new_custom_field_becomes_column(emulator, db):
     start_sync(db, emulator, ["Contact"])

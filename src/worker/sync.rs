@@ -140,6 +140,9 @@ pub fn step(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<bool, StepError> {
     for c in &live {
         check_describe(rt, cfg, c)?;
     }
+    // Prune at least every 10 minutes, more often for short retentions.
+    rt.prune
+        .set_every(secs((cfg.event_retention_secs / 2.0).clamp(1.0, 600.0)));
     if rt.prune.due(Instant::now()) {
         rt.prune.mark(Instant::now());
         tx(|| store::prune_events(&cfg.schema_name, cfg.event_retention_secs))?;
@@ -461,7 +464,13 @@ fn check_describe(
     if let Some(cr) = rt.collections.get_mut(&c.object_name) {
         cr.describe.mark(now);
     }
-    let at = Utc::now();
+    // Salesforce's clock (Date of the last response), so a host clock running ahead
+    // cannot make If-Modified-Since skip a change.
+    let at = rt
+        .client
+        .last_server_date()
+        .unwrap_or_else(Utc::now)
+        .min(Utc::now());
     // HTTP dates have whole seconds: a change in the same second as our last describe
     // would look older than it, so ask from a second earlier (a spare 200 is harmless).
     let since = c
