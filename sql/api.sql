@@ -160,7 +160,11 @@ CREATE FUNCTION sequin_sf.create_sync(
     schema_name text DEFAULT 'salesforce',
     rate_limit_requests int DEFAULT 28800,
     rate_limit_interval interval DEFAULT '24 hours',
-    max_concurrent_requests int DEFAULT 1)
+    max_concurrent_requests int DEFAULT 1,
+    -- also emit an "inserted" event per backfilled row (slower initial load)
+    backfill_events boolean DEFAULT false,
+    -- collections with at least this many rows are backfilled with a Bulk 2.0 query job
+    bulk_threshold bigint DEFAULT 50000)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     objects text[];
@@ -200,10 +204,14 @@ BEGIN
     objects := sequin_sf._resolve_collections(credential, collections);
     new_schema := NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = schema_name);
     EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', schema_name);
+    IF bulk_threshold IS NULL OR bulk_threshold < 1 THEN
+        RAISE EXCEPTION 'bulk_threshold must be a positive row count' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     INSERT INTO sequin_sf._syncs (name, credential, schema_name, created_schema, rate_limit_requests,
-                                  rate_limit_interval, max_concurrent_requests)
+                                  rate_limit_interval, max_concurrent_requests, backfill_events,
+                                  bulk_threshold)
     VALUES (name, credential, schema_name, new_schema, rate_limit_requests, rate_limit_interval,
-            max_concurrent_requests);
+            max_concurrent_requests, coalesce(backfill_events, false), bulk_threshold);
     PERFORM sequin_sf._create_sync_objects(name, schema_name);
     PERFORM sequin_sf._add_collections(name, objects);
     RETURN name;

@@ -460,3 +460,25 @@ def test_read_password_credential_logs_in_and_syncs(emulator, db):
                " rate_limit_requests => 100000)")
     wait_backfilled(db, "pw")
     assert query_value(db, "SELECT count(*) FROM salesforce.account") == emulator.stats()["records"]["Account"]
+
+
+def test_read_bulk_backfill_with_events_emits_one_inserted_event_per_row(start_emulator, cluster):
+    """backfill_events => true takes the record-by-record (JSON) Bulk path: every row also
+    lands in the event stream, keyed by API names, compound fields rebuilt."""
+    emulator = start_emulator("--seed", "8", "--generate", "Account=1500")
+    db = cluster.connect()
+    db.execute("CREATE EXTENSION sequin_sf")
+    create_emulator_credential(db, emulator)
+    db.execute("SELECT sequin_sf.create_sync('emu', credential => 'emu', collections => ARRAY['Account'],"
+               " rate_limit_requests => 100000, backfill_events => true, bulk_threshold => 1000)")
+    wait_backfilled(db, "emu")
+    assert query_value(db, "SELECT backfill_mode FROM sequin_sf.sync_status") == "bulk"
+    fields = OBJECTS["Account"] + ["BillingAddress"]
+    want = sf_snapshot(emulator, "Account", fields)
+    assert pg_snapshot(db, "emu", "Account", fields) == want
+    evs = query_rows(db, "SELECT event, count(*), count(DISTINCT upstream_id) FROM salesforce._sync_events GROUP BY 1")
+    assert evs == [("inserted", 1500, 1500)]
+    some = next(iter(want))
+    data = query_value(db, "SELECT data FROM salesforce._sync_events WHERE upstream_id = %s", (some,))
+    assert data["Id"] == some and "Name" in data
+    db.close()
