@@ -75,9 +75,15 @@ mod tests {
     #[test]
     fn parses_salesforce_datetimes() {
         let want = Utc.with_ymd_and_hms(2024, 2, 6, 20, 48, 32).unwrap();
-        assert_eq!(parse_sf_datetime("2024-02-06T20:48:32.000+0000"), Some(want));
+        assert_eq!(
+            parse_sf_datetime("2024-02-06T20:48:32.000+0000"),
+            Some(want)
+        );
         assert_eq!(parse_sf_datetime("2024-02-06T20:48:32Z"), Some(want));
-        assert_eq!(parse_sf_datetime("2024-02-06T21:48:32.000+01:00"), Some(want));
+        assert_eq!(
+            parse_sf_datetime("2024-02-06T21:48:32.000+01:00"),
+            Some(want)
+        );
         assert_eq!(parse_sf_datetime("nope"), None);
         assert_eq!(soql_datetime(want), "2024-02-06T20:48:32.000Z");
     }

@@ -190,7 +190,11 @@ fn unique_name(base: String, used: &mut HashSet<String>) -> String {
 pub fn modstamp_field(columns: &[ColumnSpec]) -> Option<&str> {
     ["SystemModstamp", "LastModifiedDate", "CreatedDate"]
         .into_iter()
-        .find(|name| columns.iter().any(|c| c.field == *name && c.pg_type == PgType::Timestamptz))
+        .find(|name| {
+            columns
+                .iter()
+                .any(|c| c.field == *name && c.pg_type == PgType::Timestamptz)
+        })
 }
 
 #[cfg(test)]
@@ -198,7 +202,11 @@ mod tests {
     use super::*;
 
     fn field(name: &str, t: &str) -> FieldInfo {
-        FieldInfo { name: name.into(), sf_type: t.into(), ..Default::default() }
+        FieldInfo {
+            name: name.into(),
+            sf_type: t.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -221,8 +229,10 @@ mod tests {
             field("Photo__c", "base64"),
             field("Status__c", "picklist"),
         ]);
-        let got: Vec<(&str, &str)> =
-            cols.iter().map(|c| (c.column.as_str(), c.pg_type.as_sql())).collect();
+        let got: Vec<(&str, &str)> = cols
+            .iter()
+            .map(|c| (c.column.as_str(), c.pg_type.as_sql()))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -243,7 +253,11 @@ mod tests {
                 ("status__c", "text"),
             ]
         );
-        assert!(cols.iter().find(|c| c.field == "MailingAddress").unwrap().is_compound());
+        assert!(cols
+            .iter()
+            .find(|c| c.field == "MailingAddress")
+            .unwrap()
+            .is_compound());
         assert_eq!(modstamp_field(&cols), Some("SystemModstamp"));
     }
 

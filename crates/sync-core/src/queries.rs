@@ -52,7 +52,12 @@ pub fn count_query(object: &str) -> String {
 /// An incremental poll (sent through queryAll so soft deletes arrive too): every
 /// record stamped at or after `since`, oldest first and Id-ordered within one stamp so
 /// a cursor can resume exactly.
-pub fn poll_query(object: &str, fields: &[&str], stamp_field: &str, since: DateTime<Utc>) -> String {
+pub fn poll_query(
+    object: &str,
+    fields: &[&str],
+    stamp_field: &str,
+    since: DateTime<Utc>,
+) -> String {
     format!(
         "SELECT {} FROM {} WHERE {} >= {} ORDER BY {}, Id",
         fields.join(", "),

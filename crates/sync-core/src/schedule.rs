@@ -43,7 +43,8 @@ impl Periodic {
     }
 
     pub fn due(&self, now: Instant) -> bool {
-        self.last.is_none_or(|t| now.saturating_duration_since(t) >= self.every)
+        self.last
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.every)
     }
 
     pub fn mark(&mut self, now: Instant) {
@@ -83,8 +84,14 @@ mod tests {
         // median lag is half the round interval plus one request
         assert!(every.as_secs_f64() < 2.5, "{every:?}");
         assert!(every.as_secs_f64() > 1.5, "{every:?}");
-        assert_eq!(round_interval(Some(Duration::from_millis(1)), Duration::ZERO), MIN_POLL_INTERVAL);
-        assert_eq!(round_interval(None, Duration::from_secs(60)), Duration::from_secs(60));
+        assert_eq!(
+            round_interval(Some(Duration::from_millis(1)), Duration::ZERO),
+            MIN_POLL_INTERVAL
+        );
+        assert_eq!(
+            round_interval(None, Duration::from_secs(60)),
+            Duration::from_secs(60)
+        );
     }
 
     // The same arithmetic as the client's pacing module, so this crate's tests do not
@@ -101,7 +108,10 @@ mod tests {
         assert!(p.due(t0));
         p.mark(t0);
         assert!(!p.due(t0 + Duration::from_secs(9)));
-        assert_eq!(p.remaining(t0 + Duration::from_secs(4)), Duration::from_secs(6));
+        assert_eq!(
+            p.remaining(t0 + Duration::from_secs(4)),
+            Duration::from_secs(6)
+        );
         assert!(p.due(t0 + Duration::from_secs(10)));
         p.force();
         assert!(p.due(t0));
