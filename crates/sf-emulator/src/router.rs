@@ -177,8 +177,12 @@ pub async fn serve(
         Err(resp) => return Ok(resp.into_hyper()),
     };
     // A bug must cost one request, not the connection or the server: run the
-    // request as its own task and answer a panic with Salesforce's 500.
-    let outcome = match tokio::spawn(async move { handle(&app, req).await }).await {
+    // request as its own task and answer a panic with Salesforce's 500. When the
+    // client goes away hyper drops this future, and the guard stops the task too, so
+    // an abandoned slow request does not keep holding a long-request slot.
+    let task = tokio::spawn(async move { handle(&app, req).await });
+    let _stop_if_abandoned = AbortOnDrop(task.abort_handle());
+    let outcome = match task.await {
         Ok(o) => o,
         Err(_) => Outcome::Reply(Resp::error(&ApiError::new(
             500,
@@ -192,6 +196,15 @@ pub async fn serve(
             std::io::ErrorKind::ConnectionAborted,
             "injected fault: connection dropped",
         )),
+    }
+}
+
+/// Aborts a request's task when the connection waiting for it is dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

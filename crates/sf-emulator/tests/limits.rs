@@ -308,7 +308,18 @@ async fn long_requests_are_capped() {
         (403, "REQUEST_LIMIT_EXCEEDED")
     );
     assert_eq!(b[0]["message"], "ConcurrentPerOrgLongTxn Limit exceeded.");
+    // A client that gives up frees its slot (the abandoned request is stopped).
     drop(slow);
+    let mut freed = false;
+    for _ in 0..300 {
+        let (_, l) = org.control(Method::GET, "limits", json!({})).await;
+        if l["long_requests_running"] == 0 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(freed, "the abandoned long request still holds its slot");
     org.running.shutdown().await;
 }
 
