@@ -135,8 +135,28 @@ fn create_ingest(app: &App, req: &Req, v: &str) -> Result<Resp, ApiError> {
         error: None,
     };
     let info = ingest_info(app, &job);
-    app.bulk.ingest.lock().insert(job.common.id.clone(), job);
+    let mut jobs = app.bulk.ingest.lock();
+    evict_oldest(&mut jobs);
+    jobs.insert(job.common.id.clone(), job);
+    drop(jobs);
     Ok(Resp::json(200, &Value::Object(info)))
+}
+
+/// Ingest jobs kept with their results; beyond this the oldest are forgotten, so a
+/// long run's memory stays bounded.
+const MAX_INGEST_JOBS: usize = 100;
+
+fn evict_oldest(jobs: &mut std::collections::HashMap<String, IngestJob>) {
+    while jobs.len() >= MAX_INGEST_JOBS {
+        let oldest = jobs
+            .values()
+            .min_by_key(|j| (j.common.created_ms, j.common.id.clone()))
+            .map(|j| j.common.id.clone());
+        match oldest {
+            Some(id) => jobs.remove(&id),
+            None => break,
+        };
+    }
 }
 
 fn upload(app: &App, req: &Req, id: &str) -> Result<Resp, ApiError> {
