@@ -22,6 +22,8 @@ use std::sync::Arc;
 const NS: &str = "http://www.force.com/2009/06/asyncapi/dataload";
 const XML: &str = "application/xml";
 const JSON: &str = "application/json";
+/// Jobs kept with their results.
+const MAX_JOBS: usize = 100;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum BatchState {
@@ -424,7 +426,20 @@ fn create_job(app: &App, req: &Req, v: &str) -> Result<Resp, Fault> {
         batches: Vec::new(),
     };
     let resp = render("jobInfo", &job_fields(app, &job), json, 201);
-    app.bulk1.jobs.lock().insert(job.id.clone(), job);
+    let mut jobs = app.bulk1.jobs.lock();
+    // Keep memory bounded on long runs: the oldest jobs (and their results) go first.
+    while jobs.len() >= MAX_JOBS {
+        let oldest = jobs
+            .values()
+            .min_by_key(|j| (j.created_ms, j.id.clone()))
+            .map(|j| j.id.clone());
+        match oldest {
+            Some(id) => jobs.remove(&id),
+            None => break,
+        };
+    }
+    jobs.insert(job.id.clone(), job);
+    drop(jobs);
     Ok(resp)
 }
 
