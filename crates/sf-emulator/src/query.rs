@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 const LOCATOR_IDLE_MS: i64 = 15 * 60 * 1000;
 const MAX_OFFSET: u64 = 2000;
+/// Open query locators kept at once.
+const MAX_LOCATORS: usize = 1000;
 
 /// One step through a reference field to its parent.
 #[derive(Clone, Debug)]
@@ -434,6 +436,18 @@ impl Locators {
         let mut map = self.map.lock();
         let now = crate::timefmt::wall_ms();
         map.retain(|_, l| now - l.last_used < LOCATOR_IDLE_MS);
+        // Each locator pins its result rows: past the cap, the least recently used go
+        // (their next page answers INVALID_QUERY_LOCATOR, as an expired one would).
+        while map.len() >= MAX_LOCATORS {
+            let lru = map
+                .iter()
+                .min_by_key(|(_, l)| l.last_used)
+                .map(|(k, _)| k.clone());
+            match lru {
+                Some(k) => map.remove(&k),
+                None => break,
+            };
+        }
         map.insert(id.clone(), loc);
         id
     }
