@@ -43,6 +43,7 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
     tx(|| Spi::run("SELECT set_config('log_min_messages', 'warning', false)"))
         .unwrap_or_else(|e| warning!("sequin_sf: {e}"));
     let mut runtimes: HashMap<String, SyncRuntime> = HashMap::new();
+    let mut failed_builds: HashMap<String, Instant> = HashMap::new();
     let mut nap = IDLE_NAP;
     while BackgroundWorker::wait_latch(Some(nap)) {
         if BackgroundWorker::sighup_received() {
@@ -51,7 +52,7 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
             runtimes.clear();
             log!("sequin_sf worker reloaded its configuration");
         }
-        let busy = iteration(&mut runtimes);
+        let busy = iteration(&mut runtimes, &mut failed_builds);
         if stopping() {
             break;
         }
@@ -72,7 +73,10 @@ pub(crate) fn stopping() -> bool {
 }
 
 /// One pass over all syncs. True when some sync has more work ready at once.
-fn iteration(runtimes: &mut HashMap<String, SyncRuntime>) -> bool {
+fn iteration(
+    runtimes: &mut HashMap<String, SyncRuntime>,
+    failed_builds: &mut HashMap<String, Instant>,
+) -> bool {
     let syncs = tx(|| -> pgrx::spi::SpiResult<_> {
         if catalog::extension_installed()? {
             catalog::load_syncs()
@@ -98,12 +102,21 @@ fn iteration(runtimes: &mut HashMap<String, SyncRuntime>) -> bool {
             break;
         }
         if !runtimes.contains_key(&cfg.name) {
+            if failed_builds
+                .get(&cfg.name)
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(30))
+            {
+                continue;
+            }
             match build_runtime(cfg) {
                 Ok(rt) => {
+                    failed_builds.remove(&cfg.name);
                     runtimes.insert(cfg.name.clone(), rt);
                 }
                 Err(msg) => {
-                    report_error(&cfg.name, &msg);
+                    // e.g. the key file changed: say so, and retry twice a minute
+                    report_error(&cfg.name, &format!("{msg} (retrying in 30 s)"));
+                    failed_builds.insert(cfg.name.clone(), Instant::now());
                     continue;
                 }
             }
