@@ -212,9 +212,11 @@ BEGIN
         $body$
         $fn$, fn, sch, tbl, p_object, local_cols, noncreate, nonupdate, picks,
               coalesce(ins_bad, 'false'));
-    -- Updates are captured per row: pairing the old and new versions of a statement's
-    -- rows needs a join of the transition tables, whose plan degrades badly on large
-    -- updates, while a row trigger has both at hand.
+    -- Updates are captured per row, which has OLD and NEW at hand. A statement trigger
+    -- pairing the OLD and NEW transition tables by _row_id (hash join; a nested loop
+    -- is quadratic and plpgsql keeps the first plan) was measured against this one
+    -- (bench/trigger_overhead.py): 500-row UPDATEs ran ~25% faster with it, but one-row
+    -- UPDATEs up to ~15% slower (the join plan's per-statement setup), so rows it is.
     EXECUTE format($fn$
         CREATE OR REPLACE FUNCTION %1$s() RETURNS trigger
         LANGUAGE plpgsql AS $body$
