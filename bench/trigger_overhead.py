@@ -4,7 +4,11 @@ capture triggers against the same table without them, measured in the same run.
 Both tables have the shape of a synced Contact table (`_row_id` identity key, nullable
 unique `id`, `_write_state`, a dozen typical columns). The captured one gets the same
 triggers a sync installs (sequin_sf._install_write_triggers), so each change also lands
-in `_sync_write_log`. Runs alternate between the two tables and the median is reported.
+in `_sync_write_log`. Runs alternate between the two tables chunk by chunk.
+
+A last line measures the write-log append alone (the log rows a bulk INSERT adds, written
+directly) against the bulk INSERT itself: what a capture that logs one row per change
+could reach at best.
 
     .venv/bin/python bench/trigger_overhead.py [--rows N] [--repeat R]
     BENCH_DSN=... to use an existing database that has the extension (else a throwaway
@@ -36,6 +40,13 @@ SELECT NULL, 'First' || g, 'Last' || g, 'Title ' || (g %% 17), 'user' || g || '@
 """
 
 UPDATE = "UPDATE {t} SET title = title || '!', amount = amount + 1 WHERE _row_id BETWEEN %s AND %s"
+
+# What capture appends for each inserted row, written straight into the log: the cost no
+# capture design that logs one row per change can go below.
+LOG_APPEND = """
+INSERT INTO bench_w._sync_write_log (table_name, object_name, row_id, action)
+SELECT 'captured', 'Contact', g, 'insert' FROM generate_series(%s::int, %s::int) g
+"""
 
 NONCREATE = '{"id": "the Salesforce Id is assigned by Salesforce", "system_modstamp": "system field", "created_date": "system field"}'
 
@@ -96,6 +107,23 @@ def measure(conn, rows, repeat, per_statement, per_transaction, chunks=10):
     return {k: size * chunks * repeat / v for k, v in seconds.items()}
 
 
+def log_append_floor(conn, rows, repeat, per_statement=500, chunks=10):
+    """Rows/s of a bulk INSERT into the plain table and of appending as many log rows
+    directly, alternating chunk by chunk like measure()."""
+    seconds = {"plain": 0.0, "log": 0.0}
+    size = max(rows // chunks, 1)
+    for r in range(repeat):
+        truncate(conn)
+        conn.execute("ALTER TABLE bench_w.plain ALTER COLUMN _row_id RESTART WITH 1")
+        for c in range(chunks):
+            lo, hi = c * size + 1, (c + 1) * size
+            order = ("plain", "log") if (c + r) % 2 == 0 else ("log", "plain")
+            for what in order:
+                sql = INSERT.format(t="bench_w.plain") if what == "plain" else LOG_APPEND
+                seconds[what] += run_statements(conn, sql, lo, hi, per_statement, 5000)
+    return {k: size * chunks * repeat / v for k, v in seconds.items()}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=20000)
@@ -131,6 +159,11 @@ def main():
                     print(f"  {op.upper():6} {label:24} without trigger {plain:10.0f} rows/s"
                           f"  with capture {captured:10.0f} rows/s  ratio {captured / plain:6.1%}"
                           "  (target >= 85%)")
+            floor = log_append_floor(conn, args.rows, args.repeat)
+            best = 1 / (1 + floor["plain"] / floor["log"])
+            print(f"  write-log append alone, 500 rows/stmt: {floor['log']:.0f} log rows/s against"
+                  f" {floor['plain']:.0f} table rows/s: a capture costing only its log append"
+                  f" would give INSERT ~{best:.0%}")
             logged = conn.execute("SELECT count(*) FROM bench_w._sync_write_log").fetchone()[0]
             print(f"  (last run left {logged} entries in bench_w._sync_write_log)")
             conn.execute("DROP SCHEMA bench_w CASCADE")
