@@ -76,7 +76,10 @@ def main():
                     raise AssertionError(f"change {i} on {obj} never arrived")
                 time.sleep(0.01)
             lags.append(time.monotonic() - t0)
-            time.sleep(rng.uniform(0.0, 1.0))
+            # Wait a random time spanning several poll rounds before the next change, so
+            # changes land at random points of the poll cycle (a short fixed-range pause
+            # right after a change was seen would tie them to the cycle and bias the lag).
+            time.sleep(rng.uniform(0.0, 6.0))
         minutes = (time.monotonic() - started) / 60
         calls = emu.stats()["api_requests_total"] - calls_before
 

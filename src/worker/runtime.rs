@@ -26,6 +26,9 @@ pub struct CollectionRuntime {
     /// Bulk backfill: when to ask for the job's state next, and the growing wait.
     pub bulk_check_at: Option<Instant>,
     pub bulk_wait: Duration,
+    /// Id -> stamp of records applied by recent polls: the overlap window re-reads
+    /// them every round, and skipping them in Rust spares the database the no-op.
+    pub applied: HashMap<String, String>,
 }
 
 pub struct SyncRuntime {

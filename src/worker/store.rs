@@ -366,6 +366,28 @@ pub fn apply_poll_page(
     })
 }
 
+/// Records a poll that brought nothing new.
+pub fn mark_polled(
+    sync: &str,
+    object: &str,
+    cursor: DateTime<Utc>,
+    caught_up: Option<DateTime<Utc>>,
+) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE sequin_sf._collections SET poll_cursor = greatest(poll_cursor, $3::timestamptz),
+             last_poll_at = now(),
+             caught_up_at = coalesce($4::timestamptz, caught_up_at),
+             last_error = NULL, last_error_at = NULL
+         WHERE sync_name = $1 AND object_name = $2",
+        &[
+            sync.into(),
+            object.into(),
+            rfc3339(cursor).into(),
+            caught_up.map(rfc3339).into(),
+        ],
+    )
+}
+
 /// Removes records Salesforce reports deleted (hard deletes and purges included).
 pub fn apply_deleted(
     sync: &str,

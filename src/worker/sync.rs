@@ -171,6 +171,7 @@ fn load_collection(
             bulk_complete: false,
             bulk_check_at: None,
             bulk_wait: BULK_FIRST_WAIT,
+            applied: Default::default(),
         },
     );
     Ok(())
@@ -215,6 +216,7 @@ fn set_up(rt: &mut SyncRuntime, cfg: &SyncConfig, c: &CollectionRow) -> Result<b
             bulk_complete: false,
             bulk_check_at: None,
             bulk_wait: BULK_FIRST_WAIT,
+            applied: Default::default(),
         },
     );
     Ok(true)
@@ -393,7 +395,23 @@ fn apply_poll_response(
         }
     };
     let mut cur = c.poll_cursor.unwrap_or(started - overlap);
+    let window_start = cursor::poll_since(cur, overlap);
     loop {
+        let stamp_of =
+            |r: &Map<String, Value>| r.get(&stamp).and_then(Value::as_str).map(str::to_string);
+        let id_of =
+            |r: &Map<String, Value>| r.get("Id").and_then(Value::as_str).map(str::to_string);
+        if let Some(cr) = rt.collections.get(&c.object_name) {
+            page.records.retain(|r| match (id_of(r), stamp_of(r)) {
+                (Some(id), Some(st)) => cr.applied.get(&id) != Some(&st),
+                _ => true,
+            });
+        }
+        let fresh: Vec<(String, String)> = page
+            .records
+            .iter()
+            .filter_map(|r| Some((id_of(r)?, stamp_of(r)?)))
+            .collect();
         let newest = page
             .records
             .iter()
@@ -408,9 +426,18 @@ fn apply_poll_response(
         let cr = &rt.collections[&c.object_name];
         let cid = naming::collection_id(&c.object_name);
         let t = target(cfg, c, cr, &cid, true);
-        let records = records_json(std::mem::take(&mut page.records));
         let caught_up = if next.is_none() { Some(started) } else { None };
-        tx(|| store::apply_poll_page(&cfg.name, &t, &c.object_name, records, cur, caught_up))?;
+        if page.records.is_empty() {
+            tx(|| store::mark_polled(&cfg.name, &c.object_name, cur, caught_up))?;
+        } else {
+            let records = records_json(std::mem::take(&mut page.records));
+            tx(|| store::apply_poll_page(&cfg.name, &t, &c.object_name, records, cur, caught_up))?;
+        }
+        if let Some(cr) = rt.collections.get_mut(&c.object_name) {
+            cr.applied.extend(fresh);
+            cr.applied
+                .retain(|_, st| cursor::parse_sf_datetime(st).is_some_and(|t| t >= window_start));
+        }
         let Some(url) = next else { break };
         if !rt.try_spend(1) {
             break;
