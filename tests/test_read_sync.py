@@ -187,7 +187,7 @@ def test_read_new_custom_field_becomes_column(emulator, db):
 
 
 def test_read_restart_mid_backfill_resumes_without_duplicates_or_gaps(start_emulator, cluster):
-    emulator = start_emulator("--seed", "3", "--generate", "Contact=30000", "--latency-ms", "150")
+    emulator = start_emulator("--seed", "3", "--generate", "Contact=30000", "--latency-ms", "300")
     db = cluster.connect()
     db.execute("CREATE EXTENSION sequin_sf")
     start_sync(db, emulator, ["Contact"])
@@ -411,7 +411,7 @@ def test_read_two_orgs_in_one_database_each_in_its_own_schema(start_emulator, db
 
 
 def test_read_restart_mid_bulk_backfill_resumes_from_the_persisted_job(start_emulator, cluster):
-    emulator = start_emulator("--seed", "4", "--generate", "Contact=120000", "--latency-ms", "300")
+    emulator = start_emulator("--seed", "4", "--generate", "Contact=150000", "--latency-ms", "300")
     db = cluster.connect()
     db.execute("CREATE EXTENSION sequin_sf")
     start_sync(db, emulator, ["Contact"])
@@ -422,12 +422,12 @@ def test_read_restart_mid_bulk_backfill_resumes_from_the_persisted_job(start_emu
     db.close()
     cluster.restart()
     db = cluster.connect()
-    assert 0 < query_value(db, "SELECT rows_done FROM sequin_sf.sync_status") < 120000
+    assert 0 < query_value(db, "SELECT rows_done FROM sequin_sf.sync_status") < 150000
     wait_backfilled(db, "emu", timeout=300)
     assert query_value(db, "SELECT bulk_job_id FROM sequin_sf._collections") == job
-    assert query_value(db, "SELECT count(*) FROM salesforce.contact") == 120000
-    assert query_value(db, "SELECT count(DISTINCT id) FROM salesforce.contact") == 120000
-    assert query_value(db, "SELECT rows_done FROM sequin_sf.sync_status") == 120000
+    assert query_value(db, "SELECT count(*) FROM salesforce.contact") == 150000
+    assert query_value(db, "SELECT count(DISTINCT id) FROM salesforce.contact") == 150000
+    assert query_value(db, "SELECT rows_done FROM sequin_sf.sync_status") == 150000
     db.close()
 
 
