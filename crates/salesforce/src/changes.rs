@@ -47,13 +47,7 @@ impl Client {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<UpdatedIds> {
-        let spec = RequestSpec::new(
-            Method::GET,
-            format!("sobjects/{}/updated/", crate::path_segment(object)?),
-        )
-        .query("start", format_datetime(start))
-        .query("end", format_datetime(end));
-        self.execute(spec).await?.json("updated ids")
+        self.change_window(object, "updated", start, end).await
     }
 
     /// Records of `object` deleted between `start` and `end` (at most 15 days back),
@@ -64,13 +58,26 @@ impl Client {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<DeletedRecords> {
+        self.change_window(object, "deleted", start, end).await
+    }
+
+    /// `GET /sobjects/{object}/{resource}/?start=..&end=..`.
+    async fn change_window<T: serde::de::DeserializeOwned>(
+        &self,
+        object: &str,
+        resource: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<T> {
         let spec = RequestSpec::new(
             Method::GET,
-            format!("sobjects/{}/deleted/", crate::path_segment(object)?),
+            format!("sobjects/{}/{resource}/", crate::path_segment(object)?),
         )
         .query("start", format_datetime(start))
         .query("end", format_datetime(end));
-        self.execute(spec).await?.json("deleted records")
+        self.execute(spec)
+            .await?
+            .json(&format!("{resource} records of {object}"))
     }
 }
 

@@ -12,7 +12,7 @@ use crate::de::null_default;
 use crate::error::{ApiError, Error, Result};
 use crate::http::{parse_error_body, RequestSpec};
 use crate::query::{batch_size_header, QueryPage};
-use crate::sobjects::{collection_body, delete_query, SaveResult};
+use crate::sobjects::{collection_body, delete_query, upsert_path, SaveResult, COLLECTIONS};
 
 /// Salesforce's cap on subrequests per composite request.
 pub const MAX_SUBREQUESTS: usize = 25;
@@ -205,18 +205,15 @@ impl Client {
     /// A `GET` subrequest on a path relative to the versioned root
     /// (e.g. `sobjects/Contact/deleted/?start=...&end=...`).
     pub fn get_subrequest(&self, reference_id: &str, relative_path: &str) -> CompositeSubrequest {
-        self.subrequest(
+        self.versioned_subrequest(
             "GET",
             reference_id,
-            format!(
-                "{}/{}",
-                self.data_path(),
-                relative_path.trim_start_matches('/')
-            ),
+            relative_path.trim_start_matches('/'),
             None,
         )
     }
 
+    /// A `POST /composite/sobjects` (create) subrequest.
     pub fn create_records_subrequest(
         &self,
         reference_id: &str,
@@ -224,14 +221,11 @@ impl Client {
         records: &[Map<String, Value>],
         all_or_none: bool,
     ) -> Result<CompositeSubrequest> {
-        Ok(self.subrequest(
-            "POST",
-            reference_id,
-            format!("{}/composite/sobjects", self.data_path()),
-            Some(collection_body(object, records, all_or_none)?),
-        ))
+        let body = collection_body(object, records, all_or_none)?;
+        Ok(self.versioned_subrequest("POST", reference_id, COLLECTIONS, Some(body)))
     }
 
+    /// A `PATCH /composite/sobjects` (update) subrequest; each record needs `Id`.
     pub fn update_records_subrequest(
         &self,
         reference_id: &str,
@@ -239,14 +233,11 @@ impl Client {
         records: &[Map<String, Value>],
         all_or_none: bool,
     ) -> Result<CompositeSubrequest> {
-        Ok(self.subrequest(
-            "PATCH",
-            reference_id,
-            format!("{}/composite/sobjects", self.data_path()),
-            Some(collection_body(object, records, all_or_none)?),
-        ))
+        let body = collection_body(object, records, all_or_none)?;
+        Ok(self.versioned_subrequest("PATCH", reference_id, COLLECTIONS, Some(body)))
     }
 
+    /// A `PATCH /composite/sobjects/{object}/{ext_id_field}` (upsert) subrequest.
     pub fn upsert_records_subrequest(
         &self,
         reference_id: &str,
@@ -255,35 +246,32 @@ impl Client {
         records: &[Map<String, Value>],
         all_or_none: bool,
     ) -> Result<CompositeSubrequest> {
-        Ok(self.subrequest(
-            "PATCH",
-            reference_id,
-            format!(
-                "{}/composite/sobjects/{}/{}",
-                self.data_path(),
-                crate::path_segment(object)?,
-                crate::path_segment(ext_id_field)?
-            ),
-            Some(collection_body(object, records, all_or_none)?),
-        ))
+        let body = collection_body(object, records, all_or_none)?;
+        let path = upsert_path(object, ext_id_field)?;
+        Ok(self.versioned_subrequest("PATCH", reference_id, &path, Some(body)))
     }
 
+    /// A `DELETE /composite/sobjects?ids=..` subrequest.
     pub fn delete_records_subrequest(
         &self,
         reference_id: &str,
         ids: &[String],
         all_or_none: bool,
     ) -> Result<CompositeSubrequest> {
-        Ok(self.subrequest(
-            "DELETE",
-            reference_id,
-            format!(
-                "{}/composite/sobjects?{}",
-                self.data_path(),
-                delete_query(ids, all_or_none)?
-            ),
-            None,
-        ))
+        let path = format!("{COLLECTIONS}?{}", delete_query(ids, all_or_none)?);
+        Ok(self.versioned_subrequest("DELETE", reference_id, &path, None))
+    }
+
+    /// A subrequest on a path relative to `/services/data/vNN.N/`.
+    fn versioned_subrequest(
+        &self,
+        method: &str,
+        reference_id: &str,
+        relative_path: &str,
+        body: Option<Value>,
+    ) -> CompositeSubrequest {
+        let url = format!("{}/{relative_path}", self.data_path());
+        self.subrequest(method, reference_id, url, body)
     }
 }
 

@@ -63,6 +63,28 @@ pub(crate) fn collection_body(
     Ok(json!({ "allOrNone": all_or_none, "records": typed_records(object, records) }))
 }
 
+/// The sObject Collections resource, relative to the versioned root.
+pub(crate) const COLLECTIONS: &str = "composite/sobjects";
+
+/// `composite/sobjects/{object}/{ext_id_field}`.
+pub(crate) fn upsert_path(object: &str, ext_id_field: &str) -> Result<String> {
+    Ok(format!(
+        "{COLLECTIONS}/{}/{}",
+        crate::path_segment(object)?,
+        crate::path_segment(ext_id_field)?
+    ))
+}
+
+fn check_ids_present(records: &[Map<String, Value>]) -> Result<()> {
+    match records
+        .iter()
+        .position(|r| !r.contains_key("Id") && !r.contains_key("id"))
+    {
+        Some(i) => Err(Error::Config(format!("record {i} of an update has no Id"))),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn delete_query(ids: &[String], all_or_none: bool) -> Result<String> {
     check_count(ids.len())?;
     for id in ids {
@@ -81,9 +103,8 @@ impl Client {
         all_or_none: bool,
     ) -> Result<Vec<SaveResult>> {
         let body = collection_body(object, records, all_or_none)?;
-        self.execute(RequestSpec::new(Method::POST, "composite/sobjects").json(body))
-            .await?
-            .json("collection create results")
+        self.send_collection(Method::POST, COLLECTIONS.into(), Some(body), "create")
+            .await
     }
 
     /// `PATCH /composite/sobjects`: updates up to 200 records; each must carry `Id`
@@ -94,16 +115,10 @@ impl Client {
         records: &[Map<String, Value>],
         all_or_none: bool,
     ) -> Result<Vec<SaveResult>> {
-        if let Some(i) = records
-            .iter()
-            .position(|r| !r.contains_key("Id") && !r.contains_key("id"))
-        {
-            return Err(Error::Config(format!("record {i} of an update has no Id")));
-        }
+        check_ids_present(records)?;
         let body = collection_body(object, records, all_or_none)?;
-        self.execute(RequestSpec::new(Method::PATCH, "composite/sobjects").json(body))
-            .await?
-            .json("collection update results")
+        self.send_collection(Method::PATCH, COLLECTIONS.into(), Some(body), "update")
+            .await
     }
 
     /// `PATCH /composite/sobjects/{object}/{ext_id_field}`: inserts or updates up to
@@ -116,14 +131,9 @@ impl Client {
         all_or_none: bool,
     ) -> Result<Vec<SaveResult>> {
         let body = collection_body(object, records, all_or_none)?;
-        let path = format!(
-            "composite/sobjects/{}/{}",
-            crate::path_segment(object)?,
-            crate::path_segment(ext_id_field)?
-        );
-        self.execute(RequestSpec::new(Method::PATCH, path).json(body))
-            .await?
-            .json("collection upsert results")
+        let path = upsert_path(object, ext_id_field)?;
+        self.send_collection(Method::PATCH, path, Some(body), "upsert")
+            .await
     }
 
     /// `DELETE /composite/sobjects?ids=...`: deletes up to 200 records by id.
@@ -132,11 +142,25 @@ impl Client {
         ids: &[String],
         all_or_none: bool,
     ) -> Result<Vec<SaveResult>> {
-        check_count(ids.len())?;
-        let spec = RequestSpec::new(Method::DELETE, "composite/sobjects")
-            .query("ids", ids.join(","))
-            .query("allOrNone", all_or_none.to_string());
-        self.execute(spec).await?.json("collection delete results")
+        let path = format!("{COLLECTIONS}?{}", delete_query(ids, all_or_none)?);
+        self.send_collection(Method::DELETE, path, None, "delete")
+            .await
+    }
+
+    async fn send_collection(
+        &self,
+        method: Method,
+        path: String,
+        body: Option<Value>,
+        what: &str,
+    ) -> Result<Vec<SaveResult>> {
+        let mut spec = RequestSpec::new(method, path);
+        if let Some(b) = body {
+            spec = spec.json(b);
+        }
+        self.execute(spec)
+            .await?
+            .json(&format!("collection {what} results"))
     }
 
     /// `POST /composite/sobjects/{object}` with `{"ids":[..],"fields":[..]}`: reads up
