@@ -343,8 +343,7 @@ impl Proxy {
 #[tokio::test]
 async fn expired_token_is_refreshed_and_the_call_retried_once() {
     let emu = Emu::start().await;
-    let client = emu.client();
-    client.authenticate().await.unwrap();
+    let client = emu.ready_client().await;
     client.count("SELECT COUNT() FROM Contact").await.unwrap();
     emu.control("POST", "expire_tokens", None).await;
     let before = emu.api_requests().await;
@@ -362,8 +361,7 @@ async fn expired_token_is_refreshed_and_the_call_retried_once() {
 #[tokio::test]
 async fn concurrent_401s_share_one_refresh() {
     let emu = Emu::start().await;
-    let client = emu.client();
-    client.authenticate().await.unwrap();
+    let client = emu.ready_client().await;
     emu.control("POST", "expire_tokens", None).await;
     let calls = (0..8).map(|_| {
         let c = client.clone();
@@ -393,8 +391,7 @@ where
 #[tokio::test]
 async fn second_401_is_returned_not_retried() {
     let emu = Emu::start().await;
-    let client = emu.client();
-    client.authenticate().await.unwrap();
+    let client = emu.ready_client().await;
     emu.fault("invalid_session", 2, Some("/query")).await;
     let err = client
         .query("SELECT Id FROM Account", None)
@@ -440,8 +437,7 @@ async fn token_endpoint_outage_is_transient() {
 #[tokio::test]
 async fn debug_output_hides_tokens() {
     let emu = Emu::start().await;
-    let client = emu.client();
-    client.authenticate().await.unwrap();
+    let client = emu.ready_client().await;
     let text = format!("{client:?} {:?}", client.session_info());
     assert!(text.contains(&emu.url()), "{text}");
     assert!(!text.contains("!AR"), "access token leaked: {text}");

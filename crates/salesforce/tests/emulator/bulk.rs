@@ -41,6 +41,26 @@ async fn read_all(
     (sizes, all)
 }
 
+/// Creates a job, waits for it, and reads all its pages in one go.
+async fn run_job(
+    client: &salesforce::Client,
+    soql: &str,
+    query_all: bool,
+) -> (Vec<u64>, salesforce::CsvRows) {
+    let job = client.bulk_query_create(soql, query_all).await.unwrap();
+    let done = client
+        .bulk_query_wait(&job.id, POLL, MAX_WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done.state, JobState::JobComplete);
+    read_all(client, &job.id, None).await
+}
+
+/// The error a job creation is refused with.
+async fn refused(client: &salesforce::Client, soql: &str) -> salesforce::Error {
+    client.bulk_query_create(soql, false).await.unwrap_err()
+}
+
 #[tokio::test]
 async fn query_job_end_to_end_with_locator_pages() {
     let emu = Emu::start().await;
@@ -153,16 +173,7 @@ async fn query_all_job_includes_deleted_rows() {
     emu.control("DELETE", &format!("records/Account/{}", ids[1]), None)
         .await;
     let client = emu.client();
-    let job = client
-        .bulk_query_create("SELECT Id, Name, IsDeleted FROM Account", true)
-        .await
-        .unwrap();
-    assert_eq!(job.operation, "queryAll");
-    client
-        .bulk_query_wait(&job.id, POLL, MAX_WAIT)
-        .await
-        .unwrap();
-    let (_, rows) = read_all(&client, &job.id, None).await;
+    let (_, rows) = run_job(&client, "SELECT Id, Name, IsDeleted FROM Account", true).await;
     let mut got: Vec<(String, String)> = rows
         .rows
         .iter()
@@ -177,15 +188,8 @@ async fn query_all_job_includes_deleted_rows() {
         ]
     );
     // A plain query job does not see the deleted one.
-    let job = client
-        .bulk_query_create("SELECT Id FROM Account", false)
-        .await
-        .unwrap();
-    client
-        .bulk_query_wait(&job.id, POLL, MAX_WAIT)
-        .await
-        .unwrap();
-    assert_eq!(read_all(&client, &job.id, None).await.1.rows.len(), 1);
+    let (_, rows) = run_job(&client, "SELECT Id FROM Account", false).await;
+    assert_eq!(rows.rows.len(), 1);
 }
 
 #[tokio::test]
@@ -194,29 +198,11 @@ async fn empty_result_and_nulls() {
     emu.create("Contact", serde_json::json!([{"LastName": "Only"}]))
         .await;
     let client = emu.client();
-    let job = client
-        .bulk_query_create(
-            "SELECT Id, FirstName FROM Contact WHERE LastName = 'Nobody'",
-            false,
-        )
-        .await
-        .unwrap();
-    client
-        .bulk_query_wait(&job.id, POLL, MAX_WAIT)
-        .await
-        .unwrap();
-    let (sizes, rows) = read_all(&client, &job.id, None).await;
+    let soql = "SELECT Id, FirstName FROM Contact WHERE LastName = 'Nobody'";
+    let (sizes, rows) = run_job(&client, soql, false).await;
     assert_eq!(sizes, vec![0]);
     assert!(rows.rows.is_empty());
-    let job = client
-        .bulk_query_create("SELECT Id, FirstName FROM Contact", false)
-        .await
-        .unwrap();
-    client
-        .bulk_query_wait(&job.id, POLL, MAX_WAIT)
-        .await
-        .unwrap();
-    let (_, rows) = read_all(&client, &job.id, None).await;
+    let (_, rows) = run_job(&client, "SELECT Id, FirstName FROM Contact", false).await;
     assert_eq!(
         rows.rows[0][1], None,
         "a null FirstName is an empty CSV value"
@@ -228,22 +214,13 @@ async fn bulk_refuses_what_it_cannot_do() {
     let emu = Emu::start().await;
     let client = emu.client();
     // Compound fields cannot be selected in a Bulk query.
-    let err = client
-        .bulk_query_create("SELECT Id, MailingAddress FROM Contact", false)
-        .await
-        .unwrap_err();
+    let err = refused(&client, "SELECT Id, MailingAddress FROM Contact").await;
     assert_eq!(err.status(), Some(400));
     assert!(err.to_string().contains("compound"), "{err}");
     assert!(!err.is_transient());
-    let err = client
-        .bulk_query_create("SELECT Id FROM Contact LIMIT 5 OFFSET 2", false)
-        .await
-        .unwrap_err();
+    let err = refused(&client, "SELECT Id FROM Contact LIMIT 5 OFFSET 2").await;
     assert_eq!(err.status(), Some(400));
-    let err = client
-        .bulk_query_create("SELECT Id FRM Contact", false)
-        .await
-        .unwrap_err();
+    let err = refused(&client, "SELECT Id FRM Contact").await;
     assert_eq!(err.code(), Some(&ErrorCode::MalformedQuery));
 }
 

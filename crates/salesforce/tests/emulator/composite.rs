@@ -15,8 +15,7 @@ async fn several_queries_in_one_api_call() {
     emu.generate("Account", 20).await;
     emu.generate("Contact", 30).await;
     emu.generate("Lead", 5).await;
-    let client = emu.client();
-    client.authenticate().await.unwrap();
+    let client = emu.ready_client().await;
     let before_client = client.stats().requests;
     let before_org = emu.api_requests().await;
     let subs = vec![

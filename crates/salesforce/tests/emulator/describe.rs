@@ -47,12 +47,8 @@ async fn limits_and_limit_info_header() {
     let later = client.api_usage().unwrap();
     assert_eq!(later.used, usage.used + 1);
     // The emulator's quota can be set; the header follows.
-    emu.control(
-        "PUT",
-        "limits",
-        Some(json!({"api_limit": 5000, "api_used": 4000})),
-    )
-    .await;
+    emu.set_limits(json!({"api_limit": 5000, "api_used": 4000}))
+        .await;
     client.query("SELECT Id FROM Account", None).await.unwrap();
     let u = client.api_usage().unwrap();
     assert_eq!((u.used, u.max), (4001, 5000));

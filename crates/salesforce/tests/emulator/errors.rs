@@ -7,31 +7,27 @@ use serde_json::json;
 
 use crate::support::*;
 
+/// The error a query that must fail comes back with.
+async fn query_err(client: &salesforce::Client, soql: &str) -> Error {
+    client.query(soql, None).await.unwrap_err()
+}
+
 #[tokio::test]
 async fn malformed_query_and_invalid_field_and_type() {
     let emu = Emu::start().await;
     let client = emu.client();
-    let err = client
-        .query("SELEKT Id FROM Contact", None)
-        .await
-        .unwrap_err();
+    let err = query_err(&client, "SELEKT Id FROM Contact").await;
     assert_eq!(err.code(), Some(&ErrorCode::MalformedQuery));
     assert_eq!(err.status(), Some(400));
     assert!(!err.is_transient());
     assert!(err.to_string().contains("MALFORMED_QUERY"), "{err}");
 
-    let err = client
-        .query("SELECT Id, NoSuchField__c FROM Contact", None)
-        .await
-        .unwrap_err();
+    let err = query_err(&client, "SELECT Id, NoSuchField__c FROM Contact").await;
     assert_eq!(err.code(), Some(&ErrorCode::InvalidField));
     assert!(err.to_string().contains("NoSuchField__c"), "{err}");
     assert!(!err.is_transient());
 
-    let err = client
-        .query("SELECT Id FROM Nope__c", None)
-        .await
-        .unwrap_err();
+    let err = query_err(&client, "SELECT Id FROM Nope__c").await;
     assert_eq!(err.code(), Some(&ErrorCode::InvalidType));
     assert!(!err.is_transient());
 }
@@ -39,18 +35,10 @@ async fn malformed_query_and_invalid_field_and_type() {
 #[tokio::test]
 async fn request_limit_exceeded_when_quota_spent() {
     let emu = Emu::start().await;
-    let client = emu.client();
-    client.authenticate().await.unwrap();
-    emu.control(
-        "PUT",
-        "limits",
-        Some(json!({"api_limit": 1000, "api_used": 1000})),
-    )
-    .await;
-    let err = client
-        .query("SELECT Id FROM Account", None)
-        .await
-        .unwrap_err();
+    let client = emu.ready_client().await;
+    emu.set_limits(json!({"api_limit": 1000, "api_used": 1000}))
+        .await;
+    let err = query_err(&client, "SELECT Id FROM Account").await;
     assert_eq!(err.status(), Some(403));
     assert_eq!(err.code(), Some(&ErrorCode::RequestLimitExceeded));
     assert!(err.is_transient());
@@ -68,34 +56,33 @@ async fn request_limit_exceeded_when_quota_spent() {
 #[tokio::test]
 async fn injected_faults_are_typed_and_classified() {
     let emu = Emu::start().await;
-    let client = emu.client();
-    client.authenticate().await.unwrap();
+    let client = emu.ready_client().await;
     let q = "SELECT Id FROM Account";
 
     emu.fault("503", 1, None).await;
-    let err = client.query(q, None).await.unwrap_err();
+    let err = query_err(&client, q).await;
     assert_eq!(err.status(), Some(503));
     assert_eq!(err.code(), Some(&ErrorCode::ServerUnavailable));
     assert!(err.is_transient() && !err.outcome_unknown());
 
     emu.fault("500", 1, None).await;
-    let err = client.query(q, None).await.unwrap_err();
+    let err = query_err(&client, q).await;
     assert_eq!(err.status(), Some(500));
     assert!(err.is_transient());
 
     emu.fault("unable_to_lock_row", 1, None).await;
-    let err = client.query(q, None).await.unwrap_err();
+    let err = query_err(&client, q).await;
     assert_eq!(err.code(), Some(&ErrorCode::UnableToLockRow));
     assert!(err.is_transient());
 
     emu.fault("request_limit", 1, None).await;
-    let err = client.query(q, None).await.unwrap_err();
+    let err = query_err(&client, q).await;
     assert_eq!(err.code(), Some(&ErrorCode::RequestLimitExceeded));
     assert!(err.is_transient());
 
     // A dropped connection: the request may have been processed.
     emu.fault("drop", 1, None).await;
-    let err = client.query(q, None).await.unwrap_err();
+    let err = query_err(&client, q).await;
     assert!(
         matches!(err, Error::Transport(_)),
         "dropped connection gives {err:?}"
@@ -113,16 +100,11 @@ async fn client_timeout_is_a_timeout_error() {
     config.request_timeout = Duration::from_millis(300);
     let client = salesforce::Client::new(config).unwrap();
     client.authenticate().await.unwrap();
-    emu.control("PUT", "limits", Some(json!({"latency_ms": 2000})))
-        .await;
-    let err = client
-        .query("SELECT Id FROM Account", None)
-        .await
-        .unwrap_err();
+    emu.set_limits(json!({"latency_ms": 2000})).await;
+    let err = query_err(&client, "SELECT Id FROM Account").await;
     assert!(matches!(err, Error::Timeout(_)), "{err:?}");
     assert!(err.is_transient() && err.outcome_unknown());
-    emu.control("PUT", "limits", Some(json!({"latency_ms": 0})))
-        .await;
+    emu.set_limits(json!({"latency_ms": 0})).await;
 }
 
 #[tokio::test]
@@ -170,10 +152,7 @@ async fn truncating_server() -> String {
 async fn response_cut_off_mid_body_is_a_transport_error() {
     let client = client_for(&truncating_server().await);
     client.authenticate().await.unwrap();
-    let err = client
-        .query("SELECT Id FROM Account", None)
-        .await
-        .unwrap_err();
+    let err = query_err(&client, "SELECT Id FROM Account").await;
     assert!(matches!(err, Error::Transport(_)), "{err:?}");
     assert!(err.is_transient() && err.outcome_unknown());
 }
@@ -219,10 +198,7 @@ async fn redirects_are_reported_not_followed() {
     })
     .await;
     let client = client_for(&data);
-    let err = client
-        .query("SELECT Id FROM Account", None)
-        .await
-        .unwrap_err();
+    let err = query_err(&client, "SELECT Id FROM Account").await;
     assert_eq!(err.status(), Some(301));
     assert!(
         err.to_string().contains("https://elsewhere.example/q"),
@@ -236,20 +212,11 @@ async fn redirects_are_reported_not_followed() {
 #[tokio::test]
 async fn concurrent_long_request_limit() {
     let emu = Emu::start().await;
-    let client = emu.client();
-    client.authenticate().await.unwrap();
-    emu.control(
-        "PUT",
-        "limits",
-        Some(json!({"long_request_limit": 0, "latency_ms": 20000})),
-    )
-    .await;
-    let err = client
-        .query("SELECT Id FROM Account", None)
-        .await
-        .unwrap_err();
-    emu.control("PUT", "limits", Some(json!({"latency_ms": 0})))
+    let client = emu.ready_client().await;
+    emu.set_limits(json!({"long_request_limit": 0, "latency_ms": 20000}))
         .await;
+    let err = query_err(&client, "SELECT Id FROM Account").await;
+    emu.set_limits(json!({"latency_ms": 0})).await;
     assert_eq!(err.status(), Some(403));
     assert_eq!(err.code(), Some(&ErrorCode::RequestLimitExceeded));
     assert!(err.to_string().contains("ConcurrentPerOrgLongTxn"), "{err}");

@@ -13,12 +13,8 @@ const DAY: Duration = Duration::from_secs(86_400);
 #[tokio::test]
 async fn sync_stops_at_the_org_ceiling_from_limit_info() {
     let emu = Emu::start().await;
-    emu.control(
-        "PUT",
-        "limits",
-        Some(json!({"api_limit": 1000, "api_used": 700})),
-    )
-    .await;
+    emu.set_limits(json!({"api_limit": 1000, "api_used": 700}))
+        .await;
     let client = emu.client();
     let mut budget = Budget::new(10_000, DAY, 4, 0.8).with_org_recheck(Duration::from_secs(30));
     let now = Instant::now();

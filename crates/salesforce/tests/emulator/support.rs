@@ -83,6 +83,19 @@ impl Emu {
         }
     }
 
+    /// A client that has already logged in.
+    pub async fn ready_client(&self) -> Client {
+        let client = self.client();
+        client.authenticate().await.expect("login works");
+        client
+    }
+
+    /// `PUT /__emulator/limits` with any of api_limit, api_used, long_request_limit,
+    /// latency_ms.
+    pub async fn set_limits(&self, limits: Value) {
+        self.control("PUT", "limits", Some(limits)).await;
+    }
+
     pub async fn generate(&self, object: &str, count: u64) {
         self.control(
             "POST",

@@ -290,8 +290,7 @@ async fn single_record_writes_and_conditional_update() {
 #[tokio::test]
 async fn dropped_write_is_outcome_unknown_and_not_resent() {
     let emu = Emu::start().await;
-    let client = emu.client();
-    client.authenticate().await.unwrap();
+    let client = emu.ready_client().await;
     emu.fault("drop", 1, Some("/composite/sobjects")).await;
     let before = client.stats().requests;
     let err = client
