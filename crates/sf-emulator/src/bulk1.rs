@@ -428,16 +428,7 @@ fn create_job(app: &App, req: &Req, v: &str) -> Result<Resp, Fault> {
     let resp = render("jobInfo", &job_fields(app, &job), json, 201);
     let mut jobs = app.bulk1.jobs.lock();
     // Keep memory bounded on long runs: the oldest jobs (and their results) go first.
-    while jobs.len() >= MAX_JOBS {
-        let oldest = jobs
-            .values()
-            .min_by_key(|j| (j.created_ms, j.id.clone()))
-            .map(|j| j.id.clone());
-        match oldest {
-            Some(id) => jobs.remove(&id),
-            None => break,
-        };
-    }
+    crate::bounded::make_room(&mut jobs, MAX_JOBS, |j| (j.created_ms, j.id.clone()));
     jobs.insert(job.id.clone(), job);
     drop(jobs);
     Ok(resp)

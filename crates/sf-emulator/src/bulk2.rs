@@ -151,7 +151,11 @@ pub(crate) fn format_of(b: &Value) -> Result<Format, ApiError> {
     Format::parse(str_field(b, "columnDelimiter"), str_field(b, "lineEnding")).map_err(invalid_job)
 }
 
-pub(crate) fn list_response(records: Vec<Value>) -> Resp {
+/// `GET /jobs/query` or `/jobs/ingest`: every job's info, oldest first.
+pub(crate) fn list_response<'a>(app: &App, jobs: impl Iterator<Item = &'a Common>) -> Resp {
+    let mut list: Vec<&Common> = jobs.collect();
+    list.sort_by_key(|c| (c.created_ms, c.id.clone()));
+    let records: Vec<Value> = list.iter().map(|c| Value::Object(c.info(app))).collect();
     Resp::json(
         200,
         &json!({"done": true, "records": records, "nextRecordsUrl": null}),
@@ -165,13 +169,7 @@ pub fn query_route(app: &App, req: &Req, v: &str, rest: &[String]) -> Result<Res
         (&Method::POST, []) => create_query(app, req, v),
         (&Method::GET, []) => {
             let jobs = app.bulk.query.lock();
-            let mut list: Vec<&QueryJob> = jobs.values().collect();
-            list.sort_by_key(|j| (j.common.created_ms, j.common.id.clone()));
-            Ok(list_response(
-                list.iter()
-                    .map(|j| Value::Object(j.common.info(app)))
-                    .collect(),
-            ))
+            Ok(list_response(app, jobs.values().map(|j| &j.common)))
         }
         (&Method::GET, [id]) => {
             let mut jobs = app.bulk.query.lock();
@@ -258,7 +256,9 @@ fn create_query(app: &App, req: &Req, v: &str) -> Result<Resp, ApiError> {
     let info = common.info(app);
     let id = common.id.clone();
     let mut jobs = app.bulk.query.lock();
-    evict_oldest(&mut jobs);
+    crate::bounded::make_room(&mut jobs, MAX_QUERY_JOBS, |j| {
+        (j.common.created_ms, j.common.id.clone())
+    });
     jobs.insert(
         id,
         QueryJob {
@@ -275,19 +275,6 @@ fn create_query(app: &App, req: &Req, v: &str) -> Result<Resp, ApiError> {
 /// Query jobs kept with their results; beyond this the oldest are forgotten (as
 /// Salesforce deletes results after a while), so a long run's memory stays bounded.
 const MAX_QUERY_JOBS: usize = 100;
-
-fn evict_oldest(jobs: &mut HashMap<String, QueryJob>) {
-    while jobs.len() >= MAX_QUERY_JOBS {
-        let oldest = jobs
-            .values()
-            .min_by_key(|j| (j.common.created_ms, j.common.id.clone()))
-            .map(|j| j.common.id.clone());
-        match oldest {
-            Some(id) => jobs.remove(&id),
-            None => break,
-        };
-    }
-}
 
 fn decode_locator(loc: &str) -> Option<usize> {
     let bytes = LOCATOR.decode(loc.trim_end_matches('=')).ok()?;

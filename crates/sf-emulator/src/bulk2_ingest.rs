@@ -39,13 +39,7 @@ pub fn ingest_route(app: &App, req: &Req, v: &str, rest: &[String]) -> Result<Re
         (&Method::POST, []) => create_ingest(app, req, v),
         (&Method::GET, []) => {
             let jobs = app.bulk.ingest.lock();
-            let mut list: Vec<&IngestJob> = jobs.values().collect();
-            list.sort_by_key(|j| (j.common.created_ms, j.common.id.clone()));
-            Ok(list_response(
-                list.iter()
-                    .map(|j| Value::Object(j.common.info(app)))
-                    .collect(),
-            ))
+            Ok(list_response(app, jobs.values().map(|j| &j.common)))
         }
         (&Method::GET, [id]) => {
             let jobs = app.bulk.ingest.lock();
@@ -136,7 +130,9 @@ fn create_ingest(app: &App, req: &Req, v: &str) -> Result<Resp, ApiError> {
     };
     let info = ingest_info(app, &job);
     let mut jobs = app.bulk.ingest.lock();
-    evict_oldest(&mut jobs);
+    crate::bounded::make_room(&mut jobs, MAX_INGEST_JOBS, |j| {
+        (j.common.created_ms, j.common.id.clone())
+    });
     jobs.insert(job.common.id.clone(), job);
     drop(jobs);
     Ok(Resp::json(200, &Value::Object(info)))
@@ -145,19 +141,6 @@ fn create_ingest(app: &App, req: &Req, v: &str) -> Result<Resp, ApiError> {
 /// Ingest jobs kept with their results; beyond this the oldest are forgotten, so a
 /// long run's memory stays bounded.
 const MAX_INGEST_JOBS: usize = 100;
-
-fn evict_oldest(jobs: &mut std::collections::HashMap<String, IngestJob>) {
-    while jobs.len() >= MAX_INGEST_JOBS {
-        let oldest = jobs
-            .values()
-            .min_by_key(|j| (j.common.created_ms, j.common.id.clone()))
-            .map(|j| j.common.id.clone());
-        match oldest {
-            Some(id) => jobs.remove(&id),
-            None => break,
-        };
-    }
-}
 
 fn upload(app: &App, req: &Req, id: &str) -> Result<Resp, ApiError> {
     let mut jobs = app.bulk.ingest.lock();

@@ -119,14 +119,9 @@ pub fn value(out: &mut Vec<u8>, v: Value<'_>) {
             out.extend_from_slice(b"Z\"");
         }
         Value::Time(ms) => {
-            let s = format!(
-                "\"{:02}:{:02}:{:02}.{:03}Z\"",
-                ms / 3_600_000,
-                (ms / 60_000) % 60,
-                (ms / 1000) % 60,
-                ms % 1000
-            );
-            out.extend_from_slice(s.as_bytes());
+            out.push(b'"');
+            crate::timefmt::write_time(out, ms);
+            out.push(b'"');
         }
     }
 }

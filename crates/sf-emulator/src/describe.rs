@@ -68,16 +68,18 @@ fn object_flags(v: &str, def: &ObjectDef) -> Map<String, Value> {
     }
 }
 
+/// Whether the schema is unchanged since the request's `If-Modified-Since`.
+fn unchanged_since(req: &Req, modified_ms: i64) -> bool {
+    req.header("if-modified-since")
+        .and_then(crate::timefmt::parse_http_date)
+        .is_some_and(|since| modified_ms <= since)
+}
+
 /// `GET /sobjects/`, honouring `If-Modified-Since`.
 pub fn global(app: &App, req: &Req, v: &str) -> Result<Resp, ApiError> {
     let modified = app.org.schema_modified_ms();
-    if let Some(since) = req
-        .header("if-modified-since")
-        .and_then(crate::timefmt::parse_http_date)
-    {
-        if modified <= since {
-            return Ok(Resp::empty(304));
-        }
+    if unchanged_since(req, modified) {
+        return Ok(Resp::empty(304));
     }
     let sobjects: Vec<Value> = app
         .org
@@ -188,13 +190,8 @@ fn field_json(f: &Field) -> Value {
 pub fn object(app: &App, req: &Req, v: &str, name: &str) -> Result<Resp, ApiError> {
     let obj = lookup(app, name)?;
     let modified = app.org.schema_modified_ms();
-    if let Some(since) = req
-        .header("if-modified-since")
-        .and_then(crate::timefmt::parse_http_date)
-    {
-        if modified <= since {
-            return Ok(Resp::empty(304));
-        }
+    if unchanged_since(req, modified) {
+        return Ok(Resp::empty(304));
     }
     let (mut out, target) = {
         let o = obj.read();

@@ -11,6 +11,7 @@
 
 mod app;
 mod auth;
+mod bounded;
 mod bulk1;
 mod bulk2;
 mod bulk2_ingest;

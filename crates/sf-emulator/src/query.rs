@@ -438,16 +438,7 @@ impl Locators {
         map.retain(|_, l| now - l.last_used < LOCATOR_IDLE_MS);
         // Each locator pins its result rows: past the cap, the least recently used go
         // (their next page answers INVALID_QUERY_LOCATOR, as an expired one would).
-        while map.len() >= MAX_LOCATORS {
-            let lru = map
-                .iter()
-                .min_by_key(|(_, l)| l.last_used)
-                .map(|(k, _)| k.clone());
-            match lru {
-                Some(k) => map.remove(&k),
-                None => break,
-            };
-        }
+        crate::bounded::make_room(&mut map, MAX_LOCATORS, |l| l.last_used);
         map.insert(id.clone(), loc);
         id
     }

@@ -212,6 +212,19 @@ pub fn match_external(
     Ok((idx, rows))
 }
 
+/// The record URLs answered with 300 when an external id matches several records.
+fn record_urls(o: &crate::store::SObject, rows: &[usize], v: &str) -> Vec<String> {
+    rows.iter()
+        .map(|r| {
+            format!(
+                "/services/data/v{v}/sobjects/{}/{}",
+                o.def.name,
+                o.id_of(*r)
+            )
+        })
+        .collect()
+}
+
 /// Outcome of an upsert: the record id and whether it was created.
 pub fn upsert_json(
     app: &App,
@@ -242,17 +255,7 @@ pub fn upsert_json(
             Ok((id, false))
         }
         many => {
-            let o = obj.read();
-            let urls: Vec<String> = many
-                .iter()
-                .map(|r| {
-                    format!(
-                        "/services/data/v{v}/sobjects/{}/{}",
-                        o.def.name,
-                        o.id_of(*r)
-                    )
-                })
-                .collect();
+            let urls = record_urls(&obj.read(), many, v);
             Err(ApiError {
                 status: 300,
                 code: "MULTIPLE_CHOICES".into(),
@@ -303,19 +306,7 @@ pub fn get_by_external(
             let fields = field_list(&o, req.param("fields"))?;
             Ok(record_response(&o, *row, &fields, v))
         }
-        many => {
-            let urls: Vec<String> = many
-                .iter()
-                .map(|r| {
-                    format!(
-                        "/services/data/v{v}/sobjects/{}/{}",
-                        o.def.name,
-                        o.id_of(*r)
-                    )
-                })
-                .collect();
-            Ok(Resp::json(300, &json!(urls)))
-        }
+        many => Ok(Resp::json(300, &json!(record_urls(&o, many, v)))),
     }
 }
 

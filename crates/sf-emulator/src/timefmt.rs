@@ -89,6 +89,20 @@ pub fn write_datetime(out: &mut Vec<u8>, ms: i64) {
     out.extend_from_slice(b"+0000");
 }
 
+/// Appends a time of day, `20:48:32.000Z`.
+pub fn write_time(out: &mut Vec<u8>, ms: i32) {
+    let ms = ms.rem_euclid(MS_PER_DAY as i32) as u32;
+    push2(out, ms / 3_600_000);
+    out.push(b':');
+    push2(out, (ms / 60_000) % 60);
+    out.push(b':');
+    push2(out, (ms / 1000) % 60);
+    out.push(b'.');
+    out.push(b'0' + (ms % 1000 / 100) as u8);
+    push2(out, ms % 100);
+    out.push(b'Z');
+}
+
 pub fn datetime_string(ms: i64) -> String {
     let mut v = Vec::with_capacity(28);
     write_datetime(&mut v, ms);

@@ -16,6 +16,11 @@ async fn bulk2_query_pages_csv_with_locators() {
     assert_eq!(job["state"], "UploadComplete");
     let id = job["id"].as_str().unwrap().to_string();
     assert!(id.starts_with("750"));
+    let (_, list) = org
+        .call(Method::GET, &format!("{V}/jobs/query"), None)
+        .await;
+    assert_eq!(list["done"], true);
+    assert_eq!(list["records"][0]["id"], id.as_str());
     let results = format!("{V}/jobs/query/{id}/results");
     let (s, b) = org.call(Method::GET, &results, None).await;
     assert_eq!((s.as_u16(), error_code(&b)), (412, "JOB_NOT_COMPLETE"));
@@ -409,17 +414,7 @@ async fn bulk2_ingest_upsert_update_and_deletes() {
 
     run("delete", None, format!("Id\n{id1}\n")).await;
     run("hardDelete", None, format!("Id\n{id2}\n")).await;
-    let all = org
-        .http
-        .get(org.url(&format!("{V}/queryAll")))
-        .query(&[("q", "SELECT Id, IsDeleted FROM Contact")])
-        .bearer_auth(&org.token)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let all = org.query_all("SELECT Id, IsDeleted FROM Contact").await;
     assert_eq!(
         all["totalSize"], 1,
         "the hard-deleted record is gone, the deleted one is in the bin"

@@ -221,17 +221,7 @@ async fn composite_all_or_none_rolls_back_and_limits_apply() {
         org.query("SELECT COUNT() FROM Account").await["totalSize"],
         0
     );
-    let deleted = org
-        .http
-        .get(org.url(&format!("{V}/queryAll")))
-        .query(&[("q", "SELECT Id FROM Account")])
-        .bearer_auth(&org.token)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let deleted = org.query_all("SELECT Id FROM Account").await;
     assert_eq!(
         deleted["totalSize"], 0,
         "a rolled-back create is not in the recycle bin either"

@@ -72,16 +72,26 @@ impl Org {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// `/query` (the first page), asserting success.
     pub async fn query(&self, soql: &str) -> Value {
+        self.run_query("query", soql).await
+    }
+
+    /// `/queryAll`: also rows in the recycle bin.
+    pub async fn query_all(&self, soql: &str) -> Value {
+        self.run_query("queryAll", soql).await
+    }
+
+    async fn run_query(&self, resource: &str, soql: &str) -> Value {
         let r = self
             .http
-            .get(self.url(&format!("{V}/query")))
+            .get(self.url(&format!("{V}/{resource}")))
             .query(&[("q", soql)])
             .bearer_auth(&self.token)
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 200, "query {soql}");
+        assert_eq!(r.status(), 200, "{resource} {soql}");
         r.json().await.unwrap()
     }
 
