@@ -1,6 +1,9 @@
 //! Salesforce's date and datetime text forms, and a millisecond clock that never goes
 //! backwards (so `SystemModstamp` cursors behave).
 
+// Calendar arithmetic is the SOQL crate's, so query date literals and the dates
+// written in responses can never disagree.
+use soql::{civil_from_days, days_from_civil};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 pub const MS_PER_DAY: i64 = 86_400_000;
@@ -18,31 +21,6 @@ pub fn stamp_ms() -> i64 {
     let now = wall_ms();
     let prev = LAST_STAMP.fetch_max(now, Ordering::SeqCst);
     now.max(prev)
-}
-
-/// (year, month, day) of a day number counted from 1970-01-01.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// Day number (from 1970-01-01) of a civil date.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 fn push2(out: &mut Vec<u8>, v: u32) {

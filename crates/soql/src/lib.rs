@@ -20,6 +20,7 @@ pub use ast::{
     Query, SelectItem,
 };
 pub use bind::{BoundQuery, FieldType};
+pub use datefn::{civil_from_days, days_from_civil};
 pub use error::{ErrorCode, SoqlError};
 pub use eval::RowAccess;
 pub use quote::quote;
