@@ -9,9 +9,7 @@ use support::{error_code, Org, V};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk2_query_pages_csv_with_locators() {
     let org = Org::start(&["--generate", "Account=5,Contact=250"]).await;
-    let (s, job) = org
-        .call(Method::POST, &format!("{V}/jobs/query"), Some(json!({"operation": "query", "query": "SELECT Id, LastName, Account.Name, IsDeleted FROM Contact"})))
-        .await;
+    let (s, job) = org.post("jobs/query", json!({"operation": "query", "query": "SELECT Id, LastName, Account.Name, IsDeleted FROM Contact"})).await;
     assert_eq!(s, 200);
     assert_eq!(job["state"], "UploadComplete");
     let id = job["id"].as_str().unwrap().to_string();
@@ -75,18 +73,16 @@ async fn bulk2_query_pages_csv_with_locators() {
     assert_eq!((rows, pages), (250, 3));
 
     let (s, b) = org
-        .call(
-            Method::POST,
-            &format!("{V}/jobs/query"),
-            Some(json!({"operation": "query", "query": "SELECT MailingAddress FROM Contact"})),
+        .post(
+            "jobs/query",
+            json!({"operation": "query", "query": "SELECT MailingAddress FROM Contact"}),
         )
         .await;
     assert_eq!((s.as_u16(), error_code(&b)), (400, "INVALID_FIELD"));
     let (s, _) = org
-        .call(
-            Method::POST,
-            &format!("{V}/jobs/query"),
-            Some(json!({"operation": "query", "query": "SELECT Id FROM Contact LIMIT 5 OFFSET 2"})),
+        .post(
+            "jobs/query",
+            json!({"operation": "query", "query": "SELECT Id FROM Contact LIMIT 5 OFFSET 2"}),
         )
         .await;
     assert_eq!(s, 400);
@@ -104,9 +100,7 @@ async fn bulk2_query_pages_csv_with_locators() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk2_ingest_applies_rows_and_reports_each() {
     let org = Org::start(&[]).await;
-    let (s, job) = org
-        .call(Method::POST, &format!("{V}/jobs/ingest"), Some(json!({"object": "Contact", "operation": "insert", "contentType": "CSV", "lineEnding": "LF"})))
-        .await;
+    let (s, job) = org.post("jobs/ingest", json!({"object": "Contact", "operation": "insert", "contentType": "CSV", "lineEnding": "LF"})).await;
     assert_eq!(s, 200);
     assert_eq!(job["state"], "Open");
     let id = job["id"].as_str().unwrap().to_string();
@@ -174,10 +168,9 @@ async fn bulk2_ingest_applies_rows_and_reports_each() {
     assert_eq!(q["records"][0]["Email"], Value::Null);
 
     let (s, b) = org
-        .call(
-            Method::POST,
-            &format!("{V}/jobs/ingest"),
-            Some(json!({"object": "Contact", "operation": "upsert"})),
+        .post(
+            "jobs/ingest",
+            json!({"object": "Contact", "operation": "upsert"}),
         )
         .await;
     assert_eq!((s.as_u16(), error_code(&b)), (400, "INVALIDJOB"));

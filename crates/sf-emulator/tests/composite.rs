@@ -229,27 +229,24 @@ async fn composite_all_or_none_rolls_back_and_limits_apply() {
 
     let sub = |i: usize| json!({"method": "GET", "url": format!("{V}/limits"), "referenceId": format!("r{i}")});
     let (s, b) = org
-        .call(
-            Method::POST,
-            &format!("{V}/composite"),
-            Some(json!({"compositeRequest": (0..26).map(sub).collect::<Vec<_>>()})),
+        .post(
+            "composite",
+            json!({"compositeRequest": (0..26).map(sub).collect::<Vec<_>>()}),
         )
         .await;
     assert_eq!((s.as_u16(), error_code(&b)), (400, "LIMIT_EXCEEDED"));
     let q = |i: usize| json!({"method": "GET", "url": format!("{V}/query?q=SELECT+Id+FROM+Account"), "referenceId": format!("q{i}")});
     let (s, _) = org
-        .call(
-            Method::POST,
-            &format!("{V}/composite"),
-            Some(json!({"compositeRequest": (0..6).map(q).collect::<Vec<_>>()})),
+        .post(
+            "composite",
+            json!({"compositeRequest": (0..6).map(q).collect::<Vec<_>>()}),
         )
         .await;
     assert_eq!(s, 400, "at most 5 queries");
     let (s, b) = org
-        .call(
-            Method::POST,
-            &format!("{V}/composite"),
-            Some(json!({"compositeRequest": (0..5).map(q).collect::<Vec<_>>()})),
+        .post(
+            "composite",
+            json!({"compositeRequest": (0..5).map(q).collect::<Vec<_>>()}),
         )
         .await;
     assert_eq!(s, 200, "{b}");

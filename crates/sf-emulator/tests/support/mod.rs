@@ -72,6 +72,12 @@ impl Org {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// `POST {V}/{path}` with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, &format!("{V}/{path}"), Some(body))
+            .await
+    }
+
     /// `/query` (the first page), asserting success.
     pub async fn query(&self, soql: &str) -> Value {
         self.run_query("query", soql).await
