@@ -126,7 +126,9 @@ fn iteration(
         };
         // Writes go first, even while the read side backs off: the writer keeps its own
         // per-entry retry schedule.
-        crate::writer::run_once(rt);
+        if let Err(msg) = sync::catch_errors(|| crate::writer::run_once(rt)) {
+            report_error(&cfg.name, &format!("writing back failed: {msg} (retrying)"));
+        }
         if rt.resume_at.is_some_and(|t| Instant::now() < t) {
             record_usage(rt);
             continue;

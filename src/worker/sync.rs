@@ -49,18 +49,24 @@ pub enum StepError {
 /// reporting the error in `sync_status.last_error` and retrying with backoff, instead
 /// of dying and restarting in a loop.
 pub fn guarded_step(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<bool, StepError> {
+    catch_errors(|| step(rt, cfg)).unwrap_or_else(|message| Err(StepError::Database(message)))
+}
+
+/// Runs `f`, turning a Postgres ERROR (or a Rust panic) raised inside it into its
+/// message after aborting the open transaction, so one failing sync cannot take the
+/// whole worker (and every other sync) down with it.
+pub fn catch_errors<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     use pgrx::pg_sys::panic::CaughtError;
-    pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(|| step(rt, cfg)))
+    pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(|| Ok(f())))
         .catch_others(|caught| {
             // SAFETY: main thread; aborting with no transaction open is a no-op.
             unsafe { pgrx::pg_sys::AbortCurrentTransaction() };
-            let message = match &caught {
+            Err(match &caught {
                 CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
                     r.message().to_string()
                 }
                 CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
-            };
-            Err(StepError::Database(message))
+            })
         })
         .execute()
 }
