@@ -47,10 +47,6 @@ def main():
         conn = cluster.connect()
         conn.execute("CREATE EXTENSION sequin_sf")
         create_emulator_credential(conn, emu)
-        if args.rest:
-            # the worker counts as soon as the sync exists: set the threshold beforehand
-            conn.execute("ALTER TABLE sequin_sf._syncs ALTER COLUMN bulk_threshold"
-                         " SET DEFAULT 9223372036854775807")
         emu.control("POST", "stats/reset")
 
         stop, peak = threading.Event(), {}
@@ -59,7 +55,10 @@ def main():
         with Timer() as backfill:
             conn.execute(
                 "SELECT sequin_sf.create_sync('bench', credential => 'emu',"
-                " collections => ARRAY['Contact'], rate_limit_requests => 100000)"
+                " collections => ARRAY['Contact'], rate_limit_requests => 100000,"
+                " bulk_threshold => %s)",
+                # --rest: a threshold above any count keeps the backfill on REST pages
+                (2**63 - 1 if args.rest else 50_000,),
             )
             wait_backfilled(conn, "bench", timeout=3600)
         stop.set()
