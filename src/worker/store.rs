@@ -5,7 +5,6 @@
 use chrono::{DateTime, Utc};
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiResult};
-use pgrx::JsonB;
 use serde_json::Value;
 use sync_core::naming::quote_ident as qi;
 use sync_core::sql::ApplyTarget;
@@ -33,9 +32,11 @@ pub struct Applied {
     pub events: i64,
 }
 
-fn apply_records(c: &mut SpiClient, target: &ApplyTarget, records: Value) -> SpiResult<Applied> {
+/// Applies records given as the text of a JSON array (Salesforce's own text for REST
+/// backfill pages, so no record is built or re-serialized in the worker).
+fn apply_records(c: &mut SpiClient, target: &ApplyTarget, records: &str) -> SpiResult<Applied> {
     let sql = sync_core::sql::apply_page(target);
-    let t = c.update(&sql, None, &[JsonB(records).into()])?;
+    let t = c.update(&sql, None, &[records.into()])?;
     let r = t.first();
     Ok(Applied {
         upserted: r.get(1)?.unwrap_or(0),
@@ -238,7 +239,7 @@ pub fn apply_bulk_page(
     // freed when it closes, so a large page never accumulates in the transaction.
     while let Some(chunk) = chunks() {
         rows += chunk.as_array().map_or(0, |a| a.len() as i64);
-        let applied = Spi::connect_mut(|c| apply_records(c, target, chunk))?;
+        let applied = Spi::connect_mut(|c| apply_records(c, target, &chunk.to_string()))?;
         total.events += applied.events;
     }
     Spi::connect_mut(|c| {
@@ -308,7 +309,7 @@ pub fn apply_backfill_page(
     sync: &str,
     target: &ApplyTarget,
     object: &str,
-    records: Value,
+    records: &str,
     last_id: Option<&str>,
     count: i64,
     done: bool,
@@ -346,7 +347,7 @@ pub fn apply_poll_page(
 ) -> SpiResult<Applied> {
     Spi::connect_mut(|c| {
         mark_applying(c)?;
-        let applied = apply_records(c, target, records)?;
+        let applied = apply_records(c, target, &records.to_string())?;
         c.update(
             "UPDATE sequin_sf._collections SET poll_cursor = greatest(poll_cursor, $3::timestamptz),
                  last_poll_at = now(),

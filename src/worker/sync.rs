@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use pgrx::bgworkers::BackgroundWorker;
-use salesforce::{CompositeSubresponse, FieldDescribe, QueryPage};
+use salesforce::{CompositeSubresponse, FieldDescribe, RawQueryPage};
 use serde_json::{Map, Value};
 use sync_core::mapping::{map_fields, map_new_fields, modstamp_field, FieldInfo};
 use sync_core::sql::ApplyTarget;
@@ -245,6 +245,23 @@ fn target<'a>(
     }
 }
 
+/// The number of records in a page's JSON array and the Id of the last one (the
+/// keyset cursor), read without building the records.
+fn page_ids(records_json: &str) -> Result<(i64, Option<String>), StepError> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        #[serde(rename = "Id")]
+        id: Option<String>,
+    }
+    let ids: Vec<IdOnly> = serde_json::from_str(records_json).map_err(|e| {
+        StepError::Salesforce(salesforce::Error::Decode(format!(
+            "backfill page records: {e}"
+        )))
+    })?;
+    let last = ids.last().and_then(|r| r.id.clone());
+    Ok((ids.len() as i64, last))
+}
+
 /// Reads and applies one REST page of a backfill (counting the rows first).
 fn backfill_page(
     rt: &mut SyncRuntime,
@@ -279,33 +296,36 @@ fn backfill_page(
         &queries::rest_fields(&cr.columns),
         c.backfill_cursor.as_deref(),
     );
-    let page: QueryPage = match next {
-        Some(url) => rt.call(rt.client.query_more(&url))?,
-        None => rt.call(rt.client.query(&soql, Some(PAGE_SIZE)))?,
+    let fetch_started = Instant::now();
+    // Raw pages: the records' JSON text goes to Postgres as Salesforce sent it.
+    let page: RawQueryPage = match next {
+        Some(url) => rt.call(rt.client.query_more_raw(&url))?,
+        None => rt.call(rt.client.query_raw(&soql, Some(PAGE_SIZE)))?,
     };
+    let fetched_in = fetch_started.elapsed();
     let done = page.done || page.next_records_url.is_none();
-    let last_id = page
-        .records
-        .last()
-        .and_then(|r| r.get("Id"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let count = page.records.len() as i64;
+    let (count, last_id) = page_ids(page.records_json())?;
     let cr = &rt.collections[&c.object_name];
     let cid = naming::collection_id(&c.object_name);
     let t = target(cfg, c, cr, &cid, cfg.backfill_events);
-    let records = records_json(page.records);
+    let apply_started = Instant::now();
     tx(|| {
         store::apply_backfill_page(
             &cfg.name,
             &t,
             &c.object_name,
-            records,
+            page.records_json(),
             last_id.as_deref(),
             count,
             done,
         )
     })?;
+    pgrx::log!(
+        "sequin_sf: {}: REST page of {count} rows fetched in {:.3} s, applied in {:.3} s",
+        c.object_name,
+        fetched_in.as_secs_f64(),
+        apply_started.elapsed().as_secs_f64()
+    );
     if let Some(cr) = rt.collections.get_mut(&c.object_name) {
         cr.next_records_url = if done { None } else { page.next_records_url };
     }

@@ -150,8 +150,25 @@ fn source_type_and_expr(c: &ColumnSpec) -> (&'static str, String) {
     }
 }
 
-/// The statement applying a page: `$1` is a jsonb array of records. Returns one row
-/// `(upserted bigint, deleted bigint, events bigint)`.
+/// The rows of a page. `$1` is the JSON array text as Salesforce sent it: `json` (not
+/// `jsonb`) is parsed lazily, once, without building a binary document first, and
+/// `json_to_recordset` expands the whole array in one call. Events also need each
+/// record as a document (`rec`) and its position (`ord`), so that form expands per
+/// element.
+fn page_source(with_records: bool, record_def: &str) -> String {
+    if with_records {
+        format!(
+            "SELECT j.ord, j.rec::jsonb - 'attributes' AS rec, r.*\n\
+             FROM json_array_elements($1::json) WITH ORDINALITY AS j(rec, ord)\n\
+             CROSS JOIN LATERAL json_to_record(j.rec) AS r({record_def})"
+        )
+    } else {
+        format!("SELECT r.* FROM json_to_recordset($1::json) AS r({record_def})")
+    }
+}
+
+/// The statement applying a page: `$1` is the text of a JSON array of records. Returns
+/// one row `(upserted bigint, deleted bigint, events bigint)`.
 pub fn apply_page(t: &ApplyTarget) -> String {
     let cols = t.columns;
     let full = t.full_table();
@@ -198,12 +215,9 @@ pub fn apply_page(t: &ApplyTarget) -> String {
         Some(s) => format!("{alias}.{}", qi(&s.column)),
         None => "NULL::timestamptz".to_string(),
     };
+    let source = page_source(t.emit_events, &record_def.join(", "));
     let mut sql = format!(
-        "WITH src AS (\n\
-         SELECT j.ord, j.rec - 'attributes' AS rec, r.*\n\
-         FROM jsonb_array_elements($1) WITH ORDINALITY AS j(rec, ord)\n\
-         CROSS JOIN LATERAL jsonb_to_record(j.rec) AS r({record_def})\n\
-         ),\n\
+        "WITH src AS ({source}),\n\
          old AS (SELECT o.* FROM {full} o JOIN src ON o.id = src.\"Id\"),\n\
          del AS (DELETE FROM {full} d USING src WHERE d.id = src.\"Id\" AND {is_deleted} RETURNING d.id),\n\
          up AS (\n\
@@ -212,7 +226,6 @@ pub fn apply_page(t: &ApplyTarget) -> String {
          ON CONFLICT (id) {on_conflict}\n\
          RETURNING t.*\n\
          )",
-        record_def = record_def.join(", "),
         insert_cols = insert_cols.join(", "),
         select_exprs = select_exprs.join(", "),
     );
@@ -439,6 +452,8 @@ mod tests {
             ..t
         });
         assert!(!quiet.contains("_sync_events"));
+        assert!(quiet.contains("json_to_recordset($1::json)"));
+        assert!(sql.contains("json_array_elements($1::json) WITH ORDINALITY"));
         assert!(delete_ids(&t).contains("d.id = ANY($1)"));
     }
 
