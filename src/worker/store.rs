@@ -223,6 +223,46 @@ pub fn set_bulk_job(sync: &str, object: &str, job_id: Option<&str>) -> SpiResult
     )
 }
 
+/// Where an interrupted backfill resumes: after the last stored Id (REST pages) or at
+/// the next results locator of its Bulk job (None: no page left).
+enum Resume<'a> {
+    AfterId(Option<&'a str>),
+    Locator(Option<&'a str>),
+}
+
+/// Counts `rows` more stored and moves the resume point, in the page's transaction;
+/// `done` turns the collection live.
+fn record_progress(
+    c: &mut SpiClient,
+    sync: &str,
+    object: &str,
+    resume: Resume,
+    rows: i64,
+    done: bool,
+) -> SpiResult<()> {
+    let (set_resume, at) = match resume {
+        // a REST page with no records leaves the cursor where it was
+        Resume::AfterId(id) => ("backfill_cursor = coalesce($3, backfill_cursor)", id),
+        Resume::Locator(locator) => ("bulk_locator = $3", locator),
+    };
+    c.update(
+        &format!(
+            "UPDATE sequin_sf._collections SET
+                 {set_resume},
+                 rows_done = rows_done + $4,
+                 rows_total = CASE WHEN $5 THEN greatest(rows_total, rows_done + $4) ELSE rows_total END,
+                 state = CASE WHEN $5 THEN 'live' ELSE state END,
+                 backfill_finished_at = CASE WHEN $5 THEN now() ELSE NULL END,
+                 caught_up_at = CASE WHEN $5 THEN backfill_started_at ELSE caught_up_at END,
+                 last_error = NULL, last_error_at = NULL
+             WHERE sync_name = $1 AND object_name = $2"
+        ),
+        None,
+        &[sync.into(), object.into(), at.into(), rows.into(), done.into()],
+    )?;
+    Ok(())
+}
+
 /// Applies one Bulk results page (in chunks, one transaction) and moves the persisted
 /// locator past it; `done` when it was the last page.
 pub fn apply_bulk_page(
@@ -244,19 +284,7 @@ pub fn apply_bulk_page(
     }
     Spi::connect_mut(|c| {
         let done = next_locator.is_none();
-        c.update(
-            "UPDATE sequin_sf._collections SET
-                 bulk_locator = $3,
-                 rows_done = rows_done + $4,
-                 rows_total = CASE WHEN $5 THEN greatest(rows_total, rows_done + $4) ELSE rows_total END,
-                 state = CASE WHEN $5 THEN 'live' ELSE state END,
-                 backfill_finished_at = CASE WHEN $5 THEN now() ELSE NULL END,
-                 caught_up_at = CASE WHEN $5 THEN backfill_started_at ELSE caught_up_at END,
-                 last_error = NULL, last_error_at = NULL
-             WHERE sync_name = $1 AND object_name = $2",
-            None,
-            &[sync.into(), object.into(), next_locator.into(), rows.into(), done.into()],
-        )?;
+        record_progress(c, sync, object, Resume::Locator(next_locator), rows, done)?;
         notify(c, sync, object, total)?;
         Ok(rows)
     })
@@ -286,19 +314,7 @@ pub fn apply_bulk_csv(
         )?;
         c.update(&format!("DROP TABLE {STAGE}"), None, &[])?;
         let done = next_locator.is_none();
-        c.update(
-            "UPDATE sequin_sf._collections SET
-                 bulk_locator = $3,
-                 rows_done = rows_done + $4,
-                 rows_total = CASE WHEN $5 THEN greatest(rows_total, rows_done + $4) ELSE rows_total END,
-                 state = CASE WHEN $5 THEN 'live' ELSE state END,
-                 backfill_finished_at = CASE WHEN $5 THEN now() ELSE NULL END,
-                 caught_up_at = CASE WHEN $5 THEN backfill_started_at ELSE caught_up_at END,
-                 last_error = NULL, last_error_at = NULL
-             WHERE sync_name = $1 AND object_name = $2",
-            None,
-            &[sync.into(), object.into(), next_locator.into(), rows.into(), done.into()],
-        )?;
+        record_progress(c, sync, object, Resume::Locator(next_locator), rows, done)?;
         Ok(())
     })
 }
@@ -317,19 +333,7 @@ pub fn apply_backfill_page(
     Spi::connect_mut(|c| {
         mark_applying(c)?;
         let applied = apply_records(c, target, records)?;
-        c.update(
-            "UPDATE sequin_sf._collections SET
-                 backfill_cursor = coalesce($3, backfill_cursor),
-                 rows_done = rows_done + $4,
-                 rows_total = CASE WHEN $5 THEN greatest(rows_total, rows_done + $4) ELSE rows_total END,
-                 state = CASE WHEN $5 THEN 'live' ELSE state END,
-                 backfill_finished_at = CASE WHEN $5 THEN now() ELSE NULL END,
-                 caught_up_at = CASE WHEN $5 THEN backfill_started_at ELSE caught_up_at END,
-                 last_error = NULL, last_error_at = NULL
-             WHERE sync_name = $1 AND object_name = $2",
-            None,
-            &[sync.into(), object.into(), last_id.into(), count.into(), done.into()],
-        )?;
+        record_progress(c, sync, object, Resume::AfterId(last_id), count, done)?;
         notify(c, sync, object, applied)?;
         Ok(applied)
     })
