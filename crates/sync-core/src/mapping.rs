@@ -120,37 +120,20 @@ pub const RESERVED_COLUMNS: &[&str] = &["_row_id", "_write_state"];
 /// Maps describe fields to columns, in describe order. Two fields whose snake-cased
 /// names collide get numeric suffixes so no field is silently dropped.
 pub fn map_fields(fields: &[FieldInfo]) -> Vec<ColumnSpec> {
-    let mut used: HashSet<String> = RESERVED_COLUMNS.iter().map(|s| s.to_string()).collect();
-    let mut out = Vec::with_capacity(fields.len());
-    for f in fields {
-        let Some(pg_type) = PgType::for_sf_type(&f.sf_type) else {
-            continue;
-        };
-        let column = unique_name(snake_case(&f.name), &mut used);
-        out.push(ColumnSpec {
-            field: f.name.clone(),
-            column,
-            pg_type,
-            sf_type: f.sf_type.clone(),
-            compound_of: f.compound_field_name.clone(),
-            createable: f.createable,
-            updateable: f.updateable,
-            calculated: f.calculated,
-            nillable: f.nillable,
-            restricted_picklist: f.restricted_picklist,
-            external_id: f.external_id,
-            picklist_values: f.picklist_values.clone(),
-        });
-    }
-    out
+    map_avoiding(&[], fields)
 }
 
 /// Maps fields new to an existing table: existing columns keep their names and new
 /// fields get names unused so far (including by columns of fields since removed).
 pub fn map_new_fields(existing_columns: &[String], fields: &[FieldInfo]) -> Vec<ColumnSpec> {
+    map_avoiding(existing_columns, fields)
+}
+
+/// Maps `fields` to columns whose names avoid the reserved ones, `taken`, and each other.
+fn map_avoiding(taken: &[String], fields: &[FieldInfo]) -> Vec<ColumnSpec> {
     let mut used: HashSet<String> = RESERVED_COLUMNS.iter().map(|s| s.to_string()).collect();
-    used.extend(existing_columns.iter().cloned());
-    let mut out = Vec::new();
+    used.extend(taken.iter().cloned());
+    let mut out = Vec::with_capacity(fields.len());
     for f in fields {
         let Some(pg_type) = PgType::for_sf_type(&f.sf_type) else {
             continue;
