@@ -15,14 +15,8 @@ from harness import (  # noqa: E402,F401
     query_value,
     wait_backfilled,
     wait_for,
+    worker_pid,
 )
-
-
-def worker_pid(conn):
-    return query_value(
-        conn,
-        "SELECT pid FROM pg_stat_activity WHERE backend_type ILIKE '%sequin%' LIMIT 1",
-    )
 
 
 def proc_status_kib(pid, key):

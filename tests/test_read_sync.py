@@ -15,6 +15,7 @@ from harness import (
     sf_records,
     wait_backfilled,
     wait_for,
+    worker_pid,
 )
 
 OBJECTS = {
@@ -301,7 +302,7 @@ def test_read_worker_lifecycle_crash_reload_and_stop(emulator, db, cluster):
 
     start_sync(db, emulator, ["Account"])
     wait_backfilled(db, "emu")
-    pid = wait_for(lambda: query_value(db, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sequin_sf'"),
+    pid = wait_for(lambda: worker_pid(db),
                    what="worker")
     db.execute("SELECT pg_reload_conf()")
     wait_for(lambda: "sequin_sf worker reloaded its configuration" in cluster.log(), what="SIGHUP reload")
@@ -310,7 +311,7 @@ def test_read_worker_lifecycle_crash_reload_and_stop(emulator, db, cluster):
 
     def new_worker():
         with cluster.connect() as c:
-            p = query_value(c, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sequin_sf'")
+            p = worker_pid(c)
             return p if p and p != pid else None
 
     wait_for(new_worker, timeout=120, what="restarted worker")
@@ -373,13 +374,13 @@ def test_read_apply_error_is_reported_and_retried_without_losing_the_change(emul
     worker reports it in sync_status, keeps running and applies it once possible."""
     start_sync(db, emulator, ["Contact"])
     wait_backfilled(db, "emu")
-    pid = query_value(db, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sequin_sf'")
+    pid = worker_pid(db)
     cid = query_value(db, "SELECT id FROM salesforce.contact ORDER BY id LIMIT 1")
     db.execute("ALTER TABLE salesforce.contact ADD CONSTRAINT no_interns CHECK (title <> 'Intern')")
     emulator.control("PATCH", f"records/Contact/{cid}", {"Title": "Intern"})
     err = wait_for(lambda: query_value(db, "SELECT last_error FROM sequin_sf.sync_status"), what="reported error")
     assert "no_interns" in err
-    assert query_value(db, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sequin_sf'") == pid
+    assert worker_pid(db) == pid
     db.execute("ALTER TABLE salesforce.contact DROP CONSTRAINT no_interns")
     wait_for(lambda: query_value(db, "SELECT title FROM salesforce.contact WHERE id = %s", (cid,)) == "Intern",
              timeout=120, what="change applied after the fix")

@@ -20,6 +20,7 @@ from harness import (
     query_value,
     wait_backfilled,
     wait_for,
+    worker_pid,
 )
 
 SYNC = "w"
@@ -447,6 +448,20 @@ def test_transient_faults_are_retried_not_failed(env, fault):
     emu.control("DELETE", "faults")
 
 
+def wait_batch_in_flight(conn, after_log_id):
+    """Waits until the worker has claimed (and is sending) entries logged after the id."""
+    wait_for(
+        lambda: query_value(
+            conn,
+            "SELECT count(*) FROM salesforce._sync_write_log WHERE state = 'pending'"
+            " AND id > %s",
+            (after_log_id,),
+        ),
+        timeout=120,
+        what="a batch in flight",
+    )
+
+
 def test_external_id_upserts_survive_a_worker_kill_without_duplicates(env):
     emu, cluster, conn = env
     conn.execute(
@@ -462,21 +477,8 @@ def test_external_id_upserts_survive_a_worker_kill_without_duplicates(env):
             " SELECT 'Killed', 'n' || g FROM generate_series(1, 300) g"
         )
         # wait until a batch is in flight, then kill the worker
-        wait_for(
-            lambda: query_value(
-                conn,
-                "SELECT count(*) FROM salesforce._sync_write_log WHERE state = 'pending'"
-                " AND id > %s",
-                (before,),
-            ),
-            timeout=120,
-            what="a batch in flight",
-        )
-        pid = query_value(
-            conn, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sequin_sf' LIMIT 1"
-        ) or query_value(
-            conn, "SELECT pid FROM pg_stat_activity WHERE backend_type ILIKE '%sequin%' LIMIT 1"
-        )
+        wait_batch_in_flight(conn, before)
+        pid = worker_pid(conn)
         assert pid
         os.kill(pid, signal.SIGKILL)
         # a killed backend makes Postgres end every session and recover
@@ -519,16 +521,7 @@ def test_postgres_crash_loses_nothing_and_plain_creates_are_never_duplicated(env
             "INSERT INTO salesforce.contact (last_name, first_name)"
             " SELECT 'Crashed', 'n' || g FROM generate_series(1, 200) g"
         )
-        wait_for(
-            lambda: query_value(
-                conn,
-                "SELECT count(*) FROM salesforce._sync_write_log WHERE state = 'pending'"
-                " AND id > %s",
-                (before,),
-            ),
-            timeout=120,
-            what="a batch in flight",
-        )
+        wait_batch_in_flight(conn, before)
         conn.close()
         cluster.stop("immediate")  # no shutdown checkpoint: crash recovery on start
     finally:
