@@ -22,6 +22,8 @@ pub struct App {
     pub started_ms: i64,
     pub latency_ms: parking_lot::Mutex<u64>,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Attached to every response so header names go out as Salesforce spells them.
+    pub header_case: hyper::http::Extensions,
 }
 
 impl App {
@@ -61,7 +63,31 @@ impl App {
             bulk1: Default::default(),
             started_ms: crate::timefmt::wall_ms(),
             shutdown,
+            header_case: hyper::http::Extensions::new(),
         })
+    }
+
+    /// The instance URL clients are told to call: `--instance-url`, else the scheme
+    /// and `Host` of this request (what the client itself used to reach us), else
+    /// the listen address.
+    pub fn instance_url(&self, req: &crate::http::Req) -> String {
+        if let Some(u) = &self.config.instance_url {
+            return u.clone();
+        }
+        let host = req.header("host").map(str::trim).filter(|h| {
+            !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()) && !h.contains('/')
+        });
+        match host {
+            Some(h) => {
+                let scheme = if self.base_url.starts_with("https://") {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{h}")
+            }
+            None => self.base_url.clone(),
+        }
     }
 
     /// Waits `ms`, or less if the emulator shuts down meanwhile.

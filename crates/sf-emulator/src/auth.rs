@@ -158,7 +158,8 @@ pub fn token(app: &App, req: &Req) -> Resp {
     }
     let org15 = &app.org.org_id[..15];
     let (access, issued) = app.tokens.issue(org15);
-    let id = format!("{}/id/{}/{}", app.base_url, app.org.org_id, app.org.user_id);
+    let instance = app.instance_url(req);
+    let id = format!("{instance}/id/{}/{}", app.org.org_id, app.org.user_id);
     let issued_at = issued.to_string();
     let signature = match Hmac::<Sha256>::new_from_slice(cfg.client_secret.as_bytes()) {
         Ok(mut mac) => {
@@ -174,7 +175,7 @@ pub fn token(app: &App, req: &Req) -> Resp {
             "access_token": access,
             "signature": signature,
             "scope": "api refresh_token",
-            "instance_url": app.base_url,
+            "instance_url": instance,
             "id": id,
             "token_type": "Bearer",
             "issued_at": issued_at,
@@ -250,6 +251,7 @@ fn verify_jwt(app: &App, assertion: &str) -> Result<(), Resp> {
         a == "https://login.salesforce.com"
             || a == "https://test.salesforce.com"
             || a == app.base_url.trim_end_matches('/')
+            || app.config.instance_url.as_deref() == Some(a)
     };
     let aud_ok = match claims.get("aud") {
         Some(serde_json::Value::String(a)) => audience_ok(a),
@@ -317,7 +319,7 @@ pub fn identity(app: &App, req: &Req, org: &str, user: &str) -> Resp {
     {
         return Resp::text(404, "text/plain;charset=UTF-8", "Bad_Id");
     }
-    let b = &app.base_url;
+    let b = &app.instance_url(req);
     let v = "61.0";
     let u = &app.config.username;
     Resp::json(
@@ -407,7 +409,7 @@ pub fn soap_login(app: &App, req: &Req, version: &str) -> Resp {
         return Resp::text(500, "text/xml;charset=UTF-8", xml);
     }
     let (session, _) = app.tokens.issue(&app.org.org_id[..15]);
-    let b = &app.base_url;
+    let b = &app.instance_url(req);
     let org = &app.org.org_id;
     let uid = &app.org.user_id;
     let uname = xml_escape(&app.config.username);

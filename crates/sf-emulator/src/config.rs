@@ -41,6 +41,12 @@ pub struct Config {
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The org's fixed instance URL, handed out as `instance_url` by the token endpoint
+    /// and used in identity and SOAP login URLs (e.g. `http://sf-emulator:8899` when
+    /// clients reach the emulator under a name other than its listen address).
+    /// Default: taken from each request's `Host` header, `https://` when TLS is on.
+    #[arg(long, value_parser = parse_instance_url)]
+    pub instance_url: Option<String>,
     /// OAuth consumer key (client id) accepted by every grant.
     #[arg(long, default_value = "sequin-emulator")]
     pub client_id: String,
@@ -84,6 +90,20 @@ pub struct Config {
     /// Records to generate at start, e.g. `Account=100000,Contact=1000000`.
     #[arg(long, value_parser = parse_generate, default_value = "")]
     pub generate: GenerateSpec,
+}
+
+fn parse_instance_url(s: &str) -> Result<String, String> {
+    let t = s.trim().trim_end_matches('/');
+    let rest = t
+        .strip_prefix("https://")
+        .or_else(|| t.strip_prefix("http://"))
+        .ok_or_else(|| format!("--instance-url must start with http:// or https://, got {s:?}"))?;
+    if rest.is_empty() || rest.contains('/') {
+        return Err(format!(
+            "--instance-url must be scheme://host[:port] with no path, got {s:?}"
+        ));
+    }
+    Ok(t.to_string())
 }
 
 /// `Object=count` pairs.

@@ -38,6 +38,7 @@ pub mod store;
 pub mod timefmt;
 mod txn;
 mod validate;
+mod wirecase;
 
 pub use config::{Config, GenerateSpec};
 pub use error::{ApiError, Error};
@@ -102,7 +103,9 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let generate = config.generate.clone();
     let seed = config.seed;
-    let app = Arc::new(app::App::new(config, base_url.clone(), stop_rx.clone())?);
+    let mut app = app::App::new(config, base_url.clone(), stop_rx.clone())?;
+    app.header_case = wirecase::template().await;
+    let app = Arc::new(app);
     if !generate.0.is_empty() {
         let a = app.clone();
         tokio::task::spawn_blocking(move || generate::generate_spec(&a.org, &generate, seed))
@@ -162,6 +165,7 @@ where
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
+        .title_case_headers(true)
         .serve_connection(io, svc);
     tokio::select! {
         _ = conn => {}

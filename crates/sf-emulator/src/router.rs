@@ -174,12 +174,17 @@ pub async fn serve(
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let req = match read_request(req).await {
         Ok(r) => r,
-        Err(resp) => return Ok(resp.into_hyper()),
+        Err(resp) => {
+            let mut r = resp.into_hyper();
+            *r.extensions_mut() = app.header_case.clone();
+            return Ok(r);
+        }
     };
     // A bug must cost one request, not the connection or the server: run the
     // request as its own task and answer a panic with Salesforce's 500. When the
     // client goes away hyper drops this future, and the guard stops the task too, so
     // an abandoned slow request does not keep holding a long-request slot.
+    let header_case = app.header_case.clone();
     let task = tokio::spawn(async move { handle(&app, req).await });
     let _stop_if_abandoned = AbortOnDrop(task.abort_handle());
     let outcome = match task.await {
@@ -191,7 +196,11 @@ pub async fn serve(
         ))),
     };
     match outcome {
-        Outcome::Reply(r) => Ok(r.into_hyper()),
+        Outcome::Reply(r) => {
+            let mut r = r.into_hyper();
+            *r.extensions_mut() = header_case.clone();
+            Ok(r)
+        }
         Outcome::Drop => Err(std::io::Error::new(
             std::io::ErrorKind::ConnectionAborted,
             "injected fault: connection dropped",
@@ -300,7 +309,7 @@ pub async fn dispatch(app: &Arc<App>, route: &Route, req: &Req) -> Result<Resp, 
             only(&[Method::POST])?;
             Ok(crate::auth::soap_login(app, req, v))
         }
-        Route::Resources(v) => Ok(resources(app, v)),
+        Route::Resources(v) => Ok(resources(app, req, v)),
         Route::Limits(_) => Ok(limits(app)),
         Route::DescribeGlobal(v) => crate::describe::global(app, req, v),
         Route::SObject(v, o) => match *m {
@@ -360,7 +369,7 @@ fn versions() -> Resp {
     Resp::json(200, &serde_json::Value::Array(list))
 }
 
-fn resources(app: &App, v: &str) -> Resp {
+fn resources(app: &App, req: &Req, v: &str) -> Resp {
     let p = format!("/services/data/v{v}");
     let mut map = serde_json::Map::new();
     for r in [
@@ -408,7 +417,9 @@ fn resources(app: &App, v: &str) -> Resp {
         "identity".into(),
         json!(format!(
             "{}/id/{}/{}",
-            app.base_url, app.org.org_id, app.org.user_id
+            app.instance_url(req),
+            app.org.org_id,
+            app.org.user_id
         )),
     );
     Resp::json(200, &serde_json::Value::Object(map))
