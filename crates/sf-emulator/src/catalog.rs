@@ -16,7 +16,7 @@ pub struct CatalogError {
 /// The built-in objects, in catalog order.
 pub fn builtin() -> Result<Vec<ObjectDef>, CatalogError> {
     let mut objects = Vec::new();
-    let mut current: Option<(ObjectDef, bool)> = None;
+    let mut current: Option<(ObjectDef, ObjectFlags)> = None;
     for (n, raw) in CATALOG.lines().enumerate() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -24,8 +24,8 @@ pub fn builtin() -> Result<Vec<ObjectDef>, CatalogError> {
         }
         let err = |msg: String| CatalogError { line: n + 1, msg };
         if let Some(rest) = line.strip_prefix("object ") {
-            if let Some((def, owner)) = current.take() {
-                objects.push(finish_object(def, owner));
+            if let Some((def, flags)) = current.take() {
+                objects.push(finish_flagged(def, &flags));
             }
             let cols: Vec<&str> = rest.split('|').map(str::trim).collect();
             let head: Vec<&str> = cols[0].split_whitespace().collect();
@@ -34,9 +34,18 @@ pub fn builtin() -> Result<Vec<ObjectDef>, CatalogError> {
                     "object line needs `Name prefix | Label | Plural`".into()
                 ));
             }
-            let flags = cols.get(3).copied().unwrap_or("");
-            let def = new_object(head[0], head[1], cols[1], cols[2]).map_err(err)?;
-            current = Some((def, flags.split_whitespace().any(|f| f == "owner")));
+            let flags = ObjectFlags::parse(cols.get(3).copied().unwrap_or("")).map_err(err)?;
+            let mut def = new_object(head[0], head[1], cols[1], cols[2]).map_err(err)?;
+            def.createable = !flags.has("nocreate");
+            def.updateable = !flags.has("noupdate");
+            def.deletable = !flags.has("nodelete");
+            def.replicateable = !flags.has("noreplicate");
+            def.bulk_queryable = !flags.has("nobulk");
+            if flags.has("noisdeleted") {
+                def.fields.retain(|f| f.name != "IsDeleted");
+                def.reindex();
+            }
+            current = Some((def, flags));
             continue;
         }
         let Some((def, _)) = current.as_mut() else {
@@ -44,10 +53,75 @@ pub fn builtin() -> Result<Vec<ObjectDef>, CatalogError> {
         };
         parse_field_line(def, line).map_err(err)?;
     }
-    if let Some((def, owner)) = current.take() {
-        objects.push(finish_object(def, owner));
+    if let Some((def, flags)) = current.take() {
+        objects.push(finish_flagged(def, &flags));
     }
     Ok(objects)
+}
+
+/// The words after an object line's third `|`.
+struct ObjectFlags(Vec<String>);
+
+impl ObjectFlags {
+    const KNOWN: [&'static str; 12] = [
+        "owner",
+        "nocreate",
+        "noupdate",
+        "nodelete",
+        "noreplicate",
+        "nobulk",
+        "noisdeleted",
+        "audit=full",
+        "audit=created",
+        "audit=nomodstamp",
+        "audit=nocreated",
+        "audit=createdmodstamp",
+    ];
+
+    fn parse(s: &str) -> Result<ObjectFlags, String> {
+        let words: Vec<String> = s.split_whitespace().map(str::to_string).collect();
+        if let Some(bad) = words.iter().find(|w| !Self::KNOWN.contains(&w.as_str())) {
+            return Err(format!("unknown object flag {bad}"));
+        }
+        Ok(ObjectFlags(words))
+    }
+
+    fn has(&self, flag: &str) -> bool {
+        self.0.iter().any(|w| w == flag)
+    }
+
+    fn audit(&self) -> Audit {
+        if self.has("audit=created") {
+            Audit::CreatedOnly
+        } else if self.has("audit=nomodstamp") {
+            Audit::NoModstamp
+        } else if self.has("audit=nocreated") {
+            Audit::NoCreated
+        } else if self.has("audit=createdmodstamp") {
+            Audit::CreatedAndModstamp
+        } else {
+            Audit::Full
+        }
+    }
+}
+
+/// Which audit fields an object's describe holds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Audit {
+    /// CreatedDate, CreatedById, LastModifiedDate, LastModifiedById, SystemModstamp.
+    Full,
+    /// CreatedDate and CreatedById only: append-only history and trending rows.
+    CreatedOnly,
+    /// No SystemModstamp (ContentNote).
+    NoModstamp,
+    /// No CreatedDate/CreatedById (UserRole).
+    NoCreated,
+    /// CreatedDate, CreatedById and SystemModstamp, no LastModified* (OpportunityHistory).
+    CreatedAndModstamp,
+}
+
+fn finish_flagged(def: ObjectDef, flags: &ObjectFlags) -> ObjectDef {
+    finish_object_audit(def, flags.has("owner"), flags.audit())
 }
 
 /// A new object holding only `Id` and `IsDeleted`.
@@ -68,6 +142,10 @@ pub fn new_object(
         key_prefix: [p[0], p[1], p[2]],
         custom: name.ends_with("__c"),
         createable: true,
+        updateable: true,
+        deletable: true,
+        replicateable: true,
+        bulk_queryable: true,
         fields: Vec::new(),
         by_name: HashMap::new(),
         columns: 0,
@@ -91,7 +169,12 @@ pub fn new_object(
 }
 
 /// Adds owner and audit fields after the declared ones.
-pub fn finish_object(mut def: ObjectDef, owner: bool) -> ObjectDef {
+pub fn finish_object(def: ObjectDef, owner: bool) -> ObjectDef {
+    finish_object_audit(def, owner, Audit::Full)
+}
+
+/// Adds owner and the given audit fields after the declared ones.
+pub fn finish_object_audit(mut def: ObjectDef, owner: bool, audit: Audit) -> ObjectDef {
     if owner {
         let mut f = Field::new("OwnerId", FieldType::Reference);
         f.label = "Owner ID".into();
@@ -128,6 +211,16 @@ pub fn finish_object(mut def: ObjectDef, owner: bool) -> ObjectDef {
             None,
         ),
     ] {
+        let keep = match audit {
+            Audit::Full => true,
+            Audit::CreatedOnly => name.starts_with("Created"),
+            Audit::NoModstamp => name != "SystemModstamp",
+            Audit::NoCreated => !name.starts_with("Created"),
+            Audit::CreatedAndModstamp => !name.starts_with("LastModified"),
+        };
+        if !keep {
+            continue;
+        }
         let mut f = Field::new(name, ftype);
         f.label = label.into();
         f.nillable = false;

@@ -191,6 +191,7 @@ fn update_item(app: &App, rec: &Value) -> ItemResult {
             ApiError::bad("MISSING_ARGUMENT", "Id not specified in an update call")
         })?;
         let obj = lookup_type(app, ty)?;
+        crate::validate::writable(&obj.read().def, crate::validate::WriteOp::Update)?;
         crate::records::update_from_json(app, &obj, &id, rec)?;
         Ok(crate::ids::normalize(&id).map_or(id.clone(), crate::ids::to18))
     };
@@ -208,6 +209,7 @@ fn delete_item(app: &App, id: &str) -> ItemResult {
         };
         let prefix = crate::ids::prefix_of(id).ok_or_else(bad_id)?;
         let obj = app.org.by_prefix(&prefix).ok_or_else(bad_id)?;
+        crate::validate::writable(&obj.read().def, crate::validate::WriteOp::Delete)?;
         crate::validate::delete(&obj, id)?;
         Ok(crate::ids::normalize(id).map_or(id.to_string(), crate::ids::to18))
     };

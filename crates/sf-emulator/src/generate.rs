@@ -328,6 +328,14 @@ enum Fill {
     Generic(FieldType),
     UserName,
     Alias,
+    /// Base64 of a small generated file.
+    Blob,
+    /// The decoded length of that file.
+    BlobLen,
+}
+
+fn blob_text(seq: u64) -> String {
+    format!("Generated file {seq} from sf-emulator.\n")
 }
 
 struct ParentRows {
@@ -381,6 +389,20 @@ const COMMON: &[&str] = &[
     "Company",
     "Reason",
     "External_Key__c",
+    "Field",
+    "DataType",
+    "OldValue",
+    "NewValue",
+    "ValidFromDate",
+    "ValidToDate",
+    "Label",
+    "ApiName",
+    "MasterLabel",
+    "ForecastCategory",
+    "Roles",
+    "Amount__hst",
+    "StageName__hst",
+    "CloseDate__hst",
 ];
 
 fn pick_fill(org: &Org, def: &ObjectDef, f: &Field) -> Option<Fill> {
@@ -404,6 +426,10 @@ fn pick_fill(org: &Org, def: &ObjectDef, f: &Field) -> Option<Fill> {
         "StageName" => Fill::Stage,
         "Probability" => Fill::Probability,
         "External_Id__c" | "External_Key__c" => Fill::ExtId,
+        _ if f.ftype == FieldType::Base64 => Fill::Blob,
+        "BodyLength" | "ContentSize" if def.fields.iter().any(|x| x.ftype == FieldType::Base64) => {
+            Fill::BlobLen
+        }
         "Name" if f.createable && def.name == "Account" => Fill::Company,
         "Name" if f.createable && def.name == "Opportunity" => Fill::OppName,
         "Name" if f.createable => Fill::Generic(FieldType::String),
@@ -430,7 +456,10 @@ fn pick_fill(org: &Org, def: &ObjectDef, f: &Field) -> Option<Fill> {
             }
         }
         _ => {
-            if !f.createable || matches!(f.source, Source::Compound { .. }) {
+            // Objects the API cannot create are written by Salesforce itself (history
+            // rows, stages): the generator fills their read-only fields too.
+            let system_written = !def.createable && !f.calculated;
+            if (!f.createable && !system_written) || matches!(f.source, Source::Compound { .. }) {
                 return None;
             }
             if f.ftype == FieldType::Reference {
@@ -844,8 +873,17 @@ fn fill_cell(
             c.set(row_len, &Val::DateTime(ctx.modified));
         }
         Fill::ExtId => push_text(c, Some(&format!("EXT-{:08}", ctx.seq))),
+        Fill::Blob => {
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(blob_text(ctx.seq));
+            push_text(c, Some(&b64))
+        }
+        Fill::BlobLen => {
+            c.push_null();
+            c.set(row_len, &Val::Int(blob_text(ctx.seq).len() as i64));
+        }
         Fill::Generic(t) => match t {
-            FieldType::String | FieldType::Textarea | FieldType::Combobox => {
+            FieldType::String | FieldType::Textarea | FieldType::Combobox | FieldType::AnyType => {
                 push_text(c, Some(&format!("Record {}", ctx.seq)))
             }
             FieldType::Email => push_text(c, Some(&format!("user{}@example.com", ctx.seq))),

@@ -73,8 +73,25 @@ pub fn value(out: &mut Vec<u8>, v: Value<'_>) {
     }
 }
 
-/// Appends a field's value, assembling compound address fields as objects.
-pub fn field(out: &mut Vec<u8>, obj: &SObject, field: usize, row: usize) {
+/// Appends a field's value, assembling compound address fields as objects. A base64
+/// field is never inlined: REST answers with the path that serves its bytes.
+pub fn field(out: &mut Vec<u8>, obj: &SObject, field: usize, row: usize, version: &str) {
+    if let Some(f) = obj.def.fields.get(field) {
+        if f.ftype == crate::schema::FieldType::Base64 {
+            if obj.value(field, row) == Value::Null {
+                out.extend_from_slice(b"null");
+            } else {
+                let url = format!(
+                    "/services/data/v{version}/sobjects/{}/{}/{}",
+                    obj.def.name,
+                    obj.id_of(row),
+                    f.name
+                );
+                string(out, &url);
+            }
+            return;
+        }
+    }
     if let Some(Source::Compound { parts }) = obj.def.fields.get(field).map(|f| &f.source) {
         let vals: Vec<Value<'_>> = parts
             .iter()
@@ -120,7 +137,7 @@ pub fn record(out: &mut Vec<u8>, obj: &SObject, row: usize, fields: &[usize], ve
         out.push(b',');
         string(out, &obj.def.fields[f].name);
         out.push(b':');
-        field(out, obj, f, row);
+        field(out, obj, f, row, version);
     }
     out.push(b'}');
 }

@@ -197,6 +197,16 @@ impl Binder<'_> {
             .field_index(last)
             .ok_or_else(|| SoqlError::invalid_field(self.text, path, &o.def.name))?;
         let f = &o.def.fields[idx];
+        if self.bulk && f.ftype == crate::schema::FieldType::Base64 {
+            // Bulk API Developer Guide: base64 fields are not supported in Bulk queries.
+            return Err(SoqlError::new(
+                soql::ErrorCode::InvalidField,
+                format!(
+                    "{}.{}: base64 fields are not supported in Bulk API queries; read them with the REST API",
+                    o.def.name, f.name
+                ),
+            ));
+        }
         if self.bulk && f.is_compound_type() {
             return Err(SoqlError::new(
                 soql::ErrorCode::InvalidField,
@@ -324,7 +334,8 @@ pub fn plan(
                         soql::FieldsKind::Standard => !f.custom,
                         soql::FieldsKind::Custom => f.custom,
                     };
-                    if keep && !(bulk && f.is_compound_type()) {
+                    let base64 = f.ftype == crate::schema::FieldType::Base64;
+                    if keep && !(bulk && (f.is_compound_type() || base64)) {
                         insert_item(&mut root, &[], i, &f.name);
                         columns.push(Handle {
                             hops: Vec::new(),
@@ -471,7 +482,7 @@ fn write_node(out: &mut Vec<u8>, locked: &Locked<'_>, node: &OutNode, row: usize
             OutItem::Field { field, name } => {
                 crate::jsonw::string(out, name);
                 out.push(b':');
-                crate::jsonw::field(out, obj, *field, row);
+                crate::jsonw::field(out, obj, *field, row, v);
             }
             OutItem::Rel {
                 name,

@@ -36,6 +36,7 @@ pub fn create_from_json(
     obj: &ObjRef,
     body: &serde_json::Value,
 ) -> Result<String, ApiError> {
+    validate::writable(&obj.read().def, validate::WriteOp::Create)?;
     let changes = prepare(obj, body_object(body)?, Mode::Create)?;
     validate::create(&app.org, obj, &changes)
 }
@@ -155,6 +156,7 @@ fn check_unmodified(req: &Req, obj: &ObjRef, id: &str) -> Result<(), ApiError> {
 
 pub fn update(app: &App, req: &Req, _v: &str, name: &str, id: &str) -> Result<Resp, ApiError> {
     let obj = lookup(app, name)?;
+    validate::writable(&obj.read().def, validate::WriteOp::Update)?;
     let body = req.json()?;
     check_unmodified(req, &obj, id)?;
     update_from_json(app, &obj, id, &body)?;
@@ -163,6 +165,7 @@ pub fn update(app: &App, req: &Req, _v: &str, name: &str, id: &str) -> Result<Re
 
 pub fn delete(app: &App, _v: &str, name: &str, id: &str) -> Result<Resp, ApiError> {
     let obj = lookup(app, name)?;
+    validate::writable(&obj.read().def, validate::WriteOp::Delete)?;
     validate::delete(&obj, id)?;
     Ok(Resp::empty(204))
 }
@@ -358,8 +361,25 @@ fn window(req: &Req) -> Result<(i64, i64), ApiError> {
 }
 
 /// `GET /sobjects/{Name}/updated?start&end`.
+/// getUpdated/getDeleted serve only objects whose supported calls include them
+/// (replicateable in describe). Error code and text are the emulator's (unconfirmed).
+fn replicateable(obj: &crate::org::ObjRef) -> Result<(), ApiError> {
+    let o = obj.read();
+    if o.def.replicateable {
+        return Ok(());
+    }
+    Err(ApiError::bad(
+        "INVALID_TYPE",
+        format!(
+            "sObject type '{}' is not replicateable: getUpdated and getDeleted are not supported on it",
+            o.def.name
+        ),
+    ))
+}
+
 pub fn updated(app: &App, req: &Req, name: &str) -> Result<Resp, ApiError> {
     let obj = lookup(app, name)?;
+    replicateable(&obj)?;
     let (start, end) = window(req)?;
     let now = crate::timefmt::wall_ms();
     let end = end.min(now);
@@ -396,6 +416,7 @@ pub fn updated(app: &App, req: &Req, name: &str) -> Result<Resp, ApiError> {
 /// `GET /sobjects/{Name}/deleted?start&end`: soft-deleted and purged records.
 pub fn deleted(app: &App, req: &Req, name: &str) -> Result<Resp, ApiError> {
     let obj = lookup(app, name)?;
+    replicateable(&obj)?;
     let (start, end) = window(req)?;
     let now = crate::timefmt::wall_ms();
     let end = end.min(now);
@@ -422,4 +443,28 @@ pub fn deleted(app: &App, req: &Req, name: &str) -> Result<Resp, ApiError> {
             "latestDateCovered": crate::timefmt::datetime_string(end),
         }),
     ))
+}
+
+/// `GET /sobjects/{Name}/{id}/{Base64Field}` ("SObject Blob Retrieve"): the bytes.
+pub fn blob(app: &App, name: &str, id: &str, field: &str) -> Option<Result<Resp, ApiError>> {
+    let obj = lookup(app, name).ok()?;
+    let o = obj.read();
+    let idx = o.def.field_index(field)?;
+    if o.def.fields[idx].ftype != crate::schema::FieldType::Base64 {
+        return None;
+    }
+    let Some(row) = o.row_of(id) else {
+        return Some(Err(ApiError::not_found()));
+    };
+    let text = match o.value(idx, row) {
+        Value::Text(t) => t.to_string(),
+        _ => return Some(Err(ApiError::not_found())),
+    };
+    use base64::Engine;
+    Some(
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map(|bytes| Resp::text(200, "application/octet-stream", bytes))
+            .map_err(|_| ApiError::not_found()),
+    )
 }

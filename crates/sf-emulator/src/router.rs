@@ -324,6 +324,11 @@ pub async fn dispatch(app: &Arc<App>, route: &Route, req: &Req) -> Result<Resp, 
             Method::DELETE => crate::records::delete(app, v, o, id),
             _ => Err(ApiError::method_not_allowed(m.as_str())),
         },
+        Route::ByExternalId(_, o, id, field)
+            if *m == Method::GET && crate::records::blob(app, o, id, field).is_some() =>
+        {
+            crate::records::blob(app, o, id, field).unwrap_or_else(|| Err(ApiError::not_found()))
+        }
         Route::ByExternalId(v, o, f, val) => match *m {
             Method::PATCH | Method::POST => crate::records::upsert(app, req, v, o, f, val),
             Method::GET => crate::records::get_by_external(app, req, v, o, f, val),

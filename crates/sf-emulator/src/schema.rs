@@ -23,6 +23,10 @@ pub enum FieldType {
     Url,
     Address,
     Location,
+    /// Binary data; REST returns a URL to fetch it, Bulk queries refuse it.
+    Base64,
+    /// A history row's old/new value, whatever the tracked field's type.
+    AnyType,
 }
 
 impl FieldType {
@@ -47,6 +51,8 @@ impl FieldType {
             "url" => FieldType::Url,
             "address" => FieldType::Address,
             "location" => FieldType::Location,
+            "base64" => FieldType::Base64,
+            "anytype" => FieldType::AnyType,
             _ => return None,
         })
     }
@@ -72,6 +78,8 @@ impl FieldType {
             FieldType::Url => "url",
             FieldType::Address => "address",
             FieldType::Location => "location",
+            FieldType::Base64 => "base64",
+            FieldType::AnyType => "anyType",
         }
     }
 
@@ -85,6 +93,8 @@ impl FieldType {
             FieldType::DateTime => "xsd:dateTime",
             FieldType::Address => "urn:address",
             FieldType::Location => "urn:location",
+            FieldType::Base64 => "xsd:base64Binary",
+            FieldType::AnyType => "xsd:anyType",
             _ => "xsd:string",
         }
     }
@@ -243,12 +253,19 @@ impl Field {
     }
 
     pub fn filterable(&self) -> bool {
-        !self.is_compound_type() && self.ftype != FieldType::Textarea
+        !self.is_compound_type()
+            && !matches!(
+                self.ftype,
+                FieldType::Textarea | FieldType::Base64 | FieldType::AnyType
+            )
     }
 
     pub fn sortable(&self) -> bool {
         !self.is_compound_type()
-            && !matches!(self.ftype, FieldType::Textarea | FieldType::Multipicklist)
+            && !matches!(
+                self.ftype,
+                FieldType::Textarea | FieldType::Multipicklist | FieldType::Base64
+            )
     }
 }
 
@@ -282,6 +299,13 @@ pub struct ObjectDef {
     pub key_prefix: [u8; 3],
     pub custom: bool,
     pub createable: bool,
+    /// What the API allows on the object (describe's flags; refused otherwise).
+    pub updateable: bool,
+    pub deletable: bool,
+    /// `/updated` and `/deleted` (getUpdated/getDeleted) serve it.
+    pub replicateable: bool,
+    /// Bulk API query jobs accept it.
+    pub bulk_queryable: bool,
     pub fields: Vec<Field>,
     /// Lower-cased field name -> index into `fields` (live fields only).
     pub by_name: HashMap<String, usize>,

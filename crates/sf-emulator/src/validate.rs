@@ -579,3 +579,29 @@ pub fn purge(obj: &ObjRef, id: &str) -> Result<(), ApiError> {
         }
     }
 }
+
+/// A write the API refuses for the whole object (history rows, OpportunityStage,
+/// ContentDocument creation...). SOAP API status code INVALID_TYPE_FOR_OPERATION ("the
+/// specified sObject type is not valid for the specified operation"); the message text
+/// is the emulator's own.
+#[derive(Clone, Copy, Debug)]
+pub enum WriteOp {
+    Create,
+    Update,
+    Delete,
+}
+
+pub fn writable(def: &crate::schema::ObjectDef, op: WriteOp) -> Result<(), ApiError> {
+    let (ok, verb) = match op {
+        WriteOp::Create => (def.createable, "inserted"),
+        WriteOp::Update => (def.updateable, "updated"),
+        WriteOp::Delete => (def.deletable, "deleted"),
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(ApiError::bad(
+        "INVALID_TYPE_FOR_OPERATION",
+        format!("entity type cannot be {verb}: {}", def.label),
+    ))
+}
