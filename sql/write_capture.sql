@@ -469,7 +469,11 @@ BEGIN
                  CASE WHEN $3 AND l.action = 'update' THEN
                      greatest((l.previous ->> 'system_modstamp')::timestamptz, w.last_ok)
                  END AS unmodified_since,
-                 (l.next_attempt_at IS NULL OR l.next_attempt_at <= now()) AS ready,
+                 -- An insert's values are filled from its row by the statement before
+                 -- this one, which has its own snapshot: an insert committed in between
+                 -- is seen here unfilled and waits for the next round, never sent empty.
+                 ((l.next_attempt_at IS NULL OR l.next_attempt_at <= now())
+                  AND NOT (l.action = 'insert' AND l."values" IS NULL)) AS ready,
                  extract(epoch FROM now() - l.inserted_at) AS age
             FROM %1$I._sync_write_log l
             LEFT JOIN (SELECT s.api_id, max(s.settled_at) AS last_ok
@@ -494,8 +498,10 @@ END
 $$;
 
 -- Fills in the values of queued inserts from their rows, set-based per table: the
--- row's set columns that map to Salesforce fields. A row deleted meanwhile keeps NULL
--- (its delete entry cancels the insert).
+-- row's set columns that map to Salesforce fields. A row deleted meanwhile gets '{}':
+-- its delete was committed before this statement's snapshot, so its delete entry is
+-- queued too and cancels the insert. Only entries filled here are ever sent (see the
+-- ready flag of _write_queue).
 CREATE FUNCTION sequin_sf._write_fill_inserts(p_schema text, p_sync text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -506,6 +512,13 @@ BEGIN
                             ' WHERE state IN (''new'', ''pending'') AND action = ''insert'''
                             ' AND "values" IS NULL', p_schema) LOOP
         IF to_regclass(format('%I.%I', p_schema, t.table_name)) IS NULL THEN
+            -- nothing left to read the values from: say so instead of waiting forever
+            EXECUTE format('UPDATE %I._sync_write_log SET state = ''failed'', settled_at = now(),'
+                           ' api_message = $2 WHERE table_name = $1 AND action = ''insert'''
+                           ' AND "values" IS NULL AND state = ''new''', p_schema)
+              USING t.table_name,
+                    format('not sent: table %s.%s was dropped (remove_collection or drop_sync) '
+                           'before the insert was sent, so its values are gone', p_schema, t.table_name);
             CONTINUE;
         END IF;
         unsent := ARRAY(
@@ -515,10 +528,11 @@ BEGIN
                AND NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
                                 WHERE m.sync_name = p_sync AND m.object_name = t.object_name
                                   AND m.column_name = a.attname));
-        EXECUTE format('UPDATE %1$I._sync_write_log l SET "values" = jsonb_strip_nulls(to_jsonb(r)) - $1'
-                       '  FROM %1$I.%2$I r'
+        EXECUTE format('UPDATE %1$I._sync_write_log l SET "values" = coalesce('
+                       '   (SELECT jsonb_strip_nulls(to_jsonb(r)) - $1 FROM %1$I.%2$I r'
+                       '     WHERE r._row_id = l.row_id), ''{}''::jsonb)'
                        ' WHERE l.table_name = $2 AND l.action = ''insert'' AND l."values" IS NULL'
-                       '   AND l.state IN (''new'', ''pending'') AND r._row_id = l.row_id',
+                       '   AND l.state IN (''new'', ''pending'')',
                        p_schema, t.table_name)
           USING unsent, t.table_name;
     END LOOP;
@@ -581,13 +595,6 @@ BEGIN
         IF to_regclass(format('%I.%I', p_schema, tbl)) IS NULL THEN
             CONTINUE;
         END IF;
-        IF o ->> 'outcome' = 'succeeded' AND o ->> 'action' = 'insert' AND api IS NOT NULL THEN
-            -- later changes of the row were captured before it had an Id
-            EXECUTE format('UPDATE %I._sync_write_log SET api_id = $1 WHERE row_id = $2'
-                           ' AND table_name = $3 AND api_id IS NULL'
-                           ' AND state IN (''new'', ''pending'')', p_schema)
-              USING api, row_id, tbl;
-        END IF;
         -- The entry is settled whatever happens to the row: a row that cannot be
         -- brought in line (say its Id is already held by another row, when an upsert
         -- matched a record that was synced meanwhile) must not hold the queue back.
@@ -631,7 +638,26 @@ BEGIN
                 NULL;  -- the message above already says what is wrong
             END;
         END;
+        -- after the row was brought in line above (see _write_pass_on_id)
+        IF o ->> 'outcome' = 'succeeded' AND o ->> 'action' = 'insert' AND api IS NOT NULL THEN
+            PERFORM sequin_sf._write_pass_on_id(p_schema, tbl, row_id, api);
+        END IF;
     END LOOP;
+END
+$$;
+
+-- After a create succeeded: gives its Id to the row's later entries, captured while the
+-- row had none. Called after the row itself got the Id (or was deleted): that statement
+-- waited for every application transaction changing the row, so this statement's
+-- snapshot sees all their entries, and any later change captures the Id itself.
+CREATE FUNCTION sequin_sf._write_pass_on_id(p_schema text, p_table text, p_row bigint,
+                                            p_api_id text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('UPDATE %I._sync_write_log SET api_id = $1 WHERE row_id = $2'
+                   ' AND table_name = $3 AND api_id IS NULL'
+                   ' AND state IN (''new'', ''pending'')', p_schema)
+      USING p_api_id, p_row, p_table;
 END
 $$;
 
@@ -646,6 +672,11 @@ DECLARE
     cols text[];
     sets text;
 BEGIN
+    -- Lock the row first: a change an application commits to it before the lock is
+    -- granted is then queued in the log when the columns are chosen below (and is kept),
+    -- and any later change waits for this restore.
+    EXECUTE format('SELECT 1 FROM %I.%I WHERE _row_id = $1 FOR UPDATE', p_schema, p_table)
+      USING p_row;
     EXECUTE format($q$
         SELECT (SELECT previous FROM %1$I._sync_write_log WHERE id = ANY($1) ORDER BY id LIMIT 1),
                ARRAY(SELECT DISTINCT k FROM %1$I._sync_write_log l, jsonb_object_keys(l."values") k
