@@ -67,12 +67,17 @@ impl App {
         })
     }
 
-    /// The instance URL clients are told to call: `--instance-url`, else the scheme
-    /// and `Host` of this request (what the client itself used to reach us), else
-    /// the listen address.
+    /// The instance URL clients are told to call: `--instance-url`; else, when
+    /// listening on an unspecified address (0.0.0.0, ::, as in docker/), the scheme and
+    /// `Host` of this request (what the client used to reach us); else the listen
+    /// address. A specific listen address keeps login host and instance apart, as on a
+    /// real org (clients that log in through another host are still sent to us).
     pub fn instance_url(&self, req: &crate::http::Req) -> String {
         if let Some(u) = &self.config.instance_url {
             return u.clone();
+        }
+        if !self.config.listen.ip().is_unspecified() {
+            return self.base_url.clone();
         }
         let host = req.header("host").map(str::trim).filter(|h| {
             !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()) && !h.contains('/')

@@ -44,7 +44,8 @@ pub struct Config {
     /// The org's fixed instance URL, handed out as `instance_url` by the token endpoint
     /// and used in identity and SOAP login URLs (e.g. `http://sf-emulator:8899` when
     /// clients reach the emulator under a name other than its listen address).
-    /// Default: taken from each request's `Host` header, `https://` when TLS is on.
+    /// Default: the listen address; when listening on 0.0.0.0 or ::, each request's
+    /// `Host` header (`https://` when TLS is on).
     #[arg(long, value_parser = parse_instance_url)]
     pub instance_url: Option<String>,
     /// OAuth consumer key (client id) accepted by every grant.

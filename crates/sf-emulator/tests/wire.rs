@@ -104,6 +104,24 @@ async fn header_names_are_spelled_as_salesforce_does() {
     );
 }
 
+async fn token_response_at(org: &Org, addr: &str, host: &str) -> Value {
+    org.http
+        .post(format!("http://{addr}/services/oauth2/token"))
+        .header("Host", host)
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "sequin-emulator"),
+            ("client_secret", "emulator-secret"),
+            ("refresh_token", "emulator-refresh-token"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn token_response(org: &Org, host: Option<&str>) -> Value {
     let mut r = org.http.post(org.url("/services/oauth2/token")).form(&[
         ("grant_type", "refresh_token"),
@@ -121,13 +139,42 @@ async fn token_response(org: &Org, host: Option<&str>) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instance_url_defaults_to_the_host_the_client_used() {
+    // A specific listen address is the instance URL, whatever host the client used.
     let org = Org::start(&[]).await;
     let addr = org.running.addr();
-    // Without a Host header override, the client used the listen address.
-    let t = token_response(&org, None).await;
-    assert_eq!(t["instance_url"], format!("http://{addr}"));
-    // A client that reached us under another name is told to keep using it.
-    let t = token_response(&org, Some("sf-emulator:8899")).await;
+    for host in [None, Some("login.example:443")] {
+        let t = token_response(&org, host).await;
+        assert_eq!(t["instance_url"], format!("http://{addr}"));
+    }
+    // Listening on 0.0.0.0 (docker/), the client is told to keep using its host name.
+    let config =
+        <sf_emulator::Config as clap::Parser>::parse_from(["sf-emulator", "--listen", "0.0.0.0:0"]);
+    let running = sf_emulator::start(config).await.unwrap();
+    let port = running.addr().port();
+    let org = Org {
+        running,
+        http: reqwest::Client::new(),
+        token: String::new(),
+    };
+    assert!(org.url("/").contains("0.0.0.0"));
+    let direct = format!("127.0.0.1:{port}");
+    let t: Value = org
+        .http
+        .post(format!("http://{direct}/services/oauth2/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "sequin-emulator"),
+            ("client_secret", "emulator-secret"),
+            ("refresh_token", "emulator-refresh-token"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t["instance_url"], format!("http://{direct}"));
+    let t = token_response_at(&org, &direct, "sf-emulator:8899").await;
     assert_eq!(t["instance_url"], "http://sf-emulator:8899");
     assert!(t["id"]
         .as_str()
