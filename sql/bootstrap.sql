@@ -37,6 +37,9 @@ CREATE TABLE sequin_sf._syncs (
     paused                   boolean NOT NULL DEFAULT false,
     last_error               text,
     last_error_at            timestamptz,
+    -- random per sync: part of the external id markers of its creates, so a sync that
+    -- replaces a dropped one (same schema, same log ids) never matches the old records
+    marker_key               text NOT NULL DEFAULT gen_random_uuid()::text,
     created_at               timestamptz NOT NULL DEFAULT now()
 );
 
@@ -44,6 +47,9 @@ CREATE TABLE sequin_sf._collections (
     sync_name            text NOT NULL REFERENCES sequin_sf._syncs(name) ON DELETE CASCADE,
     object_name          text NOT NULL,
     table_name           text NOT NULL,
+    -- the table this sync created (NULL until it exists): the only relation of that
+    -- name it will ever alter or drop
+    table_oid            oid,
     state                text NOT NULL DEFAULT 'backfilling' CHECK (state IN ('backfilling', 'live')),
     stamp_field          text,
     rows_total           bigint,
@@ -177,8 +183,7 @@ FROM sequin_sf._columns m
 JOIN sequin_sf._collections c ON c.sync_name = m.sync_name AND c.object_name = m.object_name
 JOIN sequin_sf._syncs s ON s.name = m.sync_name;
 
-GRANT USAGE ON SCHEMA sequin_sf TO PUBLIC;
-GRANT SELECT ON sequin_sf.syncs, sequin_sf.sync_status, sequin_sf.columns TO PUBLIC;
+-- Who may read and call what is decided in one place: the end of sql/api.sql.
 
 -- The per-sync objects that do not depend on describe: the event stream and the
 -- publication logical-replication consumers subscribe to.

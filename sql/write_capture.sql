@@ -79,6 +79,24 @@ BEGIN
 END
 $$;
 
+-- Revokes every privilege on a relation that was granted to anyone but its owner.
+CREATE FUNCTION sequin_sf._revoke_grants(p_rel regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT DISTINCT a.grantee
+               FROM pg_catalog.pg_class c, aclexplode(c.relacl) a
+              WHERE c.oid = p_rel AND a.grantee <> c.relowner LOOP
+        IF g.grantee = 0 THEN
+            EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', p_rel);
+        ELSE
+            EXECUTE format('REVOKE ALL ON %s FROM %I', p_rel, g.grantee::regrole::text);
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- Creates <schema>._sync_write_log and the schema's capture function (idempotent).
 CREATE FUNCTION sequin_sf._install_write_log(p_schema text) RETURNS void
 LANGUAGE plpgsql
@@ -111,6 +129,9 @@ BEGIN
             inserted_at     timestamptz NOT NULL DEFAULT now(),
             settled_at      timestamptz
         )$ddl$, p_schema);
+    -- Only the capture triggers (running as the extension's owner) and the worker write
+    -- the log: take back whatever default privileges of the schema handed out.
+    PERFORM sequin_sf._revoke_grants(format('%I._sync_write_log', p_schema)::regclass);
     EXECUTE format(
         'CREATE INDEX IF NOT EXISTS _sync_write_log_unsettled ON %1$I._sync_write_log (id)'
         ' WHERE state IN (''new'', ''pending'')', p_schema);
@@ -184,9 +205,7 @@ BEGIN
       INTO unchanged FROM unnest(sent_cols) c;
     fn := format('%I.%I', sch, '_sync_capture_' || p_table::oid);
     fn_upd := format('%I.%I', sch, '_sync_capture_' || p_table::oid || '_update');
-    EXECUTE format($fn$
-        CREATE OR REPLACE FUNCTION %1$s() RETURNS trigger
-        LANGUAGE plpgsql AS $body$
+    PERFORM sequin_sf._create_capture_function(fn, format($body$
         BEGIN
             IF current_setting('sequin_sf.applying', true) = 'on' THEN
                 RETURN NULL;
@@ -209,17 +228,14 @@ BEGIN
             END IF;
             RETURN NULL;
         END
-        $body$
-        $fn$, fn, sch, tbl, p_object, local_cols, noncreate, nonupdate, picks,
-              coalesce(ins_bad, 'false'));
+        $body$, NULL, sch, tbl, p_object, local_cols, noncreate, nonupdate, picks,
+              coalesce(ins_bad, 'false')));
     -- Updates are captured per row, which has OLD and NEW at hand. A statement trigger
     -- pairing the OLD and NEW transition tables by _row_id (hash join; a nested loop
     -- is quadratic and plpgsql keeps the first plan) was measured against this one
     -- (bench/trigger_overhead.py): 500-row UPDATEs ran ~25% faster with it, but one-row
     -- UPDATEs up to ~15% slower (the join plan's per-statement setup), so rows it is.
-    EXECUTE format($fn$
-        CREATE OR REPLACE FUNCTION %1$s() RETURNS trigger
-        LANGUAGE plpgsql AS $body$
+    PERFORM sequin_sf._create_capture_function(fn_upd, format($body$
         DECLARE
             chg jsonb := to_jsonb(NEW) - %4$L::text[] - ARRAY[%7$s];
         BEGIN
@@ -233,10 +249,9 @@ BEGIN
             VALUES (%3$L, %9$L, NEW._row_id, 'update', OLD.id, to_jsonb(OLD), chg);
             RETURN NULL;
         END
-        $body$
-        $fn$, fn_upd, sch, tbl, local_cols, nonupdate, picks,
+        $body$, NULL, sch, tbl, local_cols, nonupdate, picks,
               coalesce(unchanged, 'NULL::text'), coalesce(upd_bad, 'false'),
-              p_object);
+              p_object));
     PERFORM sequin_sf._remove_write_triggers(p_table);
     EXECUTE format('CREATE TRIGGER _sync_write_insert AFTER INSERT ON %s'
                    ' REFERENCING NEW TABLE AS _sf_new FOR EACH STATEMENT'
@@ -250,6 +265,21 @@ BEGIN
                    ' EXECUTE FUNCTION %s()', p_table, fn);
     EXECUTE format('CREATE TRIGGER _sync_write_truncate BEFORE TRUNCATE ON %s'
                    ' FOR EACH STATEMENT EXECUTE FUNCTION sequin_sf._refuse_truncate()', p_table);
+END
+$$;
+
+-- Creates (or replaces) a generated capture trigger function. The body holds text from
+-- Salesforce (picklist values, names), so it is passed as a quoted literal, which no
+-- text can end, never inside a fixed dollar-quote tag. The function runs as the
+-- extension's owner, so that application roles need no rights on the write log (and
+-- cannot forge entries), with search_path pinned so no role can stand in for what it calls.
+CREATE FUNCTION sequin_sf._create_capture_function(p_name text, p_body text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql'
+                   ' SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L',
+                   p_name, p_body);
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', p_name);
 END
 $$;
 
@@ -363,6 +393,34 @@ BEGIN
 END
 $$;
 
+-- external_id_fields is {"Object": "Field"}, each a synced object and one of its fields.
+CREATE FUNCTION sequin_sf._check_external_id_fields(p_sync text, p_fields jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    e record;
+BEGIN
+    IF p_fields IS NULL THEN
+        RETURN;
+    END IF;
+    IF jsonb_typeof(p_fields) <> 'object' THEN
+        RAISE EXCEPTION 'external_id_fields must be a JSON object, got %', p_fields
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'for example ''{"Contact": "External_Id__c"}'': object API name -> external id field';
+    END IF;
+    FOR e IN SELECT key, value FROM jsonb_each(p_fields) LOOP
+        IF jsonb_typeof(e.value) <> 'string' OR NOT EXISTS (
+               SELECT 1 FROM sequin_sf._columns m
+                WHERE m.sync_name = p_sync AND m.object_name = e.key
+                  AND m.field_name = e.value #>> '{}' AND m.active) THEN
+            RAISE EXCEPTION 'external_id_fields: % is not a field of a collection of sync "%"',
+                            e.key || '.' || (e.value #>> '{}'), p_sync
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'name a synced object and its external id field as Salesforce spells them; SELECT collection, field_name FROM sequin_sf.columns lists them';
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- Changes a sync's write settings; NULL leaves a setting as it is.
 CREATE FUNCTION sequin_sf.alter_write_settings(
     sync_name text,
@@ -384,6 +442,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Salesforce takes at most 200 records per sObject Collections request.';
     END IF;
+    PERFORM sequin_sf._check_interval('max_batch_wait', max_batch_wait, '0 seconds', '1 hour',
+        'how long a change may wait for its batch to fill; 0 sends at once');
+    PERFORM sequin_sf._check_interval('write_log_retention', write_log_retention, '1 second', '10 years',
+        'settled log entries older than this are pruned; 7 days is the default');
+    PERFORM sequin_sf._check_external_id_fields(sync_name, external_id_fields);
     INSERT INTO sequin_sf.write_settings AS w (schema_name) VALUES (sch)
         ON CONFLICT (schema_name) DO NOTHING;
     UPDATE sequin_sf.write_settings w
@@ -491,8 +554,11 @@ BEGIN
         'settings', settings,
         -- unique to this cluster, database and schema: external id markers of creates
         -- never collide with another sync writing to the same org
+        -- and to this sync: a sync created again in the same schema has a new key
         'marker_prefix', 'sqsf-' || left(md5((SELECT system_identifier::text FROM pg_control_system())
-                                             || current_database() || p_schema), 10) || '-',
+                                             || current_database() || p_schema
+                                             || (SELECT marker_key FROM sequin_sf._syncs
+                                                  WHERE name = sync)), 10) || '-',
         'entries', entries);
 END
 $$;
@@ -550,6 +616,25 @@ BEGIN
     EXECUTE format('UPDATE %I._sync_write_log SET state = ''pending'', claimed_at = now(),'
                    ' attempts = attempts + 1 WHERE id = ANY($1)', p_schema)
       USING p_ids;
+END
+$$;
+
+-- Records the Ids of created records on their entries, which stay pending until they
+-- are settled: a pending insert with an Id is known to have succeeded (see the writer's
+-- split_claimed_creates). p_created: [{"log_ids": [..], "api_id": "..."}]
+CREATE FUNCTION sequin_sf._write_record_created(p_schema text, p_created jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- as durable as the claim: a lost record of a create would make it "unknown"
+    PERFORM set_config('synchronous_commit', 'on', true);
+    EXECUTE format($q$
+        UPDATE %I._sync_write_log l SET api_id = c.api_id
+          FROM (SELECT x ->> 'api_id' AS api_id,
+                       jsonb_array_elements_text(x -> 'log_ids')::bigint AS log_id
+                  FROM jsonb_array_elements($1) x) c
+         WHERE l.id = c.log_id AND l.state = 'pending' AND l.action = 'insert'
+        $q$, p_schema)
+      USING p_created;
 END
 $$;
 
@@ -741,6 +826,8 @@ $$;
 -- Re-queues failed writes (all of a sync, or the given log ids) as new entries, so the
 -- log keeps each failed attempt. A failed insert is re-sent with the row as it is now,
 -- so fixing the row and retrying is enough. Returns how many entries were re-queued.
+-- Creates whose outcome is unknown (sent, no answer: api_result NULL) may already exist
+-- in Salesforce: they are re-sent only when named in ids, never by a blanket retry.
 CREATE FUNCTION sequin_sf.retry_writes(sync_name text DEFAULT NULL, ids bigint[] DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -748,7 +835,12 @@ DECLARE
     s record;
     n bigint := 0;
     k bigint;
+    skipped bigint;
 BEGIN
+    IF ids IS NOT NULL AND cardinality(ids) = 0 THEN
+        RAISE EXCEPTION 'retry_writes: ids is empty' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'pass NULL to retry every failed write, or the _sync_write_log ids to retry';
+    END IF;
     IF sync_name IS NOT NULL THEN
         PERFORM sequin_sf._sync_schema(sync_name);
     END IF;
@@ -759,6 +851,7 @@ BEGIN
             WITH failed AS (
                 SELECT l.* FROM %1$I._sync_write_log l
                  WHERE l.state = 'failed' AND ($1 IS NULL OR l.id = ANY($1))
+                   AND NOT ($1 IS NULL AND l.action = 'insert' AND l.api_result IS NULL)
                    AND NOT EXISTS (SELECT 1 FROM %1$I._sync_write_log r WHERE r.retry_of = l.id)
                  ORDER BY l.id
             ), requeued AS (
@@ -775,6 +868,18 @@ BEGIN
             $q$, s.schema_name)
           INTO k USING ids, s.schema_name;
         n := n + k;
+        IF ids IS NULL THEN
+            EXECUTE format('SELECT count(*) FROM %1$I._sync_write_log l WHERE l.state = ''failed'''
+                           ' AND l.action = ''insert'' AND l.api_result IS NULL'
+                           ' AND NOT EXISTS (SELECT 1 FROM %1$I._sync_write_log r WHERE r.retry_of = l.id)',
+                           s.schema_name) INTO skipped;
+            IF skipped > 0 THEN
+                RAISE NOTICE 'retry_writes: % create(s) of sync "%" with an unknown outcome were not re-sent',
+                             skipped, s.name
+                    USING DETAIL = 'They were sent but no answer came back, so the records may exist in Salesforce already; sending them again could duplicate them.',
+                          HINT = format('Check Salesforce, then retry the missing ones by id: SELECT id FROM %I._sync_write_log WHERE state = ''failed'' AND action = ''insert'' AND api_result IS NULL', s.schema_name);
+            END IF;
+        END IF;
     END LOOP;
     RETURN n;
 END
@@ -824,6 +929,11 @@ DECLARE
     open_ bigint;
     mine boolean;
 BEGIN
+    IF timeout IS NULL OR timeout < interval '0' OR timeout > interval '1 day' THEN
+        RAISE EXCEPTION 'await_writes: timeout must be between 0 and 1 day, got %', coalesce(timeout::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'for example sequin_sf.await_writes(''30 seconds'')';
+    END IF;
     IF sync_name IS NOT NULL THEN
         PERFORM sequin_sf._sync_schema(sync_name);
     END IF;

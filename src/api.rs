@@ -16,9 +16,11 @@ fn fail(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
     unreachable!("ERROR does not return")
 }
 
-/// Encrypts the secret parts of a credential with the data directory's key.
+/// Encrypts the secret parts of a credential with the data directory's key, bound to
+/// the credential's name. The key file is created with the first credential only.
 #[pg_extern(volatile, parallel_unsafe)]
 fn _seal_secrets(
+    credential: &str,
     client_secret: Option<&str>,
     refresh_token: Option<&str>,
     password: Option<&str>,
@@ -30,7 +32,16 @@ fn _seal_secrets(
         password: password.map(str::to_string),
         private_key: private_key.map(str::to_string),
     };
-    secrets::seal(&s).unwrap_or_else(|e| {
+    let first = Spi::get_one::<bool>("SELECT NOT EXISTS (SELECT 1 FROM sequin_sf._credentials)")
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+    let using = if first {
+        secrets::KeyUse::CreateIfMissing
+    } else {
+        secrets::KeyUse::ExistingOnly
+    };
+    secrets::seal(credential, &s, using).unwrap_or_else(|e| {
         fail(
             PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
             e.to_string(),

@@ -7,6 +7,11 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 pub static DATABASE_NAME: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
 
+/// On while the worker (or a management function) changes synced tables itself, so the
+/// capture triggers skip those changes. Superuser-only: a session that could set it
+/// could change a synced table without the change reaching Salesforce.
+pub static APPLYING: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 pub fn register() {
     GucRegistry::define_string_guc(
         c"sequin_sf.database_name",
@@ -15,6 +20,14 @@ pub fn register() {
         &DATABASE_NAME,
         GucContext::Postmaster,
         GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"sequin_sf.applying",
+        c"Set by sequin_sf itself while it applies Salesforce's changes (not captured).",
+        c"Only superusers can set it, so no application session can switch write capture off.",
+        &APPLYING,
+        GucContext::Suset,
+        GucFlags::DISALLOW_IN_FILE,
     );
 }
 

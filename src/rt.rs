@@ -84,7 +84,7 @@ pub fn load_credential(name: &str) -> Result<salesforce::Credential, CredentialE
     let Some((kind, login_url, client_id, username, sealed)) = row else {
         return Err(CredentialError::Missing(name.to_string()));
     };
-    let s = secrets::open(&sealed).map_err(|source| CredentialError::Secret {
+    let s = secrets::open(name, &sealed).map_err(|source| CredentialError::Secret {
         name: name.to_string(),
         source,
     })?;

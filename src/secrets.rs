@@ -3,11 +3,11 @@
 
 use std::ffi::CStr;
 use std::fs::OpenOptions;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
-use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +23,9 @@ pub enum SecretError {
     },
     #[error("the key file {0} is damaged (expected 32 bytes); restore it from a backup or recreate the credentials")]
     BadKey(String),
-    #[error("the stored secret could not be decrypted: the key file {0} is not the one it was encrypted with; recreate the credential")]
+    #[error("the key file {0} is missing, and the stored credentials were encrypted with it; restore it from a backup of this data directory (or copy it from the primary to a standby), then retry")]
+    MissingKey(String),
+    #[error("the stored secret could not be decrypted: the key file {0} is not the one it was encrypted with, or the secret was not stored for this credential; recreate the credential")]
     Decrypt(String),
     #[error("the decrypted secret is malformed: {0}")]
     Malformed(String),
@@ -49,59 +51,101 @@ fn key_path() -> PathBuf {
     data_dir().join(KEY_FILE)
 }
 
-/// Reads the key, creating it (mode 0600, exclusive create) on first use.
-fn key() -> Result<[u8; 32], SecretError> {
+/// Whether a missing key file may be created: only while no secret is sealed with
+/// one. A new key would leave every stored credential undecryptable, so a key that
+/// went missing (a restore without it, a standby built before it existed) is an error
+/// that says so, never a silent new start.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum KeyUse {
+    ExistingOnly,
+    CreateIfMissing,
+}
+
+/// Reads the key, creating it on first use when allowed.
+fn key(using: KeyUse) -> Result<[u8; 32], SecretError> {
     let path = key_path();
     let shown = path.display().to_string();
     let io = |source| SecretError::KeyFile {
         path: shown.clone(),
         source,
     };
-    match OpenOptions::new()
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match using {
+            KeyUse::ExistingOnly => return Err(SecretError::MissingKey(shown)),
+            KeyUse::CreateIfMissing => create_key(&path).map_err(io)?,
+        },
+        Err(e) => return Err(io(e)),
+    };
+    bytes.try_into().map_err(|_| SecretError::BadKey(shown))
+}
+
+/// Creates the key file atomically: the key is written and synced under a temporary
+/// name, then linked into place, which fails if another session got there first (its
+/// key is then the one). Nobody ever reads a partly written key.
+fn create_key(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let tmp = path.with_extension(format!("key.{}.tmp", std::process::id()));
+    let k: [u8; 32] = rand::random();
+    let written = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
-    {
-        Ok(mut f) => {
-            let k: [u8; 32] = rand::random();
-            f.write_all(&k).map_err(io)?;
-            f.sync_all().map_err(io)?;
-            return Ok(k);
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io(e)),
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(&k)?;
+            f.sync_all()
+        });
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(k.to_vec()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path),
+        Err(e) => Err(e),
     }
-    let mut buf = Vec::new();
-    std::fs::File::open(&path)
-        .and_then(|mut f| f.read_to_end(&mut buf))
-        .map_err(io)?;
-    buf.try_into().map_err(|_| SecretError::BadKey(shown))
 }
 
-/// nonce || ciphertext of the JSON-encoded secrets.
-pub fn seal(secrets: &Secrets) -> Result<Vec<u8>, SecretError> {
-    let cipher = ChaCha20Poly1305::new(Key::from_slice(&key()?));
+/// Format tag of sealed secrets bound to their credential's name (associated data).
+/// Secrets sealed before it have no tag and are opened without associated data.
+const BOUND: u8 = 1;
+
+/// BOUND || nonce || ciphertext of the JSON-encoded secrets, with the credential's name
+/// as associated data: a sealed secret copied to another credential does not open.
+pub fn seal(credential: &str, secrets: &Secrets, using: KeyUse) -> Result<Vec<u8>, SecretError> {
+    let cipher = ChaCha20Poly1305::new(Key::from_slice(&key(using)?));
     let nonce: [u8; NONCE_LEN] = rand::random();
     let plain = serde_json::to_vec(secrets).map_err(|e| SecretError::Malformed(e.to_string()))?;
-    let mut out = nonce.to_vec();
+    let payload = Payload {
+        msg: &plain,
+        aad: credential.as_bytes(),
+    };
+    let mut out = vec![BOUND];
+    out.extend_from_slice(&nonce);
     out.extend(
         cipher
-            .encrypt(Nonce::from_slice(&nonce), plain.as_slice())
+            .encrypt(Nonce::from_slice(&nonce), payload)
             .map_err(|_| SecretError::Malformed("encryption failed".into()))?,
     );
     Ok(out)
 }
 
-pub fn open(sealed: &[u8]) -> Result<Secrets, SecretError> {
+pub fn open(credential: &str, sealed: &[u8]) -> Result<Secrets, SecretError> {
     let shown = key_path().display().to_string();
-    if sealed.len() < NONCE_LEN {
-        return Err(SecretError::Decrypt(shown));
+    let cipher = ChaCha20Poly1305::new(Key::from_slice(&key(KeyUse::ExistingOnly)?));
+    let decrypt = |body: &[u8], aad: &[u8]| {
+        if body.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, ct) = body.split_at(NONCE_LEN);
+        cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+            .ok()
+    };
+    let plain = match sealed.split_first() {
+        Some((&BOUND, rest)) => decrypt(rest, credential.as_bytes()),
+        _ => None,
     }
-    let cipher = ChaCha20Poly1305::new(Key::from_slice(&key()?));
-    let (nonce, body) = sealed.split_at(NONCE_LEN);
-    let plain = cipher
-        .decrypt(Nonce::from_slice(nonce), body)
-        .map_err(|_| SecretError::Decrypt(shown))?;
+    // sealed before secrets were bound to their credential (release 0.1.0)
+    .or_else(|| decrypt(sealed, b""))
+    .ok_or(SecretError::Decrypt(shown))?;
     serde_json::from_slice(&plain).map_err(|e| SecretError::Malformed(e.to_string()))
 }

@@ -1,8 +1,10 @@
 //! The background worker: one per server, serving the database named by
-//! `sequin_sf.database_name`. Each loop iteration reads the catalog, then for every
-//! sync that is not paused runs the write path first and one step of the read path.
+//! `sequin_sf.database_name`, started (and restarted) by the launcher. Each loop
+//! iteration reads the catalog, then for every sync that is not paused runs the write
+//! path first and one step of the read path.
 
 mod catalog;
+mod launcher;
 mod runtime;
 mod store;
 mod sync;
@@ -16,15 +18,9 @@ use pgrx::prelude::*;
 pub use runtime::SyncRuntime;
 use sync::tx;
 
+/// Registers the launcher, which starts this worker once its database exists.
 pub fn register() {
-    BackgroundWorkerBuilder::new("sequin_sf worker")
-        .set_function("sequin_sf_worker_main")
-        .set_library("sequin_sf")
-        .set_type("sequin_sf")
-        .enable_spi_access()
-        .set_start_time(BgWorkerStartTime::RecoveryFinished)
-        .set_restart_time(Some(Duration::from_secs(5)))
-        .load();
+    launcher::register();
 }
 
 /// Sleep between iterations when nothing is pending; short enough for sub-second
@@ -38,10 +34,23 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
     let db = crate::guc::database_name();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     log!("sequin_sf worker started for database {db}");
-    // Table DDL and the write path's idempotent installs raise NOTICEs on every
-    // (re)creation; keep the server log for what matters.
-    tx(|| Spi::run("SELECT set_config('log_min_messages', 'warning', false)"))
-        .unwrap_or_else(|e| warning!("sequin_sf: {e}"));
+    // Session settings of the worker, for every transaction it runs:
+    // - log_min_messages: table DDL and the write path's idempotent installs raise
+    //   NOTICEs on every (re)creation; keep the server log for what matters.
+    // - search_path: the worker runs as a superuser; nothing any role creates in a
+    //   schema of its own can stand in for a function or operator the worker's SQL
+    //   (or a function it calls) uses.
+    // - lock_timeout: the worker waits for the application, never the other way round:
+    //   a lock held by an idle transaction makes the worker's statement fail (and be
+    //   retried later) instead of queueing the application's statements behind it.
+    tx(|| {
+        Spi::run(
+            "SELECT set_config('log_min_messages', 'warning', false),
+                    set_config('search_path', 'pg_catalog, pg_temp', false),
+                    set_config('lock_timeout', '2s', false)",
+        )
+    })
+    .unwrap_or_else(|e| warning!("sequin_sf: {e}"));
     let mut runtimes: HashMap<String, SyncRuntime> = HashMap::new();
     let mut failed_builds: HashMap<String, Instant> = HashMap::new();
     let mut nap = IDLE_NAP;
@@ -126,14 +135,22 @@ fn iteration(
         };
         // Writes go first, even while the read side backs off: the writer keeps its own
         // per-entry retry schedule.
-        if let Err(msg) = sync::catch_errors(|| crate::writer::run_once(rt)) {
-            report_error(&cfg.name, &format!("writing back failed: {msg} (retrying)"));
+        let written = sync::catch_errors(|| crate::writer::run_once(rt).map_err(|e| e.to_string()));
+        let writer_failed = match written.and_then(|r| r) {
+            Ok(()) => false,
+            Err(msg) => {
+                report_error(&cfg.name, &format!("writing back failed: {msg} (retrying)"));
+                true
+            }
+        };
+        if stopping() {
+            break;
         }
         if rt.resume_at.is_some_and(|t| Instant::now() < t) {
             record_usage(rt);
             continue;
         }
-        rt.has_error = cfg.has_error;
+        rt.has_error = cfg.has_error || writer_failed;
         rt.org_ceiling_hit = false;
         match sync::guarded_step(rt, cfg) {
             Err(sync::StepError::Stopping) => break,
@@ -157,7 +174,8 @@ fn iteration(
                 busy |= more;
                 rt.backoff.reset();
                 rt.resume_at = None;
-                if rt.has_error {
+                // an error of the writer in this iteration stays shown
+                if rt.has_error && !writer_failed {
                     if let Err(e) = tx(|| store::set_sync_error(&cfg.name, None)) {
                         warning!("sequin_sf: {e}");
                     }

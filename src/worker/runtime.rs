@@ -1,7 +1,6 @@
 //! Per-sync state the worker keeps between loop iterations: the Salesforce client, the
 //! request budget, the tokio runtime, and per-collection schedules. The write path
-//! (`crate::writer::run_once`) receives it too; its public shape is documented in
-//! /work/notes/worker-api.md.
+//! (`crate::writer::run_once`) receives it too, through the `WriterHost` trait.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -71,24 +70,27 @@ impl SyncRuntime {
         })
     }
 
-    /// Runs a future to completion on the worker's runtime. Never call it with a
-    /// transaction open.
-    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
+    /// Runs a future on the worker's runtime, abandoning it as soon as the worker is
+    /// asked to stop (SIGTERM), so a slow request never delays a shutdown: None then.
+    /// Never call it with a transaction open.
+    pub fn run_unless_stopping<F: Future>(&self, f: F) -> Option<F::Output> {
+        self.rt.block_on(async {
+            tokio::select! {
+                r = f => Some(r),
+                _ = stop_requested() => None,
+            }
+        })
     }
 
-    /// Runs a Salesforce call for the read path, abandoning it as soon as the worker is
-    /// asked to stop (SIGTERM), so a slow request never delays a shutdown.
+    /// Runs a Salesforce call for the read path (see `run_unless_stopping`).
     pub(super) fn call<T>(
         &self,
         f: impl Future<Output = salesforce::Result<T>>,
     ) -> Result<T, super::sync::StepError> {
-        self.rt.block_on(async {
-            tokio::select! {
-                r = f => r.map_err(super::sync::StepError::from),
-                _ = stop_requested() => Err(super::sync::StepError::Stopping),
-            }
-        })
+        match self.run_unless_stopping(f) {
+            Some(r) => r.map_err(super::sync::StepError::from),
+            None => Err(super::sync::StepError::Stopping),
+        }
     }
 
     /// Takes `cost` requests from the sync's budget; false when the budget (or the

@@ -72,10 +72,11 @@ pub fn create_collection_table(
 ) -> SpiResult<()> {
     Spi::connect_mut(|c| {
         mark_applying(c)?;
+        // create_sync refused a name in use; someone may have taken it since
         c.update(
-            &format!("DROP TABLE IF EXISTS {}.{}", qi(schema), qi(table)),
+            "SELECT sequin_sf._refuse_taken_name($1, $2)",
             None,
-            &[],
+            &[schema.into(), table.into()],
         )?;
         for stmt in sync_core::sql::create_table(schema, table, columns) {
             c.update(&stmt, None, &[])?;
@@ -85,7 +86,8 @@ pub fn create_collection_table(
             "UPDATE sequin_sf._collections SET stamp_field = $3, backfill_started_at = now(),
                     poll_cursor = now(), deleted_cursor = now(), describe_modified = $4,
                     rows_done = 0, backfill_cursor = NULL, backfill_mode = 'rest',
-                    last_error = NULL, last_error_at = NULL
+                    last_error = NULL, last_error_at = NULL,
+                    table_oid = to_regclass($5)::oid
              WHERE sync_name = $1 AND object_name = $2",
             None,
             &[
@@ -93,6 +95,7 @@ pub fn create_collection_table(
                 object.into(),
                 stamp_field.into(),
                 rfc3339(described_at).into(),
+                format!("{}.{}", qi(schema), qi(table)).into(),
             ],
         )?;
         install_capture(c, schema, table)

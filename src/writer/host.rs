@@ -4,10 +4,6 @@ use super::WriterHost;
 use crate::worker::SyncRuntime;
 
 impl WriterHost for SyncRuntime {
-    fn sync_name(&self) -> &str {
-        &self.sync_name
-    }
-
     fn schema_name(&self) -> &str {
         &self.schema_name
     }
@@ -16,8 +12,8 @@ impl WriterHost for SyncRuntime {
         &self.client
     }
 
-    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        SyncRuntime::block_on(self, f)
+    fn run_unless_stopping<F: std::future::Future>(&self, f: F) -> Option<F::Output> {
+        SyncRuntime::run_unless_stopping(self, f)
     }
 
     fn try_spend(&mut self, cost: u64) -> bool {

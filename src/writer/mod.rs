@@ -20,7 +20,8 @@ use pgrx::prelude::*;
 use serde_json::{json, Value};
 use sync_core::writes::outcome::unknown_create_message;
 use sync_core::writes::{
-    plan, ready_to_send, resolve_unknown, Action, Outcome, PlanSettings, QueuedWrite, WriteOp,
+    plan, ready_to_send, resolve_unknown, Action, OpKind, Outcome, PlanSettings, QueuedWrite,
+    WriteOp,
 };
 
 use store::{Queue, QueuedRow};
@@ -35,28 +36,25 @@ static LAST_PRUNE: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
 
 /// What the writer needs from the worker's per-sync runtime.
 pub trait WriterHost {
-    fn sync_name(&self) -> &str;
     fn schema_name(&self) -> &str;
     fn client(&self) -> &salesforce::Client;
-    /// Runs a future to completion (never inside a transaction).
-    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output;
+    /// Runs a future to completion (never inside a transaction); None when the worker
+    /// was asked to stop first, so a slow Salesforce never holds up a shutdown.
+    fn run_unless_stopping<F: std::future::Future>(&self, f: F) -> Option<F::Output>;
     /// Takes `cost` requests from the sync's budget; false = spent for now.
     fn try_spend(&mut self, cost: u64) -> bool;
 }
 
 /// Called by the worker once per loop iteration, before polling, outside any transaction.
-pub fn run_once<H: WriterHost>(rt: &mut H) {
-    let schema = rt.schema_name().to_string();
+/// An error is the worker's to show (`sync_status.last_error`); the entries stay queued.
+pub fn run_once<H: WriterHost>(host: &mut H) -> Result<(), store::StoreError> {
+    let schema = host.schema_name().to_string();
     for _ in 0..MAX_ROUNDS {
-        match round(rt, &schema) {
-            Ok(true) => continue,
-            Ok(false) => break,
-            Err(e) => {
-                log!("sequin_sf writer ({}): {e}", rt.sync_name());
-                break;
-            }
+        if !round(host, &schema)? {
+            break;
         }
     }
+    Ok(())
 }
 
 /// One round; true when there may be more to send right away.
@@ -73,24 +71,10 @@ fn round<H: WriterHost>(rt: &mut H, schema: &str) -> Result<bool, store::StoreEr
     let rows = RowKeys::new(&queue.entries);
     let by_log: HashMap<i64, &QueuedRow> = queue.entries.iter().map(|e| (e.log_id, e)).collect();
 
-    // Creates a crashed round may have sent: surface, never resend blindly.
-    let (unknown, entries) = split_unknown_creates(&queue.entries, &plan_settings, &rows);
-    let mut local: Vec<Value> = unknown
-        .iter()
-        .map(|e| {
-            settle_doc(
-                &[e.log_id],
-                e,
-                &Outcome::Failed {
-                    status: 0,
-                    message: unknown_create_message(
-                        "the worker stopped while the request was in flight",
-                    ),
-                },
-                Some(UNKNOWN_CREATE),
-            )
-        })
-        .collect();
+    // Creates an interrupted round sent: settled from the answer recorded before the
+    // interruption, or surfaced as unknown, never resent blindly.
+    let (claimed, entries) = split_claimed_creates(&queue.entries, &plan_settings, &rows);
+    let mut local: Vec<Value> = claimed.iter().map(|c| c.settle_doc()).collect();
 
     let ready: Vec<&QueuedWrite> = entries.iter().filter(|e| e.ready).collect();
     let oldest = queue
@@ -125,7 +109,13 @@ fn round<H: WriterHost>(rt: &mut H, schema: &str) -> Result<bool, store::StoreEr
             return Ok(false);
         }
         store::claim(schema, call.log_ids())?;
-        let results = rt.block_on(send::send_call(rt.client(), call));
+        let Some(results) = rt.run_unless_stopping(send::send_call(rt.client(), call)) else {
+            // The claimed entries stay pending: the next start reads them as possibly sent.
+            return Ok(false);
+        };
+        // The Ids of created records first, in a transaction of their own: whatever
+        // happens to the settlement, a create that succeeded is known to have.
+        store::record_created_ids(schema, created_ids(&results))?;
         let docs: Vec<Value> = results
             .iter()
             .filter_map(|(op, outcome)| {
@@ -247,25 +237,78 @@ fn to_queued(e: &QueuedRow, rows: &RowKeys) -> Option<QueuedWrite> {
     })
 }
 
-/// Pending inserts that would be sent as plain creates (no external id configured):
-/// their earlier send may have succeeded, so they are settled as unknown instead.
-fn split_unknown_creates<'a>(
+/// Log ids and the new record's Id of every create or upsert that succeeded.
+fn created_ids(results: &[(WriteOp, Outcome)]) -> Vec<(Vec<i64>, String)> {
+    results
+        .iter()
+        .filter(|(op, _)| matches!(op.kind, OpKind::Create | OpKind::Upsert { .. }))
+        .filter_map(|(op, outcome)| match outcome {
+            Outcome::Succeeded {
+                api_id: Some(id), ..
+            } => Some((op.log_ids.clone(), id.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An insert claimed by an earlier round that never settled it (the worker or the
+/// server stopped): possibly sent.
+struct ClaimedCreate<'a> {
+    entry: &'a QueuedRow,
+}
+
+impl ClaimedCreate<'_> {
+    fn settle_doc(&self) -> Value {
+        let e = self.entry;
+        match &e.api_id {
+            // the answer arrived and its Id was recorded before the interruption
+            Some(id) => settle_doc(
+                &[e.log_id],
+                e,
+                &Outcome::Succeeded {
+                    api_id: Some(id.clone()),
+                    status: 201,
+                    message: Some(
+                        "created; the answer was recorded before the worker stopped".into(),
+                    ),
+                },
+                None,
+            ),
+            None => settle_doc(
+                &[e.log_id],
+                e,
+                &Outcome::Failed {
+                    status: 0,
+                    message: unknown_create_message(
+                        "the worker stopped while the request was in flight",
+                    ),
+                },
+                Some(UNKNOWN_CREATE),
+            ),
+        }
+    }
+}
+
+/// Pending inserts whose Id was recorded, and pending inserts that would be sent as
+/// plain creates (no external id configured), whose earlier send may have succeeded:
+/// both are settled here instead of being planned again.
+fn split_claimed_creates<'a>(
     entries: &'a [QueuedRow],
     settings: &PlanSettings,
     rows: &RowKeys,
-) -> (Vec<&'a QueuedRow>, Vec<QueuedWrite>) {
-    let mut unknown = Vec::new();
+) -> (Vec<ClaimedCreate<'a>>, Vec<QueuedWrite>) {
+    let mut claimed = Vec::new();
     let mut rest = Vec::new();
     for e in entries {
-        let plain_create =
-            e.action == "insert" && !settings.external_id_fields.contains_key(&e.object);
-        if e.state == "pending" && plain_create {
-            unknown.push(e);
+        let pending_insert = e.state == "pending" && e.action == "insert";
+        let plain_create = !settings.external_id_fields.contains_key(&e.object);
+        if pending_insert && (e.api_id.is_some() || plain_create) {
+            claimed.push(ClaimedCreate { entry: e });
         } else if let Some(q) = to_queued(e, rows) {
             rest.push(q);
         }
     }
-    (unknown, rest)
+    (claimed, rest)
 }
 
 fn maybe_prune(schema: &str, retention: f64) {

@@ -83,6 +83,30 @@ pub fn claim(schema: &str, ids: Vec<i64>) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Records the Ids Salesforce gave to created records on their (still pending) entries.
+pub fn record_created_ids(
+    schema: &str,
+    created: Vec<(Vec<i64>, String)>,
+) -> Result<(), StoreError> {
+    if created.is_empty() {
+        return Ok(());
+    }
+    let doc = JsonB(Value::Array(
+        created
+            .into_iter()
+            .map(|(log_ids, api_id)| serde_json::json!({"log_ids": log_ids, "api_id": api_id}))
+            .collect(),
+    ));
+    let schema = schema.to_string();
+    BackgroundWorker::transaction(move || {
+        Spi::run_with_args(
+            "SELECT sequin_sf._write_record_created($1, $2)",
+            &[schema.into(), doc.into()],
+        )
+    })?;
+    Ok(())
+}
+
 /// Settles entries (see `_write_settle` for the shape of each outcome).
 pub fn settle(schema: &str, outcomes: Vec<Value>) -> Result<(), StoreError> {
     if outcomes.is_empty() {

@@ -214,7 +214,10 @@ pub fn classify_single(
             ),
         };
     }
-    if status == 401 || status >= 500 || errors.iter().any(|e| is_transient_code(&e.code)) {
+    if status >= 500 {
+        return server_error(status, errors);
+    }
+    if status == 401 || errors.iter().any(|e| is_transient_code(&e.code)) {
         return Outcome::Retry {
             message: format!("HTTP {status}: {}", describe_errors(errors)),
             after: None,
@@ -244,11 +247,12 @@ pub fn classify_call_error(fault: &CallFault) -> Outcome {
             errors,
             retry_after,
         } => {
-            if *status == 401
-                || *status == 403
-                || *status >= 500
-                || errors.iter().any(|e| is_transient_code(&e.code))
-            {
+            if *status >= 500 {
+                return server_error(*status, errors);
+            }
+            // A 403 is transient only when it says so (REQUEST_LIMIT_EXCEEDED); others
+            // (API disabled, insufficient access) need a person and would never pass.
+            if *status == 401 || errors.iter().any(|e| is_transient_code(&e.code)) {
                 Outcome::Retry {
                     message: format!("HTTP {status}: {}", describe_errors(errors)),
                     after: *retry_after,
@@ -268,6 +272,15 @@ pub fn classify_call_error(fault: &CallFault) -> Outcome {
         CallFault::Lost { message } => Outcome::Unknown {
             message: message.clone(),
         },
+    }
+}
+
+/// A 5xx answer: a gateway or server error may come after Salesforce committed the
+/// change, so the effect is unknown. Idempotent operations are simply sent again
+/// (`resolve_unknown`); a plain create is surfaced rather than risk a duplicate.
+fn server_error(status: u16, errors: &[RecordError]) -> Outcome {
+    Outcome::Unknown {
+        message: format!("HTTP {status}: {}", describe_errors(errors)),
     }
 }
 
@@ -423,6 +436,10 @@ mod tests {
         }
         assert!(matches!(
             classify_single(&k, Some("x"), 503, &[err("SERVER_UNAVAILABLE", "down")]),
+            Outcome::Unknown { .. }
+        ));
+        assert!(matches!(
+            classify_single(&k, Some("x"), 400, &[err("UNABLE_TO_LOCK_ROW", "busy")]),
             Outcome::Retry { .. }
         ));
         assert!(matches!(
@@ -452,13 +469,22 @@ mod tests {
             errors: vec![],
             retry_after: Some(Duration::from_secs(2)),
         };
+        // the server may have applied it: unknown (resent only when idempotent)
         assert_eq!(
             classify_call_error(&down),
-            Outcome::Retry {
+            Outcome::Unknown {
                 message: "HTTP 503: Salesforce reported a failure without details".into(),
-                after: Some(Duration::from_secs(2))
             }
         );
+        let denied = CallFault::Refused {
+            status: 403,
+            errors: vec![err("API_DISABLED_FOR_ORG", "API is not enabled")],
+            retry_after: None,
+        };
+        assert!(matches!(
+            classify_call_error(&denied),
+            Outcome::Failed { status: 403, .. }
+        ));
         let bad = CallFault::Refused {
             status: 400,
             errors: vec![err("JSON_PARSER_ERROR", "bad")],

@@ -1,0 +1,118 @@
+//! The launcher: the one worker registered at server start. It connects to no database,
+//! checks that the database named by `sequin_sf.database_name` exists, and only then
+//! starts the sync worker (`sequin_sf_worker_main`) for it, restarting that worker when
+//! it stops. A missing database is reported once and watched for, instead of a worker
+//! failing to connect and being restarted every few seconds for ever.
+
+use std::ffi::CString;
+use std::time::{Duration, Instant};
+
+use pgrx::bgworkers::*;
+use pgrx::prelude::*;
+
+/// How often the launcher looks at the database and its worker.
+const TICK: Duration = Duration::from_secs(1);
+/// Waits before starting a worker that stopped, doubling while it keeps stopping soon
+/// after its start (a crash loop), up to the maximum.
+const FIRST_RESTART_DELAY: Duration = Duration::from_secs(5);
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(300);
+/// A worker that ran this long before stopping restarts after the first delay again.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+
+pub fn register() {
+    BackgroundWorkerBuilder::new("sequin_sf launcher")
+        .set_function("sequin_sf_launcher_main")
+        .set_library("sequin_sf")
+        .set_type("sequin_sf launcher")
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(Some(Duration::from_secs(5)))
+        .load();
+}
+
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn sequin_sf_launcher_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    // No database: only the shared catalogs (pg_database) are needed here.
+    BackgroundWorker::connect_worker_to_spi(None, None);
+    let db = crate::guc::database_name();
+    let mut worker: Option<(DynamicBackgroundWorker, Instant)> = None;
+    let mut reported_missing = false;
+    let mut delay = FIRST_RESTART_DELAY;
+    let mut start_after = Instant::now();
+    while BackgroundWorker::wait_latch(Some(TICK)) {
+        if super::stopping() {
+            break;
+        }
+        if let Some((w, started)) = &worker {
+            if w.pid().is_ok() || matches!(w.pid(), Err(BackgroundWorkerStatus::NotYetStarted)) {
+                continue;
+            }
+            // it stopped: back off if it did not last
+            delay = if started.elapsed() >= HEALTHY_RUN {
+                FIRST_RESTART_DELAY
+            } else {
+                (delay * 2).min(MAX_RESTART_DELAY)
+            };
+            start_after = Instant::now() + delay;
+            log!(
+                "sequin_sf launcher: the worker for database {db} stopped; starting it again in {} s",
+                delay.as_secs()
+            );
+            worker = None;
+        }
+        if Instant::now() < start_after {
+            continue;
+        }
+        if !database_exists(&db) {
+            if !reported_missing {
+                warning!(
+                    "sequin_sf: database \"{db}\" named by sequin_sf.database_name does not exist; \
+                     no syncs run until it is created (or the setting names another database \
+                     and the server is restarted)"
+                );
+                reported_missing = true;
+            }
+            continue;
+        }
+        reported_missing = false;
+        match start_worker() {
+            Some(w) => worker = Some((w, Instant::now())),
+            None => {
+                warning!(
+                    "sequin_sf launcher: could not start the worker for database {db} \
+                     (max_worker_processes reached?); retrying in {} s",
+                    delay.as_secs()
+                );
+                start_after = Instant::now() + delay;
+            }
+        }
+    }
+}
+
+fn database_exists(name: &str) -> bool {
+    let Ok(c) = CString::new(name) else {
+        return false;
+    };
+    BackgroundWorker::transaction(move || {
+        // SAFETY: inside a transaction; pg_database is a shared catalog, readable
+        // without a database connection.
+        unsafe { pg_sys::get_database_oid(c.as_ptr(), true) != pg_sys::InvalidOid }
+    })
+}
+
+fn start_worker() -> Option<DynamicBackgroundWorker> {
+    BackgroundWorkerBuilder::new("sequin_sf worker")
+        .set_function("sequin_sf_worker_main")
+        .set_library("sequin_sf")
+        .set_type("sequin_sf")
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        // the launcher restarts it, with a backoff
+        .set_restart_time(None)
+        // SAFETY: MyProcPid is this process's pid, set before any worker code runs.
+        .set_notify_pid(unsafe { pg_sys::MyProcPid })
+        .load_dynamic()
+        .ok()
+}
