@@ -12,8 +12,11 @@ deps:
 emulator: deps
 	cargo build --release -p sf-emulator
 
+# Also installs the install scripts of earlier releases (sql/releases/), so that the
+# upgrade test can create the extension at an old version and update it.
 extension: deps
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
+	install -m 644 sql/releases/*.sql $$($(PG_CONFIG) --sharedir)/extension/
 
 build: emulator extension
 

@@ -34,7 +34,7 @@ VENV=.venv
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import simple_salesforce, psycopg, pytest_timeout" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import simple_salesforce, psycopg, pytest_timeout, cryptography" 2>/dev/null; then
   echo "install-deps: pip install (simple-salesforce, psycopg)"
   "$VENV/bin/pip" install -q -r tests/requirements.txt
 fi

@@ -1,5 +1,5 @@
 -- sequin_sf management functions (plpgsql). The Rust helpers they call
--- (_seal_secrets, _describe_global, _near_names, _snake_case) are created before this
+-- (_seal_credential_secrets, _describe_global, _near_names, _snake_case) are created before this
 -- file runs.
 
 -- Statements calling create_credential carry secrets: never let an error log them.
@@ -126,7 +126,7 @@ BEGIN
     END IF;
     INSERT INTO sequin_sf._credentials (name, kind, login_url, client_id, username, secret)
     VALUES (name, kind, rtrim(login_url, '/'), client_id, username,
-            sequin_sf._seal_secrets(name, client_secret, refresh_token, password, private_key));
+            sequin_sf._seal_credential_secrets(name, client_secret, refresh_token, password, private_key));
     RETURN name;
 END
 $$;
@@ -592,12 +592,15 @@ $$;
 COMMENT ON FUNCTION sequin_sf.grant_management(name) IS
     'Lets a role create and manage credentials and syncs (the management functions) and read the full status views. Superusers only.';
 
-DO $privileges$
+-- Sets the privileges above on the extension's objects (at install and by upgrades).
+CREATE FUNCTION sequin_sf._apply_privileges() RETURNS void
+LANGUAGE plpgsql AS $privileges$
 DECLARE
     f regprocedure;
     v text;
 BEGIN
     REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA sequin_sf FROM PUBLIC;
+    REVOKE ALL ON ALL TABLES IN SCHEMA sequin_sf FROM PUBLIC;
     FOREACH f IN ARRAY sequin_sf._management_functions() LOOP
         EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pg_temp', f);
     END LOOP;
@@ -613,3 +616,5 @@ BEGIN
     END LOOP;
 END
 $privileges$;
+
+SELECT sequin_sf._apply_privileges();

@@ -37,19 +37,16 @@ CREATE TABLE sequin_sf._syncs (
     paused                   boolean NOT NULL DEFAULT false,
     last_error               text,
     last_error_at            timestamptz,
+    created_at               timestamptz NOT NULL DEFAULT now(),
     -- random per sync: part of the external id markers of its creates, so a sync that
     -- replaces a dropped one (same schema, same log ids) never matches the old records
-    marker_key               text NOT NULL DEFAULT gen_random_uuid()::text,
-    created_at               timestamptz NOT NULL DEFAULT now()
+    marker_key               text NOT NULL DEFAULT gen_random_uuid()::text
 );
 
 CREATE TABLE sequin_sf._collections (
     sync_name            text NOT NULL REFERENCES sequin_sf._syncs(name) ON DELETE CASCADE,
     object_name          text NOT NULL,
     table_name           text NOT NULL,
-    -- the table this sync created (NULL until it exists): the only relation of that
-    -- name it will ever alter or drop
-    table_oid            oid,
     state                text NOT NULL DEFAULT 'backfilling' CHECK (state IN ('backfilling', 'live')),
     stamp_field          text,
     rows_total           bigint,
@@ -68,6 +65,9 @@ CREATE TABLE sequin_sf._collections (
     last_error           text,
     last_error_at        timestamptz,
     added_at             timestamptz NOT NULL DEFAULT now(),
+    -- the table this sync created (NULL until it exists): the only relation of that
+    -- name it will ever alter or drop
+    table_oid            oid,
     PRIMARY KEY (sync_name, object_name),
     UNIQUE (sync_name, table_name)
 );

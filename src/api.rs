@@ -19,7 +19,7 @@ fn fail(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
 /// Encrypts the secret parts of a credential with the data directory's key, bound to
 /// the credential's name. The key file is created with the first credential only.
 #[pg_extern(volatile, parallel_unsafe)]
-fn _seal_secrets(
+fn _seal_credential_secrets(
     credential: &str,
     client_secret: Option<&str>,
     refresh_token: Option<&str>,
@@ -48,6 +48,27 @@ fn _seal_secrets(
             "the key file lives in the data directory and must be readable by the postgres user",
         )
     })
+}
+
+/// The sealing function of release 0.1.0, whose SQL definition stays in a database at
+/// 0.1.0 until `ALTER EXTENSION sequin_sf UPDATE` drops it. The symbol is kept so that
+/// such a database (and `CREATE EXTENSION ... VERSION '0.1.0'`) still loads; a call
+/// says to update. Not part of this release's SQL.
+#[pg_extern(volatile, parallel_unsafe, sql = false)]
+fn _seal_secrets(
+    _client_secret: Option<&str>,
+    _refresh_token: Option<&str>,
+    _password: Option<&str>,
+    _private_key: Option<&str>,
+) -> Vec<u8> {
+    fail(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!(
+            "the sequin_sf objects in this database are older than the installed library ({})",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "run ALTER EXTENSION sequin_sf UPDATE, then create the credential",
+    )
 }
 
 /// Logs in with the credential and lists the org's objects (global describe). Any

@@ -188,7 +188,7 @@ def test_management_functions_are_not_for_public(env):
             "SELECT sequin_sf.drop_sync('sec')",
             "SELECT sequin_sf.retry_writes()",
             "SELECT sequin_sf.alter_write_settings('sec', batch_size => 1)",
-            "SELECT sequin_sf._seal_secrets('emu', 'a', 'b', 'c', 'd')",
+            "SELECT sequin_sf._seal_credential_secrets('emu', 'a', 'b', 'c', 'd')",
             "SELECT sequin_sf._write_settle('salesforce', '[]')",
         ):
             assert refused(app, sql).sqlstate == "42501", sql

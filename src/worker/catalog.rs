@@ -70,11 +70,11 @@ fn ts(s: Option<String>) -> Option<DateTime<Utc>> {
     s.as_deref().and_then(sync_core::cursor::parse_sf_datetime)
 }
 
-pub fn extension_installed() -> SpiResult<bool> {
-    Ok(Spi::get_one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'sequin_sf')",
-    )?
-    .unwrap_or(false))
+/// The version of the extension's SQL objects in this database (None: not installed).
+pub fn installed_version() -> SpiResult<Option<String>> {
+    Spi::get_one::<String>(
+        "SELECT (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'sequin_sf')",
+    )
 }
 
 pub fn load_syncs() -> SpiResult<Vec<SyncConfig>> {

@@ -4,7 +4,7 @@
 //! it stops. A missing database is reported once and watched for, instead of a worker
 //! failing to connect and being restarted every few seconds for ever.
 
-use std::ffi::CString;
+use std::ffi::CStr;
 use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::*;
@@ -91,14 +91,34 @@ pub extern "C-unwind" fn sequin_sf_launcher_main(_arg: pg_sys::Datum) {
     }
 }
 
+/// Scans pg_database (a shared catalog) the way autovacuum's launcher does: without a
+/// database only a heap scan works; index and syscache lookups need pg_class.
 fn database_exists(name: &str) -> bool {
-    let Ok(c) = CString::new(name) else {
-        return false;
-    };
+    let wanted = name.as_bytes().to_vec();
     BackgroundWorker::transaction(move || {
-        // SAFETY: inside a transaction; pg_database is a shared catalog, readable
-        // without a database connection.
-        unsafe { pg_sys::get_database_oid(c.as_ptr(), true) != pg_sys::InvalidOid }
+        // SAFETY: inside a transaction; the relation is opened, scanned and closed here,
+        // and each tuple's struct is read while the scan holds it.
+        unsafe {
+            let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+            let rel = pg_sys::table_open(pg_sys::DatabaseRelationId, lock);
+            let scan = pg_sys::table_beginscan_catalog(rel, 0, std::ptr::null_mut());
+            let mut found = false;
+            loop {
+                let tup = pg_sys::heap_getnext(scan, pg_sys::ScanDirection::ForwardScanDirection);
+                if tup.is_null() {
+                    break;
+                }
+                let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_database>(tup);
+                let datname = CStr::from_ptr((*form).datname.data.as_ptr());
+                if datname.to_bytes() == wanted.as_slice() {
+                    found = true;
+                    break;
+                }
+            }
+            pg_sys::table_endscan(scan);
+            pg_sys::table_close(rel, lock);
+            found
+        }
     })
 }
 

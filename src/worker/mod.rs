@@ -87,10 +87,9 @@ fn iteration(
     failed_builds: &mut HashMap<String, Instant>,
 ) -> bool {
     let syncs = tx(|| -> pgrx::spi::SpiResult<_> {
-        if catalog::extension_installed()? {
-            catalog::load_syncs()
-        } else {
-            Ok(Vec::new())
+        match catalog::installed_version()? {
+            Some(v) if same_release(&v) => catalog::load_syncs(),
+            _ => Ok(Vec::new()),
         }
     });
     let syncs = match syncs {
@@ -199,6 +198,23 @@ fn iteration(
         record_usage(rt);
     }
     busy
+}
+
+/// Whether the SQL objects are those of this library's release. After a new release is
+/// installed, the old objects stay until `ALTER EXTENSION sequin_sf UPDATE`; until then
+/// no sync runs (this worker's SQL needs the new ones), and the log says why, once.
+fn same_release(installed: &str) -> bool {
+    static TOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let library = env!("CARGO_PKG_VERSION");
+    if installed == library {
+        return true;
+    }
+    if !TOLD.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        warning!(
+            "sequin_sf: the extension in this database is version {installed} but the library is {library}; no syncs run until you run ALTER EXTENSION sequin_sf UPDATE"
+        );
+    }
+    false
 }
 
 fn build_runtime(cfg: &catalog::SyncConfig) -> Result<SyncRuntime, String> {

@@ -1,0 +1,1140 @@
+-- sequin_sf 0.1.0 -> 0.2.0 (ALTER EXTENSION sequin_sf UPDATE)
+--
+-- Tables first (by hand), then every function that changed or is new (drafted by
+-- scripts/sql-upgrade-draft.py from the two releases' install scripts and read through),
+-- then what must be redone for objects the old release created: the capture functions
+-- of synced tables (now SECURITY DEFINER, quoted as literals), the write logs' grants,
+-- and the privileges of the extension's own objects.
+
+-- Existing syncs keep the external id markers they have been using (an upsert already
+-- sent with one may be sent again with the same one); syncs created from now on get a
+-- random key.
+ALTER TABLE sequin_sf._syncs ADD COLUMN marker_key text NOT NULL DEFAULT '';
+ALTER TABLE sequin_sf._syncs ALTER COLUMN marker_key SET DEFAULT gen_random_uuid()::text;
+
+-- The tables the old release created are the ones it recorded by name.
+ALTER TABLE sequin_sf._collections ADD COLUMN table_oid oid;
+UPDATE sequin_sf._collections c
+   SET table_oid = to_regclass(format('%I.%I', s.schema_name, c.table_name))::oid
+  FROM sequin_sf._syncs s
+ WHERE s.name = c.sync_name;
+
+DROP FUNCTION IF EXISTS sequin_sf._seal_secrets(text, text, text, text);
+DROP FUNCTION IF EXISTS sequin_sf.create_credential(text, text, text, text, text, text, text, text, text);
+CREATE OR REPLACE FUNCTION sequin_sf._revoke_grants(p_rel regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT DISTINCT a.grantee
+               FROM pg_catalog.pg_class c, aclexplode(c.relacl) a
+              WHERE c.oid = p_rel AND a.grantee <> c.relowner LOOP
+        IF g.grantee = 0 THEN
+            EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', p_rel);
+        ELSE
+            EXECUTE format('REVOKE ALL ON %s FROM %I', p_rel, g.grantee::regrole::text);
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._install_write_log(p_schema text) RETURNS void
+LANGUAGE plpgsql
+SET client_min_messages = warning
+AS $install$
+BEGIN
+    EXECUTE format($ddl$
+        CREATE TABLE IF NOT EXISTS %1$I._sync_write_log (
+            id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            table_name      text NOT NULL,
+            object_name     text NOT NULL,
+            row_id          bigint NOT NULL,
+            action          text NOT NULL,  -- insert | update | delete
+            api_id          text,
+            state           text NOT NULL DEFAULT 'new',  -- new | pending | succeeded | failed
+            previous        jsonb,
+            "values"        jsonb,
+            api_result      integer,
+            api_message     text,
+            attempts        integer NOT NULL DEFAULT 0,
+            next_attempt_at timestamptz,
+            claimed_at      timestamptz,
+            retry_of        bigint,
+            session_pid     integer DEFAULT pg_backend_pid(),
+            inserted_at     timestamptz NOT NULL DEFAULT now(),
+            settled_at      timestamptz
+        )$ddl$, p_schema);
+    PERFORM sequin_sf._revoke_grants(format('%I._sync_write_log', p_schema)::regclass);
+    EXECUTE format(
+        'CREATE INDEX IF NOT EXISTS _sync_write_log_unsettled ON %1$I._sync_write_log (id)'
+        ' WHERE state IN (''new'', ''pending'')', p_schema);
+    EXECUTE format($cmt$
+        COMMENT ON TABLE %1$I._sync_write_log IS
+        'Every change made to this schema''s synced tables, in order, and what Salesforce answered: state new -> pending -> succeeded | failed; api_result is the HTTP status, api_message Salesforce''s message. Failed entries can be re-queued with sequin_sf.retry_writes().'
+        $cmt$, p_schema);
+
+END
+$install$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._install_write_triggers(
+    p_table regclass, p_object text, p_noncreateable jsonb, p_nonupdateable jsonb,
+    p_picklists jsonb, p_local text[] DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    sch text;
+    tbl text;
+    fn text;
+    fn_upd text;
+    local_cols text[];
+    sent_cols text[];
+    ins_bad text;
+    upd_bad text;
+    unchanged text;
+    noncreate jsonb := coalesce(p_noncreateable, '{}'::jsonb);
+    nonupdate jsonb := coalesce(p_nonupdateable, '{}'::jsonb);
+    picks jsonb := coalesce(p_picklists, '{}'::jsonb);
+BEGIN
+    SELECT n.nspname, c.relname INTO sch, tbl
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = p_table;
+    PERFORM sequin_sf._install_write_log(sch);
+    local_cols := coalesce(p_local, ARRAY(
+        SELECT a.attname::text FROM pg_attribute a
+         WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
+           AND left(a.attname, 1) = '_'));
+    IF NOT ('_row_id' = ANY (local_cols)) THEN
+        local_cols := local_cols || '_row_id'::text;
+    END IF;
+    sent_cols := ARRAY(
+        SELECT a.attname::text FROM pg_attribute a
+         WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
+           AND NOT (a.attname::text = ANY (local_cols))
+         ORDER BY a.attnum);
+    SELECT string_agg(x, ' OR ') INTO ins_bad FROM (
+        SELECT format('n.%I IS NOT NULL', c) AS x FROM unnest(sent_cols) c WHERE noncreate ? c
+        UNION ALL
+        SELECT format('(n.%1$I IS NOT NULL AND n.%1$I::text <> ALL (%2$L::text[]))', c,
+                      ARRAY(SELECT jsonb_array_elements_text(picks -> c)))
+          FROM unnest(sent_cols) c WHERE picks ? c) r;
+    SELECT string_agg(x, ' OR ') INTO upd_bad FROM (
+        SELECT format('NEW.%1$I IS DISTINCT FROM OLD.%1$I', c) AS x FROM unnest(sent_cols) c
+         WHERE nonupdate ? c
+        UNION ALL
+        SELECT format('(NEW.%1$I IS DISTINCT FROM OLD.%1$I AND NEW.%1$I IS NOT NULL'
+                      ' AND NEW.%1$I::text <> ALL (%2$L::text[]))', c,
+                      ARRAY(SELECT jsonb_array_elements_text(picks -> c)))
+          FROM unnest(sent_cols) c WHERE picks ? c) r;
+    SELECT string_agg(format('CASE WHEN NEW.%1$I IS NOT DISTINCT FROM OLD.%1$I THEN %1$L END', c), ', ')
+      INTO unchanged FROM unnest(sent_cols) c;
+    fn := format('%I.%I', sch, '_sync_capture_' || p_table::oid);
+    fn_upd := format('%I.%I', sch, '_sync_capture_' || p_table::oid || '_update');
+    PERFORM sequin_sf._create_capture_function(fn, format($body$
+        BEGIN
+            IF current_setting('sequin_sf.applying', true) = 'on' THEN
+                RETURN NULL;
+            END IF;
+            IF TG_OP = 'INSERT' THEN
+                INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, "values")
+                SELECT %3$L, %4$L, n._row_id, 'insert',
+                       CASE WHEN %9$s
+                            THEN sequin_sf._refuse_write(%2$L, %3$L, 'INSERT',
+                                     jsonb_strip_nulls(to_jsonb(n)) - %5$L::text[], %6$L, %8$L)
+                       END
+                  FROM _sf_new n;
+            ELSE
+                INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous)
+                SELECT %3$L, %4$L, o._row_id, 'delete', o.id, to_jsonb(o)
+                  FROM _sf_old o;
+            END IF;
+            RETURN NULL;
+        END
+        $body$, NULL, sch, tbl, p_object, local_cols, noncreate, nonupdate, picks,
+              coalesce(ins_bad, 'false')));
+    PERFORM sequin_sf._create_capture_function(fn_upd, format($body$
+        DECLARE
+            chg jsonb := to_jsonb(NEW) - %4$L::text[] - ARRAY[%7$s];
+        BEGIN
+            IF chg = '{}'::jsonb THEN
+                RETURN NULL;
+            END IF;
+            IF %8$s THEN
+                PERFORM sequin_sf._refuse_write(%2$L, %3$L, 'UPDATE', chg, %5$L, %6$L);
+            END IF;
+            INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous, "values")
+            VALUES (%3$L, %9$L, NEW._row_id, 'update', OLD.id, to_jsonb(OLD), chg);
+            RETURN NULL;
+        END
+        $body$, NULL, sch, tbl, local_cols, nonupdate, picks,
+              coalesce(unchanged, 'NULL::text'), coalesce(upd_bad, 'false'),
+              p_object));
+    PERFORM sequin_sf._remove_write_triggers(p_table);
+    EXECUTE format('CREATE TRIGGER _sync_write_insert AFTER INSERT ON %s'
+                   ' REFERENCING NEW TABLE AS _sf_new FOR EACH STATEMENT'
+                   ' EXECUTE FUNCTION %s()', p_table, fn);
+    EXECUTE format('CREATE TRIGGER _sync_write_update AFTER UPDATE ON %s FOR EACH ROW'
+                   ' WHEN (current_setting(''sequin_sf.applying'', true) IS DISTINCT FROM ''on'')'
+                   ' EXECUTE FUNCTION %s()', p_table, fn_upd);
+    EXECUTE format('CREATE TRIGGER _sync_write_delete AFTER DELETE ON %s'
+                   ' REFERENCING OLD TABLE AS _sf_old FOR EACH STATEMENT'
+                   ' EXECUTE FUNCTION %s()', p_table, fn);
+    EXECUTE format('CREATE TRIGGER _sync_write_truncate BEFORE TRUNCATE ON %s'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION sequin_sf._refuse_truncate()', p_table);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._create_capture_function(p_name text, p_body text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql'
+                   ' SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L',
+                   p_name, p_body);
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', p_name);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._check_external_id_fields(p_sync text, p_fields jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    e record;
+BEGIN
+    IF p_fields IS NULL THEN
+        RETURN;
+    END IF;
+    IF jsonb_typeof(p_fields) <> 'object' THEN
+        RAISE EXCEPTION 'external_id_fields must be a JSON object, got %', p_fields
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'for example ''{"Contact": "External_Id__c"}'': object API name -> external id field';
+    END IF;
+    FOR e IN SELECT key, value FROM jsonb_each(p_fields) LOOP
+        IF jsonb_typeof(e.value) <> 'string' OR NOT EXISTS (
+               SELECT 1 FROM sequin_sf._columns m
+                WHERE m.sync_name = p_sync AND m.object_name = e.key
+                  AND m.field_name = e.value #>> '{}' AND m.active) THEN
+            RAISE EXCEPTION 'external_id_fields: % is not a field of a collection of sync "%"',
+                            e.key || '.' || (e.value #>> '{}'), p_sync
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'name a synced object and its external id field as Salesforce spells them; SELECT collection, field_name FROM sequin_sf.columns lists them';
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf.alter_write_settings(
+    sync_name text,
+    batch_size integer DEFAULT NULL,
+    max_batch_wait interval DEFAULT NULL,
+    conflict_detection boolean DEFAULT NULL,
+    write_log_retention interval DEFAULT NULL,
+    check_picklists boolean DEFAULT NULL,
+    external_id_fields jsonb DEFAULT NULL
+) RETURNS sequin_sf.write_settings
+LANGUAGE plpgsql AS $$
+DECLARE
+    sch text := sequin_sf._sync_schema(sync_name);
+    out sequin_sf.write_settings;
+    t record;
+BEGIN
+    IF batch_size IS NOT NULL AND batch_size NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION 'batch_size must be between 1 and 200, got %', batch_size
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Salesforce takes at most 200 records per sObject Collections request.';
+    END IF;
+    PERFORM sequin_sf._check_interval('max_batch_wait', max_batch_wait, '0 seconds', '1 hour',
+        'how long a change may wait for its batch to fill; 0 sends at once');
+    PERFORM sequin_sf._check_interval('write_log_retention', write_log_retention, '1 second', '10 years',
+        'settled log entries older than this are pruned; 7 days is the default');
+    PERFORM sequin_sf._check_external_id_fields(sync_name, external_id_fields);
+    INSERT INTO sequin_sf.write_settings AS w (schema_name) VALUES (sch)
+        ON CONFLICT (schema_name) DO NOTHING;
+    UPDATE sequin_sf.write_settings w
+       SET batch_size = coalesce(alter_write_settings.batch_size, w.batch_size),
+           max_batch_wait = coalesce(alter_write_settings.max_batch_wait, w.max_batch_wait),
+           conflict_detection = coalesce(alter_write_settings.conflict_detection, w.conflict_detection),
+           write_log_retention = coalesce(alter_write_settings.write_log_retention, w.write_log_retention),
+           check_picklists = coalesce(alter_write_settings.check_picklists, w.check_picklists),
+           external_id_fields = coalesce(alter_write_settings.external_id_fields, w.external_id_fields),
+           updated_at = now()
+     WHERE w.schema_name = sch
+    RETURNING * INTO out;
+    IF check_picklists IS NOT NULL THEN
+        FOR t IN SELECT c.table_name FROM sequin_sf._collections c
+                  WHERE c.sync_name = alter_write_settings.sync_name LOOP
+            IF to_regclass(format('%I.%I', sch, t.table_name)) IS NOT NULL THEN
+                PERFORM sequin_sf._install_capture(sch, t.table_name);
+            END IF;
+        END LOOP;
+    END IF;
+    RETURN out;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._write_queue(p_schema text, p_limit integer) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    sync text;
+    settings jsonb;
+    entries jsonb;
+    ready_n bigint;
+    oldest float8;
+BEGIN
+    SELECT name INTO sync FROM sequin_sf._syncs WHERE schema_name = p_schema;
+    IF sync IS NULL OR to_regclass(format('%I._sync_write_log', p_schema)) IS NULL THEN
+        RETURN jsonb_build_object('entries', '[]'::jsonb);
+    END IF;
+    SELECT jsonb_build_object(
+               'batch_size', coalesce(w.batch_size, 200),
+               'max_batch_wait', extract(epoch FROM coalesce(w.max_batch_wait, '0 s')),
+               'conflict_detection', coalesce(w.conflict_detection, false),
+               'external_id_fields', coalesce(w.external_id_fields, '{}'),
+               'retention', extract(epoch FROM coalesce(w.write_log_retention, '7 days')))
+      INTO settings
+      FROM (SELECT 1) one LEFT JOIN sequin_sf.write_settings w ON w.schema_name = p_schema;
+    EXECUTE format('SELECT count(*), extract(epoch FROM now() - min(inserted_at))'
+                   '  FROM (SELECT inserted_at FROM %I._sync_write_log'
+                   '         WHERE state IN (''new'', ''pending'')'
+                   '           AND (next_attempt_at IS NULL OR next_attempt_at <= now())'
+                   '         ORDER BY id LIMIT $1) r', p_schema)
+      INTO ready_n, oldest USING (settings ->> 'batch_size')::int;
+    IF ready_n = 0 OR (ready_n < (settings ->> 'batch_size')::int
+                       AND oldest < (settings ->> 'max_batch_wait')::float8) THEN
+        RETURN jsonb_build_object('settings', settings, 'entries', '[]'::jsonb);
+    END IF;
+    PERFORM sequin_sf._write_fill_inserts(p_schema, sync);
+    EXECUTE format($q$
+        SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.log_id), '[]'::jsonb) FROM (
+          SELECT l.id AS log_id, l.row_id, l.table_name, l.object_name AS object, l.action,
+                 l.api_id, l.state, l.attempts,
+                 (SELECT coalesce(jsonb_object_agg(m.field_name, v.value), '{}'::jsonb)
+                    FROM jsonb_each(l."values") v
+                    JOIN sequin_sf._columns m
+                      ON m.sync_name = $1 AND m.object_name = l.object_name
+                     AND m.column_name = v.key) AS fields,
+                 (SELECT coalesce(jsonb_agg(v.key), '[]'::jsonb)
+                    FROM jsonb_each(l."values") v
+                   WHERE NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
+                                      WHERE m.sync_name = $1 AND m.object_name = l.object_name
+                                        AND m.column_name = v.key)) AS unmapped,
+                 CASE WHEN $3 AND l.action = 'update' THEN
+                     greatest((l.previous ->> 'system_modstamp')::timestamptz, w.last_ok)
+                 END AS unmodified_since,
+                 ((l.next_attempt_at IS NULL OR l.next_attempt_at <= now())
+                  AND NOT (l.action = 'insert' AND l."values" IS NULL)) AS ready,
+                 extract(epoch FROM now() - l.inserted_at) AS age
+            FROM %1$I._sync_write_log l
+            LEFT JOIN (SELECT s.api_id, max(s.settled_at) AS last_ok
+                         FROM %1$I._sync_write_log s
+                        WHERE $3 AND s.state = 'succeeded' AND s.api_id IS NOT NULL
+                          AND s.action IN ('insert', 'update')
+                        GROUP BY s.api_id) w ON w.api_id = l.api_id
+           WHERE l.state IN ('new', 'pending')
+           ORDER BY l.id
+           LIMIT $2) e
+        $q$, p_schema)
+      INTO entries
+      USING sync, p_limit, (settings ->> 'conflict_detection')::boolean;
+    RETURN jsonb_build_object(
+        'settings', settings,
+        'marker_prefix', 'sqsf-' || left(md5((SELECT system_identifier::text FROM pg_control_system())
+                                             || current_database() || p_schema
+                                             || (SELECT marker_key FROM sequin_sf._syncs
+                                                  WHERE name = sync)), 10) || '-',
+        'entries', entries);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._write_fill_inserts(p_schema text, p_sync text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t record;
+    unsent text[];
+BEGIN
+    FOR t IN EXECUTE format('SELECT DISTINCT table_name, object_name FROM %I._sync_write_log'
+                            ' WHERE state IN (''new'', ''pending'') AND action = ''insert'''
+                            ' AND "values" IS NULL', p_schema) LOOP
+        IF to_regclass(format('%I.%I', p_schema, t.table_name)) IS NULL THEN
+            EXECUTE format('UPDATE %I._sync_write_log SET state = ''failed'', settled_at = now(),'
+                           ' api_message = $2 WHERE table_name = $1 AND action = ''insert'''
+                           ' AND "values" IS NULL AND state = ''new''', p_schema)
+              USING t.table_name,
+                    format('not sent: table %s.%s was dropped (remove_collection or drop_sync) '
+                           'before the insert was sent, so its values are gone', p_schema, t.table_name);
+            CONTINUE;
+        END IF;
+        unsent := ARRAY(
+            SELECT a.attname::text FROM pg_attribute a
+             WHERE a.attrelid = format('%I.%I', p_schema, t.table_name)::regclass
+               AND a.attnum > 0 AND NOT a.attisdropped
+               AND NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
+                                WHERE m.sync_name = p_sync AND m.object_name = t.object_name
+                                  AND m.column_name = a.attname));
+        EXECUTE format('UPDATE %1$I._sync_write_log l SET "values" = coalesce('
+                       '   (SELECT jsonb_strip_nulls(to_jsonb(r)) - $1 FROM %1$I.%2$I r'
+                       '     WHERE r._row_id = l.row_id), ''{}''::jsonb)'
+                       ' WHERE l.table_name = $2 AND l.action = ''insert'' AND l."values" IS NULL'
+                       '   AND l.state IN (''new'', ''pending'')',
+                       p_schema, t.table_name)
+          USING unsent, t.table_name;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._write_record_created(p_schema text, p_created jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('synchronous_commit', 'on', true);
+    EXECUTE format($q$
+        UPDATE %I._sync_write_log l SET api_id = c.api_id
+          FROM (SELECT x ->> 'api_id' AS api_id,
+                       jsonb_array_elements_text(x -> 'log_ids')::bigint AS log_id
+                  FROM jsonb_array_elements($1) x) c
+         WHERE l.id = c.log_id AND l.state = 'pending' AND l.action = 'insert'
+        $q$, p_schema)
+      USING p_created;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._write_settle(p_schema text, p_outcomes jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    o jsonb;
+    ids bigint[];
+    tbl text;
+    row_id bigint;
+    api text;
+    other bigint;
+BEGIN
+    PERFORM set_config('sequin_sf.applying', 'on', true);
+    PERFORM set_config('synchronous_commit', 'on', true);
+    FOR o IN SELECT value FROM jsonb_array_elements(p_outcomes) LOOP
+        ids := ARRAY(SELECT jsonb_array_elements_text(o -> 'log_ids')::bigint);
+        tbl := o ->> 'table_name';
+        row_id := (o ->> 'row_id')::bigint;
+        api := o ->> 'api_id';
+        IF o ->> 'outcome' = 'retry' THEN
+            EXECUTE format(
+                'UPDATE %I._sync_write_log SET state = ''new'', api_result = $2, api_message = $3,'
+                ' next_attempt_at = now() + make_interval(secs => coalesce($4,'
+                ' least(300, 2 ^ least(greatest(attempts - 1, 0), 9))))'
+                ' WHERE id = ANY($1)', p_schema)
+              USING ids, (o ->> 'status')::int, 'will retry: ' || (o ->> 'message'),
+                    (o ->> 'retry_after')::float8;
+            CONTINUE;
+        END IF;
+        EXECUTE format(
+            'UPDATE %I._sync_write_log SET state = $2, api_result = $3, api_message = $4,'
+            ' api_id = coalesce(api_id, $5), settled_at = now(), next_attempt_at = NULL'
+            ' WHERE id = ANY($1)', p_schema)
+          USING ids, o ->> 'outcome', (o ->> 'status')::int, o ->> 'message', api;
+        IF to_regclass(format('%I.%I', p_schema, tbl)) IS NULL THEN
+            CONTINUE;
+        END IF;
+        BEGIN
+            IF o ->> 'outcome' = 'succeeded' THEN
+                IF o ->> 'action' = 'insert' AND api IS NOT NULL THEN
+                    EXECUTE format('SELECT _row_id FROM %I.%I WHERE id = $1 AND _row_id <> $2',
+                                   p_schema, tbl) INTO other USING api, row_id;
+                    IF other IS NULL THEN
+                        EXECUTE format('UPDATE %I.%I SET id = $1, _write_state = NULL WHERE _row_id = $2',
+                                       p_schema, tbl) USING api, row_id;
+                    ELSE
+                        EXECUTE format('DELETE FROM %I.%I WHERE _row_id = $1', p_schema, tbl)
+                          USING row_id;
+                        EXECUTE format('UPDATE %I._sync_write_log SET api_message = concat_ws(''; '', api_message, $2)'
+                                       ' WHERE id = ANY($1)', p_schema)
+                          USING ids, format('the record was already in %s.%s as row _row_id=%s; this row '
+                                            'was merged into it (its values were sent to that record)',
+                                            p_schema, tbl, other);
+                    END IF;
+                END IF;
+            ELSIF o ->> 'action' = 'insert' THEN
+                EXECUTE format('UPDATE %I.%I SET _write_state = $1 WHERE _row_id = $2', p_schema, tbl)
+                  USING coalesce(o ->> 'row_state', 'failed'), row_id;
+            ELSIF o ->> 'action' = 'update' THEN
+                PERFORM sequin_sf._write_restore_update(p_schema, tbl, row_id, ids);
+            ELSIF o ->> 'action' = 'delete' THEN
+                PERFORM sequin_sf._write_restore_delete(p_schema, tbl, ids[1]);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            EXECUTE format('UPDATE %I._sync_write_log SET api_message = concat_ws(''; '', api_message, $2)'
+                           ' WHERE id = ANY($1)', p_schema)
+              USING ids, format('row _row_id=%s of %s.%s could not be updated to match: %s',
+                                row_id, p_schema, tbl, SQLERRM);
+            BEGIN
+                EXECUTE format('UPDATE %I.%I SET _write_state = ''out_of_sync'' WHERE _row_id = $1',
+                               p_schema, tbl) USING row_id;
+            EXCEPTION WHEN OTHERS THEN
+                NULL;  -- the message above already says what is wrong
+            END;
+        END;
+        IF o ->> 'outcome' = 'succeeded' AND o ->> 'action' = 'insert' AND api IS NOT NULL THEN
+            PERFORM sequin_sf._write_pass_on_id(p_schema, tbl, row_id, api);
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._write_pass_on_id(p_schema text, p_table text, p_row bigint,
+                                            p_api_id text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('UPDATE %I._sync_write_log SET api_id = $1 WHERE row_id = $2'
+                   ' AND table_name = $3 AND api_id IS NULL'
+                   ' AND state IN (''new'', ''pending'')', p_schema)
+      USING p_api_id, p_row, p_table;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._write_restore_update(p_schema text, p_table text, p_row bigint,
+                                                p_ids bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    prev jsonb;
+    cols text[];
+    sets text;
+BEGIN
+    EXECUTE format('SELECT 1 FROM %I.%I WHERE _row_id = $1 FOR UPDATE', p_schema, p_table)
+      USING p_row;
+    EXECUTE format($q$
+        SELECT (SELECT previous FROM %1$I._sync_write_log WHERE id = ANY($1) ORDER BY id LIMIT 1),
+               ARRAY(SELECT DISTINCT k FROM %1$I._sync_write_log l, jsonb_object_keys(l."values") k
+                      WHERE l.id = ANY($1)
+                     EXCEPT
+                     SELECT k FROM %1$I._sync_write_log l, jsonb_object_keys(l."values") k
+                      WHERE l.row_id = $2 AND l.table_name = $3 AND l.id > $4
+                        AND l.state IN ('new', 'pending'))
+        $q$, p_schema)
+      INTO prev, cols
+      USING p_ids, p_row, p_table, (SELECT max(x) FROM unnest(p_ids) x);
+    IF prev IS NULL OR cardinality(cols) = 0 THEN
+        RETURN;
+    END IF;
+    SELECT string_agg(format('%1$I = p.%1$I', c), ', ') INTO sets FROM unnest(cols) c;
+    EXECUTE format('UPDATE %1$I.%2$I t SET %3$s FROM jsonb_populate_record(NULL::%1$I.%2$I, $1) p'
+                   ' WHERE t._row_id = $2', p_schema, p_table, sets)
+      USING prev, p_row;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf.retry_writes(sync_name text DEFAULT NULL, ids bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    s record;
+    n bigint := 0;
+    k bigint;
+    skipped bigint;
+BEGIN
+    IF ids IS NOT NULL AND cardinality(ids) = 0 THEN
+        RAISE EXCEPTION 'retry_writes: ids is empty' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'pass NULL to retry every failed write, or the _sync_write_log ids to retry';
+    END IF;
+    IF sync_name IS NOT NULL THEN
+        PERFORM sequin_sf._sync_schema(sync_name);
+    END IF;
+    FOR s IN SELECT y.name, y.schema_name FROM sequin_sf._syncs y
+              WHERE (retry_writes.sync_name IS NULL OR y.name = retry_writes.sync_name)
+                AND to_regclass(format('%I._sync_write_log', y.schema_name)) IS NOT NULL LOOP
+        EXECUTE format($q$
+            WITH failed AS (
+                SELECT l.* FROM %1$I._sync_write_log l
+                 WHERE l.state = 'failed' AND ($1 IS NULL OR l.id = ANY($1))
+                   AND NOT ($1 IS NULL AND l.action = 'insert' AND l.api_result IS NULL)
+                   AND NOT EXISTS (SELECT 1 FROM %1$I._sync_write_log r WHERE r.retry_of = l.id)
+                 ORDER BY l.id
+            ), requeued AS (
+                INSERT INTO %1$I._sync_write_log
+                       (table_name, object_name, row_id, action, api_id, previous, "values", retry_of)
+                SELECT f.table_name, f.object_name, f.row_id, f.action, f.api_id, f.previous,
+                       CASE WHEN f.action = 'insert'
+                            THEN coalesce(sequin_sf._row_insert_values($2, f.table_name, f.row_id), f."values")
+                            ELSE f."values" END,
+                       f.id
+                  FROM failed f ORDER BY f.id
+                RETURNING 1
+            ) SELECT count(*) FROM requeued
+            $q$, s.schema_name)
+          INTO k USING ids, s.schema_name;
+        n := n + k;
+        IF ids IS NULL THEN
+            EXECUTE format('SELECT count(*) FROM %1$I._sync_write_log l WHERE l.state = ''failed'''
+                           ' AND l.action = ''insert'' AND l.api_result IS NULL'
+                           ' AND NOT EXISTS (SELECT 1 FROM %1$I._sync_write_log r WHERE r.retry_of = l.id)',
+                           s.schema_name) INTO skipped;
+            IF skipped > 0 THEN
+                RAISE NOTICE 'retry_writes: % create(s) of sync "%" with an unknown outcome were not re-sent',
+                             skipped, s.name
+                    USING DETAIL = 'They were sent but no answer came back, so the records may exist in Salesforce already; sending them again could duplicate them.',
+                          HINT = format('Check Salesforce, then retry the missing ones by id: SELECT id FROM %I._sync_write_log WHERE state = ''failed'' AND action = ''insert'' AND api_result IS NULL', s.schema_name);
+            END IF;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf.await_writes(timeout interval DEFAULT '60 seconds',
+                                       sync_name text DEFAULT NULL)
+RETURNS TABLE (succeeded bigint, failed bigint, unsettled bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    s record;
+    marks jsonb := coalesce(nullif(current_setting('sequin_sf.awaited_upto', true), ''), '{}')::jsonb;
+    upto jsonb := '{}';
+    top bigint;
+    left_ bigint;
+    deadline timestamptz := clock_timestamp() + timeout;
+    nap float8 := 0.01;
+    started timestamptz := (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid());
+    ok bigint;
+    bad bigint;
+    open_ bigint;
+    mine boolean;
+BEGIN
+    IF timeout IS NULL OR timeout < interval '0' OR timeout > interval '1 day' THEN
+        RAISE EXCEPTION 'await_writes: timeout must be between 0 and 1 day, got %', coalesce(timeout::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'for example sequin_sf.await_writes(''30 seconds'')';
+    END IF;
+    IF sync_name IS NOT NULL THEN
+        PERFORM sequin_sf._sync_schema(sync_name);
+    END IF;
+    succeeded := 0; failed := 0; unsettled := 0;
+    FOR s IN SELECT y.schema_name FROM sequin_sf._syncs y
+              WHERE (await_writes.sync_name IS NULL OR y.name = await_writes.sync_name)
+                AND to_regclass(format('%I._sync_write_log', y.schema_name)) IS NOT NULL LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I._sync_write_log'
+                       ' WHERE state = ''new'' AND xmin::text = pg_current_xact_id_if_assigned()::xid::text)',
+                       s.schema_name) INTO mine;
+        IF mine THEN
+            RAISE EXCEPTION 'await_writes() cannot wait for changes of its own transaction'
+                USING ERRCODE = 'active_sql_transaction',
+                      HINT = 'COMMIT the changes first, then call sequin_sf.await_writes().';
+        END IF;
+        EXECUTE format('SELECT coalesce(max(id), 0) FROM %I._sync_write_log', s.schema_name) INTO top;
+        upto := upto || jsonb_build_object(s.schema_name, top);
+        LOOP
+            EXECUTE format('SELECT count(*) FROM %I._sync_write_log WHERE state IN (''new'', ''pending'')'
+                           ' AND id <= $1', s.schema_name) INTO left_ USING top;
+            EXIT WHEN left_ = 0 OR clock_timestamp() >= deadline;
+            PERFORM pg_sleep(nap);
+            nap := least(nap * 2, 0.2);
+        END LOOP;
+        EXECUTE format($q$
+            SELECT count(*) FILTER (WHERE state = 'succeeded'),
+                   count(*) FILTER (WHERE state = 'failed'),
+                   count(*) FILTER (WHERE state IN ('new', 'pending'))
+              FROM %I._sync_write_log
+             WHERE session_pid = pg_backend_pid() AND inserted_at >= $1
+               AND id > $2 AND id <= $3
+            $q$, s.schema_name)
+          INTO ok, bad, open_
+          USING started, coalesce((marks ->> s.schema_name)::bigint, 0), top;
+        succeeded := succeeded + ok;
+        failed := failed + bad;
+        unsettled := unsettled + open_;
+    END LOOP;
+    IF unsettled > 0 THEN
+        RAISE NOTICE 'await_writes: % write(s) still unsettled after %', unsettled, timeout
+            USING HINT = 'See the state and api_message columns of the _sync_write_log table, and sequin_sf.sync_status.last_error.';
+    ELSE
+        PERFORM set_config('sequin_sf.awaited_upto', (marks || upto)::text, false);
+    END IF;
+    RETURN NEXT;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._seal_credential_secrets(
+	"credential" TEXT, 
+	"client_secret" TEXT, 
+	"refresh_token" TEXT, 
+	"password" TEXT, 
+	"private_key" TEXT 
+) RETURNS bytea 
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c 
+AS 'MODULE_PATHNAME', '_seal_credential_secrets_wrapper';
+
+CREATE OR REPLACE FUNCTION sequin_sf._read_secrets_file(path text) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    body text;
+    doc jsonb;
+    extra text[];
+BEGIN
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user)
+       AND NOT pg_catalog.pg_has_role(session_user, 'pg_read_server_files', 'MEMBER') THEN
+        RAISE EXCEPTION 'reading secrets_file needs a superuser or a member of pg_read_server_files'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'ask the DBA to create the credential, or pass the secrets as arguments';
+    END IF;
+    BEGIN
+        body := pg_catalog.pg_read_file(path);
+        doc := body::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'secrets_file %: %', path, SQLERRM
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'give the path of a JSON object such as {"client_secret": "...", "refresh_token": "..."}, readable by the postgres user';
+    END;
+    IF jsonb_typeof(doc) <> 'object' THEN
+        RAISE EXCEPTION 'secrets_file % does not hold a JSON object', path
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'for example {"client_secret": "...", "refresh_token": "..."}';
+    END IF;
+    extra := ARRAY(SELECT k FROM jsonb_object_keys(doc) k
+                    WHERE k NOT IN ('client_secret', 'refresh_token', 'password', 'private_key'));
+    IF cardinality(extra) > 0 THEN
+        RAISE EXCEPTION 'secrets_file % has unknown keys: %', path, array_to_string(extra, ', ')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'the keys are client_secret, refresh_token, password and private_key';
+    END IF;
+    RETURN doc;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._secret_from(arg text, doc jsonb, key text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF doc ? key AND arg IS NOT NULL THEN
+        RAISE EXCEPTION '% is given both as an argument and in secrets_file', key
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'give each secret once';
+    END IF;
+    RETURN coalesce(arg, doc ->> key);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf.create_credential(
+    name text,
+    kind text,
+    login_url text DEFAULT 'https://login.salesforce.com',
+    client_id text DEFAULT NULL,
+    client_secret text DEFAULT NULL,
+    refresh_token text DEFAULT NULL,
+    username text DEFAULT NULL,
+    password text DEFAULT NULL,
+    private_key text DEFAULT NULL,
+    secrets_file text DEFAULT NULL)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    missing text[] := '{}';
+    from_file jsonb;
+BEGIN
+    PERFORM sequin_sf._hide_statement();
+    IF secrets_file IS NOT NULL THEN
+        from_file := sequin_sf._read_secrets_file(secrets_file);
+        client_secret := sequin_sf._secret_from(client_secret, from_file, 'client_secret');
+        refresh_token := sequin_sf._secret_from(refresh_token, from_file, 'refresh_token');
+        password := sequin_sf._secret_from(password, from_file, 'password');
+        private_key := sequin_sf._secret_from(private_key, from_file, 'private_key');
+    END IF;
+    IF name IS NULL OR name !~ '^[A-Za-z0-9_.-]{1,63}$' THEN
+        RAISE EXCEPTION 'credential name % is not valid', coalesce(quote_literal(name), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'use 1 to 63 letters, digits, "_", "." or "-"';
+    END IF;
+    IF kind IS NULL OR kind NOT IN ('refresh_token', 'password', 'client_credentials', 'jwt_bearer') THEN
+        RAISE EXCEPTION 'credential kind % is not supported', coalesce(quote_literal(kind), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'kind is one of refresh_token, password, client_credentials, jwt_bearer';
+    END IF;
+    IF login_url IS NULL OR NOT (login_url ~ '^https://[^/\s]+'
+                                 OR login_url ~ '^http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]+)?(/|$)') THEN
+        RAISE EXCEPTION 'login_url % is not an https URL', coalesce(quote_literal(login_url), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'for example https://login.salesforce.com, https://test.salesforce.com or your My Domain URL; plain http is accepted only for 127.0.0.1, localhost and [::1]';
+    END IF;
+    IF client_id IS NULL THEN missing := array_append(missing, 'client_id'); END IF;
+    IF kind IN ('refresh_token', 'password', 'client_credentials') AND client_secret IS NULL THEN
+        missing := array_append(missing, 'client_secret');
+    END IF;
+    IF kind = 'refresh_token' AND refresh_token IS NULL THEN missing := array_append(missing, 'refresh_token'); END IF;
+    IF kind IN ('password', 'jwt_bearer') AND username IS NULL THEN missing := array_append(missing, 'username'); END IF;
+    IF kind = 'password' AND password IS NULL THEN missing := array_append(missing, 'password'); END IF;
+    IF kind = 'jwt_bearer' AND private_key IS NULL THEN missing := array_append(missing, 'private_key'); END IF;
+    IF cardinality(missing) > 0 THEN
+        RAISE EXCEPTION 'a % credential needs %', kind, array_to_string(missing, ', ')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'pass them by name, e.g. client_id => ''...''';
+    END IF;
+    IF EXISTS (SELECT 1 FROM sequin_sf._credentials c WHERE c.name = create_credential.name) THEN
+        RAISE EXCEPTION 'credential "%" already exists', name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'drop it first with sequin_sf.drop_credential(name) or choose another name';
+    END IF;
+    INSERT INTO sequin_sf._credentials (name, kind, login_url, client_id, username, secret)
+    VALUES (name, kind, rtrim(login_url, '/'), client_id, username,
+            sequin_sf._seal_credential_secrets(name, client_secret, refresh_token, password, private_key));
+    RETURN name;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._check_sync(sync text) RETURNS sequin_sf._syncs LANGUAGE plpgsql AS $$
+DECLARE
+    s sequin_sf._syncs;
+BEGIN
+    IF sync IS NULL THEN
+        RAISE EXCEPTION 'the sync name must not be NULL' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'SELECT name FROM sequin_sf.syncs lists them';
+    END IF;
+    SELECT * INTO s FROM sequin_sf._syncs WHERE name = sync;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'sync "%" does not exist', sync
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM sequin_sf.syncs lists them';
+    END IF;
+    RETURN s;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._refuse_taken_name(target_schema text, target_table text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    kind text;
+BEGIN
+    SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
+                          WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table'
+                          WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index' ELSE 'relation' END
+      INTO kind
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = target_schema AND c.relname = target_table;
+    IF FOUND THEN
+        RAISE EXCEPTION 'a % named %.% already exists and was not created by sequin_sf', kind,
+                        target_schema, target_table
+            USING ERRCODE = 'duplicate_table',
+                  DETAIL = 'sequin_sf never replaces or alters a relation it did not create.',
+                  HINT = 'Give the sync another schema_name, or rename or move that relation yourself.';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._check_sync_schema(target_schema text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    owner_name text;
+    owner_super boolean;
+BEGIN
+    SELECT r.rolname, r.rolsuper INTO owner_name, owner_super
+      FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+     WHERE n.nspname = target_schema;
+    IF FOUND AND NOT owner_super THEN
+        RAISE EXCEPTION 'schema "%" is owned by role "%", which is not a superuser', target_schema, owner_name
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The sync''s background worker runs as a superuser; the owner of the schema could replace its tables with ones whose triggers would run with those rights.',
+                  HINT = 'Use a schema name that does not exist yet (create_sync creates it), or ALTER SCHEMA ... OWNER TO a superuser first.';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._check_sync_settings(
+    poll_overlap interval, describe_interval interval, deleted_interval interval,
+    event_retention interval, org_usage_ceiling real, bulk_threshold bigint,
+    rate_limit_requests int, rate_limit_interval interval, max_concurrent_requests int)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM sequin_sf._check_interval('poll_overlap', poll_overlap, '0 seconds', '1 hour',
+        'the overlap re-reads recent changes so none is missed; 30 seconds is the default');
+    PERFORM sequin_sf._check_interval('describe_interval', describe_interval, '1 second', '7 days',
+        'each check of an object''s fields costs an API request; 10 minutes is the default');
+    PERFORM sequin_sf._check_interval('deleted_interval', deleted_interval, '1 second', '1 day',
+        'each check for hard deletes costs an API request; 1 minute is the default');
+    PERFORM sequin_sf._check_interval('event_retention', event_retention, '1 second', '10 years',
+        'events older than this are pruned; 7 days is the default');
+    PERFORM sequin_sf._check_interval('rate_limit_interval', rate_limit_interval, '1 second', '31 days',
+        'the window rate_limit_requests applies to; 24 hours is the default');
+    IF org_usage_ceiling IS NOT NULL AND NOT (org_usage_ceiling > 0 AND org_usage_ceiling <= 1) THEN
+        RAISE EXCEPTION 'org_usage_ceiling must be above 0 and at most 1, got %', org_usage_ceiling
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'it is the share of the org''s daily API requests this sync never pushes usage past, e.g. 0.8';
+    END IF;
+    IF bulk_threshold IS NOT NULL AND bulk_threshold < 1 THEN
+        RAISE EXCEPTION 'bulk_threshold must be a positive row count, got %', bulk_threshold
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'collections with at least this many rows are backfilled through the Bulk API; 50000 is the default';
+    END IF;
+    IF rate_limit_requests IS NOT NULL AND rate_limit_requests < 1 THEN
+        RAISE EXCEPTION 'rate_limit_requests must be at least 1, got %', rate_limit_requests
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'the API requests this sync may make per rate_limit_interval; 28800 per 24 hours is the default';
+    END IF;
+    IF max_concurrent_requests IS NOT NULL AND max_concurrent_requests NOT BETWEEN 1 AND 25 THEN
+        RAISE EXCEPTION 'max_concurrent_requests must be between 1 and 25, got %', max_concurrent_requests
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Salesforce allows 25 long-running requests at once per production org, shared by all integrations';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._check_interval(setting text, value interval, low interval,
+                                          high interval, what text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF value IS NOT NULL AND (value < low OR value > high) THEN
+        RAISE EXCEPTION '% must be between % and %, got %', setting, low, high, value
+            USING ERRCODE = 'invalid_parameter_value', HINT = what;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._add_collections(sync text, objects text[]) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    o text;
+    t text;
+    sch text := (SELECT s.schema_name FROM sequin_sf._syncs s WHERE s.name = sync);
+BEGIN
+    FOREACH o IN ARRAY objects LOOP
+        t := sequin_sf._snake_case(o);
+        IF t LIKE '\_%' THEN
+            RAISE EXCEPTION 'object "%" would map to table "%", which is reserved', o, t
+                USING ERRCODE = 'invalid_name';
+        END IF;
+        PERFORM sequin_sf._refuse_taken_name(sch, t);
+        INSERT INTO sequin_sf._collections (sync_name, object_name, table_name)
+        VALUES (sync, o, t);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf.create_sync(
+    name text,
+    credential text,
+    collections text[],
+    schema_name text DEFAULT 'salesforce',
+    rate_limit_requests int DEFAULT 28800,
+    rate_limit_interval interval DEFAULT '24 hours',
+    max_concurrent_requests int DEFAULT 1,
+    backfill_events boolean DEFAULT false,
+    bulk_threshold bigint DEFAULT 50000)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    objects text[];
+    new_schema boolean;
+BEGIN
+    IF name IS NULL OR name !~ '^[a-z_][a-z0-9_]{0,47}$' THEN
+        RAISE EXCEPTION 'sync name % is not valid', coalesce(quote_literal(name), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'use 1 to 48 lower-case letters, digits and "_", starting with a letter or "_"';
+    END IF;
+    IF EXISTS (SELECT 1 FROM sequin_sf._syncs s WHERE s.name = create_sync.name) THEN
+        RAISE EXCEPTION 'sync "%" already exists', name USING ERRCODE = 'duplicate_object',
+            HINT = 'use add_collection to mirror more objects, or drop_sync first';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM sequin_sf._credentials c WHERE c.name = credential) THEN
+        RAISE EXCEPTION 'credential "%" does not exist', credential USING ERRCODE = 'undefined_object',
+            HINT = 'create it with sequin_sf.create_credential(...)';
+    END IF;
+    IF collections IS NULL OR cardinality(collections) = 0 THEN
+        RAISE EXCEPTION 'a sync needs at least one collection' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'for example collections => ARRAY[''Contact'', ''Account'']';
+    END IF;
+    IF schema_name IS NULL OR schema_name !~ '^[a-z_][a-z0-9_]{0,62}$' OR schema_name IN ('sequin_sf', 'public', 'pg_catalog', 'information_schema') THEN
+        RAISE EXCEPTION 'schema_name % cannot hold a sync', coalesce(quote_literal(schema_name), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'use a dedicated lower-case schema name such as salesforce';
+    END IF;
+    IF EXISTS (SELECT 1 FROM sequin_sf._syncs s WHERE s.schema_name = create_sync.schema_name) THEN
+        RAISE EXCEPTION 'schema "%" already holds another sync', schema_name USING ERRCODE = 'duplicate_schema',
+            HINT = 'give each sync its own schema_name';
+    END IF;
+    IF rate_limit_requests IS NULL OR rate_limit_interval IS NULL OR max_concurrent_requests IS NULL
+       OR bulk_threshold IS NULL THEN
+        RAISE EXCEPTION 'rate_limit_requests, rate_limit_interval, max_concurrent_requests and bulk_threshold must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'leave an argument out to get its default';
+    END IF;
+    PERFORM sequin_sf._check_sync_settings(NULL, NULL, NULL, NULL, NULL, bulk_threshold,
+                                           rate_limit_requests, rate_limit_interval,
+                                           max_concurrent_requests);
+    PERFORM sequin_sf._check_sync_schema(schema_name);
+    PERFORM sequin_sf._refuse_taken_name(schema_name, '_sync_events');
+    PERFORM sequin_sf._refuse_taken_name(schema_name, '_sync_write_log');
+    objects := sequin_sf._resolve_collections(credential, collections);
+    new_schema := NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = schema_name);
+    EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', schema_name);
+    INSERT INTO sequin_sf._syncs (name, credential, schema_name, created_schema, rate_limit_requests,
+                                  rate_limit_interval, max_concurrent_requests, backfill_events,
+                                  bulk_threshold)
+    VALUES (name, credential, schema_name, new_schema, rate_limit_requests, rate_limit_interval,
+            max_concurrent_requests, coalesce(backfill_events, false), bulk_threshold);
+    PERFORM sequin_sf._create_sync_objects(name, schema_name);
+    PERFORM sequin_sf._add_collections(name, objects);
+    RETURN name;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf.alter_sync(
+    name text,
+    poll_overlap interval DEFAULT NULL,
+    describe_interval interval DEFAULT NULL,
+    deleted_interval interval DEFAULT NULL,
+    event_retention interval DEFAULT NULL,
+    org_usage_ceiling real DEFAULT NULL,
+    bulk_threshold bigint DEFAULT NULL,
+    backfill_events boolean DEFAULT NULL,
+    rate_limit_requests int DEFAULT NULL,
+    rate_limit_interval interval DEFAULT NULL,
+    max_concurrent_requests int DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM sequin_sf._check_sync(name);
+    PERFORM sequin_sf._check_sync_settings(poll_overlap, describe_interval, deleted_interval,
+                                           event_retention, org_usage_ceiling, bulk_threshold,
+                                           rate_limit_requests, rate_limit_interval,
+                                           max_concurrent_requests);
+    UPDATE sequin_sf._syncs s SET
+        poll_overlap = coalesce(alter_sync.poll_overlap, s.poll_overlap),
+        describe_interval = coalesce(alter_sync.describe_interval, s.describe_interval),
+        deleted_interval = coalesce(alter_sync.deleted_interval, s.deleted_interval),
+        event_retention = coalesce(alter_sync.event_retention, s.event_retention),
+        org_usage_ceiling = coalesce(alter_sync.org_usage_ceiling, s.org_usage_ceiling),
+        bulk_threshold = coalesce(alter_sync.bulk_threshold, s.bulk_threshold),
+        backfill_events = coalesce(alter_sync.backfill_events, s.backfill_events),
+        rate_limit_requests = coalesce(alter_sync.rate_limit_requests, s.rate_limit_requests),
+        rate_limit_interval = coalesce(alter_sync.rate_limit_interval, s.rate_limit_interval),
+        max_concurrent_requests = coalesce(alter_sync.max_concurrent_requests, s.max_concurrent_requests)
+    WHERE s.name = alter_sync.name;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf.remove_collection(sync text, collection text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    s sequin_sf._syncs;
+    c sequin_sf._collections;
+BEGIN
+    s := sequin_sf._check_sync(sync);
+    SELECT * INTO c FROM sequin_sf._collections x WHERE x.sync_name = sync AND lower(x.object_name) = lower(collection);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'sync "%" does not mirror "%"', sync, collection USING ERRCODE = 'undefined_object',
+            HINT = 'SELECT collection FROM sequin_sf.sync_status WHERE sync_name = ''' || sync || ''' lists them';
+    END IF;
+    PERFORM sequin_sf._drop_collection_table(s.schema_name, c);
+    DELETE FROM sequin_sf._collections x WHERE x.sync_name = sync AND x.object_name = c.object_name;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._drop_collection_table(target_schema text, c sequin_sf._collections)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    rel regclass := to_regclass(format('%I.%I', target_schema, c.table_name));
+BEGIN
+    IF rel IS NULL THEN
+        RETURN;
+    END IF;
+    IF c.table_oid IS DISTINCT FROM rel::oid THEN
+        RAISE NOTICE 'not dropping %: it is not the table sequin_sf created for %', rel, c.object_name
+            USING HINT = 'It was created by someone else; drop it yourself if it is no longer needed.';
+        RETURN;
+    END IF;
+    PERFORM sequin_sf._remove_capture_if_loaded(target_schema, c.table_name);
+    RAISE NOTICE 'dropping table % (collection %)', rel, c.object_name;
+    EXECUTE format('DROP TABLE %s CASCADE', rel);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf.drop_sync(name text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    s sequin_sf._syncs;
+    c sequin_sf._collections;
+    t text;
+BEGIN
+    s := sequin_sf._check_sync(name);
+    FOR c IN SELECT * FROM sequin_sf._collections x WHERE x.sync_name = s.name LOOP
+        PERFORM sequin_sf._drop_collection_table(s.schema_name, c);
+    END LOOP;
+    FOR t IN SELECT p.oid::regprocedure::text FROM pg_proc p
+             WHERE p.pronamespace = s.schema_name::regnamespace AND p.proname LIKE '\_sync\_capture%' LOOP
+        EXECUTE 'DROP FUNCTION IF EXISTS ' || t || ' CASCADE';
+    END LOOP;
+    RAISE NOTICE 'dropping %._sync_events, %._sync_write_log and publication %', s.schema_name,
+                 s.schema_name, 'sequin_sf_' || s.name;
+    EXECUTE format('DROP TABLE IF EXISTS %I._sync_events', s.schema_name);
+    EXECUTE format('DROP TABLE IF EXISTS %I._sync_write_log CASCADE', s.schema_name);
+    EXECUTE format('DROP FUNCTION IF EXISTS %I._sync_capture() CASCADE', s.schema_name);
+    EXECUTE format('DROP PUBLICATION IF EXISTS %I', 'sequin_sf_' || s.name);
+    DELETE FROM sequin_sf._syncs x WHERE x.name = s.name;
+    IF s.created_schema AND NOT EXISTS (
+        SELECT 1 FROM pg_class WHERE relnamespace = s.schema_name::regnamespace
+        UNION ALL SELECT 1 FROM pg_proc WHERE pronamespace = s.schema_name::regnamespace) THEN
+        EXECUTE format('DROP SCHEMA %I', s.schema_name);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._management_functions() RETURNS regprocedure[]
+LANGUAGE sql STABLE AS $$
+    SELECT array_agg(p.oid::regprocedure ORDER BY p.proname)
+      FROM pg_catalog.pg_proc p
+     WHERE p.pronamespace = 'sequin_sf'::regnamespace
+       AND p.proname IN ('create_credential', 'drop_credential', 'available_collections',
+                         'create_sync', 'alter_sync', 'add_collection', 'remove_collection',
+                         'pause_sync', 'resume_sync', 'drop_sync', 'alter_write_settings',
+                         'retry_writes', 'await_writes', 'write_status')
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf.grant_management(role_name name) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    f regprocedure;
+BEGIN
+    IF role_name IS NULL OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = role_name) THEN
+        RAISE EXCEPTION 'role % does not exist', coalesce(quote_ident(role_name), 'NULL')
+            USING ERRCODE = 'undefined_object', HINT = 'CREATE ROLE it first';
+    END IF;
+    FOREACH f IN ARRAY sequin_sf._management_functions() LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', f, role_name);
+    END LOOP;
+    EXECUTE format('GRANT SELECT ON sequin_sf.syncs, sequin_sf.sync_status, sequin_sf.credentials,'
+                   ' sequin_sf.write_settings TO %I', role_name);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf.revoke_management(role_name name) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOREACH f IN ARRAY sequin_sf._management_functions() LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM %I', f, role_name);
+    END LOOP;
+    EXECUTE format('REVOKE SELECT ON sequin_sf.syncs, sequin_sf.sync_status, sequin_sf.credentials,'
+                   ' sequin_sf.write_settings FROM %I', role_name);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._apply_privileges() RETURNS void
+LANGUAGE plpgsql AS $privileges$
+DECLARE
+    f regprocedure;
+    v text;
+BEGIN
+    REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA sequin_sf FROM PUBLIC;
+    REVOKE ALL ON ALL TABLES IN SCHEMA sequin_sf FROM PUBLIC;
+    FOREACH f IN ARRAY sequin_sf._management_functions() LOOP
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pg_temp', f);
+    END LOOP;
+    GRANT EXECUTE ON FUNCTION sequin_sf.await_writes(interval, text) TO PUBLIC;
+    GRANT USAGE ON SCHEMA sequin_sf TO PUBLIC;
+    GRANT SELECT ON sequin_sf.columns TO PUBLIC;
+    FOREACH v IN ARRAY ARRAY['syncs', 'sync_status'] LOOP
+        EXECUTE format('GRANT SELECT (%s) ON sequin_sf.%I TO PUBLIC',
+                       (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+                          FROM pg_catalog.pg_attribute a
+                         WHERE a.attrelid = format('sequin_sf.%I', v)::regclass
+                           AND a.attnum > 0 AND a.attname <> 'last_error'), v);
+    END LOOP;
+END
+$privileges$;
+
+
+COMMENT ON FUNCTION sequin_sf.grant_management(name) IS
+    'Lets a role create and manage credentials and syncs (the management functions) and read the full status views. Superusers only.';
+
+DO $redo$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT s.schema_name, c.table_name
+               FROM sequin_sf._collections c JOIN sequin_sf._syncs s ON s.name = c.sync_name
+              WHERE c.table_oid IS NOT NULL LOOP
+        PERFORM sequin_sf._install_capture(t.schema_name, t.table_name);
+    END LOOP;
+END
+$redo$;
+
+SELECT sequin_sf._apply_privileges();
