@@ -182,15 +182,27 @@ fn iteration(
                 }
             }
             Err(e) => {
-                let delay = match &e {
-                    sync::StepError::Salesforce(se) => rt.backoff.next_delay_for(se),
-                    _ => rt.backoff.next_delay(),
-                }
-                .min(Duration::from_secs(30));
+                let (delay, needs_a_person) = match &e {
+                    sync::StepError::Salesforce(se) if needs_a_person(se) => {
+                        (NEEDS_A_PERSON_RETRY, true)
+                    }
+                    sync::StepError::Salesforce(se) => (rt.backoff.next_delay_for(se), false),
+                    _ => (rt.backoff.next_delay(), false),
+                };
+                let delay = if needs_a_person {
+                    delay
+                } else {
+                    delay.min(Duration::from_secs(30))
+                };
                 rt.resume_at = Some(Instant::now() + delay);
+                let why = if needs_a_person {
+                    "this will not pass by itself: check the credential and the integration user's permissions; "
+                } else {
+                    ""
+                };
                 report_error(
                     &cfg.name,
-                    &format!("{e} (retrying in {:.1} s)", delay.as_secs_f64()),
+                    &format!("{e} ({why}retrying in {:.1} s)", delay.as_secs_f64()),
                 );
                 rt.has_error = true;
             }
@@ -215,6 +227,17 @@ fn same_release(installed: &str) -> bool {
         );
     }
     false
+}
+
+/// How often a sync retries after an error no retry can cure (a refused login, missing
+/// permissions): rarely enough not to spend the org's quota on it, often enough to
+/// resume soon after someone fixes it.
+const NEEDS_A_PERSON_RETRY: Duration = Duration::from_secs(300);
+
+/// Refused logins and refused access (401/403 that are not the daily quota).
+fn needs_a_person(e: &salesforce::Error) -> bool {
+    !e.is_transient() && matches!(e.status(), Some(401 | 403))
+        || matches!(e, salesforce::Error::Auth { .. }) && !e.is_transient()
 }
 
 fn build_runtime(cfg: &catalog::SyncConfig) -> Result<SyncRuntime, String> {

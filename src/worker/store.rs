@@ -226,6 +226,17 @@ pub fn set_bulk_job(sync: &str, object: &str, job_id: Option<&str>) -> SpiResult
     )
 }
 
+/// Switches a backfill from a failed Bulk job to REST pages, from the first Id (rows
+/// already stored are applied again, which changes nothing).
+pub fn fall_back_to_rest(sync: &str, object: &str) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE sequin_sf._collections SET backfill_mode = 'rest', bulk_job_id = NULL,
+                bulk_locator = NULL, backfill_cursor = NULL
+         WHERE sync_name = $1 AND object_name = $2",
+        &[sync.into(), object.into()],
+    )
+}
+
 /// Where an interrupted backfill resumes: after the last stored Id (REST pages) or at
 /// the next results locator of its Bulk job (None: no page left).
 enum Resume<'a> {

@@ -621,12 +621,15 @@ fn bulk_step(rt: &mut SyncRuntime, cfg: &SyncConfig, c: &CollectionRow) -> Resul
             .expect("loaded above");
         match info.state {
             salesforce::JobState::JobComplete => cr.bulk_complete = true,
+            // A job Salesforce failed or aborted would most likely fail again (a field
+            // or object the Bulk API does not serve, an admin aborting it): the backfill
+            // goes on through the REST API, which reads everything /query reads.
             salesforce::JobState::Failed | salesforce::JobState::Aborted => {
-                tx(|| store::set_bulk_job(&cfg.name, &c.object_name, None))?;
+                tx(|| store::fall_back_to_rest(&cfg.name, &c.object_name))?;
                 return Err(StepError::Collection {
                     object: c.object_name.clone(),
                     message: format!(
-                        "Bulk query job {job_id} ended {}: {} (a new job will be started)",
+                        "Bulk query job {job_id} ended {}: {}; backfilling through the REST API instead",
                         info.state.as_str(),
                         info.error_message.unwrap_or_default()
                     ),
