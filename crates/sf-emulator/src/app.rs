@@ -19,6 +19,9 @@ pub struct App {
     pub locators: crate::query::Locators,
     pub bulk: crate::bulk2::Jobs,
     pub bulk1: crate::bulk1::Jobs,
+    /// Bulk query job run time and results lifetime (`--bulk-job-ms`,
+    /// `--bulk-results-ttl-ms`, `PUT /__emulator/limits`).
+    pub bulk_timing: crate::bulk2::Timing,
     pub started_ms: i64,
     pub latency_ms: parking_lot::Mutex<u64>,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -47,12 +50,14 @@ impl App {
                 remaining: None,
                 path_contains: None,
                 per_record: false,
+                message: None,
             });
         }
         Ok(App {
             org: Org::new(&config.username)?,
             limits: Limits::new(config.api_limit, config.long_request_limit),
             latency_ms: parking_lot::Mutex::new(config.latency_ms),
+            bulk_timing: crate::bulk2::Timing::new(config.bulk_job_ms, config.bulk_results_ttl_ms),
             config,
             base_url,
             tokens: Tokens::default(),

@@ -3,11 +3,20 @@
 //! jobs, one CSV result per batch. Load operations (insert, update, ...) are refused
 //! with a message pointing at Bulk API 2.0 ingest, which the emulator implements.
 //!
-//! A batch's query runs when the batch is added; it reports `Queued` then, and
-//! `Completed` (or `Failed`) from the first status poll on, like a real batch that
-//! finished in the meantime.
+//! A batch's query is evaluated when the batch is added; the batch then reports
+//! `Queued`, `InProgress` and `Completed` (or `Failed`) over `--bulk-job-ms`, like
+//! Bulk 2.0 jobs (see `bulk2`); with 0 it ends at the first poll of its batch info.
+//! Facts modelled, from Salesforce's documentation ("Interpret Batch State",
+//! https://developer.salesforce.com/docs/atlas.en-us.264.0.api_asynch.meta/api_asynch/asynch_api_batches_interpret_status.htm):
+//! a Queued batch of an aborted job "isn't processed and its state is set to
+//! NotProcessed"; an InProgress one is still processed to completion. Results "are
+//! returned and stored for 7 days" and a query that runs too long fails with
+//! QUERY_TIMEOUT or, after repeated retrieval attempts, "Retried more than thirty
+//! times" ("How Bulk Queries Are Processed",
+//! https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/asynch_api_bulk_query_processing.htm).
 
 use crate::app::App;
+use crate::bulk2::End;
 use crate::csvout::{self, Format};
 use crate::error::ApiError;
 use crate::http::{Req, Resp};
@@ -28,27 +37,66 @@ const MAX_JOBS: usize = 100;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum BatchState {
     Queued,
+    InProgress,
     Completed,
     Failed,
+    NotProcessed,
 }
 
 impl BatchState {
     fn name(self) -> &'static str {
         match self {
             BatchState::Queued => "Queued",
+            BatchState::InProgress => "InProgress",
             BatchState::Completed => "Completed",
             BatchState::Failed => "Failed",
+            BatchState::NotProcessed => "NotProcessed",
         }
     }
+
+    fn finished(self) -> bool {
+        matches!(
+            self,
+            BatchState::Completed | BatchState::Failed | BatchState::NotProcessed
+        )
+    }
 }
+
+/// The stateMessage of a batch failed by a fault (see the module comment).
+const FAILED_MESSAGE: &str = "Retried more than thirty times";
 
 struct Batch {
     id: String,
     result_id: String,
     created_ms: i64,
     state: BatchState,
-    /// The outcome once reported: rows to write, or the failure message.
+    /// The query's outcome: rows to write, or why it cannot run.
     outcome: Result<(Arc<Plan>, Arc<Vec<u32>>), String>,
+    /// How long the batch runs; 0: it ends at the first poll of its info.
+    run_ms: u64,
+    /// How it ends when its query can run (a fault or control call may say otherwise).
+    end: End,
+    /// stateMessage once Failed.
+    message: Option<String>,
+    finished_ms: Option<i64>,
+}
+
+impl Batch {
+    fn finish(&mut self, at: i64, job_aborted: &mut bool) {
+        self.finished_ms = Some(at);
+        match (&self.outcome, &self.end) {
+            (Err(m), _) | (Ok(_), End::Failed(m)) => {
+                self.message = Some(m.clone());
+                self.state = BatchState::Failed;
+            }
+            (Ok(_), End::Complete) => self.state = BatchState::Completed,
+            // The job is aborted while this batch still waits in the queue.
+            (Ok(_), End::Aborted) => {
+                *job_aborted = true;
+                self.state = BatchState::NotProcessed;
+            }
+        }
+    }
 }
 
 struct Job {
@@ -65,6 +113,21 @@ struct Job {
     batches: Vec<Batch>,
 }
 
+impl Job {
+    /// When the last batch finished (the job's creation if it has none), once none is
+    /// still to finish; an open job without batches is still to be used.
+    fn finished_ms(&self) -> Option<i64> {
+        if self.open && self.batches.is_empty() {
+            return None;
+        }
+        let mut last = self.created_ms;
+        for b in &self.batches {
+            last = last.max(b.finished_ms?);
+        }
+        Some(last)
+    }
+}
+
 #[derive(Default)]
 pub struct Jobs {
     jobs: Mutex<HashMap<String, Job>>,
@@ -75,6 +138,92 @@ impl Jobs {
     fn next(&self, prefix: &[u8; 3]) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         crate::ids::make_id(prefix, n)
+    }
+
+    /// The jobs, their batches moved along in time, without those whose results
+    /// expired (every batch finished more than the results lifetime ago).
+    fn live(&self, app: &App) -> parking_lot::MutexGuard<'_, HashMap<String, Job>> {
+        let mut jobs = self.jobs.lock();
+        let now = crate::timefmt::wall_ms();
+        let ttl = app.bulk_timing.ttl_ms() as i64;
+        jobs.retain(|_, j| {
+            advance(j, now, false);
+            j.finished_ms().is_none_or(|f| now - f < ttl)
+        });
+        jobs
+    }
+
+    /// A control call ends the job's unfinished batches now, as `end` says. Ok(false):
+    /// no such job.
+    pub(crate) fn end_job(&self, app: &App, id: &str, end: End) -> Result<bool, String> {
+        let mut jobs = self.live(app);
+        let Some(job) = jobs.get_mut(id) else {
+            return Ok(false);
+        };
+        let now = crate::timefmt::wall_ms();
+        if end == End::Aborted {
+            abort(job, now);
+            return Ok(true);
+        }
+        let mut running = job
+            .batches
+            .iter_mut()
+            .filter(|b| !b.state.finished())
+            .peekable();
+        if running.peek().is_none() {
+            return Err(format!("Bulk API 1.0 job {id} has no unfinished batch"));
+        }
+        let mut aborted = job.aborted;
+        for b in running {
+            b.end = end.clone();
+            b.finish(now, &mut aborted);
+        }
+        job.aborted = aborted;
+        Ok(true)
+    }
+
+    /// Every job whose batches all finished is deleted now.
+    pub(crate) fn expire_finished(&self, app: &App) -> usize {
+        let mut jobs = self.live(app);
+        let before = jobs.len();
+        jobs.retain(|_, j| j.finished_ms().is_none());
+        before - jobs.len()
+    }
+}
+
+/// Moves a job's batches along their states; `polled`: a client reads batch info.
+fn advance(job: &mut Job, now: i64, polled: bool) {
+    let mut aborted = job.aborted;
+    for b in &mut job.batches {
+        if b.state.finished() {
+            continue;
+        }
+        let ends = b.created_ms + b.run_ms as i64;
+        if b.run_ms == 0 {
+            if polled {
+                b.finish(now, &mut aborted);
+            }
+        } else if now >= ends {
+            b.finish(ends, &mut aborted);
+        } else if now >= b.created_ms + (b.run_ms / 4) as i64 {
+            b.state = BatchState::InProgress;
+        }
+    }
+    if aborted && !job.aborted {
+        abort(job, now);
+    }
+}
+
+/// The job is aborted: queued batches are not processed; running ones go on.
+fn abort(job: &mut Job, now: i64) {
+    job.aborted = true;
+    job.open = false;
+    job.modified_ms = now;
+    for b in &mut job.batches {
+        if b.state == BatchState::Queued {
+            b.state = BatchState::NotProcessed;
+            b.finished_ms = Some(now);
+        }
     }
 }
 
@@ -179,7 +328,10 @@ fn job_fields(app: &App, job: &Job) -> Fields {
         ("concurrencyMode", json!("Parallel")),
         ("contentType", json!("CSV")),
         ("numberBatchesQueued", json!(count(BatchState::Queued))),
-        ("numberBatchesInProgress", json!(0)),
+        (
+            "numberBatchesInProgress",
+            json!(count(BatchState::InProgress)),
+        ),
         (
             "numberBatchesCompleted",
             json!(count(BatchState::Completed)),
@@ -205,7 +357,7 @@ fn batch_fields(job: &Job, b: &Batch) -> Fields {
         ("jobId", json!(job.id)),
         ("state", json!(b.state.name())),
     ];
-    if let (BatchState::Failed, Err(msg)) = (b.state, &b.outcome) {
+    if let (BatchState::Failed, Some(msg)) = (b.state, &b.message) {
         f.push(("stateMessage", json!(msg)));
     }
     let processed = match (&b.state, &b.outcome) {
@@ -314,7 +466,7 @@ fn with_job(
     id: &str,
     f: impl FnOnce(&mut Job) -> Result<Resp, Fault>,
 ) -> Result<Resp, Fault> {
-    let mut jobs = app.bulk1.jobs.lock();
+    let mut jobs = app.bulk1.live(app);
     let job = jobs.get_mut(id).ok_or_else(|| {
         fault(
             400,
@@ -339,7 +491,16 @@ fn find_batch<'a>(job: &'a Job, bid: &str) -> Result<&'a Batch, Fault> {
 fn completed(b: &Batch) -> Result<(Arc<Plan>, Arc<Vec<u32>>), Fault> {
     match (&b.state, &b.outcome) {
         (BatchState::Completed, Ok((p, r))) => Ok((p.clone(), r.clone())),
-        (BatchState::Failed, Err(m)) => Err(fault(400, "InvalidBatch", m.clone())),
+        (BatchState::Failed, _) => Err(fault(
+            400,
+            "InvalidBatch",
+            b.message.clone().unwrap_or_default(),
+        )),
+        (BatchState::NotProcessed, _) => Err(fault(
+            400,
+            "InvalidBatch",
+            format!("Batch {} was not processed: its job was aborted", b.id),
+        )),
         _ => Err(fault(
             400,
             "InvalidBatch",
@@ -351,17 +512,9 @@ fn completed(b: &Batch) -> Result<(Arc<Plan>, Arc<Vec<u32>>), Fault> {
     }
 }
 
-/// Queued batches report their (already computed) outcome from now on.
+/// A client reads batch info: batches with no run time end now.
 fn report_batches(job: &mut Job) {
-    for b in &mut job.batches {
-        if b.state == BatchState::Queued {
-            b.state = if b.outcome.is_ok() {
-                BatchState::Completed
-            } else {
-                BatchState::Failed
-            };
-        }
-    }
+    advance(job, crate::timefmt::wall_ms(), true);
 }
 
 fn batch_list(job: &Job) -> Resp {
@@ -446,10 +599,7 @@ fn close_job(app: &App, req: &Req, id: &str) -> Result<Resp, Fault> {
     with_job(app, id, |job| {
         match state.as_deref() {
             Some("Closed") => job.open = false,
-            Some("Aborted") => {
-                job.open = false;
-                job.aborted = true;
-            }
+            Some("Aborted") => abort(job, crate::timefmt::wall_ms()),
             other => {
                 return Err(fault(
                     400,
@@ -469,7 +619,7 @@ fn close_job(app: &App, req: &Req, id: &str) -> Result<Resp, Fault> {
 fn add_batch(app: &App, req: &Req, id: &str) -> Result<Resp, Fault> {
     let soql = String::from_utf8_lossy(&req.body).trim().to_string();
     let all = {
-        let jobs = app.bulk1.jobs.lock();
+        let jobs = app.bulk1.live(app);
         let job = jobs.get(id).ok_or_else(|| {
             fault(
                 400,
@@ -496,12 +646,20 @@ fn add_batch(app: &App, req: &Req, id: &str) -> Result<Resp, Fault> {
             )
         });
     let now = crate::timefmt::wall_ms();
+    let end = match app.faults.pick_job(&req.path) {
+        Some((kind, message)) => End::from_fault(kind, message, FAILED_MESSAGE),
+        None => End::Complete,
+    };
     let batch = Batch {
         id: app.bulk1.next(b"751"),
         result_id: app.bulk1.next(b"752"),
         created_ms: now,
         state: BatchState::Queued,
         outcome,
+        run_ms: app.bulk_timing.job_ms(),
+        end,
+        message: None,
+        finished_ms: None,
     };
     with_job(app, id, |job| {
         let resp = render("batchInfo", &batch_fields(job, &batch), false, 201);

@@ -19,14 +19,22 @@ Control API (under /__emulator/, no auth, never counted as API usage):
   POST   schema/{Object}/fields          add a field: {\"name\",\"type\",\"externalId\",...}
   DELETE schema/{Object}/fields/{Field}  remove a custom field
   POST   schema/objects                  add a custom object: {\"name\":\"Thing__c\",\"fields\":[...]}
-  POST   faults                          {\"kind\":K,\"rate\":F|\"count\":N,\"path_contains\":P,\"per_record\":B}
+  POST   faults                          {\"kind\":K,\"rate\":F|\"count\":N,\"path_contains\":P,\"per_record\":B,\"message\":M}
   GET    faults / DELETE faults          list / clear fault rules
   POST   expire_tokens                   every access token answers 401 from now on
   POST   expire_locators                 every query locator answers INVALID_QUERY_LOCATOR
-  PUT    limits                          {\"api_limit\",\"api_used\",\"long_request_limit\",\"latency_ms\"}
+  PUT    limits                          {\"api_limit\",\"api_used\",\"long_request_limit\",\"latency_ms\",
+                                          \"bulk_job_ms\",\"bulk_results_ttl_ms\"} (any subset)
   GET    limits                          the current values
+  PATCH  bulk_jobs/{Id}                  end a running Bulk query job now: {\"state\":\"Failed\",\"errorMessage\":M}
+                                          | {\"state\":\"Aborted\"} | {\"state\":\"JobComplete\"} (Bulk 1.0: its batches)
+  POST   expire_bulk_jobs                delete every finished Bulk query job and its results now
+                                          (as Salesforce does after 7 days): then 404 NOT_FOUND
   GET    blob/{N}                        N filler bytes (the benchmarks' loopback baseline)
-Fault kinds: 503, 500, timeout, drop, drop_after, invalid_session, unable_to_lock_row, request_limit.";
+Fault kinds: 503, 500, timeout, drop, drop_after, invalid_session, unable_to_lock_row, request_limit;
+  bulk_job_failed, bulk_job_aborted: the next Bulk query jobs created (Bulk 2.0 jobs, Bulk 1.0
+  batches) end Failed (errorMessage: \"message\", else Salesforce's retry-limit text) or Aborted
+  once their --bulk-job-ms is up, instead of completing.";
 
 /// A Salesforce org emulator: REST, SOAP login, OAuth and Bulk APIs, in memory.
 #[derive(Parser, Debug, Clone)]
@@ -78,6 +86,16 @@ pub struct Config {
     /// Added delay for every API request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// How long a Bulk query job runs, in milliseconds (Bulk 2.0 job, Bulk 1.0 batch):
+    /// UploadComplete (Queued) for the first quarter, then InProgress, then JobComplete
+    /// (Completed). 0: a job completes at its first status poll.
+    #[arg(long, default_value_t = 0)]
+    pub bulk_job_ms: u64,
+    /// How long a finished Bulk query job and its results are kept, in milliseconds;
+    /// then the job is deleted (404 NOT_FOUND; Bulk 1.0: InvalidJob). Salesforce keeps
+    /// them 7 days, the default.
+    #[arg(long, default_value_t = 604_800_000)]
+    pub bulk_results_ttl_ms: u64,
     /// Fraction (0..1) of API requests that fail with --fault-kind.
     #[arg(long, default_value_t = 0.0)]
     pub fault_rate: f64,

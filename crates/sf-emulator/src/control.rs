@@ -67,12 +67,17 @@ pub async fn handle(app: &Arc<App>, req: &Req, segs: &[String]) -> Resp {
             app.locators.expire_all();
             Ok(Resp::empty(204))
         }
+        (&Method::PATCH, ["bulk_jobs", id]) => end_bulk_job(app, req, id),
+        (&Method::POST, ["expire_bulk_jobs"]) => {
+            let n = app.bulk.expire_finished(app) + app.bulk1.expire_finished(app);
+            Ok(Resp::json(200, &json!({"expired": n})))
+        }
         (&Method::PUT, ["limits"]) => put_limits(app, req),
         (&Method::GET, ["limits"]) => {
             let (used, max) = app.limits.usage();
             Ok(Resp::json(
                 200,
-                &json!({"api_used": used, "api_limit": max, "long_request_limit": app.limits.long_limit(), "long_requests_running": app.limits.long_in_flight(), "latency_ms": *app.latency_ms.lock()}),
+                &json!({"api_used": used, "api_limit": max, "long_request_limit": app.limits.long_limit(), "long_requests_running": app.limits.long_in_flight(), "latency_ms": *app.latency_ms.lock(), "bulk_job_ms": app.bulk_timing.job_ms(), "bulk_results_ttl_ms": app.bulk_timing.ttl_ms()}),
             ))
         }
         _ => Err(not_found(format!(
@@ -350,6 +355,7 @@ fn add_fault(app: &App, req: &Req) -> Result<Resp, Resp> {
             .get("per_record")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        message: b.get("message").and_then(Value::as_str).map(str::to_string),
     });
     Ok(faults(app))
 }
@@ -359,7 +365,7 @@ fn faults(app: &App) -> Resp {
         .faults
         .rules()
         .iter()
-        .map(|r| json!({"kind": format!("{:?}", r.kind), "rate": r.rate, "remaining": r.remaining, "path_contains": r.path_contains, "per_record": r.per_record}))
+        .map(|r| json!({"kind": format!("{:?}", r.kind), "rate": r.rate, "remaining": r.remaining, "path_contains": r.path_contains, "per_record": r.per_record, "message": r.message}))
         .collect();
     Resp::json(200, &json!({"faults": list}))
 }
@@ -372,9 +378,33 @@ fn put_limits(app: &App, req: &Req) -> Result<Resp, Resp> {
     if let Some(l) = n("latency_ms") {
         *app.latency_ms.lock() = l;
     }
+    app.bulk_timing
+        .set(n("bulk_job_ms"), n("bulk_results_ttl_ms"));
     let (used, max) = app.limits.usage();
     Ok(Resp::json(
         200,
-        &json!({"api_used": used, "api_limit": max, "long_request_limit": app.limits.long_limit()}),
+        &json!({"api_used": used, "api_limit": max, "long_request_limit": app.limits.long_limit(), "bulk_job_ms": app.bulk_timing.job_ms(), "bulk_results_ttl_ms": app.bulk_timing.ttl_ms()}),
     ))
+}
+
+/// Ends a running Bulk query job (Bulk 2.0 job or Bulk 1.0 job's unfinished batches)
+/// now: `{"state":"Failed","errorMessage":"..."}`, `{"state":"Aborted"}` or
+/// `{"state":"JobComplete"}`.
+fn end_bulk_job(app: &App, req: &Req, id: &str) -> Result<Resp, Resp> {
+    let b = body(req)?;
+    let state = b
+        .get("state")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("need \"state\": JobComplete, Failed or Aborted"))?;
+    let message = b.get("errorMessage").and_then(Value::as_str);
+    let end = crate::bulk2::End::parse(state, message, crate::bulk2::FAILED_MESSAGE)
+        .ok_or_else(|| bad(format!("state {state}: use JobComplete, Failed or Aborted")))?;
+    let found = match app.bulk.end_job(app, id, end.clone()).map_err(bad)? {
+        true => true,
+        false => app.bulk1.end_job(app, id, end).map_err(bad)?,
+    };
+    if !found {
+        return Err(not_found(format!("no Bulk query job {id}")));
+    }
+    Ok(Resp::json(200, &json!({"id": id, "state": state})))
 }

@@ -18,6 +18,11 @@ pub enum FaultKind {
     InvalidSession,
     UnableToLockRow,
     RequestLimit,
+    /// Not a request fault: the next Bulk query job (Bulk 2.0 job, Bulk 1.0 batch)
+    /// created ends `Failed` instead of completing.
+    BulkJobFailed,
+    /// Not a request fault: the next Bulk query job created ends `Aborted`.
+    BulkJobAborted,
 }
 
 impl FaultKind {
@@ -31,8 +36,15 @@ impl FaultKind {
             "invalid_session" | "401" => FaultKind::InvalidSession,
             "unable_to_lock_row" => FaultKind::UnableToLockRow,
             "request_limit" | "403" => FaultKind::RequestLimit,
+            "bulk_job_failed" => FaultKind::BulkJobFailed,
+            "bulk_job_aborted" => FaultKind::BulkJobAborted,
             _ => return None,
         })
+    }
+
+    /// Kinds that shape how a Bulk query job ends rather than answer a request.
+    pub fn is_job(self) -> bool {
+        matches!(self, FaultKind::BulkJobFailed | FaultKind::BulkJobAborted)
     }
 
     /// The error answered for every kind but `Timeout` (after its wait) and `Drop`.
@@ -43,7 +55,11 @@ impl FaultKind {
                 "SERVER_UNAVAILABLE",
                 "Server temporarily unavailable, please try again later.",
             ),
-            FaultKind::Internal | FaultKind::Drop | FaultKind::DropAfter => ApiError::new(
+            FaultKind::Internal
+            | FaultKind::Drop
+            | FaultKind::DropAfter
+            | FaultKind::BulkJobFailed
+            | FaultKind::BulkJobAborted => ApiError::new(
                 500,
                 "UNKNOWN_EXCEPTION",
                 "An unexpected error occurred. Please include this ErrorId if you contact support: 1337424242-42424 (-1161139409)",
@@ -71,6 +87,28 @@ pub struct FaultRule {
     /// Fires per record inside sObject Collections (the record fails with the
     /// fault's error, the others go through) instead of per request.
     pub per_record: bool,
+    /// For `bulk_job_failed`: the job's `errorMessage` (else Salesforce's usual one).
+    pub message: Option<String>,
+}
+
+/// Which rules a pick considers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Request,
+    Record,
+    Job,
+}
+
+impl FaultRule {
+    fn target(&self) -> Target {
+        if self.kind.is_job() {
+            Target::Job
+        } else if self.per_record {
+            Target::Record
+        } else {
+            Target::Request
+        }
+    }
 }
 
 pub struct Faults {
@@ -100,22 +138,28 @@ impl Faults {
 
     /// The fault to inject into a request for `path`, if any rule fires.
     pub fn pick(&self, path: &str) -> Option<FaultKind> {
-        self.pick_where(path, false)
+        self.pick_where(path, Target::Request).map(|(k, _)| k)
     }
 
     /// The fault to inject into one record of a collection request for `path`.
     pub fn pick_record(&self, path: &str) -> Option<FaultKind> {
-        self.pick_where(path, true)
+        self.pick_where(path, Target::Record).map(|(k, _)| k)
     }
 
-    fn pick_where(&self, path: &str, per_record: bool) -> Option<FaultKind> {
+    /// How the Bulk query job created by a request for `path` is to end, if a
+    /// `bulk_job_*` rule fires: the kind and the rule's message.
+    pub fn pick_job(&self, path: &str) -> Option<(FaultKind, Option<String>)> {
+        self.pick_where(path, Target::Job)
+    }
+
+    fn pick_where(&self, path: &str, target: Target) -> Option<(FaultKind, Option<String>)> {
         let mut rules = self.rules.lock();
-        if !rules.iter().any(|r| r.per_record == per_record) {
+        if !rules.iter().any(|r| r.target() == target) {
             return None;
         }
         let mut fired = None;
         for r in rules.iter_mut() {
-            if r.per_record != per_record
+            if r.target() != target
                 || r.path_contains
                     .as_deref()
                     .is_some_and(|p| !path.contains(p))
@@ -125,14 +169,14 @@ impl Faults {
             if let Some(n) = r.remaining.as_mut() {
                 if *n > 0 {
                     *n -= 1;
-                    fired = Some(r.kind);
+                    fired = Some((r.kind, r.message.clone()));
                     break;
                 }
                 continue;
             }
             if let Some(rate) = r.rate {
                 if self.rng.lock().random::<f64>() < rate {
-                    fired = Some(r.kind);
+                    fired = Some((r.kind, r.message.clone()));
                     break;
                 }
             }
@@ -155,6 +199,15 @@ mod tests {
             remaining: Some(2),
             path_contains: Some("/query".into()),
             per_record: false,
+            message: None,
+        });
+        f.add(FaultRule {
+            kind: FaultKind::BulkJobFailed,
+            rate: None,
+            remaining: Some(1),
+            path_contains: None,
+            per_record: false,
+            message: Some("why".into()),
         });
         assert_eq!(f.pick("/services/data/v61.0/sobjects"), None);
         assert_eq!(
@@ -166,6 +219,12 @@ mod tests {
             Some(FaultKind::Unavailable)
         );
         assert_eq!(f.pick("/services/data/v61.0/query"), None);
+        // Job rules never fire on requests, and fire once on a job.
+        assert_eq!(
+            f.pick_job("/services/data/v61.0/jobs/query"),
+            Some((FaultKind::BulkJobFailed, Some("why".into())))
+        );
+        assert_eq!(f.pick_job("/services/data/v61.0/jobs/query"), None);
         assert!(f.rules().is_empty());
     }
 }
