@@ -18,6 +18,11 @@ Control API (under /__emulator/, no auth, never counted as API usage):
   POST   records/{Object}/{Id}/undelete  restore from the recycle bin
   POST   schema/{Object}/fields          add a field: {\"name\",\"type\",\"externalId\",...}
   DELETE schema/{Object}/fields/{Field}  remove a custom field
+  PATCH  schema/{Object}/fields/{Field}  an admin changes a field: {\"hidden\":B} (field-level security:
+                                          absent from describe, INVALID_FIELD in SOQL and writes, values
+                                          kept) and/or, custom fields only, {\"type\":T,\"length\",\"precision\",
+                                          \"scale\",\"values\":[...],\"masterDetail\":B}; stored values are
+                                          converted, what does not convert is lost (null)
   POST   schema/objects                  add a custom object: {\"name\":\"Thing__c\",\"fields\":[...]}
   POST   faults                          {\"kind\":K,\"rate\":F|\"count\":N,\"path_contains\":P,\"per_record\":B,\"message\":M}
   GET    faults / DELETE faults          list / clear fault rules

@@ -53,6 +53,7 @@ pub async fn handle(app: &Arc<App>, req: &Req, segs: &[String]) -> Resp {
         (&Method::POST, ["schema", "objects"]) => add_object(app, req),
         (&Method::POST, ["schema", obj, "fields"]) => add_field(app, req, obj),
         (&Method::DELETE, ["schema", obj, "fields", field]) => remove_field(app, obj, field),
+        (&Method::PATCH, ["schema", obj, "fields", field]) => change_field(app, req, obj, field),
         (&Method::POST, ["faults"]) => add_fault(app, req),
         (&Method::GET, ["faults"]) => Ok(faults(app)),
         (&Method::DELETE, ["faults"]) => {
@@ -247,7 +248,11 @@ fn add_field(app: &App, req: &Req, obj: &str) -> Result<Resp, Resp> {
     let name = field.name.clone();
     {
         let mut g = o.write();
-        if g.def.field(&name).is_some() {
+        if g.def
+            .fields
+            .iter()
+            .any(|f| !f.removed && f.name.eq_ignore_ascii_case(&name))
+        {
             return Err(bad(format!("{obj}.{name} already exists")));
         }
         g.def.push_field(field);
@@ -256,6 +261,23 @@ fn add_field(app: &App, req: &Req, obj: &str) -> Result<Resp, Resp> {
     }
     app.org.schema_changed();
     Ok(Resp::json(201, &json!({"object": obj, "field": name})))
+}
+
+/// An administrator changes a field's type or field-level security (`fieldchange`).
+fn change_field(app: &App, req: &Req, obj: &str, field: &str) -> Result<Resp, Resp> {
+    with_obj(app, obj)?;
+    let b = body(req)?;
+    let name = crate::fieldchange::change(app, obj, field, &b).map_err(|e| {
+        if e.starts_with("no field") {
+            not_found(e)
+        } else {
+            bad(e)
+        }
+    })?;
+    Ok(Resp::json(
+        200,
+        &crate::fieldchange::summary(app, obj, &name),
+    ))
 }
 
 fn remove_field(app: &App, obj: &str, field: &str) -> Result<Resp, Resp> {

@@ -128,7 +128,7 @@ fn field_json(f: &Field) -> Value {
         "byteLength": text_len * 3,
         "calculated": f.calculated,
         "calculatedFormula": f.formula,
-        "cascadeDelete": false,
+        "cascadeDelete": f.master_detail,
         "caseSensitive": false,
         "compoundFieldName": f.compound,
         "controllerName": null,
@@ -209,7 +209,7 @@ pub fn object(app: &App, req: &Req, v: &str, name: &str) -> Result<Resp, ApiErro
                 .any(|t| t.eq_ignore_ascii_case(&target))
             {
                 children.push(json!({
-                    "cascadeDelete": false,
+                    "cascadeDelete": f.master_detail,
                     "childSObject": o.def.name,
                     "deprecatedAndHidden": false,
                     "field": f.name,

@@ -24,6 +24,7 @@ mod csvout;
 mod describe;
 mod error;
 mod faults;
+mod fieldchange;
 pub mod generate;
 mod http;
 pub mod ids;

@@ -181,6 +181,11 @@ pub struct Field {
     pub derive: Option<Derive>,
     /// Removed at run time: hidden everywhere, its column kept so row layouts stay put.
     pub removed: bool,
+    /// Hidden from the API user by field-level security (see `fieldchange`): absent
+    /// like a removed field, its values kept for when it is shown again.
+    pub hidden: bool,
+    /// A master-detail relationship (required; detail rows go with their master).
+    pub master_detail: bool,
 }
 
 impl Field {
@@ -230,6 +235,8 @@ impl Field {
             source: Source::Column(0),
             derive: None,
             removed: false,
+            hidden: false,
+            master_detail: false,
         }
     }
 
@@ -246,6 +253,11 @@ impl Field {
             Source::Column(c) => Some(c),
             _ => None,
         }
+    }
+
+    /// Visible to the API user: not removed, not hidden by field-level security.
+    pub fn visible(&self) -> bool {
+        !self.removed && !self.hidden
     }
 
     pub fn is_compound_type(&self) -> bool {
@@ -328,7 +340,7 @@ impl ObjectDef {
     }
 
     pub fn live_fields(&self) -> impl Iterator<Item = (usize, &Field)> {
-        self.fields.iter().enumerate().filter(|(_, f)| !f.removed)
+        self.fields.iter().enumerate().filter(|(_, f)| f.visible())
     }
 
     pub fn reindex(&mut self) {
@@ -336,7 +348,7 @@ impl ObjectDef {
             .fields
             .iter()
             .enumerate()
-            .filter(|(_, f)| !f.removed)
+            .filter(|(_, f)| f.visible())
             .map(|(i, f)| (f.name.to_ascii_lowercase(), i))
             .collect();
     }
@@ -344,7 +356,7 @@ impl ObjectDef {
     /// The reference field whose relationship is called `rel` (`Account` -> AccountId).
     pub fn relationship(&self, rel: &str) -> Option<&Field> {
         self.fields.iter().find(|f| {
-            !f.removed
+            f.visible()
                 && f.relationship_name
                     .as_deref()
                     .is_some_and(|r| r.eq_ignore_ascii_case(rel))
@@ -365,7 +377,7 @@ impl ObjectDef {
     }
 
     pub fn name_field(&self) -> Option<&Field> {
-        self.fields.iter().find(|f| f.name_field && !f.removed)
+        self.fields.iter().find(|f| f.name_field && f.visible())
     }
 
     /// Appends a field; stored fields get the next column.
