@@ -67,10 +67,15 @@ FUNCTION = re.compile(
 
 
 def strip_comments(stmt):
-    stmt = re.sub(r"/\*.*?\*/", "", stmt, flags=re.DOTALL)
-    return "\n".join(
-        line for line in stmt.splitlines() if not line.lstrip().startswith("--")
-    ).strip()
+    """The statement without the comments that precede it (pgrx's markers, the file's
+    notes); comments inside a function body are part of the definition."""
+    lines = stmt.splitlines()
+    while lines and (not lines[0].strip() or lines[0].lstrip().startswith(("--", "/*"))):
+        first = lines.pop(0)
+        if first.lstrip().startswith("/*") and "*/" not in first:
+            while lines and "*/" not in lines.pop(0):
+                pass
+    return "\n".join(lines).strip()
 
 
 def functions(sql):
@@ -88,7 +93,7 @@ def functions(sql):
         while depth and j < len(body):
             depth += {"(": 1, ")": -1}.get(body[j], 0)
             j += 1
-        args = body[m.end():j - 1]
+        args = re.sub(r"/\*.*?\*/", "", body[m.end():j - 1], flags=re.DOTALL)
         found[f"{name}({normalise(args)})"] = (body, args)
     return found
 

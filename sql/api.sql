@@ -1,6 +1,8 @@
--- sequin_sf management functions (plpgsql). The Rust helpers they call
--- (_seal_credential_secrets, _describe_global, _near_names, _snake_case) are created before this
--- file runs.
+-- The user-facing API, and who may use it: management functions (credentials, syncs,
+-- collections, settings), the write-back API (write settings, retry_writes,
+-- await_writes, write_status), and at the end the privileges. The Rust helpers they call
+-- (_seal_credential_secrets, _describe_global, _near_names, _snake_case) are created
+-- before this file runs.
 
 -- Statements calling create_credential carry secrets: never let an error log them.
 CREATE FUNCTION sequin_sf._hide_statement() RETURNS void LANGUAGE plpgsql AS $$
@@ -98,13 +100,16 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'kind is one of refresh_token, password, client_credentials, jwt_bearer';
     END IF;
-    -- plain http only to this machine (the emulator): a token must not cross a network
-    -- in clear text
-    IF login_url IS NULL OR NOT (login_url ~ '^https://[^/\s]+'
-                                 OR login_url ~ '^http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]+)?(/|$)') THEN
+    -- plain http only to this machine (the emulator) or to hosts a superuser listed in
+    -- sequin_sf.plain_http_hosts: a token must not cross a network in clear text
+    IF login_url IS NULL OR NOT (
+           login_url ~ '^https://[^/\s]+'
+           OR substring(login_url FROM '^http://(\[[^]]+\]|[^/:\s]+)(:[0-9]+)?(/|$)')
+              = ANY (ARRAY['127.0.0.1', 'localhost', '[::1]']
+                     || string_to_array(replace(coalesce(current_setting('sequin_sf.plain_http_hosts', true), ''), ' ', ''), ','))) THEN
         RAISE EXCEPTION 'login_url % is not an https URL', coalesce(quote_literal(login_url), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'for example https://login.salesforce.com, https://test.salesforce.com or your My Domain URL; plain http is accepted only for 127.0.0.1, localhost and [::1]';
+                  HINT = 'for example https://login.salesforce.com, https://test.salesforce.com or your My Domain URL; plain http is accepted only for 127.0.0.1, localhost, [::1] and the hosts in sequin_sf.plain_http_hosts';
     END IF;
     IF client_id IS NULL THEN missing := array_append(missing, 'client_id'); END IF;
     IF kind IN ('refresh_token', 'password', 'client_credentials') AND client_secret IS NULL THEN
@@ -320,6 +325,26 @@ BEGIN
 END
 $$;
 
+-- The per-sync objects that do not depend on describe: the event stream and the
+-- publication logical-replication consumers subscribe to.
+CREATE FUNCTION sequin_sf._create_sync_objects(sync text, target_schema text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('CREATE TABLE %I._sync_events (
+        seq                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        collection_id       text NOT NULL,
+        upstream_id         text NOT NULL,
+        upstream_updated_at timestamptz,
+        event               text NOT NULL CHECK (event IN (''inserted'', ''updated'', ''deleted'')),
+        data                jsonb,
+        previous_data       jsonb,
+        inserted_at         timestamptz NOT NULL DEFAULT now()
+    )', target_schema);
+    EXECUTE format('CREATE INDEX ON %I._sync_events (inserted_at)', target_schema);
+    EXECUTE format('CREATE PUBLICATION %I FOR TABLES IN SCHEMA %I', 'sequin_sf_' || sync, target_schema);
+END
+$$;
+
 CREATE FUNCTION sequin_sf.create_sync(
     name text,
     credential text,
@@ -384,6 +409,7 @@ BEGIN
     VALUES (name, credential, schema_name, new_schema, rate_limit_requests, rate_limit_interval,
             max_concurrent_requests, coalesce(backfill_events, false), bulk_threshold);
     PERFORM sequin_sf._create_sync_objects(name, schema_name);
+    PERFORM sequin_sf._write_settings_of(schema_name);
     PERFORM sequin_sf._add_collections(name, objects);
     RETURN name;
 END
@@ -517,8 +543,9 @@ BEGIN
              WHERE p.pronamespace = s.schema_name::regnamespace AND p.proname LIKE '\_sync\_capture%' LOOP
         EXECUTE 'DROP FUNCTION IF EXISTS ' || t || ' CASCADE';
     END LOOP;
-    RAISE NOTICE 'dropping %._sync_events, %._sync_write_log and publication %', s.schema_name,
-                 s.schema_name, 'sequin_sf_' || s.name;
+    RAISE NOTICE 'dropping %._sync_events, %._sync_write_log, publication % and the sync''s write settings',
+                 s.schema_name, s.schema_name, 'sequin_sf_' || s.name;
+    DELETE FROM sequin_sf.write_settings w WHERE w.schema_name = s.schema_name;
     EXECUTE format('DROP TABLE IF EXISTS %I._sync_events', s.schema_name);
     EXECUTE format('DROP TABLE IF EXISTS %I._sync_write_log CASCADE', s.schema_name);
     EXECUTE format('DROP FUNCTION IF EXISTS %I._sync_capture() CASCADE', s.schema_name);
@@ -531,6 +558,352 @@ BEGIN
     END IF;
 END
 $$;
+
+-- ---------------------------------------------------------------------------------
+-- Writing back: settings, retries, waiting for and watching the writes
+-- ---------------------------------------------------------------------------------
+
+-- Per-sync write settings, one row per sync schema (made with the sync, or by
+-- _write_settings_of for a sync older than this table's rows): the defaults live here.
+CREATE TABLE sequin_sf.write_settings (
+    schema_name         text PRIMARY KEY,
+    -- records per sObject Collections request, at most Salesforce's cap
+    batch_size          integer NOT NULL DEFAULT sequin_sf._max_collection_records()
+                        CHECK (batch_size BETWEEN 1 AND sequin_sf._max_collection_records()),
+    -- how long a change may wait for its batch to fill before it is sent anyway
+    max_batch_wait      interval NOT NULL DEFAULT '0 seconds'
+                        CHECK (max_batch_wait >= '0 seconds' AND max_batch_wait <= '1 hour'),
+    -- send updates with If-Unmodified-Since the row's prior system_modstamp
+    conflict_detection  boolean NOT NULL DEFAULT false,
+    -- settled log entries older than this are pruned
+    write_log_retention interval NOT NULL DEFAULT '7 days'
+                        CHECK (write_log_retention >= '0 seconds'),
+    -- refuse unknown values of restricted picklists at write time
+    check_picklists     boolean NOT NULL DEFAULT true,
+    -- Salesforce object -> external id field used to make creates idempotent (upsert)
+    external_id_fields  jsonb NOT NULL DEFAULT '{}'::jsonb
+                        CHECK (jsonb_typeof(external_id_fields) = 'object'),
+    updated_at          timestamptz NOT NULL DEFAULT now()
+);
+
+SELECT pg_catalog.pg_extension_config_dump('sequin_sf.write_settings', '');
+
+-- A sync's write settings, made with the defaults when the sync has none yet.
+CREATE FUNCTION sequin_sf._write_settings_of(p_schema text) RETURNS sequin_sf.write_settings
+LANGUAGE plpgsql AS $$
+DECLARE
+    w sequin_sf.write_settings;
+BEGIN
+    SELECT * INTO w FROM sequin_sf.write_settings WHERE schema_name = p_schema;
+    IF NOT FOUND THEN
+        INSERT INTO sequin_sf.write_settings (schema_name) VALUES (p_schema)
+            ON CONFLICT (schema_name) DO NOTHING;
+        SELECT * INTO w FROM sequin_sf.write_settings WHERE schema_name = p_schema;
+    END IF;
+    RETURN w;
+END
+$$;
+
+CREATE FUNCTION sequin_sf._sync_schema(p_sync text) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    sch text;
+BEGIN
+    SELECT schema_name INTO sch FROM sequin_sf._syncs WHERE name = p_sync;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'sync "%" does not exist', p_sync
+            USING ERRCODE = 'undefined_object', HINT = 'Syncs are listed in sequin_sf.syncs.';
+    END IF;
+    RETURN sch;
+END
+$$;
+
+-- external_id_fields is {"Object": "Field"}, each a synced object and one of its fields.
+CREATE FUNCTION sequin_sf._check_external_id_fields(p_sync text, p_fields jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    e record;
+BEGIN
+    IF p_fields IS NULL THEN
+        RETURN;
+    END IF;
+    IF jsonb_typeof(p_fields) <> 'object' THEN
+        RAISE EXCEPTION 'external_id_fields must be a JSON object, got %', p_fields
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'for example ''{"Contact": "External_Id__c"}'': object API name -> external id field';
+    END IF;
+    FOR e IN SELECT key, value FROM jsonb_each(p_fields) LOOP
+        IF jsonb_typeof(e.value) <> 'string' OR NOT EXISTS (
+               SELECT 1 FROM sequin_sf._columns m
+                WHERE m.sync_name = p_sync AND m.object_name = e.key
+                  AND m.field_name = e.value #>> '{}' AND m.active) THEN
+            RAISE EXCEPTION 'external_id_fields: % is not a field of a collection of sync "%"',
+                            e.key || '.' || (e.value #>> '{}'), p_sync
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'name a synced object and its external id field as Salesforce spells them; SELECT collection, field_name FROM sequin_sf.columns lists them';
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Changes a sync's write settings; NULL leaves a setting as it is.
+CREATE FUNCTION sequin_sf.alter_write_settings(
+    sync_name text,
+    batch_size integer DEFAULT NULL,
+    max_batch_wait interval DEFAULT NULL,
+    conflict_detection boolean DEFAULT NULL,
+    write_log_retention interval DEFAULT NULL,
+    check_picklists boolean DEFAULT NULL,
+    external_id_fields jsonb DEFAULT NULL
+) RETURNS sequin_sf.write_settings
+LANGUAGE plpgsql AS $$
+DECLARE
+    sch text := sequin_sf._sync_schema(sync_name);
+    out sequin_sf.write_settings;
+    t record;
+BEGIN
+    IF batch_size IS NOT NULL AND batch_size NOT BETWEEN 1 AND sequin_sf._max_collection_records() THEN
+        RAISE EXCEPTION 'batch_size must be between 1 and %, got %',
+                        sequin_sf._max_collection_records(), batch_size
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Salesforce takes at most %s records per sObject Collections request.',
+                                sequin_sf._max_collection_records());
+    END IF;
+    PERFORM sequin_sf._check_interval('max_batch_wait', max_batch_wait, '0 seconds', '1 hour',
+        'how long a change may wait for its batch to fill; 0 sends at once');
+    PERFORM sequin_sf._check_interval('write_log_retention', write_log_retention, '1 second', '10 years',
+        'settled log entries older than this are pruned; 7 days is the default');
+    PERFORM sequin_sf._check_external_id_fields(sync_name, external_id_fields);
+    PERFORM sequin_sf._write_settings_of(sch);
+    UPDATE sequin_sf.write_settings w
+       SET batch_size = coalesce(alter_write_settings.batch_size, w.batch_size),
+           max_batch_wait = coalesce(alter_write_settings.max_batch_wait, w.max_batch_wait),
+           conflict_detection = coalesce(alter_write_settings.conflict_detection, w.conflict_detection),
+           write_log_retention = coalesce(alter_write_settings.write_log_retention, w.write_log_retention),
+           check_picklists = coalesce(alter_write_settings.check_picklists, w.check_picklists),
+           external_id_fields = coalesce(alter_write_settings.external_id_fields, w.external_id_fields),
+           updated_at = now()
+     WHERE w.schema_name = sch
+    RETURNING * INTO out;
+    IF check_picklists IS NOT NULL THEN
+        FOR t IN SELECT c.table_name FROM sequin_sf._collections c
+                  WHERE c.sync_name = alter_write_settings.sync_name LOOP
+            IF to_regclass(format('%I.%I', sch, t.table_name)) IS NOT NULL THEN
+                PERFORM sequin_sf._install_capture(sch, t.table_name);
+            END IF;
+        END LOOP;
+    END IF;
+    RETURN out;
+END
+$$;
+
+-- Re-queues failed writes (all of a sync, or the given log ids) as new entries, so the
+-- log keeps each failed attempt. A failed insert is re-sent with the row as it is now,
+-- so fixing the row and retrying is enough. Returns how many entries were re-queued.
+-- Creates whose outcome is unknown (sent, no answer: api_result NULL) may already exist
+-- in Salesforce: they are re-sent only when named in ids, never by a blanket retry.
+CREATE FUNCTION sequin_sf.retry_writes(sync_name text DEFAULT NULL, ids bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    s record;
+    n bigint := 0;
+    k bigint;
+    skipped bigint;
+BEGIN
+    IF ids IS NOT NULL AND cardinality(ids) = 0 THEN
+        RAISE EXCEPTION 'retry_writes: ids is empty' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'pass NULL to retry every failed write, or the _sync_write_log ids to retry';
+    END IF;
+    IF sync_name IS NOT NULL THEN
+        PERFORM sequin_sf._sync_schema(sync_name);
+    END IF;
+    FOR s IN SELECT y.name, y.schema_name FROM sequin_sf._syncs y
+              WHERE (retry_writes.sync_name IS NULL OR y.name = retry_writes.sync_name)
+                AND to_regclass(format('%I._sync_write_log', y.schema_name)) IS NOT NULL LOOP
+        EXECUTE format($q$
+            WITH failed AS (
+                SELECT l.* FROM %1$I._sync_write_log l
+                 WHERE l.state = 'failed' AND ($1 IS NULL OR l.id = ANY($1))
+                   AND NOT ($1 IS NULL AND l.action = 'insert' AND l.api_result IS NULL)
+                   AND NOT EXISTS (SELECT 1 FROM %1$I._sync_write_log r WHERE r.retry_of = l.id)
+                 ORDER BY l.id
+            ), requeued AS (
+                INSERT INTO %1$I._sync_write_log
+                       (table_name, object_name, row_id, action, api_id, previous, "values", retry_of)
+                SELECT f.table_name, f.object_name, f.row_id, f.action, f.api_id, f.previous,
+                       CASE WHEN f.action = 'insert'
+                            THEN coalesce(sequin_sf._row_insert_values($2, f.table_name, f.row_id), f."values")
+                            ELSE f."values" END,
+                       f.id
+                  FROM failed f ORDER BY f.id
+                RETURNING 1
+            ) SELECT count(*) FROM requeued
+            $q$, s.schema_name)
+          INTO k USING ids, s.schema_name;
+        n := n + k;
+        IF ids IS NULL THEN
+            EXECUTE format('SELECT count(*) FROM %1$I._sync_write_log l WHERE l.state = ''failed'''
+                           ' AND l.action = ''insert'' AND l.api_result IS NULL'
+                           ' AND NOT EXISTS (SELECT 1 FROM %1$I._sync_write_log r WHERE r.retry_of = l.id)',
+                           s.schema_name) INTO skipped;
+            IF skipped > 0 THEN
+                RAISE NOTICE 'retry_writes: % create(s) of sync "%" with an unknown outcome were not re-sent',
+                             skipped, s.name
+                    USING DETAIL = 'They were sent but no answer came back, so the records may exist in Salesforce already; sending them again could duplicate them.',
+                          HINT = format('Check Salesforce, then retry the missing ones by id: SELECT id FROM %I._sync_write_log WHERE state = ''failed'' AND action = ''insert'' AND api_result IS NULL', s.schema_name);
+            END IF;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- The values an insert of the row would send now: its set, mapped, createable columns.
+CREATE FUNCTION sequin_sf._row_insert_values(p_schema text, p_table text, p_row bigint)
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    t record;
+    vals jsonb;
+BEGIN
+    t := sequin_sf._synced_table(p_schema, p_table);
+    EXECUTE format('SELECT jsonb_strip_nulls(to_jsonb(r)) FROM %I.%I r WHERE r._row_id = $1',
+                   p_schema, p_table)
+      INTO vals USING p_row;
+    IF vals IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT coalesce(jsonb_object_agg(v.key, v.value), '{}'::jsonb)
+              FROM jsonb_each(vals) v
+              JOIN sequin_sf._columns m
+                ON m.sync_name = t.sync_name AND m.object_name = t.object_name
+               AND m.column_name = v.key
+             WHERE m.createable AND m.active AND NOT m.calculated);
+END
+$$;
+
+-- Waits until every write committed before the call is settled (or the timeout
+-- passes), then reports this session's writes settled since its previous call.
+CREATE FUNCTION sequin_sf.await_writes(timeout interval DEFAULT '60 seconds',
+                                       sync_name text DEFAULT NULL)
+RETURNS TABLE (succeeded bigint, failed bigint, unsettled bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    s record;
+    marks jsonb := coalesce(nullif(current_setting('sequin_sf.awaited_upto', true), ''), '{}')::jsonb;
+    upto jsonb := '{}';
+    top bigint;
+    left_ bigint;
+    deadline timestamptz := clock_timestamp() + timeout;
+    nap float8 := 0.01;
+    started timestamptz := (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid());
+    ok bigint;
+    bad bigint;
+    open_ bigint;
+    mine boolean;
+BEGIN
+    IF timeout IS NULL OR timeout < interval '0' OR timeout > interval '1 day' THEN
+        RAISE EXCEPTION 'await_writes: timeout must be between 0 and 1 day, got %', coalesce(timeout::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'for example sequin_sf.await_writes(''30 seconds'')';
+    END IF;
+    IF sync_name IS NOT NULL THEN
+        PERFORM sequin_sf._sync_schema(sync_name);
+    END IF;
+    succeeded := 0; failed := 0; unsettled := 0;
+    FOR s IN SELECT y.schema_name FROM sequin_sf._syncs y
+              WHERE (await_writes.sync_name IS NULL OR y.name = await_writes.sync_name)
+                AND to_regclass(format('%I._sync_write_log', y.schema_name)) IS NOT NULL LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I._sync_write_log'
+                       ' WHERE state = ''new'' AND xmin::text = pg_current_xact_id_if_assigned()::xid::text)',
+                       s.schema_name) INTO mine;
+        IF mine THEN
+            RAISE EXCEPTION 'await_writes() cannot wait for changes of its own transaction'
+                USING ERRCODE = 'active_sql_transaction',
+                      HINT = 'COMMIT the changes first, then call sequin_sf.await_writes().';
+        END IF;
+        EXECUTE format('SELECT coalesce(max(id), 0) FROM %I._sync_write_log', s.schema_name) INTO top;
+        upto := upto || jsonb_build_object(s.schema_name, top);
+        LOOP
+            EXECUTE format('SELECT count(*) FROM %I._sync_write_log WHERE state IN (''new'', ''pending'')'
+                           ' AND id <= $1', s.schema_name) INTO left_ USING top;
+            EXIT WHEN left_ = 0 OR clock_timestamp() >= deadline;
+            PERFORM pg_sleep(nap);
+            nap := least(nap * 2, 0.2);
+        END LOOP;
+        EXECUTE format($q$
+            SELECT count(*) FILTER (WHERE state = 'succeeded'),
+                   count(*) FILTER (WHERE state = 'failed'),
+                   count(*) FILTER (WHERE state IN ('new', 'pending'))
+              FROM %I._sync_write_log
+             WHERE session_pid = pg_backend_pid() AND inserted_at >= $1
+               AND id > $2 AND id <= $3
+            $q$, s.schema_name)
+          INTO ok, bad, open_
+          USING started, coalesce((marks ->> s.schema_name)::bigint, 0), top;
+        succeeded := succeeded + ok;
+        failed := failed + bad;
+        unsettled := unsettled + open_;
+    END LOOP;
+    IF unsettled > 0 THEN
+        RAISE NOTICE 'await_writes: % write(s) still unsettled after %', unsettled, timeout
+            USING HINT = 'See the state and api_message columns of the _sync_write_log table, and sequin_sf.sync_status.last_error.';
+    ELSE
+        -- settled writes are reported once; unsettled ones again by the next call
+        PERFORM set_config('sequin_sf.awaited_upto', (marks || upto)::text, false);
+    END IF;
+    RETURN NEXT;
+END
+$$;
+
+-- One row per sync: how its write-back is doing.
+CREATE FUNCTION sequin_sf.write_status()
+RETURNS TABLE (sync_name text, schema_name text, queued bigint, in_flight bigint,
+               waiting_to_retry bigint, failed_24h bigint, succeeded_24h bigint,
+               oldest_queued_at timestamptz, last_failure text, last_failure_at timestamptz)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    s record;
+BEGIN
+    FOR s IN SELECT y.name, y.schema_name FROM sequin_sf._syncs y ORDER BY y.name LOOP
+        sync_name := s.name;
+        schema_name := s.schema_name;
+        IF to_regclass(format('%I._sync_write_log', s.schema_name)) IS NULL THEN
+            queued := 0; in_flight := 0; waiting_to_retry := 0; failed_24h := 0;
+            succeeded_24h := 0; oldest_queued_at := NULL; last_failure := NULL;
+            last_failure_at := NULL;
+        ELSE
+            EXECUTE format($q$
+                SELECT count(*) FILTER (WHERE state = 'new'),
+                       count(*) FILTER (WHERE state = 'pending'),
+                       count(*) FILTER (WHERE state = 'new' AND next_attempt_at > now()),
+                       count(*) FILTER (WHERE state = 'failed' AND settled_at > now() - interval '24 hours'),
+                       count(*) FILTER (WHERE state = 'succeeded' AND settled_at > now() - interval '24 hours'),
+                       min(inserted_at) FILTER (WHERE state IN ('new', 'pending'))
+                  FROM %1$I._sync_write_log
+                $q$, s.schema_name)
+              INTO queued, in_flight, waiting_to_retry, failed_24h, succeeded_24h, oldest_queued_at;
+            EXECUTE format('SELECT api_message, settled_at FROM %I._sync_write_log'
+                           ' WHERE state = ''failed'' ORDER BY id DESC LIMIT 1', s.schema_name)
+              INTO last_failure, last_failure_at;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION sequin_sf.await_writes(interval, text) IS
+    'Waits until every write committed before the call is settled (or the timeout passes); returns this session''s writes settled since its previous call: succeeded, failed, still unsettled.';
+
+COMMENT ON FUNCTION sequin_sf.retry_writes(text, bigint[]) IS
+    'Re-queues failed writes (of one sync, or the given _sync_write_log ids) as new entries; a failed insert is re-sent with the row as it is now. Returns how many were re-queued.';
+
+COMMENT ON FUNCTION sequin_sf.alter_write_settings(text, integer, interval, boolean, interval, boolean, jsonb) IS
+    'Changes a sync''s write settings (NULL keeps a setting): batch_size 1-200, max_batch_wait, conflict_detection (If-Unmodified-Since), write_log_retention, check_picklists, external_id_fields {"Object": "ExtId__c"}.';
+
+COMMENT ON FUNCTION sequin_sf.write_status() IS
+    'Per sync: writes queued, in flight, waiting to retry, failed and succeeded in the last 24 h, the oldest queued change and the last failure.';
 
 -- ---------------------------------------------------------------------------------
 -- Privileges: who may read and call what (the one place that decides it)

@@ -13,6 +13,7 @@ CREATE TABLE sequin_sf._credentials (
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
+
 REVOKE ALL ON sequin_sf._credentials FROM PUBLIC;
 
 CREATE TABLE sequin_sf._syncs (
@@ -106,8 +107,11 @@ CREATE TABLE sequin_sf._api_usage (
 
 -- Keep the configuration across pg_dump/restore (the secret column stays ciphertext).
 SELECT pg_catalog.pg_extension_config_dump('sequin_sf._credentials', '');
+
 SELECT pg_catalog.pg_extension_config_dump('sequin_sf._syncs', '');
+
 SELECT pg_catalog.pg_extension_config_dump('sequin_sf._collections', '');
+
 SELECT pg_catalog.pg_extension_config_dump('sequin_sf._columns', '');
 
 CREATE VIEW sequin_sf.credentials AS
@@ -184,45 +188,3 @@ JOIN sequin_sf._collections c ON c.sync_name = m.sync_name AND c.object_name = m
 JOIN sequin_sf._syncs s ON s.name = m.sync_name;
 
 -- Who may read and call what is decided in one place: the end of sql/api.sql.
-
--- The per-sync objects that do not depend on describe: the event stream and the
--- publication logical-replication consumers subscribe to.
-CREATE FUNCTION sequin_sf._create_sync_objects(sync text, target_schema text)
-RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE format('CREATE TABLE %I._sync_events (
-        seq                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        collection_id       text NOT NULL,
-        upstream_id         text NOT NULL,
-        upstream_updated_at timestamptz,
-        event               text NOT NULL CHECK (event IN (''inserted'', ''updated'', ''deleted'')),
-        data                jsonb,
-        previous_data       jsonb,
-        inserted_at         timestamptz NOT NULL DEFAULT now()
-    )', target_schema);
-    EXECUTE format('CREATE INDEX ON %I._sync_events (inserted_at)', target_schema);
-    EXECUTE format('CREATE PUBLICATION %I FOR TABLES IN SCHEMA %I', 'sequin_sf_' || sync, target_schema);
-END
-$$;
-
--- Removes events older than the sync's retention; returns how many went.
-CREATE FUNCTION sequin_sf._prune_events(target_schema text, retention interval)
-RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-    n bigint;
-BEGIN
-    EXECUTE format('DELETE FROM %I._sync_events WHERE inserted_at < now() - $1', target_schema)
-        USING retention;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END
-$$;
-
--- Adds this minute's API requests of a sync and drops figures older than two days.
-CREATE FUNCTION sequin_sf._record_api_usage(sync text, n integer)
-RETURNS void LANGUAGE sql AS $$
-    INSERT INTO sequin_sf._api_usage AS u (sync_name, minute, requests)
-    VALUES (sync, date_trunc('minute', now()), n)
-    ON CONFLICT (sync_name, minute) DO UPDATE SET requests = u.requests + excluded.requests;
-    DELETE FROM sequin_sf._api_usage WHERE minute < now() - interval '48 hours';
-$$;

@@ -1,10 +1,10 @@
 -- sequin_sf 0.1.0 -> 0.2.0 (ALTER EXTENSION sequin_sf UPDATE)
 --
--- Tables first (by hand), then every function that changed or is new (drafted by
--- scripts/sql-upgrade-draft.py from the two releases' install scripts and read through),
--- then what must be redone for objects the old release created: the capture functions
--- of synced tables (now SECURITY DEFINER, quoted as literals), the write logs' grants,
--- and the privileges of the extension's own objects.
+-- Tables first (by hand), then every function that changed or is new (drafted from the
+-- two releases' install scripts by scripts/upgrade-script.sh, which rewrites only that
+-- part, and read through), then what must be redone for objects the old release
+-- created: the capture functions of synced tables (now SECURITY DEFINER, quoted as
+-- literals), the write logs' grants, and the privileges of the extension's own objects.
 
 -- Existing syncs keep the external id markers they have been using (an upsert already
 -- sent with one may be sent again with the same one); syncs created from now on get a
@@ -18,7 +18,7 @@ UPDATE sequin_sf._collections c
    SET table_oid = to_regclass(format('%I.%I', s.schema_name, c.table_name))::oid
   FROM sequin_sf._syncs s
  WHERE s.name = c.sync_name;
-
+-- functions (drafted)
 DROP FUNCTION IF EXISTS sequin_sf._seal_secrets(text, text, text, text);
 DROP FUNCTION IF EXISTS sequin_sf.create_credential(text, text, text, text, text, text, text, text, text);
 CREATE OR REPLACE FUNCTION sequin_sf._revoke_grants(p_rel regclass) RETURNS void
@@ -40,9 +40,14 @@ $$;
 
 CREATE OR REPLACE FUNCTION sequin_sf._install_write_log(p_schema text) RETURNS void
 LANGUAGE plpgsql
+-- "already exists, skipping" notices on every reinstall say nothing useful
 SET client_min_messages = warning
 AS $install$
 BEGIN
+    -- No CHECK constraints on action and state, though only the values noted are ever
+    -- written (by the capture triggers and the writer, nothing else): Postgres reads
+    -- and plans a table's CHECK expressions afresh for every statement that inserts
+    -- into it, which was a fifth of what capturing a one-row change cost.
     EXECUTE format($ddl$
         CREATE TABLE IF NOT EXISTS %1$I._sync_write_log (
             id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -64,6 +69,8 @@ BEGIN
             inserted_at     timestamptz NOT NULL DEFAULT now(),
             settled_at      timestamptz
         )$ddl$, p_schema);
+    -- Only the capture triggers (running as the extension's owner) and the worker write
+    -- the log: take back whatever default privileges of the schema handed out.
     PERFORM sequin_sf._revoke_grants(format('%I._sync_write_log', p_schema)::regclass);
     EXECUTE format(
         'CREATE INDEX IF NOT EXISTS _sync_write_log_unsettled ON %1$I._sync_write_log (id)'
@@ -111,6 +118,7 @@ BEGIN
          WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
            AND NOT (a.attname::text = ANY (local_cols))
          ORDER BY a.attnum);
+    -- a row breaks the rules when it sets a refused column or an unknown picklist value
     SELECT string_agg(x, ' OR ') INTO ins_bad FROM (
         SELECT format('n.%I IS NOT NULL', c) AS x FROM unnest(sent_cols) c WHERE noncreate ? c
         UNION ALL
@@ -136,6 +144,9 @@ BEGIN
             END IF;
             IF TG_OP = 'INSERT' THEN
                 INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, "values")
+                -- "values" is read from the row when the writer picks the entry up
+                -- (_write_fill_inserts): turning every inserted row into jsonb here
+                -- would more than double the cost of a bulk INSERT
                 SELECT %3$L, %4$L, n._row_id, 'insert',
                        CASE WHEN %9$s
                             THEN sequin_sf._refuse_write(%2$L, %3$L, 'INSERT',
@@ -151,6 +162,11 @@ BEGIN
         END
         $body$, NULL, sch, tbl, p_object, local_cols, noncreate, nonupdate, picks,
               coalesce(ins_bad, 'false')));
+    -- Updates are captured per row, which has OLD and NEW at hand. A statement trigger
+    -- pairing the OLD and NEW transition tables by _row_id (hash join; a nested loop
+    -- is quadratic and plpgsql keeps the first plan) was measured against this one
+    -- (bench/trigger_overhead.py): 500-row UPDATEs ran ~25% faster with it, but one-row
+    -- UPDATEs up to ~15% slower (the join plan's per-statement setup), so rows it is.
     PERFORM sequin_sf._create_capture_function(fn_upd, format($body$
         DECLARE
             chg jsonb := to_jsonb(NEW) - %4$L::text[] - ARRAY[%7$s];
@@ -172,6 +188,7 @@ BEGIN
     EXECUTE format('CREATE TRIGGER _sync_write_insert AFTER INSERT ON %s'
                    ' REFERENCING NEW TABLE AS _sf_new FOR EACH STATEMENT'
                    ' EXECUTE FUNCTION %s()', p_table, fn);
+    -- the worker's own changes (sequin_sf.applying = on) skip the function call entirely
     EXECUTE format('CREATE TRIGGER _sync_write_update AFTER UPDATE ON %s FOR EACH ROW'
                    ' WHEN (current_setting(''sequin_sf.applying'', true) IS DISTINCT FROM ''on'')'
                    ' EXECUTE FUNCTION %s()', p_table, fn_upd);
@@ -193,79 +210,73 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION sequin_sf._check_external_id_fields(p_sync text, p_fields jsonb) RETURNS void
+CREATE OR REPLACE FUNCTION sequin_sf._install_capture(p_schema text, p_table text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    e record;
+    t record;
+    check_picks boolean;
+    noncreate jsonb;
+    nonupdate jsonb;
+    picks jsonb;
+    local_cols text[];
+    rel regclass := format('%I.%I', p_schema, p_table)::regclass;
 BEGIN
-    IF p_fields IS NULL THEN
-        RETURN;
-    END IF;
-    IF jsonb_typeof(p_fields) <> 'object' THEN
-        RAISE EXCEPTION 'external_id_fields must be a JSON object, got %', p_fields
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'for example ''{"Contact": "External_Id__c"}'': object API name -> external id field';
-    END IF;
-    FOR e IN SELECT key, value FROM jsonb_each(p_fields) LOOP
-        IF jsonb_typeof(e.value) <> 'string' OR NOT EXISTS (
-               SELECT 1 FROM sequin_sf._columns m
-                WHERE m.sync_name = p_sync AND m.object_name = e.key
-                  AND m.field_name = e.value #>> '{}' AND m.active) THEN
-            RAISE EXCEPTION 'external_id_fields: % is not a field of a collection of sync "%"',
-                            e.key || '.' || (e.value #>> '{}'), p_sync
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'name a synced object and its external id field as Salesforce spells them; SELECT collection, field_name FROM sequin_sf.columns lists them';
-        END IF;
-    END LOOP;
+    t := sequin_sf._synced_table(p_schema, p_table);
+    check_picks := (sequin_sf._write_settings_of(p_schema)).check_picklists;
+    SELECT coalesce(jsonb_object_agg(m.column_name, sequin_sf._readonly_reason(m, 'create'))
+                      FILTER (WHERE NOT m.createable OR NOT m.active OR m.calculated), '{}'),
+           coalesce(jsonb_object_agg(m.column_name, sequin_sf._readonly_reason(m, 'update'))
+                      FILTER (WHERE NOT m.updateable OR NOT m.active OR m.calculated), '{}'),
+           coalesce(jsonb_object_agg(m.column_name, to_jsonb(m.picklist_values))
+                      FILTER (WHERE check_picks AND m.active AND m.restricted_picklist
+                                AND m.sf_type = 'picklist' AND m.picklist_values IS NOT NULL), '{}')
+      INTO noncreate, nonupdate, picks
+      FROM sequin_sf._columns m
+     WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name;
+    local_cols := ARRAY(
+        SELECT a.attname::text FROM pg_attribute a
+         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+           AND NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
+                            WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name
+                              AND m.column_name = a.attname));
+    PERFORM sequin_sf._install_write_triggers(rel, t.object_name, noncreate, nonupdate, picks,
+                                              local_cols);
 END
 $$;
 
-CREATE OR REPLACE FUNCTION sequin_sf.alter_write_settings(
-    sync_name text,
-    batch_size integer DEFAULT NULL,
-    max_batch_wait interval DEFAULT NULL,
-    conflict_detection boolean DEFAULT NULL,
-    write_log_retention interval DEFAULT NULL,
-    check_picklists boolean DEFAULT NULL,
-    external_id_fields jsonb DEFAULT NULL
-) RETURNS sequin_sf.write_settings
+CREATE OR REPLACE FUNCTION sequin_sf._write_backlog(p_schema text) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    sch text := sequin_sf._sync_schema(sync_name);
-    out sequin_sf.write_settings;
-    t record;
+    s sequin_sf._syncs;
+    w sequin_sf.write_settings;
+    ready_n bigint;
+    oldest float8;
 BEGIN
-    IF batch_size IS NOT NULL AND batch_size NOT BETWEEN 1 AND 200 THEN
-        RAISE EXCEPTION 'batch_size must be between 1 and 200, got %', batch_size
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Salesforce takes at most 200 records per sObject Collections request.';
+    SELECT * INTO s FROM sequin_sf._syncs WHERE schema_name = p_schema;
+    IF NOT FOUND OR to_regclass(format('%I._sync_write_log', p_schema)) IS NULL THEN
+        RETURN NULL;
     END IF;
-    PERFORM sequin_sf._check_interval('max_batch_wait', max_batch_wait, '0 seconds', '1 hour',
-        'how long a change may wait for its batch to fill; 0 sends at once');
-    PERFORM sequin_sf._check_interval('write_log_retention', write_log_retention, '1 second', '10 years',
-        'settled log entries older than this are pruned; 7 days is the default');
-    PERFORM sequin_sf._check_external_id_fields(sync_name, external_id_fields);
-    INSERT INTO sequin_sf.write_settings AS w (schema_name) VALUES (sch)
-        ON CONFLICT (schema_name) DO NOTHING;
-    UPDATE sequin_sf.write_settings w
-       SET batch_size = coalesce(alter_write_settings.batch_size, w.batch_size),
-           max_batch_wait = coalesce(alter_write_settings.max_batch_wait, w.max_batch_wait),
-           conflict_detection = coalesce(alter_write_settings.conflict_detection, w.conflict_detection),
-           write_log_retention = coalesce(alter_write_settings.write_log_retention, w.write_log_retention),
-           check_picklists = coalesce(alter_write_settings.check_picklists, w.check_picklists),
-           external_id_fields = coalesce(alter_write_settings.external_id_fields, w.external_id_fields),
-           updated_at = now()
-     WHERE w.schema_name = sch
-    RETURNING * INTO out;
-    IF check_picklists IS NOT NULL THEN
-        FOR t IN SELECT c.table_name FROM sequin_sf._collections c
-                  WHERE c.sync_name = alter_write_settings.sync_name LOOP
-            IF to_regclass(format('%I.%I', sch, t.table_name)) IS NOT NULL THEN
-                PERFORM sequin_sf._install_capture(sch, t.table_name);
-            END IF;
-        END LOOP;
-    END IF;
-    RETURN out;
+    w := sequin_sf._write_settings_of(p_schema);
+    EXECUTE format('SELECT count(*), coalesce(extract(epoch FROM now() - min(inserted_at)), 0)'
+                   '  FROM (SELECT inserted_at FROM %I._sync_write_log'
+                   '         WHERE state IN (''new'', ''pending'')'
+                   '           AND (next_attempt_at IS NULL OR next_attempt_at <= now())'
+                   '         ORDER BY id LIMIT $1) r', p_schema)
+      INTO ready_n, oldest USING w.batch_size;
+    RETURN jsonb_build_object(
+        'settings', jsonb_build_object(
+            'batch_size', w.batch_size,
+            'max_batch_wait_secs', extract(epoch FROM w.max_batch_wait),
+            'conflict_detection', w.conflict_detection,
+            'external_id_fields', w.external_id_fields,
+            'retention_secs', extract(epoch FROM w.write_log_retention),
+            -- unique to this cluster, database, schema and sync (a sync created again
+            -- in the same schema has a new key): external id markers of creates never
+            -- collide with another sync's, nor with a dropped one's
+            'marker_seed', left(md5((SELECT system_identifier::text FROM pg_control_system())
+                                    || current_database() || p_schema || s.marker_key), 10)),
+        'ready', ready_n,
+        'oldest_wait_secs', oldest);
 END
 $$;
 
@@ -273,54 +284,34 @@ CREATE OR REPLACE FUNCTION sequin_sf._write_queue(p_schema text, p_limit integer
 LANGUAGE plpgsql AS $$
 DECLARE
     sync text;
-    settings jsonb;
+    conflicts boolean;
     entries jsonb;
-    ready_n bigint;
-    oldest float8;
 BEGIN
     SELECT name INTO sync FROM sequin_sf._syncs WHERE schema_name = p_schema;
     IF sync IS NULL OR to_regclass(format('%I._sync_write_log', p_schema)) IS NULL THEN
-        RETURN jsonb_build_object('entries', '[]'::jsonb);
+        RETURN '[]'::jsonb;
     END IF;
-    SELECT jsonb_build_object(
-               'batch_size', coalesce(w.batch_size, 200),
-               'max_batch_wait', extract(epoch FROM coalesce(w.max_batch_wait, '0 s')),
-               'conflict_detection', coalesce(w.conflict_detection, false),
-               'external_id_fields', coalesce(w.external_id_fields, '{}'),
-               'retention', extract(epoch FROM coalesce(w.write_log_retention, '7 days')))
-      INTO settings
-      FROM (SELECT 1) one LEFT JOIN sequin_sf.write_settings w ON w.schema_name = p_schema;
-    EXECUTE format('SELECT count(*), extract(epoch FROM now() - min(inserted_at))'
-                   '  FROM (SELECT inserted_at FROM %I._sync_write_log'
-                   '         WHERE state IN (''new'', ''pending'')'
-                   '           AND (next_attempt_at IS NULL OR next_attempt_at <= now())'
-                   '         ORDER BY id LIMIT $1) r', p_schema)
-      INTO ready_n, oldest USING (settings ->> 'batch_size')::int;
-    IF ready_n = 0 OR (ready_n < (settings ->> 'batch_size')::int
-                       AND oldest < (settings ->> 'max_batch_wait')::float8) THEN
-        RETURN jsonb_build_object('settings', settings, 'entries', '[]'::jsonb);
-    END IF;
+    conflicts := (sequin_sf._write_settings_of(p_schema)).conflict_detection;
     PERFORM sequin_sf._write_fill_inserts(p_schema, sync);
     EXECUTE format($q$
         SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.log_id), '[]'::jsonb) FROM (
           SELECT l.id AS log_id, l.row_id, l.table_name, l.object_name AS object, l.action,
-                 l.api_id, l.state, l.attempts,
+                 l.api_id, l.state,
                  (SELECT coalesce(jsonb_object_agg(m.field_name, v.value), '{}'::jsonb)
                     FROM jsonb_each(l."values") v
                     JOIN sequin_sf._columns m
                       ON m.sync_name = $1 AND m.object_name = l.object_name
                      AND m.column_name = v.key) AS fields,
-                 (SELECT coalesce(jsonb_agg(v.key), '[]'::jsonb)
-                    FROM jsonb_each(l."values") v
-                   WHERE NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
-                                      WHERE m.sync_name = $1 AND m.object_name = l.object_name
-                                        AND m.column_name = v.key)) AS unmapped,
+                 -- unchanged since the row last synced, or since our own last write
+                 -- to the record succeeded (its new stamp has not been polled yet)
                  CASE WHEN $3 AND l.action = 'update' THEN
                      greatest((l.previous ->> 'system_modstamp')::timestamptz, w.last_ok)
                  END AS unmodified_since,
+                 -- An insert's values are filled from its row by the statement before
+                 -- this one, which has its own snapshot: an insert committed in between
+                 -- is seen here unfilled and waits for the next round, never sent empty.
                  ((l.next_attempt_at IS NULL OR l.next_attempt_at <= now())
-                  AND NOT (l.action = 'insert' AND l."values" IS NULL)) AS ready,
-                 extract(epoch FROM now() - l.inserted_at) AS age
+                  AND NOT (l.action = 'insert' AND l."values" IS NULL)) AS ready
             FROM %1$I._sync_write_log l
             LEFT JOIN (SELECT s.api_id, max(s.settled_at) AS last_ok
                          FROM %1$I._sync_write_log s
@@ -332,14 +323,8 @@ BEGIN
            LIMIT $2) e
         $q$, p_schema)
       INTO entries
-      USING sync, p_limit, (settings ->> 'conflict_detection')::boolean;
-    RETURN jsonb_build_object(
-        'settings', settings,
-        'marker_prefix', 'sqsf-' || left(md5((SELECT system_identifier::text FROM pg_control_system())
-                                             || current_database() || p_schema
-                                             || (SELECT marker_key FROM sequin_sf._syncs
-                                                  WHERE name = sync)), 10) || '-',
-        'entries', entries);
+      USING sync, p_limit, conflicts;
+    RETURN entries;
 END
 $$;
 
@@ -353,6 +338,7 @@ BEGIN
                             ' WHERE state IN (''new'', ''pending'') AND action = ''insert'''
                             ' AND "values" IS NULL', p_schema) LOOP
         IF to_regclass(format('%I.%I', p_schema, t.table_name)) IS NULL THEN
+            -- nothing left to read the values from: say so instead of waiting forever
             EXECUTE format('UPDATE %I._sync_write_log SET state = ''failed'', settled_at = now(),'
                            ' api_message = $2 WHERE table_name = $1 AND action = ''insert'''
                            ' AND "values" IS NULL AND state = ''new''', p_schema)
@@ -382,6 +368,7 @@ $$;
 CREATE OR REPLACE FUNCTION sequin_sf._write_record_created(p_schema text, p_created jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- as durable as the claim: a lost record of a create would make it "unknown"
     PERFORM set_config('synchronous_commit', 'on', true);
     EXECUTE format($q$
         UPDATE %I._sync_write_log l SET api_id = c.api_id
@@ -405,6 +392,8 @@ DECLARE
     other bigint;
 BEGIN
     PERFORM set_config('sequin_sf.applying', 'on', true);
+    -- a lost settlement would turn a known answer (and a created record's Id) into an
+    -- unknown one after a crash
     PERFORM set_config('synchronous_commit', 'on', true);
     FOR o IN SELECT value FROM jsonb_array_elements(p_outcomes) LOOP
         ids := ARRAY(SELECT jsonb_array_elements_text(o -> 'log_ids')::bigint);
@@ -429,6 +418,9 @@ BEGIN
         IF to_regclass(format('%I.%I', p_schema, tbl)) IS NULL THEN
             CONTINUE;
         END IF;
+        -- The entry is settled whatever happens to the row: a row that cannot be
+        -- brought in line (say its Id is already held by another row, when an upsert
+        -- matched a record that was synced meanwhile) must not hold the queue back.
         BEGIN
             IF o ->> 'outcome' = 'succeeded' THEN
                 IF o ->> 'action' = 'insert' AND api IS NOT NULL THEN
@@ -438,6 +430,8 @@ BEGIN
                         EXECUTE format('UPDATE %I.%I SET id = $1, _write_state = NULL WHERE _row_id = $2',
                                        p_schema, tbl) USING api, row_id;
                     ELSE
+                        -- an upsert matched a record the table already holds: the values
+                        -- went to that record, so this row would only be its duplicate
                         EXECUTE format('DELETE FROM %I.%I WHERE _row_id = $1', p_schema, tbl)
                           USING row_id;
                         EXECUTE format('UPDATE %I._sync_write_log SET api_message = concat_ws(''; '', api_message, $2)'
@@ -467,6 +461,7 @@ BEGIN
                 NULL;  -- the message above already says what is wrong
             END;
         END;
+        -- after the row was brought in line above (see _write_pass_on_id)
         IF o ->> 'outcome' = 'succeeded' AND o ->> 'action' = 'insert' AND api IS NOT NULL THEN
             PERFORM sequin_sf._write_pass_on_id(p_schema, tbl, row_id, api);
         END IF;
@@ -493,6 +488,9 @@ DECLARE
     cols text[];
     sets text;
 BEGIN
+    -- Lock the row first: a change an application commits to it before the lock is
+    -- granted is then queued in the log when the columns are chosen below (and is kept),
+    -- and any later change waits for this restore.
     EXECUTE format('SELECT 1 FROM %I.%I WHERE _row_id = $1 FOR UPDATE', p_schema, p_table)
       USING p_row;
     EXECUTE format($q$
@@ -516,143 +514,20 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION sequin_sf.retry_writes(sync_name text DEFAULT NULL, ids bigint[] DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE
-    s record;
-    n bigint := 0;
-    k bigint;
-    skipped bigint;
-BEGIN
-    IF ids IS NOT NULL AND cardinality(ids) = 0 THEN
-        RAISE EXCEPTION 'retry_writes: ids is empty' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'pass NULL to retry every failed write, or the _sync_write_log ids to retry';
-    END IF;
-    IF sync_name IS NOT NULL THEN
-        PERFORM sequin_sf._sync_schema(sync_name);
-    END IF;
-    FOR s IN SELECT y.name, y.schema_name FROM sequin_sf._syncs y
-              WHERE (retry_writes.sync_name IS NULL OR y.name = retry_writes.sync_name)
-                AND to_regclass(format('%I._sync_write_log', y.schema_name)) IS NOT NULL LOOP
-        EXECUTE format($q$
-            WITH failed AS (
-                SELECT l.* FROM %1$I._sync_write_log l
-                 WHERE l.state = 'failed' AND ($1 IS NULL OR l.id = ANY($1))
-                   AND NOT ($1 IS NULL AND l.action = 'insert' AND l.api_result IS NULL)
-                   AND NOT EXISTS (SELECT 1 FROM %1$I._sync_write_log r WHERE r.retry_of = l.id)
-                 ORDER BY l.id
-            ), requeued AS (
-                INSERT INTO %1$I._sync_write_log
-                       (table_name, object_name, row_id, action, api_id, previous, "values", retry_of)
-                SELECT f.table_name, f.object_name, f.row_id, f.action, f.api_id, f.previous,
-                       CASE WHEN f.action = 'insert'
-                            THEN coalesce(sequin_sf._row_insert_values($2, f.table_name, f.row_id), f."values")
-                            ELSE f."values" END,
-                       f.id
-                  FROM failed f ORDER BY f.id
-                RETURNING 1
-            ) SELECT count(*) FROM requeued
-            $q$, s.schema_name)
-          INTO k USING ids, s.schema_name;
-        n := n + k;
-        IF ids IS NULL THEN
-            EXECUTE format('SELECT count(*) FROM %1$I._sync_write_log l WHERE l.state = ''failed'''
-                           ' AND l.action = ''insert'' AND l.api_result IS NULL'
-                           ' AND NOT EXISTS (SELECT 1 FROM %1$I._sync_write_log r WHERE r.retry_of = l.id)',
-                           s.schema_name) INTO skipped;
-            IF skipped > 0 THEN
-                RAISE NOTICE 'retry_writes: % create(s) of sync "%" with an unknown outcome were not re-sent',
-                             skipped, s.name
-                    USING DETAIL = 'They were sent but no answer came back, so the records may exist in Salesforce already; sending them again could duplicate them.',
-                          HINT = format('Check Salesforce, then retry the missing ones by id: SELECT id FROM %I._sync_write_log WHERE state = ''failed'' AND action = ''insert'' AND api_result IS NULL', s.schema_name);
-            END IF;
-        END IF;
-    END LOOP;
-    RETURN n;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf.await_writes(timeout interval DEFAULT '60 seconds',
-                                       sync_name text DEFAULT NULL)
-RETURNS TABLE (succeeded bigint, failed bigint, unsettled bigint)
-LANGUAGE plpgsql AS $$
-DECLARE
-    s record;
-    marks jsonb := coalesce(nullif(current_setting('sequin_sf.awaited_upto', true), ''), '{}')::jsonb;
-    upto jsonb := '{}';
-    top bigint;
-    left_ bigint;
-    deadline timestamptz := clock_timestamp() + timeout;
-    nap float8 := 0.01;
-    started timestamptz := (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid());
-    ok bigint;
-    bad bigint;
-    open_ bigint;
-    mine boolean;
-BEGIN
-    IF timeout IS NULL OR timeout < interval '0' OR timeout > interval '1 day' THEN
-        RAISE EXCEPTION 'await_writes: timeout must be between 0 and 1 day, got %', coalesce(timeout::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'for example sequin_sf.await_writes(''30 seconds'')';
-    END IF;
-    IF sync_name IS NOT NULL THEN
-        PERFORM sequin_sf._sync_schema(sync_name);
-    END IF;
-    succeeded := 0; failed := 0; unsettled := 0;
-    FOR s IN SELECT y.schema_name FROM sequin_sf._syncs y
-              WHERE (await_writes.sync_name IS NULL OR y.name = await_writes.sync_name)
-                AND to_regclass(format('%I._sync_write_log', y.schema_name)) IS NOT NULL LOOP
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I._sync_write_log'
-                       ' WHERE state = ''new'' AND xmin::text = pg_current_xact_id_if_assigned()::xid::text)',
-                       s.schema_name) INTO mine;
-        IF mine THEN
-            RAISE EXCEPTION 'await_writes() cannot wait for changes of its own transaction'
-                USING ERRCODE = 'active_sql_transaction',
-                      HINT = 'COMMIT the changes first, then call sequin_sf.await_writes().';
-        END IF;
-        EXECUTE format('SELECT coalesce(max(id), 0) FROM %I._sync_write_log', s.schema_name) INTO top;
-        upto := upto || jsonb_build_object(s.schema_name, top);
-        LOOP
-            EXECUTE format('SELECT count(*) FROM %I._sync_write_log WHERE state IN (''new'', ''pending'')'
-                           ' AND id <= $1', s.schema_name) INTO left_ USING top;
-            EXIT WHEN left_ = 0 OR clock_timestamp() >= deadline;
-            PERFORM pg_sleep(nap);
-            nap := least(nap * 2, 0.2);
-        END LOOP;
-        EXECUTE format($q$
-            SELECT count(*) FILTER (WHERE state = 'succeeded'),
-                   count(*) FILTER (WHERE state = 'failed'),
-                   count(*) FILTER (WHERE state IN ('new', 'pending'))
-              FROM %I._sync_write_log
-             WHERE session_pid = pg_backend_pid() AND inserted_at >= $1
-               AND id > $2 AND id <= $3
-            $q$, s.schema_name)
-          INTO ok, bad, open_
-          USING started, coalesce((marks ->> s.schema_name)::bigint, 0), top;
-        succeeded := succeeded + ok;
-        failed := failed + bad;
-        unsettled := unsettled + open_;
-    END LOOP;
-    IF unsettled > 0 THEN
-        RAISE NOTICE 'await_writes: % write(s) still unsettled after %', unsettled, timeout
-            USING HINT = 'See the state and api_message columns of the _sync_write_log table, and sequin_sf.sync_status.last_error.';
-    ELSE
-        PERFORM set_config('sequin_sf.awaited_upto', (marks || upto)::text, false);
-    END IF;
-    RETURN NEXT;
-END
-$$;
+CREATE OR REPLACE FUNCTION sequin_sf._max_collection_records() RETURNS INT /* i32 */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_max_collection_records_wrapper';
 
 CREATE OR REPLACE FUNCTION sequin_sf._seal_credential_secrets(
-	"credential" TEXT, 
-	"client_secret" TEXT, 
-	"refresh_token" TEXT, 
-	"password" TEXT, 
-	"private_key" TEXT 
-) RETURNS bytea 
+	"credential" TEXT, /* & str */
+	"client_secret" TEXT, /* Option < & str > */
+	"refresh_token" TEXT, /* Option < & str > */
+	"password" TEXT, /* Option < & str > */
+	"private_key" TEXT /* Option < & str > */
+) RETURNS bytea /* Vec < u8 > */
 VOLATILE PARALLEL UNSAFE
-LANGUAGE c 
+LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_seal_credential_secrets_wrapper';
 
 CREATE OR REPLACE FUNCTION sequin_sf._read_secrets_file(path text) RETURNS jsonb LANGUAGE plpgsql AS $$
@@ -712,6 +587,8 @@ CREATE OR REPLACE FUNCTION sequin_sf.create_credential(
     username text DEFAULT NULL,
     password text DEFAULT NULL,
     private_key text DEFAULT NULL,
+    -- a JSON file on the database server holding any of client_secret, refresh_token,
+    -- password, private_key: secrets read from it never appear in statement text
     secrets_file text DEFAULT NULL)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
@@ -736,11 +613,16 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'kind is one of refresh_token, password, client_credentials, jwt_bearer';
     END IF;
-    IF login_url IS NULL OR NOT (login_url ~ '^https://[^/\s]+'
-                                 OR login_url ~ '^http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]+)?(/|$)') THEN
+    -- plain http only to this machine (the emulator) or to hosts a superuser listed in
+    -- sequin_sf.plain_http_hosts: a token must not cross a network in clear text
+    IF login_url IS NULL OR NOT (
+           login_url ~ '^https://[^/\s]+'
+           OR substring(login_url FROM '^http://(\[[^]]+\]|[^/:\s]+)(:[0-9]+)?(/|$)')
+              = ANY (ARRAY['127.0.0.1', 'localhost', '[::1]']
+                     || string_to_array(replace(coalesce(current_setting('sequin_sf.plain_http_hosts', true), ''), ' ', ''), ','))) THEN
         RAISE EXCEPTION 'login_url % is not an https URL', coalesce(quote_literal(login_url), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'for example https://login.salesforce.com, https://test.salesforce.com or your My Domain URL; plain http is accepted only for 127.0.0.1, localhost and [::1]';
+                  HINT = 'for example https://login.salesforce.com, https://test.salesforce.com or your My Domain URL; plain http is accepted only for 127.0.0.1, localhost, [::1] and the hosts in sequin_sf.plain_http_hosts';
     END IF;
     IF client_id IS NULL THEN missing := array_append(missing, 'client_id'); END IF;
     IF kind IN ('refresh_token', 'password', 'client_credentials') AND client_secret IS NULL THEN
@@ -900,7 +782,9 @@ CREATE OR REPLACE FUNCTION sequin_sf.create_sync(
     rate_limit_requests int DEFAULT 28800,
     rate_limit_interval interval DEFAULT '24 hours',
     max_concurrent_requests int DEFAULT 1,
+    -- also emit an "inserted" event per backfilled row (slower initial load)
     backfill_events boolean DEFAULT false,
+    -- collections with at least this many rows are backfilled with a Bulk 2.0 query job
     bulk_threshold bigint DEFAULT 50000)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
@@ -944,6 +828,7 @@ BEGIN
     PERFORM sequin_sf._check_sync_schema(schema_name);
     PERFORM sequin_sf._refuse_taken_name(schema_name, '_sync_events');
     PERFORM sequin_sf._refuse_taken_name(schema_name, '_sync_write_log');
+    -- Logs in and checks the objects now, so a bad credential or a typo fails here.
     objects := sequin_sf._resolve_collections(credential, collections);
     new_schema := NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = schema_name);
     EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', schema_name);
@@ -953,6 +838,7 @@ BEGIN
     VALUES (name, credential, schema_name, new_schema, rate_limit_requests, rate_limit_interval,
             max_concurrent_requests, coalesce(backfill_events, false), bulk_threshold);
     PERFORM sequin_sf._create_sync_objects(name, schema_name);
+    PERFORM sequin_sf._write_settings_of(schema_name);
     PERFORM sequin_sf._add_collections(name, objects);
     RETURN name;
 END
@@ -1037,12 +923,14 @@ BEGIN
     FOR c IN SELECT * FROM sequin_sf._collections x WHERE x.sync_name = s.name LOOP
         PERFORM sequin_sf._drop_collection_table(s.schema_name, c);
     END LOOP;
+    -- the write path's per-table capture functions (named _sync_capture*)
     FOR t IN SELECT p.oid::regprocedure::text FROM pg_proc p
              WHERE p.pronamespace = s.schema_name::regnamespace AND p.proname LIKE '\_sync\_capture%' LOOP
         EXECUTE 'DROP FUNCTION IF EXISTS ' || t || ' CASCADE';
     END LOOP;
-    RAISE NOTICE 'dropping %._sync_events, %._sync_write_log and publication %', s.schema_name,
-                 s.schema_name, 'sequin_sf_' || s.name;
+    RAISE NOTICE 'dropping %._sync_events, %._sync_write_log, publication % and the sync''s write settings',
+                 s.schema_name, s.schema_name, 'sequin_sf_' || s.name;
+    DELETE FROM sequin_sf.write_settings w WHERE w.schema_name = s.schema_name;
     EXECUTE format('DROP TABLE IF EXISTS %I._sync_events', s.schema_name);
     EXECUTE format('DROP TABLE IF EXISTS %I._sync_write_log CASCADE', s.schema_name);
     EXECUTE format('DROP FUNCTION IF EXISTS %I._sync_capture() CASCADE', s.schema_name);
@@ -1053,6 +941,227 @@ BEGIN
         UNION ALL SELECT 1 FROM pg_proc WHERE pronamespace = s.schema_name::regnamespace) THEN
         EXECUTE format('DROP SCHEMA %I', s.schema_name);
     END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._write_settings_of(p_schema text) RETURNS sequin_sf.write_settings
+LANGUAGE plpgsql AS $$
+DECLARE
+    w sequin_sf.write_settings;
+BEGIN
+    SELECT * INTO w FROM sequin_sf.write_settings WHERE schema_name = p_schema;
+    IF NOT FOUND THEN
+        INSERT INTO sequin_sf.write_settings (schema_name) VALUES (p_schema)
+            ON CONFLICT (schema_name) DO NOTHING;
+        SELECT * INTO w FROM sequin_sf.write_settings WHERE schema_name = p_schema;
+    END IF;
+    RETURN w;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._check_external_id_fields(p_sync text, p_fields jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    e record;
+BEGIN
+    IF p_fields IS NULL THEN
+        RETURN;
+    END IF;
+    IF jsonb_typeof(p_fields) <> 'object' THEN
+        RAISE EXCEPTION 'external_id_fields must be a JSON object, got %', p_fields
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'for example ''{"Contact": "External_Id__c"}'': object API name -> external id field';
+    END IF;
+    FOR e IN SELECT key, value FROM jsonb_each(p_fields) LOOP
+        IF jsonb_typeof(e.value) <> 'string' OR NOT EXISTS (
+               SELECT 1 FROM sequin_sf._columns m
+                WHERE m.sync_name = p_sync AND m.object_name = e.key
+                  AND m.field_name = e.value #>> '{}' AND m.active) THEN
+            RAISE EXCEPTION 'external_id_fields: % is not a field of a collection of sync "%"',
+                            e.key || '.' || (e.value #>> '{}'), p_sync
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'name a synced object and its external id field as Salesforce spells them; SELECT collection, field_name FROM sequin_sf.columns lists them';
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf.alter_write_settings(
+    sync_name text,
+    batch_size integer DEFAULT NULL,
+    max_batch_wait interval DEFAULT NULL,
+    conflict_detection boolean DEFAULT NULL,
+    write_log_retention interval DEFAULT NULL,
+    check_picklists boolean DEFAULT NULL,
+    external_id_fields jsonb DEFAULT NULL
+) RETURNS sequin_sf.write_settings
+LANGUAGE plpgsql AS $$
+DECLARE
+    sch text := sequin_sf._sync_schema(sync_name);
+    out sequin_sf.write_settings;
+    t record;
+BEGIN
+    IF batch_size IS NOT NULL AND batch_size NOT BETWEEN 1 AND sequin_sf._max_collection_records() THEN
+        RAISE EXCEPTION 'batch_size must be between 1 and %, got %',
+                        sequin_sf._max_collection_records(), batch_size
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Salesforce takes at most %s records per sObject Collections request.',
+                                sequin_sf._max_collection_records());
+    END IF;
+    PERFORM sequin_sf._check_interval('max_batch_wait', max_batch_wait, '0 seconds', '1 hour',
+        'how long a change may wait for its batch to fill; 0 sends at once');
+    PERFORM sequin_sf._check_interval('write_log_retention', write_log_retention, '1 second', '10 years',
+        'settled log entries older than this are pruned; 7 days is the default');
+    PERFORM sequin_sf._check_external_id_fields(sync_name, external_id_fields);
+    PERFORM sequin_sf._write_settings_of(sch);
+    UPDATE sequin_sf.write_settings w
+       SET batch_size = coalesce(alter_write_settings.batch_size, w.batch_size),
+           max_batch_wait = coalesce(alter_write_settings.max_batch_wait, w.max_batch_wait),
+           conflict_detection = coalesce(alter_write_settings.conflict_detection, w.conflict_detection),
+           write_log_retention = coalesce(alter_write_settings.write_log_retention, w.write_log_retention),
+           check_picklists = coalesce(alter_write_settings.check_picklists, w.check_picklists),
+           external_id_fields = coalesce(alter_write_settings.external_id_fields, w.external_id_fields),
+           updated_at = now()
+     WHERE w.schema_name = sch
+    RETURNING * INTO out;
+    IF check_picklists IS NOT NULL THEN
+        FOR t IN SELECT c.table_name FROM sequin_sf._collections c
+                  WHERE c.sync_name = alter_write_settings.sync_name LOOP
+            IF to_regclass(format('%I.%I', sch, t.table_name)) IS NOT NULL THEN
+                PERFORM sequin_sf._install_capture(sch, t.table_name);
+            END IF;
+        END LOOP;
+    END IF;
+    RETURN out;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf.retry_writes(sync_name text DEFAULT NULL, ids bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    s record;
+    n bigint := 0;
+    k bigint;
+    skipped bigint;
+BEGIN
+    IF ids IS NOT NULL AND cardinality(ids) = 0 THEN
+        RAISE EXCEPTION 'retry_writes: ids is empty' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'pass NULL to retry every failed write, or the _sync_write_log ids to retry';
+    END IF;
+    IF sync_name IS NOT NULL THEN
+        PERFORM sequin_sf._sync_schema(sync_name);
+    END IF;
+    FOR s IN SELECT y.name, y.schema_name FROM sequin_sf._syncs y
+              WHERE (retry_writes.sync_name IS NULL OR y.name = retry_writes.sync_name)
+                AND to_regclass(format('%I._sync_write_log', y.schema_name)) IS NOT NULL LOOP
+        EXECUTE format($q$
+            WITH failed AS (
+                SELECT l.* FROM %1$I._sync_write_log l
+                 WHERE l.state = 'failed' AND ($1 IS NULL OR l.id = ANY($1))
+                   AND NOT ($1 IS NULL AND l.action = 'insert' AND l.api_result IS NULL)
+                   AND NOT EXISTS (SELECT 1 FROM %1$I._sync_write_log r WHERE r.retry_of = l.id)
+                 ORDER BY l.id
+            ), requeued AS (
+                INSERT INTO %1$I._sync_write_log
+                       (table_name, object_name, row_id, action, api_id, previous, "values", retry_of)
+                SELECT f.table_name, f.object_name, f.row_id, f.action, f.api_id, f.previous,
+                       CASE WHEN f.action = 'insert'
+                            THEN coalesce(sequin_sf._row_insert_values($2, f.table_name, f.row_id), f."values")
+                            ELSE f."values" END,
+                       f.id
+                  FROM failed f ORDER BY f.id
+                RETURNING 1
+            ) SELECT count(*) FROM requeued
+            $q$, s.schema_name)
+          INTO k USING ids, s.schema_name;
+        n := n + k;
+        IF ids IS NULL THEN
+            EXECUTE format('SELECT count(*) FROM %1$I._sync_write_log l WHERE l.state = ''failed'''
+                           ' AND l.action = ''insert'' AND l.api_result IS NULL'
+                           ' AND NOT EXISTS (SELECT 1 FROM %1$I._sync_write_log r WHERE r.retry_of = l.id)',
+                           s.schema_name) INTO skipped;
+            IF skipped > 0 THEN
+                RAISE NOTICE 'retry_writes: % create(s) of sync "%" with an unknown outcome were not re-sent',
+                             skipped, s.name
+                    USING DETAIL = 'They were sent but no answer came back, so the records may exist in Salesforce already; sending them again could duplicate them.',
+                          HINT = format('Check Salesforce, then retry the missing ones by id: SELECT id FROM %I._sync_write_log WHERE state = ''failed'' AND action = ''insert'' AND api_result IS NULL', s.schema_name);
+            END IF;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf.await_writes(timeout interval DEFAULT '60 seconds',
+                                       sync_name text DEFAULT NULL)
+RETURNS TABLE (succeeded bigint, failed bigint, unsettled bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    s record;
+    marks jsonb := coalesce(nullif(current_setting('sequin_sf.awaited_upto', true), ''), '{}')::jsonb;
+    upto jsonb := '{}';
+    top bigint;
+    left_ bigint;
+    deadline timestamptz := clock_timestamp() + timeout;
+    nap float8 := 0.01;
+    started timestamptz := (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid());
+    ok bigint;
+    bad bigint;
+    open_ bigint;
+    mine boolean;
+BEGIN
+    IF timeout IS NULL OR timeout < interval '0' OR timeout > interval '1 day' THEN
+        RAISE EXCEPTION 'await_writes: timeout must be between 0 and 1 day, got %', coalesce(timeout::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'for example sequin_sf.await_writes(''30 seconds'')';
+    END IF;
+    IF sync_name IS NOT NULL THEN
+        PERFORM sequin_sf._sync_schema(sync_name);
+    END IF;
+    succeeded := 0; failed := 0; unsettled := 0;
+    FOR s IN SELECT y.schema_name FROM sequin_sf._syncs y
+              WHERE (await_writes.sync_name IS NULL OR y.name = await_writes.sync_name)
+                AND to_regclass(format('%I._sync_write_log', y.schema_name)) IS NOT NULL LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I._sync_write_log'
+                       ' WHERE state = ''new'' AND xmin::text = pg_current_xact_id_if_assigned()::xid::text)',
+                       s.schema_name) INTO mine;
+        IF mine THEN
+            RAISE EXCEPTION 'await_writes() cannot wait for changes of its own transaction'
+                USING ERRCODE = 'active_sql_transaction',
+                      HINT = 'COMMIT the changes first, then call sequin_sf.await_writes().';
+        END IF;
+        EXECUTE format('SELECT coalesce(max(id), 0) FROM %I._sync_write_log', s.schema_name) INTO top;
+        upto := upto || jsonb_build_object(s.schema_name, top);
+        LOOP
+            EXECUTE format('SELECT count(*) FROM %I._sync_write_log WHERE state IN (''new'', ''pending'')'
+                           ' AND id <= $1', s.schema_name) INTO left_ USING top;
+            EXIT WHEN left_ = 0 OR clock_timestamp() >= deadline;
+            PERFORM pg_sleep(nap);
+            nap := least(nap * 2, 0.2);
+        END LOOP;
+        EXECUTE format($q$
+            SELECT count(*) FILTER (WHERE state = 'succeeded'),
+                   count(*) FILTER (WHERE state = 'failed'),
+                   count(*) FILTER (WHERE state IN ('new', 'pending'))
+              FROM %I._sync_write_log
+             WHERE session_pid = pg_backend_pid() AND inserted_at >= $1
+               AND id > $2 AND id <= $3
+            $q$, s.schema_name)
+          INTO ok, bad, open_
+          USING started, coalesce((marks ->> s.schema_name)::bigint, 0), top;
+        succeeded := succeeded + ok;
+        failed := failed + bad;
+        unsettled := unsettled + open_;
+    END LOOP;
+    IF unsettled > 0 THEN
+        RAISE NOTICE 'await_writes: % write(s) still unsettled after %', unsettled, timeout
+            USING HINT = 'See the state and api_message columns of the _sync_write_log table, and sequin_sf.sync_status.last_error.';
+    ELSE
+        -- settled writes are reported once; unsettled ones again by the next call
+        PERFORM set_config('sequin_sf.awaited_upto', (marks || upto)::text, false);
+    END IF;
+    RETURN NEXT;
 END
 $$;
 
@@ -1121,6 +1230,16 @@ BEGIN
 END
 $privileges$;
 
+-- redone (by hand)
+
+-- write_settings: the batch size's bound and default come from the Rust constant
+-- (the function above), as in a fresh install.
+ALTER TABLE sequin_sf.write_settings DROP CONSTRAINT write_settings_batch_size_check;
+ALTER TABLE sequin_sf.write_settings
+    ADD CONSTRAINT write_settings_batch_size_check
+    CHECK (batch_size BETWEEN 1 AND sequin_sf._max_collection_records());
+ALTER TABLE sequin_sf.write_settings
+    ALTER COLUMN batch_size SET DEFAULT sequin_sf._max_collection_records();
 
 COMMENT ON FUNCTION sequin_sf.grant_management(name) IS
     'Lets a role create and manage credentials and syncs (the management functions) and read the full status views. Superusers only.';

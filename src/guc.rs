@@ -12,6 +12,10 @@ pub static DATABASE_NAME: GucSetting<Option<CString>> =
 /// could change a synced table without the change reaching Salesforce.
 pub static APPLYING: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// Hosts besides loopback that login URLs may name with plain http (a test emulator on
+/// another container). Superuser-only: anyone else could send tokens in clear text.
+pub static PLAIN_HTTP_HOSTS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
 pub fn register() {
     GucRegistry::define_string_guc(
         c"sequin_sf.database_name",
@@ -28,6 +32,14 @@ pub fn register() {
         &APPLYING,
         GucContext::Suset,
         GucFlags::DISALLOW_IN_FILE,
+    );
+    GucRegistry::define_string_guc(
+        c"sequin_sf.plain_http_hosts",
+        c"Hosts (comma-separated) that credentials may log in to over plain http.",
+        c"Loopback addresses are always allowed (a local emulator); every other login URL must be https. Superusers only.",
+        &PLAIN_HTTP_HOSTS,
+        GucContext::Suset,
+        GucFlags::default(),
     );
 }
 

@@ -8,15 +8,15 @@ use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
-mod api;
+mod client;
 mod guc;
-mod rt;
+mod management;
 mod secrets;
 mod worker;
-mod writer;
 
 extension_sql_file!("../sql/bootstrap.sql", bootstrap);
-extension_sql_file!("../sql/write_capture.sql", name = "write_capture");
+extension_sql_file!("../sql/capture.sql", name = "capture");
+extension_sql_file!("../sql/worker.sql", name = "worker");
 extension_sql_file!("../sql/api.sql", name = "api", finalize);
 
 #[pg_guard]

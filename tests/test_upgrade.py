@@ -26,6 +26,31 @@ from harness import (
 )
 
 
+# What makes up the extension's own objects, compared between an updated and a fresh
+# install (order-independent text, so that a difference shows which object differs).
+CATALOG_QUERIES = {
+    "functions": """
+        SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid), p.prosecdef,
+               p.proconfig::text, p.proacl::text
+          FROM pg_proc p WHERE p.pronamespace = 'sequin_sf'::regnamespace ORDER BY 1""",
+    "columns": """
+        SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+               pg_get_expr(d.adbin, d.adrelid), a.attacl::text
+          FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+          LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+         WHERE c.relnamespace = 'sequin_sf'::regnamespace AND a.attnum > 0
+           AND NOT a.attisdropped ORDER BY 1, 2""",
+    "constraints": """
+        SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+          FROM pg_constraint WHERE connamespace = 'sequin_sf'::regnamespace ORDER BY 1, 2""",
+    "relations": """
+        SELECT relname, relkind, relacl::text FROM pg_class
+         WHERE relnamespace = 'sequin_sf'::regnamespace ORDER BY 1""",
+    "views": """
+        SELECT viewname, definition FROM pg_views WHERE schemaname = 'sequin_sf' ORDER BY 1""",
+}
+
+
 def seal_as_0_1_0(datadir, secrets):
     """What 0.1.0 stored: nonce || ChaCha20-Poly1305(JSON), key in $PGDATA/sequin_sf.key."""
     key_path = os.path.join(datadir, "sequin_sf.key")
@@ -79,6 +104,14 @@ def test_update_from_0_1_0_keeps_the_configuration_and_syncs(start_emulator, clu
     conn.execute("INSERT INTO salesforce.contact (last_name) VALUES ('AfterUpdate')")
     assert query_rows(conn, "SELECT * FROM sequin_sf.await_writes('120 seconds')")[0][:2] == (1, 0)
     assert any(r["LastName"] == "AfterUpdate" for r in sf_records(emu, "SELECT LastName FROM Contact"))
+
+    # the updated extension is the fresh one: same functions (definitions, security,
+    # settings, grants), tables, constraints, defaults and column grants
+    conn.execute("CREATE DATABASE fresh")
+    with cluster.connect(dbname="fresh") as fresh:
+        fresh.execute("CREATE EXTENSION sequin_sf")
+        for what, sql in CATALOG_QUERIES.items():
+            assert query_rows(conn, sql) == query_rows(fresh, sql), what
 
     # the privileges of 0.2.0 hold after the update as after a fresh install
     assert query_value(

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
+use sync_core::progress::{BackfillMode, CollectionState};
 use sync_core::{ColumnSpec, PgType};
 
 /// Timestamps cross SPI as RFC 3339 text in UTC (chrono parses it; no pgrx datetime
@@ -51,11 +52,12 @@ impl SyncConfig {
 pub struct CollectionRow {
     pub object_name: String,
     pub table_name: String,
-    pub state: String,
+    /// None for a state this release does not know (the collection is left alone).
+    pub state: Option<CollectionState>,
     pub stamp_field: Option<String>,
     pub rows_total: Option<i64>,
     pub backfill_cursor: Option<String>,
-    pub backfill_mode: Option<String>,
+    pub backfill_mode: Option<BackfillMode>,
     pub bulk_job_id: Option<String>,
     pub bulk_locator: Option<String>,
     pub backfill_started_at: Option<DateTime<Utc>>,
@@ -135,7 +137,10 @@ pub fn load_collections(sync: &str) -> SpiResult<Vec<CollectionRow>> {
             out.push(CollectionRow {
                 object_name: r.get(1)?.unwrap_or_default(),
                 table_name: r.get(2)?.unwrap_or_default(),
-                state: r.get(3)?.unwrap_or_default(),
+                state: r
+                    .get::<String>(3)?
+                    .as_deref()
+                    .and_then(CollectionState::parse),
                 stamp_field: r.get(4)?,
                 rows_total: r.get(5)?,
                 backfill_cursor: r.get(6)?,
@@ -145,7 +150,10 @@ pub fn load_collections(sync: &str) -> SpiResult<Vec<CollectionRow>> {
                 describe_modified: ts(r.get(10)?),
                 has_columns: r.get(11)?.unwrap_or(false),
                 has_error: r.get(12)?.unwrap_or(false),
-                backfill_mode: r.get(13)?,
+                backfill_mode: r
+                    .get::<String>(13)?
+                    .as_deref()
+                    .and_then(BackfillMode::parse),
                 bulk_job_id: r.get(14)?,
                 bulk_locator: r.get(15)?,
             });

@@ -42,7 +42,7 @@ pub extern "C-unwind" fn sequin_sf_launcher_main(_arg: pg_sys::Datum) {
     let mut delay = FIRST_RESTART_DELAY;
     let mut start_after = Instant::now();
     while BackgroundWorker::wait_latch(Some(TICK)) {
-        if super::stopping() {
+        if super::pg::stopping() {
             break;
         }
         if let Some((w, started)) = &worker {

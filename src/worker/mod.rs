@@ -4,10 +4,13 @@
 //! path first and one step of the read path.
 
 mod catalog;
+mod error;
 mod launcher;
+mod pg;
+mod read;
 mod runtime;
-mod store;
-mod sync;
+mod status;
+mod write;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -15,8 +18,9 @@ use std::time::{Duration, Instant};
 use pgrx::bgworkers::*;
 use pgrx::prelude::*;
 
-pub use runtime::SyncRuntime;
-use sync::tx;
+use pg::stopping;
+use pg::tx;
+use runtime::SyncRuntime;
 
 /// Registers the launcher, which starts this worker once its database exists.
 pub fn register() {
@@ -74,13 +78,6 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
     log!("sequin_sf worker stopping");
 }
 
-/// True once SIGTERM arrived. Reads Postgres' own flag, which (unlike
-/// `BackgroundWorker::sigterm_received`) is not reset by reading it.
-pub(crate) fn stopping() -> bool {
-    // SAFETY: a plain read of a sig_atomic_t the signal handler sets.
-    unsafe { std::ptr::read_volatile(&raw const pg_sys::ShutdownRequestPending) != 0 }
-}
-
 /// One pass over all syncs. True when some sync has more work ready at once.
 fn iteration(
     runtimes: &mut HashMap<String, SyncRuntime>,
@@ -134,7 +131,7 @@ fn iteration(
         };
         // Writes go first, even while the read side backs off: the writer keeps its own
         // per-entry retry schedule.
-        let written = sync::catch_errors(|| crate::writer::run_once(rt).map_err(|e| e.to_string()));
+        let written = pg::catch_errors(|| write::run_once(rt).map_err(|e| e.to_string()));
         let writer_failed = match written.and_then(|r| r) {
             Ok(()) => false,
             Err(msg) => {
@@ -151,8 +148,8 @@ fn iteration(
         }
         rt.has_error = cfg.has_error || writer_failed;
         rt.org_ceiling_hit = false;
-        match sync::guarded_step(rt, cfg) {
-            Err(sync::StepError::Stopping) => break,
+        match read::guarded_step(rt, cfg) {
+            Err(error::StepError::Stopping) => break,
             Ok(_) if rt.org_ceiling_hit && rt.has_error => {}
             Ok(_) if rt.org_ceiling_hit => {
                 let usage = rt
@@ -175,7 +172,7 @@ fn iteration(
                 rt.resume_at = None;
                 // an error of the writer in this iteration stays shown
                 if rt.has_error && !writer_failed {
-                    if let Err(e) = tx(|| store::set_sync_error(&cfg.name, None)) {
+                    if let Err(e) = tx(|| status::set_sync_error(&cfg.name, None)) {
                         warning!("sequin_sf: {e}");
                     }
                     rt.has_error = false;
@@ -183,10 +180,10 @@ fn iteration(
             }
             Err(e) => {
                 let (delay, needs_a_person) = match &e {
-                    sync::StepError::Salesforce(se) if needs_a_person(se) => {
+                    error::StepError::Salesforce(se) if needs_a_person(se) => {
                         (NEEDS_A_PERSON_RETRY, true)
                     }
-                    sync::StepError::Salesforce(se) => (rt.backoff.next_delay_for(se), false),
+                    error::StepError::Salesforce(se) => (rt.backoff.next_delay_for(se), false),
                     _ => (rt.backoff.next_delay(), false),
                 };
                 let delay = if needs_a_person {
@@ -241,13 +238,13 @@ fn needs_a_person(e: &salesforce::Error) -> bool {
 }
 
 fn build_runtime(cfg: &catalog::SyncConfig) -> Result<SyncRuntime, String> {
-    let client = tx(|| crate::rt::client_for(&cfg.credential)).map_err(|e| e.to_string())?;
+    let client = tx(|| crate::client::client_for(&cfg.credential)).map_err(|e| e.to_string())?;
     SyncRuntime::new(cfg, client).map_err(|e| format!("could not start the HTTP runtime: {e}"))
 }
 
 fn report_error(sync: &str, msg: &str) {
     warning!("sequin_sf: sync {sync}: {msg}");
-    if let Err(e) = tx(|| store::set_sync_error(sync, Some(msg))) {
+    if let Err(e) = tx(|| status::set_sync_error(sync, Some(msg))) {
         warning!("sequin_sf: could not record the error of sync {sync}: {e}");
     }
 }
@@ -259,7 +256,7 @@ fn record_usage(rt: &mut SyncRuntime) {
     if delta == 0 {
         return;
     }
-    match tx(|| store::record_usage(&rt.sync_name, delta as i64)) {
+    match tx(|| status::record_usage(&rt.sync_name, delta as i64)) {
         Ok(()) => rt.requests_recorded = total,
         Err(e) => warning!("sequin_sf: could not record API usage: {e}"),
     }

@@ -1,6 +1,6 @@
 //! Per-sync state the worker keeps between loop iterations: the Salesforce client, the
 //! request budget, the tokio runtime, and per-collection schedules. The write path
-//! (`crate::writer::run_once`) receives it too, through the `WriterHost` trait.
+//! (`crate::worker::write::run_once`) receives it too, through the `WriterHost` trait.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,6 +11,7 @@ use sync_core::schedule::Periodic;
 use sync_core::ColumnSpec;
 
 use super::catalog::SyncConfig;
+use super::error::StepError;
 
 /// In-memory state of one collection (what the catalog does not need to persist).
 pub struct CollectionRuntime {
@@ -30,17 +31,42 @@ pub struct CollectionRuntime {
     pub applied: HashMap<String, String>,
 }
 
+/// The first wait before asking for a new Bulk job's state; it doubles up to
+/// `read::bulk`'s maximum.
+pub const BULK_FIRST_WAIT: Duration = Duration::from_millis(500);
+
+impl CollectionRuntime {
+    pub fn new(
+        columns: Vec<ColumnSpec>,
+        describe_every: Duration,
+        deleted_every: Duration,
+    ) -> Self {
+        CollectionRuntime {
+            columns,
+            next_records_url: None,
+            describe: Periodic::new(describe_every),
+            deleted: Periodic::new(deleted_every),
+            bulk_complete: false,
+            bulk_check_at: None,
+            bulk_wait: BULK_FIRST_WAIT,
+            applied: HashMap::new(),
+        }
+    }
+}
+
 pub struct SyncRuntime {
     pub sync_name: String,
     pub schema_name: String,
     pub client: salesforce::Client,
     pub budget: Budget,
-    rt: tokio::runtime::Runtime,
+    tokio: tokio::runtime::Runtime,
     /// Identifies the configuration the client and budget were built from.
     pub(super) fingerprint: String,
     pub(super) collections: HashMap<String, CollectionRuntime>,
     pub(super) poll: Periodic,
+    /// Pruning of old events (read path) and of settled write-log entries.
     pub(super) prune: Periodic,
+    pub(super) write_prune: Periodic,
     pub(super) backoff: Backoff,
     pub(super) resume_at: Option<Instant>,
     /// `client.stats().requests` already written to `sequin_sf._api_usage`.
@@ -57,11 +83,12 @@ impl SyncRuntime {
             schema_name: cfg.schema_name.clone(),
             client,
             budget: budget_for(cfg),
-            rt: crate::rt::runtime()?,
+            tokio: crate::client::runtime()?,
             fingerprint: cfg.fingerprint(),
             collections: HashMap::new(),
             poll: Periodic::new(Duration::from_secs(5)),
             prune: Periodic::new(Duration::from_secs(600)),
+            write_prune: Periodic::new(Duration::from_secs(600)),
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
             resume_at: None,
             requests_recorded: 0,
@@ -74,7 +101,7 @@ impl SyncRuntime {
     /// asked to stop (SIGTERM), so a slow request never delays a shutdown: None then.
     /// Never call it with a transaction open.
     pub fn run_unless_stopping<F: Future>(&self, f: F) -> Option<F::Output> {
-        self.rt.block_on(async {
+        self.tokio.block_on(async {
             tokio::select! {
                 r = f => Some(r),
                 _ = stop_requested() => None,
@@ -86,11 +113,28 @@ impl SyncRuntime {
     pub(super) fn call<T>(
         &self,
         f: impl Future<Output = salesforce::Result<T>>,
-    ) -> Result<T, super::sync::StepError> {
+    ) -> Result<T, StepError> {
         match self.run_unless_stopping(f) {
-            Some(r) => r.map_err(super::sync::StepError::from),
-            None => Err(super::sync::StepError::Stopping),
+            Some(r) => r.map_err(StepError::from),
+            None => Err(StepError::Stopping),
         }
+    }
+
+    /// The in-memory state of a collection the step loaded; an error, not a panic, if
+    /// it is missing (say the collection was removed in the middle of the step).
+    pub(super) fn collection(&self, object: &str) -> Result<&CollectionRuntime, StepError> {
+        self.collections
+            .get(object)
+            .ok_or_else(|| not_loaded(object))
+    }
+
+    pub(super) fn collection_mut(
+        &mut self,
+        object: &str,
+    ) -> Result<&mut CollectionRuntime, StepError> {
+        self.collections
+            .get_mut(object)
+            .ok_or_else(|| not_loaded(object))
     }
 
     /// Takes `cost` requests from the sync's budget; false when the budget (or the
@@ -110,6 +154,13 @@ impl SyncRuntime {
     }
 }
 
+fn not_loaded(object: &str) -> StepError {
+    StepError::Collection {
+        object: object.to_string(),
+        message: "the collection is no longer part of the sync".into(),
+    }
+}
+
 pub(super) fn budget_for(cfg: &SyncConfig) -> Budget {
     Budget::new(
         cfg.rate_limit_requests.max(1) as u64,
@@ -123,7 +174,7 @@ pub(super) fn budget_for(cfg: &SyncConfig) -> Budget {
 /// Resolves once SIGTERM arrived. The futures of the current-thread runtime run on the
 /// worker's main thread, where reading pgrx's signal flag is safe.
 async fn stop_requested() {
-    while !super::stopping() {
+    while !super::pg::stopping() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -56,10 +56,12 @@ SET sequin_sf.applying = on;  -- allowed here: this script runs as a superuser
 RESET sequin_sf.applying;
 SELECT count(*) AS entries FROM rs._sync_write_log;
 
+-- what the writer decides on: the settings (with their defaults) and what is due
+SELECT jsonb_pretty((sequin_sf._write_backlog('rs') #- '{settings,marker_seed}') - 'oldest_wait_secs');
 -- the writer's queue: inserts filled from their rows, field names from the mapping
 SELECT e ->> 'log_id' AS log_id, e ->> 'action' AS action, e ->> 'object' AS object,
        e -> 'fields' AS fields, e ->> 'ready' AS ready
-  FROM jsonb_array_elements(sequin_sf._write_queue('rs', 100) -> 'entries') e;
+  FROM jsonb_array_elements(sequin_sf._write_queue('rs', 100)) e;
 
 -- claim, then settle: a created record's Id reaches the row and the row's later entries
 SELECT sequin_sf._write_claim('rs', ARRAY[1, 3]::bigint[]);

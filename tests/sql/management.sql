@@ -3,6 +3,23 @@
 \set VERBOSITY default
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
+-- plain http: loopback, and the hosts a superuser allows by name
+SELECT sequin_sf.create_credential('local', kind => 'refresh_token',
+       login_url => 'http://127.0.0.1:8899', client_id => 'a', client_secret => 'b',
+       refresh_token => 'c');
+SELECT sequin_sf.create_credential('emulator', kind => 'refresh_token',
+       login_url => 'http://emulator:8899', client_id => 'a', client_secret => 'b',
+       refresh_token => 'c');
+SET sequin_sf.plain_http_hosts = 'emulator, other';
+SELECT sequin_sf.create_credential('emulator', kind => 'refresh_token',
+       login_url => 'http://emulator:8899', client_id => 'a', client_secret => 'b',
+       refresh_token => 'c');
+SELECT sequin_sf.create_credential('evil', kind => 'refresh_token',
+       login_url => 'http://emulator.evil.example:8899', client_id => 'a', client_secret => 'b',
+       refresh_token => 'c');
+SELECT name, login_url FROM sequin_sf.credentials ORDER BY name;
+RESET sequin_sf.plain_http_hosts;
+
 INSERT INTO sequin_sf._credentials (name, kind, login_url, client_id, secret)
 VALUES ('c', 'refresh_token', 'https://login.example.com', 'id', '\x00');
 INSERT INTO sequin_sf._syncs (name, credential, schema_name, rate_limit_requests,
@@ -42,3 +59,4 @@ CREATE ROLE schema_owner;
 CREATE SCHEMA theirs AUTHORIZATION schema_owner;
 SELECT sequin_sf._check_sync_schema('theirs');
 SELECT sequin_sf._check_sync_schema('rs');
+

@@ -6,6 +6,7 @@
 pub mod cursor;
 pub mod mapping;
 pub mod naming;
+pub mod progress;
 pub mod queries;
 pub mod records;
 pub mod schedule;

@@ -65,6 +65,13 @@ impl Periodic {
     }
 }
 
+/// How often to prune what is older than `retention` (events, settled write-log
+/// entries): at least every 10 minutes, and twice per retention when it is shorter, so
+/// nothing outlives its retention by more than half of it.
+pub fn prune_every(retention: Duration) -> Duration {
+    (retention / 2).clamp(Duration::from_secs(1), Duration::from_secs(600))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +122,18 @@ mod tests {
         assert!(p.due(t0 + Duration::from_secs(10)));
         p.force();
         assert!(p.due(t0));
+    }
+
+    #[test]
+    fn pruning_follows_short_retentions_and_happens_every_ten_minutes_at_least() {
+        assert_eq!(prune_every(Duration::from_secs(2)), Duration::from_secs(1));
+        assert_eq!(
+            prune_every(Duration::from_secs(60)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            prune_every(Duration::from_secs(7 * 86_400)),
+            Duration::from_secs(600)
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! What the planner knows about one captured change.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// The kind of row change a log entry records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The kind of row change a log entry records (the log's `action` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Action {
     Insert,
     Update,
@@ -28,6 +30,28 @@ impl Action {
             _ => None,
         }
     }
+}
+
+/// Where a write-log entry stands (the log's `state` column): `new` until the writer
+/// claims it, `pending` while it is (or may have been) sent, then settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryState {
+    New,
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+/// What a row's `_write_state` column says when its last write did not succeed
+/// (NULL: the row matches Salesforce).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RowState {
+    /// Salesforce refused the insert; the row waits for a fix and `retry_writes`.
+    Failed,
+    /// The create was sent but no answer came: the record may exist in Salesforce.
+    Unknown,
 }
 
 /// One unsettled entry of a sync's write log.

@@ -13,13 +13,13 @@ pub mod outcome;
 pub mod plan;
 
 pub use conditional::if_unmodified_since;
-pub use entry::{Action, QueuedWrite};
+pub use entry::{Action, EntryState, QueuedWrite, RowState};
 pub use outcome::{
     classify_call_error, classify_record, classify_single, resolve_unknown, CallFault, Outcome,
     RecordError, RecordResult,
 };
 pub use plan::{
-    plan, ready_to_send, CompositeCall, GeneratedExternalId, LocalOutcome, OpKind, Plan,
-    PlanSettings, Subrequest, WriteOp, MAX_COLLECTION_RECORDS, MAX_COLLECTION_SUBREQUESTS,
+    marker_prefix, plan, ready_to_send, CompositeCall, GeneratedExternalId, LocalOutcome, OpKind,
+    Plan, PlanSettings, Subrequest, WriteOp, MAX_COLLECTION_RECORDS, MAX_COLLECTION_SUBREQUESTS,
     MAX_SUBREQUESTS,
 };

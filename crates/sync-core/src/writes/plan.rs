@@ -18,6 +18,16 @@ pub const MAX_SUBREQUESTS: usize = 25;
 /// Salesforce's cap on query or collection subrequests per `/composite` call.
 pub const MAX_COLLECTION_SUBREQUESTS: usize = 5;
 
+/// What the external id values the writer generates for creates start with.
+pub const MARKER_TAG: &str = "sqsf";
+
+/// The prefix of generated external id values for a sync: the tag and a seed unique to
+/// the sync (its cluster, database, schema and creation), so markers never collide
+/// across syncs writing to one org, nor with those of a dropped sync of the same schema.
+pub fn marker_prefix(seed: &str) -> String {
+    format!("{MARKER_TAG}-{seed}-")
+}
+
 /// A sync's write settings, as far as planning is concerned.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanSettings {
@@ -38,7 +48,7 @@ impl Default for PlanSettings {
             batch_size: MAX_COLLECTION_RECORDS,
             conflict_detection: false,
             external_id_fields: HashMap::new(),
-            marker_prefix: "sqsf-".into(),
+            marker_prefix: marker_prefix("local"),
         }
     }
 }
@@ -555,7 +565,7 @@ mod tests {
     #[test]
     fn creates_use_upsert_with_generated_markers_when_configured() {
         let mut settings = PlanSettings {
-            marker_prefix: "sqsf-x-".into(),
+            marker_prefix: marker_prefix("x"),
             ..PlanSettings::default()
         };
         settings

@@ -1,7 +1,11 @@
 //! The worker's per-sync runtime, as the writer sees it.
 
+use std::time::{Duration, Instant};
+
+use sync_core::schedule::prune_every;
+
 use super::WriterHost;
-use crate::worker::SyncRuntime;
+use crate::worker::runtime::SyncRuntime;
 
 impl WriterHost for SyncRuntime {
     fn schema_name(&self) -> &str {
@@ -18,5 +22,15 @@ impl WriterHost for SyncRuntime {
 
     fn try_spend(&mut self, cost: u64) -> bool {
         SyncRuntime::try_spend(self, cost)
+    }
+
+    fn prune_due(&mut self, retention: Duration) -> bool {
+        let now = Instant::now();
+        self.write_prune.set_every(prune_every(retention));
+        let due = self.write_prune.due(now);
+        if due {
+            self.write_prune.mark(now);
+        }
+        due
     }
 }

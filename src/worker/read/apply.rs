@@ -1,4 +1,4 @@
-//! Everything the worker writes to Postgres, through SPI. Each function runs inside the
+//! Everything the read path writes to Postgres, through SPI. Each function runs inside the
 //! caller's transaction; those touching synced tables first mark the transaction as
 //! `sequin_sf.applying` so the write path's capture triggers ignore it.
 
@@ -7,6 +7,7 @@ use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiResult};
 use serde_json::Value;
 use sync_core::naming::quote_ident as qi;
+use sync_core::progress::BackfillMode;
 use sync_core::sql::ApplyTarget;
 use sync_core::ColumnSpec;
 
@@ -209,11 +210,16 @@ pub fn apply_drift(
 }
 
 /// Records the COUNT() of a collection and the backfill mode chosen from it.
-pub fn set_rows_total(sync: &str, object: &str, total: i64, mode: &str) -> SpiResult<()> {
+pub fn set_rows_total(sync: &str, object: &str, total: i64, mode: BackfillMode) -> SpiResult<()> {
     Spi::run_with_args(
         "UPDATE sequin_sf._collections SET rows_total = $3, backfill_mode = $4
          WHERE sync_name = $1 AND object_name = $2",
-        &[sync.into(), object.into(), total.into(), mode.into()],
+        &[
+            sync.into(),
+            object.into(),
+            total.into(),
+            mode.as_str().into(),
+        ],
     )
 }
 
@@ -433,30 +439,6 @@ pub fn apply_deleted(
         notify(c, sync, object, applied)?;
         Ok(applied)
     })
-}
-
-pub fn record_usage(sync: &str, n: i64) -> SpiResult<()> {
-    Spi::run_with_args(
-        "SELECT sequin_sf._record_api_usage($1, $2::integer)",
-        &[sync.into(), n.into()],
-    )
-}
-
-pub fn set_sync_error(sync: &str, message: Option<&str>) -> SpiResult<()> {
-    Spi::run_with_args(
-        "UPDATE sequin_sf._syncs SET last_error = $2,
-                last_error_at = CASE WHEN $2 IS NULL THEN NULL ELSE now() END
-         WHERE name = $1",
-        &[sync.into(), message.into()],
-    )
-}
-
-pub fn set_collection_error(sync: &str, object: &str, message: &str) -> SpiResult<()> {
-    Spi::run_with_args(
-        "UPDATE sequin_sf._collections SET last_error = $3, last_error_at = now()
-         WHERE sync_name = $1 AND object_name = $2",
-        &[sync.into(), object.into(), message.into()],
-    )
 }
 
 pub fn prune_events(schema: &str, retention_secs: f64) -> SpiResult<()> {

@@ -8,31 +8,26 @@
 //! plain creates are surfaced as of unknown outcome instead of risking a duplicate.
 
 mod host;
+mod queue;
 mod send;
-mod store;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use pgrx::prelude::*;
-use serde_json::{json, Value};
 use sync_core::writes::outcome::unknown_create_message;
 use sync_core::writes::{
-    plan, ready_to_send, resolve_unknown, Action, OpKind, Outcome, PlanSettings, QueuedWrite,
-    WriteOp,
+    marker_prefix, plan, ready_to_send, resolve_unknown, Action, EntryState, OpKind, Outcome,
+    PlanSettings, QueuedWrite, RowState, WriteOp, MAX_COLLECTION_RECORDS,
 };
 
-use store::{Queue, QueuedRow};
+use queue::{QueuedRow, Settlement};
 
 /// Entries read per round: ten full composite calls' worth of collections.
 const QUEUE_LIMIT: i32 = 10_000;
 /// Rounds per run_once, so one busy sync cannot starve the worker loop.
 const MAX_ROUNDS: usize = 5;
-const PRUNE_EVERY: Duration = Duration::from_secs(600);
-
-static LAST_PRUNE: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
 
 /// What the writer needs from the worker's per-sync runtime.
 pub trait WriterHost {
@@ -43,11 +38,13 @@ pub trait WriterHost {
     fn run_unless_stopping<F: std::future::Future>(&self, f: F) -> Option<F::Output>;
     /// Takes `cost` requests from the sync's budget; false = spent for now.
     fn try_spend(&mut self, cost: u64) -> bool;
+    /// True when settled entries older than `retention` are due to be pruned.
+    fn prune_due(&mut self, retention: Duration) -> bool;
 }
 
 /// Called by the worker once per loop iteration, before polling, outside any transaction.
 /// An error is the worker's to show (`sync_status.last_error`); the entries stay queued.
-pub fn run_once<H: WriterHost>(host: &mut H) -> Result<(), store::StoreError> {
+pub fn run_once<H: WriterHost>(host: &mut H) -> Result<(), queue::StoreError> {
     let schema = host.schema_name().to_string();
     for _ in 0..MAX_ROUNDS {
         if !round(host, &schema)? {
@@ -58,142 +55,87 @@ pub fn run_once<H: WriterHost>(host: &mut H) -> Result<(), store::StoreError> {
 }
 
 /// One round; true when there may be more to send right away.
-fn round<H: WriterHost>(rt: &mut H, schema: &str) -> Result<bool, store::StoreError> {
-    let queue = store::queue(schema, QUEUE_LIMIT)?;
-    let Some(settings) = queue.settings.clone() else {
+fn round<H: WriterHost>(host: &mut H, schema: &str) -> Result<bool, queue::StoreError> {
+    let Some(backlog) = queue::backlog(schema)? else {
         return Ok(false);
     };
-    maybe_prune(schema, settings.retention);
-    if queue.entries.is_empty() {
+    let settings = &backlog.settings;
+    if host.prune_due(settings.retention()) {
+        prune(schema, settings.retention());
+    }
+    let plan_settings = plan_settings(settings);
+    // Send now, or wait for the batch to fill (sync-core's rule, the only one).
+    let due = ready_to_send(
+        backlog.ready,
+        Duration::from_secs_f64(backlog.oldest_wait_secs.max(0.0)),
+        plan_settings.batch_size,
+        settings.max_batch_wait(),
+    );
+    if !due {
         return Ok(false);
     }
-    let plan_settings = plan_settings(&queue, &settings);
-    let rows = RowKeys::new(&queue.entries);
-    let by_log: HashMap<i64, &QueuedRow> = queue.entries.iter().map(|e| (e.log_id, e)).collect();
+    let entries = queue::queue(schema, QUEUE_LIMIT)?;
+    if entries.is_empty() {
+        return Ok(false);
+    }
+    let full = entries.len() as i32 >= QUEUE_LIMIT;
+    let rows = RowKeys::new(&entries);
+    let by_log: HashMap<i64, &QueuedRow> = entries.iter().map(|e| (e.log_id, e)).collect();
 
     // Creates an interrupted round sent: settled from the answer recorded before the
     // interruption, or surfaced as unknown, never resent blindly.
-    let (claimed, entries) = split_claimed_creates(&queue.entries, &plan_settings, &rows);
-    let mut local: Vec<Value> = claimed.iter().map(|c| c.settle_doc()).collect();
+    let (claimed, queued) = split_claimed_creates(&entries, &plan_settings, &rows);
+    let mut local: Vec<Settlement> = claimed.iter().map(|c| c.settlement()).collect();
 
-    let ready: Vec<&QueuedWrite> = entries.iter().filter(|e| e.ready).collect();
-    let oldest = queue
-        .entries
-        .iter()
-        .filter(|e| e.ready)
-        .map(|e| e.age)
-        .fold(0.0_f64, f64::max);
-    let full = queue.entries.len() as i32 >= QUEUE_LIMIT;
-    let send_now = full
-        || ready_to_send(
-            ready.len(),
-            Duration::from_secs_f64(oldest.max(0.0)),
-            plan_settings.batch_size,
-            Duration::from_secs_f64(settings.max_batch_wait.max(0.0)),
-        );
-    if !send_now {
-        store::settle(schema, local)?;
-        return Ok(false);
-    }
-
-    let planned = plan(&entries, &plan_settings);
+    let planned = plan(&queued, &plan_settings);
     for l in &planned.local {
         if let Some(first) = l.log_ids.first().and_then(|id| by_log.get(id)) {
-            local.push(settle_doc(&l.log_ids, first, &l.outcome, None));
+            local.push(Settlement::new(&l.log_ids, first, &l.outcome, None));
         }
     }
-    store::settle(schema, local)?;
+    queue::settle(schema, local)?;
 
     for call in &planned.calls {
-        if !rt.try_spend(1) {
+        if !host.try_spend(1) {
             return Ok(false);
         }
-        store::claim(schema, call.log_ids())?;
-        let Some(results) = rt.run_unless_stopping(send::send_call(rt.client(), call)) else {
+        queue::claim(schema, call.log_ids())?;
+        let Some(results) = host.run_unless_stopping(send::send_call(host.client(), call)) else {
             // The claimed entries stay pending: the next start reads them as possibly sent.
             return Ok(false);
         };
         // The Ids of created records first, in a transaction of their own: whatever
         // happens to the settlement, a create that succeeded is known to have.
-        store::record_created_ids(schema, created_ids(&results))?;
-        let docs: Vec<Value> = results
+        queue::record_created_ids(schema, created_ids(&results))?;
+        let settlements: Vec<Settlement> = results
             .iter()
             .filter_map(|(op, outcome)| {
                 let first = by_log.get(op.log_ids.first()?)?;
                 let (outcome, row_state) = resolve(op, outcome);
-                Some(settle_doc(&op.log_ids, first, &outcome, row_state))
+                Some(Settlement::new(&op.log_ids, first, &outcome, row_state))
             })
             .collect();
-        store::settle(schema, docs)?;
+        queue::settle(schema, settlements)?;
     }
     Ok(full && !planned.calls.is_empty())
 }
 
-const UNKNOWN_CREATE: &str = "unknown";
-
 /// Unknown outcomes resolved: resent when that is safe, surfaced otherwise.
-fn resolve(op: &WriteOp, outcome: &Outcome) -> (Outcome, Option<&'static str>) {
+fn resolve(op: &WriteOp, outcome: &Outcome) -> (Outcome, Option<RowState>) {
     let (outcome, surfaced) = resolve_unknown(&op.kind, outcome.clone());
-    (outcome, surfaced.then_some(UNKNOWN_CREATE))
+    (outcome, surfaced.then_some(RowState::Unknown))
 }
 
-/// The document `_write_settle` takes for one operation.
-fn settle_doc(
-    log_ids: &[i64],
-    first: &QueuedRow,
-    outcome: &Outcome,
-    row_state: Option<&str>,
-) -> Value {
-    let mut doc = json!({
-        "log_ids": log_ids,
-        "row_id": first.row_id,
-        "table_name": first.table_name,
-        "action": first.action,
-    });
-    let fields = match outcome {
-        Outcome::Succeeded {
-            api_id,
-            status,
-            message,
-        } => json!({
-            "outcome": "succeeded", "api_id": api_id, "status": status, "message": message,
-        }),
-        // no HTTP status: Salesforce's answer never arrived
-        Outcome::Failed { message, .. } if row_state == Some(UNKNOWN_CREATE) => json!({
-            "outcome": "failed", "status": Value::Null, "message": message,
-            "row_state": UNKNOWN_CREATE,
-        }),
-        Outcome::Failed { status, message } => json!({
-            "outcome": "failed", "status": status, "message": message,
-        }),
-        Outcome::Retry { message, after } => json!({
-            "outcome": "retry", "message": message,
-            "retry_after": after.map(|d| d.as_secs_f64()),
-        }),
-        // resolve_unknown maps these before settling; keep the entry queued if one slips by
-        Outcome::Unknown { message } => json!({ "outcome": "retry", "message": message }),
-    };
-    if let (Some(d), Some(f)) = (doc.as_object_mut(), fields.as_object()) {
-        for (k, v) in f {
-            d.insert(k.clone(), v.clone());
-        }
-    }
-    doc
-}
-
-fn plan_settings(queue: &Queue, s: &store::Settings) -> PlanSettings {
+fn plan_settings(s: &queue::Settings) -> PlanSettings {
     PlanSettings {
-        batch_size: (s.batch_size as usize).clamp(1, 200),
+        batch_size: s.batch_size.clamp(1, MAX_COLLECTION_RECORDS),
         conflict_detection: s.conflict_detection,
         external_id_fields: s
             .external_id_fields
             .iter()
             .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
             .collect(),
-        marker_prefix: queue
-            .marker_prefix
-            .clone()
-            .unwrap_or_else(|| "sqsf-".into()),
+        marker_prefix: marker_prefix(&s.marker_seed),
     }
 }
 
@@ -220,12 +162,12 @@ impl RowKeys {
     }
 }
 
-fn to_queued(e: &QueuedRow, rows: &RowKeys) -> Option<QueuedWrite> {
-    Some(QueuedWrite {
+fn to_queued(e: &QueuedRow, rows: &RowKeys) -> QueuedWrite {
+    QueuedWrite {
         log_id: e.log_id,
         row_id: rows.key(e),
         object: e.object.clone(),
-        action: Action::parse(&e.action)?,
+        action: e.action,
         api_id: e.api_id.clone(),
         fields: e.fields.clone(),
         unmodified_since: e
@@ -234,7 +176,7 @@ fn to_queued(e: &QueuedRow, rows: &RowKeys) -> Option<QueuedWrite> {
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
             .map(|t| t.with_timezone(&Utc)),
         ready: e.ready,
-    })
+    }
 }
 
 /// Log ids and the new record's Id of every create or upsert that succeeded.
@@ -258,11 +200,11 @@ struct ClaimedCreate<'a> {
 }
 
 impl ClaimedCreate<'_> {
-    fn settle_doc(&self) -> Value {
+    fn settlement(&self) -> Settlement {
         let e = self.entry;
         match &e.api_id {
             // the answer arrived and its Id was recorded before the interruption
-            Some(id) => settle_doc(
+            Some(id) => Settlement::new(
                 &[e.log_id],
                 e,
                 &Outcome::Succeeded {
@@ -274,7 +216,7 @@ impl ClaimedCreate<'_> {
                 },
                 None,
             ),
-            None => settle_doc(
+            None => Settlement::new(
                 &[e.log_id],
                 e,
                 &Outcome::Failed {
@@ -283,7 +225,7 @@ impl ClaimedCreate<'_> {
                         "the worker stopped while the request was in flight",
                     ),
                 },
-                Some(UNKNOWN_CREATE),
+                Some(RowState::Unknown),
             ),
         }
     }
@@ -300,38 +242,23 @@ fn split_claimed_creates<'a>(
     let mut claimed = Vec::new();
     let mut rest = Vec::new();
     for e in entries {
-        let pending_insert = e.state == "pending" && e.action == "insert";
+        let pending_insert = e.state == EntryState::Pending && e.action == Action::Insert;
         let plain_create = !settings.external_id_fields.contains_key(&e.object);
         if pending_insert && (e.api_id.is_some() || plain_create) {
             claimed.push(ClaimedCreate { entry: e });
-        } else if let Some(q) = to_queued(e, rows) {
-            rest.push(q);
+        } else {
+            rest.push(to_queued(e, rows));
         }
     }
     (claimed, rest)
 }
 
-fn maybe_prune(schema: &str, retention: f64) {
-    let due = match LAST_PRUNE.lock() {
-        Ok(mut g) => {
-            let map = g.get_or_insert_with(HashMap::new);
-            // a short retention is pruned at least as often as it elapses
-            let every = PRUNE_EVERY.min(Duration::from_secs_f64(retention.max(1.0)));
-            let due = map.get(schema).is_none_or(|t| t.elapsed() >= every);
-            if due {
-                map.insert(schema.to_string(), Instant::now());
-            }
-            due
+fn prune(schema: &str, retention: Duration) {
+    match queue::prune(schema, retention) {
+        Ok(n) if n > 0 => {
+            log!("sequin_sf writer: pruned {n} settled write-log entries of {schema}")
         }
-        Err(_) => false,
-    };
-    if due {
-        match store::prune(schema, retention) {
-            Ok(n) if n > 0 => {
-                log!("sequin_sf writer: pruned {n} settled write-log entries of {schema}")
-            }
-            Ok(_) => {}
-            Err(e) => log!("sequin_sf writer: pruning the write log of {schema} failed: {e}"),
-        }
+        Ok(_) => {}
+        Err(e) => log!("sequin_sf writer: pruning the write log of {schema} failed: {e}"),
     }
 }

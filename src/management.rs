@@ -86,14 +86,14 @@ fn _describe_global(
         name!(replicateable, bool),
     ),
 > {
-    let client = crate::rt::client_for(credential).unwrap_or_else(|e| {
+    let client = crate::client::client_for(credential).unwrap_or_else(|e| {
         fail(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             e.to_string(),
             "check the credential with SELECT * FROM sequin_sf.credentials",
         )
     });
-    let runtime = crate::rt::runtime().unwrap_or_else(|e| {
+    let runtime = crate::client::runtime().unwrap_or_else(|e| {
         fail(
             PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
             format!("could not start the HTTP runtime: {e}"),
@@ -131,6 +131,13 @@ fn _near_names(wanted: &str, candidates: Vec<String>) -> Vec<String> {
         .into_iter()
         .map(str::to_string)
         .collect()
+}
+
+/// Salesforce's cap on records per sObject Collections request, for the SQL side
+/// (write_settings.batch_size): the number itself lives in sync-core.
+#[pg_extern(immutable, parallel_safe)]
+fn _max_collection_records() -> i32 {
+    sync_core::writes::MAX_COLLECTION_RECORDS as i32
 }
 
 /// The table (or column) name for a Salesforce API name: `OpportunityLineItem` ->

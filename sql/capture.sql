@@ -1,0 +1,354 @@
+-- Write capture: what runs inside the application's own transactions. Each synced
+-- table gets generated trigger functions (written out per table from its column rules,
+-- so capture costs a few plain SQL expressions per row): inserts and deletes are
+-- captured per statement from the transition table, updates per row (OLD and NEW at
+-- hand; see _install_write_triggers for why). Every captured change appends one entry
+-- to <schema>._sync_write_log; changes refused by Salesforce's rules (read-only
+-- columns, restricted picklists, TRUNCATE) raise an error at once instead. Changes the
+-- worker applies itself run with sequin_sf.applying = on and are never captured.
+--
+-- Log `values` and `previous` are keyed by column name (cheap to capture); the writer
+-- maps columns to Salesforce field names through sequin_sf._columns when it sends.
+
+-- Raised by the capture trigger when a change touches a column Salesforce does not let
+-- us write. Nothing of the statement is kept: the error aborts it.
+CREATE FUNCTION sequin_sf._refuse_write(
+    p_schema text, p_table text, p_op text, p_values jsonb, p_readonly jsonb,
+    p_picklists jsonb
+) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    col text;
+    allowed jsonb;
+BEGIN
+    FOR col IN SELECT k FROM jsonb_object_keys(p_values) AS k ORDER BY k LOOP
+        IF p_readonly ? col THEN
+            RAISE EXCEPTION 'column "%" of %.% cannot be written: %', col, p_schema, p_table,
+                p_readonly ->> col
+                USING ERRCODE = 'generated_always',
+                      HINT = format('Salesforce does not accept this field on %s; leave the column out of the %s.',
+                                    lower(p_op), upper(p_op));
+        END IF;
+    END LOOP;
+    FOR col IN SELECT k FROM jsonb_object_keys(p_values) AS k ORDER BY k LOOP
+        allowed := p_picklists -> col;
+        IF allowed IS NOT NULL AND jsonb_typeof(p_values -> col) <> 'null'
+           AND NOT allowed @> jsonb_build_array(p_values -> col) THEN
+            RAISE EXCEPTION 'value % is not allowed in column "%" of %.%: the Salesforce field is a restricted picklist',
+                p_values -> col, col, p_schema, p_table
+                USING ERRCODE = 'check_violation',
+                      DETAIL = format('Allowed values: %s', allowed),
+                      HINT = 'Use one of the allowed values, or turn the check off with sequin_sf.alter_write_settings(sync, check_picklists => false) if the picklist changed in Salesforce since the last describe.';
+        END IF;
+    END LOOP;
+    RETURN p_values;
+END
+$$;
+
+CREATE FUNCTION sequin_sf._refuse_truncate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('sequin_sf.applying', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION 'TRUNCATE of synced table %.% is not allowed', TG_TABLE_SCHEMA, TG_TABLE_NAME
+        USING ERRCODE = 'feature_not_supported',
+              DETAIL = 'Rows of a synced table mirror Salesforce records; TRUNCATE would bypass the write log, so Salesforce would keep the records and the table would silently disagree with it.',
+              HINT = 'Use DELETE to delete the records in Salesforce too, or sequin_sf.remove_collection() to stop syncing the object.';
+END
+$$;
+
+-- Revokes every privilege on a relation that was granted to anyone but its owner.
+CREATE FUNCTION sequin_sf._revoke_grants(p_rel regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT DISTINCT a.grantee
+               FROM pg_catalog.pg_class c, aclexplode(c.relacl) a
+              WHERE c.oid = p_rel AND a.grantee <> c.relowner LOOP
+        IF g.grantee = 0 THEN
+            EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', p_rel);
+        ELSE
+            EXECUTE format('REVOKE ALL ON %s FROM %I', p_rel, g.grantee::regrole::text);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Creates <schema>._sync_write_log and the schema's capture function (idempotent).
+CREATE FUNCTION sequin_sf._install_write_log(p_schema text) RETURNS void
+LANGUAGE plpgsql
+-- "already exists, skipping" notices on every reinstall say nothing useful
+SET client_min_messages = warning
+AS $install$
+BEGIN
+    -- No CHECK constraints on action and state, though only the values noted are ever
+    -- written (by the capture triggers and the writer, nothing else): Postgres reads
+    -- and plans a table's CHECK expressions afresh for every statement that inserts
+    -- into it, which was a fifth of what capturing a one-row change cost.
+    EXECUTE format($ddl$
+        CREATE TABLE IF NOT EXISTS %1$I._sync_write_log (
+            id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            table_name      text NOT NULL,
+            object_name     text NOT NULL,
+            row_id          bigint NOT NULL,
+            action          text NOT NULL,  -- insert | update | delete
+            api_id          text,
+            state           text NOT NULL DEFAULT 'new',  -- new | pending | succeeded | failed
+            previous        jsonb,
+            "values"        jsonb,
+            api_result      integer,
+            api_message     text,
+            attempts        integer NOT NULL DEFAULT 0,
+            next_attempt_at timestamptz,
+            claimed_at      timestamptz,
+            retry_of        bigint,
+            session_pid     integer DEFAULT pg_backend_pid(),
+            inserted_at     timestamptz NOT NULL DEFAULT now(),
+            settled_at      timestamptz
+        )$ddl$, p_schema);
+    -- Only the capture triggers (running as the extension's owner) and the worker write
+    -- the log: take back whatever default privileges of the schema handed out.
+    PERFORM sequin_sf._revoke_grants(format('%I._sync_write_log', p_schema)::regclass);
+    EXECUTE format(
+        'CREATE INDEX IF NOT EXISTS _sync_write_log_unsettled ON %1$I._sync_write_log (id)'
+        ' WHERE state IN (''new'', ''pending'')', p_schema);
+    EXECUTE format($cmt$
+        COMMENT ON TABLE %1$I._sync_write_log IS
+        'Every change made to this schema''s synced tables, in order, and what Salesforce answered: state new -> pending -> succeeded | failed; api_result is the HTTP status, api_message Salesforce''s message. Failed entries can be re-queued with sequin_sf.retry_writes().'
+        $cmt$, p_schema);
+
+END
+$install$;
+
+-- (Re)installs capture on one synced table with explicit rules. Idempotent.
+--   p_noncreateable / p_nonupdateable: {column: why Salesforce refuses it}
+--   p_picklists: {column: [allowed values]} for restricted picklists ('{}' = no check)
+--   p_local: columns never sent (NULL = those whose name starts with "_")
+--
+-- The trigger function is generated per table with the column rules written out as
+-- plain SQL expressions, so capture costs a few C-level operations per row rather than
+-- a walk over each row's jsonb (this is what keeps the trigger overhead low).
+CREATE FUNCTION sequin_sf._install_write_triggers(
+    p_table regclass, p_object text, p_noncreateable jsonb, p_nonupdateable jsonb,
+    p_picklists jsonb, p_local text[] DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    sch text;
+    tbl text;
+    fn text;
+    fn_upd text;
+    local_cols text[];
+    sent_cols text[];
+    ins_bad text;
+    upd_bad text;
+    unchanged text;
+    noncreate jsonb := coalesce(p_noncreateable, '{}'::jsonb);
+    nonupdate jsonb := coalesce(p_nonupdateable, '{}'::jsonb);
+    picks jsonb := coalesce(p_picklists, '{}'::jsonb);
+BEGIN
+    SELECT n.nspname, c.relname INTO sch, tbl
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = p_table;
+    PERFORM sequin_sf._install_write_log(sch);
+    local_cols := coalesce(p_local, ARRAY(
+        SELECT a.attname::text FROM pg_attribute a
+         WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
+           AND left(a.attname, 1) = '_'));
+    IF NOT ('_row_id' = ANY (local_cols)) THEN
+        local_cols := local_cols || '_row_id'::text;
+    END IF;
+    sent_cols := ARRAY(
+        SELECT a.attname::text FROM pg_attribute a
+         WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
+           AND NOT (a.attname::text = ANY (local_cols))
+         ORDER BY a.attnum);
+    -- a row breaks the rules when it sets a refused column or an unknown picklist value
+    SELECT string_agg(x, ' OR ') INTO ins_bad FROM (
+        SELECT format('n.%I IS NOT NULL', c) AS x FROM unnest(sent_cols) c WHERE noncreate ? c
+        UNION ALL
+        SELECT format('(n.%1$I IS NOT NULL AND n.%1$I::text <> ALL (%2$L::text[]))', c,
+                      ARRAY(SELECT jsonb_array_elements_text(picks -> c)))
+          FROM unnest(sent_cols) c WHERE picks ? c) r;
+    SELECT string_agg(x, ' OR ') INTO upd_bad FROM (
+        SELECT format('NEW.%1$I IS DISTINCT FROM OLD.%1$I', c) AS x FROM unnest(sent_cols) c
+         WHERE nonupdate ? c
+        UNION ALL
+        SELECT format('(NEW.%1$I IS DISTINCT FROM OLD.%1$I AND NEW.%1$I IS NOT NULL'
+                      ' AND NEW.%1$I::text <> ALL (%2$L::text[]))', c,
+                      ARRAY(SELECT jsonb_array_elements_text(picks -> c)))
+          FROM unnest(sent_cols) c WHERE picks ? c) r;
+    SELECT string_agg(format('CASE WHEN NEW.%1$I IS NOT DISTINCT FROM OLD.%1$I THEN %1$L END', c), ', ')
+      INTO unchanged FROM unnest(sent_cols) c;
+    fn := format('%I.%I', sch, '_sync_capture_' || p_table::oid);
+    fn_upd := format('%I.%I', sch, '_sync_capture_' || p_table::oid || '_update');
+    PERFORM sequin_sf._create_capture_function(fn, format($body$
+        BEGIN
+            IF current_setting('sequin_sf.applying', true) = 'on' THEN
+                RETURN NULL;
+            END IF;
+            IF TG_OP = 'INSERT' THEN
+                INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, "values")
+                -- "values" is read from the row when the writer picks the entry up
+                -- (_write_fill_inserts): turning every inserted row into jsonb here
+                -- would more than double the cost of a bulk INSERT
+                SELECT %3$L, %4$L, n._row_id, 'insert',
+                       CASE WHEN %9$s
+                            THEN sequin_sf._refuse_write(%2$L, %3$L, 'INSERT',
+                                     jsonb_strip_nulls(to_jsonb(n)) - %5$L::text[], %6$L, %8$L)
+                       END
+                  FROM _sf_new n;
+            ELSE
+                INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous)
+                SELECT %3$L, %4$L, o._row_id, 'delete', o.id, to_jsonb(o)
+                  FROM _sf_old o;
+            END IF;
+            RETURN NULL;
+        END
+        $body$, NULL, sch, tbl, p_object, local_cols, noncreate, nonupdate, picks,
+              coalesce(ins_bad, 'false')));
+    -- Updates are captured per row, which has OLD and NEW at hand. A statement trigger
+    -- pairing the OLD and NEW transition tables by _row_id (hash join; a nested loop
+    -- is quadratic and plpgsql keeps the first plan) was measured against this one
+    -- (bench/trigger_overhead.py): 500-row UPDATEs ran ~25% faster with it, but one-row
+    -- UPDATEs up to ~15% slower (the join plan's per-statement setup), so rows it is.
+    PERFORM sequin_sf._create_capture_function(fn_upd, format($body$
+        DECLARE
+            chg jsonb := to_jsonb(NEW) - %4$L::text[] - ARRAY[%7$s];
+        BEGIN
+            IF chg = '{}'::jsonb THEN
+                RETURN NULL;
+            END IF;
+            IF %8$s THEN
+                PERFORM sequin_sf._refuse_write(%2$L, %3$L, 'UPDATE', chg, %5$L, %6$L);
+            END IF;
+            INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous, "values")
+            VALUES (%3$L, %9$L, NEW._row_id, 'update', OLD.id, to_jsonb(OLD), chg);
+            RETURN NULL;
+        END
+        $body$, NULL, sch, tbl, local_cols, nonupdate, picks,
+              coalesce(unchanged, 'NULL::text'), coalesce(upd_bad, 'false'),
+              p_object));
+    PERFORM sequin_sf._remove_write_triggers(p_table);
+    EXECUTE format('CREATE TRIGGER _sync_write_insert AFTER INSERT ON %s'
+                   ' REFERENCING NEW TABLE AS _sf_new FOR EACH STATEMENT'
+                   ' EXECUTE FUNCTION %s()', p_table, fn);
+    -- the worker's own changes (sequin_sf.applying = on) skip the function call entirely
+    EXECUTE format('CREATE TRIGGER _sync_write_update AFTER UPDATE ON %s FOR EACH ROW'
+                   ' WHEN (current_setting(''sequin_sf.applying'', true) IS DISTINCT FROM ''on'')'
+                   ' EXECUTE FUNCTION %s()', p_table, fn_upd);
+    EXECUTE format('CREATE TRIGGER _sync_write_delete AFTER DELETE ON %s'
+                   ' REFERENCING OLD TABLE AS _sf_old FOR EACH STATEMENT'
+                   ' EXECUTE FUNCTION %s()', p_table, fn);
+    EXECUTE format('CREATE TRIGGER _sync_write_truncate BEFORE TRUNCATE ON %s'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION sequin_sf._refuse_truncate()', p_table);
+END
+$$;
+
+-- Creates (or replaces) a generated capture trigger function. The body holds text from
+-- Salesforce (picklist values, names), so it is passed as a quoted literal, which no
+-- text can end, never inside a fixed dollar-quote tag. The function runs as the
+-- extension's owner, so that application roles need no rights on the write log (and
+-- cannot forge entries), with search_path pinned so no role can stand in for what it calls.
+CREATE FUNCTION sequin_sf._create_capture_function(p_name text, p_body text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql'
+                   ' SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L',
+                   p_name, p_body);
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', p_name);
+END
+$$;
+
+-- Stops capture on a table (the log stays).
+CREATE FUNCTION sequin_sf._remove_write_triggers(p_table regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+BEGIN
+    FOR t IN SELECT tgname FROM pg_trigger
+              WHERE tgrelid = p_table AND tgname IN ('_sync_write_insert', '_sync_write_update',
+                                                     '_sync_write_delete', '_sync_write_truncate') LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t, p_table);
+    END LOOP;
+END
+$$;
+
+-- The sync and object behind a synced table, or an error naming what is missing.
+CREATE FUNCTION sequin_sf._synced_table(p_schema text, p_table text,
+                                        OUT sync_name text, OUT object_name text)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    SELECT s.name, c.object_name INTO sync_name, object_name
+      FROM sequin_sf._syncs s
+      JOIN sequin_sf._collections c ON c.sync_name = s.name
+     WHERE s.schema_name = p_schema AND c.table_name = p_table;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table %.% is not a synced table', p_schema, p_table
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'Synced tables are listed in sequin_sf.sync_status.';
+    END IF;
+END
+$$;
+
+-- Installs (or refreshes) capture on a synced table from its column mapping in
+-- sequin_sf._columns. Called by whatever creates the table, and again after describe
+-- changes its columns. Columns that map to no Salesforce field are never sent.
+CREATE FUNCTION sequin_sf._install_capture(p_schema text, p_table text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t record;
+    check_picks boolean;
+    noncreate jsonb;
+    nonupdate jsonb;
+    picks jsonb;
+    local_cols text[];
+    rel regclass := format('%I.%I', p_schema, p_table)::regclass;
+BEGIN
+    t := sequin_sf._synced_table(p_schema, p_table);
+    check_picks := (sequin_sf._write_settings_of(p_schema)).check_picklists;
+    SELECT coalesce(jsonb_object_agg(m.column_name, sequin_sf._readonly_reason(m, 'create'))
+                      FILTER (WHERE NOT m.createable OR NOT m.active OR m.calculated), '{}'),
+           coalesce(jsonb_object_agg(m.column_name, sequin_sf._readonly_reason(m, 'update'))
+                      FILTER (WHERE NOT m.updateable OR NOT m.active OR m.calculated), '{}'),
+           coalesce(jsonb_object_agg(m.column_name, to_jsonb(m.picklist_values))
+                      FILTER (WHERE check_picks AND m.active AND m.restricted_picklist
+                                AND m.sf_type = 'picklist' AND m.picklist_values IS NOT NULL), '{}')
+      INTO noncreate, nonupdate, picks
+      FROM sequin_sf._columns m
+     WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name;
+    local_cols := ARRAY(
+        SELECT a.attname::text FROM pg_attribute a
+         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+           AND NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
+                            WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name
+                              AND m.column_name = a.attname));
+    PERFORM sequin_sf._install_write_triggers(rel, t.object_name, noncreate, nonupdate, picks,
+                                              local_cols);
+END
+$$;
+
+CREATE FUNCTION sequin_sf._readonly_reason(m sequin_sf._columns, p_op text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN NOT m.active THEN format('field %s no longer exists in Salesforce', m.field_name)
+        WHEN m.field_name = 'Id' THEN 'the Salesforce Id is assigned by Salesforce'
+        WHEN m.calculated THEN format('%s is a formula field, computed by Salesforce', m.field_name)
+        WHEN m.sf_type IN ('address', 'location') THEN
+            format('%s is a compound field; write its component columns instead', m.field_name)
+        ELSE format('Salesforce does not allow %s of field %s',
+                    CASE p_op WHEN 'create' THEN 'setting on create' ELSE 'updates' END,
+                    m.field_name)
+    END
+$$;
+
+CREATE FUNCTION sequin_sf._remove_capture(p_schema text, p_table text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF to_regclass(format('%I.%I', p_schema, p_table)) IS NOT NULL THEN
+        PERFORM sequin_sf._remove_write_triggers(format('%I.%I', p_schema, p_table)::regclass);
+    END IF;
+END
+$$;

@@ -1,0 +1,377 @@
+-- Functions only the background worker calls (through SPI, each in a short
+-- transaction of its own): the write path's queue, claim, record, settle and restore,
+-- and the read path's housekeeping (event pruning, API usage). Nothing here is granted
+-- to anyone; the worker runs as a superuser.
+
+-- Removes events older than the sync's retention; returns how many went.
+CREATE FUNCTION sequin_sf._prune_events(target_schema text, retention interval)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    EXECUTE format('DELETE FROM %I._sync_events WHERE inserted_at < now() - $1', target_schema)
+        USING retention;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+-- Adds this minute's API requests of a sync and drops figures older than two days.
+CREATE FUNCTION sequin_sf._record_api_usage(sync text, n integer)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO sequin_sf._api_usage AS u (sync_name, minute, requests)
+    VALUES (sync, date_trunc('minute', now()), n)
+    ON CONFLICT (sync_name, minute) DO UPDATE SET requests = u.requests + excluded.requests;
+    DELETE FROM sequin_sf._api_usage WHERE minute < now() - interval '48 hours';
+$$;
+
+-- What the writer decides on: the sync's write settings and how much of its log is
+-- due, cheaply (the worker asks several times a second). The decision itself (send
+-- now, or wait for the batch to fill) is sync-core's ready_to_send. NULL when the
+-- schema has no sync or no write log yet.
+--   {"settings": {batch_size, max_batch_wait_secs, conflict_detection,
+--                 external_id_fields, retention_secs, marker_seed},
+--    "ready": n, "oldest_wait_secs": s}
+CREATE FUNCTION sequin_sf._write_backlog(p_schema text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    s sequin_sf._syncs;
+    w sequin_sf.write_settings;
+    ready_n bigint;
+    oldest float8;
+BEGIN
+    SELECT * INTO s FROM sequin_sf._syncs WHERE schema_name = p_schema;
+    IF NOT FOUND OR to_regclass(format('%I._sync_write_log', p_schema)) IS NULL THEN
+        RETURN NULL;
+    END IF;
+    w := sequin_sf._write_settings_of(p_schema);
+    EXECUTE format('SELECT count(*), coalesce(extract(epoch FROM now() - min(inserted_at)), 0)'
+                   '  FROM (SELECT inserted_at FROM %I._sync_write_log'
+                   '         WHERE state IN (''new'', ''pending'')'
+                   '           AND (next_attempt_at IS NULL OR next_attempt_at <= now())'
+                   '         ORDER BY id LIMIT $1) r', p_schema)
+      INTO ready_n, oldest USING w.batch_size;
+    RETURN jsonb_build_object(
+        'settings', jsonb_build_object(
+            'batch_size', w.batch_size,
+            'max_batch_wait_secs', extract(epoch FROM w.max_batch_wait),
+            'conflict_detection', w.conflict_detection,
+            'external_id_fields', w.external_id_fields,
+            'retention_secs', extract(epoch FROM w.write_log_retention),
+            -- unique to this cluster, database, schema and sync (a sync created again
+            -- in the same schema has a new key): external id markers of creates never
+            -- collide with another sync's, nor with a dropped one's
+            'marker_seed', left(md5((SELECT system_identifier::text FROM pg_control_system())
+                                    || current_database() || p_schema || s.marker_key), 10)),
+        'ready', ready_n,
+        'oldest_wait_secs', oldest);
+END
+$$;
+
+-- Up to p_limit unsettled entries in log order, values keyed by Salesforce field names
+-- (queued inserts filled from their rows first):
+--   [{log_id, row_id, table_name, object, action, api_id, state, fields,
+--     unmodified_since, ready}]
+CREATE FUNCTION sequin_sf._write_queue(p_schema text, p_limit integer) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    sync text;
+    conflicts boolean;
+    entries jsonb;
+BEGIN
+    SELECT name INTO sync FROM sequin_sf._syncs WHERE schema_name = p_schema;
+    IF sync IS NULL OR to_regclass(format('%I._sync_write_log', p_schema)) IS NULL THEN
+        RETURN '[]'::jsonb;
+    END IF;
+    conflicts := (sequin_sf._write_settings_of(p_schema)).conflict_detection;
+    PERFORM sequin_sf._write_fill_inserts(p_schema, sync);
+    EXECUTE format($q$
+        SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.log_id), '[]'::jsonb) FROM (
+          SELECT l.id AS log_id, l.row_id, l.table_name, l.object_name AS object, l.action,
+                 l.api_id, l.state,
+                 (SELECT coalesce(jsonb_object_agg(m.field_name, v.value), '{}'::jsonb)
+                    FROM jsonb_each(l."values") v
+                    JOIN sequin_sf._columns m
+                      ON m.sync_name = $1 AND m.object_name = l.object_name
+                     AND m.column_name = v.key) AS fields,
+                 -- unchanged since the row last synced, or since our own last write
+                 -- to the record succeeded (its new stamp has not been polled yet)
+                 CASE WHEN $3 AND l.action = 'update' THEN
+                     greatest((l.previous ->> 'system_modstamp')::timestamptz, w.last_ok)
+                 END AS unmodified_since,
+                 -- An insert's values are filled from its row by the statement before
+                 -- this one, which has its own snapshot: an insert committed in between
+                 -- is seen here unfilled and waits for the next round, never sent empty.
+                 ((l.next_attempt_at IS NULL OR l.next_attempt_at <= now())
+                  AND NOT (l.action = 'insert' AND l."values" IS NULL)) AS ready
+            FROM %1$I._sync_write_log l
+            LEFT JOIN (SELECT s.api_id, max(s.settled_at) AS last_ok
+                         FROM %1$I._sync_write_log s
+                        WHERE $3 AND s.state = 'succeeded' AND s.api_id IS NOT NULL
+                          AND s.action IN ('insert', 'update')
+                        GROUP BY s.api_id) w ON w.api_id = l.api_id
+           WHERE l.state IN ('new', 'pending')
+           ORDER BY l.id
+           LIMIT $2) e
+        $q$, p_schema)
+      INTO entries
+      USING sync, p_limit, conflicts;
+    RETURN entries;
+END
+$$;
+
+-- Fills in the values of queued inserts from their rows, set-based per table: the
+-- row's set columns that map to Salesforce fields. A row deleted meanwhile gets '{}':
+-- its delete was committed before this statement's snapshot, so its delete entry is
+-- queued too and cancels the insert. Only entries filled here are ever sent (see the
+-- ready flag of _write_queue).
+CREATE FUNCTION sequin_sf._write_fill_inserts(p_schema text, p_sync text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t record;
+    unsent text[];
+BEGIN
+    FOR t IN EXECUTE format('SELECT DISTINCT table_name, object_name FROM %I._sync_write_log'
+                            ' WHERE state IN (''new'', ''pending'') AND action = ''insert'''
+                            ' AND "values" IS NULL', p_schema) LOOP
+        IF to_regclass(format('%I.%I', p_schema, t.table_name)) IS NULL THEN
+            -- nothing left to read the values from: say so instead of waiting forever
+            EXECUTE format('UPDATE %I._sync_write_log SET state = ''failed'', settled_at = now(),'
+                           ' api_message = $2 WHERE table_name = $1 AND action = ''insert'''
+                           ' AND "values" IS NULL AND state = ''new''', p_schema)
+              USING t.table_name,
+                    format('not sent: table %s.%s was dropped (remove_collection or drop_sync) '
+                           'before the insert was sent, so its values are gone', p_schema, t.table_name);
+            CONTINUE;
+        END IF;
+        unsent := ARRAY(
+            SELECT a.attname::text FROM pg_attribute a
+             WHERE a.attrelid = format('%I.%I', p_schema, t.table_name)::regclass
+               AND a.attnum > 0 AND NOT a.attisdropped
+               AND NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
+                                WHERE m.sync_name = p_sync AND m.object_name = t.object_name
+                                  AND m.column_name = a.attname));
+        EXECUTE format('UPDATE %1$I._sync_write_log l SET "values" = coalesce('
+                       '   (SELECT jsonb_strip_nulls(to_jsonb(r)) - $1 FROM %1$I.%2$I r'
+                       '     WHERE r._row_id = l.row_id), ''{}''::jsonb)'
+                       ' WHERE l.table_name = $2 AND l.action = ''insert'' AND l."values" IS NULL'
+                       '   AND l.state IN (''new'', ''pending'')',
+                       p_schema, t.table_name)
+          USING unsent, t.table_name;
+    END LOOP;
+END
+$$;
+
+-- Marks entries as sent (or about to be): a crash from here on leaves them 'pending',
+-- which the writer reads as "possibly applied".
+CREATE FUNCTION sequin_sf._write_claim(p_schema text, p_ids bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- the claim must be on disk before the request leaves, whatever the server's
+    -- synchronous_commit: a lost claim would let a create be sent twice
+    PERFORM set_config('synchronous_commit', 'on', true);
+    EXECUTE format('UPDATE %I._sync_write_log SET state = ''pending'', claimed_at = now(),'
+                   ' attempts = attempts + 1 WHERE id = ANY($1)', p_schema)
+      USING p_ids;
+END
+$$;
+
+-- Records the Ids of created records on their entries, which stay pending until they
+-- are settled: a pending insert with an Id is known to have succeeded (see the writer's
+-- split_claimed_creates). p_created: [{"log_ids": [..], "api_id": "..."}]
+CREATE FUNCTION sequin_sf._write_record_created(p_schema text, p_created jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- as durable as the claim: a lost record of a create would make it "unknown"
+    PERFORM set_config('synchronous_commit', 'on', true);
+    EXECUTE format($q$
+        UPDATE %I._sync_write_log l SET api_id = c.api_id
+          FROM (SELECT x ->> 'api_id' AS api_id,
+                       jsonb_array_elements_text(x -> 'log_ids')::bigint AS log_id
+                  FROM jsonb_array_elements($1) x) c
+         WHERE l.id = c.log_id AND l.state = 'pending' AND l.action = 'insert'
+        $q$, p_schema)
+      USING p_created;
+END
+$$;
+
+-- Settles entries with the writer's outcomes and makes the tables agree with Salesforce.
+-- p_outcomes: [{"log_ids":[..], "row_id":n, "table_name":"contact", "action":"insert",
+--   "outcome":"succeeded"|"failed"|"retry", "api_id":"...", "status":201,
+--   "message":"...", "retry_after":secs, "row_state":"failed"|"unknown"}]
+-- Row changes run with sequin_sf.applying = on, so they are not captured again.
+CREATE FUNCTION sequin_sf._write_settle(p_schema text, p_outcomes jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    o jsonb;
+    ids bigint[];
+    tbl text;
+    row_id bigint;
+    api text;
+    other bigint;
+BEGIN
+    PERFORM set_config('sequin_sf.applying', 'on', true);
+    -- a lost settlement would turn a known answer (and a created record's Id) into an
+    -- unknown one after a crash
+    PERFORM set_config('synchronous_commit', 'on', true);
+    FOR o IN SELECT value FROM jsonb_array_elements(p_outcomes) LOOP
+        ids := ARRAY(SELECT jsonb_array_elements_text(o -> 'log_ids')::bigint);
+        tbl := o ->> 'table_name';
+        row_id := (o ->> 'row_id')::bigint;
+        api := o ->> 'api_id';
+        IF o ->> 'outcome' = 'retry' THEN
+            EXECUTE format(
+                'UPDATE %I._sync_write_log SET state = ''new'', api_result = $2, api_message = $3,'
+                ' next_attempt_at = now() + make_interval(secs => coalesce($4,'
+                ' least(300, 2 ^ least(greatest(attempts - 1, 0), 9))))'
+                ' WHERE id = ANY($1)', p_schema)
+              USING ids, (o ->> 'status')::int, 'will retry: ' || (o ->> 'message'),
+                    (o ->> 'retry_after')::float8;
+            CONTINUE;
+        END IF;
+        EXECUTE format(
+            'UPDATE %I._sync_write_log SET state = $2, api_result = $3, api_message = $4,'
+            ' api_id = coalesce(api_id, $5), settled_at = now(), next_attempt_at = NULL'
+            ' WHERE id = ANY($1)', p_schema)
+          USING ids, o ->> 'outcome', (o ->> 'status')::int, o ->> 'message', api;
+        IF to_regclass(format('%I.%I', p_schema, tbl)) IS NULL THEN
+            CONTINUE;
+        END IF;
+        -- The entry is settled whatever happens to the row: a row that cannot be
+        -- brought in line (say its Id is already held by another row, when an upsert
+        -- matched a record that was synced meanwhile) must not hold the queue back.
+        BEGIN
+            IF o ->> 'outcome' = 'succeeded' THEN
+                IF o ->> 'action' = 'insert' AND api IS NOT NULL THEN
+                    EXECUTE format('SELECT _row_id FROM %I.%I WHERE id = $1 AND _row_id <> $2',
+                                   p_schema, tbl) INTO other USING api, row_id;
+                    IF other IS NULL THEN
+                        EXECUTE format('UPDATE %I.%I SET id = $1, _write_state = NULL WHERE _row_id = $2',
+                                       p_schema, tbl) USING api, row_id;
+                    ELSE
+                        -- an upsert matched a record the table already holds: the values
+                        -- went to that record, so this row would only be its duplicate
+                        EXECUTE format('DELETE FROM %I.%I WHERE _row_id = $1', p_schema, tbl)
+                          USING row_id;
+                        EXECUTE format('UPDATE %I._sync_write_log SET api_message = concat_ws(''; '', api_message, $2)'
+                                       ' WHERE id = ANY($1)', p_schema)
+                          USING ids, format('the record was already in %s.%s as row _row_id=%s; this row '
+                                            'was merged into it (its values were sent to that record)',
+                                            p_schema, tbl, other);
+                    END IF;
+                END IF;
+            ELSIF o ->> 'action' = 'insert' THEN
+                EXECUTE format('UPDATE %I.%I SET _write_state = $1 WHERE _row_id = $2', p_schema, tbl)
+                  USING coalesce(o ->> 'row_state', 'failed'), row_id;
+            ELSIF o ->> 'action' = 'update' THEN
+                PERFORM sequin_sf._write_restore_update(p_schema, tbl, row_id, ids);
+            ELSIF o ->> 'action' = 'delete' THEN
+                PERFORM sequin_sf._write_restore_delete(p_schema, tbl, ids[1]);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            EXECUTE format('UPDATE %I._sync_write_log SET api_message = concat_ws(''; '', api_message, $2)'
+                           ' WHERE id = ANY($1)', p_schema)
+              USING ids, format('row _row_id=%s of %s.%s could not be updated to match: %s',
+                                row_id, p_schema, tbl, SQLERRM);
+            BEGIN
+                EXECUTE format('UPDATE %I.%I SET _write_state = ''out_of_sync'' WHERE _row_id = $1',
+                               p_schema, tbl) USING row_id;
+            EXCEPTION WHEN OTHERS THEN
+                NULL;  -- the message above already says what is wrong
+            END;
+        END;
+        -- after the row was brought in line above (see _write_pass_on_id)
+        IF o ->> 'outcome' = 'succeeded' AND o ->> 'action' = 'insert' AND api IS NOT NULL THEN
+            PERFORM sequin_sf._write_pass_on_id(p_schema, tbl, row_id, api);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- After a create succeeded: gives its Id to the row's later entries, captured while the
+-- row had none. Called after the row itself got the Id (or was deleted): that statement
+-- waited for every application transaction changing the row, so this statement's
+-- snapshot sees all their entries, and any later change captures the Id itself.
+CREATE FUNCTION sequin_sf._write_pass_on_id(p_schema text, p_table text, p_row bigint,
+                                            p_api_id text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('UPDATE %I._sync_write_log SET api_id = $1 WHERE row_id = $2'
+                   ' AND table_name = $3 AND api_id IS NULL'
+                   ' AND state IN (''new'', ''pending'')', p_schema)
+      USING p_api_id, p_row, p_table;
+END
+$$;
+
+-- After a failed update: puts the changed columns back to the values the row had before
+-- (the last state known from Salesforce), except columns a later, still queued change
+-- of the row sets again. Polling brings any newer Salesforce values.
+CREATE FUNCTION sequin_sf._write_restore_update(p_schema text, p_table text, p_row bigint,
+                                                p_ids bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    prev jsonb;
+    cols text[];
+    sets text;
+BEGIN
+    -- Lock the row first: a change an application commits to it before the lock is
+    -- granted is then queued in the log when the columns are chosen below (and is kept),
+    -- and any later change waits for this restore.
+    EXECUTE format('SELECT 1 FROM %I.%I WHERE _row_id = $1 FOR UPDATE', p_schema, p_table)
+      USING p_row;
+    EXECUTE format($q$
+        SELECT (SELECT previous FROM %1$I._sync_write_log WHERE id = ANY($1) ORDER BY id LIMIT 1),
+               ARRAY(SELECT DISTINCT k FROM %1$I._sync_write_log l, jsonb_object_keys(l."values") k
+                      WHERE l.id = ANY($1)
+                     EXCEPT
+                     SELECT k FROM %1$I._sync_write_log l, jsonb_object_keys(l."values") k
+                      WHERE l.row_id = $2 AND l.table_name = $3 AND l.id > $4
+                        AND l.state IN ('new', 'pending'))
+        $q$, p_schema)
+      INTO prev, cols
+      USING p_ids, p_row, p_table, (SELECT max(x) FROM unnest(p_ids) x);
+    IF prev IS NULL OR cardinality(cols) = 0 THEN
+        RETURN;
+    END IF;
+    SELECT string_agg(format('%1$I = p.%1$I', c), ', ') INTO sets FROM unnest(cols) c;
+    EXECUTE format('UPDATE %1$I.%2$I t SET %3$s FROM jsonb_populate_record(NULL::%1$I.%2$I, $1) p'
+                   ' WHERE t._row_id = $2', p_schema, p_table, sets)
+      USING prev, p_row;
+END
+$$;
+
+-- After a failed delete: the row comes back as it was (unless the record is already back).
+CREATE FUNCTION sequin_sf._write_restore_delete(p_schema text, p_table text, p_id bigint)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    prev jsonb;
+BEGIN
+    EXECUTE format('SELECT previous FROM %I._sync_write_log WHERE id = $1', p_schema)
+      INTO prev USING p_id;
+    IF prev IS NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE format('INSERT INTO %1$I.%2$I OVERRIDING SYSTEM VALUE'
+                   ' SELECT * FROM jsonb_populate_record(NULL::%1$I.%2$I, $1)'
+                   ' ON CONFLICT DO NOTHING', p_schema, p_table)
+      USING prev;
+END
+$$;
+
+-- Removes settled entries older than the retention; returns how many went.
+CREATE FUNCTION sequin_sf._prune_writes(p_schema text, p_retention interval) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF to_regclass(format('%I._sync_write_log', p_schema)) IS NULL THEN
+        RETURN 0;
+    END IF;
+    EXECUTE format('DELETE FROM %I._sync_write_log WHERE state IN (''succeeded'', ''failed'')'
+                   ' AND settled_at < now() - $1', p_schema)
+      USING p_retention;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;

@@ -1,0 +1,38 @@
+//! The worker's transaction and error helpers, shared by the read and the write path:
+//! every piece of work runs in a short transaction of its own (`tx`), never across an
+//! HTTP call, and a Postgres ERROR inside one is caught (`catch_errors`) so one failing
+//! sync cannot take the worker, and every other sync, down with it.
+
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::pg_sys;
+
+/// Runs `f`, turning a Postgres ERROR (or a Rust panic) raised inside it into its
+/// message after aborting the open transaction, so one failing sync cannot take the
+/// whole worker (and every other sync) down with it.
+pub fn catch_errors<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    use pgrx::pg_sys::panic::CaughtError;
+    pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(|| Ok(f())))
+        .catch_others(|caught| {
+            // SAFETY: main thread; aborting with no transaction open is a no-op.
+            unsafe { pgrx::pg_sys::AbortCurrentTransaction() };
+            Err(match &caught {
+                CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
+                    r.message().to_string()
+                }
+                CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
+            })
+        })
+        .execute()
+}
+
+/// Runs `f` in its own transaction.
+pub fn tx<R>(f: impl FnOnce() -> R) -> R {
+    BackgroundWorker::transaction(std::panic::AssertUnwindSafe(f))
+}
+
+/// True once SIGTERM arrived. Reads Postgres' own flag, which (unlike
+/// `BackgroundWorker::sigterm_received`) is not reset by reading it.
+pub fn stopping() -> bool {
+    // SAFETY: a plain read of a sig_atomic_t the signal handler sets.
+    unsafe { std::ptr::read_volatile(&raw const pg_sys::ShutdownRequestPending) != 0 }
+}

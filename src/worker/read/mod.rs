@@ -1,0 +1,144 @@
+//! The read path: one step of one sync at a time. In order: set up a new collection
+//! (`setup`), read one backfill page (`backfill` for REST pages, `bulk` for Bulk 2.0
+//! jobs), run a poll round when due (`poll`), re-check describes for schema drift
+//! (`drift`), prune old events. HTTP calls happen between transactions, never inside
+//! one; what a step writes goes through `apply`, inside the caller's transaction.
+
+mod apply;
+mod backfill;
+mod bulk;
+mod drift;
+mod poll;
+mod setup;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use sync_core::progress::CollectionState;
+use sync_core::schedule;
+use sync_core::sql::ApplyTarget;
+
+use crate::worker::catalog::{self, CollectionRow, SyncConfig};
+use crate::worker::error::StepError;
+use crate::worker::pg::{catch_errors, tx};
+use crate::worker::runtime::{CollectionRuntime, SyncRuntime};
+
+/// Records per REST page (the most Salesforce returns), for backfills and polls.
+const PAGE_SIZE: u32 = 2000;
+
+/// Runs one step, turning a Postgres ERROR raised inside it into a [`StepError`]: the
+/// open transaction is aborted (nothing of it is kept) and the worker carries on,
+/// reporting the error in `sync_status.last_error` and retrying with backoff, instead
+/// of dying and restarting in a loop.
+pub fn guarded_step(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<bool, StepError> {
+    catch_errors(|| step(rt, cfg)).unwrap_or_else(|message| Err(StepError::Database(message)))
+}
+
+pub(super) fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.clamp(0.05, 10.0 * 365.0 * 86_400.0))
+}
+
+pub(super) fn records_json(records: Vec<Map<String, Value>>) -> Value {
+    Value::Array(records.into_iter().map(Value::Object).collect())
+}
+
+/// Does one unit of work for the sync. Returns true when more work is ready at once
+/// (a backfill in progress), so the worker does not sleep.
+pub fn step(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<bool, StepError> {
+    let colls = tx(|| catalog::load_collections(&cfg.name))?;
+    rt.collections
+        .retain(|k, _| colls.iter().any(|c| &c.object_name == k && c.has_columns));
+    for c in colls.iter().filter(|c| c.has_columns) {
+        if !rt.collections.contains_key(&c.object_name) {
+            load_collection(rt, cfg, c)?;
+        }
+    }
+
+    // Settings may change at any time (alter_sync): schedules follow them.
+    for cr in rt.collections.values_mut() {
+        cr.describe.set_every(secs(cfg.describe_interval_secs));
+        cr.deleted.set_every(secs(cfg.deleted_interval_secs));
+    }
+
+    let mut busy = false;
+    if let Some(c) = colls
+        .iter()
+        .find(|c| c.state == Some(CollectionState::Backfilling))
+    {
+        busy = if c.has_columns {
+            backfill::backfill_page(rt, cfg, c)?
+        } else {
+            setup::set_up(rt, cfg, c)?
+        };
+    }
+
+    let live: Vec<&CollectionRow> = colls
+        .iter()
+        .filter(|c| {
+            c.state == Some(CollectionState::Live) && c.has_columns && c.stamp_field.is_some()
+        })
+        .collect();
+    let pace = salesforce::pacing::poll_interval(
+        cfg.rate_limit_requests.max(1) as u64,
+        secs(cfg.rate_limit_interval_secs),
+        live.len(),
+        schedule::QUERIES_PER_COMPOSITE,
+        cfg.write_reserve,
+    );
+    rt.poll
+        .set_every(schedule::round_interval(pace, Duration::from_secs(60)));
+    let now = Instant::now();
+    if !live.is_empty() && rt.poll.due(now) && poll::poll_round(rt, cfg, &live)? {
+        rt.poll.mark(now);
+    }
+    for c in &live {
+        drift::check_describe(rt, cfg, c)?;
+    }
+    // Prune at least every 10 minutes, more often for short retentions.
+    rt.prune
+        .set_every(schedule::prune_every(secs(cfg.event_retention_secs)));
+    if rt.prune.due(Instant::now()) {
+        rt.prune.mark(Instant::now());
+        tx(|| apply::prune_events(&cfg.schema_name, cfg.event_retention_secs))?;
+    }
+    Ok(busy)
+}
+
+fn load_collection(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    c: &CollectionRow,
+) -> Result<(), StepError> {
+    let all = tx(|| catalog::load_columns(&cfg.name, &c.object_name))?;
+    let columns = all
+        .into_iter()
+        .filter(|(_, active)| *active)
+        .map(|(c, _)| c)
+        .collect();
+    rt.collections.insert(
+        c.object_name.clone(),
+        CollectionRuntime::new(
+            columns,
+            secs(cfg.describe_interval_secs),
+            secs(cfg.deleted_interval_secs),
+        ),
+    );
+    Ok(())
+}
+
+pub(super) fn target<'a>(
+    cfg: &'a SyncConfig,
+    c: &'a CollectionRow,
+    cr: &'a CollectionRuntime,
+    cid: &'a str,
+    events: bool,
+) -> ApplyTarget<'a> {
+    ApplyTarget {
+        schema: &cfg.schema_name,
+        table: &c.table_name,
+        collection_id: cid,
+        columns: &cr.columns,
+        stamp_field: c.stamp_field.as_deref(),
+        emit_events: events,
+    }
+}

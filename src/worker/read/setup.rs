@@ -1,0 +1,70 @@
+//! A new collection: its describe becomes a table, its columns and its capture.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use salesforce::FieldDescribe;
+use sync_core::mapping::{map_fields, modstamp_field, FieldInfo};
+
+use super::{apply, secs};
+use crate::worker::catalog::{CollectionRow, SyncConfig};
+use crate::worker::error::StepError;
+use crate::worker::pg::tx;
+use crate::worker::runtime::{CollectionRuntime, SyncRuntime};
+
+pub(super) fn field_info(f: &FieldDescribe) -> FieldInfo {
+    FieldInfo {
+        name: f.name.clone(),
+        sf_type: f.field_type.as_str().to_string(),
+        compound_field_name: f.compound_field_name.clone(),
+        createable: f.createable,
+        updateable: f.updateable,
+        calculated: f.calculated,
+        nillable: f.nillable,
+        restricted_picklist: f.restricted_picklist,
+        external_id: f.external_id,
+        picklist_values: f.picklist_values.iter().map(|p| p.value.clone()).collect(),
+    }
+}
+
+/// Describes the object and creates its table.
+pub(super) fn set_up(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    c: &CollectionRow,
+) -> Result<bool, StepError> {
+    if !rt.try_spend(1) {
+        return Ok(false);
+    }
+    let described = rt.call(rt.client.describe(&c.object_name, None))?;
+    let Some(d) = described else {
+        return Err(StepError::Collection {
+            object: c.object_name.clone(),
+            message: "describe returned no body".into(),
+        });
+    };
+    let fields: Vec<FieldInfo> = d.fields.iter().map(field_info).collect();
+    let columns = map_fields(&fields);
+    let stamp = modstamp_field(&columns).map(str::to_string);
+    let at = Utc::now();
+    tx(|| {
+        apply::create_collection_table(
+            &cfg.name,
+            &cfg.schema_name,
+            &c.object_name,
+            &c.table_name,
+            &columns,
+            stamp.as_deref(),
+            at,
+        )
+    })?;
+    let mut cr = CollectionRuntime::new(
+        columns,
+        secs(cfg.describe_interval_secs),
+        secs(cfg.deleted_interval_secs),
+    );
+    // the describe just read counts as the first check
+    cr.describe.mark(Instant::now());
+    rt.collections.insert(c.object_name.clone(), cr);
+    Ok(true)
+}

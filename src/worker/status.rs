@@ -1,0 +1,29 @@
+//! What the operator sees of a sync's health: its last error (sync-wide or per
+//! collection) and its API requests per minute. Call inside a transaction.
+
+use pgrx::prelude::*;
+use pgrx::spi::SpiResult;
+
+pub fn record_usage(sync: &str, n: i64) -> SpiResult<()> {
+    Spi::run_with_args(
+        "SELECT sequin_sf._record_api_usage($1, $2::integer)",
+        &[sync.into(), n.into()],
+    )
+}
+
+pub fn set_sync_error(sync: &str, message: Option<&str>) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE sequin_sf._syncs SET last_error = $2,
+                last_error_at = CASE WHEN $2 IS NULL THEN NULL ELSE now() END
+         WHERE name = $1",
+        &[sync.into(), message.into()],
+    )
+}
+
+pub fn set_collection_error(sync: &str, object: &str, message: &str) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE sequin_sf._collections SET last_error = $3, last_error_at = now()
+         WHERE sync_name = $1 AND object_name = $2",
+        &[sync.into(), object.into(), message.into()],
+    )
+}
