@@ -10,7 +10,10 @@ A last line measures the write-log append alone (the log rows a bulk INSERT adds
 directly) against the bulk INSERT itself: what a capture that logs one row per change
 could reach at best.
 
-    .venv/bin/python bench/trigger_overhead.py [--rows N] [--repeat R]
+    .venv/bin/python bench/trigger_overhead.py [--rows N] [--repeat R] [--unpinned]
+
+--unpinned runs the capture functions without their pinned search_path (which a real
+install always has), to show what pinning costs.
     BENCH_DSN=... to use an existing database that has the extension (else a throwaway
     cluster is started).
 """
@@ -51,7 +54,7 @@ SELECT 'captured', 'Contact', g, 'insert' FROM generate_series(%s::int, %s::int)
 NONCREATE = '{"id": "the Salesforce Id is assigned by Salesforce", "system_modstamp": "system field", "created_date": "system field"}'
 
 
-def setup(conn):
+def setup(conn, unpinned=False):
     conn.execute("DROP TABLE IF EXISTS bench_w.plain, bench_w.captured")
     conn.execute("DROP SCHEMA IF EXISTS bench_w CASCADE")
     conn.execute("CREATE SCHEMA bench_w")
@@ -62,6 +65,12 @@ def setup(conn):
         " %s::jsonb, %s::jsonb, '{\"lead_source\": [\"Web\", \"Phone\"]}'::jsonb)",
         (NONCREATE, NONCREATE),
     )
+    if unpinned:
+        for (fn,) in conn.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p"
+            " WHERE p.pronamespace = 'bench_w'::regnamespace AND p.proname LIKE '\\_sync\\_capture%'"
+        ).fetchall():
+            conn.execute(f"ALTER FUNCTION {fn} RESET search_path")
 
 
 def truncate(conn):
@@ -128,6 +137,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=20000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--unpinned", action="store_true")
     args = ap.parse_args()
 
     cluster = None
@@ -143,7 +153,7 @@ def main():
                 "SELECT to_regproc('sequin_sf._install_write_triggers') IS NOT NULL").fetchone()[0]
             if not have:
                 conn.execute("CREATE EXTENSION sequin_sf")
-            setup(conn)
+            setup(conn, args.unpinned)
             print(f"trigger overhead: up to {args.rows} rows per run, {args.repeat} runs,"
                   " tables alternating in chunks")
             modes = (

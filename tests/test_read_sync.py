@@ -369,6 +369,28 @@ def test_read_bulk_backfill_of_a_large_collection_matches_emulator(start_emulato
     db.close()
 
 
+def test_read_failed_bulk_job_falls_back_to_rest_instead_of_retrying_forever(emulator, db, cluster):
+    """A Bulk query job Salesforce fails is not recreated again and again: the
+    backfill says why and finishes through REST pages."""
+    emulator.control("POST", "faults", {"kind": "bulk_job_failed", "count": 5,
+                                        "message": "InternalServerError: retry later"})
+    create_emulator_credential(db, emulator)
+    db.execute(
+        "SELECT sequin_sf.create_sync('emu', credential => 'emu', collections => ARRAY['Contact'],"
+        " rate_limit_requests => 100000, bulk_threshold => 1)"
+    )
+    wait_backfilled(db, "emu")
+    assert query_value(db, "SELECT backfill_mode FROM sequin_sf.sync_status") == "rest"
+    assert query_value(db, "SELECT count(*) FROM salesforce.contact") == \
+        emulator.stats()["records"]["Contact"]
+    # one job created and its state read, not a new job every 30 seconds
+    assert emulator.stats()["endpoints"]["bulk2_query"] <= 4
+    # said in the log and, until the backfill went on, in sync_status.last_error
+    assert "ended Failed: InternalServerError: retry later; backfilling through the REST API" \
+        in cluster.log()
+    emulator.control("DELETE", "faults")
+
+
 def test_read_apply_error_is_reported_and_retried_without_losing_the_change(emulator, db):
     """A change Postgres refuses (here a user's CHECK constraint) is not dropped: the
     worker reports it in sync_status, keeps running and applies it once possible."""
