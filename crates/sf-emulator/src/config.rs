@@ -37,6 +37,8 @@ Control API (under /__emulator/, no auth, never counted as API usage):
                                           (as Salesforce does after 7 days): then 404 NOT_FOUND
   GET    blob/{N}                        N filler bytes (the benchmarks' loopback baseline)
 Fault kinds: 503, 500, timeout, drop, drop_after, invalid_session, unable_to_lock_row, request_limit;
+  query_timeout: the next SOQL queries (/query, /queryAll, next pages; no other request) answer
+  400 QUERY_TIMEOUT \"Your query request was running for too long.\";
   bulk_job_failed, bulk_job_aborted: the next Bulk query jobs created (Bulk 2.0 jobs, Bulk 1.0
   batches) end Failed (errorMessage: \"message\", else Salesforce's retry-limit text) or Aborted
   once their --bulk-job-ms is up, instead of completing.";

@@ -18,6 +18,8 @@ pub enum FaultKind {
     InvalidSession,
     UnableToLockRow,
     RequestLimit,
+    /// A SOQL query (`/query`, `/queryAll`, a next-page locator) that ran too long.
+    QueryTimeout,
     /// Not a request fault: the next Bulk query job (Bulk 2.0 job, Bulk 1.0 batch)
     /// created ends `Failed` instead of completing.
     BulkJobFailed,
@@ -36,6 +38,7 @@ impl FaultKind {
             "invalid_session" | "401" => FaultKind::InvalidSession,
             "unable_to_lock_row" => FaultKind::UnableToLockRow,
             "request_limit" | "403" => FaultKind::RequestLimit,
+            "query_timeout" => FaultKind::QueryTimeout,
             "bulk_job_failed" => FaultKind::BulkJobFailed,
             "bulk_job_aborted" => FaultKind::BulkJobAborted,
             _ => return None,
@@ -73,6 +76,18 @@ impl FaultKind {
                 403,
                 "REQUEST_LIMIT_EXCEEDED",
                 "TotalRequests Limit exceeded.",
+            ),
+            // Salesforce stops a query that runs past its time limit ("If the query
+            // doesn't execute within the standard 2-minute timeout limit, the job fails
+            // and a QUERY_TIMEOUT error is returned": "How Bulk Queries Are Processed",
+            // https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/asynch_api_bulk_query_processing.htm).
+            // Over REST clients report `QUERY_TIMEOUT: Your query request was running
+            // for too long` (https://github.com/restforce/restforce/issues/790); the
+            // HTTP status, 400, is not shown there. The emulator answers at once; add
+            // latency (`latency_ms`) to also make the client wait.
+            FaultKind::QueryTimeout => ApiError::bad(
+                "QUERY_TIMEOUT",
+                "Your query request was running for too long.",
             ),
         }
     }
@@ -160,6 +175,7 @@ impl Faults {
         let mut fired = None;
         for r in rules.iter_mut() {
             if r.target() != target
+                || (r.kind == FaultKind::QueryTimeout && !is_soql_path(path))
                 || r.path_contains
                     .as_deref()
                     .is_some_and(|p| !path.contains(p))
@@ -184,6 +200,15 @@ impl Faults {
         rules.retain(|r| r.remaining != Some(0));
         fired
     }
+}
+
+/// `/services/data/vNN.N/query[All][/...]`: the requests a SOQL query runs in.
+fn is_soql_path(path: &str) -> bool {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    matches!(
+        segs.as_slice(),
+        ["services", "data", _, "query" | "queryAll", ..]
+    )
 }
 
 #[cfg(test)]
@@ -226,5 +251,20 @@ mod tests {
         );
         assert_eq!(f.pick_job("/services/data/v61.0/jobs/query"), None);
         assert!(f.rules().is_empty());
+        // A query timeout only happens to SOQL queries.
+        f.add(FaultRule {
+            kind: FaultKind::QueryTimeout,
+            rate: None,
+            remaining: Some(1),
+            path_contains: None,
+            per_record: false,
+            message: None,
+        });
+        assert_eq!(f.pick("/services/data/v61.0/jobs/query"), None);
+        assert_eq!(f.pick("/services/data/v61.0/sobjects/Contact"), None);
+        assert_eq!(
+            f.pick("/services/data/v61.0/query/01g000000000001AAA-2000"),
+            Some(FaultKind::QueryTimeout)
+        );
     }
 }

@@ -14,6 +14,10 @@ use std::sync::Arc;
 
 const LOCATOR_IDLE_MS: i64 = 15 * 60 * 1000;
 const MAX_OFFSET: u64 = 2000;
+/// The largest LIMIT a query with FIELDS(ALL) or FIELDS(CUSTOM) may have.
+const MAX_FIELDS_LIMIT: u64 = 200;
+/// The page size when a query selects two or more custom long text area fields.
+const LONG_TEXT_BATCH: usize = 200;
 /// Open query locators kept at once.
 const MAX_LOCATORS: usize = 1000;
 
@@ -279,6 +283,25 @@ pub fn plan(
         .org
         .object(&q.from)
         .ok_or_else(|| ApiError::from(SoqlError::invalid_type(text, &q.from)))?;
+    // FIELDS(ALL) and FIELDS(CUSTOM) select an unbounded set of fields and are "supported
+    // only with LIMIT n where n <= 200"; FIELDS(STANDARD) needs no LIMIT ("FIELDS()",
+    // SOQL and SOSL Reference, https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select_fields.htm).
+    // Salesforce refuses it when parsing, with 400 MALFORMED_QUERY "The SOQL FIELDS
+    // function must have a LIMIT of at most 200" (the text as a live org answers it,
+    // quoted in https://github.com/activepieces/activepieces/issues/14521; the page
+    // above shows no error text). Bulk query jobs get the same answer: not confirmed.
+    let unbounded = q.select.iter().any(|s| {
+        matches!(
+            s,
+            SelectItem::Fields(soql::FieldsKind::All | soql::FieldsKind::Custom)
+        )
+    });
+    if unbounded && q.limit.is_none_or(|l| l > MAX_FIELDS_LIMIT) {
+        return Err(ApiError::bad(
+            "MALFORMED_QUERY",
+            "The SOQL FIELDS function must have a LIMIT of at most 200",
+        ));
+    }
     if bulk {
         if q.offset.is_some() {
             return Err(ApiError::bad(
@@ -460,6 +483,27 @@ impl Locators {
     }
 }
 
+/// "If the SOQL statement selects two or more custom fields of type long text, the batch
+/// size can't be greater than 200 records" ("Change the Batch Size in Queries", SOQL and
+/// SOSL Reference, https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/api/sforce_api_calls_soql_changing_batch_size.htm).
+/// Long text: a text area longer than 255 characters (a plain Text Area holds 255).
+fn long_text_cap(plan: &Plan) -> usize {
+    let long = plan
+        .columns
+        .iter()
+        .filter(|h| {
+            let o = plan.objs[h.obj].read();
+            let f = &o.def.fields[h.field];
+            f.custom && f.ftype == FieldType::Textarea && f.length > 255
+        })
+        .count();
+    if long >= 2 {
+        LONG_TEXT_BATCH
+    } else {
+        usize::MAX
+    }
+}
+
 fn batch_size(req: &Req) -> usize {
     req.header("sforce-query-options")
         .and_then(|h| {
@@ -576,7 +620,7 @@ pub fn query(app: &App, req: &Req, v: &str, all: bool) -> Result<Resp, ApiError>
         }
         Shape::Records(_) => {}
     }
-    let batch = batch_size(req);
+    let batch = batch_size(req).min(long_text_cap(&plan));
     let total = rows.len();
     if total <= batch {
         return Ok(page(&plan, &rows, 0, batch, total, None, v));
