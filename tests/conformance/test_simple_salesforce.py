@@ -19,6 +19,7 @@ from simple_salesforce.exceptions import (
     SalesforceError,
     SalesforceExpiredSession,
     SalesforceMalformedRequest,
+    SalesforceOperationError,
     SalesforceResourceNotFound,
 )
 
@@ -357,3 +358,151 @@ if os.environ.get("SF_CONFORMANCE_DEBUG"):
     import logging
 
     logging.basicConfig(level=logging.DEBUG)
+
+
+# The seed-list objects the emulator models from Salesforce's documentation (facts and
+# sources in crates/sf-emulator/src/catalog.txt): what the API lets a client do with
+# each, and which cursor fields its describe holds.
+SEED_OBJECTS = {
+    # name: (createable, updateable, deletable, replicateable, fields present, absent)
+    "AccountContactRelation": (True, True, True, True, ["SystemModstamp"], []),
+    "Attachment": (True, True, True, True, ["SystemModstamp", "Body"], []),
+    "CampaignMemberStatus": (True, True, True, True, ["SystemModstamp"], []),
+    "CaseHistory": (False, False, False, True, ["CreatedDate", "NewValue"],
+                    ["SystemModstamp", "LastModifiedDate"]),
+    "ContentDocument": (False, True, True, False, ["SystemModstamp"], []),
+    "ContentNote": (True, True, True, False, ["LastModifiedDate", "Content"],
+                    ["SystemModstamp"]),
+    "OpportunityFieldHistory": (False, False, False, True, ["CreatedDate"],
+                                ["SystemModstamp", "LastModifiedDate"]),
+    "OpportunityHistory": (False, False, False, True, ["CreatedDate", "SystemModstamp"],
+                           ["LastModifiedDate"]),
+    "OpportunityStage": (False, False, False, False, ["SystemModstamp"], ["IsDeleted"]),
+    "Opportunity__hd": (False, False, False, True, ["CreatedDate"],
+                        ["SystemModstamp", "LastModifiedDate"]),
+    "Profile": (True, True, True, True, ["SystemModstamp"], ["IsDeleted"]),
+    "UserRole": (True, True, True, True, ["SystemModstamp"], ["CreatedDate", "IsDeleted"]),
+    "WorkOrder": (True, True, True, True, ["SystemModstamp"], []),
+}
+SEED_COUNTS = {"AccountContactRelation": 5, "Attachment": 4, "CampaignMemberStatus": 3,
+               "CaseHistory": 6, "ContentDocument": 3, "ContentNote": 3,
+               "OpportunityFieldHistory": 6, "OpportunityHistory": 6, "OpportunityStage": 4,
+               "Opportunity__hd": 4, "Profile": 2, "UserRole": 3, "WorkOrder": 4}
+
+
+def test_seed_objects_as_a_real_org_serves_them(start_emulator, tls_cert, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_cert[0])
+    parents = "Account=5,Contact=10,Opportunity=10,Case=5,Campaign=2"
+    spec = ",".join([parents] + [f"{o}={n}" for o, n in SEED_COUNTS.items()])
+    emu = start_emulator("--seed", "5", "--generate", spec, tls=tls_cert)
+    sf = soap_client(emu)
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    end = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)
+
+    listed = {o["name"]: o for o in sf.describe()["sobjects"]}
+    for name, (create, update, delete, repl, present, absent) in SEED_OBJECTS.items():
+        g = listed[name]
+        assert (g["createable"], g["updateable"], g["deletable"], g["replicateable"],
+                g["queryable"]) == (create, update, delete, repl, True), name
+        d = getattr(sf, name).describe()
+        assert (d["createable"], d["replicateable"]) == (create, repl), name
+        fields = {f["name"] for f in d["fields"]}
+        assert set(present) <= fields, (name, set(present) - fields)
+        assert not set(absent) & fields, (name, set(absent) & fields)
+
+        rows = sf.query_all(f"SELECT Id FROM {name}")
+        assert rows["totalSize"] == SEED_COUNTS[name], name
+        prefix = d["keyPrefix"]
+        assert all(r["Id"].startswith(prefix) and len(r["Id"]) == 18
+                   for r in rows["records"]), name
+
+        if not create:
+            with pytest.raises(SalesforceMalformedRequest) as refused:
+                getattr(sf, name).create({"Name": "x"})
+            assert refused.value.content[0]["errorCode"] == "INVALID_TYPE_FOR_OPERATION"
+        if repl:
+            assert "ids" in getattr(sf, name).updated(start, end), name
+        else:
+            with pytest.raises(SalesforceMalformedRequest) as refused:
+                getattr(sf, name).updated(start, end)
+            assert refused.value.content[0]["errorCode"] == "INVALID_TYPE", name
+
+    # A read-only history row refuses updates and deletes too.
+    hist = sf.query("SELECT Id FROM CaseHistory LIMIT 1")["records"][0]["Id"]
+    for call in (lambda: sf.CaseHistory.update(hist, {"Field": "Status"}),
+                 lambda: sf.CaseHistory.delete(hist)):
+        with pytest.raises(SalesforceMalformedRequest) as refused:
+            call()
+        assert refused.value.content[0]["errorCode"] == "INVALID_TYPE_FOR_OPERATION"
+
+    # Base64: /query and a record read give the blob's path, which serves the bytes.
+    acct = sf.query("SELECT Id FROM Account LIMIT 1")["records"][0]["Id"]
+    made = sf.Attachment.create({"ParentId": acct, "Name": "hello.txt",
+                                 "Body": "aGVsbG8gd29ybGQ="})
+    assert made["success"] is True
+    body_path = sf.Attachment.get(made["id"])["Body"]
+    assert body_path == f"/services/data/v{API_VERSION}/sobjects/Attachment/{made['id']}/Body"
+    blob = sf.session.get(f"{emu.base_url}{body_path}",
+                          headers={"Authorization": f"Bearer {sf.session_id}"})
+    assert blob.status_code == 200 and blob.content == b"hello world"
+    note = sf.query("SELECT Id, Content FROM ContentNote LIMIT 1")["records"][0]
+    assert note["Content"].endswith(f"/sobjects/ContentNote/{note['Id']}/Content")
+
+    # Bulk queries refuse base64 fields and read the rest, history rows included.
+    with pytest.raises(SalesforceError) as refused:
+        list(sf.bulk2.Attachment.query("SELECT Id, Body FROM Attachment", wait=0.1))
+    assert "base64" in str(refused.value.content)
+    pages = list(sf.bulk2.CaseHistory.query(
+        "SELECT Id, CaseId, Field, CreatedDate FROM CaseHistory", wait=0.1))
+    lines = [line for page in pages for line in page.strip().splitlines()[1:]]
+    assert len(lines) == SEED_COUNTS["CaseHistory"]
+
+
+def test_bulk_jobs_take_time_fail_and_queries_are_bounded(start_emulator, tls_cert,
+                                                          monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_cert[0])
+    emu = start_emulator("--generate", "Contact=300", "--bulk-job-ms", "1200", tls=tls_cert)
+    sf = soap_client(emu)
+
+    # simple-salesforce waits through UploadComplete and InProgress, polling job state;
+    # every poll is an API request.
+    before = emu.stats()["endpoints"].get("bulk2_query", 0)
+    pages = list(sf.bulk2.Contact.query("SELECT Id FROM Contact", wait=0.2))
+    assert sum(len(p.strip().splitlines()) - 1 for p in pages) == 300
+    calls = emu.stats()["endpoints"]["bulk2_query"] - before
+    assert calls >= 4, f"create, several polls, results: {calls}"
+
+    # A job Salesforce fails: the client reports its errorMessage.
+    emu.control("PUT", "limits", {"bulk_job_ms": 0})
+    emu.control("POST", "faults", {"kind": "bulk_job_failed", "count": 1,
+                                   "message": "Retried more than 15 times"})
+    with pytest.raises(SalesforceOperationError) as failed:
+        list(sf.bulk2.Contact.query("SELECT Id FROM Contact", wait=0.1))
+    assert "Retried more than 15 times" in str(failed.value)
+    emu.control("POST", "faults", {"kind": "bulk_job_aborted", "count": 1})
+    with pytest.raises(SalesforceOperationError):
+        list(sf.bulk2.Contact.query("SELECT Id FROM Contact", wait=0.1))
+
+    # A query that runs too long; FIELDS(ALL) needs LIMIT 200 or less.
+    emu.control("POST", "faults", {"kind": "query_timeout", "count": 1})
+    with pytest.raises(SalesforceMalformedRequest) as slow:
+        sf.query("SELECT Id FROM Contact")
+    assert slow.value.content[0]["errorCode"] == "QUERY_TIMEOUT"
+    assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 300
+    with pytest.raises(SalesforceMalformedRequest) as unbounded:
+        sf.query("SELECT FIELDS(ALL) FROM Contact")
+    assert unbounded.value.content[0]["errorCode"] == "MALFORMED_QUERY"
+    assert len(sf.query("SELECT FIELDS(ALL) FROM Contact LIMIT 200")["records"]) == 200
+
+    # Field-level security hides a field; an admin turns a text field into a picklist.
+    emu.control("PATCH", "schema/Contact/fields/Title", {"hidden": True})
+    assert "Title" not in {f["name"] for f in sf.Contact.describe()["fields"]}
+    with pytest.raises(SalesforceMalformedRequest) as hidden:
+        sf.query("SELECT Title FROM Contact")
+    assert hidden.value.content[0]["errorCode"] == "INVALID_FIELD"
+    emu.control("POST", "schema/Contact/fields", {"name": "Tier__c", "type": "string"})
+    emu.control("PATCH", "schema/Contact/fields/Tier__c",
+                {"type": "picklist", "values": ["Gold", "Silver"]})
+    tier = {f["name"]: f for f in sf.Contact.describe()["fields"]}["Tier__c"]
+    assert tier["type"] == "picklist"
+    assert [p["value"] for p in tier["picklistValues"]] == ["Gold", "Silver"]
