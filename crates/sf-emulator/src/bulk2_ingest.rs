@@ -295,7 +295,7 @@ fn apply_row(
                 return Err(fail(missing_id()));
             }
             if op == "delete" {
-                validate::delete(obj, &id).map_err(fail)?;
+                validate::delete_cascading(&app.org, obj, &id).map_err(fail)?;
             } else {
                 validate::live_row(&obj.read(), &id).map_err(fail)?;
                 validate::purge(obj, &id).map_err(fail)?;

@@ -210,7 +210,7 @@ fn delete_item(app: &App, id: &str) -> ItemResult {
         let prefix = crate::ids::prefix_of(id).ok_or_else(bad_id)?;
         let obj = app.org.by_prefix(&prefix).ok_or_else(bad_id)?;
         crate::validate::writable(&obj.read().def, crate::validate::WriteOp::Delete)?;
-        crate::validate::delete(&obj, id)?;
+        crate::validate::delete_cascading(&app.org, &obj, id)?;
         Ok(crate::ids::normalize(id).map_or(id.to_string(), crate::ids::to18))
     };
     match run() {

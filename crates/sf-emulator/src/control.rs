@@ -233,7 +233,7 @@ fn delete_record(app: &App, req: &Req, obj: &str, id: &str) -> Result<Resp, Resp
     if purge {
         validate::purge(&o, id).map_err(api_err)?;
     } else {
-        validate::delete(&o, id).map_err(api_err)?;
+        validate::delete_cascading(&app.org, &o, id).map_err(api_err)?;
     }
     Ok(Resp::empty(204))
 }

@@ -31,7 +31,8 @@
 //!   records are also deleted" and the relationship field is required ("Relationships
 //!   Among Objects", SOAP API Developer Guide,
 //!   https://developer.salesforce.com/docs/atlas.en-us.196.0.api.meta/api/relationships_among_objects.htm):
-//!   describe shows `nillable: false` and the parent's child relationship
+//!   describe shows `nillable: false`, deleting a master deletes its details
+//!   (`validate::delete_cascading`), and the parent's child relationship
 //!   `cascadeDelete: true` (`isCascadeDelete`: "true if the child object is deleted when
 //!   the parent object is deleted", "ChildRelationship Class", Apex Reference,
 //!   https://developer.salesforce.com/docs/platform/apex-ref/references/apex-ref/apex-class-schema-childrelationship.html).

@@ -166,7 +166,7 @@ pub fn update(app: &App, req: &Req, _v: &str, name: &str, id: &str) -> Result<Re
 pub fn delete(app: &App, _v: &str, name: &str, id: &str) -> Result<Resp, ApiError> {
     let obj = lookup(app, name)?;
     validate::writable(&obj.read().def, validate::WriteOp::Delete)?;
-    validate::delete(&obj, id)?;
+    validate::delete_cascading(&app.org, &obj, id)?;
     Ok(Resp::empty(204))
 }
 
@@ -325,7 +325,7 @@ pub fn delete_by_external(
     match rows.as_slice() {
         [row] => {
             let id = obj.read().id_of(*row).to_string();
-            validate::delete(&obj, &id)?;
+            validate::delete_cascading(&app.org, &obj, &id)?;
             Ok(Resp::empty(204))
         }
         [] => Err(ApiError::not_found()),

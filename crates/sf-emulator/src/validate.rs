@@ -536,6 +536,52 @@ pub fn delete(obj: &ObjRef, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Deletes a record and, as Salesforce does, the records on the detail side of its
+/// master-detail relationships ("When a record of the master object is deleted, its
+/// related detail records are also deleted": "Relationships Among Objects", SOAP API
+/// Developer Guide, https://developer.salesforce.com/docs/atlas.en-us.196.0.api.meta/api/relationships_among_objects.htm),
+/// level after level. Undeleting the master does not bring the details back here
+/// (Salesforce restores them with it; not modelled).
+pub fn delete_cascading(org: &Org, obj: &ObjRef, id: &str) -> Result<(), ApiError> {
+    let (name, master_id) = {
+        let o = obj.read();
+        let row = live_row(&o, id)?;
+        (o.def.name.clone(), o.id_of(row).to_string())
+    };
+    delete(obj, id)?;
+    for other in org.objects() {
+        let details: Vec<String> = {
+            let g = other.read();
+            let cols: Vec<usize> = g
+                .def
+                .fields
+                .iter()
+                .filter(|f| {
+                    !f.removed
+                        && f.master_detail
+                        && f.reference_to.iter().any(|t| t.eq_ignore_ascii_case(&name))
+                })
+                .filter_map(Field::column)
+                .collect();
+            if cols.is_empty() {
+                continue;
+            }
+            (0..g.table.rows())
+                .filter(|&r| g.table.row_state(r) == Some(crate::store::RowState::Live))
+                .filter(|&r| {
+                    cols.iter()
+                        .any(|&c| g.table.cols[c].get(r) == Value::Text(&master_id))
+                })
+                .map(|r| g.id_of(r).to_string())
+                .collect()
+        };
+        for d in details {
+            delete_cascading(org, &other, &d)?;
+        }
+    }
+    Ok(())
+}
+
 /// Restores a record from the recycle bin.
 pub fn undelete(obj: &ObjRef, id: &str) -> Result<(), ApiError> {
     let mut o = obj.write();

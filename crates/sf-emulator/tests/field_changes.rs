@@ -260,6 +260,37 @@ async fn a_lookup_becomes_master_detail_when_every_record_has_a_parent() {
         (s.as_u16(), error_code(&b)),
         (400, "REQUIRED_FIELD_MISSING")
     );
+    // Deleting the master deletes its details (to the recycle bin).
+    let other = create(&org, "Account", json!({"Name": "Other"})).await;
+    let kept = create(
+        &org,
+        "Contact",
+        json!({"LastName": "Kept", "Sponsor__c": other}),
+    )
+    .await;
+    let (s, _) = org
+        .call(
+            Method::DELETE,
+            &format!("{V}/sobjects/Account/{acct}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let all = org
+        .query_all("SELECT Id, IsDeleted FROM Contact ORDER BY LastName")
+        .await;
+    let state: Vec<(String, bool)> = all["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["Id"].as_str().unwrap().to_string(),
+                r["IsDeleted"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(state, vec![(kept, false), (c1, true), (c2, true)]);
     // A relationship stays a relationship.
     assert_eq!(
         change(&org, "Contact", "Sponsor__c", json!({"type": "string"}))
