@@ -107,7 +107,8 @@ pub struct Config {
     #[arg(long, default_value_t = 0.0)]
     pub fault_rate: f64,
     /// Fault injected by --fault-rate: 503, 500, timeout, drop, drop_after,
-    /// invalid_session, unable_to_lock_row or request_limit.
+    /// invalid_session, unable_to_lock_row, request_limit, query_timeout (SOQL queries
+    /// only), bulk_job_failed or bulk_job_aborted (that fraction of Bulk query jobs).
     #[arg(long, default_value = "503")]
     pub fault_kind: String,
     /// Seed for generated data and fault dice; the same seed gives the same org.

@@ -284,9 +284,12 @@ fn remove_field(app: &App, obj: &str, field: &str) -> Result<Resp, Resp> {
     let o = with_obj(app, obj)?;
     {
         let mut g = o.write();
+        // Hidden fields too: field-level security does not stop an admin.
         let idx = g
             .def
-            .field_index(field)
+            .fields
+            .iter()
+            .position(|f| !f.removed && f.name.eq_ignore_ascii_case(field))
             .ok_or_else(|| not_found(format!("no field {obj}.{field}")))?;
         let f = &g.def.fields[idx];
         if !f.custom {

@@ -226,6 +226,10 @@ fn convert_value(v: soql::Value<'_>, old: &Field, new: &Field) -> Val {
         (_, V::Bool(_)) => Val::Null,
         (FieldType::Int, V::Int(i)) => Val::Int(i),
         (FieldType::Int, V::Double(d)) => Val::Int(d.round() as i64),
+        (FieldType::Int, V::Text(t)) => match t.trim().parse::<f64>() {
+            Ok(d) if d.is_finite() && d.abs() < 1e18 => Val::Int(d.round() as i64),
+            _ => Val::Null,
+        },
         (FieldType::Double | FieldType::Currency | FieldType::Percent, V::Double(d)) => number(d),
         (FieldType::Double | FieldType::Currency | FieldType::Percent, V::Int(i)) => {
             number(i as f64)

@@ -170,6 +170,10 @@ async fn field_types_change_and_values_follow() {
     assert_eq!(s, 200);
     assert_eq!(value(&org, "Contact", "Code__c", &a).await, json!(42.0));
     assert_eq!(value(&org, "Contact", "Code__c", &b).await, Value::Null);
+    // ...and to a whole number, rounded.
+    let (s, _) = change(&org, "Contact", "Code__c", json!({"type": "int"})).await;
+    assert_eq!(s, 200);
+    assert_eq!(value(&org, "Contact", "Code__c", &a).await, json!(42));
     let q = org.query("SELECT Id FROM Contact WHERE Code__c > 40").await;
     assert_eq!(q["totalSize"], 1, "filters use the new type");
 
