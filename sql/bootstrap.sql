@@ -69,6 +69,12 @@ CREATE TABLE sequin_sf._collections (
     -- the table this sync created (NULL until it exists): the only relation of that
     -- name it will ever alter or drop
     table_oid            oid,
+    -- what Salesforce lets the API do with the object (describe; NULL = not known yet):
+    -- capture refuses what it may not, polls skip /deleted where it is not replicateable
+    createable           boolean,
+    updateable           boolean,
+    deletable            boolean,
+    replicateable        boolean,
     PRIMARY KEY (sync_name, object_name),
     UNIQUE (sync_name, table_name)
 );

@@ -126,13 +126,14 @@ $install$;
 --   p_noncreateable / p_nonupdateable: {column: why Salesforce refuses it}
 --   p_picklists: {column: [allowed values]} for restricted picklists ('{}' = no check)
 --   p_local: columns never sent (NULL = those whose name starts with "_")
+--   p_refused_ops: {"INSERT"|"UPDATE"|"DELETE": why Salesforce refuses it for the object}
 --
 -- The trigger function is generated per table with the column rules written out as
 -- plain SQL expressions, so capture costs a few C-level operations per row rather than
 -- a walk over each row's jsonb (this is what keeps the trigger overhead low).
 CREATE FUNCTION sequin_sf._install_write_triggers(
     p_table regclass, p_object text, p_noncreateable jsonb, p_nonupdateable jsonb,
-    p_picklists jsonb, p_local text[] DEFAULT NULL
+    p_picklists jsonb, p_local text[] DEFAULT NULL, p_refused_ops jsonb DEFAULT '{}'
 ) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -145,6 +146,7 @@ DECLARE
     ins_bad text;
     upd_bad text;
     unchanged text;
+    op text;
     noncreate jsonb := coalesce(p_noncreateable, '{}'::jsonb);
     nonupdate jsonb := coalesce(p_nonupdateable, '{}'::jsonb);
     picks jsonb := coalesce(p_picklists, '{}'::jsonb);
@@ -244,6 +246,29 @@ BEGIN
                    ' EXECUTE FUNCTION %s()', p_table, fn);
     EXECUTE format('CREATE TRIGGER _sync_write_truncate BEFORE TRUNCATE ON %s'
                    ' FOR EACH STATEMENT EXECUTE FUNCTION sequin_sf._refuse_truncate()', p_table);
+    -- operations Salesforce does not allow on the object at all: refused before any row
+    -- changes (one check per statement, nothing for the operations it allows)
+    FOR op IN SELECT key FROM jsonb_each_text(coalesce(p_refused_ops, '{}')) LOOP
+        EXECUTE format('CREATE TRIGGER %I BEFORE %s ON %s FOR EACH STATEMENT'
+                       ' WHEN (current_setting(''sequin_sf.applying'', true) IS DISTINCT FROM ''on'')'
+                       ' EXECUTE FUNCTION sequin_sf._refuse_object_write(%L, %L)',
+                       '_sync_write_refuse_' || lower(op), op, p_table, p_object,
+                       p_refused_ops ->> op);
+    END LOOP;
+END
+$$;
+
+-- Raised before an INSERT, UPDATE or DELETE that Salesforce does not allow on the
+-- object at all (TG_ARGV: the object, why).
+CREATE FUNCTION sequin_sf._refuse_object_write() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% on %.% is not allowed: %', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[1]
+        USING ERRCODE = 'feature_not_supported',
+              DETAIL = format('Salesforce''s describe of %s says its records cannot be %s through the API, so the change could never be written back.',
+                              TG_ARGV[0], CASE TG_OP WHEN 'INSERT' THEN 'created'
+                                                     WHEN 'UPDATE' THEN 'updated' ELSE 'deleted' END),
+              HINT = 'The table mirrors Salesforce read-only for this operation; change the records in Salesforce.';
 END
 $$;
 
@@ -270,7 +295,10 @@ DECLARE
 BEGIN
     FOR t IN SELECT tgname FROM pg_trigger
               WHERE tgrelid = p_table AND tgname IN ('_sync_write_insert', '_sync_write_update',
-                                                     '_sync_write_delete', '_sync_write_truncate') LOOP
+                                                     '_sync_write_delete', '_sync_write_truncate',
+                                                     '_sync_write_refuse_insert',
+                                                     '_sync_write_refuse_update',
+                                                     '_sync_write_refuse_delete') LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', t, p_table);
     END LOOP;
 END
@@ -305,6 +333,7 @@ DECLARE
     nonupdate jsonb;
     picks jsonb;
     local_cols text[];
+    refused jsonb;
     rel regclass := format('%I.%I', p_schema, p_table)::regclass;
 BEGIN
     t := sequin_sf._synced_table(p_schema, p_table);
@@ -325,8 +354,18 @@ BEGIN
            AND NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
                             WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name
                               AND m.column_name = a.attname));
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+               'INSERT', CASE WHEN c.createable = false
+                              THEN format('Salesforce does not allow creating %s records', c.object_name) END,
+               'UPDATE', CASE WHEN c.updateable = false
+                              THEN format('Salesforce does not allow updating %s records', c.object_name) END,
+               'DELETE', CASE WHEN c.deletable = false
+                              THEN format('Salesforce does not allow deleting %s records', c.object_name) END))
+      INTO refused
+      FROM sequin_sf._collections c
+     WHERE c.sync_name = t.sync_name AND c.object_name = t.object_name;
     PERFORM sequin_sf._install_write_triggers(rel, t.object_name, noncreate, nonupdate, picks,
-                                              local_cols);
+                                              local_cols, refused);
 END
 $$;
 

@@ -375,3 +375,26 @@ BEGIN
     RETURN n;
 END
 $$;
+
+-- Records what Salesforce lets the API do with a collection's object (from a describe)
+-- and, when that changed, reinstalls the table's capture so it refuses what it may not.
+CREATE FUNCTION sequin_sf._set_object_access(p_sync text, p_object text, p_createable boolean,
+                                             p_updateable boolean, p_deletable boolean,
+                                             p_replicateable boolean) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t record;
+BEGIN
+    UPDATE sequin_sf._collections c
+       SET createable = p_createable, updateable = p_updateable, deletable = p_deletable,
+           replicateable = p_replicateable
+      FROM sequin_sf._syncs s
+     WHERE s.name = c.sync_name AND c.sync_name = p_sync AND c.object_name = p_object
+       AND (c.createable, c.updateable, c.deletable, c.replicateable)
+           IS DISTINCT FROM (p_createable, p_updateable, p_deletable, p_replicateable)
+    RETURNING s.schema_name, c.table_name INTO t;
+    IF FOUND AND to_regclass(format('%I.%I', t.schema_name, t.table_name)) IS NOT NULL THEN
+        PERFORM sequin_sf._install_capture(t.schema_name, t.table_name);
+    END IF;
+END
+$$;

@@ -66,6 +66,8 @@ pub struct CollectionRow {
     pub describe_modified: Option<DateTime<Utc>>,
     pub has_columns: bool,
     pub has_error: bool,
+    /// From the object's describe; None until described.
+    pub replicateable: Option<bool>,
 }
 
 fn ts(s: Option<String>) -> Option<DateTime<Utc>> {
@@ -127,7 +129,8 @@ pub fn load_collections(sync: &str) -> SpiResult<Vec<CollectionRow>> {
                 to_char(c.deleted_cursor AT TIME ZONE 'UTC', '{TS}'),
                 c.describe_modified,
                 EXISTS (SELECT 1 FROM sequin_sf._columns m WHERE m.sync_name = c.sync_name AND m.object_name = c.object_name),
-                c.last_error IS NOT NULL, c.backfill_mode, c.bulk_job_id, c.bulk_locator
+                c.last_error IS NOT NULL, c.backfill_mode, c.bulk_job_id, c.bulk_locator,
+                c.replicateable
          FROM sequin_sf._collections c WHERE c.sync_name = $1 ORDER BY c.added_at, c.object_name"
     );
     Spi::connect(|c| {
@@ -156,6 +159,7 @@ pub fn load_collections(sync: &str) -> SpiResult<Vec<CollectionRow>> {
                     .and_then(BackfillMode::parse),
                 bulk_job_id: r.get(14)?,
                 bulk_locator: r.get(15)?,
+                replicateable: r.get(16)?,
             });
         }
         Ok(out)

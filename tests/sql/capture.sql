@@ -84,3 +84,16 @@ SET client_min_messages = notice;
 SELECT sequin_sf.retry_writes('r');
 SET client_min_messages = warning;
 SELECT id, action, state, retry_of FROM rs._sync_write_log WHERE retry_of IS NOT NULL ORDER BY id;
+
+-- an object Salesforce does not let the API create or delete: refused before any row
+-- changes, while updates are still captured; the worker's own changes pass
+SELECT sequin_sf._set_object_access('r', 'Contact', false, true, false, false);
+INSERT INTO rs.contact (last_name) VALUES ('Nope');
+DELETE FROM rs.contact WHERE id = '003000000000001AAA';
+UPDATE rs.contact SET title = 'Still captured' WHERE id = '003000000000001AAA';
+BEGIN;
+SELECT set_config('sequin_sf.applying', 'on', true) IS NOT NULL AS applying;
+DELETE FROM rs.contact WHERE id = '003000000000001AAA';
+ROLLBACK;
+SELECT action, "values" FROM rs._sync_write_log ORDER BY id DESC LIMIT 1;
+SELECT createable, updateable, deletable, replicateable FROM sequin_sf._collections;

@@ -59,6 +59,40 @@ fn notify(c: &mut SpiClient, sync: &str, collection: &str, applied: Applied) -> 
     Ok(())
 }
 
+/// What Salesforce lets the API do with an object, from its describe.
+pub struct ObjectAccess {
+    pub createable: bool,
+    pub updateable: bool,
+    pub deletable: bool,
+    pub replicateable: bool,
+}
+
+impl From<&salesforce::SObjectDescribe> for ObjectAccess {
+    fn from(d: &salesforce::SObjectDescribe) -> Self {
+        ObjectAccess {
+            createable: d.createable,
+            updateable: d.updateable,
+            deletable: d.deletable,
+            replicateable: d.replicateable,
+        }
+    }
+}
+
+/// Records a collection's object access; its capture follows when it changed.
+pub fn set_object_access(sync: &str, object: &str, a: &ObjectAccess) -> SpiResult<()> {
+    Spi::run_with_args(
+        "SELECT sequin_sf._set_object_access($1, $2, $3, $4, $5, $6)",
+        &[
+            sync.into(),
+            object.into(),
+            a.createable.into(),
+            a.updateable.into(),
+            a.deletable.into(),
+            a.replicateable.into(),
+        ],
+    )
+}
+
 /// Creates the data table of a collection and records its columns, the stamp field
 /// and the starting points of the live cursors (the backfill's start, so changes made
 /// during the backfill are re-read by the first polls).

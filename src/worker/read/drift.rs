@@ -46,6 +46,8 @@ pub(super) fn check_describe(
     let Some(d) = rt.call(rt.client.describe(&c.object_name, since))? else {
         return Ok(());
     };
+    let access = apply::ObjectAccess::from(&d);
+    tx(|| apply::set_object_access(&cfg.name, &c.object_name, &access))?;
     let existing = tx(|| catalog::load_columns(&cfg.name, &c.object_name))?;
     let known: HashSet<&str> = existing.iter().map(|(col, _)| col.field.as_str()).collect();
     let new_fields: Vec<FieldInfo> = d

@@ -43,7 +43,9 @@ pub(super) fn poll_round(
                 rt.client
                     .query_subrequest(&format!("q{i}"), &soql, true, Some(PAGE_SIZE)),
             );
-            if cr.deleted.due(Instant::now()) {
+            // /deleted refuses objects that are not replicateable (INVALID_TYPE): their
+            // hard deletes cannot be seen; soft deletes still come through queryAll
+            if c.replicateable != Some(false) && cr.deleted.due(Instant::now()) {
                 let (start, end) =
                     cursor::deleted_window(c.deleted_cursor.unwrap_or(started), started, overlap);
                 let path = format!(

@@ -47,7 +47,10 @@ pub(super) fn set_up(
     let columns = map_fields(&fields);
     let stamp = modstamp_field(&columns).map(str::to_string);
     let at = Utc::now();
+    let access = apply::ObjectAccess::from(&d);
     tx(|| {
+        // before the table, whose capture refuses what the object does not allow
+        apply::set_object_access(&cfg.name, &c.object_name, &access)?;
         apply::create_collection_table(
             &cfg.name,
             &cfg.schema_name,
