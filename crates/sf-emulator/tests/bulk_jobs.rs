@@ -201,13 +201,13 @@ async fn bulk2_jobs_fail_abort_and_expire() {
     org.control(
         Method::PUT,
         "limits",
-        json!({"bulk_job_ms": 0, "bulk_results_ttl_ms": 300}),
+        json!({"bulk_job_ms": 0, "bulk_results_ttl_ms": 1500}),
     )
     .await;
     let id = create_job(&org, soql).await;
     assert_eq!(status(&org, &id).await["state"], "JobComplete");
     assert_eq!(results(&org, &id).await.0, 200);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1700)).await;
     let (s, body, _) = results(&org, &id).await;
     assert_eq!((s, error_code(&body)), (404, "NOT_FOUND"));
     let (s, body) = org
