@@ -2,6 +2,7 @@
 with sequin_sf preloaded. Nothing here mocks project code; tests talk to both over
 loopback exactly as a user's application and Salesforce would."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -245,3 +246,28 @@ def worker_pid(conn):
     return query_value(
         conn, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sequin_sf'"
     )
+
+
+@contextlib.contextmanager
+def synced_org(emulator_args, sync, collections, **create_args):
+    """An emulator started with `emulator_args`, a cluster with the extension, a
+    credential for the emulator and a sync of `collections`, backfilled; yields
+    (emulator, cluster, autocommit connection) and takes it all down afterwards.
+    `create_args` are more create_sync arguments by name."""
+    emu = Emulator(*emulator_args)
+    cluster = Cluster()
+    conn = cluster.connect()
+    try:
+        conn.execute("CREATE EXTENSION sequin_sf")
+        create_emulator_credential(conn, emu)
+        extra = "".join(f", {k} => %s" for k in create_args)
+        conn.execute(
+            f"SELECT sequin_sf.create_sync(%s, credential => 'emu', collections => %s{extra})",
+            (sync, list(collections), *create_args.values()),
+        )
+        wait_backfilled(conn, sync, timeout=300)
+        yield emu, cluster, conn
+    finally:
+        conn.close()
+        cluster.destroy()
+        emu.stop()

@@ -8,12 +8,11 @@ import psycopg
 import pytest
 
 from harness import (
-    Cluster,
-    Emulator,
     create_emulator_credential,
     query_rows,
     query_value,
     sf_records,
+    synced_org,
     wait_backfilled,
     wait_for,
 )
@@ -24,18 +23,8 @@ APP = "app_user"
 
 @pytest.fixture(scope="module")
 def env():
-    emu = Emulator("--seed", "3", "--generate", "Account=10,Contact=20")
-    cluster = Cluster()
-    conn = cluster.connect()
-    try:
-        conn.execute("CREATE EXTENSION sequin_sf")
-        create_emulator_credential(conn, emu)
-        conn.execute(
-            "SELECT sequin_sf.create_sync(%s, credential => 'emu',"
-            " collections => ARRAY['Contact', 'Account'])",
-            (SYNC,),
-        )
-        wait_backfilled(conn, SYNC)
+    with synced_org(("--seed", "3", "--generate", "Account=10,Contact=20"), SYNC,
+                    ["Contact", "Account"]) as (emu, cluster, conn):
         # how an application connects: ordinary table privileges, nothing else
         conn.execute(f"CREATE ROLE {APP} LOGIN")
         conn.execute(f"GRANT USAGE ON SCHEMA salesforce TO {APP}")
@@ -44,10 +33,6 @@ def env():
         )
         conn.execute(f"GRANT SELECT, UPDATE (description) ON salesforce.account TO {APP}")
         yield emu, cluster, conn
-    finally:
-        conn.close()
-        cluster.destroy()
-        emu.stop()
 
 
 def app_connect(cluster):

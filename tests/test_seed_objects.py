@@ -9,18 +9,7 @@ import urllib.request
 import psycopg
 import pytest
 
-from harness import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    REFRESH_TOKEN,
-    Cluster,
-    Emulator,
-    create_emulator_credential,
-    query_rows,
-    query_value,
-    wait_backfilled,
-    wait_for,
-)
+from harness import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, query_value, synced_org, wait_for
 
 SEED_OBJECTS = """Account AccountContactRelation Asset Attachment Campaign CampaignMember
 CampaignMemberStatus Case CaseHistory Contact ContentDocument ContentNote Contract Event Lead
@@ -32,24 +21,11 @@ SYNC = "seed"
 
 @pytest.fixture(scope="module")
 def env():
-    emu = Emulator("--seed", "8", "--generate", ",".join(f"{o}=4" for o in SEED_OBJECTS))
-    cluster = Cluster()
-    conn = cluster.connect()
-    try:
-        conn.execute("CREATE EXTENSION sequin_sf")
-        create_emulator_credential(conn, emu)
-        conn.execute(
-            "SELECT sequin_sf.create_sync(%s, credential => 'emu', collections => %s,"
-            " rate_limit_requests => 200000)",
-            (SYNC, SEED_OBJECTS),
-        )
+    emulator_args = ("--seed", "8", "--generate", ",".join(f"{o}=4" for o in SEED_OBJECTS))
+    with synced_org(emulator_args, SYNC, SEED_OBJECTS, rate_limit_requests=200000) as org:
+        emu, _, conn = org
         conn.execute("SELECT sequin_sf.alter_sync(%s, deleted_interval => '1 second')", (SYNC,))
-        wait_backfilled(conn, SYNC, timeout=300)
         yield emu, conn, describes(emu)
-    finally:
-        conn.close()
-        cluster.destroy()
-        emu.stop()
 
 
 def describes(emu):

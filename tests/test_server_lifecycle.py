@@ -9,7 +9,6 @@ import psycopg
 import pytest
 
 from harness import (
-    Cluster,
     create_emulator_credential,
     query_value,
     wait_backfilled,

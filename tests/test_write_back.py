@@ -12,16 +12,7 @@ import time
 import psycopg
 import pytest
 
-from harness import (
-    Cluster,
-    Emulator,
-    create_emulator_credential,
-    query_rows,
-    query_value,
-    wait_backfilled,
-    wait_for,
-    worker_pid,
-)
+from harness import query_rows, query_value, synced_org, wait_for, worker_pid
 
 SYNC = "w"
 OBJECTS = ["Account", "Contact", "Opportunity"]
@@ -29,22 +20,9 @@ OBJECTS = ["Account", "Contact", "Opportunity"]
 
 @pytest.fixture(scope="module")
 def env():
-    emu = Emulator("--seed", "11", "--generate", "Account=10,Contact=30,Opportunity=10")
-    cluster = Cluster()
-    conn = cluster.connect()
-    try:
-        conn.execute("CREATE EXTENSION sequin_sf")
-        create_emulator_credential(conn, emu)
-        conn.execute(
-            "SELECT sequin_sf.create_sync(%s, credential => 'emu', collections => %s)",
-            (SYNC, OBJECTS),
-        )
-        wait_backfilled(conn, SYNC)
-        yield emu, cluster, conn
-    finally:
-        conn.close()
-        cluster.destroy()
-        emu.stop()
+    with synced_org(("--seed", "11", "--generate", "Account=10,Contact=30,Opportunity=10"),
+                    SYNC, OBJECTS) as org:
+        yield org
 
 
 def reconnect(env_tuple):

@@ -11,16 +11,7 @@ import threading
 
 import pytest
 
-from harness import (
-    Cluster,
-    Emulator,
-    create_emulator_credential,
-    query_rows,
-    query_value,
-    sf_records,
-    wait_backfilled,
-    wait_for,
-)
+from harness import query_rows, query_value, sf_records, synced_org, wait_for
 
 SYNC = "conc"
 CONNECTIONS = 4
@@ -29,22 +20,9 @@ INSERTS_PER_CONNECTION = 250
 
 @pytest.fixture(scope="module")
 def env():
-    emu = Emulator("--seed", "5", "--generate", "Account=5,Contact=10")
-    cluster = Cluster()
-    conn = cluster.connect()
-    try:
-        conn.execute("CREATE EXTENSION sequin_sf")
-        create_emulator_credential(conn, emu)
-        conn.execute(
-            "SELECT sequin_sf.create_sync(%s, credential => 'emu', collections => ARRAY['Contact'])",
-            (SYNC,),
-        )
-        wait_backfilled(conn, SYNC)
-        yield emu, cluster, conn
-    finally:
-        conn.close()
-        cluster.destroy()
-        emu.stop()
+    with synced_org(("--seed", "5", "--generate", "Account=5,Contact=10"), SYNC,
+                    ["Contact"]) as org:
+        yield org
 
 
 def application_load(cluster, tag, worker_no, errors):
