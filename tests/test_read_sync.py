@@ -187,6 +187,25 @@ def test_read_new_custom_field_becomes_column(emulator, db):
     assert query_value(db, "SELECT last_error FROM sequin_sf.sync_status") is None
 
 
+def test_read_a_field_hidden_by_field_level_security_does_not_stop_the_sync(emulator, db):
+    """An admin removes the integration user's access to a field: queries naming it fail
+    with INVALID_FIELD until the describe says it is gone; then the column stops being
+    filled (its values stay) and the other fields keep syncing."""
+    start_sync(db, emulator, ["Contact"])
+    wait_backfilled(db, "emu")
+    db.execute("SELECT sequin_sf.alter_sync('emu', describe_interval => '1 minute')")
+    emulator.control("PATCH", "schema/Contact/fields/Languages__c", {"hidden": True})
+    cid = query_value(db, "SELECT id FROM salesforce.contact ORDER BY id LIMIT 1")
+    emulator.control("PATCH", f"records/Contact/{cid}", {"Title": "after hiding"})
+    wait_for(lambda: query_value(db, "SELECT title FROM salesforce.contact WHERE id = %s", (cid,))
+             == "after hiding", timeout=180, what="a change after the field was hidden")
+    assert query_value(
+        db, "SELECT active FROM sequin_sf.columns WHERE collection = 'Contact'"
+        " AND field_name = 'Languages__c'") is False
+    wait_for(lambda: query_value(db, "SELECT last_error FROM sequin_sf.sync_status") is None,
+             timeout=120, what="the error to clear")
+
+
 def test_read_restart_mid_backfill_resumes_without_duplicates_or_gaps(start_emulator, cluster):
     emulator = start_emulator("--seed", "3", "--generate", "Contact=30000", "--latency-ms", "300")
     db = cluster.connect()
