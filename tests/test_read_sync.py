@@ -193,7 +193,7 @@ def test_read_a_field_hidden_by_field_level_security_does_not_stop_the_sync(emul
     filled (its values stay) and the other fields keep syncing."""
     start_sync(db, emulator, ["Contact"])
     wait_backfilled(db, "emu")
-    db.execute("SELECT sequin_sf.alter_sync('emu', describe_interval => '1 minute')")
+    db.execute("SELECT sequin_sf.alter_sync('emu', describe_interval => '1 second')")
     emulator.control("PATCH", "schema/Contact/fields/Languages__c", {"hidden": True})
     cid = query_value(db, "SELECT id FROM salesforce.contact ORDER BY id LIMIT 1")
     emulator.control("PATCH", f"records/Contact/{cid}", {"Title": "after hiding"})
@@ -204,6 +204,14 @@ def test_read_a_field_hidden_by_field_level_security_does_not_stop_the_sync(emul
         " AND field_name = 'Languages__c'") is False
     wait_for(lambda: query_value(db, "SELECT last_error FROM sequin_sf.sync_status") is None,
              timeout=120, what="the error to clear")
+    # access given back: the same column is filled again
+    emulator.control("PATCH", "schema/Contact/fields/Languages__c", {"hidden": False})
+    emulator.control("PATCH", f"records/Contact/{cid}", {"Languages__c": "Esperanto"})
+    wait_for(lambda: query_value(db, "SELECT languages__c FROM salesforce.contact WHERE id = %s",
+                                 (cid,)) == "Esperanto", timeout=180, what="the field back")
+    assert query_value(
+        db, "SELECT count(*) FROM sequin_sf.columns WHERE collection = 'Contact'"
+        " AND field_name = 'Languages__c' AND active") == 1
 
 
 def test_read_restart_mid_backfill_resumes_without_duplicates_or_gaps(start_emulator, cluster):

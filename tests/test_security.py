@@ -426,3 +426,26 @@ def test_a_sealed_secret_does_not_open_for_another_credential(env):
     err = refused(conn, "SELECT * FROM sequin_sf.available_collections('twin')")
     assert "not stored for this credential" in str(err)
     conn.execute("SELECT sequin_sf.drop_credential('twin')")
+
+
+def test_a_picklist_value_added_in_salesforce_becomes_writable(env):
+    """Write rules follow the describe: a value an admin adds to a restricted picklist is
+    accepted once the describe shows it (before, it is refused as unknown)."""
+    emu, _, conn = env
+    conn.execute("SELECT sequin_sf.alter_sync(%s, describe_interval => '1 second')", (SYNC,))
+    emu.control("POST", "schema/Contact/fields",
+                {"name": "Segment__c", "type": "picklist", "restricted": True, "values": ["A", "B"]})
+    wait_for(lambda: query_value(
+        conn, "SELECT count(*) FROM sequin_sf.columns WHERE table_name = 'contact'"
+        " AND column_name = 'segment__c'") == 1, timeout=180, what="the picklist column")
+    [cid] = contact_ids(conn, 1, 5)
+    assert refused(conn, "UPDATE salesforce.contact SET segment__c = 'C' WHERE id = %s",
+                   (cid,)).sqlstate == "23514"
+    emu.control("PATCH", "schema/Contact/fields/Segment__c", {"values": ["A", "B", "C"]})
+    wait_for(lambda: "C" in (query_value(
+        conn, "SELECT picklist_values FROM sequin_sf.columns WHERE table_name = 'contact'"
+        " AND column_name = 'segment__c'") or []), timeout=180, what="the new picklist value")
+    conn.execute("UPDATE salesforce.contact SET segment__c = 'C' WHERE id = %s", (cid,))
+    assert await_writes(conn)[1:] == (0, 0)
+    assert {r["Id"]: r["Segment__c"] for r in sf_records(
+        emu, "SELECT Id, Segment__c FROM Contact")}[cid] == "C"

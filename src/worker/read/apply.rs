@@ -204,13 +204,17 @@ pub struct TableRef<'a> {
     pub table: &'a str,
 }
 
+/// Applies a describe that changed: new columns, fields gone, and the write rules of
+/// the fields that remain (or came back). Capture follows any of them. Returns how many
+/// known fields changed.
 pub fn apply_drift(
     tref: &TableRef,
     added: &[ColumnSpec],
     removed_fields: &[String],
+    refreshed: &[ColumnSpec],
     first_position: i32,
     described_at: DateTime<Utc>,
-) -> SpiResult<()> {
+) -> SpiResult<usize> {
     let TableRef {
         sync,
         schema,
@@ -231,16 +235,53 @@ pub fn apply_drift(
                 &[sync.into(), object.into(), removed_fields.to_vec().into()],
             )?;
         }
+        let mut changed = 0;
+        for col in refreshed {
+            changed += refresh_column(c, sync, object, col)?;
+        }
         c.update(
             "UPDATE sequin_sf._collections SET describe_modified = $3 WHERE sync_name = $1 AND object_name = $2",
             None,
             &[sync.into(), object.into(), rfc3339(described_at).into()],
         )?;
-        if !added.is_empty() {
+        if !added.is_empty() || !removed_fields.is_empty() || changed > 0 {
             install_capture(c, schema, table)?;
         }
-        Ok(())
+        Ok(changed)
     })
+}
+
+/// A known field's write rules (a picklist that gained a value, a field made read-only)
+/// and its return after it had gone (field-level security lifted); 1 when it changed.
+fn refresh_column(
+    c: &mut SpiClient,
+    sync: &str,
+    object: &str,
+    col: &ColumnSpec,
+) -> SpiResult<usize> {
+    let t = c.update(
+        "UPDATE sequin_sf._columns SET createable = $4, updateable = $5, calculated = $6,
+                nillable = $7, restricted_picklist = $8, picklist_values = $9,
+                active = true, removed_at = NULL
+          WHERE sync_name = $1 AND object_name = $2 AND field_name = $3
+            AND (createable, updateable, calculated, nillable, restricted_picklist,
+                 picklist_values, active)
+                IS DISTINCT FROM ($4, $5, $6, $7, $8, $9, true)
+         RETURNING 1",
+        None,
+        &[
+            sync.into(),
+            object.into(),
+            col.field.as_str().into(),
+            col.createable.into(),
+            col.updateable.into(),
+            col.calculated.into(),
+            col.nillable.into(),
+            col.restricted_picklist.into(),
+            col.picklist_values.clone().into(),
+        ],
+    )?;
+    Ok(t.len())
 }
 
 /// Records the COUNT() of a collection and the backfill mode chosen from it.

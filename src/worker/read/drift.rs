@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use sync_core::mapping::{map_new_fields, FieldInfo};
+use sync_core::ColumnSpec;
 
 use super::apply;
 use crate::worker::catalog::{self, CollectionRow, SyncConfig};
@@ -64,22 +65,46 @@ pub(super) fn check_describe(
         .collect();
     let names: Vec<String> = existing.iter().map(|(col, _)| col.column.clone()).collect();
     let added = map_new_fields(&names, &new_fields);
-    tx(|| {
+    // known fields keep their column and type; their write rules follow the describe
+    let refreshed: Vec<ColumnSpec> = existing
+        .iter()
+        .filter_map(|(col, _)| {
+            let f = super::setup::field_info(d.fields.iter().find(|f| f.name == col.field)?);
+            Some(ColumnSpec {
+                createable: f.createable,
+                updateable: f.updateable,
+                calculated: f.calculated,
+                nillable: f.nillable,
+                restricted_picklist: f.restricted_picklist,
+                picklist_values: f.picklist_values,
+                ..col.clone()
+            })
+        })
+        .collect();
+    let changed = tx(|| {
         let tref = apply::TableRef {
             sync: &cfg.name,
             schema: &cfg.schema_name,
             object: &c.object_name,
             table: &c.table_name,
         };
-        apply::apply_drift(&tref, &added, &removed, existing.len() as i32, at)
+        apply::apply_drift(
+            &tref,
+            &added,
+            &removed,
+            &refreshed,
+            existing.len() as i32,
+            at,
+        )
     })?;
-    if !added.is_empty() || !removed.is_empty() {
+    if !added.is_empty() || !removed.is_empty() || changed > 0 {
         pgrx::log!(
-            "sequin_sf: {}.{}: {} column(s) added, {} field(s) gone",
+            "sequin_sf: {}.{}: {} column(s) added, {} field(s) gone, {} field(s) changed",
             cfg.schema_name,
             c.table_name,
             added.len(),
-            removed.len()
+            removed.len(),
+            changed
         );
         let all = tx(|| catalog::load_columns(&cfg.name, &c.object_name))?;
         if let Some(cr) = rt.collections.get_mut(&c.object_name) {
