@@ -97,3 +97,11 @@ DELETE FROM rs.contact WHERE id = '003000000000001AAA';
 ROLLBACK;
 SELECT action, "values" FROM rs._sync_write_log ORDER BY id DESC LIMIT 1;
 SELECT createable, updateable, deletable, replicateable FROM sequin_sf._collections;
+
+-- removing a collection drops the table it created (and says so) and leaves capture on
+-- for the rest of the caller's transaction
+BEGIN;
+SET LOCAL client_min_messages = notice;
+SELECT sequin_sf.remove_collection('r', 'Contact');
+SELECT current_setting('sequin_sf.applying') AS applying, to_regclass('rs.contact') AS table_left;
+ROLLBACK;
