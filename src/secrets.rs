@@ -12,6 +12,10 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
 
 const KEY_FILE: &str = "sequin_sf.key";
+/// Left beside the key when it is created (it holds no secret): a data directory that has
+/// it but not the key lost its key, so no database of the cluster may start a new one.
+const KEY_MARKER: &str = "sequin_sf.key.created";
+const MARKER_TEXT: &[u8] = b"sequin_sf created its key file (sequin_sf.key) in this directory\n";
 const NONCE_LEN: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +56,7 @@ fn key_path() -> PathBuf {
 }
 
 /// Whether a missing key file may be created: only while no secret is sealed with
-/// one. A new key would leave every stored credential undecryptable, so a key that
+/// one (no credential in this database, and no key ever created in this data directory). A new key would leave every stored credential undecryptable, so a key that
 /// went missing (a restore without it, a standby built before it existed) is an error
 /// that says so, never a silent new start.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -71,13 +75,22 @@ fn key(using: KeyUse) -> Result<[u8; 32], SecretError> {
     };
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match using {
-            KeyUse::ExistingOnly => return Err(SecretError::MissingKey(shown)),
-            KeyUse::CreateIfMissing => create_key(&path).map_err(io)?,
-        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let had_one = data_dir().join(KEY_MARKER).exists();
+            match using {
+                KeyUse::CreateIfMissing if !had_one => create_key(&path).map_err(io)?,
+                _ => return Err(SecretError::MissingKey(shown)),
+            }
+        }
         Err(e) => return Err(io(e)),
     };
-    bytes.try_into().map_err(|_| SecretError::BadKey(shown))
+    let key: [u8; 32] = bytes.try_into().map_err(|_| SecretError::BadKey(shown))?;
+    // keys created before the marker existed (release 0.1.0) get it on first use
+    let marker = data_dir().join(KEY_MARKER);
+    if !marker.exists() {
+        let _ = std::fs::write(marker, MARKER_TEXT);
+    }
+    Ok(key)
 }
 
 /// Creates the key file atomically: the key is written and synced under a temporary
@@ -98,7 +111,10 @@ fn create_key(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
     let _ = std::fs::remove_file(&tmp);
     match linked {
-        Ok(()) => Ok(k.to_vec()),
+        Ok(()) => {
+            std::fs::write(data_dir().join(KEY_MARKER), MARKER_TEXT)?;
+            Ok(k.to_vec())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path),
         Err(e) => Err(e),
     }

@@ -99,6 +99,15 @@ def test_a_missing_key_file_is_an_error_not_a_new_key(start_emulator, cluster):
             with pytest.raises(psycopg.Error) as info:
                 conn.execute(sql)
             assert "is missing" in str(info.value), str(info.value)
+        # nor in another database of the cluster, which has no credential of its own
+        conn.execute("CREATE DATABASE other")
+        with cluster.connect(dbname="other") as other:
+            other.execute("CREATE EXTENSION sequin_sf")
+            with pytest.raises(psycopg.Error) as info:
+                other.execute(
+                    "SELECT sequin_sf.create_credential('first', kind => 'refresh_token',"
+                    " client_id => 'a', client_secret => 'b', refresh_token => 'c')")
+            assert "is missing" in str(info.value), str(info.value)
         assert not os.path.exists(key)
     finally:
         os.rename(key + ".away", key)
