@@ -1,7 +1,13 @@
 """Backfill benchmark: N Contacts from the emulator into Postgres, end to end, against
 COPY of the same rows into the same table shape in the same run.
 
-Prints rows/s, API calls used, the worker's peak memory and the ratio to COPY."""
+Prints rows/s, API calls used, the worker's peak memory and the ratio to COPY.
+
+    .venv/bin/python bench/backfill.py [--rows N] [--rest] [--latency-ms MS] [--bulk-job-ms MS]
+
+--latency-ms adds that much to every API call and --bulk-job-ms makes a Bulk job take
+that long (real Salesforce: tens to hundreds of ms per call, seconds per job), so that
+serial waits show in the figures."""
 
 import argparse
 import threading
@@ -38,10 +44,13 @@ def main():
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--rest", action="store_true",
                     help="force REST pages of 2000 (no Bulk 2.0 job) to compare the two paths")
+    ap.add_argument("--latency-ms", type=int, default=0, help="added to every API call")
+    ap.add_argument("--bulk-job-ms", type=int, default=0, help="how long a Bulk job runs")
     args = ap.parse_args()
 
     with Timer() as gen:
-        emu = Emulator("--seed", "1", "--generate", f"Contact={args.rows}")
+        emu = Emulator("--seed", "1", "--generate", f"Contact={args.rows}",
+                       "--latency-ms", str(args.latency_ms), "--bulk-job-ms", str(args.bulk_job_ms))
     cluster = Cluster()
     try:
         conn = cluster.connect()

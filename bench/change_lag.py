@@ -39,11 +39,13 @@ BUDGET_PER_DAY = 100_000
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--changes", type=int, default=60)
+    ap.add_argument("--latency-ms", type=int, default=0,
+                    help="added to every API call (real Salesforce: tens to hundreds of ms)")
     args = ap.parse_args()
     rng = random.Random(5)
 
     generate = ",".join(f"{o}=200" for o in COLLECTIONS)
-    emu = Emulator("--seed", "3", "--generate", generate)
+    emu = Emulator("--seed", "3", "--generate", generate, "--latency-ms", str(args.latency_ms))
     cluster = Cluster()
     try:
         conn = cluster.connect()
