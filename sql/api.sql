@@ -604,20 +604,6 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION sequin_sf._sync_schema(p_sync text) RETURNS text
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    sch text;
-BEGIN
-    SELECT schema_name INTO sch FROM sequin_sf._syncs WHERE name = p_sync;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'sync "%" does not exist', p_sync
-            USING ERRCODE = 'undefined_object', HINT = 'Syncs are listed in sequin_sf.syncs.';
-    END IF;
-    RETURN sch;
-END
-$$;
-
 -- external_id_fields is {"Object": "Field"}, each a synced object and one of its fields.
 CREATE FUNCTION sequin_sf._check_external_id_fields(p_sync text, p_fields jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -658,7 +644,7 @@ CREATE FUNCTION sequin_sf.alter_write_settings(
 ) RETURNS sequin_sf.write_settings
 LANGUAGE plpgsql AS $$
 DECLARE
-    sch text := sequin_sf._sync_schema(sync_name);
+    sch text := (sequin_sf._check_sync(sync_name)).schema_name;
     out sequin_sf.write_settings;
     t record;
 BEGIN
@@ -716,7 +702,7 @@ BEGIN
             HINT = 'pass NULL to retry every failed write, or the _sync_write_log ids to retry';
     END IF;
     IF sync_name IS NOT NULL THEN
-        PERFORM sequin_sf._sync_schema(sync_name);
+        PERFORM sequin_sf._check_sync(sync_name);
     END IF;
     FOR s IN SELECT y.name, y.schema_name FROM sequin_sf._syncs y
               WHERE (retry_writes.sync_name IS NULL OR y.name = retry_writes.sync_name)
@@ -809,7 +795,7 @@ BEGIN
                   HINT = 'for example sequin_sf.await_writes(''30 seconds'')';
     END IF;
     IF sync_name IS NOT NULL THEN
-        PERFORM sequin_sf._sync_schema(sync_name);
+        PERFORM sequin_sf._check_sync(sync_name);
     END IF;
     succeeded := 0; failed := 0; unsettled := 0;
     FOR s IN SELECT y.schema_name FROM sequin_sf._syncs y

@@ -28,6 +28,7 @@ ALTER TABLE sequin_sf._collections ADD COLUMN createable boolean,
 -- functions (drafted)
 DROP FUNCTION IF EXISTS sequin_sf._install_write_triggers(regclass, text, jsonb, jsonb, jsonb, text[]);
 DROP FUNCTION IF EXISTS sequin_sf._seal_secrets(text, text, text, text);
+DROP FUNCTION IF EXISTS sequin_sf._sync_schema(text);
 DROP FUNCTION IF EXISTS sequin_sf.create_credential(text, text, text, text, text, text, text, text, text);
 CREATE OR REPLACE FUNCTION sequin_sf._write_backlog(p_schema text) RETURNS jsonb
 LANGUAGE plpgsql AS $$
@@ -1075,7 +1076,7 @@ CREATE OR REPLACE FUNCTION sequin_sf.alter_write_settings(
 ) RETURNS sequin_sf.write_settings
 LANGUAGE plpgsql AS $$
 DECLARE
-    sch text := sequin_sf._sync_schema(sync_name);
+    sch text := (sequin_sf._check_sync(sync_name)).schema_name;
     out sequin_sf.write_settings;
     t record;
 BEGIN
@@ -1128,7 +1129,7 @@ BEGIN
             HINT = 'pass NULL to retry every failed write, or the _sync_write_log ids to retry';
     END IF;
     IF sync_name IS NOT NULL THEN
-        PERFORM sequin_sf._sync_schema(sync_name);
+        PERFORM sequin_sf._check_sync(sync_name);
     END IF;
     FOR s IN SELECT y.name, y.schema_name FROM sequin_sf._syncs y
               WHERE (retry_writes.sync_name IS NULL OR y.name = retry_writes.sync_name)
@@ -1195,7 +1196,7 @@ BEGIN
                   HINT = 'for example sequin_sf.await_writes(''30 seconds'')';
     END IF;
     IF sync_name IS NOT NULL THEN
-        PERFORM sequin_sf._sync_schema(sync_name);
+        PERFORM sequin_sf._check_sync(sync_name);
     END IF;
     succeeded := 0; failed := 0; unsettled := 0;
     FOR s IN SELECT y.schema_name FROM sequin_sf._syncs y

@@ -55,6 +55,10 @@ fn key_path() -> PathBuf {
     data_dir().join(KEY_FILE)
 }
 
+fn marker_path() -> PathBuf {
+    data_dir().join(KEY_MARKER)
+}
+
 /// Whether a missing key file may be created: only while no secret is sealed with
 /// one (no credential in this database, and no key ever created in this data directory). A new key would leave every stored credential undecryptable, so a key that
 /// went missing (a restore without it, a standby built before it existed) is an error
@@ -76,7 +80,7 @@ fn key(using: KeyUse) -> Result<[u8; 32], SecretError> {
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let had_one = data_dir().join(KEY_MARKER).exists();
+            let had_one = marker_path().exists();
             match using {
                 KeyUse::CreateIfMissing if !had_one => create_key(&path).map_err(io)?,
                 _ => return Err(SecretError::MissingKey(shown)),
@@ -85,8 +89,8 @@ fn key(using: KeyUse) -> Result<[u8; 32], SecretError> {
         Err(e) => return Err(io(e)),
     };
     let key: [u8; 32] = bytes.try_into().map_err(|_| SecretError::BadKey(shown))?;
-    // keys created before the marker existed (release 0.1.0) get it on first use
-    let marker = data_dir().join(KEY_MARKER);
+    // left on creation, or on first use for keys made before the marker existed (0.1.0)
+    let marker = marker_path();
     if !marker.exists() {
         let _ = std::fs::write(marker, MARKER_TEXT);
     }
@@ -111,10 +115,7 @@ fn create_key(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
     let _ = std::fs::remove_file(&tmp);
     match linked {
-        Ok(()) => {
-            std::fs::write(data_dir().join(KEY_MARKER), MARKER_TEXT)?;
-            Ok(k.to_vec())
-        }
+        Ok(()) => Ok(k.to_vec()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path),
         Err(e) => Err(e),
     }

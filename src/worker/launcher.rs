@@ -46,7 +46,7 @@ pub extern "C-unwind" fn sequin_sf_launcher_main(_arg: pg_sys::Datum) {
             break;
         }
         if let Some((w, started)) = &worker {
-            if w.pid().is_ok() || matches!(w.pid(), Err(BackgroundWorkerStatus::NotYetStarted)) {
+            if matches!(w.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted)) {
                 continue;
             }
             // it stopped: back off if it did not last

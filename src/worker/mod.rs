@@ -179,24 +179,16 @@ fn iteration(
                 }
             }
             Err(e) => {
-                let (delay, needs_a_person) = match &e {
-                    error::StepError::Salesforce(se) if needs_a_person(se) => {
-                        (NEEDS_A_PERSON_RETRY, true)
-                    }
-                    error::StepError::Salesforce(se) => (rt.backoff.next_delay_for(se), false),
-                    _ => (rt.backoff.next_delay(), false),
-                };
-                let delay = if needs_a_person {
-                    delay
-                } else {
-                    delay.min(Duration::from_secs(30))
+                let max = Duration::from_secs(30);
+                let (delay, why) = match &e {
+                    error::StepError::Salesforce(se) if needs_a_person(se) => (
+                        NEEDS_A_PERSON_RETRY,
+                        "this will not pass by itself: check the credential and the integration user's permissions; ",
+                    ),
+                    error::StepError::Salesforce(se) => (rt.backoff.next_delay_for(se).min(max), ""),
+                    _ => (rt.backoff.next_delay().min(max), ""),
                 };
                 rt.resume_at = Some(Instant::now() + delay);
-                let why = if needs_a_person {
-                    "this will not pass by itself: check the credential and the integration user's permissions; "
-                } else {
-                    ""
-                };
                 report_error(
                     &cfg.name,
                     &format!("{e} ({why}retrying in {:.1} s)", delay.as_secs_f64()),
@@ -233,8 +225,8 @@ const NEEDS_A_PERSON_RETRY: Duration = Duration::from_secs(300);
 
 /// Refused logins and refused access (401/403 that are not the daily quota).
 fn needs_a_person(e: &salesforce::Error) -> bool {
-    !e.is_transient() && matches!(e.status(), Some(401 | 403))
-        || matches!(e, salesforce::Error::Auth { .. }) && !e.is_transient()
+    !e.is_transient()
+        && (matches!(e.status(), Some(401 | 403)) || matches!(e, salesforce::Error::Auth { .. }))
 }
 
 fn build_runtime(cfg: &catalog::SyncConfig) -> Result<SyncRuntime, String> {

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use salesforce::pacing::{Backoff, Budget, WaitReason};
-use sync_core::schedule::Periodic;
+use sync_core::schedule::{Periodic, Pruning};
 use sync_core::ColumnSpec;
 
 use super::catalog::SyncConfig;
@@ -65,8 +65,8 @@ pub struct SyncRuntime {
     pub(super) collections: HashMap<String, CollectionRuntime>,
     pub(super) poll: Periodic,
     /// Pruning of old events (read path) and of settled write-log entries.
-    pub(super) prune: Periodic,
-    pub(super) write_prune: Periodic,
+    pub(super) prune: Pruning,
+    pub(super) write_prune: Pruning,
     pub(super) backoff: Backoff,
     pub(super) resume_at: Option<Instant>,
     /// `client.stats().requests` already written to `sequin_sf._api_usage`.
@@ -87,8 +87,8 @@ impl SyncRuntime {
             fingerprint: cfg.fingerprint(),
             collections: HashMap::new(),
             poll: Periodic::new(Duration::from_secs(5)),
-            prune: Periodic::new(Duration::from_secs(600)),
-            write_prune: Periodic::new(Duration::from_secs(600)),
+            prune: Pruning::default(),
+            write_prune: Pruning::default(),
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
             resume_at: None,
             requests_recorded: 0,

@@ -72,6 +72,28 @@ pub fn prune_every(retention: Duration) -> Duration {
     (retention / 2).clamp(Duration::from_secs(1), Duration::from_secs(600))
 }
 
+/// The schedule of one pruning chore, following a retention that may change at any time.
+#[derive(Debug, Clone)]
+pub struct Pruning(Periodic);
+
+impl Default for Pruning {
+    fn default() -> Self {
+        Pruning(Periodic::new(Duration::from_secs(600)))
+    }
+}
+
+impl Pruning {
+    /// True (and counted as done) when pruning for `retention` is due.
+    pub fn take_due(&mut self, retention: Duration, now: Instant) -> bool {
+        self.0.set_every(prune_every(retention));
+        let due = self.0.due(now);
+        if due {
+            self.0.mark(now);
+        }
+        due
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +157,16 @@ mod tests {
             prune_every(Duration::from_secs(7 * 86_400)),
             Duration::from_secs(600)
         );
+    }
+
+    #[test]
+    fn pruning_is_due_once_per_period_of_the_current_retention() {
+        let t0 = Instant::now();
+        let mut p = Pruning::default();
+        assert!(p.take_due(Duration::from_secs(60), t0));
+        assert!(!p.take_due(Duration::from_secs(60), t0 + Duration::from_secs(29)));
+        assert!(p.take_due(Duration::from_secs(60), t0 + Duration::from_secs(30)));
+        // a shorter retention takes effect at once
+        assert!(p.take_due(Duration::from_secs(2), t0 + Duration::from_secs(31)));
     }
 }

@@ -94,11 +94,10 @@ pub fn step(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<bool, StepError> {
     for c in &live {
         drift::check_describe(rt, cfg, c)?;
     }
-    // Prune at least every 10 minutes, more often for short retentions.
-    rt.prune
-        .set_every(schedule::prune_every(secs(cfg.event_retention_secs)));
-    if rt.prune.due(Instant::now()) {
-        rt.prune.mark(Instant::now());
+    if rt
+        .prune
+        .take_due(secs(cfg.event_retention_secs), Instant::now())
+    {
         tx(|| apply::prune_events(&cfg.schema_name, cfg.event_retention_secs))?;
     }
     Ok(busy)

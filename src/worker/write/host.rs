@@ -2,8 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use sync_core::schedule::prune_every;
-
 use super::WriterHost;
 use crate::worker::runtime::SyncRuntime;
 
@@ -25,12 +23,6 @@ impl WriterHost for SyncRuntime {
     }
 
     fn prune_due(&mut self, retention: Duration) -> bool {
-        let now = Instant::now();
-        self.write_prune.set_every(prune_every(retention));
-        let due = self.write_prune.due(now);
-        if due {
-            self.write_prune.mark(now);
-        }
-        due
+        self.write_prune.take_due(retention, Instant::now())
     }
 }

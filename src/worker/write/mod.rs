@@ -84,8 +84,7 @@ fn round<H: WriterHost>(host: &mut H, schema: &str) -> Result<bool, queue::Store
 
     // Creates an interrupted round sent: settled from the answer recorded before the
     // interruption, or surfaced as unknown, never resent blindly.
-    let (claimed, queued) = split_claimed_creates(&entries, &plan_settings, &rows);
-    let mut local: Vec<Settlement> = claimed.iter().map(|c| c.settlement()).collect();
+    let (mut local, queued) = split_claimed_creates(&entries, &plan_settings, &rows);
 
     let planned = plan(&queued, &plan_settings);
     for l in &planned.local {
@@ -193,59 +192,50 @@ fn created_ids(results: &[(WriteOp, Outcome)]) -> Vec<(Vec<i64>, String)> {
         .collect()
 }
 
-/// An insert claimed by an earlier round that never settled it (the worker or the
-/// server stopped): possibly sent.
-struct ClaimedCreate<'a> {
-    entry: &'a QueuedRow,
-}
-
-impl ClaimedCreate<'_> {
-    fn settlement(&self) -> Settlement {
-        let e = self.entry;
-        match &e.api_id {
-            // the answer arrived and its Id was recorded before the interruption
-            Some(id) => Settlement::new(
-                &[e.log_id],
-                e,
-                &Outcome::Succeeded {
-                    api_id: Some(id.clone()),
-                    status: 201,
-                    message: Some(
-                        "created; the answer was recorded before the worker stopped".into(),
-                    ),
-                },
-                None,
-            ),
-            None => Settlement::new(
-                &[e.log_id],
-                e,
-                &Outcome::Failed {
-                    status: 0,
-                    message: unknown_create_message(
-                        "the worker stopped while the request was in flight",
-                    ),
-                },
-                Some(RowState::Unknown),
-            ),
-        }
+/// How an insert claimed by an earlier round that never settled it (the worker or the
+/// server stopped) is settled: from the Id recorded before the interruption, or as of
+/// unknown outcome (possibly sent), never planned again.
+fn settle_claimed_create(e: &QueuedRow) -> Settlement {
+    match &e.api_id {
+        Some(id) => Settlement::new(
+            &[e.log_id],
+            e,
+            &Outcome::Succeeded {
+                api_id: Some(id.clone()),
+                status: 201,
+                message: Some("created; the answer was recorded before the worker stopped".into()),
+            },
+            None,
+        ),
+        None => Settlement::new(
+            &[e.log_id],
+            e,
+            &Outcome::Failed {
+                status: 0,
+                message: unknown_create_message(
+                    "the worker stopped while the request was in flight",
+                ),
+            },
+            Some(RowState::Unknown),
+        ),
     }
 }
 
 /// Pending inserts whose Id was recorded, and pending inserts that would be sent as
-/// plain creates (no external id configured), whose earlier send may have succeeded:
-/// both are settled here instead of being planned again.
-fn split_claimed_creates<'a>(
-    entries: &'a [QueuedRow],
+/// plain creates (no external id configured), whose earlier send may have succeeded,
+/// are settled here (first list) instead of being planned again (second list).
+fn split_claimed_creates(
+    entries: &[QueuedRow],
     settings: &PlanSettings,
     rows: &RowKeys,
-) -> (Vec<ClaimedCreate<'a>>, Vec<QueuedWrite>) {
+) -> (Vec<Settlement>, Vec<QueuedWrite>) {
     let mut claimed = Vec::new();
     let mut rest = Vec::new();
     for e in entries {
         let pending_insert = e.state == EntryState::Pending && e.action == Action::Insert;
         let plain_create = !settings.external_id_fields.contains_key(&e.object);
         if pending_insert && (e.api_id.is_some() || plain_create) {
-            claimed.push(ClaimedCreate { entry: e });
+            claimed.push(settle_claimed_create(e));
         } else {
             rest.push(to_queued(e, rows));
         }
