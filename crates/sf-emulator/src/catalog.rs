@@ -390,13 +390,17 @@ fn apply_attrs(f: &mut Field, attrs: &str) -> Result<(), String> {
     if let Some(start) = rest.find("calc=\"") {
         let after = &rest[start + 6..];
         let end = after.find('"').ok_or("unclosed calc")?;
-        f.formula = Some(after[..end].to_string());
+        let text = &after[..end];
+        f.formula = Some(text.to_string());
         f.calculated = true;
         f.createable = false;
         f.updateable = false;
-        f.source = Source::PercentOf {
-            amount: 0,
-            percent: 0,
+        f.source = match crate::schema::formula_path(text) {
+            Some(path) => Source::Formula { path },
+            None => Source::PercentOf {
+                amount: 0,
+                percent: 0,
+            },
         };
         rest = format!("{}{}", &rest[..start], &after[end + 1..]);
     }
@@ -585,7 +589,107 @@ pub fn field_from_json(v: &serde_json::Value) -> Result<Field, String> {
             f.default_value = Some(d.clone());
         }
     }
+    if let Some(text) = v
+        .get("formula")
+        .or_else(|| v.get("calculatedFormula"))
+        .and_then(|x| x.as_str())
+    {
+        let path = crate::schema::formula_path(text).ok_or_else(|| {
+            format!("formula {text:?}: the emulator evaluates only a field or a path of lookups to one, such as Account.Name or TEXT(Account.Rating)")
+        })?;
+        if formula_kind(ftype).is_none() || ftype == FieldType::Reference {
+            return Err(format!("a formula cannot be of type {tname}"));
+        }
+        // Formula fields are read-only, optional and never defaulted, unique or
+        // external ids: whatever else the description says does not apply.
+        f.formula = Some(text.to_string());
+        f.calculated = true;
+        f.createable = false;
+        f.updateable = false;
+        f.nillable = true;
+        f.defaulted_on_create = false;
+        f.default_value = None;
+        f.unique = false;
+        f.external_id = false;
+        f.id_lookup = false;
+        f.source = Source::Formula { path };
+    }
     Ok(f)
+}
+
+/// The formula return type a field type matches (Salesforce's names), if any.
+fn formula_kind(t: FieldType) -> Option<&'static str> {
+    match t {
+        FieldType::Boolean => Some("Checkbox"),
+        FieldType::Int | FieldType::Double | FieldType::Currency | FieldType::Percent => {
+            Some("Number")
+        }
+        FieldType::Date => Some("Date"),
+        FieldType::DateTime => Some("Date/Time"),
+        FieldType::Id | FieldType::Reference => Some("Text"),
+        t if t.is_text() => Some("Text"),
+        _ => None,
+    }
+}
+
+/// Checks that a formula field of `start` reads a field that exists, through lookups
+/// that exist, and that its type matches the formula's. Locks one object at a time;
+/// `start` may be an object not yet in the org.
+pub fn check_formula(org: &crate::org::Org, start: &ObjectDef, f: &Field) -> Result<(), String> {
+    let Source::Formula { path } = &f.source else {
+        return Ok(());
+    };
+    let text = f.formula.as_deref().unwrap_or_default();
+    let fail = |msg: String| format!("{}.{} formula {text:?}: {msg}", start.name, f.name);
+    let Some((last, rels)) = path.split_last() else {
+        return Err(fail("empty".into()));
+    };
+    // Runs `step` on the named object's schema, under its lock only while it runs.
+    let with_def = |name: &str, step: &mut dyn FnMut(&ObjectDef) -> Result<String, String>| {
+        if name.eq_ignore_ascii_case(&start.name) {
+            return step(start);
+        }
+        let obj = org
+            .object(name)
+            .ok_or_else(|| fail(format!("no object {name}")))?;
+        let o = obj.read();
+        step(&o.def)
+    };
+    let mut cur = start.name.clone();
+    for rel in rels {
+        cur = with_def(&cur, &mut |def| {
+            let r = def
+                .relationship(rel)
+                .ok_or_else(|| fail(format!("{} has no relationship {rel}", def.name)))?;
+            r.reference_to
+                .first()
+                .cloned()
+                .ok_or_else(|| fail(format!("{}.{} points nowhere", def.name, r.name)))
+        })?;
+    }
+    with_def(&cur, &mut |def| {
+        let target = def
+            .field(last)
+            .ok_or_else(|| fail(format!("no field {last} on {}", def.name)))?;
+        if matches!(target.source, Source::Formula { .. }) {
+            return Err(fail(format!(
+                "{}.{} is itself a path formula: the emulator does not chain them",
+                def.name, target.name
+            )));
+        }
+        let (want, got) = (formula_kind(f.ftype), formula_kind(target.ftype));
+        match (want, got) {
+            (Some(w), Some(g)) if w == g && !target.is_compound_type() => Ok(String::new()),
+            _ => Err(fail(format!(
+                "{}.{} is of type {}, which a {} formula cannot return",
+                def.name,
+                target.name,
+                target.ftype.name(),
+                f.ftype.name()
+            ))),
+        }
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -610,5 +714,53 @@ mod tests {
             Source::PercentOf { .. }
         ));
         assert!(opp.field("StageName").unwrap().restricted);
+    }
+
+    #[test]
+    fn formulas_that_read_a_path() {
+        let path = |s: &str| crate::schema::formula_path(s);
+        assert_eq!(path("Account.Name").unwrap(), ["Account", "Name"]);
+        assert_eq!(
+            path(" text( Account.Owner.Alias ) ").unwrap(),
+            ["Account", "Owner", "Alias"]
+        );
+        assert_eq!(path("Name").unwrap(), ["Name"]);
+        for other in [
+            "Amount * Probability / 100",
+            "Account..Name",
+            "",
+            "1Account.Name",
+        ] {
+            assert!(path(other).is_none(), "{other}");
+        }
+        let f = field_from_json(&serde_json::json!({
+            "name": "Account_Name__c", "type": "string", "formula": "Account.Name",
+            "required": true, "externalId": true
+        }))
+        .unwrap();
+        assert!(f.calculated && !f.createable && !f.updateable && f.nillable);
+        assert!(!f.external_id && f.column().is_none());
+        assert_eq!(f.formula.as_deref(), Some("Account.Name"));
+        let mut def = new_object("Thing__c", "a0X", "Thing", "Things").unwrap();
+        parse_field_line(
+            &mut def,
+            r#"Acct_Name__c | string | calc="Account__r.Name""#,
+        )
+        .unwrap();
+        parse_field_line(
+            &mut def,
+            r#"Rev__c | currency | calc="Amount__c * Pct__c / 100""#,
+        )
+        .unwrap();
+        assert_eq!(
+            def.field("Acct_Name__c").unwrap().source,
+            Source::Formula {
+                path: vec!["Account__r".into(), "Name".into()]
+            }
+        );
+        assert!(matches!(
+            def.field("Rev__c").unwrap().source,
+            Source::PercentOf { .. }
+        ));
     }
 }

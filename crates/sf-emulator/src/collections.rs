@@ -325,7 +325,9 @@ pub fn collections_retrieve(app: &App, req: &Req, v: &str, name: &str) -> Result
             "record limit reached. cannot retrieve more than 2000 records",
         ));
     }
-    let o = obj.read();
+    let reader = crate::query::RecordReader::new(app, &obj);
+    let locked = reader.lock();
+    let o = locked.obj(0);
     let idx: Vec<usize> = fields
         .iter()
         .map(|f| {
@@ -343,8 +345,8 @@ pub fn collections_retrieve(app: &App, req: &Req, v: &str, name: &str) -> Result
         if i > 0 {
             out.push(b',');
         }
-        match crate::validate::live_row(&o, id) {
-            Ok(row) => crate::jsonw::record(&mut out, &o, row, &idx, v),
+        match crate::validate::live_row(o, id) {
+            Ok(row) => reader.record(&mut out, &locked, row, &idx, v),
             Err(_) => out.extend_from_slice(b"null"),
         }
     }

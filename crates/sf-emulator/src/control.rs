@@ -207,7 +207,9 @@ fn record_error(e: ApiError, index: usize, created: &[String]) -> Resp {
 
 fn get_record(app: &App, obj: &str, id: &str) -> Result<Resp, Resp> {
     let o = with_obj(app, obj)?;
-    let g = o.read();
+    let reader = crate::query::RecordReader::new(app, &o);
+    let locked = reader.lock();
+    let g = locked.obj(0);
     let row = g
         .row_of(id)
         .ok_or_else(|| not_found(format!("no {obj} {id}")))?;
@@ -216,7 +218,7 @@ fn get_record(app: &App, obj: &str, id: &str) -> Result<Resp, Resp> {
     }
     let fields: Vec<usize> = g.def.live_fields().map(|(i, _)| i).collect();
     let mut out = Vec::new();
-    crate::jsonw::record(&mut out, &g, row, &fields, "61.0");
+    reader.record(&mut out, &locked, row, &fields, "61.0");
     Ok(Resp::raw_json(200, out))
 }
 
@@ -244,6 +246,10 @@ fn add_field(app: &App, req: &Req, obj: &str) -> Result<Resp, Resp> {
     let field = crate::catalog::field_from_json(&b).map_err(bad)?;
     if let Some(target) = field.reference_to.first() {
         with_obj(app, target)?;
+    }
+    if field.calculated {
+        let def = o.read().def.clone();
+        crate::catalog::check_formula(&app.org, &def, &field).map_err(bad)?;
     }
     let name = field.name.clone();
     {
@@ -346,6 +352,9 @@ fn add_object(app: &App, req: &Req) -> Result<Resp, Resp> {
         }
     }
     let def = crate::catalog::finish_object(def, true);
+    for f in def.fields.iter().filter(|f| f.calculated) {
+        crate::catalog::check_formula(&app.org, &def, f).map_err(bad)?;
+    }
     app.org.add_object(def);
     app.org.schema_changed();
     Ok(Resp::json(

@@ -129,19 +129,6 @@ pub fn attributes(out: &mut Vec<u8>, obj: &SObject, row: usize, version: &str) {
     out.extend_from_slice(b"\"}");
 }
 
-/// A whole record with the given fields.
-pub fn record(out: &mut Vec<u8>, obj: &SObject, row: usize, fields: &[usize], version: &str) {
-    out.push(b'{');
-    attributes(out, obj, row, version);
-    for &f in fields {
-        out.push(b',');
-        string(out, &obj.def.fields[f].name);
-        out.push(b':');
-        field(out, obj, f, row, version);
-    }
-    out.push(b'}');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,129 @@ pub struct Handle {
     pub field: usize,
     /// Canonical dotted path (`Account.Name`), for CSV headers.
     pub path: String,
+    /// Set when `field` is a formula: where its value is read instead.
+    pub formula: Option<Box<Formula>>,
+}
+
+/// A formula field bound to what it reads: follow `hops` from the formula's own row,
+/// then read `field` of object `obj` (`field == usize::MAX`: unresolvable, null).
+///
+/// Formulas are worked out when a record is read, never stored, so a change to the
+/// record a cross-object formula reads shows at once in every read of the records
+/// that point at it, while their SystemModstamp and LastModifiedDate stay put and
+/// `/updated` does not list them:
+/// - "sObject fields that contain formulas return the value of the field at the time
+///   the SOQL or SOSL query was issued" ("Working with SOQL and SOSL Query Results",
+///   Apex Developer Guide,
+///   https://developer.salesforce.com/docs/atlas.en-us.236.0.apexcode.meta/apexcode/langCon_apex_SOQL_working_with_results.htm).
+/// - Salesforce "computes formula fields dynamically at read time"; SystemModstamp and
+///   LastModifiedDate "track changes to the record itself, not changes to formula
+///   outputs" ("Ingest Salesforce formula fields incrementally", Databricks
+///   documentation, https://docs.databricks.com/aws/en/ingestion/lakeflow-connect/salesforce-formula-fields).
+/// - Fivetran warns its incremental sync "may not extract all records affected by
+///   formula field changes" ("How to Use the Fivetran REST API To Enable the Syncing
+///   of Salesforce Formula Fields",
+///   https://fivetran.com/docs/connectors/applications/salesforce/troubleshooting/formula-fields-rest-api).
+/// - Change Data Capture carries no formula values: "Formula fields aren't supported
+///   in Change Data Capture" ("Change Event Trigger Considerations", Change Data
+///   Capture Developer Guide,
+///   https://developer.salesforce.com/docs/atlas.en-us.change_data_capture.meta/change_data_capture/cdc_trigger_considerations.htm).
+///
+/// Roll-up summary fields are different, and not modelled: they are stored on the
+/// master and recalculated when a detail record is saved; "Triggers and Order of
+/// Execution" (Apex Developer Guide,
+/// https://developer.salesforce.com/docs/atlas.en-us.apexcode.meta/apexcode/apex_triggers_order_of_execution.htm)
+/// has the step "If the record contains a roll-up summary field or is part of a
+/// cross-object workflow, performs calculations and updates the roll-up summary field
+/// in the parent record. Parent record goes through save procedure" (the wording as
+/// quoted from that page by third-party copies; the page itself was only seen in
+/// part), so the master's SystemModstamp moves and an incremental sync sees it. No
+/// Salesforce page found says a roll-up can be stale after a detail change.
+#[derive(Clone, Debug)]
+pub struct Formula {
+    pub hops: Vec<Hop>,
+    pub obj: usize,
+    pub field: usize,
+    /// A number formula reading an integer field answers a double, as its type says.
+    pub as_double: bool,
+}
+
+/// Where `obj` sits in `objs`, added at the end when new.
+fn pos_in(objs: &mut Vec<ObjRef>, obj: &ObjRef) -> usize {
+    if let Some(i) = objs.iter().position(|o| Arc::ptr_eq(o, obj)) {
+        return i;
+    }
+    objs.push(obj.clone());
+    objs.len() - 1
+}
+
+/// Binds a formula's path (relationship names, then a field) from object `from` of
+/// `objs`, adding the objects it crosses; `ftype` is the formula's own type. Takes one
+/// read lock at a time. A path that no longer resolves (a field removed since) reads
+/// as null.
+pub fn bind_formula(
+    app: &App,
+    objs: &mut Vec<ObjRef>,
+    from: usize,
+    path: &[String],
+    ftype: FieldType,
+) -> Formula {
+    let null = Formula {
+        hops: Vec::new(),
+        obj: from,
+        field: usize::MAX,
+        as_double: false,
+    };
+    let Some((last, rels)) = path.split_last() else {
+        return null;
+    };
+    let mut cur = from;
+    let mut hops = Vec::new();
+    for rel in rels {
+        let step = {
+            let o = objs[cur].read();
+            o.def.relationship(rel).and_then(|f| {
+                Some((
+                    f.column()?,
+                    f.relationship_name.clone().unwrap_or_default(),
+                    f.reference_to.first().cloned()?,
+                ))
+            })
+        };
+        let Some((ref_col, rel_name, target)) = step else {
+            return null;
+        };
+        let Some(target) = app.org.object(&target) else {
+            return null;
+        };
+        let to = pos_in(objs, &target);
+        hops.push(Hop {
+            from: cur,
+            ref_col,
+            to,
+            rel_name,
+        });
+        cur = to;
+    }
+    let o = objs[cur].read();
+    match o.def.field_index(last) {
+        // A formula reading a formula is refused when it is added; one that would
+        // now (the other changed since) reads as null rather than loop.
+        Some(i)
+            if !matches!(
+                o.def.fields[i].source,
+                crate::schema::Source::Formula { .. }
+            ) =>
+        {
+            Formula {
+                hops,
+                obj: cur,
+                field: i,
+                as_double: ftype.is_number() && o.def.fields[i].ftype == FieldType::Int,
+            }
+        }
+        _ => null,
+    }
 }
 
 #[derive(Debug)]
@@ -45,6 +168,8 @@ pub enum OutItem {
     Field {
         field: usize,
         name: String,
+        /// Set for a formula field: its value is read through this.
+        formula: Option<Box<Formula>>,
     },
     Rel {
         name: String,
@@ -117,7 +242,83 @@ impl<'a> Locked<'a> {
                 None => return Value::Null,
             }
         }
-        self.guards[h.obj].value(h.field, row)
+        match &h.formula {
+            None => self.guards[h.obj].value(h.field, row),
+            Some(f) => self.eval(f, row),
+        }
+    }
+
+    /// A formula's value for `row` of the object it is defined on.
+    pub fn eval(&self, f: &Formula, row: usize) -> Value<'_> {
+        let mut row = row;
+        for hop in &f.hops {
+            match self.follow(hop, row) {
+                Some(r) => row = r,
+                None => return Value::Null,
+            }
+        }
+        match self.guards[f.obj].value(f.field, row) {
+            Value::Int(i) if f.as_double => Value::Double(i as f64),
+            v => v,
+        }
+    }
+}
+
+/// Reads whole records of one object (sObject GET, collections retrieve): the object
+/// and whatever its formula fields read, locked together as a query's objects are.
+pub struct RecordReader {
+    objs: Vec<ObjRef>,
+    /// (field index, binding) of the object's formula fields.
+    formulas: Vec<(usize, Formula)>,
+}
+
+impl RecordReader {
+    pub fn new(app: &App, obj: &ObjRef) -> RecordReader {
+        let paths: Vec<(usize, Vec<String>, FieldType)> = {
+            let o = obj.read();
+            o.def
+                .live_fields()
+                .filter_map(|(i, f)| match &f.source {
+                    crate::schema::Source::Formula { path } => Some((i, path.clone(), f.ftype)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut objs = vec![obj.clone()];
+        let formulas = paths
+            .into_iter()
+            .map(|(i, p, t)| (i, bind_formula(app, &mut objs, 0, &p, t)))
+            .collect();
+        RecordReader { objs, formulas }
+    }
+
+    /// Read locks on the object (`obj(0)`) and the objects its formulas read.
+    pub fn lock(&self) -> Locked<'_> {
+        Locked::new(&self.objs)
+    }
+
+    /// Appends `row` with `fields` as a JSON record.
+    pub fn record(
+        &self,
+        out: &mut Vec<u8>,
+        locked: &Locked<'_>,
+        row: usize,
+        fields: &[usize],
+        v: &str,
+    ) {
+        let obj = locked.obj(0);
+        out.push(b'{');
+        crate::jsonw::attributes(out, obj, row, v);
+        for &f in fields {
+            out.push(b',');
+            crate::jsonw::string(out, &obj.def.fields[f].name);
+            out.push(b':');
+            match self.formulas.iter().find(|(i, _)| *i == f) {
+                Some((_, formula)) => crate::jsonw::value(out, locked.eval(formula, row)),
+                None => crate::jsonw::field(out, obj, f, row, v),
+            }
+        }
+        out.push(b'}');
     }
 }
 
@@ -144,11 +345,7 @@ struct Binder<'a> {
 
 impl Binder<'_> {
     fn pos_of(&mut self, obj: &ObjRef) -> usize {
-        if let Some(i) = self.objs.iter().position(|o| Arc::ptr_eq(o, obj)) {
-            return i;
-        }
-        self.objs.push(obj.clone());
-        self.objs.len() - 1
+        pos_in(&mut self.objs, obj)
     }
 
     fn resolve(&mut self, path: &FieldPath) -> Result<(Handle, soql::FieldType), SoqlError> {
@@ -218,19 +415,34 @@ impl Binder<'_> {
             ));
         }
         names.push(f.name.clone());
+        let (ftype, own_type) = (soql_type(f.ftype), f.ftype);
+        let formula_path = match &f.source {
+            crate::schema::Source::Formula { path } => Some(path.clone()),
+            _ => None,
+        };
+        drop(o);
+        let formula = formula_path
+            .map(|p| Box::new(bind_formula(self.app, &mut self.objs, cur, &p, own_type)));
         Ok((
             Handle {
                 hops,
                 obj: cur,
                 field: idx,
                 path: names.join("."),
+                formula,
             },
-            soql_type(f.ftype),
+            ftype,
         ))
     }
 }
 
-fn insert_item(node: &mut OutNode, hops: &[Hop], field: usize, name: &str) {
+fn insert_item(
+    node: &mut OutNode,
+    hops: &[Hop],
+    field: usize,
+    name: &str,
+    formula: Option<&Formula>,
+) {
     match hops.split_first() {
         None => {
             if !node
@@ -241,6 +453,7 @@ fn insert_item(node: &mut OutNode, hops: &[Hop], field: usize, name: &str) {
                 node.items.push(OutItem::Field {
                     field,
                     name: name.to_string(),
+                    formula: formula.map(|f| Box::new(f.clone())),
                 });
             }
         }
@@ -250,13 +463,13 @@ fn insert_item(node: &mut OutNode, hops: &[Hop], field: usize, name: &str) {
                 _ => None,
             });
             match existing {
-                Some(child) => insert_item(child, rest, field, name),
+                Some(child) => insert_item(child, rest, field, name, formula),
                 None => {
                     let mut child = OutNode {
                         obj: hop.to,
                         items: Vec::new(),
                     };
-                    insert_item(&mut child, rest, field, name);
+                    insert_item(&mut child, rest, field, name, formula);
                     node.items.push(OutItem::Rel {
                         name: hop.rel_name.clone(),
                         ref_col: hop.ref_col,
@@ -329,7 +542,6 @@ pub fn plan(
         bulk,
     };
     let bq = q.bind_typed(text, |p| binder.resolve(p))?;
-    let objs = binder.objs;
     let mut columns = Vec::new();
     let mut root = OutNode {
         obj: 0,
@@ -344,33 +556,53 @@ pub fn plan(
                     &h.hops,
                     h.field,
                     h.path.rsplit('.').next().unwrap_or_default(),
+                    h.formula.as_deref(),
                 );
                 columns.push(h.clone());
             }
             SelectItem::Count => shape = Some(Shape::Count),
             SelectItem::CountField(h) => shape = Some(Shape::CountField(h.clone())),
             SelectItem::Fields(kind) => {
-                let o = base.read();
-                for (i, f) in o.def.live_fields() {
-                    let keep = match kind {
-                        soql::FieldsKind::All => true,
-                        soql::FieldsKind::Standard => !f.custom,
-                        soql::FieldsKind::Custom => f.custom,
-                    };
-                    let base64 = f.ftype == crate::schema::FieldType::Base64;
-                    if keep && !(bulk && (f.is_compound_type() || base64)) {
-                        insert_item(&mut root, &[], i, &f.name);
-                        columns.push(Handle {
-                            hops: Vec::new(),
-                            obj: 0,
-                            field: i,
-                            path: f.name.clone(),
-                        });
-                    }
+                // Picked under the lock, bound after it: binding formulas locks again.
+                type Picked = (usize, String, FieldType, Option<Vec<String>>);
+                let picked: Vec<Picked> = {
+                    let o = base.read();
+                    o.def
+                        .live_fields()
+                        .filter(|(_, f)| {
+                            let keep = match kind {
+                                soql::FieldsKind::All => true,
+                                soql::FieldsKind::Standard => !f.custom,
+                                soql::FieldsKind::Custom => f.custom,
+                            };
+                            let base64 = f.ftype == crate::schema::FieldType::Base64;
+                            keep && !(bulk && (f.is_compound_type() || base64))
+                        })
+                        .map(|(i, f)| {
+                            let path = match &f.source {
+                                crate::schema::Source::Formula { path } => Some(path.clone()),
+                                _ => None,
+                            };
+                            (i, f.name.clone(), f.ftype, path)
+                        })
+                        .collect()
+                };
+                for (i, name, ftype, path) in picked {
+                    let formula =
+                        path.map(|p| Box::new(bind_formula(app, &mut binder.objs, 0, &p, ftype)));
+                    insert_item(&mut root, &[], i, &name, formula.as_deref());
+                    columns.push(Handle {
+                        hops: Vec::new(),
+                        obj: 0,
+                        field: i,
+                        path: name,
+                        formula,
+                    });
                 }
             }
         }
     }
+    let objs = binder.objs;
     let shape = shape.unwrap_or(Shape::Records(root));
     let rows = {
         let locked = Locked::new(&objs);
@@ -523,10 +755,17 @@ fn write_node(out: &mut Vec<u8>, locked: &Locked<'_>, node: &OutNode, row: usize
     for item in &node.items {
         out.push(b',');
         match item {
-            OutItem::Field { field, name } => {
+            OutItem::Field {
+                field,
+                name,
+                formula,
+            } => {
                 crate::jsonw::string(out, name);
                 out.push(b':');
-                crate::jsonw::field(out, obj, *field, row, v);
+                match formula {
+                    None => crate::jsonw::field(out, obj, *field, row, v),
+                    Some(f) => crate::jsonw::value(out, locked.eval(f, row)),
+                }
             }
             OutItem::Rel {
                 name,

@@ -5,6 +5,7 @@ use crate::describe::lookup;
 use crate::error::ApiError;
 use crate::http::{Req, Resp};
 use crate::org::ObjRef;
+use crate::query::{Locked, RecordReader};
 use crate::schema::{Field, FieldType};
 use crate::store::RowState;
 use crate::validate::{self, Input, Mode};
@@ -92,9 +93,17 @@ fn field_list(obj: &crate::store::SObject, fields: Option<&str>) -> Result<Vec<u
     }
 }
 
-fn record_response(obj: &crate::store::SObject, row: usize, fields: &[usize], v: &str) -> Resp {
+/// The record as JSON; formula fields are worked out now, through `reader`.
+fn record_response(
+    reader: &RecordReader,
+    locked: &Locked<'_>,
+    row: usize,
+    fields: &[usize],
+    v: &str,
+) -> Resp {
+    let obj = locked.obj(0);
     let mut out = Vec::with_capacity(1024);
-    crate::jsonw::record(&mut out, obj, row, fields, v);
+    reader.record(&mut out, locked, row, fields, v);
     let modified = obj
         .def
         .field("LastModifiedDate")
@@ -109,18 +118,20 @@ fn record_response(obj: &crate::store::SObject, row: usize, fields: &[usize], v:
 
 pub fn get(app: &App, req: &Req, v: &str, name: &str, id: &str) -> Result<Resp, ApiError> {
     let obj = lookup(app, name)?;
-    let o = obj.read();
-    let row = validate::live_row(&o, id)?;
-    let fields = field_list(&o, req.param("fields"))?;
+    let reader = RecordReader::new(app, &obj);
+    let locked = reader.lock();
+    let o = locked.obj(0);
+    let row = validate::live_row(o, id)?;
+    let fields = field_list(o, req.param("fields"))?;
     if let Some(since) = req
         .header("if-modified-since")
         .and_then(crate::timefmt::parse_http_date)
     {
-        if last_modified(&o, row).is_some_and(|m| m / 1000 * 1000 <= since) {
+        if last_modified(o, row).is_some_and(|m| m / 1000 * 1000 <= since) {
             return Ok(Resp::empty(304));
         }
     }
-    Ok(record_response(&o, row, &fields, v))
+    Ok(record_response(&reader, &locked, row, &fields, v))
 }
 
 fn last_modified(o: &crate::store::SObject, row: usize) -> Option<i64> {
@@ -302,14 +313,16 @@ pub fn get_by_external(
 ) -> Result<Resp, ApiError> {
     let obj = lookup(app, name)?;
     let (_, rows) = match_external(&obj, field, value)?;
-    let o = obj.read();
+    let reader = RecordReader::new(app, &obj);
+    let locked = reader.lock();
+    let o = locked.obj(0);
     match rows.as_slice() {
         [] => Err(ApiError::not_found()),
         [row] => {
-            let fields = field_list(&o, req.param("fields"))?;
-            Ok(record_response(&o, *row, &fields, v))
+            let fields = field_list(o, req.param("fields"))?;
+            Ok(record_response(&reader, &locked, *row, &fields, v))
         }
-        many => Ok(Resp::json(300, &json!(record_urls(&o, many, v)))),
+        many => Ok(Resp::json(300, &json!(record_urls(o, many, v)))),
     }
 }
 

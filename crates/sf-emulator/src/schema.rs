@@ -139,7 +139,39 @@ pub enum Source {
     PercentOf { amount: usize, percent: usize },
     /// An address or location assembled from its component fields (field indexes).
     Compound { parts: Vec<(String, usize)> },
+    /// A formula that reads a field through lookups (`Account.Name`: relationship
+    /// names, then the field), or a field of the same record (`Name`). Nothing is
+    /// stored: like Salesforce, the value is worked out whenever the record is read, so
+    /// a change to the Account shows at once on its Contacts while their
+    /// SystemModstamp stays put (sources in `query::Formula`). Paths are bound by name
+    /// at read time (`query::bind_formula`), as other objects' layouts can change.
+    Formula { path: Vec<String> },
 }
+
+/// The relationship path of a formula that only reads a field, like `Account.Name`,
+/// `Account.Owner.Email` or `TEXT(Account.Rating)`; `None` for anything else.
+pub fn formula_path(formula: &str) -> Option<Vec<String>> {
+    let mut text = formula.trim();
+    // Salesforce wants a picklist wrapped in TEXT() to use it as text; a bare picklist
+    // path is accepted too (the emulator does not check picklists in formulas).
+    if let Some(inner) = text
+        .get(..5)
+        .filter(|h| h.eq_ignore_ascii_case("text("))
+        .and_then(|_| text[5..].strip_suffix(')'))
+    {
+        text = inner.trim();
+    }
+    let parts: Vec<String> = text.split('.').map(|p| p.trim().to_string()).collect();
+    let ident = |p: &String| {
+        !p.is_empty()
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !p.starts_with(|c: char| c.is_ascii_digit())
+    };
+    (parts.len() <= MAX_FORMULA_HOPS + 1 && parts.iter().all(ident)).then_some(parts)
+}
+
+/// Relationships a formula path may cross (the emulator's own cap).
+pub const MAX_FORMULA_HOPS: usize = 10;
 
 #[derive(Clone, Debug)]
 pub struct PicklistValue {

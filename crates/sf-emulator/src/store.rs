@@ -415,6 +415,17 @@ impl SObject {
                 }
             }
             Source::Compound { .. } => Value::Null,
+            // A formula of the same record reads its field here; one that crosses a
+            // lookup needs the other object locked too: `query::Locked` reads those.
+            Source::Formula { path } => match path.as_slice() {
+                [name] => match self.def.field_index(name) {
+                    Some(i) if !matches!(self.def.fields[i].source, Source::Formula { .. }) => {
+                        self.value(i, row)
+                    }
+                    _ => Value::Null,
+                },
+                _ => Value::Null,
+            },
         }
     }
 
