@@ -8,6 +8,7 @@ login goes to the instance URL the emulator itself returned."""
 import datetime as dt
 import os
 import subprocess
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -506,3 +507,46 @@ def test_bulk_jobs_take_time_fail_and_queries_are_bounded(start_emulator, tls_ce
     tier = {f["name"]: f for f in sf.Contact.describe()["fields"]}["Tier__c"]
     assert tier["type"] == "picklist"
     assert [p["value"] for p in tier["picklistValues"]] == ["Gold", "Silver"]
+
+
+def test_cross_object_formula_is_worked_out_at_read_time(tls_emulator):
+    """A Contact formula reading its Account's Name follows a rename at once in every
+    read, while the Contact's SystemModstamp stays put and /updated does not list it:
+    the staleness an incremental sync must live with (see query::Formula)."""
+    r = requests.post(f"{tls_emulator.base_url}/__emulator/schema/Contact/fields",
+                      json={"name": "Account_Name__c", "type": "string",
+                            "formula": "Account.Name"})
+    assert r.status_code == 201, r.text
+    sf = soap_client(tls_emulator)
+    field = next(f for f in sf.Contact.describe()["fields"]
+                 if f["name"] == "Account_Name__c")
+    assert field["calculated"] is True and field["calculatedFormula"] == "Account.Name"
+    assert field["createable"] is False and field["updateable"] is False
+
+    acct = sf.Account.create({"Name": "Before Rename"})["id"]
+    cid = sf.Contact.create({"LastName": "Formula", "AccountId": acct})["id"]
+    before = sf.Contact.get(cid)
+    assert before["Account_Name__c"] == "Before Rename"
+    # getUpdated windows have whole seconds here: start after the Contact's stamp.
+    time.sleep(1.1)
+    start = dt.datetime.now(dt.timezone.utc)
+    assert sf.Account.update(acct, {"Name": "After Rename"}) == 204
+
+    after = sf.Contact.get(cid)
+    assert after["Account_Name__c"] == "After Rename"
+    assert after["SystemModstamp"] == before["SystemModstamp"]
+    assert after["LastModifiedDate"] == before["LastModifiedDate"]
+    rows = sf.query(f"SELECT Account_Name__c, SystemModstamp FROM Contact WHERE Id = '{cid}'")
+    assert rows["records"][0]["Account_Name__c"] == "After Rename"
+    assert rows["records"][0]["SystemModstamp"] == before["SystemModstamp"]
+    pages = list(sf.bulk2.Contact.query(
+        f"SELECT Id, Account_Name__c FROM Contact WHERE Id = '{cid}'"))
+    assert pages[0].strip().splitlines()[1] == f'"{cid}","After Rename"'
+
+    end = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2)
+    assert cid not in sf.Contact.updated(start, end)["ids"]
+    assert acct in sf.Account.updated(start, end)["ids"]
+
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        sf.Contact.update(cid, {"Account_Name__c": "Written"})
+    assert refused.value.content[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
