@@ -474,17 +474,48 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION sequin_sf.remove_collection(sync text, collection text) RETURNS void LANGUAGE plpgsql AS $$
+-- The collection `collection` (any case) of sync `sync`, or an error naming both.
+CREATE FUNCTION sequin_sf._check_collection(sync text, collection text)
+RETURNS sequin_sf._collections LANGUAGE plpgsql AS $$
 DECLARE
-    s sequin_sf._syncs;
     c sequin_sf._collections;
 BEGIN
-    s := sequin_sf._check_sync(sync);
+    PERFORM sequin_sf._check_sync(sync);
     SELECT * INTO c FROM sequin_sf._collections x WHERE x.sync_name = sync AND lower(x.object_name) = lower(collection);
     IF NOT FOUND THEN
         RAISE EXCEPTION 'sync "%" does not mirror "%"', sync, collection USING ERRCODE = 'undefined_object',
             HINT = 'SELECT collection FROM sequin_sf.sync_status WHERE sync_name = ''' || sync || ''' lists them';
     END IF;
+    RETURN c;
+END
+$$;
+
+-- Settings of one collection. calculated_refresh: how often every record's calculated
+-- fields (formulas, roll-ups) are read again, NULL for never. Salesforce does not move
+-- a record's SystemModstamp when a record its cross-object formula reads changes, so
+-- polls cannot see those changes; a refresh reads Id and calculated fields only, one
+-- API call per 2,000 records.
+CREATE FUNCTION sequin_sf.alter_collection(sync text, collection text, calculated_refresh interval)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    c sequin_sf._collections := sequin_sf._check_collection(sync, collection);
+BEGIN
+    PERFORM sequin_sf._check_interval('calculated_refresh', calculated_refresh,
+        interval '1 minute', interval '365 days',
+        'each refresh costs one API call per 2,000 records of the collection; NULL turns it off');
+    UPDATE sequin_sf._collections x
+       SET calculated_refresh = alter_collection.calculated_refresh,
+           calculated_cursor = CASE WHEN alter_collection.calculated_refresh IS NULL THEN NULL
+                                    ELSE x.calculated_cursor END
+     WHERE x.sync_name = c.sync_name AND x.object_name = c.object_name;
+END
+$$;
+
+CREATE FUNCTION sequin_sf.remove_collection(sync text, collection text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    s sequin_sf._syncs := sequin_sf._check_sync(sync);
+    c sequin_sf._collections := sequin_sf._check_collection(sync, collection);
+BEGIN
     PERFORM sequin_sf._drop_collection_table(s.schema_name, c);
     DELETE FROM sequin_sf._collections x WHERE x.sync_name = sync AND x.object_name = c.object_name;
 END
@@ -913,6 +944,7 @@ LANGUAGE sql STABLE AS $$
      WHERE p.pronamespace = 'sequin_sf'::regnamespace
        AND p.proname IN ('create_credential', 'drop_credential', 'available_collections',
                          'create_sync', 'alter_sync', 'add_collection', 'remove_collection',
+                         'alter_collection',
                          'pause_sync', 'resume_sync', 'drop_sync', 'alter_write_settings',
                          'retry_writes', 'await_writes', 'write_status')
 $$;

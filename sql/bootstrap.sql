@@ -75,6 +75,11 @@ CREATE TABLE sequin_sf._collections (
     updateable           boolean,
     deletable            boolean,
     replicateable        boolean,
+    -- calculated fields read again this often (NULL: never); the round in progress
+    -- resumes after calculated_cursor (an Id; '' = from the start)
+    calculated_refresh      interval,
+    calculated_refreshed_at timestamptz,
+    calculated_cursor       text,
     PRIMARY KEY (sync_name, object_name),
     UNIQUE (sync_name, table_name)
 );
@@ -93,11 +98,14 @@ CREATE TABLE sequin_sf._columns (
     nillable            boolean NOT NULL DEFAULT true,
     restricted_picklist boolean NOT NULL DEFAULT false,
     picklist_values     text[],
-    -- false once the field disappeared from Salesforce: the column stays, unfilled
+    -- false once the field disappeared from Salesforce, or changed to a type the column
+    -- cannot hold: the column stays, unfilled
     active              boolean NOT NULL DEFAULT true,
     position            integer NOT NULL,
     added_at            timestamptz NOT NULL DEFAULT now(),
     removed_at          timestamptz,
+    -- what the operator should know about this column (a type change not followed)
+    note                text,
     PRIMARY KEY (sync_name, object_name, field_name),
     UNIQUE (sync_name, object_name, column_name),
     FOREIGN KEY (sync_name, object_name) REFERENCES sequin_sf._collections ON DELETE CASCADE
@@ -167,7 +175,9 @@ SELECT c.sync_name,
        (SELECT coalesce(sum(u.requests), 0) FROM sequin_sf._api_usage u
          WHERE u.sync_name = c.sync_name AND u.minute > now() - interval '24 hours')::bigint AS api_requests_24h,
        coalesce(c.last_error, s.last_error) AS last_error,
-       CASE WHEN c.last_error IS NOT NULL THEN c.last_error_at ELSE s.last_error_at END AS last_error_at
+       CASE WHEN c.last_error IS NOT NULL THEN c.last_error_at ELSE s.last_error_at END AS last_error_at,
+       c.calculated_refresh,
+       c.calculated_refreshed_at
 FROM sequin_sf._collections c
 JOIN sequin_sf._syncs s ON s.name = c.sync_name;
 
@@ -188,7 +198,8 @@ SELECT m.sync_name,
        m.restricted_picklist,
        m.picklist_values,
        m.active,
-       m.position
+       m.position,
+       m.note
 FROM sequin_sf._columns m
 JOIN sequin_sf._collections c ON c.sync_name = m.sync_name AND c.object_name = m.object_name
 JOIN sequin_sf._syncs s ON s.name = m.sync_name;

@@ -214,6 +214,63 @@ def test_read_a_field_hidden_by_field_level_security_does_not_stop_the_sync(emul
         " AND field_name = 'Languages__c' AND active") == 1
 
 
+def test_read_columns_follow_field_type_changes_without_losing_values(emulator, db):
+    """Custom fields change type in Salesforce. Where every value converts, the column
+    converts (int -> double: integer -> numeric). Where the column holds the new values
+    as they come (text for a field now numeric), it stays and says how to convert it.
+    Where it holds neither (numeric for a field now a checkbox, or a date column a
+    user's view pins), it keeps its values, is no longer filled, and says what to do;
+    once the operator converts it, the sync fills it again. The sync never stops."""
+    for name, ftype in [("Rank__c", "int"), ("Score__c", "double"), ("Since__c", "date")]:
+        emulator.control("POST", "schema/Contact/fields", {"name": name, "type": ftype, "precision": 18})
+    cid = sf_records(emulator, "SELECT Id FROM Contact ORDER BY Id LIMIT 1")[0]["Id"]
+    emulator.control("PATCH", f"records/Contact/{cid}", {
+        "Rank__c": 3, "Score__c": 1.5, "Since__c": "2020-01-02", "Languages__c": "English"})
+    start_sync(db, emulator, ["Contact"])
+    wait_backfilled(db, "emu")
+    assert query_rows(db, "SELECT rank__c, score__c, since__c, languages__c FROM salesforce.contact"
+                          " WHERE id = %s", (cid,)) == [(3, 1.5, datetime.date(2020, 1, 2), "English")]
+    db.execute("CREATE VIEW public.since_view AS SELECT id, since__c FROM salesforce.contact")
+    db.execute("SELECT sequin_sf.alter_sync('emu', describe_interval => '1 second')")
+    for name, ftype in [("Rank__c", "double"), ("Languages__c", "double"),
+                        ("Score__c", "boolean"), ("Since__c", "datetime")]:
+        emulator.control("PATCH", f"schema/Contact/fields/{name}", {"type": ftype, "precision": 18, "scale": 2})
+
+    def column(field):
+        return query_rows(db, "SELECT sf_type, pg_type, active, note FROM sequin_sf.columns"
+                              " WHERE collection = 'Contact' AND field_name = %s", (field,))[0]
+
+    wait_for(lambda: column("Since__c")[0] == "datetime", timeout=180, what="the changed describe")
+    rank, langs, score, since = (column(f) for f in ["Rank__c", "Languages__c", "Score__c", "Since__c"])
+    assert rank[:3] == ("double", "numeric", True) and rank[3] is None
+    assert langs[:3] == ("double", "text", True) and "ALTER TABLE salesforce.contact" in langs[3]
+    assert score[:3] == ("boolean", "numeric", False) and "no longer filled" in score[3]
+    assert since[:3] == ("datetime", "date", False) and "since_view" in since[3]
+    assert query_value(db, "SELECT format_type(atttypid, NULL) FROM pg_attribute"
+                           " WHERE attrelid = 'salesforce.contact'::regclass AND attname = 'rank__c'") == "numeric"
+
+    emulator.control("PATCH", f"records/Contact/{cid}", {
+        "Rank__c": 2.5, "Languages__c": 42, "Score__c": True, "Title": "after the type change"})
+    wait_for(lambda: query_value(db, "SELECT title FROM salesforce.contact WHERE id = %s", (cid,))
+             == "after the type change", timeout=120, what="a change after the type changes")
+    row = query_rows(db, "SELECT rank__c, languages__c, score__c, since__c FROM salesforce.contact"
+                         " WHERE id = %s", (cid,))[0]
+    # the text column holds the number as Salesforce wrote it
+    assert (row[0], float(row[1]), row[2], row[3]) == (
+        decimal.Decimal("2.5"), 42.0, decimal.Decimal("1.5"), datetime.date(2020, 1, 2))
+    assert query_value(db, "SELECT last_error FROM sequin_sf.sync_status") is None
+
+    # the operator decides: the view goes, the column becomes timestamptz, the sync follows
+    db.execute("DROP VIEW public.since_view")
+    db.execute("ALTER TABLE salesforce.contact ALTER COLUMN since__c TYPE timestamptz"
+               " USING since__c::timestamp AT TIME ZONE 'UTC'")
+    wait_for(lambda: column("Since__c")[2:] == (True, None), timeout=120, what="the column filled again")
+    emulator.control("PATCH", f"records/Contact/{cid}", {"Since__c": "2021-05-06T07:08:09.000+0000"})
+    wait_for(lambda: query_value(db, "SELECT since__c FROM salesforce.contact WHERE id = %s", (cid,))
+             == datetime.datetime(2021, 5, 6, 7, 8, 9, tzinfo=datetime.timezone.utc),
+             timeout=120, what="the new value in the converted column")
+
+
 def test_read_restart_mid_backfill_resumes_without_duplicates_or_gaps(start_emulator, cluster):
     emulator = start_emulator("--seed", "3", "--generate", "Contact=30000", "--latency-ms", "300")
     db = cluster.connect()

@@ -68,6 +68,13 @@ pub struct CollectionRow {
     pub has_error: bool,
     /// From the object's describe; None until described.
     pub replicateable: Option<bool>,
+    /// The table's column names and types: when it changes (an operator altered a
+    /// column), the worker reloads the columns and re-reads the describe.
+    pub table_shape: Option<String>,
+    /// The calculated-field refresh in progress resumes after this Id ('' = from the
+    /// start); `calculated_due` when a round is in progress or its period has passed.
+    pub calculated_cursor: Option<String>,
+    pub calculated_due: bool,
 }
 
 fn ts(s: Option<String>) -> Option<DateTime<Utc>> {
@@ -130,7 +137,14 @@ pub fn load_collections(sync: &str) -> SpiResult<Vec<CollectionRow>> {
                 c.describe_modified,
                 EXISTS (SELECT 1 FROM sequin_sf._columns m WHERE m.sync_name = c.sync_name AND m.object_name = c.object_name),
                 c.last_error IS NOT NULL, c.backfill_mode, c.bulk_job_id, c.bulk_locator,
-                c.replicateable
+                c.replicateable,
+                (SELECT string_agg(a.attname::text || ':' || a.atttypid::text, ',' ORDER BY a.attnum)
+                   FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = c.table_oid AND a.attnum > 0 AND NOT a.attisdropped),
+                c.calculated_cursor,
+                c.calculated_refresh IS NOT NULL AND (c.calculated_cursor IS NOT NULL
+                    OR coalesce(c.calculated_refreshed_at, c.backfill_finished_at, '-infinity')
+                       + c.calculated_refresh <= now())
          FROM sequin_sf._collections c WHERE c.sync_name = $1 ORDER BY c.added_at, c.object_name"
     );
     Spi::connect(|c| {
@@ -160,41 +174,58 @@ pub fn load_collections(sync: &str) -> SpiResult<Vec<CollectionRow>> {
                 bulk_job_id: r.get(14)?,
                 bulk_locator: r.get(15)?,
                 replicateable: r.get(16)?,
+                table_shape: r.get(17)?,
+                calculated_cursor: r.get(18)?,
+                calculated_due: r.get(19)?.unwrap_or(false),
             });
         }
         Ok(out)
     })
 }
 
-/// Every column of a collection, active ones first flagged, in position order.
+/// Every column of a collection, active ones flagged, in position order. The type is
+/// the column's own in the catalog, so a column an operator converted is read as such.
 pub fn load_columns(sync: &str, object: &str) -> SpiResult<Vec<(ColumnSpec, bool)>> {
     Spi::connect(|c| {
         let rows = c.select(
-            "SELECT field_name, column_name, sf_type, pg_type, compound_of, createable, updateable,
-                    calculated, nillable, restricted_picklist, coalesce(picklist_values, '{}'), active
-             FROM sequin_sf._columns WHERE sync_name = $1 AND object_name = $2 ORDER BY position",
+            "SELECT m.field_name, m.column_name, m.sf_type,
+                    format_type(a.atttypid, NULL), m.pg_type, m.compound_of,
+                    m.createable, m.updateable, m.calculated, m.nillable, m.restricted_picklist,
+                    coalesce(m.picklist_values, '{}'), m.active
+             FROM sequin_sf._columns m
+             JOIN sequin_sf._collections c USING (sync_name, object_name)
+             LEFT JOIN pg_catalog.pg_attribute a
+               ON a.attrelid = c.table_oid AND a.attname = m.column_name AND NOT a.attisdropped
+             WHERE m.sync_name = $1 AND m.object_name = $2 ORDER BY m.position",
             None,
             &[sync.into(), object.into()],
         )?;
         let mut out = Vec::new();
         for r in rows {
-            let pg: String = r.get(4)?.unwrap_or_default();
+            // the catalog's type when it is one we map, else the recorded one
+            let actual: Option<String> = r.get(4)?;
+            let recorded: String = r.get(5)?.unwrap_or_default();
+            let pg_type = actual
+                .as_deref()
+                .and_then(PgType::from_catalog)
+                .or_else(|| PgType::from_sql(&recorded))
+                .unwrap_or(PgType::Text);
             out.push((
                 ColumnSpec {
                     field: r.get(1)?.unwrap_or_default(),
                     column: r.get(2)?.unwrap_or_default(),
                     sf_type: r.get(3)?.unwrap_or_default(),
-                    pg_type: PgType::from_sql(&pg).unwrap_or(PgType::Text),
-                    compound_of: r.get(5)?,
-                    createable: r.get(6)?.unwrap_or(false),
-                    updateable: r.get(7)?.unwrap_or(false),
-                    calculated: r.get(8)?.unwrap_or(false),
-                    nillable: r.get(9)?.unwrap_or(true),
-                    restricted_picklist: r.get(10)?.unwrap_or(false),
+                    pg_type,
+                    compound_of: r.get(6)?,
+                    createable: r.get(7)?.unwrap_or(false),
+                    updateable: r.get(8)?.unwrap_or(false),
+                    calculated: r.get(9)?.unwrap_or(false),
+                    nillable: r.get(10)?.unwrap_or(true),
+                    restricted_picklist: r.get(11)?.unwrap_or(false),
                     external_id: false,
-                    picklist_values: r.get(11)?.unwrap_or_default(),
+                    picklist_values: r.get(12)?.unwrap_or_default(),
                 },
-                r.get(12)?.unwrap_or(true),
+                r.get(13)?.unwrap_or(true),
             ));
         }
         Ok(out)

@@ -16,9 +16,11 @@ pub fn catch_errors<R>(f: impl FnOnce() -> R) -> Result<R, String> {
             // SAFETY: main thread; aborting with no transaction open is a no-op.
             unsafe { pgrx::pg_sys::AbortCurrentTransaction() };
             Err(match &caught {
-                CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
-                    r.message().to_string()
-                }
+                // the detail names what is involved (the view that depends on a column)
+                CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => match r.detail() {
+                    Some(detail) => format!("{} ({detail})", r.message()),
+                    None => r.message().to_string(),
+                },
                 CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
             })
         })

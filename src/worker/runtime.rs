@@ -29,6 +29,11 @@ pub struct CollectionRuntime {
     /// Id -> stamp of records applied by recent polls: the overlap window re-reads
     /// them every round, and skipping them in Rust spares the database the no-op.
     pub applied: HashMap<String, String>,
+    /// The table's shape (`CollectionRow::table_shape`) last seen; None until seen, and
+    /// after the worker itself changed the table.
+    pub table_shape: Option<String>,
+    /// Read the next describe whole (not If-Modified-Since): the table changed under us.
+    pub describe_in_full: bool,
 }
 
 /// The first wait before asking for a new Bulk job's state; it doubles up to
@@ -50,6 +55,8 @@ impl CollectionRuntime {
             bulk_check_at: None,
             bulk_wait: BULK_FIRST_WAIT,
             applied: HashMap::new(),
+            table_shape: None,
+            describe_in_full: false,
         }
     }
 }

@@ -68,6 +68,17 @@ impl PgType {
         })
     }
 
+    /// The type of a column as the catalog names it (`format_type(atttypid, NULL)`),
+    /// so a column an operator altered is read as what it now is.
+    pub fn from_catalog(s: &str) -> Option<PgType> {
+        Some(match s {
+            "text" | "character varying" | "character" => PgType::Text,
+            "timestamp with time zone" => PgType::Timestamptz,
+            "time without time zone" => PgType::Time,
+            other => return PgType::from_sql(other),
+        })
+    }
+
     /// The column type for a describe `type`; `None` for fields we do not sync.
     /// base64 fields can only be read one record at a time, so a multi-record query
     /// naming one fails; they are left out.
@@ -84,6 +95,62 @@ impl PgType {
             "address" | "location" | "anyType" | "complexvalue" | "json" => PgType::Jsonb,
             _ => PgType::Text,
         })
+    }
+}
+
+/// What a column does when Salesforce changes its field's type (text to picklist,
+/// number to text, date to date/time...). Values already in the column are never lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeFollow {
+    /// The column type stays right (text to picklist, a new number precision).
+    Same,
+    /// Every value converts without loss: the column changes type.
+    Alter,
+    /// The column keeps its type, which holds the field's new values (a text column of
+    /// a field now numeric); the operator may convert it when the values allow.
+    Keep,
+    /// The column cannot hold the new values: it stops being filled and keeps what it
+    /// has until the operator converts it.
+    Stop,
+}
+
+/// True when a column of type `column` reads every value of a field of type `field`
+/// (values are read as the column's type).
+pub fn holds(column: PgType, field: PgType) -> bool {
+    use PgType::*;
+    column == field
+        || matches!(
+            (column, field),
+            (Text | Jsonb, _)
+                | (Numeric, Integer | BigInt)
+                | (BigInt, Integer)
+                | (Timestamptz, Date)
+        )
+}
+
+/// How a column of type `column` follows a field whose values now map to `field`
+/// (None: a type the sync does not store, such as base64).
+pub fn follow_type(column: PgType, field: Option<PgType>) -> TypeFollow {
+    use PgType::*;
+    let Some(field) = field else {
+        return TypeFollow::Stop;
+    };
+    if column == field {
+        return TypeFollow::Same;
+    }
+    let lossless = matches!(
+        (column, field),
+        (Integer, BigInt)
+            | (Integer | BigInt, Numeric)
+            | (Date, Timestamptz)
+            | (Boolean | Integer | BigInt | Numeric | Date | Timestamptz | Time, Text)
+    );
+    if lossless {
+        TypeFollow::Alter
+    } else if holds(column, field) {
+        TypeFollow::Keep
+    } else {
+        TypeFollow::Stop
     }
 }
 
@@ -242,6 +309,33 @@ mod tests {
             .unwrap()
             .is_compound());
         assert_eq!(modstamp_field(&cols), Some("SystemModstamp"));
+    }
+
+    #[test]
+    fn columns_follow_type_changes_only_without_loss() {
+        use PgType::*;
+        use TypeFollow::*;
+        // picklist, long text area, email...: all text
+        assert_eq!(follow_type(Text, Some(Text)), Same);
+        assert_eq!(follow_type(Integer, Some(Numeric)), Alter);
+        assert_eq!(follow_type(Integer, Some(BigInt)), Alter);
+        assert_eq!(follow_type(Numeric, Some(Text)), Alter);
+        assert_eq!(follow_type(Boolean, Some(Text)), Alter);
+        assert_eq!(follow_type(Timestamptz, Some(Text)), Alter);
+        assert_eq!(follow_type(Date, Some(Timestamptz)), Alter);
+        // the column reads the new values as they are; converting may lose some
+        assert_eq!(follow_type(Text, Some(Numeric)), Keep);
+        assert_eq!(follow_type(Numeric, Some(Integer)), Keep);
+        assert_eq!(follow_type(Timestamptz, Some(Date)), Keep);
+        assert_eq!(follow_type(Jsonb, Some(Text)), Keep);
+        // neither
+        assert_eq!(follow_type(Numeric, Some(Boolean)), Stop);
+        assert_eq!(follow_type(Date, Some(Numeric)), Stop);
+        assert_eq!(follow_type(Text, None), Stop);
+        assert_eq!(PgType::from_catalog("character varying"), Some(Text));
+        assert_eq!(PgType::from_catalog("timestamp with time zone"), Some(Timestamptz));
+        assert_eq!(PgType::from_catalog("numeric"), Some(Numeric));
+        assert_eq!(PgType::from_catalog("point"), None);
     }
 
     #[test]

@@ -54,6 +54,23 @@ pub fn add_column(schema: &str, table: &str, column: &ColumnSpec) -> String {
     )
 }
 
+/// Changes column `c` (of its current `pg_type`) to `to`, converting each value the way
+/// Salesforce would have written it (date/times as in its JSON, dates as UTC midnight).
+pub fn alter_column_type(schema: &str, table: &str, c: &ColumnSpec, to: PgType) -> String {
+    let col = qi(&c.column);
+    let using = match (c.pg_type, to) {
+        (PgType::Timestamptz | PgType::Time, PgType::Text) => api_value_of(&col, c.pg_type),
+        (PgType::Date, PgType::Timestamptz) => format!("({col}::timestamp AT TIME ZONE 'UTC')"),
+        _ => format!("{col}::{}", to.as_sql()),
+    };
+    format!(
+        "ALTER TABLE {}.{} ALTER COLUMN {col} TYPE {} USING {using}",
+        qi(schema),
+        qi(table),
+        to.as_sql()
+    )
+}
+
 /// What the apply statement writes to.
 #[derive(Debug, Clone, Copy)]
 pub struct ApplyTarget<'a> {
@@ -90,13 +107,17 @@ impl ApplyTarget<'_> {
 
 /// The value of column `c` of row `alias` as Salesforce would write it in JSON.
 fn api_value(alias: &str, c: &ColumnSpec) -> String {
-    let col = format!("{alias}.{}", qi(&c.column));
-    match c.pg_type {
+    api_value_of(&format!("{alias}.{}", qi(&c.column)), c.pg_type)
+}
+
+/// Expression `col` of type `t` as Salesforce would write it in JSON.
+fn api_value_of(col: &str, t: PgType) -> String {
+    match t {
         PgType::Timestamptz => {
             format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+0000\"')")
         }
         PgType::Time => format!("to_char(DATE '2000-01-01' + {col}, 'HH24:MI:SS.MS\"Z\"')"),
-        _ => col,
+        _ => col.to_string(),
     }
 }
 
@@ -146,6 +167,8 @@ fn source_type_and_expr(c: &ColumnSpec) -> (&'static str, String) {
     match c.pg_type {
         // Salesforce writes times as `13:30:00.000Z`; read as text and drop the zone.
         PgType::Time => ("text", format!("NULLIF(rtrim({src}, 'Z'), '')::time")),
+        // A whole number may come written as `3.0` (a number field with scale 0).
+        t @ (PgType::Integer | PgType::BigInt) => ("numeric", format!("{src}::{}", t.as_sql())),
         t => (t.as_sql(), src),
     }
 }
@@ -265,6 +288,66 @@ pub fn apply_page(t: &ApplyTarget) -> String {
     sql
 }
 
+/// The statement applying a page of calculated values (`$1`: the JSON array text of
+/// records holding `Id` and the `fields`): rows whose values differ are updated, and
+/// each gets an `updated` event whose `data` is the whole row keyed by API name, as a
+/// poll's would be. Records not in the table are left for polls. Returns one row
+/// `(updated bigint, events bigint)`.
+pub fn refresh_page(t: &ApplyTarget, fields: &[&ColumnSpec]) -> String {
+    let full = t.full_table();
+    let mut record_def = vec!["\"Id\" text".to_string()];
+    record_def.extend(
+        fields
+            .iter()
+            .map(|c| format!("{} {}", qi(&c.field), source_type_and_expr(c).0)),
+    );
+    let cols: Vec<String> = fields.iter().map(|c| qi(&c.column)).collect();
+    let exprs: Vec<String> = fields.iter().map(|c| source_type_and_expr(c).1).collect();
+    let set_list: Vec<String> = cols
+        .iter()
+        .zip(&exprs)
+        .map(|(c, e)| format!("{c} = {e}"))
+        .collect();
+    let current: Vec<String> = cols.iter().map(|c| format!("t.{c}")).collect();
+    let mut sql = format!(
+        "WITH src AS ({source}),\n\
+         old AS (SELECT o.* FROM {full} o JOIN src ON o.id = src.\"Id\"),\n\
+         up AS (\n\
+         UPDATE {full} AS t SET {set}\n\
+         FROM src WHERE t.id = src.\"Id\" AND ROW({current}) IS DISTINCT FROM ROW({exprs})\n\
+         RETURNING t.*\n\
+         )",
+        source = page_source(false, &record_def.join(", ")),
+        set = set_list.join(", "),
+        current = current.join(", "),
+        exprs = exprs.join(", "),
+    );
+    if t.emit_events {
+        let owned: Vec<ColumnSpec> = fields.iter().map(|c| (*c).clone()).collect();
+        let stamp = match t.stamp_column() {
+            Some(s) => format!("up.{}", qi(&s.column)),
+            None => "NULL::timestamptz".to_string(),
+        };
+        sql.push_str(&format!(
+            ",\n\
+             ev AS (\n\
+             INSERT INTO {events} (collection_id, upstream_id, upstream_updated_at, event, data, previous_data)\n\
+             SELECT {cid}, up.id, {stamp}, 'updated', {data}, {diff}\n\
+             FROM up JOIN old ON old.id = up.id ORDER BY up.id\n\
+             RETURNING 1\n\
+             )\n\
+             SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM ev)",
+            events = t.events_table(),
+            cid = ql(t.collection_id),
+            data = api_json("up", t.columns),
+            diff = changed_fields_json("old", "up", &owned),
+        ));
+    } else {
+        sql.push_str("\nSELECT (SELECT count(*) FROM up), 0::bigint");
+    }
+    sql
+}
+
 /// The statement removing hard-deleted records: `$1` is a `text[]` of Ids. Returns one
 /// row `(deleted bigint, events bigint)`.
 pub fn delete_ids(t: &ApplyTarget) -> String {
@@ -321,6 +404,8 @@ fn stage_cast(alias: &str, field: &str, t: PgType) -> String {
         PgType::Text => v,
         PgType::Time => format!("NULLIF(rtrim({v}, 'Z'), '')::time"),
         PgType::Jsonb => format!("to_jsonb({v})"),
+        // A whole number may come written as `3.0` (a number field with scale 0).
+        PgType::Integer | PgType::BigInt => format!("{v}::numeric::{}", t.as_sql()),
         other => format!("{v}::{}", other.as_sql()),
     }
 }
@@ -521,7 +606,7 @@ mod tests {
         );
         let sql = insert_from_stage(&t, "_stage", &header);
         assert!(sql.starts_with("INSERT INTO \"salesforce\".\"account\" AS t (\"id\", \"name\", \"number_of_employees\", \"alarm__c\", \"billing_city\", \"billing_latitude\", \"billing_address\", \"system_modstamp\")"), "{sql}");
-        assert!(sql.contains("s.\"NumberOfEmployees\"::integer"));
+        assert!(sql.contains("s.\"NumberOfEmployees\"::numeric::integer"));
         assert!(sql.contains("NULLIF(rtrim(s.\"Alarm__c\", 'Z'), '')::time"));
         assert!(sql.contains("CASE WHEN num_nonnulls(s.\"BillingCity\", s.\"BillingLatitude\") = 0 THEN NULL ELSE jsonb_build_object('city', s.\"BillingCity\", 'latitude', s.\"BillingLatitude\"::numeric) END"));
         assert!(!sql.contains("gone__c"));

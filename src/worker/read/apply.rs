@@ -9,7 +9,7 @@ use serde_json::Value;
 use sync_core::naming::quote_ident as qi;
 use sync_core::progress::BackfillMode;
 use sync_core::sql::ApplyTarget;
-use sync_core::ColumnSpec;
+use sync_core::{ColumnSpec, PgType};
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
@@ -194,14 +194,35 @@ fn install_capture(c: &mut SpiClient, schema: &str, table: &str) -> SpiResult<()
     Ok(())
 }
 
-/// Adds columns for fields that appeared in Salesforce and marks vanished fields
-/// inactive (their columns stay, unfilled).
 /// Names one collection's table.
 pub struct TableRef<'a> {
     pub sync: &'a str,
     pub schema: &'a str,
     pub object: &'a str,
     pub table: &'a str,
+}
+
+/// A known field as the new describe has it: its column's rules and type, whether the
+/// column is filled, and what the operator should know (a type change not followed).
+pub struct ColumnRefresh {
+    pub spec: ColumnSpec,
+    pub active: bool,
+    pub note: Option<String>,
+}
+
+/// Converts a column to the type its field now maps to (`sync_core::mapping::follow_type`
+/// said it loses nothing). Fails when something of the user's depends on the column
+/// (a view), in which case the caller keeps the column as it is.
+pub fn alter_column_type(tref: &TableRef, col: &ColumnSpec, to: PgType) -> SpiResult<()> {
+    Spi::connect_mut(|c| {
+        mark_applying(c)?;
+        c.update(
+            &sync_core::sql::alter_column_type(tref.schema, tref.table, col, to),
+            None,
+            &[],
+        )?;
+        Ok(())
+    })
 }
 
 /// Applies a describe that changed: new columns, fields gone, and the write rules of
@@ -211,7 +232,7 @@ pub fn apply_drift(
     tref: &TableRef,
     added: &[ColumnSpec],
     removed_fields: &[String],
-    refreshed: &[ColumnSpec],
+    refreshed: &[ColumnRefresh],
     first_position: i32,
     described_at: DateTime<Utc>,
 ) -> SpiResult<usize> {
@@ -251,22 +272,25 @@ pub fn apply_drift(
     })
 }
 
-/// A known field's write rules (a picklist that gained a value, a field made read-only)
-/// and its return after it had gone (field-level security lifted); 1 when it changed.
+/// A known field's write rules (a picklist that gained a value, a field made read-only),
+/// its type, and its return after it had gone (field-level security lifted); 1 when it
+/// changed.
 fn refresh_column(
     c: &mut SpiClient,
     sync: &str,
     object: &str,
-    col: &ColumnSpec,
+    r: &ColumnRefresh,
 ) -> SpiResult<usize> {
+    let col = &r.spec;
     let t = c.update(
         "UPDATE sequin_sf._columns SET createable = $4, updateable = $5, calculated = $6,
                 nillable = $7, restricted_picklist = $8, picklist_values = $9,
-                active = true, removed_at = NULL
+                sf_type = $10, pg_type = $11, active = $12, note = $13,
+                removed_at = CASE WHEN $12 THEN NULL ELSE coalesce(removed_at, now()) END
           WHERE sync_name = $1 AND object_name = $2 AND field_name = $3
             AND (createable, updateable, calculated, nillable, restricted_picklist,
-                 picklist_values, active)
-                IS DISTINCT FROM ($4, $5, $6, $7, $8, $9, true)
+                 picklist_values, sf_type, pg_type, active, note)
+                IS DISTINCT FROM ($4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          RETURNING 1",
         None,
         &[
@@ -279,9 +303,50 @@ fn refresh_column(
             col.nillable.into(),
             col.restricted_picklist.into(),
             col.picklist_values.clone().into(),
+            col.sf_type.as_str().into(),
+            col.pg_type.as_sql().into(),
+            r.active.into(),
+            r.note.as_deref().into(),
         ],
     )?;
     Ok(t.len())
+}
+
+/// Applies a page of calculated values (`sync_core::sql::refresh_page`) and moves the
+/// refresh on: to `next_after` (an Id), or, with None, ends the round.
+pub fn apply_refresh_page(
+    sync: &str,
+    target: &ApplyTarget,
+    object: &str,
+    fields: &[&ColumnSpec],
+    records: &str,
+    next_after: Option<&str>,
+) -> SpiResult<i64> {
+    Spi::connect_mut(|c| {
+        mark_applying(c)?;
+        let t = c.update(
+            &sync_core::sql::refresh_page(target, fields),
+            None,
+            &[records.into()],
+        )?;
+        let r = t.first();
+        let applied = Applied {
+            upserted: r.get(1)?.unwrap_or(0),
+            deleted: 0,
+            events: r.get(2)?.unwrap_or(0),
+        };
+        notify(c, sync, object, applied)?;
+        c.update(
+            "UPDATE sequin_sf._collections
+                SET calculated_cursor = $3,
+                    calculated_refreshed_at = CASE WHEN $3 IS NULL THEN now()
+                                                   ELSE calculated_refreshed_at END
+              WHERE sync_name = $1 AND object_name = $2",
+            None,
+            &[sync.into(), object.into(), next_after.into()],
+        )?;
+        Ok(applied.upserted)
+    })
 }
 
 /// Records the COUNT() of a collection and the backfill mode chosen from it.

@@ -15,7 +15,7 @@ use crate::worker::runtime::SyncRuntime;
 
 /// The number of records in a page's JSON array and the Id of the last one (the
 /// keyset cursor), read without building the records.
-fn page_ids(records_json: &str) -> Result<(i64, Option<String>), StepError> {
+pub(super) fn page_ids(records_json: &str) -> Result<(i64, Option<String>), StepError> {
     #[derive(serde::Deserialize)]
     struct IdOnly {
         #[serde(rename = "Id")]

@@ -5,13 +5,13 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use chrono::Utc;
-use sync_core::mapping::{map_new_fields, FieldInfo};
-use sync_core::ColumnSpec;
+use sync_core::mapping::{follow_type, holds, map_new_fields, FieldInfo, TypeFollow};
+use sync_core::{ColumnSpec, PgType};
 
 use super::apply;
 use crate::worker::catalog::{self, CollectionRow, SyncConfig};
 use crate::worker::error::StepError;
-use crate::worker::pg::tx;
+use crate::worker::pg::{catch_errors, tx};
 use crate::worker::runtime::SyncRuntime;
 
 /// Re-reads the describe when due (If-Modified-Since the last one) and adds columns for
@@ -41,8 +41,13 @@ pub(super) fn check_describe(
         .min(Utc::now());
     // HTTP dates have whole seconds: a change in the same second as our last describe
     // would look older than it, so ask from a second earlier (a spare 200 is harmless).
+    let in_full = rt
+        .collections
+        .get(&c.object_name)
+        .is_some_and(|cr| cr.describe_in_full);
     let since = c
         .describe_modified
+        .filter(|_| !in_full)
         .map(|t| t - chrono::Duration::seconds(1));
     let Some(d) = rt.call(rt.client.describe(&c.object_name, since))? else {
         return Ok(());
@@ -65,29 +70,21 @@ pub(super) fn check_describe(
         .collect();
     let names: Vec<String> = existing.iter().map(|(col, _)| col.column.clone()).collect();
     let added = map_new_fields(&names, &new_fields);
-    // known fields keep their column and type; their write rules follow the describe
-    let refreshed: Vec<ColumnSpec> = existing
+    let tref = apply::TableRef {
+        sync: &cfg.name,
+        schema: &cfg.schema_name,
+        object: &c.object_name,
+        table: &c.table_name,
+    };
+    // known fields keep their column; its write rules and type follow the describe
+    let refreshed: Vec<apply::ColumnRefresh> = existing
         .iter()
         .filter_map(|(col, _)| {
             let f = super::setup::field_info(d.fields.iter().find(|f| f.name == col.field)?);
-            Some(ColumnSpec {
-                createable: f.createable,
-                updateable: f.updateable,
-                calculated: f.calculated,
-                nillable: f.nillable,
-                restricted_picklist: f.restricted_picklist,
-                picklist_values: f.picklist_values,
-                ..col.clone()
-            })
+            Some(follow_field(&tref, col, &f))
         })
         .collect();
     let changed = tx(|| {
-        let tref = apply::TableRef {
-            sync: &cfg.name,
-            schema: &cfg.schema_name,
-            object: &c.object_name,
-            table: &c.table_name,
-        };
         apply::apply_drift(
             &tref,
             &added,
@@ -106,14 +103,111 @@ pub(super) fn check_describe(
             removed.len(),
             changed
         );
+        for note in refreshed.iter().filter_map(|r| r.note.as_deref()) {
+            pgrx::warning!("sequin_sf: {note}");
+        }
         let all = tx(|| catalog::load_columns(&cfg.name, &c.object_name))?;
         if let Some(cr) = rt.collections.get_mut(&c.object_name) {
-            cr.columns = all
-                .into_iter()
-                .filter(|(_, a)| *a)
-                .map(|(c, _)| c)
-                .collect();
+            cr.columns = super::active_columns(all);
+            // our own change of the table is not an operator's
+            cr.table_shape = None;
         }
     }
+    if let Some(cr) = rt.collections.get_mut(&c.object_name) {
+        cr.describe_in_full = false;
+    }
     Ok(())
+}
+
+/// A known field's column as the describe now has the field. A type change is followed
+/// by converting the column when no value can be lost; otherwise the column keeps its
+/// type and values, and the note says what the operator may do.
+fn follow_field(tref: &apply::TableRef, col: &ColumnSpec, f: &FieldInfo) -> apply::ColumnRefresh {
+    let wanted = PgType::for_sf_type(&f.sf_type);
+    let mut follow = follow_type(col.pg_type, wanted);
+    let mut refused = None;
+    if let (TypeFollow::Alter, Some(to)) = (follow, wanted) {
+        match catch_errors(|| tx(|| apply::alter_column_type(tref, col, to))) {
+            Ok(Ok(())) => return refresh(col, f, to, true, None),
+            Ok(Err(e)) => refused = Some(e.to_string()),
+            Err(message) => refused = Some(message),
+        }
+        follow = if holds(col.pg_type, to) {
+            TypeFollow::Keep
+        } else {
+            TypeFollow::Stop
+        };
+    }
+    let note = type_note(tref, col, f, wanted, follow, refused.as_deref());
+    refresh(col, f, col.pg_type, follow != TypeFollow::Stop, note)
+}
+
+fn refresh(
+    col: &ColumnSpec,
+    f: &FieldInfo,
+    pg_type: PgType,
+    active: bool,
+    note: Option<String>,
+) -> apply::ColumnRefresh {
+    apply::ColumnRefresh {
+        spec: ColumnSpec {
+            sf_type: f.sf_type.clone(),
+            pg_type,
+            createable: f.createable,
+            updateable: f.updateable,
+            calculated: f.calculated,
+            nillable: f.nillable,
+            restricted_picklist: f.restricted_picklist,
+            picklist_values: f.picklist_values.clone(),
+            ..col.clone()
+        },
+        active,
+        note,
+    }
+}
+
+/// What the operator is told about a type change the column did not follow.
+fn type_note(
+    tref: &apply::TableRef,
+    col: &ColumnSpec,
+    f: &FieldInfo,
+    wanted: Option<PgType>,
+    follow: TypeFollow,
+    refused: Option<&str>,
+) -> Option<String> {
+    let field = format!("{}.{}", tref.object, f.name);
+    let column = format!("{}.{}.{}", tref.schema, tref.table, col.column);
+    let why = refused.map_or(String::new(), |e| {
+        format!(" (converting it to {} failed: {e})", wanted.map_or("?", PgType::as_sql))
+    });
+    let Some(to) = wanted else {
+        return Some(format!(
+            "{field} is now of type {}, which the sync does not store: column {column} keeps \
+             its values and is no longer filled",
+            f.sf_type
+        ));
+    };
+    let convert = format!(
+        "ALTER TABLE {}.{} ALTER COLUMN {} TYPE {} USING ...",
+        tref.schema,
+        tref.table,
+        col.column,
+        to.as_sql()
+    );
+    match follow {
+        TypeFollow::Same | TypeFollow::Alter => None,
+        TypeFollow::Keep => Some(format!(
+            "{field} is now of type {}: column {column} stays {}{why}, which holds the new \
+             values; to convert it when its values allow, run {convert}",
+            f.sf_type,
+            col.pg_type.as_sql()
+        )),
+        TypeFollow::Stop => Some(format!(
+            "{field} is now of type {}: column {column} ({}) cannot hold the new values{why}, \
+             so it keeps the values it has and is no longer filled; to follow the field, \
+             convert the column ({convert}) and the sync fills it again",
+            f.sf_type,
+            col.pg_type.as_sql()
+        )),
+    }
 }

@@ -1,14 +1,16 @@
 //! The read path: one step of one sync at a time. In order: set up a new collection
 //! (`setup`), read one backfill page (`backfill` for REST pages, `bulk` for Bulk 2.0
-//! jobs), run a poll round when due (`poll`), re-check describes for schema drift
-//! (`drift`), prune old events. HTTP calls happen between transactions, never inside
-//! one; what a step writes goes through `apply`, inside the caller's transaction.
+//! jobs), run a poll round when due (`poll`), read calculated fields again when due
+//! (`refresh`), re-check describes for schema drift (`drift`), prune old events. HTTP
+//! calls happen between transactions, never inside one; what a step writes goes
+//! through `apply`, inside the caller's transaction.
 
 mod apply;
 mod backfill;
 mod bulk;
 mod drift;
 mod poll;
+mod refresh;
 mod setup;
 
 use std::time::{Duration, Instant};
@@ -52,6 +54,7 @@ pub fn step(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<bool, StepError> {
         if !rt.collections.contains_key(&c.object_name) {
             load_collection(rt, cfg, c)?;
         }
+        follow_table_shape(rt, cfg, c)?;
     }
 
     // Settings may change at any time (alter_sync): schedules follow them.
@@ -91,6 +94,10 @@ pub fn step(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<bool, StepError> {
     if !live.is_empty() && rt.poll.due(now) && poll::poll_round(rt, cfg, &live)? {
         rt.poll.mark(now);
     }
+    // one page of one due refresh per step, so polls keep their pace
+    if let Some(c) = live.iter().find(|c| c.calculated_due) {
+        busy |= refresh::refresh_page(rt, cfg, c)?;
+    }
     for c in &live {
         drift::check_describe(rt, cfg, c)?;
     }
@@ -108,12 +115,7 @@ fn load_collection(
     cfg: &SyncConfig,
     c: &CollectionRow,
 ) -> Result<(), StepError> {
-    let all = tx(|| catalog::load_columns(&cfg.name, &c.object_name))?;
-    let columns = all
-        .into_iter()
-        .filter(|(_, active)| *active)
-        .map(|(c, _)| c)
-        .collect();
+    let columns = active_columns(tx(|| catalog::load_columns(&cfg.name, &c.object_name))?);
     rt.collections.insert(
         c.object_name.clone(),
         CollectionRuntime::new(
@@ -123,6 +125,38 @@ fn load_collection(
         ),
     );
     Ok(())
+}
+
+/// An operator who altered a column (as a type change in Salesforce may ask) is
+/// followed: the columns are read again with their new types, and the next describe is
+/// read whole so a column left unfilled for its type can be filled again.
+fn follow_table_shape(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    c: &CollectionRow,
+) -> Result<(), StepError> {
+    let Some(cr) = rt.collections.get_mut(&c.object_name) else {
+        return Ok(());
+    };
+    match &cr.table_shape {
+        None => cr.table_shape = c.table_shape.clone(),
+        Some(seen) if Some(seen) != c.table_shape.as_ref() => {
+            cr.table_shape = c.table_shape.clone();
+            cr.describe_in_full = true;
+            cr.describe.force();
+            cr.columns = active_columns(tx(|| catalog::load_columns(&cfg.name, &c.object_name))?);
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// The columns the sync fills, from `catalog::load_columns`.
+pub(super) fn active_columns(all: Vec<(sync_core::ColumnSpec, bool)>) -> Vec<sync_core::ColumnSpec> {
+    all.into_iter()
+        .filter(|(_, active)| *active)
+        .map(|(c, _)| c)
+        .collect()
 }
 
 pub(super) fn target<'a>(

@@ -1,0 +1,69 @@
+//! Calculated fields read again on the collection's schedule (`alter_collection`).
+//! Salesforce computes formula fields when a record is read and does not move the
+//! record's SystemModstamp when a record a cross-object formula reads changes, so polls
+//! never see those values change. A round reads `Id` and the calculated fields of every
+//! record in Id-ordered keyset pages, one API call per page, and updates the rows whose
+//! values differ.
+
+use sync_core::{naming, queries, ColumnSpec};
+
+use super::{apply, backfill, target, PAGE_SIZE};
+use crate::worker::catalog::{CollectionRow, SyncConfig};
+use crate::worker::error::StepError;
+use crate::worker::pg::tx;
+use crate::worker::runtime::SyncRuntime;
+
+/// Reads and applies one page of a due refresh. Returns true while the round goes on.
+pub(super) fn refresh_page(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    c: &CollectionRow,
+) -> Result<bool, StepError> {
+    let fields: Vec<ColumnSpec> = rt
+        .collection(&c.object_name)?
+        .columns
+        .iter()
+        .filter(|col| col.calculated && !col.is_compound())
+        .cloned()
+        .collect();
+    let cid = naming::collection_id(&c.object_name);
+    if fields.is_empty() {
+        // nothing to read: the round is over at no cost
+        let t = target(cfg, c, rt.collection(&c.object_name)?, &cid, true);
+        tx(|| apply::apply_refresh_page(&cfg.name, &t, &c.object_name, &[], "[]", None))?;
+        return Ok(false);
+    }
+    let mut select = vec!["Id"];
+    select.extend(queries::rest_fields(&fields));
+    let after = c.calculated_cursor.as_deref().filter(|id| !id.is_empty());
+    let soql = format!(
+        "{} LIMIT {PAGE_SIZE}",
+        queries::backfill_query(&c.object_name, &select, after)
+    );
+    if !rt.try_spend(1) {
+        return Ok(false);
+    }
+    let page = rt.call(rt.client.query_raw(&soql, Some(PAGE_SIZE)))?;
+    let (count, last_id) = backfill::page_ids(page.records_json())?;
+    let next = last_id.filter(|_| count >= i64::from(PAGE_SIZE));
+    let t = target(cfg, c, rt.collection(&c.object_name)?, &cid, true);
+    let field_refs: Vec<&ColumnSpec> = fields.iter().collect();
+    let updated = tx(|| {
+        apply::apply_refresh_page(
+            &cfg.name,
+            &t,
+            &c.object_name,
+            &field_refs,
+            page.records_json(),
+            next.as_deref(),
+        )
+    })?;
+    if updated > 0 {
+        pgrx::log!(
+            "sequin_sf: {}.{}: {updated} row(s) with new calculated values",
+            cfg.schema_name,
+            c.table_name
+        );
+    }
+    Ok(next.is_some())
+}
