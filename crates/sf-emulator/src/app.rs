@@ -27,6 +27,10 @@ pub struct App {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Attached to every response so header names go out as Salesforce spells them.
     pub header_case: hyper::http::Extensions,
+    /// Change Data Capture: selected objects and retained change events.
+    pub cdc: std::sync::Arc<crate::cdc::Bus>,
+    /// `host:port` of the Pub/Sub API server, once it listens (`--pubsub-listen`).
+    pub pubsub_addr: std::sync::OnceLock<String>,
 }
 
 impl App {
@@ -53,8 +57,19 @@ impl App {
                 message: None,
             });
         }
+        let org = Org::new(&config.username)?;
+        let cdc = crate::cdc::Bus::new(
+            &org.user_id,
+            crate::cdc::bus::Limits {
+                retention_events: config.cdc_retention_events.max(1),
+                retention_ms: (config.cdc_retention_hours as i64).saturating_mul(3_600_000),
+                overflow_threshold: config.cdc_overflow_threshold,
+            },
+        );
         Ok(App {
-            org: Org::new(&config.username)?,
+            org,
+            cdc: std::sync::Arc::new(cdc),
+            pubsub_addr: std::sync::OnceLock::new(),
             limits: Limits::new(config.api_limit, config.long_request_limit),
             latency_ms: parking_lot::Mutex::new(config.latency_ms),
             bulk_timing: crate::bulk2::Timing::new(config.bulk_job_ms, config.bulk_results_ttl_ms),

@@ -36,6 +36,16 @@ Control API (under /__emulator/, no auth, never counted as API usage):
   POST   expire_bulk_jobs                delete every finished Bulk query job and its results now
                                           (as Salesforce does after 7 days): then 404 NOT_FOUND
   GET    blob/{N}                        N filler bytes (the benchmarks' loopback baseline)
+  GET    cdc                             objects selected for Change Data Capture, the Pub/Sub address,
+                                          latest replay id (hex) and events retained
+  PUT    cdc                             select objects for Change Data Capture, as Setup does:
+                                          {\"objects\":[\"Contact\",\"Invoice__c\"]} (replaces the selection)
+  POST   cdc/gap                         publish a gap event: {\"object\":\"Contact\",\"changeType\":\"GAP_UPDATE\",
+                                          \"ids\":[\"003...\"]} (GAP_CREATE, GAP_UPDATE, GAP_DELETE, GAP_UNDELETE)
+  POST   cdc/overflow                    publish a GAP_OVERFLOW event: {\"object\":\"Contact\"}
+  POST   cdc/drop_streams                end every open Subscribe stream with UNAVAILABLE
+  POST   cdc/expire_replay_ids           forget retained events: every replay id issued so far fails
+                                          (INVALID_ARGUMENT, ...fetch.replayid.corrupted), as after 72 hours
 Fault kinds: 503, 500, timeout, drop, drop_after, invalid_session, unable_to_lock_row, request_limit;
   query_timeout: the next SOQL queries (/query, /queryAll, next pages; no other request) answer
   400 QUERY_TIMEOUT \"Your query request was running for too long.\";
@@ -114,6 +124,30 @@ pub struct Config {
     /// Seed for generated data and fault dice; the same seed gives the same org.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Serve Salesforce's Pub/Sub API (gRPC, HTTP/2; TLS with --tls-cert/--tls-key) on
+    /// this address (port 0 picks one); prints `pubsub listening on ADDR` after the
+    /// `listening on` line. Off without it.
+    #[arg(long)]
+    pub pubsub_listen: Option<SocketAddr>,
+    /// How long an idle Subscribe stream waits before an empty FetchResponse
+    /// (keepalive); Salesforce sends one "within 270 seconds".
+    #[arg(long, default_value_t = 270_000)]
+    pub pubsub_keepalive_ms: u64,
+    /// Objects selected for Change Data Capture at start, e.g. `Contact,Account`
+    /// (`PUT /__emulator/cdc` changes it).
+    #[arg(long, value_delimiter = ',')]
+    pub cdc_objects: Vec<String>,
+    /// Change events retained for replay: at most this many, and none older than
+    /// --cdc-retention-hours.
+    #[arg(long, default_value_t = 100_000)]
+    pub cdc_retention_events: usize,
+    /// Hours a change event stays replayable (Salesforce: 72).
+    #[arg(long, default_value_t = 72)]
+    pub cdc_retention_hours: u64,
+    /// Changes in one transaction beyond which the rest become one GAP_OVERFLOW event
+    /// per object (Salesforce: 100,000).
+    #[arg(long, default_value_t = 100_000)]
+    pub cdc_overflow_threshold: usize,
     /// Records to generate at start, e.g. `Account=100000,Contact=1000000`.
     #[arg(long, value_parser = parse_generate, default_value = "")]
     pub generate: GenerateSpec,

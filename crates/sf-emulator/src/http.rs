@@ -183,10 +183,20 @@ pub async fn read_request(req: Request<Incoming>) -> Result<Req, Resp> {
     Ok(Req::new(parts.method, &pq, parts.headers, body))
 }
 
-/// A `tokio_rustls` acceptor from PEM files.
+/// A `tokio_rustls` acceptor from PEM files, speaking HTTP/1.1.
 pub fn tls_acceptor(
     cert: &std::path::Path,
     key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, crate::Error> {
+    tls_acceptor_for(cert, key, &[b"http/1.1"])
+}
+
+/// A `tokio_rustls` acceptor from PEM files offering the ALPN protocols `alpn` (the
+/// Pub/Sub API server offers `h2`, which gRPC clients require).
+pub fn tls_acceptor_for(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    alpn: &[&[u8]],
 ) -> Result<tokio_rustls::TlsAcceptor, crate::Error> {
     use tokio_rustls::rustls;
     let read = |p: &std::path::Path| {
@@ -213,6 +223,6 @@ pub fn tls_acceptor(
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| crate::Error::Tls(e.to_string()))?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }

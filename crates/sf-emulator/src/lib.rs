@@ -16,6 +16,7 @@ mod bulk1;
 mod bulk2;
 mod bulk2_ingest;
 pub mod catalog;
+mod cdc;
 mod collections;
 mod composite;
 mod config;
@@ -31,6 +32,7 @@ pub mod ids;
 mod jsonw;
 mod limits;
 mod org;
+mod pubsub_api;
 mod query;
 mod records;
 mod router;
@@ -53,8 +55,10 @@ use tokio::net::TcpListener;
 pub struct Running {
     addr: SocketAddr,
     base_url: String,
+    pubsub_addr: Option<SocketAddr>,
     stop: tokio::sync::watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
+    pubsub_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -67,10 +71,18 @@ impl Running {
         self.addr
     }
 
+    /// Address of the Pub/Sub API server (`--pubsub-listen`), when it runs.
+    pub fn pubsub_addr(&self) -> Option<SocketAddr> {
+        self.pubsub_addr
+    }
+
     /// Stops accepting, closes connections and waits for the accept loop to end.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        if let Some(t) = self.pubsub_task.take() {
             let _ = t.await;
         }
     }
@@ -99,6 +111,14 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         (Some(c), Some(k)) => Some(http::tls_acceptor(c, k)?),
         _ => None,
     };
+    let pubsub_tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(c), Some(k)) if config.pubsub_listen.is_some() => {
+            Some(http::tls_acceptor_for(c, k, &[b"h2"])?)
+        }
+        _ => None,
+    };
+    let pubsub_listen = config.pubsub_listen;
+    let cdc_objects = config.cdc_objects.clone();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let base_url = format!("{scheme}://{addr}");
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -107,6 +127,9 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let mut app = app::App::new(config, base_url.clone(), stop_rx.clone())?;
     app.header_case = wirecase::template().await;
     let app = Arc::new(app);
+    let selected = cdc::control::canonical_names(&app, &cdc_objects)
+        .map_err(|e| Error::Generate(format!("--cdc-objects: {e}")))?;
+    app.cdc.select(selected);
     if !generate.0.is_empty() {
         let a = app.clone();
         tokio::task::spawn_blocking(move || generate::generate_spec(&a.org, &generate, seed))
@@ -114,12 +137,22 @@ pub async fn start(config: Config) -> Result<Running, Error> {
             .map_err(|e| Error::Generate(e.to_string()))?
             .map_err(Error::Generate)?;
     }
+    let (pubsub_addr, pubsub_task) = match pubsub_listen {
+        Some(a) => {
+            let (bound, task) = pubsub_api::start(app.clone(), a, pubsub_tls).await?;
+            let _ = app.pubsub_addr.set(bound.to_string());
+            (Some(bound), Some(task))
+        }
+        None => (None, None),
+    };
     let task = tokio::spawn(accept_loop(listener, tls, app, stop_rx));
     Ok(Running {
         addr,
         base_url,
+        pubsub_addr,
         stop,
         task: Some(task),
+        pubsub_task,
     })
 }
 

@@ -13,6 +13,9 @@ async fn main() {
     };
     let mut out = std::io::stdout();
     let _ = writeln!(out, "listening on {}", running.base_url());
+    if let Some(a) = running.pubsub_addr() {
+        let _ = writeln!(out, "pubsub listening on {a}");
+    }
     let _ = out.flush();
     let _ = tokio::signal::ctrl_c().await;
     running.shutdown().await;

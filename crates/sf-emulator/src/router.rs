@@ -220,7 +220,15 @@ impl Drop for AbortOnDrop {
 pub async fn handle(app: &Arc<App>, req: Req) -> Outcome {
     let segs = segments(&req.path);
     if segs.first().map(String::as_str) == Some("__emulator") {
-        return Outcome::Reply(crate::control::handle(app, &req, &segs[1..]).await);
+        if segs.get(1).map(String::as_str) == Some("cdc") {
+            let rest: Vec<&str> = segs[2..].iter().map(String::as_str).collect();
+            return Outcome::Reply(crate::cdc::control::handle(app, &req, &rest));
+        }
+        // Changes made through the control API stand for a user's: no API origin.
+        let reply = crate::cdc::within(&app.cdc, String::new(), async {
+            crate::control::handle(app, &req, &segs[1..]).await
+        });
+        return Outcome::Reply(reply.await);
     }
     let route = route(&segs);
     app.limits.hit(route.endpoint(&req.method));
@@ -242,7 +250,7 @@ pub async fn handle(app: &Arc<App>, req: Req) -> Outcome {
             match kind {
                 FaultKind::Drop => return Outcome::Drop,
                 FaultKind::DropAfter => {
-                    let _ = run(app, &route, &req).await;
+                    let _ = run_captured(app, &route, &req).await;
                     return Outcome::Drop;
                 }
                 FaultKind::Timeout => {
@@ -254,7 +262,7 @@ pub async fn handle(app: &Arc<App>, req: Req) -> Outcome {
             return Outcome::Reply(with_usage(app, &route, Resp::error(&kind.error())));
         }
     }
-    let resp = match run(app, &route, &req).await {
+    let resp = match run_captured(app, &route, &req).await {
         Ok(r) => r,
         Err(e) if matches!(route, Route::Bulk1(..)) => crate::bulk1::error_resp(&e, &req),
         Err(e) => Resp::error(&e),
@@ -268,6 +276,43 @@ fn with_usage(app: &App, route: &Route, resp: Resp) -> Resp {
     } else {
         resp
     }
+}
+
+/// [`run`], with the request's record changes captured for Change Data Capture when
+/// any object is selected for it.
+async fn run_captured(app: &Arc<App>, route: &Route, req: &Req) -> Result<Resp, ApiError> {
+    if !app.cdc.capturing() {
+        return run(app, route, req).await;
+    }
+    let origin = change_origin(route, req);
+    crate::cdc::within(&app.cdc, origin, run(app, route, req)).await
+}
+
+/// The `changeOrigin` of a request's changes: the API, its version and the client id
+/// of `Sforce-Call-Options`.
+fn change_origin(route: &Route, req: &Req) -> String {
+    let (api, v) = match route {
+        Route::Bulk2Ingest(v, _) | Route::Bulk2Query(v, _) | Route::Bulk1(v, _) => ("bulkapi", v),
+        Route::SoapLogin(v) => ("soap", v),
+        Route::Resources(v)
+        | Route::Limits(v)
+        | Route::DescribeGlobal(v)
+        | Route::SObject(v, _)
+        | Route::Describe(v, _)
+        | Route::Record(v, ..)
+        | Route::ByExternalId(v, ..)
+        | Route::Updated(v, _)
+        | Route::Deleted(v, _)
+        | Route::Query(v, _)
+        | Route::QueryMore(v, _)
+        | Route::Composite(v)
+        | Route::CompositeBatch(v)
+        | Route::Collections(v)
+        | Route::CollectionsRetrieve(v, _)
+        | Route::CollectionsUpsert(v, ..) => ("rest", v),
+        _ => return String::new(),
+    };
+    crate::cdc::origin(api, v, req.header("sforce-call-options"))
 }
 
 async fn run(app: &Arc<App>, route: &Route, req: &Req) -> Result<Resp, ApiError> {

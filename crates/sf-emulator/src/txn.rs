@@ -1,6 +1,9 @@
 //! Undo journals for `allOrNone`: while a journal is active on the current task, every
 //! write records how to undo itself, so a failed all-or-none request can put every row
 //! back as it was. Outside a journal, writes record nothing and cost nothing extra.
+//! The journal also holds the request's change events (`cdc`): a rollback discards
+//! the events of the changes it undoes, and the rest are published together when the
+//! outermost scope ends, as one transaction.
 
 use crate::org::ObjRef;
 use crate::store::{SObject, Val};
@@ -19,6 +22,8 @@ enum Undo {
         state: u8,
         deleted_at: Option<i64>,
     },
+    /// A change event waiting for the request to finish; undoing it drops it.
+    Event(Box<crate::cdc::Pending>),
 }
 
 tokio::task_local! {
@@ -85,6 +90,7 @@ fn rollback_to(m: Mark) {
 
 fn undo(u: Undo) {
     match u {
+        Undo::Event(_) => {}
         Undo::Created { obj, row } => {
             let mut o = obj.write();
             if let Some(s) = o.table.state.get_mut(row) {
@@ -135,7 +141,9 @@ pub fn sync_scope<R>(f: impl FnOnce(&Scope) -> R) -> R {
     } else {
         JOURNAL.sync_scope(RefCell::new(Vec::new()), || {
             let s = Scope { start: mark() };
-            f(&s)
+            let r = f(&s);
+            publish_events();
+            r
         })
     }
 }
@@ -153,8 +161,41 @@ where
         JOURNAL
             .scope(RefCell::new(Vec::new()), async move {
                 let s = Scope { start: mark() };
-                f(s).await
+                let r = f(s).await;
+                publish_events();
+                r
             })
             .await
     }
+}
+
+/// Hands a change event to the active journal, or publishes it now when there is none
+/// (a single write is its own transaction).
+pub fn emit(p: crate::cdc::Pending) {
+    let mut p = Some(p);
+    let _ = JOURNAL.try_with(|j| {
+        if let Some(p) = p.take() {
+            j.borrow_mut().push(Undo::Event(Box::new(p)));
+        }
+    });
+    if let Some(p) = p {
+        crate::cdc::commit(vec![p]);
+    }
+}
+
+/// Publishes the events still in the journal (the request is ending).
+fn publish_events() {
+    let events: Vec<crate::cdc::Pending> = JOURNAL
+        .try_with(|j| {
+            let mut j = j.borrow_mut();
+            let mut out = Vec::new();
+            for u in std::mem::take(&mut *j) {
+                if let Undo::Event(p) = u {
+                    out.push(*p);
+                }
+            }
+            out
+        })
+        .unwrap_or_default();
+    crate::cdc::commit(events);
 }

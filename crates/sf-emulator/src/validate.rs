@@ -482,6 +482,9 @@ pub fn create(org: &Org, obj: &ObjRef, changes: &Changes) -> Result<String, ApiE
     let mut o = obj.write();
     check_unique(&mut o, changes, None)?;
     let row = apply(&mut o, None, changes, &org.user_id);
+    if let Some(w) = crate::cdc::watch(&o) {
+        w.created(&o, row);
+    }
     crate::txn::created(obj, row);
     Ok(o.id_of(row).to_string())
 }
@@ -516,7 +519,11 @@ pub fn update(org: &Org, obj: &ObjRef, id: &str, changes: &Changes) -> Result<()
     let row = live_row(&o, id)?;
     check_unique(&mut o, changes, Some(row))?;
     crate::txn::before_change(obj, &o, row);
+    let watch = crate::cdc::watch(&o).map(|w| (w, crate::cdc::snapshot(&o, row)));
     apply(&mut o, Some(row), changes, &org.user_id);
+    if let Some((w, before)) = watch {
+        w.updated(&o, row, &before);
+    }
     Ok(())
 }
 
@@ -532,6 +539,9 @@ pub fn delete(obj: &ObjRef, id: &str) -> Result<(), ApiError> {
         if let Some(c) = o.def.field(name).and_then(Field::column) {
             o.table.set(c, row, &Val::DateTime(now));
         }
+    }
+    if let Some(w) = crate::cdc::watch(&o) {
+        w.deleted(&o, row);
     }
     Ok(())
 }
@@ -603,6 +613,9 @@ pub fn undelete(obj: &ObjRef, id: &str) -> Result<(), ApiError> {
             o.table.set(c, row, &Val::DateTime(now));
         }
     }
+    if let Some(w) = crate::cdc::watch(&o) {
+        w.undeleted(&o, row);
+    }
     Ok(())
 }
 
@@ -620,6 +633,12 @@ pub fn purge(obj: &ObjRef, id: &str) -> Result<(), ApiError> {
             o.table.state[row] = crate::store::RowState::Purged as u8;
             if state == crate::store::RowState::Live {
                 o.table.deleted_at.insert(row as u32, now);
+                // Purging from the Recycle Bin produces no event ("General
+                // Considerations", Change Data Capture Developer Guide); a live
+                // record deleted for good is still a deletion.
+                if let Some(w) = crate::cdc::watch(&o) {
+                    w.deleted(&o, row);
+                }
             }
             Ok(())
         }

@@ -1,0 +1,185 @@
+//! The control API of Change Data Capture (`/__emulator/cdc...`): what Setup's
+//! "Change Data Capture" page does (select objects), and the failures a subscriber
+//! must survive on a real org, on demand: gap and overflow events, dropped streams,
+//! replay ids past the retention window.
+
+use super::bus::{Bus, Pending};
+use super::layout::{self, Fill};
+use crate::app::App;
+use crate::http::{Req, Resp};
+use hyper::Method;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+fn bad(msg: impl Into<String>) -> Resp {
+    Resp::json(400, &json!({"error": msg.into()}))
+}
+
+fn not_found(msg: impl Into<String>) -> Resp {
+    Resp::json(404, &json!({"error": msg.into()}))
+}
+
+fn body(req: &Req) -> Result<Value, Resp> {
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&req.body).map_err(|e| bad(format!("body is not JSON: {e}")))
+}
+
+/// `segs` follow `/__emulator/cdc`.
+pub fn handle(app: &Arc<App>, req: &Req, segs: &[&str]) -> Resp {
+    let r = match (&req.method, segs) {
+        (&Method::GET, []) => Ok(status(app)),
+        (&Method::PUT, []) => select(app, req),
+        (&Method::POST, ["gap"]) => gap(app, req),
+        (&Method::POST, ["overflow"]) => overflow(app, req),
+        (&Method::POST, ["drop_streams"]) => {
+            Ok(Resp::json(200, &json!({"dropped": app.cdc.drop_streams()})))
+        }
+        (&Method::POST, ["expire_replay_ids"]) => {
+            Ok(Resp::json(200, &json!({"expired": app.cdc.expire_all()})))
+        }
+        _ => Err(not_found(format!(
+            "no control endpoint {} /__emulator/cdc/{}",
+            req.method,
+            segs.join("/")
+        ))),
+    };
+    r.unwrap_or_else(|e| e)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn status(app: &App) -> Resp {
+    Resp::json(
+        200,
+        &json!({
+            "objects": app.cdc.selected(),
+            "pubsub": app.pubsub_addr.get(),
+            "latest_replay_id": hex(&super::bus::replay_id(app.cdc.latest())),
+            "retained": app.cdc.retained(),
+        }),
+    )
+}
+
+/// The object's API name as the org spells it.
+fn canonical(app: &App, name: &str) -> Result<String, Resp> {
+    app.org
+        .object(name)
+        .map(|o| o.read().def.name.clone())
+        .ok_or_else(|| not_found(format!("no object {name}")))
+}
+
+/// Canonical names of `names`, or the first unknown one.
+pub fn canonical_names(app: &App, names: &[String]) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        let c = app
+            .org
+            .object(n)
+            .map(|o| o.read().def.name.clone())
+            .ok_or_else(|| format!("no object {n}"))?;
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+fn select(app: &App, req: &Req) -> Result<Resp, Resp> {
+    let b = body(req)?;
+    let names: Vec<String> = b
+        .get("objects")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("need \"objects\": an array of object names"))?
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| bad("object names are strings"))
+        })
+        .collect::<Result<_, _>>()?;
+    let names = canonical_names(app, &names).map_err(not_found)?;
+    app.cdc.select(names);
+    Ok(status(app))
+}
+
+/// A header-only event for `object` (selected for CDC), published as its own
+/// transaction.
+fn header_only(
+    app: &App,
+    bus: &Arc<Bus>,
+    object: &str,
+    kind: &'static str,
+    ids: Vec<String>,
+) -> Result<(), Resp> {
+    let name = canonical(app, object)?;
+    if !bus.is_selected(&name) {
+        return Err(bad(format!(
+            "{name} is not selected for Change Data Capture"
+        )));
+    }
+    let obj = app
+        .org
+        .object(&name)
+        .ok_or_else(|| not_found(format!("no object {name}")))?;
+    let layout = bus.layout(&obj.read().def);
+    let body = layout::encode_body(&layout, None, &Fill::Nothing);
+    bus.commit(vec![Pending {
+        bus: bus.clone(),
+        layout,
+        change_type: kind,
+        record_ids: ids,
+        origin: "".into(),
+        changed: Vec::new(),
+        nulled: Vec::new(),
+        body,
+        weight: 1,
+    }]);
+    Ok(())
+}
+
+fn gap(app: &App, req: &Req) -> Result<Resp, Resp> {
+    let b = body(req)?;
+    let object = b
+        .get("object")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("need \"object\""))?;
+    let kind = b
+        .get("changeType")
+        .and_then(Value::as_str)
+        .unwrap_or("GAP_UPDATE");
+    let kind: &'static str = ["GAP_CREATE", "GAP_UPDATE", "GAP_DELETE", "GAP_UNDELETE"]
+        .into_iter()
+        .find(|k| *k == kind)
+        .ok_or_else(|| {
+            bad(format!(
+                "changeType {kind}: use GAP_CREATE, GAP_UPDATE, GAP_DELETE or GAP_UNDELETE"
+            ))
+        })?;
+    let ids: Vec<String> = b
+        .get("ids")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    header_only(app, &app.cdc, object, kind, ids)?;
+    Ok(status(app))
+}
+
+fn overflow(app: &App, req: &Req) -> Result<Resp, Resp> {
+    let b = body(req)?;
+    let object = b
+        .get("object")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("need \"object\""))?;
+    // An overflow event names the object but no records ("Overflow Events").
+    header_only(app, &app.cdc, object, "GAP_OVERFLOW", Vec::new())?;
+    Ok(status(app))
+}
