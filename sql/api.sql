@@ -511,6 +511,18 @@ BEGIN
 END
 $$;
 
+-- Starts a read of every record's calculated fields now (whatever the schedule says):
+-- for when the operator knows that records cross-object formulas read have changed.
+CREATE FUNCTION sequin_sf.refresh_calculated(sync text, collection text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    c sequin_sf._collections := sequin_sf._check_collection(sync, collection);
+BEGIN
+    UPDATE sequin_sf._collections x SET calculated_cursor = coalesce(x.calculated_cursor, '')
+     WHERE x.sync_name = c.sync_name AND x.object_name = c.object_name;
+END
+$$;
+
 CREATE FUNCTION sequin_sf.remove_collection(sync text, collection text) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     s sequin_sf._syncs := sequin_sf._check_sync(sync);
@@ -944,7 +956,7 @@ LANGUAGE sql STABLE AS $$
      WHERE p.pronamespace = 'sequin_sf'::regnamespace
        AND p.proname IN ('create_credential', 'drop_credential', 'available_collections',
                          'create_sync', 'alter_sync', 'add_collection', 'remove_collection',
-                         'alter_collection',
+                         'alter_collection', 'refresh_calculated',
                          'pause_sync', 'resume_sync', 'drop_sync', 'alter_write_settings',
                          'retry_writes', 'await_writes', 'write_status')
 $$;

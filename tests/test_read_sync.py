@@ -271,6 +271,62 @@ def test_read_columns_follow_field_type_changes_without_losing_values(emulator, 
              timeout=120, what="the new value in the converted column")
 
 
+def test_read_calculated_fields_are_refreshed_on_schedule_and_on_demand(emulator, db):
+    """A Contact formula reads its Account's Name. Renaming the Account changes the
+    formula's value without moving the Contact's SystemModstamp, so polls never see it;
+    a refresh of calculated fields does, with an `updated` event holding the old value,
+    at one API call per 2,000 records."""
+    emulator.control("POST", "schema/Contact/fields",
+                     {"name": "Account_Name__c", "type": "string", "formula": "Account.Name"})
+    start_sync(db, emulator, ["Contact"])
+    wait_backfilled(db, "emu")
+    cid, aid = query_rows(db, "SELECT id, account_id FROM salesforce.contact"
+                              " WHERE account_id IS NOT NULL ORDER BY id LIMIT 1")[0]
+    old_name = query_value(db, "SELECT account_name__c FROM salesforce.contact WHERE id = %s", (cid,))
+    assert old_name == sf_records(emulator, f"SELECT Name FROM Account WHERE Id = '{aid}'")[0]["Name"]
+    assert query_value(db, "SELECT calculated FROM sequin_sf.columns WHERE field_name = 'Account_Name__c'")
+
+    emulator.control("PATCH", f"records/Account/{aid}", {"Name": "Renamed Account"})
+    # a later change of another Contact arrives: polls ran after the rename...
+    other = query_value(db, "SELECT id FROM salesforce.contact WHERE id <> %s ORDER BY id LIMIT 1", (cid,))
+    emulator.control("PATCH", f"records/Contact/{other}", {"Title": "polled"})
+    wait_for(lambda: query_value(db, "SELECT title FROM salesforce.contact WHERE id = %s", (other,))
+             == "polled", timeout=120, what="a poll after the rename")
+    # ...and did not see the formula change, as Salesforce documents
+    assert query_value(db, "SELECT account_name__c FROM salesforce.contact WHERE id = %s", (cid,)) == old_name
+
+    # on demand
+    contacts = len(sf_records(emulator, "SELECT Id FROM Contact"))
+    queries_before = emulator.stats()["endpoints"]["query"]
+    db.execute("SELECT sequin_sf.refresh_calculated('emu', 'contact')")
+    wait_for(lambda: query_value(db, "SELECT account_name__c FROM salesforce.contact WHERE id = %s", (cid,))
+             == "Renamed Account", timeout=120, what="the refreshed formula")
+    wait_for(lambda: query_value(db, "SELECT calculated_refreshed_at FROM sequin_sf.sync_status") is not None,
+             timeout=60, what="the end of the refresh round")
+    ev = query_rows(db, "SELECT data->>'Account_Name__c', previous_data FROM salesforce._sync_events"
+                        " WHERE upstream_id = %s AND event = 'updated' ORDER BY seq DESC LIMIT 1", (cid,))
+    assert ev == [("Renamed Account", {"Account_Name__c": old_name})]
+    linked = query_value(db, "SELECT count(*) FROM salesforce.contact WHERE account_id = %s", (aid,))
+    assert query_value(db, "SELECT count(*) FROM salesforce._sync_events"
+                           " WHERE event = 'updated' AND previous_data ? 'Account_Name__c'") == linked
+    # one query call: fewer than 2,000 Contacts (polls go through /composite)
+    assert contacts < 2000
+    assert emulator.stats()["endpoints"]["query"] - queries_before == 1
+
+    # on a schedule: every minute at the least, refused below with a hint
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as e:
+        db.execute("SELECT sequin_sf.alter_collection('emu', 'Contact', calculated_refresh => '10 seconds')")
+    assert "API call per 2,000 records" in e.value.diag.message_hint
+    db.execute("SELECT sequin_sf.alter_collection('emu', 'Contact', calculated_refresh => '1 minute')")
+    assert query_value(db, "SELECT calculated_refresh FROM sequin_sf.sync_status") == datetime.timedelta(minutes=1)
+    first = query_value(db, "SELECT calculated_refreshed_at FROM sequin_sf.sync_status")
+    emulator.control("PATCH", f"records/Account/{aid}", {"Name": "Renamed Again"})
+    wait_for(lambda: query_value(db, "SELECT account_name__c FROM salesforce.contact WHERE id = %s", (cid,))
+             == "Renamed Again", timeout=180, what="the scheduled refresh")
+    assert query_value(db, "SELECT calculated_refreshed_at FROM sequin_sf.sync_status") > first
+    assert query_value(db, "SELECT last_error FROM sequin_sf.sync_status") is None
+
+
 def test_read_restart_mid_backfill_resumes_without_duplicates_or_gaps(start_emulator, cluster):
     emulator = start_emulator("--seed", "3", "--generate", "Contact=30000", "--latency-ms", "300")
     db = cluster.connect()
@@ -473,6 +529,35 @@ def test_read_failed_bulk_job_falls_back_to_rest_instead_of_retrying_forever(emu
     assert "ended Failed: InternalServerError: retry later; backfilling through the REST API" \
         in cluster.log()
     emulator.control("DELETE", "faults")
+
+
+def test_read_query_timeouts_move_the_backfill_to_bulk_then_to_smaller_pages(emulator, db, cluster):
+    """A backfill query that runs past Salesforce's limit (QUERY_TIMEOUT: here the
+    COUNT()) moves the backfill to a Bulk job; when Bulk has already failed for the
+    collection, the REST pages are cut smaller instead. Either way the table ends equal
+    to the org."""
+    emulator.control("POST", "faults", {"kind": "query_timeout", "count": 1})
+    start_sync(db, emulator, ["Contact"])
+    db.execute("SELECT sequin_sf.alter_sync('emu', bulk_threshold => 1000000000)")
+    wait_backfilled(db, "emu")
+    assert query_value(db, "SELECT backfill_mode FROM sequin_sf.sync_status") == "bulk"
+    assert "QUERY_TIMEOUT" in cluster.log() and "backfilling through a Bulk query job instead" in cluster.log()
+    want = sf_snapshot(emulator, "Contact", OBJECTS["Contact"])
+    assert pg_snapshot(db, "emu", "Contact", OBJECTS["Contact"]) == want
+
+    # the COUNT() times out (to Bulk), Bulk fails (to REST), then three REST pages time
+    # out: pages of 1000, 500, then 250
+    db.execute("SELECT sequin_sf.drop_sync('emu')")
+    emulator.control("POST", "faults", {"kind": "bulk_job_failed", "count": 1})
+    emulator.control("POST", "faults", {"kind": "query_timeout", "count": 4})
+    db.execute(
+        "SELECT sequin_sf.create_sync('emu2', credential => 'emu', collections => ARRAY['Contact'],"
+        " rate_limit_requests => 100000, bulk_threshold => 1)")
+    wait_backfilled(db, "emu2")
+    assert query_value(db, "SELECT backfill_mode FROM sequin_sf.sync_status") == "rest"
+    assert "reading pages of 250 records instead" in cluster.log()
+    assert pg_snapshot(db, "emu2", "Contact", OBJECTS["Contact"]) == want
+    assert query_value(db, "SELECT last_error FROM sequin_sf.sync_status") is None
 
 
 def test_read_apply_error_is_reported_and_retried_without_losing_the_change(emulator, db):

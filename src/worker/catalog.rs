@@ -142,9 +142,9 @@ pub fn load_collections(sync: &str) -> SpiResult<Vec<CollectionRow>> {
                    FROM pg_catalog.pg_attribute a
                   WHERE a.attrelid = c.table_oid AND a.attnum > 0 AND NOT a.attisdropped),
                 c.calculated_cursor,
-                c.calculated_refresh IS NOT NULL AND (c.calculated_cursor IS NOT NULL
+                c.calculated_cursor IS NOT NULL
                     OR coalesce(c.calculated_refreshed_at, c.backfill_finished_at, '-infinity')
-                       + c.calculated_refresh <= now())
+                       + c.calculated_refresh <= now()
          FROM sequin_sf._collections c WHERE c.sync_name = $1 ORDER BY c.added_at, c.object_name"
     );
     Spi::connect(|c| {

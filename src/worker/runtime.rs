@@ -34,6 +34,12 @@ pub struct CollectionRuntime {
     pub table_shape: Option<String>,
     /// Read the next describe whole (not If-Modified-Since): the table changed under us.
     pub describe_in_full: bool,
+    /// A Bulk job of this backfill ended Failed or Aborted: do not switch back to Bulk.
+    pub bulk_failed: bool,
+    /// REST backfill pages are cut to this many records after a QUERY_TIMEOUT.
+    pub rest_limit: Option<u32>,
+    /// The backfill's COUNT() timed out: it goes on without a total.
+    pub count_timed_out: bool,
 }
 
 /// The first wait before asking for a new Bulk job's state; it doubles up to
@@ -57,6 +63,9 @@ impl CollectionRuntime {
             applied: HashMap::new(),
             table_shape: None,
             describe_in_full: false,
+            bulk_failed: false,
+            rest_limit: None,
+            count_timed_out: false,
         }
     }
 }

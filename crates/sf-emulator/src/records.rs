@@ -447,7 +447,10 @@ pub fn deleted(app: &App, req: &Req, name: &str) -> Result<Resp, ApiError> {
         .into_iter()
         .map(|(r, t)| json!({"id": o.id_of(*r as usize), "deletedDate": crate::timefmt::datetime_string(*t)}))
         .collect();
-    let earliest = app.started_ms.max(now - 15 * 86_400_000);
+    // The org's delete log keeps 15 days ("Deleted records are stored for 15 days",
+    // getDeleted(), SOAP API Developer Guide); an emulator that started later has
+    // deleted nothing before it started, so its log is complete for all 15 days.
+    let earliest = now - 15 * 86_400_000;
     Ok(Resp::json(
         200,
         &json!({

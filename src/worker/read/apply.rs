@@ -372,14 +372,15 @@ pub fn set_bulk_job(sync: &str, object: &str, job_id: Option<&str>) -> SpiResult
     )
 }
 
-/// Switches a backfill from a failed Bulk job to REST pages, from the first Id (rows
-/// already stored are applied again, which changes nothing).
-pub fn fall_back_to_rest(sync: &str, object: &str) -> SpiResult<()> {
+/// Switches a backfill to the other path, from the start: REST pages after a Bulk job
+/// failed, a Bulk job after REST queries timed out (rows already stored are applied
+/// again, which changes nothing).
+pub fn switch_backfill(sync: &str, object: &str, mode: BackfillMode) -> SpiResult<()> {
     Spi::run_with_args(
-        "UPDATE sequin_sf._collections SET backfill_mode = 'rest', bulk_job_id = NULL,
+        "UPDATE sequin_sf._collections SET backfill_mode = $3, bulk_job_id = NULL,
                 bulk_locator = NULL, backfill_cursor = NULL
          WHERE sync_name = $1 AND object_name = $2",
-        &[sync.into(), object.into()],
+        &[sync.into(), object.into(), mode.as_str().into()],
     )
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use salesforce::RawQueryPage;
+use salesforce::{ErrorCode, RawQueryPage};
 use sync_core::progress::BackfillMode;
 use sync_core::{naming, queries};
 
@@ -36,11 +36,19 @@ pub(super) fn backfill_page(
     cfg: &SyncConfig,
     c: &CollectionRow,
 ) -> Result<bool, StepError> {
-    if c.rows_total.is_none() {
+    if c.rows_total.is_none() && !rt.collection(&c.object_name)?.count_timed_out {
         if !rt.try_spend(1) {
             return Ok(false);
         }
-        let total = rt.call(rt.client.count(&queries::count_query(&c.object_name)))?;
+        let total = match rt.call(rt.client.count(&queries::count_query(&c.object_name))) {
+            Err(StepError::Salesforce(e)) if e.code() == Some(&ErrorCode::QueryTimeout) => {
+                // too many records to count in time: a Bulk job (or, if one failed,
+                // REST pages) without a total
+                rt.collection_mut(&c.object_name)?.count_timed_out = true;
+                return Err(after_query_timeout(rt, cfg, c, e)?);
+            }
+            other => other?,
+        };
         let mode = BackfillMode::for_count(total, cfg.bulk_threshold);
         tx(|| apply::set_rows_total(&cfg.name, &c.object_name, total as i64, mode))?;
         return Ok(true);
@@ -55,21 +63,34 @@ pub(super) fn backfill_page(
         return Ok(false);
     };
     let next = cr.next_records_url.take();
-    let soql = queries::backfill_query(
+    let mut soql = queries::backfill_query(
         &c.object_name,
         &queries::rest_fields(&cr.columns),
         c.backfill_cursor.as_deref(),
     );
+    if let Some(n) = cr.rest_limit {
+        soql.push_str(&format!(" LIMIT {n}"));
+    }
     let fetch_started = Instant::now();
     // Raw pages: the records' JSON text goes to Postgres as Salesforce sent it.
-    let page: RawQueryPage = match next {
-        Some(url) => rt.call(rt.client.query_more_raw(&url))?,
-        None => rt.call(rt.client.query_raw(&soql, Some(PAGE_SIZE)))?,
+    let fetched = match next {
+        Some(url) => rt.call(rt.client.query_more_raw(&url)),
+        None => rt.call(rt.client.query_raw(&soql, Some(PAGE_SIZE))),
+    };
+    let page: RawQueryPage = match fetched {
+        Err(StepError::Salesforce(e)) if e.code() == Some(&ErrorCode::QueryTimeout) => {
+            return Err(after_query_timeout(rt, cfg, c, e)?);
+        }
+        other => other?,
     };
     let fetched_in = fetch_started.elapsed();
-    let done = page.done || page.next_records_url.is_none();
     let (count, last_id) = page_ids(page.records_json())?;
     let cr = rt.collection(&c.object_name)?;
+    // a page cut by LIMIT ends its query; the backfill ends at a short one
+    let done = match cr.rest_limit {
+        Some(n) => count < i64::from(n),
+        None => page.done || page.next_records_url.is_none(),
+    };
     let cid = naming::collection_id(&c.object_name);
     let t = target(cfg, c, cr, &cid, cfg.backfill_events);
     let apply_started = Instant::now();
@@ -94,4 +115,37 @@ pub(super) fn backfill_page(
         cr.next_records_url = if done { None } else { page.next_records_url };
     }
     Ok(!done)
+}
+
+/// The smallest REST page cut tried after QUERY_TIMEOUTs.
+const MIN_REST_LIMIT: u32 = 200;
+
+/// A REST backfill query ran past Salesforce's time limit. Salesforce's advice for long
+/// queries is the Bulk API (it retries a query that times out and splits it by primary
+/// key): the backfill switches to a Bulk job, unless one already failed for this
+/// collection; then pages are cut smaller (a LIMIT on the keyset query), down to
+/// 200 records. Returns the error to report; the step is retried with backoff.
+fn after_query_timeout(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    c: &CollectionRow,
+    e: salesforce::Error,
+) -> Result<StepError, StepError> {
+    let cr = rt.collection_mut(&c.object_name)?;
+    let message = if !cr.bulk_failed {
+        tx(|| apply::switch_backfill(&cfg.name, &c.object_name, BackfillMode::Bulk))?;
+        format!("{e}; backfilling through a Bulk query job instead")
+    } else {
+        let limit = cr.rest_limit.unwrap_or(PAGE_SIZE);
+        if limit <= MIN_REST_LIMIT {
+            return Ok(e.into());
+        }
+        let cut = (limit / 2).max(MIN_REST_LIMIT);
+        cr.rest_limit = Some(cut);
+        format!("{e}; reading pages of {cut} records instead")
+    };
+    Ok(StepError::Collection {
+        object: c.object_name.clone(),
+        message,
+    })
 }

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sync_core::progress::BackfillMode;
 use sync_core::{naming, queries};
 
 use super::{apply, target};
@@ -70,7 +71,8 @@ pub(super) fn bulk_step(
             // or object the Bulk API does not serve, an admin aborting it): the backfill
             // goes on through the REST API, which reads everything /query reads.
             salesforce::JobState::Failed | salesforce::JobState::Aborted => {
-                tx(|| apply::fall_back_to_rest(&cfg.name, &c.object_name))?;
+                cr.bulk_failed = true;
+                tx(|| apply::switch_backfill(&cfg.name, &c.object_name, BackfillMode::Rest))?;
                 return Err(StepError::Collection {
                     object: c.object_name.clone(),
                     message: format!(

@@ -55,7 +55,7 @@ pub(super) fn poll_round(
                     cursor::soql_datetime(end)
                 );
                 subs.push(rt.client.get_subrequest(&format!("d{i}"), &path));
-                deleted_windows.push((i, end));
+                deleted_windows.push((i, start, end));
             }
         }
         let responses = rt.call(rt.client.composite(false, subs))?;
@@ -66,11 +66,11 @@ pub(super) fn poll_round(
             };
             if kind == "q" {
                 apply_poll_response(rt, cfg, c, resp, started, overlap)?;
-            } else if let Some((_, end)) = deleted_windows
+            } else if let Some((_, start, end)) = deleted_windows
                 .iter()
-                .find(|(i, _)| group[*i].object_name == c.object_name)
+                .find(|(i, _, _)| group[*i].object_name == c.object_name)
             {
-                apply_deleted_response(rt, cfg, c, resp, *end)?;
+                apply_deleted_response(rt, cfg, c, resp, (*start, *end))?;
             }
         }
     }
@@ -162,7 +162,7 @@ fn apply_deleted_response(
     cfg: &SyncConfig,
     c: &CollectionRow,
     resp: CompositeSubresponse,
-    end: chrono::DateTime<Utc>,
+    (start, end): (chrono::DateTime<Utc>, chrono::DateTime<Utc>),
 ) -> Result<(), StepError> {
     let deleted: salesforce::DeletedRecords = match resp.into_body() {
         Ok(d) => d,
@@ -172,6 +172,19 @@ fn apply_deleted_response(
             return Ok(());
         }
     };
+    // Salesforce may cover less of the window than asked ("latestDateCovered ... less
+    // than or equal to endDate", getDeleted(), SOAP API Developer Guide): the next
+    // window starts where this one's coverage ended.
+    let end = deleted.latest_date_covered.map_or(end, |covered| covered.min(end));
+    if let Some(earliest) = deleted.earliest_date_available.filter(|e| *e > start) {
+        // the delete log no longer reaches back to the window's start
+        pgrx::warning!(
+            "sequin_sf: {}.{}: Salesforce's delete log starts at {earliest}, after {start}: \
+             records deleted in between cannot be seen and may remain in the table",
+            cfg.schema_name,
+            c.table_name
+        );
+    }
     let ids: Vec<String> = deleted.deleted_records.into_iter().map(|d| d.id).collect();
     let cr = rt.collection(&c.object_name)?;
     let cid = naming::collection_id(&c.object_name);
