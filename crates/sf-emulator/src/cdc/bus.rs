@@ -94,7 +94,7 @@ pub struct Bus {
     limits: Limits,
     any_selected: AtomicBool,
     selected: RwLock<Vec<String>>,
-    layouts: Mutex<HashMap<String, Arc<Layout>>>,
+    layouts: Mutex<HashMap<u64, Arc<Layout>>>,
     schemas: Mutex<HashMap<String, String>>,
     log: Mutex<Log>,
     head: tokio::sync::watch::Sender<u64>,
@@ -180,14 +180,14 @@ impl Bus {
             .any(|n| n.eq_ignore_ascii_case(object))
     }
 
-    /// The change-event layout of `def` as it is now, built once per schema version.
+    /// The change-event layout of `def` as it is now, built once per schema version
+    /// (found again by a hash of what shapes it, so a write allocates nothing here).
     pub fn layout(&self, def: &ObjectDef) -> Arc<Layout> {
-        let slots = layout::slots(def);
-        let key = format!("{}|{}", def.name, layout::signature(&slots));
+        let key = layout::shape_hash(def);
         if let Some(l) = self.layouts.lock().get(&key) {
             return l.clone();
         }
-        let l = Arc::new(layout::build(&def.name, slots));
+        let l = Arc::new(layout::build(&def.name, layout::slots(def)));
         self.schemas
             .lock()
             .insert(l.schema_id.clone(), l.schema_json.clone());

@@ -160,23 +160,20 @@ pub fn slots(def: &ObjectDef) -> Vec<Slot> {
     out
 }
 
-/// A short text that changes whenever the schema would.
-pub fn signature(slots: &[Slot]) -> String {
-    let mut s = String::new();
-    for slot in slots {
-        match slot {
-            Slot::Plain(p) => s.push_str(&format!("{}:{};", p.name, p.ftype.name())),
-            Slot::Compound { name, parts, .. } => {
-                s.push_str(name);
-                s.push('{');
-                for p in parts {
-                    s.push_str(&format!("{}:{};", p.name, p.ftype.name()));
-                }
-                s.push('}');
-            }
-        }
+/// A hash of everything in `def` that shapes its events: object and field names,
+/// types, visibility, formulas, compounds, columns.
+pub fn shape_hash(def: &ObjectDef) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    def.name.hash(&mut h);
+    for f in &def.fields {
+        f.name.hash(&mut h);
+        (f.ftype as u8).hash(&mut h);
+        (f.visible(), f.calculated, f.formula.is_some(), f.column()).hash(&mut h);
+        f.compound.hash(&mut h);
+        matches!(f.derive, Some(Derive::FullName { .. })).hash(&mut h);
     }
-    s
+    h.finish()
 }
 
 fn avro_type(t: FieldType) -> &'static str {
