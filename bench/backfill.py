@@ -46,6 +46,9 @@ def main():
                     help="force REST pages of 2000 (no Bulk 2.0 job) to compare the two paths")
     ap.add_argument("--latency-ms", type=int, default=0, help="added to every API call")
     ap.add_argument("--bulk-job-ms", type=int, default=0, help="how long a Bulk job runs")
+    ap.add_argument("--max-concurrent", type=int, default=1,
+                    help="the sync's max_concurrent_requests (2 or more: the next page is"
+                         " fetched while one is applied)")
     args = ap.parse_args()
 
     with Timer() as gen:
@@ -65,9 +68,9 @@ def main():
             conn.execute(
                 "SELECT sequin_sf.create_sync('bench', credential => 'emu',"
                 " collections => ARRAY['Contact'], rate_limit_requests => 100000,"
-                " bulk_threshold => %s)",
+                " bulk_threshold => %s, max_concurrent_requests => %s)",
                 # --rest: a threshold above any count keeps the backfill on REST pages
-                (2**63 - 1 if args.rest else 50_000,),
+                (2**63 - 1 if args.rest else 50_000, args.max_concurrent),
             )
             wait_backfilled(conn, "bench", timeout=3600)
         stop.set()

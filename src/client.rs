@@ -48,7 +48,11 @@ fn block_all_signals() {
 /// A current-thread runtime: futures run on the calling (Postgres) thread inside
 /// `block_on`; only blocking helpers (DNS) get threads of their own.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
+    // One thread of its own, so a request started ahead (`SyncRuntime::fetch_ahead`)
+    // goes on while the worker applies the previous page. Futures given to `block_on`
+    // still run on the calling thread; nothing run by the runtime touches Postgres.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .max_blocking_threads(2)
         .on_thread_start(block_all_signals)

@@ -55,6 +55,7 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
         )
     })
     .unwrap_or_else(|e| warning!("sequin_sf: {e}"));
+    read::remove_leftover_pages();
     let mut runtimes: HashMap<String, SyncRuntime> = HashMap::new();
     let mut failed_builds: HashMap<String, Instant> = HashMap::new();
     let mut nap = IDLE_NAP;

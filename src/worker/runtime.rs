@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use salesforce::pacing::{Backoff, Budget, WaitReason};
+use salesforce::pacing::{Backoff, Budget, Permit, WaitReason};
 use sync_core::schedule::{Periodic, Pruning};
 use sync_core::ColumnSpec;
 
@@ -19,6 +19,10 @@ pub struct CollectionRuntime {
     pub columns: Vec<ColumnSpec>,
     /// The continuation of the REST backfill query, valid while the worker lives.
     pub next_records_url: Option<String>,
+    /// That continuation's page, already requested (`max_concurrent_requests` >= 2).
+    pub next_page: Option<(String, Ahead<salesforce::RawQueryPage>)>,
+    /// Bulk backfill: the next results page, being downloaded.
+    pub bulk_next: Option<super::read::BulkDownload>,
     pub describe: Periodic,
     pub deleted: Periodic,
     /// Bulk backfill: the job was seen complete (results can be read).
@@ -26,6 +30,9 @@ pub struct CollectionRuntime {
     /// Bulk backfill: when to ask for the job's state next, and the growing wait.
     pub bulk_check_at: Option<Instant>,
     pub bulk_wait: Duration,
+    /// Bulk backfill: the job's rows are taken as new to the table (plain inserts)
+    /// until one is found there.
+    pub bulk_rows_new: bool,
     /// Id -> stamp of records applied by recent polls: the overlap window re-reads
     /// them every round, and skipping them in Rust spares the database the no-op.
     pub applied: HashMap<String, String>,
@@ -42,6 +49,17 @@ pub struct CollectionRuntime {
     pub count_timed_out: bool,
 }
 
+/// A request started ahead (`SyncRuntime::fetch_ahead`); dropping it abandons it.
+pub struct Ahead<T>(Option<tokio::task::JoinHandle<salesforce::Result<T>>>);
+
+impl<T> Drop for Ahead<T> {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.abort();
+        }
+    }
+}
+
 /// The first wait before asking for a new Bulk job's state; it doubles up to
 /// `read::bulk`'s maximum.
 pub const BULK_FIRST_WAIT: Duration = Duration::from_millis(500);
@@ -55,11 +73,14 @@ impl CollectionRuntime {
         CollectionRuntime {
             columns,
             next_records_url: None,
+            next_page: None,
+            bulk_next: None,
             describe: Periodic::new(describe_every),
             deleted: Periodic::new(deleted_every),
             bulk_complete: false,
             bulk_check_at: None,
             bulk_wait: BULK_FIRST_WAIT,
+            bulk_rows_new: true,
             applied: HashMap::new(),
             table_shape: None,
             describe_in_full: false,
@@ -156,16 +177,54 @@ impl SyncRuntime {
     /// Takes `cost` requests from the sync's budget; false when the budget (or the
     /// org-wide usage ceiling) is spent for now.
     pub fn try_spend(&mut self, cost: u64) -> bool {
+        self.acquire(cost).is_some()
+    }
+
+    fn acquire(&mut self, cost: u64) -> Option<Permit> {
         let now = Instant::now();
         if let Some(u) = self.client.api_usage() {
             self.budget.observe_usage(u, now);
         }
         match self.budget.try_acquire(cost, now) {
-            Ok(_permit) => true,
+            Ok(permit) => Some(permit),
             Err(wait) => {
                 self.org_ceiling_hit |= wait.reason == WaitReason::OrgCeiling;
-                false
+                None
             }
+        }
+    }
+
+    /// Starts a request now, to be awaited later (`fetched`), while the worker does
+    /// something else. Only within `max_concurrent_requests`: the worker's own
+    /// request in progress counts as one, so it needs a limit of 2 or more; None when
+    /// it may not start (the budget or the limit).
+    pub fn fetch_ahead<T: Send + 'static>(
+        &mut self,
+        f: impl Future<Output = salesforce::Result<T>> + Send + 'static,
+    ) -> Option<Ahead<T>> {
+        if self.budget.in_flight() + 1 >= self.budget.max_concurrent() {
+            return None;
+        }
+        let permit = self.acquire(1)?;
+        Some(Ahead(Some(self.tokio.spawn(async move {
+            let r = f.await;
+            drop(permit);
+            r
+        }))))
+    }
+
+    /// The result of a request started by `fetch_ahead` (waiting for it if needed).
+    pub fn fetched<T>(&self, mut ahead: Ahead<T>) -> Result<T, StepError> {
+        let Some(handle) = ahead.0.take() else {
+            return Err(StepError::Stopping);
+        };
+        match self.run_unless_stopping(handle) {
+            Some(Ok(r)) => r.map_err(StepError::from),
+            Some(Err(join)) => Err(StepError::Collection {
+                object: String::new(),
+                message: format!("a request started ahead failed: {join}"),
+            }),
+            None => Err(StepError::Stopping),
         }
     }
 }
@@ -187,8 +246,8 @@ pub(super) fn budget_for(cfg: &SyncConfig) -> Budget {
     .with_org_recheck(Duration::from_secs(15))
 }
 
-/// Resolves once SIGTERM arrived. The futures of the current-thread runtime run on the
-/// worker's main thread, where reading pgrx's signal flag is safe.
+/// Resolves once SIGTERM arrived. It runs inside `block_on`, on the worker's main
+/// thread, where reading Postgres' signal flag is safe.
 async fn stop_requested() {
     while !super::pg::stopping() {
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -101,6 +101,55 @@ pub struct BulkResultsPage {
     pub number_of_records: u64,
 }
 
+/// What a results page's headers say of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkPageInfo {
+    /// Locator for the next page; `None` on the last page.
+    pub locator: Option<String>,
+    /// `Sforce-NumberOfRecords` of this page.
+    pub number_of_records: u64,
+}
+
+impl BulkPageInfo {
+    fn from_headers(headers: &reqwest::header::HeaderMap) -> Result<BulkPageInfo> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let locator = header("sforce-locator")
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && *l != "null")
+            .map(str::to_string);
+        let number_of_records = match header("sforce-numberofrecords") {
+            Some(n) => n.trim().parse().map_err(|_| {
+                Error::Decode(format!("Sforce-NumberOfRecords {n:?} is not a number"))
+            })?,
+            None => {
+                return Err(Error::Decode(
+                    "bulk results lack the Sforce-NumberOfRecords header".into(),
+                ))
+            }
+        };
+        Ok(BulkPageInfo {
+            locator,
+            number_of_records,
+        })
+    }
+}
+
+fn results_request(
+    job_id: &str,
+    locator: Option<&str>,
+    max_records: Option<u64>,
+) -> Result<RequestSpec> {
+    let path = format!("jobs/query/{}/results", crate::path_segment(job_id)?);
+    let mut spec = RequestSpec::new(Method::GET, path).accept("text/csv");
+    if let Some(l) = locator {
+        spec = spec.query("locator", l);
+    }
+    if let Some(n) = max_records {
+        spec = spec.query("maxRecords", n.to_string());
+    }
+    Ok(spec)
+}
+
 /// Parsed CSV rows of a results page. Empty values are `None` (Bulk API writes nulls
 /// as empty fields).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -239,35 +288,30 @@ impl Client {
         locator: Option<&str>,
         max_records: Option<u64>,
     ) -> Result<BulkResultsPage> {
-        let path = format!("jobs/query/{}/results", crate::path_segment(job_id)?);
-        let mut spec = RequestSpec::new(Method::GET, path).accept("text/csv");
-        if let Some(l) = locator {
-            spec = spec.query("locator", l);
-        }
-        if let Some(n) = max_records {
-            spec = spec.query("maxRecords", n.to_string());
-        }
-        let raw = self.execute(spec).await?;
-        let locator = raw
-            .header_str("sforce-locator")
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && *l != "null")
-            .map(str::to_string);
-        let number_of_records = match raw.header_str("sforce-numberofrecords") {
-            Some(n) => n.trim().parse().map_err(|_| {
-                Error::Decode(format!("Sforce-NumberOfRecords {n:?} is not a number"))
-            })?,
-            None => {
-                return Err(Error::Decode(
-                    "bulk results lack the Sforce-NumberOfRecords header".into(),
-                ))
-            }
-        };
+        let raw = self
+            .execute(results_request(job_id, locator, max_records)?)
+            .await?;
+        let info = BulkPageInfo::from_headers(&raw.headers)?;
         Ok(BulkResultsPage {
             csv: raw.body,
-            locator,
-            number_of_records,
+            locator: info.locator,
+            number_of_records: info.number_of_records,
         })
+    }
+
+    /// [`Client::bulk_query_results`] with the CSV written to `out` as it arrives, so
+    /// a page of any size is never held in memory.
+    pub async fn bulk_query_results_into(
+        &self,
+        job_id: &str,
+        locator: Option<&str>,
+        max_records: Option<u64>,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<BulkPageInfo> {
+        let headers = self
+            .execute_into(results_request(job_id, locator, max_records)?, out)
+            .await?;
+        BulkPageInfo::from_headers(&headers)
     }
 
     /// Polls `GET /jobs/query/{id}` every `poll_every` until the job is JobComplete,

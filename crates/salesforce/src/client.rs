@@ -289,6 +289,46 @@ impl Client {
         Ok(raw)
     }
 
+    /// Like `execute`, but a successful response's body is written to `out` as it
+    /// arrives, never held whole; returns its headers. Error responses are read whole
+    /// (they are small) and become [`Error::Api`].
+    pub(crate) async fn execute_into(
+        &self,
+        spec: RequestSpec,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<reqwest::header::HeaderMap> {
+        let session = self.session(None).await?;
+        let mut response = self.send_raw(&spec, &session).await?;
+        if response.status().as_u16() == 401 {
+            let raw = self.finish(response, true).await?;
+            if !http::is_invalid_session(raw.status, &raw.body) {
+                return Err(http::api_error(raw.status, &raw.headers, &raw.body));
+            }
+            let fresh = self.session(Some(session.generation)).await?;
+            self.inner
+                .counters
+                .session_refreshes
+                .fetch_add(1, Ordering::Relaxed);
+            response = self.send_raw(&spec, &fresh).await?;
+        }
+        let status = response.status().as_u16();
+        if status >= 300 {
+            let raw = self.finish(response, true).await?;
+            return Err(if http::is_redirect(status) {
+                http::redirect_error(status, &raw.headers)
+            } else {
+                http::api_error(status, &raw.headers, &raw.body)
+            });
+        }
+        self.observe(&response, true);
+        let headers = response.headers().clone();
+        while let Some(chunk) = response.chunk().await.map_err(http::body_error)? {
+            out.write_all(&chunk)
+                .map_err(|e| Error::Transport(format!("writing the response body: {e}")))?;
+        }
+        Ok(headers)
+    }
+
     pub(crate) fn url_for(&self, session: &Session, path: &str) -> String {
         if path.starts_with('/') {
             format!("{}{}", session.instance_url, path)
@@ -301,6 +341,12 @@ impl Client {
     }
 
     async fn send_once(&self, spec: &RequestSpec, session: &Session) -> Result<RawResponse> {
+        let response = self.send_raw(spec, session).await?;
+        self.finish(response, true).await
+    }
+
+    /// Sends the request; the response's body is left unread.
+    async fn send_raw(&self, spec: &RequestSpec, session: &Session) -> Result<reqwest::Response> {
         let url = self.url_for(session, &spec.path);
         let mut request = self
             .inner
@@ -317,14 +363,27 @@ impl Client {
         if let Some(body) = &spec.json {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| {
+        request.send().await.map_err(|e| {
             self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
             http::transport_error(e)
-        })?;
-        self.finish(response, true).await
+        })
     }
 
     async fn finish(&self, response: reqwest::Response, counted: bool) -> Result<RawResponse> {
+        self.observe(&response, counted);
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(http::body_error)?;
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Counts a response and records what its headers say of the org (API usage, the
+    /// server's clock).
+    fn observe(&self, response: &reqwest::Response, counted: bool) {
         let c = &self.inner.counters;
         let status = response.status().as_u16();
         if counted {
@@ -333,7 +392,7 @@ impl Client {
                 c.error_responses.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let headers = response.headers().clone();
+        let headers = response.headers();
         if let Some(usage) = headers
             .get("sforce-limit-info")
             .and_then(|v| v.to_str().ok())
@@ -352,12 +411,6 @@ impl Client {
                 *slot = Some(date.with_timezone(&Utc));
             }
         }
-        let body = response.bytes().await.map_err(http::body_error)?;
-        Ok(RawResponse {
-            status,
-            headers,
-            body,
-        })
     }
 }
 

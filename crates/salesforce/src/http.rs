@@ -73,10 +73,6 @@ impl RawResponse {
             ))
         })
     }
-
-    pub fn header_str(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
 }
 
 pub(crate) fn snippet(body: &[u8]) -> String {

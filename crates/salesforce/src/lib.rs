@@ -19,7 +19,7 @@ mod query;
 mod sobjects;
 mod usage;
 
-pub use bulk::{parse_csv, BulkResultsPage, CsvRows, JobInfo, JobState};
+pub use bulk::{parse_csv, BulkPageInfo, BulkResultsPage, CsvRows, JobInfo, JobState};
 pub use changes::{DeletedRecord, DeletedRecords, UpdatedIds};
 pub use client::{ApiVersion, Client, RequestStats, SessionInfo};
 pub use composite::{

@@ -8,7 +8,7 @@ use pgrx::spi::{SpiClient, SpiResult};
 use serde_json::Value;
 use sync_core::naming::quote_ident as qi;
 use sync_core::progress::BackfillMode;
-use sync_core::sql::ApplyTarget;
+use sync_core::sql::{ApplyTarget, StageInsert};
 use sync_core::{ColumnSpec, PgType};
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -460,6 +460,7 @@ pub fn apply_bulk_csv(
     object: &str,
     path: &str,
     header: &[String],
+    mode: StageInsert,
     rows: i64,
     next_locator: Option<&str>,
 ) -> SpiResult<()> {
@@ -469,7 +470,7 @@ pub fn apply_bulk_csv(
         c.update(&sync_core::sql::create_stage(STAGE, header), None, &[])?;
         c.update(&sync_core::sql::copy_into_stage(STAGE, path), None, &[])?;
         c.update(
-            &sync_core::sql::insert_from_stage(target, STAGE, header),
+            &sync_core::sql::insert_from_stage(target, STAGE, header, mode),
             None,
             &[],
         )?;

@@ -56,13 +56,16 @@ pub(super) fn backfill_page(
     if c.backfill_mode == Some(BackfillMode::Bulk) {
         return super::bulk::bulk_step(rt, cfg, c);
     }
-    if !rt.try_spend(1) {
-        return Ok(false);
-    }
     let Some(cr) = rt.collections.get_mut(&c.object_name) else {
         return Ok(false);
     };
     let next = cr.next_records_url.take();
+    // the page asked for ahead, if it is the one wanted now
+    let ahead = cr
+        .next_page
+        .take()
+        .filter(|(url, _)| next.as_ref() == Some(url))
+        .map(|(_, a)| a);
     let mut soql = queries::backfill_query(
         &c.object_name,
         &queries::rest_fields(&cr.columns),
@@ -71,11 +74,18 @@ pub(super) fn backfill_page(
     if let Some(n) = cr.rest_limit {
         soql.push_str(&format!(" LIMIT {n}"));
     }
+    if ahead.is_none() && !rt.try_spend(1) {
+        if let Some(cr) = rt.collections.get_mut(&c.object_name) {
+            cr.next_records_url = next;
+        }
+        return Ok(false);
+    }
     let fetch_started = Instant::now();
     // Raw pages: the records' JSON text goes to Postgres as Salesforce sent it.
-    let fetched = match next {
-        Some(url) => rt.call(rt.client.query_more_raw(&url)),
-        None => rt.call(rt.client.query_raw(&soql, Some(PAGE_SIZE))),
+    let fetched = match (ahead, next) {
+        (Some(a), _) => rt.fetched(a),
+        (None, Some(url)) => rt.call(rt.client.query_more_raw(&url)),
+        (None, None) => rt.call(rt.client.query_raw(&soql, Some(PAGE_SIZE))),
     };
     let page: RawQueryPage = match fetched {
         Err(StepError::Salesforce(e)) if e.code() == Some(&ErrorCode::QueryTimeout) => {
@@ -85,12 +95,20 @@ pub(super) fn backfill_page(
     };
     let fetched_in = fetch_started.elapsed();
     let (count, last_id) = page_ids(page.records_json())?;
-    let cr = rt.collection(&c.object_name)?;
     // a page cut by LIMIT ends its query; the backfill ends at a short one
-    let done = match cr.rest_limit {
+    let done = match rt.collection(&c.object_name)?.rest_limit {
         Some(n) => count < i64::from(n),
         None => page.done || page.next_records_url.is_none(),
     };
+    // the next page is fetched while this one is applied
+    if let Some(url) = page.next_records_url.clone().filter(|_| !done) {
+        let client = rt.client.clone();
+        let target = url.clone();
+        if let Some(a) = rt.fetch_ahead(async move { client.query_more_raw(&target).await }) {
+            rt.collection_mut(&c.object_name)?.next_page = Some((url, a));
+        }
+    }
+    let cr = rt.collection(&c.object_name)?;
     let cid = naming::collection_id(&c.object_name);
     let t = target(cfg, c, cr, &cid, cfg.backfill_events);
     let apply_started = Instant::now();

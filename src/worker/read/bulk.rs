@@ -2,17 +2,20 @@
 //! pages of 50,000 rows and loaded through `COPY`; job id and locator saved with each
 //! page, so a restart resumes at the next unread page.
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sync_core::progress::BackfillMode;
+use sync_core::sql::StageInsert;
 use sync_core::{naming, queries};
 
 use super::{apply, target};
 use crate::worker::catalog::{CollectionRow, SyncConfig};
 use crate::worker::error::StepError;
-use crate::worker::pg::tx;
-use crate::worker::runtime::{CollectionRuntime, SyncRuntime, BULK_FIRST_WAIT};
+use crate::worker::pg::{catch_errors, tx};
+use crate::worker::runtime::{Ahead, CollectionRuntime, SyncRuntime, BULK_FIRST_WAIT};
 
 /// Records per Bulk results request: few API calls (20 per million), bounded memory.
 const BULK_PAGE: u64 = 50_000;
@@ -39,6 +42,7 @@ pub(super) fn bulk_step(
         let job = rt.call(rt.client.bulk_query_create(&soql, false))?;
         tx(|| apply::set_bulk_job(&cfg.name, &c.object_name, Some(&job.id)))?;
         if let Some(cr) = rt.collections.get_mut(&c.object_name) {
+            cr.bulk_rows_new = true;
             cr.bulk_complete = false;
             cr.bulk_wait = BULK_FIRST_WAIT;
             cr.bulk_check_at = Some(Instant::now() + BULK_FIRST_WAIT);
@@ -89,6 +93,9 @@ pub(super) fn bulk_step(
             }
         }
     }
+    if !cfg.backfill_events {
+        return bulk_page_via_copy(rt, cfg, c, &job_id);
+    }
     if !rt.try_spend(1) {
         return Ok(false);
     }
@@ -100,9 +107,6 @@ pub(super) fn bulk_step(
     ))?;
     let fetched_in = fetch_started.elapsed();
     let cr = rt.collection(&c.object_name)?;
-    if !cfg.backfill_events && !page.csv.is_empty() {
-        return bulk_page_via_copy(cfg, c, cr, page, fetched_in);
-    }
     let mut reader = match sync_core::records::CsvRecords::new(&page.csv, &cr.columns) {
         Ok(r) => Some(r),
         Err(_) if page.csv.is_empty() => None,
@@ -146,48 +150,215 @@ pub(super) fn bulk_step(
     Ok(page.locator.is_some())
 }
 
-/// The fast path for a Bulk page: the CSV goes to a file in the data directory and
-/// into the table through `COPY` and one `INSERT ... SELECT ... ON CONFLICT`.
+/// A results page being written to a file of the data directory by a request started
+/// ahead (`SyncRuntime::fetch_ahead`), while the page before it is applied. Dropped
+/// unused, it is abandoned and its file removed.
+pub struct BulkDownload {
+    /// The job and the locator it was asked for.
+    job_id: String,
+    locator: Option<String>,
+    path: PathBuf,
+    ahead: Option<Ahead<salesforce::BulkPageInfo>>,
+}
+
+impl Drop for BulkDownload {
+    fn drop(&mut self) {
+        if self.ahead.take().is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A new file for a results page: in the data directory (COPY reads it there), named
+/// for the database and the process, so the worker can remove what a crash left.
+fn page_file() -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    crate::secrets::data_dir().join(format!(
+        "{}{}_{}_{}.csv",
+        PAGE_FILE_PREFIX,
+        file_owner(),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+const PAGE_FILE_PREFIX: &str = "sequin_sf_bulk_";
+
+fn file_owner() -> u32 {
+    // SAFETY: set once the worker is connected to its database.
+    unsafe { pgrx::pg_sys::MyDatabaseId }.to_u32()
+}
+
+/// Removes results pages a crashed worker of this database left behind.
+pub fn remove_leftover_pages() {
+    let prefix = format!("{PAGE_FILE_PREFIX}{}_", file_owner());
+    let Ok(entries) = std::fs::read_dir(crate::secrets::data_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Writes the results page at `locator` to a new file, now.
+fn download_now(
+    rt: &SyncRuntime,
+    job_id: &str,
+    locator: Option<&str>,
+) -> Result<(PathBuf, salesforce::BulkPageInfo), StepError> {
+    let path = page_file();
+    let written = std::fs::File::create(&path)
+        .map_err(|e| salesforce::Error::Transport(format!("{}: {e}", path.display())).into())
+        .and_then(|mut file| {
+            rt.call(
+                rt.client
+                    .bulk_query_results_into(job_id, locator, Some(BULK_PAGE), &mut file),
+            )
+        });
+    match written {
+        Ok(info) => Ok((path, info)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
+}
+
+/// Starts writing the results page at `locator` to a new file in the background.
+fn download_ahead(rt: &mut SyncRuntime, job_id: &str, locator: &str) -> Option<BulkDownload> {
+    let path = page_file();
+    let (client, job, loc, file) = (
+        rt.client.clone(),
+        job_id.to_string(),
+        locator.to_string(),
+        path.clone(),
+    );
+    let ahead = rt.fetch_ahead(async move {
+        let mut out = std::fs::File::create(&file)
+            .map_err(|e| salesforce::Error::Transport(format!("{}: {e}", file.display())))?;
+        client
+            .bulk_query_results_into(&job, Some(&loc), Some(BULK_PAGE), &mut out)
+            .await
+    })?;
+    Some(BulkDownload {
+        job_id: job_id.to_string(),
+        locator: Some(locator.to_string()),
+        path,
+        ahead: Some(ahead),
+    })
+}
+
+/// The fast path for a Bulk page (no backfill events): the CSV is streamed to a file
+/// in the data directory, never held in memory, while the previous page is applied;
+/// it goes into the table through `COPY` and one `INSERT ... SELECT`, a plain one
+/// while the job's rows are new to the table (`StageInsert::New`), else an upsert.
 fn bulk_page_via_copy(
+    rt: &mut SyncRuntime,
     cfg: &SyncConfig,
     c: &CollectionRow,
-    cr: &CollectionRuntime,
-    page: salesforce::BulkResultsPage,
-    fetched_in: Duration,
+    job_id: &str,
 ) -> Result<bool, StepError> {
-    let header = sync_core::records::csv_header(&page.csv).map_err(|e| StepError::Collection {
-        object: c.object_name.clone(),
-        message: e.to_string(),
-    })?;
-    let path =
-        crate::secrets::data_dir().join(format!("sequin_sf_bulk_{}.csv", std::process::id()));
-    let shown = path.display().to_string();
-    std::fs::write(&path, &page.csv).map_err(|e| StepError::Collection {
-        object: c.object_name.clone(),
-        message: format!("could not write the Bulk page to {shown}: {e}"),
-    })?;
-    let cid = naming::collection_id(&c.object_name);
-    let t = target(cfg, c, cr, &cid, false);
     let started = Instant::now();
-    let rows = page.number_of_records as i64;
-    let result = tx(|| {
-        apply::apply_bulk_csv(
-            &cfg.name,
-            &t,
-            &c.object_name,
-            &shown,
-            &header,
-            rows,
-            page.locator.as_deref(),
-        )
-    });
+    let ready = rt
+        .collection_mut(&c.object_name)?
+        .bulk_next
+        .take()
+        .filter(|d| d.job_id == job_id && d.locator == c.bulk_locator);
+    let (path, info) = match ready {
+        Some(mut d) => {
+            let ahead = d.ahead.take().ok_or(StepError::Stopping)?;
+            let fetched = rt.fetched(ahead);
+            if fetched.is_err() {
+                let _ = std::fs::remove_file(&d.path);
+            }
+            (d.path.clone(), fetched?)
+        }
+        None => {
+            if !rt.try_spend(1) {
+                return Ok(false);
+            }
+            download_now(rt, job_id, c.bulk_locator.as_deref())?
+        }
+    };
+    let fetched_in = started.elapsed();
+    if let Some(next) = info.locator.as_deref() {
+        let d = download_ahead(rt, job_id, next);
+        rt.collection_mut(&c.object_name)?.bulk_next = d;
+    }
+    let result = apply_page_file(cfg, c, rt.collection_mut(&c.object_name)?, &path, &info);
     let _ = std::fs::remove_file(&path);
-    result?;
+    let rows = result?;
     pgrx::log!(
         "sequin_sf: {}: Bulk page of {rows} rows fetched in {:.2} s, applied in {:.2} s",
         c.object_name,
         fetched_in.as_secs_f64(),
-        started.elapsed().as_secs_f64()
+        (started.elapsed() - fetched_in).as_secs_f64()
     );
-    Ok(page.locator.is_some())
+    Ok(info.locator.is_some())
+}
+
+/// Applies the page in file `path` and moves the persisted locator past it.
+fn apply_page_file(
+    cfg: &SyncConfig,
+    c: &CollectionRow,
+    cr: &mut CollectionRuntime,
+    path: &std::path::Path,
+    info: &salesforce::BulkPageInfo,
+) -> Result<i64, StepError> {
+    let cid = naming::collection_id(&c.object_name);
+    let t = target(cfg, c, cr, &cid, false);
+    if info.number_of_records == 0 {
+        tx(|| {
+            apply::apply_bulk_page(
+                &cfg.name,
+                &t,
+                &c.object_name,
+                &mut || None,
+                info.locator.as_deref(),
+            )
+        })?;
+        return Ok(0);
+    }
+    let file = std::fs::File::open(path).map_err(|e| StepError::Collection {
+        object: c.object_name.clone(),
+        message: format!("could not read the Bulk page in {}: {e}", path.display()),
+    })?;
+    let header = sync_core::records::csv_header(file).map_err(|e| StepError::Collection {
+        object: c.object_name.clone(),
+        message: e.to_string(),
+    })?;
+    let shown = path.display().to_string();
+    let rows = info.number_of_records as i64;
+    let apply = |mode| {
+        tx(|| {
+            apply::apply_bulk_csv(
+                &cfg.name,
+                &t,
+                &c.object_name,
+                &shown,
+                &header,
+                mode,
+                rows,
+                info.locator.as_deref(),
+            )
+        })
+    };
+    let mut rows_new = cr.bulk_rows_new;
+    let result = if rows_new {
+        // a row already stored (a job started again, a record created through the
+        // write path meanwhile) fails the plain insert: the page is applied again as
+        // an upsert, and so is the rest of the job
+        catch_errors(|| apply(StageInsert::New)).unwrap_or_else(|message| {
+            pgrx::log!("sequin_sf: {}: upserting Bulk pages ({message})", c.object_name);
+            rows_new = false;
+            apply(StageInsert::Upsert)
+        })
+    } else {
+        apply(StageInsert::Upsert)
+    };
+    cr.bulk_rows_new = rows_new;
+    result?;
+    Ok(rows)
 }

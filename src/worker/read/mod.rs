@@ -8,6 +8,8 @@
 mod apply;
 mod backfill;
 mod bulk;
+
+pub use bulk::{remove_leftover_pages, BulkDownload};
 mod drift;
 mod poll;
 mod refresh;
