@@ -143,7 +143,10 @@ pub fn follow_type(column: PgType, field: Option<PgType>) -> TypeFollow {
         (Integer, BigInt)
             | (Integer | BigInt, Numeric)
             | (Date, Timestamptz)
-            | (Boolean | Integer | BigInt | Numeric | Date | Timestamptz | Time, Text)
+            | (
+                Boolean | Integer | BigInt | Numeric | Date | Timestamptz | Time,
+                Text
+            )
     );
     if lossless {
         TypeFollow::Alter
@@ -333,7 +336,10 @@ mod tests {
         assert_eq!(follow_type(Date, Some(Numeric)), Stop);
         assert_eq!(follow_type(Text, None), Stop);
         assert_eq!(PgType::from_catalog("character varying"), Some(Text));
-        assert_eq!(PgType::from_catalog("timestamp with time zone"), Some(Timestamptz));
+        assert_eq!(
+            PgType::from_catalog("timestamp with time zone"),
+            Some(Timestamptz)
+        );
         assert_eq!(PgType::from_catalog("numeric"), Some(Numeric));
         assert_eq!(PgType::from_catalog("point"), None);
     }
