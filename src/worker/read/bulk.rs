@@ -351,7 +351,10 @@ fn apply_page_file(
         // write path meanwhile) fails the plain insert: the page is applied again as
         // an upsert, and so is the rest of the job
         catch_errors(|| apply(StageInsert::New)).unwrap_or_else(|message| {
-            pgrx::log!("sequin_sf: {}: upserting Bulk pages ({message})", c.object_name);
+            pgrx::log!(
+                "sequin_sf: {}: upserting Bulk pages ({message})",
+                c.object_name
+            );
             rows_new = false;
             apply(StageInsert::Upsert)
         })

@@ -178,7 +178,10 @@ fn type_note(
     let field = format!("{}.{}", tref.object, f.name);
     let column = format!("{}.{}.{}", tref.schema, tref.table, col.column);
     let why = refused.map_or(String::new(), |e| {
-        format!(" (converting it to {} failed: {e})", wanted.map_or("?", PgType::as_sql))
+        format!(
+            " (converting it to {} failed: {e})",
+            wanted.map_or("?", PgType::as_sql)
+        )
     });
     let Some(to) = wanted else {
         return Some(format!(

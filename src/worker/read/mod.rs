@@ -154,7 +154,9 @@ fn follow_table_shape(
 }
 
 /// The columns the sync fills, from `catalog::load_columns`.
-pub(super) fn active_columns(all: Vec<(sync_core::ColumnSpec, bool)>) -> Vec<sync_core::ColumnSpec> {
+pub(super) fn active_columns(
+    all: Vec<(sync_core::ColumnSpec, bool)>,
+) -> Vec<sync_core::ColumnSpec> {
     all.into_iter()
         .filter(|(_, active)| *active)
         .map(|(c, _)| c)

@@ -175,7 +175,9 @@ fn apply_deleted_response(
     // Salesforce may cover less of the window than asked ("latestDateCovered ... less
     // than or equal to endDate", getDeleted(), SOAP API Developer Guide): the next
     // window starts where this one's coverage ended.
-    let end = deleted.latest_date_covered.map_or(end, |covered| covered.min(end));
+    let end = deleted
+        .latest_date_covered
+        .map_or(end, |covered| covered.min(end));
     if let Some(earliest) = deleted.earliest_date_available.filter(|e| *e > start) {
         // the delete log no longer reaches back to the window's start
         pgrx::warning!(
