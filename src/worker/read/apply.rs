@@ -451,32 +451,43 @@ pub fn apply_bulk_page(
     })
 }
 
-/// Applies one Bulk results page through a staging table filled by `COPY` from the
-/// CSV file `path` (as Salesforce sent it), then moves the persisted locator past it,
-/// in one transaction. No events: used when backfill events are off.
+/// A Bulk results page in a CSV file of the data directory, as Salesforce sent it.
+pub struct CsvPage<'a> {
+    pub path: &'a str,
+    pub header: &'a [String],
+    pub rows: i64,
+    /// The locator of the page after it (None: the last page).
+    pub next_locator: Option<&'a str>,
+}
+
+/// Applies one Bulk results page through a staging table filled by `COPY` from its
+/// file, then moves the persisted locator past it, in one transaction. No events: used
+/// when backfill events are off.
 pub fn apply_bulk_csv(
     sync: &str,
     target: &ApplyTarget,
     object: &str,
-    path: &str,
-    header: &[String],
+    page: &CsvPage,
     mode: StageInsert,
-    rows: i64,
-    next_locator: Option<&str>,
 ) -> SpiResult<()> {
     const STAGE: &str = "_sequin_sf_stage";
     Spi::connect_mut(|c| {
         mark_applying(c)?;
-        c.update(&sync_core::sql::create_stage(STAGE, header), None, &[])?;
-        c.update(&sync_core::sql::copy_into_stage(STAGE, path), None, &[])?;
+        c.update(&sync_core::sql::create_stage(STAGE, page.header), None, &[])?;
         c.update(
-            &sync_core::sql::insert_from_stage(target, STAGE, header, mode),
+            &sync_core::sql::copy_into_stage(STAGE, page.path),
+            None,
+            &[],
+        )?;
+        c.update(
+            &sync_core::sql::insert_from_stage(target, STAGE, page.header, mode),
             None,
             &[],
         )?;
         c.update(&format!("DROP TABLE {STAGE}"), None, &[])?;
-        let done = next_locator.is_none();
-        record_progress(c, sync, object, Resume::Locator(next_locator), rows, done)?;
+        let done = page.next_locator.is_none();
+        let resume = Resume::Locator(page.next_locator);
+        record_progress(c, sync, object, resume, page.rows, done)?;
         Ok(())
     })
 }

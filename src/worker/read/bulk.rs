@@ -331,20 +331,13 @@ fn apply_page_file(
     })?;
     let shown = path.display().to_string();
     let rows = info.number_of_records as i64;
-    let apply = |mode| {
-        tx(|| {
-            apply::apply_bulk_csv(
-                &cfg.name,
-                &t,
-                &c.object_name,
-                &shown,
-                &header,
-                mode,
-                rows,
-                info.locator.as_deref(),
-            )
-        })
+    let csv_page = apply::CsvPage {
+        path: &shown,
+        header: &header,
+        rows,
+        next_locator: info.locator.as_deref(),
     };
+    let apply = |mode| tx(|| apply::apply_bulk_csv(&cfg.name, &t, &c.object_name, &csv_page, mode));
     let mut rows_new = cr.bulk_rows_new;
     let result = if rows_new {
         // a row already stored (a job started again, a record created through the
