@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Starts or stops a throwaway Postgres 15 cluster with sequin_sf preloaded.
 # Postgres refuses to run as root, so the cluster belongs to the `postgres` user.
-#   scripts/pg-cluster.sh start DIR PORT [DATABASE]
+#   scripts/pg-cluster.sh start DIR PORT [DATABASE [NAME=VALUE ...]]
 #   scripts/pg-cluster.sh stop DIR
+# NAME=VALUE settings are appended to postgresql.conf when the cluster is created, after
+# the defaults below, so they override them (shared_preload_libraries='' gives a plain
+# Postgres without sequin_sf).
 set -euo pipefail
 BIN=/usr/lib/postgresql/15/bin
 cmd=${1:?start|stop}; dir=${2:?data directory}
@@ -11,7 +14,7 @@ as_pg() { if [ "$(id -un)" = postgres ]; then "$@"; else sudo -u postgres "$@"; 
 
 case "$cmd" in
   start)
-    port=${3:?port}; db=${4:-postgres}
+    port=${3:?port}; db=${4:-postgres}; shift $(( $# < 4 ? $# : 4 ))
     mkdir -p "$dir"; chown postgres:postgres "$dir"; chmod 700 "$dir"
     if [ ! -f "$dir/PG_VERSION" ]; then
       as_pg "$BIN/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
@@ -29,6 +32,9 @@ synchronous_commit = off
 full_page_writes = off
 log_min_messages = info
 CONF
+      for setting in "$@"; do
+        printf '%s = %s\n' "${setting%%=*}" "${setting#*=}" >> "$dir/postgresql.conf"
+      done
     fi
     as_pg "$BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null
     if [ "$db" != postgres ]; then
@@ -40,5 +46,5 @@ CONF
   stop)
     [ -f "$dir/postmaster.pid" ] && as_pg "$BIN/pg_ctl" -D "$dir" -m fast -w stop >/dev/null || true
     ;;
-  *) echo "usage: $0 start DIR PORT [DATABASE] | stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 start DIR PORT [DATABASE [NAME=VALUE ...]] | stop DIR" >&2; exit 2 ;;
 esac

@@ -114,14 +114,18 @@ class Emulator:
 
 
 class Cluster:
-    """A Postgres 15 cluster owned by the postgres user with sequin_sf preloaded."""
+    """A Postgres 15 cluster owned by the postgres user with sequin_sf preloaded.
+    `settings` ({name: value}, values as postgresql.conf spells them) are added to its
+    postgresql.conf when it is created and override the defaults of scripts/pg-cluster.sh,
+    e.g. {"shared_preload_libraries": "''"} for a plain Postgres without sequin_sf."""
 
-    def __init__(self, database="postgres"):
+    def __init__(self, database="postgres", settings=None):
         self.dir = tempfile.mkdtemp(prefix="sequin-sf-pg-", dir="/tmp")
         os.chmod(self.dir, 0o755)
         self.datadir = os.path.join(self.dir, "data")
         self.port = free_port()
         self.database = database
+        self.settings = [f"{k}={v}" for k, v in (settings or {}).items()]
         self.start()
 
     @property
@@ -130,7 +134,9 @@ class Cluster:
 
     def start(self):
         subprocess.run(
-            [CLUSTER_SCRIPT, "start", self.datadir, str(self.port), self.database], check=True
+            [CLUSTER_SCRIPT, "start", self.datadir, str(self.port), self.database,
+             *self.settings],
+            check=True,
         )
 
     def stop(self, mode="fast"):
