@@ -266,6 +266,19 @@ impl Client {
         self.fetch_and_store_token().await
     }
 
+    /// The session for calls that carry the token themselves (the Pub/Sub API sends it
+    /// as gRPC metadata, `crate::cdc`): the current one, or a new one when `stale` names
+    /// the generation of a token the server just refused.
+    pub(crate) async fn session_for_metadata(&self, stale: Option<u64>) -> Result<Arc<Session>> {
+        if stale.is_some() {
+            self.inner
+                .counters
+                .session_refreshes
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.session(stale).await
+    }
+
     /// Sends a data request; on 401 `INVALID_SESSION_ID` refreshes the token once and
     /// retries once. Statuses below 400 (including 300 and 304) are returned; the rest
     /// become [`Error::Api`].

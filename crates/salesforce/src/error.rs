@@ -228,6 +228,13 @@ error_codes! {
     ConcurrentRequestLimitExceeded => "CONCURRENT_REQUEST_LIMIT_EXCEEDED",
     TxnSecurityNoAccess => "TXN_SECURITY_NO_ACCESS",
     UnknownException => "UNKNOWN_EXCEPTION",
+    // Pub/Sub API codes, sent in the `error-code` trailer of a failed gRPC call
+    // ("Handle Errors", Pub/Sub API Developer Guide); `crate::cdc` maps calls onto them.
+    PubSubAuth => "sfdc.platform.eventbus.grpc.service.auth.error",
+    PubSubReplayIdCorrupted => "sfdc.platform.eventbus.grpc.subscription.fetch.replayid.corrupted",
+    PubSubServiceUnavailable => "sfdc.platform.eventbus.grpc.service.unavailable",
+    PubSubTopicNotFound => "sfdc.platform.eventbus.grpc.topic.notfound",
+    PubSubSchemaNotFound => "sfdc.platform.eventbus.grpc.schema.notfound",
 }
 
 impl ErrorCode {
@@ -240,7 +247,13 @@ impl ErrorCode {
                 | ErrorCode::QueryTimeout
                 | ErrorCode::ServerUnavailable
                 | ErrorCode::ConcurrentRequestLimitExceeded
+                | ErrorCode::PubSubServiceUnavailable
         )
+    }
+
+    /// Codes of the Pub/Sub API (`sfdc.platform.eventbus...`), known or not.
+    pub fn is_pubsub(&self) -> bool {
+        self.as_str().starts_with("sfdc.platform.eventbus.")
     }
 }
 
@@ -287,6 +300,14 @@ fn api_message(status: u16, errors: &[ApiError]) -> String {
         .find_map(|e| code_hint(&e.error_code))
         .map(|h| format!(". {h}"))
         .unwrap_or_default();
+    // Pub/Sub API failures are gRPC statuses; `status` is only their HTTP equivalent
+    // (see `crate::cdc`), so the message does not claim an HTTP answer.
+    if errors.iter().all(|e| e.error_code.is_pubsub()) {
+        return format!(
+            "Salesforce Pub/Sub API call failed: {}{hint}",
+            parts.join("; ")
+        );
+    }
     format!(
         "Salesforce returned HTTP {status}: {}{hint}",
         parts.join("; ")
@@ -321,6 +342,26 @@ fn code_hint(code: &ErrorCode) -> Option<&'static str> {
         | ErrorCode::InsufficientAccessOnCrossReferenceEntity => {
             "The user lacks permission for this record or object; check sharing and profile \
              permissions"
+        }
+        ErrorCode::PubSubAuth => {
+            "The Pub/Sub API refused the session even after a fresh login: check that the \
+             user may use the API and that the org id and instance URL of the session match \
+             the Pub/Sub endpoint's org"
+        }
+        ErrorCode::PubSubReplayIdCorrupted => {
+            "The stored replay id is no longer valid (older than the event retention, 72 \
+             hours for change events, or from another org): events may have been missed, so \
+             re-read the records and subscribe again from LATEST"
+        }
+        ErrorCode::PubSubServiceUnavailable => {
+            "The event stream was closed by the server or the network; subscribe again from \
+             the last replay id after a backoff"
+        }
+        ErrorCode::PubSubTopicNotFound => {
+            "The channel name is wrong or not a channel of this org: change event channels \
+             are /data/ChangeEvents, /data/<Object>ChangeEvent and \
+             /data/<Name>__ChangeEvent for custom objects, and the object must be selected for \
+             Change Data Capture in Setup"
         }
         _ => return None,
     })

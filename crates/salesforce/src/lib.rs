@@ -6,6 +6,8 @@
 
 mod auth;
 mod bulk;
+/// Change Data Capture over the Pub/Sub API (gRPC): subscribe and decode change events.
+pub mod cdc;
 mod changes;
 mod client;
 mod composite;
