@@ -4,6 +4,7 @@ mod support;
 
 mod auth;
 mod bulk;
+mod cdc;
 mod composite;
 mod describe;
 mod errors;
