@@ -244,4 +244,30 @@ mod tests {
         assert!(!ChangeType::Update.is_gap());
         assert!(!ChangeType::parse("SNAPSHOT").is_gap());
     }
+
+    #[test]
+    fn origin_client_is_the_call_options_client() {
+        let mut e = ChangeEvent {
+            replay_id: vec![1],
+            event_id: String::new(),
+            schema_id: String::new(),
+            entity: "Contact".into(),
+            change_type: ChangeType::Update,
+            record_ids: Vec::new(),
+            change_origin: "com/salesforce/api/rest/61.0;client=sequin_sf".into(),
+            transaction_key: String::new(),
+            sequence_number: 1,
+            commit_timestamp: 0,
+            commit_number: 0,
+            commit_user: String::new(),
+            changed_fields: Vec::new(),
+            nulled_fields: Vec::new(),
+            diff_fields: Vec::new(),
+            fields: Map::new(),
+        };
+        assert_eq!(e.origin_client(), Some("sequin_sf"));
+        e.change_origin = "com/salesforce/api/soap/61.0".into();
+        assert_eq!(e.origin_client(), None);
+        assert_eq!(e.commit_time().unwrap().timestamp(), 0);
+    }
 }

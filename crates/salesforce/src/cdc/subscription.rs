@@ -11,6 +11,10 @@
 //! Behavior": an idle stream gets empty FetchResponses carrying the latest replay id, so
 //! a resubscription need not start from a very old replay id).
 //!
+//! Taking a keepalive's position is safe because this client only waits with events
+//! requested: had any event of the topic been waiting before that position, the server
+//! would have sent it instead of the keepalive.
+//!
 //! An auth failure (the token expired while the stream was open) refreshes the REST
 //! session once and resubscribes from the resume point; other failures end the call
 //! with an [`Error`] and leave resubscribing (and its backoff) to the caller.
@@ -178,6 +182,15 @@ impl Subscription {
         self.resume.as_deref()
     }
 
+    /// Where to subscribe again after this stream failed: after the resume point, or
+    /// from where this subscription started when nothing arrived yet.
+    pub fn resume_from(&self) -> Replay {
+        match &self.resume {
+            Some(id) => Replay::After(id.clone()),
+            None => self.start.clone(),
+        }
+    }
+
     /// Events requested on the stream and not yet received.
     pub fn outstanding(&self) -> i32 {
         self.outstanding
@@ -252,10 +265,7 @@ impl Subscription {
 
     /// Subscribes again from the resume point (or the original start) on a new call.
     async fn reopen(&mut self, stale: Option<u64>) -> Result<()> {
-        let from = match &self.resume {
-            Some(id) => Replay::After(id.clone()),
-            None => self.start.clone(),
-        };
+        let from = self.resume_from();
         let stream = open_stream(
             &self.pubsub,
             fetch_request(&self.topic, &from, self.batch),

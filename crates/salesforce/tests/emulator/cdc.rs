@@ -361,6 +361,7 @@ async fn expired_replay_ids_gaps_overflows_and_dropped_streams() {
         }
     };
     assert!(err.is_stream_dropped(), "{err:?}");
+    assert_eq!(sub.resume_from(), Replay::After(evs[2].replay_id.clone()));
     assert!(err.is_transient());
     assert_eq!(err.pubsub_error_kind(), Some(PubSubErrorKind::Unavailable));
     let resume = sub.resume_replay_id().unwrap().to_vec();
