@@ -3,7 +3,11 @@ Postgres, with 10 collections synced under a budget of 100,000 requests/day.
 
 A change is made through the emulator's control API (as a Salesforce user would); the
 clock stops when the new value is visible in the table. Prints median, p95 and the API
-calls the sync spent per minute against its budget."""
+calls the sync spent per minute against its budget.
+
+--slow-neighbour-ms MS measures the lag a second time in the same run, after a second
+sync (another org: a second emulator answering every call MS late) joined the same
+database: each sync has a worker of its own, so the first sync's lag should not move."""
 
 import argparse
 import random
@@ -36,11 +40,41 @@ COLLECTIONS = {
 BUDGET_PER_DAY = 100_000
 
 
+def measure(conn, emu, ids, rng, changes):
+    """Makes `changes` changes one at a time; returns their lags, the API calls spent
+    meanwhile and the minutes it took."""
+    calls_before = emu.stats()["api_requests_total"]
+    started = time.monotonic()
+    lags = []
+    objects = list(COLLECTIONS)
+    for i in range(changes):
+        obj = objects[i % len(objects)]
+        table, field, column = COLLECTIONS[obj]
+        rid = rng.choice(ids[obj])
+        value = f"lag-{i}-{rng.random():.6f}"
+        t0 = time.monotonic()
+        emu.control("PATCH", f"records/{obj}/{rid}", {field: value})
+        while query_value(conn, f'SELECT "{column}" FROM salesforce."{table}"'
+                          " WHERE id = %s", (rid,)) != value:
+            if time.monotonic() - t0 > 120:
+                raise AssertionError(f"change {i} on {obj} never arrived")
+            time.sleep(0.01)
+        lags.append(time.monotonic() - t0)
+        # Wait a random time spanning several poll rounds before the next change, so
+        # changes land at random points of the poll cycle (a short fixed-range pause
+        # right after a change was seen would tie them to the cycle and bias the lag).
+        time.sleep(rng.uniform(0.0, 6.0))
+    minutes = (time.monotonic() - started) / 60
+    return lags, emu.stats()["api_requests_total"] - calls_before, minutes
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--changes", type=int, default=60)
     ap.add_argument("--latency-ms", type=int, default=0,
                     help="added to every API call (real Salesforce: tens to hundreds of ms)")
+    ap.add_argument("--slow-neighbour-ms", type=int, default=0,
+                    help="then measure again beside a second sync whose org answers this late")
     args = ap.parse_args()
     rng = random.Random(5)
 
@@ -61,30 +95,7 @@ def main():
                for o, t in COLLECTIONS.items()}
         time.sleep(3)  # let the first polling rounds settle
 
-        calls_before = emu.stats()["api_requests_total"]
-        started = time.monotonic()
-        lags = []
-        objects = list(COLLECTIONS)
-        for i in range(args.changes):
-            obj = objects[i % len(objects)]
-            table, field, column = COLLECTIONS[obj]
-            rid = rng.choice(ids[obj])
-            value = f"lag-{i}-{rng.random():.6f}"
-            t0 = time.monotonic()
-            emu.control("PATCH", f"records/{obj}/{rid}", {field: value})
-            while query_value(conn, f'SELECT "{column}" FROM salesforce."{table}"'
-                              " WHERE id = %s", (rid,)) != value:
-                if time.monotonic() - t0 > 120:
-                    raise AssertionError(f"change {i} on {obj} never arrived")
-                time.sleep(0.01)
-            lags.append(time.monotonic() - t0)
-            # Wait a random time spanning several poll rounds before the next change, so
-            # changes land at random points of the poll cycle (a short fixed-range pause
-            # right after a change was seen would tie them to the cycle and bias the lag).
-            time.sleep(rng.uniform(0.0, 6.0))
-        minutes = (time.monotonic() - started) / 60
-        calls = emu.stats()["api_requests_total"] - calls_before
-
+        lags, calls, minutes = measure(conn, emu, ids, rng, args.changes)
         print(f"changes: {len(lags)} across {len(COLLECTIONS)} collections")
         print(f"lag median: {median(lags):.2f} s  p95: {percentile(lags, 95):.2f} s"
               f"  max: {max(lags):.2f} s  (target median <= 2 s)")
@@ -92,6 +103,23 @@ def main():
               f" {calls / minutes:.1f}/min; budget {BUDGET_PER_DAY / 1440:.1f}/min")
         print("reference (not measured here): Sequin documents ~12 s at this quota;"
               " Heroku Connect polls every 10 min by default")
+        if args.slow_neighbour_ms:
+            slow = Emulator("--seed", "4", "--generate", "Account=200,Contact=200",
+                            "--latency-ms", str(args.slow_neighbour_ms))
+            try:
+                create_emulator_credential(conn, slow, name="slow")
+                conn.execute(
+                    "SELECT sequin_sf.create_sync('slow', credential => 'slow',"
+                    " collections => ARRAY['Account', 'Contact'], schema_name => 'slow_org',"
+                    " rate_limit_requests => %s)", (BUDGET_PER_DAY,))
+                beside, _, _ = measure(conn, emu, ids, rng, args.changes)
+                slow_calls = slow.stats()["api_requests_total"]
+            finally:
+                slow.stop()
+            print(f"beside a sync whose org answers {args.slow_neighbour_ms} ms late"
+                  f" ({slow_calls} slow calls meanwhile): lag median {median(beside):.2f} s"
+                  f"  p95: {percentile(beside, 95):.2f} s; median ratio to alone:"
+                  f" {median(beside) / median(lags):.2f}")
     finally:
         cluster.destroy()
         emu.stop()

@@ -248,7 +248,19 @@ def sf_records(emulator, soql, query_all=False):
     return out
 
 
-def worker_pid(conn):
+def worker_pid(conn, sync=None):
+    """The pid of the worker running `sync` (by default: of the first sync's worker)."""
+    return query_value(
+        conn,
+        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sequin_sf sync'"
+        " AND (%s::text IS NULL OR application_name = 'sequin_sf sync ' || %s)"
+        " ORDER BY backend_start LIMIT 1",
+        (sync, sync),
+    )
+
+
+def supervisor_pid(conn):
+    """The pid of the database's worker, which starts one worker per sync."""
     return query_value(
         conn, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sequin_sf'"
     )

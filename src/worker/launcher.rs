@@ -5,20 +5,15 @@
 //! failing to connect and being restarted every few seconds for ever.
 
 use std::ffi::CStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pgrx::bgworkers::*;
 use pgrx::prelude::*;
 
+use super::child::{Check, Child};
+
 /// How often the launcher looks at the database and its worker.
 const TICK: Duration = Duration::from_secs(1);
-/// Waits before starting a worker that stopped, doubling while it keeps stopping soon
-/// after its start (a crash loop), up to the maximum.
-const FIRST_RESTART_DELAY: Duration = Duration::from_secs(5);
-const MAX_RESTART_DELAY: Duration = Duration::from_secs(300);
-/// A worker that ran this long before stopping restarts after the first delay again.
-const HEALTHY_RUN: Duration = Duration::from_secs(60);
-
 pub fn register() {
     BackgroundWorkerBuilder::new("sequin_sf launcher")
         .set_function("sequin_sf_launcher_main")
@@ -37,32 +32,21 @@ pub extern "C-unwind" fn sequin_sf_launcher_main(_arg: pg_sys::Datum) {
     // No database: only the shared catalogs (pg_database) are needed here.
     BackgroundWorker::connect_worker_to_spi(None, None);
     let db = crate::guc::database_name();
-    let mut worker: Option<(DynamicBackgroundWorker, Instant)> = None;
+    let mut worker = Child::new();
     let mut reported_missing = false;
-    let mut delay = FIRST_RESTART_DELAY;
-    let mut start_after = Instant::now();
     while BackgroundWorker::wait_latch(Some(TICK)) {
         if super::pg::stopping() {
             break;
         }
-        if let Some((w, started)) = &worker {
-            if matches!(w.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted)) {
-                continue;
-            }
-            // it stopped: back off if it did not last
-            delay = if started.elapsed() >= HEALTHY_RUN {
-                FIRST_RESTART_DELAY
-            } else {
-                (delay * 2).min(MAX_RESTART_DELAY)
-            };
-            start_after = Instant::now() + delay;
-            log!(
+        match worker.check() {
+            Check::Running => continue,
+            Check::Stopped(delay) => log!(
                 "sequin_sf launcher: the worker for database {db} stopped; starting it again in {} s",
                 delay.as_secs()
-            );
-            worker = None;
+            ),
+            Check::Idle => {}
         }
-        if Instant::now() < start_after {
+        if !worker.due() {
             continue;
         }
         if !database_exists(&db) {
@@ -77,16 +61,12 @@ pub extern "C-unwind" fn sequin_sf_launcher_main(_arg: pg_sys::Datum) {
             continue;
         }
         reported_missing = false;
-        match start_worker() {
-            Some(w) => worker = Some((w, Instant::now())),
-            None => {
-                warning!(
-                    "sequin_sf launcher: could not start the worker for database {db} \
-                     (max_worker_processes reached?); retrying in {} s",
-                    delay.as_secs()
-                );
-                start_after = Instant::now() + delay;
-            }
+        if !worker.started(start_worker()) {
+            warning!(
+                "sequin_sf launcher: could not start the worker for database {db} \
+                 (max_worker_processes reached?); retrying in {} s",
+                worker.retry_in().as_secs()
+            );
         }
     }
 }

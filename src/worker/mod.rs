@@ -1,9 +1,12 @@
-//! The background worker: one per server, serving the database named by
-//! `sequin_sf.database_name`, started (and restarted) by the launcher. Each loop
-//! iteration reads the catalog, then for every sync that is not paused runs the write
-//! path first and one step of the read path.
+//! The background workers. The launcher (`launcher`) starts one worker for the database
+//! named by `sequin_sf.database_name`: the supervisor (`sequin_sf_worker_main`), which
+//! starts a worker of its own for every sync that is not paused (`sequin_sf_sync_main`),
+//! starts it again when it stops, and runs a sync itself only while no worker slot is
+//! free for it (see max_worker_processes). A sync's worker runs, in a loop, its write
+//! path and then one step of its read path, so a slow or failing org delays no other.
 
 mod catalog;
+mod child;
 mod error;
 mod launcher;
 mod pg;
@@ -12,12 +15,13 @@ mod runtime;
 mod status;
 mod write;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::*;
 use pgrx::prelude::*;
 
+use child::{Check, Child};
 use pg::stopping;
 use pg::tx;
 use runtime::SyncRuntime;
@@ -38,35 +42,39 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
     let db = crate::guc::database_name();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     log!("sequin_sf worker started for database {db}");
-    // Session settings of the worker, for every transaction it runs:
-    // - log_min_messages: table DDL and the write path's idempotent installs raise
-    //   NOTICEs on every (re)creation; keep the server log for what matters.
-    // - search_path: the worker runs as a superuser; nothing any role creates in a
-    //   schema of its own can stand in for a function or operator the worker's SQL
-    //   (or a function it calls) uses.
-    // - lock_timeout: the worker waits for the application, never the other way round:
-    //   a lock held by an idle transaction makes the worker's statement fail (and be
-    //   retried later) instead of queueing the application's statements behind it.
-    tx(|| {
-        Spi::run(
-            "SELECT set_config('log_min_messages', 'warning', false),
-                    set_config('search_path', 'pg_catalog, pg_temp', false),
-                    set_config('lock_timeout', '2s', false)",
-        )
-    })
-    .unwrap_or_else(|e| warning!("sequin_sf: {e}"));
+    set_session();
     read::remove_leftover_pages();
-    let mut runtimes: HashMap<String, SyncRuntime> = HashMap::new();
-    let mut failed_builds: HashMap<String, Instant> = HashMap::new();
+    let mut children: HashMap<String, Child> = HashMap::new();
+    let mut here = Syncs::default();
     let mut nap = IDLE_NAP;
     while BackgroundWorker::wait_latch(Some(nap)) {
         if BackgroundWorker::sighup_received() {
-            // SAFETY: called from the worker's main thread, outside a transaction.
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-            runtimes.clear();
-            log!("sequin_sf worker reloaded its configuration");
+            reload();
+            here.runtimes.clear();
         }
-        let busy = iteration(&mut runtimes, &mut failed_builds);
+        let Some(syncs) = load_syncs() else {
+            continue;
+        };
+        let active: Vec<&catalog::SyncConfig> = syncs.iter().filter(|s| !s.paused).collect();
+        children.retain(|name, _| active.iter().any(|s| &s.name == name));
+        let mut homeless = Vec::new();
+        for cfg in &active {
+            let child = children.entry(cfg.name.clone()).or_insert_with(Child::new);
+            match child.check() {
+                Check::Running => continue,
+                Check::Stopped(delay) => log!(
+                    "sequin_sf: the worker of sync {} stopped; starting it again in {} s",
+                    cfg.name,
+                    delay.as_secs()
+                ),
+                Check::Idle => {}
+            }
+            if child.due() && child.started(start_sync_worker(&cfg.name)) {
+                continue;
+            }
+            homeless.push(*cfg);
+        }
+        let busy = here.run_homeless(&homeless);
         if stopping() {
             break;
         }
@@ -79,31 +87,215 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
     log!("sequin_sf worker stopping");
 }
 
-/// One pass over all syncs. True when some sync has more work ready at once.
-fn iteration(
-    runtimes: &mut HashMap<String, SyncRuntime>,
-    failed_builds: &mut HashMap<String, Instant>,
-) -> bool {
+/// A sync's own worker. It waits for its sync's lock (a worker of the sync from before
+/// may still be finishing), then runs the sync until it is paused or dropped, or its
+/// supervisor is gone.
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn sequin_sf_sync_main(arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let sync = BackgroundWorker::get_extra().to_string();
+    let supervisor = arg.value() as i32;
+    BackgroundWorker::connect_worker_to_spi(Some(&crate::guc::database_name()), None);
+    set_session();
+    // pg_stat_activity shows which sync a worker runs
+    tx(|| {
+        Spi::run_with_args(
+            "SELECT set_config('application_name', $1, false)",
+            &[format!("sequin_sf sync {sync}").into()],
+        )
+    })
+    .unwrap_or_else(|e| warning!("sequin_sf: {e}"));
+    while !take_sync_lock(&sync) {
+        if !BackgroundWorker::wait_latch(Some(Duration::from_secs(1))) || !alive(supervisor) {
+            return;
+        }
+    }
+    log!("sequin_sf: worker of sync {sync} started");
+    let mut own = Syncs::default();
+    let mut nap = IDLE_NAP;
+    while BackgroundWorker::wait_latch(Some(nap)) {
+        if BackgroundWorker::sighup_received() {
+            reload();
+            own.runtimes.clear();
+        }
+        if !alive(supervisor) {
+            break;
+        }
+        let Some(syncs) = load_syncs() else {
+            continue;
+        };
+        let Some(cfg) = syncs.iter().find(|s| s.name == sync && !s.paused) else {
+            break;
+        };
+        let busy = own.run(&[cfg]);
+        if stopping() {
+            break;
+        }
+        nap = if busy {
+            Duration::from_millis(1)
+        } else {
+            IDLE_NAP
+        };
+    }
+    log!("sequin_sf: worker of sync {sync} stopping");
+}
+
+fn start_sync_worker(sync: &str) -> Option<DynamicBackgroundWorker> {
+    // SAFETY: MyProcPid is this process's pid, set before any worker code runs.
+    let me = unsafe { pg_sys::MyProcPid };
+    BackgroundWorkerBuilder::new(&format!("sequin_sf sync {sync}"))
+        .set_function("sequin_sf_sync_main")
+        .set_library("sequin_sf")
+        .set_type("sequin_sf sync")
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        // the supervisor restarts it, with a backoff
+        .set_restart_time(None)
+        .set_argument(Some(pg_sys::Datum::from(me)))
+        .set_extra(sync)
+        .set_notify_pid(me)
+        .load_dynamic()
+        .ok()
+}
+
+/// Settings of a worker's session, for every transaction it runs:
+/// - log_min_messages: table DDL and the write path's idempotent installs raise
+///   NOTICEs on every (re)creation; keep the server log for what matters.
+/// - search_path: the worker runs as a superuser; nothing any role creates in a
+///   schema of its own can stand in for a function or operator the worker's SQL
+///   (or a function it calls) uses.
+/// - lock_timeout: the worker waits for the application, never the other way round:
+///   a lock held by an idle transaction makes the worker's statement fail (and be
+///   retried later) instead of queueing the application's statements behind it.
+fn set_session() {
+    tx(|| {
+        Spi::run(
+            "SELECT set_config('log_min_messages', 'warning', false),
+                    set_config('search_path', 'pg_catalog, pg_temp', false),
+                    set_config('lock_timeout', '2s', false)",
+        )
+    })
+    .unwrap_or_else(|e| warning!("sequin_sf: {e}"));
+}
+
+fn reload() {
+    // SAFETY: called from the worker's main thread, outside a transaction.
+    unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+    log!("sequin_sf worker reloaded its configuration");
+}
+
+/// Whether the process `pid` (the supervisor) still runs.
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 checks for the process without sending anything.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// The session-level advisory lock that only the process running a sync holds: a sync
+/// is never run by two processes at once (a worker ending while its successor starts,
+/// the supervisor running it while no slot was free).
+fn take_sync_lock(sync: &str) -> bool {
+    tx(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT pg_try_advisory_lock(hashtext('sequin_sf sync'), hashtext($1))",
+            &[sync.into()],
+        )
+    })
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
+fn release_sync_lock(sync: &str) {
+    let released = tx(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT pg_advisory_unlock(hashtext('sequin_sf sync'), hashtext($1))",
+            &[sync.into()],
+        )
+    });
+    if let Err(e) = released {
+        warning!("sequin_sf: {e}");
+    }
+}
+
+/// The catalog's syncs, or None (said in the log) when it cannot be read; none before
+/// `ALTER EXTENSION ... UPDATE` brought the SQL objects to this library's release.
+fn load_syncs() -> Option<Vec<catalog::SyncConfig>> {
     let syncs = tx(|| -> pgrx::spi::SpiResult<_> {
         match catalog::installed_version()? {
             Some(v) if same_release(&v) => catalog::load_syncs(),
             _ => Ok(Vec::new()),
         }
     });
-    let syncs = match syncs {
-        Ok(s) => s,
+    match syncs {
+        Ok(s) => Some(s),
         Err(e) => {
             warning!("sequin_sf: could not read the catalog: {e}");
-            return false;
+            None
         }
-    };
+    }
+}
+
+/// The syncs one process runs, with their state between passes.
+#[derive(Default)]
+struct Syncs {
+    runtimes: HashMap<String, SyncRuntime>,
+    failed_builds: HashMap<String, Instant>,
+    /// Syncs whose lock this process holds while running them without a worker of
+    /// their own (the supervisor only).
+    locked: HashSet<String>,
+}
+
+impl Syncs {
+    /// The supervisor runs the syncs it could not give a worker, each while it holds
+    /// the sync's lock, and lets go of those that have one again.
+    fn run_homeless(&mut self, homeless: &[&catalog::SyncConfig]) -> bool {
+        let gone: Vec<String> = self
+            .locked
+            .iter()
+            .filter(|name| !homeless.iter().any(|s| &s.name == *name))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.runtimes.remove(&name);
+            release_sync_lock(&name);
+            self.locked.remove(&name);
+        }
+        let mut mine = Vec::new();
+        for cfg in homeless {
+            if self.locked.contains(&cfg.name) || take_sync_lock(&cfg.name) {
+                if self.locked.insert(cfg.name.clone()) {
+                    warning!(
+                        "sequin_sf: no background worker slot is free for sync {} \
+                         (max_worker_processes): the database's worker runs it, with the others it runs",
+                        cfg.name
+                    );
+                }
+                mine.push(*cfg);
+            }
+        }
+        self.run(&mine)
+    }
+
+    /// One pass over `syncs`. True when some sync has more work ready at once.
+    fn run(&mut self, syncs: &[&catalog::SyncConfig]) -> bool {
+        iteration(&mut self.runtimes, &mut self.failed_builds, syncs)
+    }
+}
+
+/// One pass over `syncs` (none paused). True when some sync has more work ready at once.
+fn iteration(
+    runtimes: &mut HashMap<String, SyncRuntime>,
+    failed_builds: &mut HashMap<String, Instant>,
+    syncs: &[&catalog::SyncConfig],
+) -> bool {
     runtimes.retain(|name, rt| {
         syncs
             .iter()
-            .any(|s| &s.name == name && !s.paused && s.fingerprint() == rt.fingerprint)
+            .any(|s| &s.name == name && s.fingerprint() == rt.fingerprint)
     });
     let mut busy = false;
-    for cfg in syncs.iter().filter(|s| !s.paused) {
+    for cfg in syncs {
         if stopping() {
             break;
         }
