@@ -351,6 +351,27 @@ def test_read_restart_mid_backfill_resumes_without_duplicates_or_gaps(start_emul
     db.close()
 
 
+def test_read_a_backfill_that_meets_stored_rows_upserts_them(start_emulator, db, cluster):
+    """Backfill pages are inserted as new rows while they are (no upsert cost); a page
+    that meets rows already stored, here because the backfill was made to start over,
+    is applied again as an upsert, and the table ends with each record once."""
+    emulator = start_emulator("--seed", "5", "--generate", "Contact=9000")
+    start_sync(db, emulator, ["Contact"])
+    db.execute("SELECT sequin_sf.alter_sync('emu', bulk_threshold => 1000000000)")
+    wait_backfilled(db, "emu")
+    assert "upserting backfill pages" not in cluster.log()
+    # the backfill starts over, as if its progress had been lost, on a full table
+    db.execute("SELECT sequin_sf.pause_sync('emu')")
+    db.execute("UPDATE sequin_sf._collections SET state = 'backfilling', backfill_cursor = NULL,"
+               " rows_done = 0")
+    db.execute("SELECT sequin_sf.resume_sync('emu')")
+    wait_backfilled(db, "emu")
+    assert query_value(db, "SELECT count(*) FROM salesforce.contact") == 9000
+    assert query_value(db, "SELECT count(DISTINCT id) FROM salesforce.contact") == 9000
+    assert "upserting backfill pages" in cluster.log()
+    assert query_value(db, "SELECT last_error FROM sequin_sf.sync_status") is None
+
+
 def test_read_survives_expired_tokens_503s_and_exhausted_quota(emulator, db):
     start_sync(db, emulator, ["Contact"])
     wait_backfilled(db, "emu")

@@ -43,6 +43,9 @@ pub struct CollectionRuntime {
     pub describe_in_full: bool,
     /// A Bulk job of this backfill ended Failed or Aborted: do not switch back to Bulk.
     pub bulk_failed: bool,
+    /// REST backfill: pages are taken as new to the table (plain inserts) until a row
+    /// is found there.
+    pub rest_rows_new: bool,
     /// REST backfill pages are cut to this many records after a QUERY_TIMEOUT.
     pub rest_limit: Option<u32>,
     /// The backfill's COUNT() timed out: it goes on without a total.
@@ -85,6 +88,7 @@ impl CollectionRuntime {
             table_shape: None,
             describe_in_full: false,
             bulk_failed: false,
+            rest_rows_new: true,
             rest_limit: None,
             count_timed_out: false,
         }

@@ -410,15 +410,44 @@ fn stage_cast(alias: &str, field: &str, t: PgType) -> String {
     }
 }
 
-/// How a staged page meets rows already in the table.
+/// How a backfill page meets rows already in the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StageInsert {
+pub enum InsertMode {
     /// A stored row is updated when its stamp differs.
     Upsert,
-    /// No row of the page can be in the table yet (a Bulk job's pages are disjoint):
-    /// a plain INSERT, a third cheaper than the upsert; a row already there fails it
-    /// with a unique violation, and the caller applies the page again as `Upsert`.
+    /// No row of the page can be in the table yet (a Bulk job's pages are disjoint, REST
+    /// keyset pages follow each other): a plain INSERT, a third cheaper than the upsert;
+    /// a row already there fails it with a unique violation, and the caller applies the
+    /// page again as `Upsert`.
     New,
+}
+
+/// The statement inserting a page of records none of which is in the table yet
+/// (`InsertMode::New`), without events: `$1` is the text of a JSON array of records.
+/// Returns one row `(inserted bigint, 0, 0)`, like `apply_page`.
+pub fn insert_page(t: &ApplyTarget) -> String {
+    let cols = t.columns;
+    let record_def: Vec<String> = cols
+        .iter()
+        .map(|c| format!("{} {}", qi(&c.field), source_type_and_expr(c).0))
+        .collect();
+    let insert_cols: Vec<String> = cols.iter().map(|c| qi(&c.column)).collect();
+    let select_exprs: Vec<String> = cols.iter().map(|c| source_type_and_expr(c).1).collect();
+    let live = if t.has_is_deleted() {
+        " AND NOT coalesce(src.\"IsDeleted\", false)"
+    } else {
+        ""
+    };
+    format!(
+        "WITH src AS ({source}),\n\
+         up AS (INSERT INTO {full} ({cols}) SELECT {exprs} FROM src\n\
+         WHERE src.\"Id\" IS NOT NULL{live} RETURNING 1)\n\
+         SELECT (SELECT count(*) FROM up), 0::bigint, 0::bigint",
+        source = page_source(false, &record_def.join(", ")),
+        full = t.full_table(),
+        cols = insert_cols.join(", "),
+        exprs = select_exprs.join(", "),
+    )
 }
 
 /// Inserts the staged page into the data table: casts each value, rebuilds compound
@@ -428,7 +457,7 @@ pub fn insert_from_stage(
     t: &ApplyTarget,
     stage: &str,
     header: &[String],
-    mode: StageInsert,
+    mode: InsertMode,
 ) -> String {
     let has = |f: &str| header.iter().any(|h| h == f);
     let mut cols = Vec::new();
@@ -491,7 +520,7 @@ pub fn insert_from_stage(
         exprs.join(", "),
         qi(stage)
     );
-    if mode == StageInsert::Upsert {
+    if mode == InsertMode::Upsert {
         sql.push_str(&format!(" ON CONFLICT (id) {on_conflict}"));
     }
     sql
@@ -624,8 +653,8 @@ mod tests {
             copy_into_stage("_stage", "/d/x.csv"),
             "COPY \"_stage\" FROM '/d/x.csv' WITH (FORMAT csv, HEADER true)"
         );
-        assert!(!insert_from_stage(&t, "_stage", &header, StageInsert::New).contains("ON CONFLICT"));
-        let sql = insert_from_stage(&t, "_stage", &header, StageInsert::Upsert);
+        assert!(!insert_from_stage(&t, "_stage", &header, InsertMode::New).contains("ON CONFLICT"));
+        let sql = insert_from_stage(&t, "_stage", &header, InsertMode::Upsert);
         assert!(sql.starts_with("INSERT INTO \"salesforce\".\"account\" AS t (\"id\", \"name\", \"number_of_employees\", \"alarm__c\", \"billing_city\", \"billing_latitude\", \"billing_address\", \"system_modstamp\")"), "{sql}");
         assert!(sql.contains("s.\"NumberOfEmployees\"::numeric::integer"));
         assert!(sql.contains("NULLIF(rtrim(s.\"Alarm__c\", 'Z'), '')::time"));

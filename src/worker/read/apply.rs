@@ -8,7 +8,7 @@ use pgrx::spi::{SpiClient, SpiResult};
 use serde_json::Value;
 use sync_core::naming::quote_ident as qi;
 use sync_core::progress::BackfillMode;
-use sync_core::sql::{ApplyTarget, StageInsert};
+use sync_core::sql::{ApplyTarget, InsertMode};
 use sync_core::{ColumnSpec, PgType};
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -36,7 +36,20 @@ pub struct Applied {
 /// Applies records given as the text of a JSON array (Salesforce's own text for REST
 /// backfill pages, so no record is built or re-serialized in the worker).
 fn apply_records(c: &mut SpiClient, target: &ApplyTarget, records: &str) -> SpiResult<Applied> {
-    let sql = sync_core::sql::apply_page(target);
+    insert_records(c, target, records, InsertMode::Upsert)
+}
+
+/// `apply_records`, or (`InsertMode::New`, no events) a plain insert of new records.
+fn insert_records(
+    c: &mut SpiClient,
+    target: &ApplyTarget,
+    records: &str,
+    mode: InsertMode,
+) -> SpiResult<Applied> {
+    let sql = match mode {
+        InsertMode::New if !target.emit_events => sync_core::sql::insert_page(target),
+        _ => sync_core::sql::apply_page(target),
+    };
     let t = c.update(&sql, None, &[records.into()])?;
     let r = t.first();
     Ok(Applied {
@@ -468,7 +481,7 @@ pub fn apply_bulk_csv(
     target: &ApplyTarget,
     object: &str,
     page: &CsvPage,
-    mode: StageInsert,
+    mode: InsertMode,
 ) -> SpiResult<()> {
     const STAGE: &str = "_sequin_sf_stage";
     Spi::connect_mut(|c| {
@@ -492,21 +505,29 @@ pub fn apply_bulk_csv(
     })
 }
 
+/// A REST backfill page: the records' JSON text as Salesforce sent it, how many there
+/// are, the last one's Id (the keyset cursor) and whether it ends the backfill.
+pub struct RestPage<'a> {
+    pub records: &'a str,
+    pub count: i64,
+    pub last_id: Option<&'a str>,
+    pub done: bool,
+}
+
 /// Applies one backfill page and moves the persisted cursor past it, atomically: a
 /// restart resumes after the last stored Id, never re-reading or skipping a page.
 pub fn apply_backfill_page(
     sync: &str,
     target: &ApplyTarget,
     object: &str,
-    records: &str,
-    last_id: Option<&str>,
-    count: i64,
-    done: bool,
+    page: &RestPage,
+    mode: InsertMode,
 ) -> SpiResult<Applied> {
     Spi::connect_mut(|c| {
         mark_applying(c)?;
-        let applied = apply_records(c, target, records)?;
-        record_progress(c, sync, object, Resume::AfterId(last_id), count, done)?;
+        let applied = insert_records(c, target, page.records, mode)?;
+        let resume = Resume::AfterId(page.last_id);
+        record_progress(c, sync, object, resume, page.count, page.done)?;
         notify(c, sync, object, applied)?;
         Ok(applied)
     })

@@ -112,17 +112,21 @@ pub(super) fn backfill_page(
     let cid = naming::collection_id(&c.object_name);
     let t = target(cfg, c, cr, &cid, cfg.backfill_events);
     let apply_started = Instant::now();
-    tx(|| {
-        apply::apply_backfill_page(
-            &cfg.name,
-            &t,
-            &c.object_name,
-            page.records_json(),
-            last_id.as_deref(),
-            count,
-            done,
-        )
-    })?;
+    let rest_page = apply::RestPage {
+        records: page.records_json(),
+        count,
+        last_id: last_id.as_deref(),
+        done,
+    };
+    let mut rows_new = cr.rest_rows_new && !cfg.backfill_events;
+    let applied = super::insert_new_or_upsert(&c.object_name, &mut rows_new, |mode| {
+        tx(|| apply::apply_backfill_page(&cfg.name, &t, &c.object_name, &rest_page, mode))
+            .map_err(StepError::from)
+    });
+    if !rows_new {
+        rt.collection_mut(&c.object_name)?.rest_rows_new = false;
+    }
+    applied?;
     pgrx::log!(
         "sequin_sf: {}: REST page of {count} rows fetched in {:.3} s, applied in {:.3} s",
         c.object_name,

@@ -8,13 +8,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sync_core::progress::BackfillMode;
-use sync_core::sql::StageInsert;
 use sync_core::{naming, queries};
 
 use super::{apply, target};
 use crate::worker::catalog::{CollectionRow, SyncConfig};
 use crate::worker::error::StepError;
-use crate::worker::pg::{catch_errors, tx};
+use crate::worker::pg::tx;
 use crate::worker::runtime::{Ahead, CollectionRuntime, SyncRuntime, BULK_FIRST_WAIT};
 
 /// Records per Bulk results request: few API calls (20 per million), bounded memory.
@@ -253,7 +252,7 @@ fn download_ahead(rt: &mut SyncRuntime, job_id: &str, locator: &str) -> Option<B
 /// The fast path for a Bulk page (no backfill events): the CSV is streamed to a file
 /// in the data directory, never held in memory, while the previous page is applied;
 /// it goes into the table through `COPY` and one `INSERT ... SELECT`, a plain one
-/// while the job's rows are new to the table (`StageInsert::New`), else an upsert.
+/// while the job's rows are new to the table (`InsertMode::New`), else an upsert.
 fn bulk_page_via_copy(
     rt: &mut SyncRuntime,
     cfg: &SyncConfig,
@@ -339,22 +338,9 @@ fn apply_page_file(
     };
     let apply = |mode| tx(|| apply::apply_bulk_csv(&cfg.name, &t, &c.object_name, &csv_page, mode));
     let mut rows_new = cr.bulk_rows_new;
-    let result = if rows_new {
-        // a row already stored (a job started again, a record created through the
-        // write path meanwhile) fails the plain insert: the page is applied again as
-        // an upsert, and so is the rest of the job
-        catch_errors(|| apply(StageInsert::New)).unwrap_or_else(|message| {
-            pgrx::log!(
-                "sequin_sf: {}: upserting Bulk pages ({message})",
-                c.object_name
-            );
-            rows_new = false;
-            apply(StageInsert::Upsert)
-        })
-    } else {
-        apply(StageInsert::Upsert)
-    };
+    let applied = super::insert_new_or_upsert(&c.object_name, &mut rows_new, |mode| {
+        apply(mode).map_err(StepError::from)
+    });
     cr.bulk_rows_new = rows_new;
-    result?;
-    Ok(rows)
+    applied.map(|()| rows)
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use sync_core::progress::CollectionState;
 use sync_core::schedule;
-use sync_core::sql::ApplyTarget;
+use sync_core::sql::{ApplyTarget, InsertMode};
 
 use crate::worker::catalog::{self, CollectionRow, SyncConfig};
 use crate::worker::error::StepError;
@@ -161,6 +161,25 @@ pub(super) fn active_columns(
         .filter(|(_, active)| *active)
         .map(|(c, _)| c)
         .collect()
+}
+
+/// Applies a backfill page as rows new to the table while `rows_new` holds (a plain
+/// insert, `InsertMode::New`); a row already stored (a backfill started again, a record
+/// created through the write path meanwhile) fails that, and the page is applied again
+/// as an upsert, as is the rest of the backfill (`rows_new` turns false).
+pub(super) fn insert_new_or_upsert<R>(
+    object: &str,
+    rows_new: &mut bool,
+    apply: impl Fn(InsertMode) -> Result<R, StepError>,
+) -> Result<R, StepError> {
+    if !*rows_new {
+        return apply(InsertMode::Upsert);
+    }
+    catch_errors(|| apply(InsertMode::New)).unwrap_or_else(|message| {
+        pgrx::log!("sequin_sf: {object}: upserting backfill pages ({message})");
+        *rows_new = false;
+        apply(InsertMode::Upsert)
+    })
 }
 
 pub(super) fn target<'a>(
