@@ -46,8 +46,8 @@ def main():
                     help="force REST pages of 2000 (no Bulk 2.0 job) to compare the two paths")
     ap.add_argument("--latency-ms", type=int, default=0, help="added to every API call")
     ap.add_argument("--bulk-job-ms", type=int, default=0, help="how long a Bulk job runs")
-    ap.add_argument("--max-concurrent", type=int, default=1,
-                    help="the sync's max_concurrent_requests (2 or more: the next page is"
+    ap.add_argument("--max-concurrent", type=int, default=2,
+                    help="the sync's max_concurrent_requests (default 2, as create_sync's; 2 or more: the next page is"
                          " fetched while one is applied)")
     args = ap.parse_args()
 

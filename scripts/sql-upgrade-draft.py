@@ -94,6 +94,7 @@ def functions(sql):
             depth += {"(": 1, ")": -1}.get(body[j], 0)
             j += 1
         args = re.sub(r"/\*.*?\*/", "", body[m.end():j - 1], flags=re.DOTALL)
+        args = re.sub(r"--[^\n]*", "", args)
         found[f"{name}({normalise(args)})"] = (body, args)
     return found
 

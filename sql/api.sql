@@ -345,6 +345,8 @@ BEGIN
 END
 $$;
 
+-- max_concurrent_requests: requests of the sync in flight at once; the default 2 is the
+-- worker's own request and one backfill page fetched ahead while another is applied.
 CREATE FUNCTION sequin_sf.create_sync(
     name text,
     credential text,
@@ -352,7 +354,7 @@ CREATE FUNCTION sequin_sf.create_sync(
     schema_name text DEFAULT 'salesforce',
     rate_limit_requests int DEFAULT 28800,
     rate_limit_interval interval DEFAULT '24 hours',
-    max_concurrent_requests int DEFAULT 1,
+    max_concurrent_requests int DEFAULT 2,
     -- also emit an "inserted" event per backfilled row (slower initial load)
     backfill_events boolean DEFAULT false,
     -- collections with at least this many rows are backfilled with a Bulk 2.0 query job
