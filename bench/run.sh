@@ -8,8 +8,11 @@ echo "== emulator (generation, memory, /query and Bulk 2.0 throughput)"
 target/release/emulator-bench
 echo "== backfill of 1,000,000 Contacts vs COPY"
 $PY bench/backfill.py
-echo "== change lag, 10 collections at 100,000 requests/day"
-$PY bench/change_lag.py
+echo "== REST backfill of 200,000 Contacts, max_concurrent_requests 4, without and with 100 ms per call"
+$PY bench/backfill.py --rest --rows 200000 --max-concurrent 4
+$PY bench/backfill.py --rest --rows 200000 --max-concurrent 4 --latency-ms 100
+echo "== change lag, 10 collections at 100,000 requests/day, then beside a second sync whose org answers 2 s late"
+$PY bench/change_lag.py --slow-neighbour-ms 2000
 echo "== write-back: API calls per 10,000 changed rows, commit-to-succeeded latency"
 $PY bench/write_back.py
 echo "== capture trigger overhead vs the same table without it"
