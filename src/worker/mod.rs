@@ -48,10 +48,7 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
     let mut here = Syncs::default();
     let mut nap = IDLE_NAP;
     while BackgroundWorker::wait_latch(Some(nap)) {
-        if BackgroundWorker::sighup_received() {
-            reload();
-            here.runtimes.clear();
-        }
+        here.reload_if_asked();
         let Some(syncs) = load_syncs() else {
             continue;
         };
@@ -78,11 +75,7 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
         if stopping() {
             break;
         }
-        nap = if busy {
-            Duration::from_millis(1)
-        } else {
-            IDLE_NAP
-        };
+        nap = nap_after(busy);
     }
     log!("sequin_sf worker stopping");
 }
@@ -115,10 +108,7 @@ pub extern "C-unwind" fn sequin_sf_sync_main(arg: pg_sys::Datum) {
     let mut own = Syncs::default();
     let mut nap = IDLE_NAP;
     while BackgroundWorker::wait_latch(Some(nap)) {
-        if BackgroundWorker::sighup_received() {
-            reload();
-            own.runtimes.clear();
-        }
+        own.reload_if_asked();
         if !alive(supervisor) {
             break;
         }
@@ -132,11 +122,7 @@ pub extern "C-unwind" fn sequin_sf_sync_main(arg: pg_sys::Datum) {
         if stopping() {
             break;
         }
-        nap = if busy {
-            Duration::from_millis(1)
-        } else {
-            IDLE_NAP
-        };
+        nap = nap_after(busy);
     }
     log!("sequin_sf: worker of sync {sync} stopping");
 }
@@ -179,10 +165,13 @@ fn set_session() {
     .unwrap_or_else(|e| warning!("sequin_sf: {e}"));
 }
 
-fn reload() {
-    // SAFETY: called from the worker's main thread, outside a transaction.
-    unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-    log!("sequin_sf worker reloaded its configuration");
+/// How long to sleep after a pass: hardly at all while work is ready at once.
+fn nap_after(busy: bool) -> Duration {
+    if busy {
+        Duration::from_millis(1)
+    } else {
+        IDLE_NAP
+    }
 }
 
 /// Whether the process `pid` (the supervisor) still runs.
@@ -247,6 +236,16 @@ struct Syncs {
 }
 
 impl Syncs {
+    /// After SIGHUP: the configuration file is read again and every runtime rebuilt.
+    fn reload_if_asked(&mut self) {
+        if BackgroundWorker::sighup_received() {
+            // SAFETY: called from the worker's main thread, outside a transaction.
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            log!("sequin_sf worker reloaded its configuration");
+            self.runtimes.clear();
+        }
+    }
+
     /// The supervisor runs the syncs it could not give a worker, each while it holds
     /// the sync's lock, and lets go of those that have one again.
     fn run_homeless(&mut self, homeless: &[&catalog::SyncConfig]) -> bool {

@@ -190,17 +190,24 @@ fn page_source(with_records: bool, record_def: &str) -> String {
     }
 }
 
+/// For a page of records: how each is read (`"Field" type`), the columns written, and
+/// the expression filling each from the record.
+fn page_columns(cols: &[ColumnSpec]) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let record_def = cols
+        .iter()
+        .map(|c| format!("{} {}", qi(&c.field), source_type_and_expr(c).0))
+        .collect();
+    let insert_cols = cols.iter().map(|c| qi(&c.column)).collect();
+    let select_exprs = cols.iter().map(|c| source_type_and_expr(c).1).collect();
+    (record_def, insert_cols, select_exprs)
+}
+
 /// The statement applying a page: `$1` is the text of a JSON array of records. Returns
 /// one row `(upserted bigint, deleted bigint, events bigint)`.
 pub fn apply_page(t: &ApplyTarget) -> String {
     let cols = t.columns;
     let full = t.full_table();
-    let record_def: Vec<String> = cols
-        .iter()
-        .map(|c| format!("{} {}", qi(&c.field), source_type_and_expr(c).0))
-        .collect();
-    let insert_cols: Vec<String> = cols.iter().map(|c| qi(&c.column)).collect();
-    let select_exprs: Vec<String> = cols.iter().map(|c| source_type_and_expr(c).1).collect();
+    let (record_def, insert_cols, select_exprs) = page_columns(cols);
     let set_list: Vec<String> = cols
         .iter()
         .filter(|c| c.column != "id")
@@ -426,13 +433,7 @@ pub enum InsertMode {
 /// (`InsertMode::New`), without events: `$1` is the text of a JSON array of records.
 /// Returns one row `(inserted bigint, 0, 0)`, like `apply_page`.
 pub fn insert_page(t: &ApplyTarget) -> String {
-    let cols = t.columns;
-    let record_def: Vec<String> = cols
-        .iter()
-        .map(|c| format!("{} {}", qi(&c.field), source_type_and_expr(c).0))
-        .collect();
-    let insert_cols: Vec<String> = cols.iter().map(|c| qi(&c.column)).collect();
-    let select_exprs: Vec<String> = cols.iter().map(|c| source_type_and_expr(c).1).collect();
+    let (record_def, insert_cols, select_exprs) = page_columns(t.columns);
     let live = if t.has_is_deleted() {
         " AND NOT coalesce(src.\"IsDeleted\", false)"
     } else {
