@@ -358,12 +358,20 @@ CREATE FUNCTION sequin_sf.create_sync(
     -- also emit an "inserted" event per backfilled row (slower initial load)
     backfill_events boolean DEFAULT false,
     -- collections with at least this many rows are backfilled with a Bulk 2.0 query job
-    bulk_threshold bigint DEFAULT 50000)
+    bulk_threshold bigint DEFAULT 50000,
+    -- 'url': base64 fields get a column with the path of their bytes; 'skip': none
+    base64_fields text DEFAULT 'url')
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     objects text[];
     new_schema boolean;
 BEGIN
+    IF base64_fields IS NULL OR base64_fields NOT IN ('url', 'skip') THEN
+        RAISE EXCEPTION 'base64_fields must be ''url'' or ''skip'', got %',
+            coalesce(quote_literal(base64_fields), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = '''url'' stores the path Salesforce serves a file''s bytes from (fetch it with a GET); ''skip'' leaves such fields out';
+    END IF;
     IF name IS NULL OR name !~ '^[a-z_][a-z0-9_]{0,47}$' THEN
         RAISE EXCEPTION 'sync name % is not valid', coalesce(quote_literal(name), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
@@ -407,9 +415,10 @@ BEGIN
     EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', schema_name);
     INSERT INTO sequin_sf._syncs (name, credential, schema_name, created_schema, rate_limit_requests,
                                   rate_limit_interval, max_concurrent_requests, backfill_events,
-                                  bulk_threshold)
+                                  bulk_threshold, base64_fields)
     VALUES (name, credential, schema_name, new_schema, rate_limit_requests, rate_limit_interval,
-            max_concurrent_requests, coalesce(backfill_events, false), bulk_threshold);
+            max_concurrent_requests, coalesce(backfill_events, false), bulk_threshold,
+            base64_fields);
     PERFORM sequin_sf._create_sync_objects(name, schema_name);
     PERFORM sequin_sf._write_settings_of(schema_name);
     PERFORM sequin_sf._add_collections(name, objects);

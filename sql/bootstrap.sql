@@ -41,7 +41,10 @@ CREATE TABLE sequin_sf._syncs (
     created_at               timestamptz NOT NULL DEFAULT now(),
     -- random per sync: part of the external id markers of its creates, so a sync that
     -- replaces a dropped one (same schema, same log ids) never matches the old records
-    marker_key               text NOT NULL DEFAULT gen_random_uuid()::text
+    marker_key               text NOT NULL DEFAULT gen_random_uuid()::text,
+    -- base64 fields (Attachment.Body): 'url', a text column with the path Salesforce
+    -- serves the bytes from (what REST queries return), or 'skip', no column
+    base64_fields            text NOT NULL DEFAULT 'url' CHECK (base64_fields IN ('url', 'skip'))
 );
 
 CREATE TABLE sequin_sf._collections (
@@ -156,7 +159,8 @@ SELECT s.name,
        'sequin_sf_' || s.name AS publication,
        s.last_error,
        s.last_error_at,
-       s.created_at
+       s.created_at,
+       s.base64_fields
 FROM sequin_sf._syncs s;
 
 CREATE VIEW sequin_sf.sync_status AS

@@ -372,7 +372,12 @@ $$;
 CREATE FUNCTION sequin_sf._readonly_reason(m sequin_sf._columns, p_op text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE
+        WHEN NOT m.active AND m.note IS NOT NULL THEN
+            format('column %s no longer follows field %s: %s', m.column_name, m.field_name, m.note)
         WHEN NOT m.active THEN format('field %s no longer exists in Salesforce', m.field_name)
+        WHEN m.sf_type = 'base64' THEN
+            format('%s holds the path Salesforce serves the file from; the sync does not send files',
+                   m.column_name)
         WHEN m.field_name = 'Id' THEN 'the Salesforce Id is assigned by Salesforce'
         WHEN m.calculated THEN format('%s is a formula field, computed by Salesforce', m.field_name)
         WHEN m.sf_type IN ('address', 'location') THEN

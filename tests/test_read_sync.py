@@ -372,6 +372,23 @@ def test_read_a_backfill_that_meets_stored_rows_upserts_them(start_emulator, db,
     assert query_value(db, "SELECT last_error FROM sequin_sf.sync_status") is None
 
 
+def test_read_base64_fields_can_be_left_out(start_emulator, db):
+    """create_sync(..., base64_fields => 'skip') gives base64 fields no column (the
+    default, 'url', stores the path of their bytes); other values are refused."""
+    emulator = start_emulator("--seed", "6", "--generate", "Account=3,Contact=3,Attachment=3")
+    create_emulator_credential(db, emulator)
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as e:
+        db.execute("SELECT sequin_sf.create_sync('emu', credential => 'emu',"
+                   " collections => ARRAY['Attachment'], base64_fields => 'bytes')")
+    assert "'url' stores the path" in e.value.diag.message_hint
+    db.execute("SELECT sequin_sf.create_sync('emu', credential => 'emu',"
+               " collections => ARRAY['Attachment'], base64_fields => 'skip')")
+    wait_backfilled(db, "emu")
+    assert query_value(db, "SELECT base64_fields FROM sequin_sf.syncs") == "skip"
+    assert query_value(db, "SELECT count(*) FROM sequin_sf.columns WHERE field_name = 'Body'") == 0
+    assert query_value(db, "SELECT count(*) FROM salesforce.attachment") == 3
+
+
 def test_read_survives_expired_tokens_503s_and_exhausted_quota(emulator, db):
     start_sync(db, emulator, ["Contact"])
     wait_backfilled(db, "emu")

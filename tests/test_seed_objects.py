@@ -28,15 +28,20 @@ def env():
         yield emu, conn, describes(emu)
 
 
-def describes(emu):
-    """Each seed object's describe, as a Salesforce client reads it."""
+def access_token(emu):
+    """A session for the emulator's API, as a Salesforce client logs in."""
     form = urllib.parse.urlencode({
         "grant_type": "refresh_token", "client_id": CLIENT_ID,
         "client_secret": CLIENT_SECRET, "refresh_token": REFRESH_TOKEN,
     }).encode()
     with urllib.request.urlopen(urllib.request.Request(
             f"{emu.base_url}/services/oauth2/token", data=form), timeout=60) as resp:
-        token = json.loads(resp.read())["access_token"]
+        return json.loads(resp.read())["access_token"]
+
+
+def describes(emu):
+    """Each seed object's describe, as a Salesforce client reads it."""
+    token = access_token(emu)
     out = {}
     for o in SEED_OBJECTS:
         req = urllib.request.Request(
@@ -132,3 +137,25 @@ def test_writes_the_object_does_not_allow_are_refused_at_once(env, obj):
             conn.execute(statements[op])
         assert f"Salesforce does not allow {dict(INSERT='creating', UPDATE='updating', DELETE='deleting')[op]} {obj} records" in str(info.value)
     assert query_value(conn, "SELECT count(*) FROM salesforce._sync_write_log") == before
+
+
+@pytest.mark.parametrize("obj, field", [("Attachment", "Body"), ("ContentNote", "Content")])
+def test_base64_fields_hold_the_path_of_their_bytes(env, obj, field):
+    """/query answers a base64 field with the path that serves its bytes, and Bulk
+    queries refuse it: its column holds that path (the object is backfilled through
+    REST), the path serves the bytes, and the column is never written back."""
+    emu, conn, _ = env
+    table, col = table_of(conn, obj), column_of(conn, obj, field)
+    assert query_value(conn, "SELECT backfill_mode FROM sequin_sf.sync_status WHERE collection = %s",
+                       (obj,)) == "rest"
+    rows = [r for r in conn.execute(f"SELECT id, {col} FROM {table} WHERE id IS NOT NULL").fetchall()]
+    assert rows and all(path is not None for _, path in rows)
+    for rid, path in rows:
+        assert path.startswith("/services/data/v") and path.endswith(f"/sobjects/{obj}/{rid}/{field}")
+    req = urllib.request.Request(f"{emu.base_url}{rows[0][1]}",
+                                 headers={"Authorization": f"Bearer {access_token(emu)}"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        assert resp.status == 200 and len(resp.read()) > 0
+    with pytest.raises(psycopg.errors.GeneratedAlways) as info:
+        conn.execute(f"UPDATE {table} SET {col} = 'x' WHERE id = %s", (rows[0][0],))
+    assert "the sync does not send files" in str(info.value)

@@ -115,13 +115,13 @@ def test_update_from_0_1_0_keeps_the_configuration_and_syncs(start_emulator, clu
 
     # the privileges of 0.2.0 hold after the update as after a fresh install
     assert query_value(
-        conn, "SELECT has_function_privilege('public', 'sequin_sf.create_sync(text,text,text[],text,integer,interval,integer,boolean,bigint)', 'EXECUTE')"
+        conn, "SELECT has_function_privilege('public', 'sequin_sf.create_sync(text,text,text[],text,integer,interval,integer,boolean,bigint,text)', 'EXECUTE')"
     ) is False
     assert query_value(
         conn, "SELECT has_column_privilege('public', 'sequin_sf.sync_status', 'last_error', 'SELECT')"
     ) is False
     assert query_value(
         conn,
-        "SELECT prosecdef FROM pg_proc WHERE oid = 'sequin_sf.create_sync(text,text,text[],text,integer,interval,integer,boolean,bigint)'::regprocedure",
+        "SELECT prosecdef FROM pg_proc WHERE oid = 'sequin_sf.create_sync(text,text,text[],text,integer,interval,integer,boolean,bigint,text)'::regprocedure",
     ) is True
     conn.close()

@@ -30,6 +30,8 @@ pub struct SyncConfig {
     pub deleted_interval_secs: f64,
     pub paused: bool,
     pub has_error: bool,
+    /// base64 fields get a column holding the path of their bytes (else none).
+    pub base64_urls: bool,
 }
 
 impl SyncConfig {
@@ -96,7 +98,8 @@ pub fn load_syncs() -> SpiResult<Vec<SyncConfig>> {
                     s.max_concurrent_requests, s.org_usage_ceiling::float8, s.write_reserve::float8,
                     extract(epoch FROM s.poll_overlap)::float8, extract(epoch FROM s.event_retention)::float8,
                     s.backfill_events, extract(epoch FROM s.describe_interval)::float8,
-                    extract(epoch FROM s.deleted_interval)::float8, s.paused, s.last_error IS NOT NULL, s.bulk_threshold
+                    extract(epoch FROM s.deleted_interval)::float8, s.paused, s.last_error IS NOT NULL, s.bulk_threshold,
+                    s.base64_fields = 'url'
              FROM sequin_sf._syncs s LEFT JOIN sequin_sf._credentials cr ON cr.name = s.credential
              ORDER BY s.name",
             None,
@@ -122,6 +125,7 @@ pub fn load_syncs() -> SpiResult<Vec<SyncConfig>> {
                 paused: r.get(15)?.unwrap_or(false),
                 has_error: r.get(16)?.unwrap_or(false),
                 bulk_threshold: r.get(17)?.unwrap_or(50_000),
+                base64_urls: r.get(18)?.unwrap_or(false),
             });
         }
         Ok(out)

@@ -105,6 +105,8 @@ pub struct SyncRuntime {
     pub(super) fingerprint: String,
     pub(super) collections: HashMap<String, CollectionRuntime>,
     pub(super) poll: Periodic,
+    /// Groups of the poll round in progress already polled (the budget cut it short).
+    pub(super) poll_groups_done: usize,
     /// Pruning of old events (read path) and of settled write-log entries.
     pub(super) prune: Pruning,
     pub(super) write_prune: Pruning,
@@ -128,6 +130,7 @@ impl SyncRuntime {
             fingerprint: cfg.fingerprint(),
             collections: HashMap::new(),
             poll: Periodic::new(Duration::from_secs(5)),
+            poll_groups_done: 0,
             prune: Pruning::default(),
             write_prune: Pruning::default(),
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),

@@ -79,12 +79,11 @@ impl PgType {
         })
     }
 
-    /// The column type for a describe `type`; `None` for fields we do not sync.
-    /// base64 fields can only be read one record at a time, so a multi-record query
-    /// naming one fails; they are left out.
+    /// The column type for a describe `type`; `None` for fields we do not sync. A base64
+    /// field's column holds the path Salesforce serves its bytes from, which is what
+    /// REST queries return for it (`ColumnSpec::is_base64`).
     pub fn for_sf_type(sf_type: &str) -> Option<PgType> {
         Some(match sf_type {
-            "base64" => return None,
             "boolean" => PgType::Boolean,
             "int" => PgType::Integer,
             "long" => PgType::BigInt,
@@ -180,6 +179,12 @@ impl ColumnSpec {
     /// are rebuilt from their components.
     pub fn is_compound(&self) -> bool {
         self.sf_type == "address" || self.sf_type == "location"
+    }
+
+    /// A base64 field (`Attachment.Body`): its column holds the path of the bytes, which
+    /// Bulk queries cannot select and the sync never writes.
+    pub fn is_base64(&self) -> bool {
+        self.sf_type == "base64"
     }
 }
 
@@ -303,6 +308,7 @@ mod tests {
                 ("mailing_address", "jsonb"),
                 ("where__c", "jsonb"),
                 ("anything__c", "jsonb"),
+                ("photo__c", "text"),
                 ("status__c", "text"),
             ]
         );
@@ -334,7 +340,7 @@ mod tests {
         // neither
         assert_eq!(follow_type(Numeric, Some(Boolean)), Stop);
         assert_eq!(follow_type(Date, Some(Numeric)), Stop);
-        assert_eq!(follow_type(Text, None), Stop);
+        assert_eq!(follow_type(Numeric, None), Stop);
         assert_eq!(PgType::from_catalog("character varying"), Some(Text));
         assert_eq!(
             PgType::from_catalog("timestamp with time zone"),

@@ -42,9 +42,10 @@ impl BackfillMode {
     }
 
     /// Bulk for collections of at least `bulk_threshold` rows: fewer API calls and a
-    /// faster load; REST below it, where a job's fixed cost does not pay off.
-    pub fn for_count(rows: u64, bulk_threshold: i64) -> BackfillMode {
-        if rows as i64 >= bulk_threshold {
+    /// faster load; REST below it, where a job's fixed cost does not pay off, and for
+    /// objects Bulk cannot read whole (`bulk_readable` false: a base64 field).
+    pub fn for_count(rows: u64, bulk_threshold: i64, bulk_readable: bool) -> BackfillMode {
+        if bulk_readable && rows as i64 >= bulk_threshold {
             BackfillMode::Bulk
         } else {
             BackfillMode::Rest
@@ -63,7 +64,17 @@ mod tests {
         }
         assert_eq!(CollectionState::parse("live"), Some(CollectionState::Live));
         assert_eq!(CollectionState::parse("paused"), None);
-        assert_eq!(BackfillMode::for_count(49_999, 50_000), BackfillMode::Rest);
-        assert_eq!(BackfillMode::for_count(50_000, 50_000), BackfillMode::Bulk);
+        assert_eq!(
+            BackfillMode::for_count(49_999, 50_000, true),
+            BackfillMode::Rest
+        );
+        assert_eq!(
+            BackfillMode::for_count(50_000, 50_000, true),
+            BackfillMode::Bulk
+        );
+        assert_eq!(
+            BackfillMode::for_count(50_000, 50_000, false),
+            BackfillMode::Rest
+        );
     }
 }

@@ -12,11 +12,12 @@ pub fn rest_fields(columns: &[ColumnSpec]) -> Vec<&str> {
 }
 
 /// Fields a Bulk query selects: compound fields are not allowed there and are rebuilt
-/// from their components instead.
+/// from their components instead; base64 fields are refused by Bulk queries (objects
+/// with one are backfilled through REST).
 pub fn bulk_fields(columns: &[ColumnSpec]) -> Vec<&str> {
     columns
         .iter()
-        .filter(|c| !c.is_compound())
+        .filter(|c| !c.is_compound() && !c.is_base64())
         .map(|c| c.field.as_str())
         .collect()
 }

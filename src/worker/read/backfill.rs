@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use salesforce::{ErrorCode, RawQueryPage};
 use sync_core::progress::BackfillMode;
-use sync_core::{naming, queries};
+use sync_core::{naming, queries, ColumnSpec};
 
 use super::{apply, target, PAGE_SIZE};
 use crate::worker::catalog::{CollectionRow, SyncConfig};
@@ -49,7 +49,12 @@ pub(super) fn backfill_page(
             }
             other => other?,
         };
-        let mode = BackfillMode::for_count(total, cfg.bulk_threshold);
+        let bulk_readable = !rt
+            .collection(&c.object_name)?
+            .columns
+            .iter()
+            .any(ColumnSpec::is_base64);
+        let mode = BackfillMode::for_count(total, cfg.bulk_threshold, bulk_readable);
         tx(|| apply::set_rows_total(&cfg.name, &c.object_name, total as i64, mode))?;
         return Ok(true);
     }
@@ -145,7 +150,7 @@ const MIN_REST_LIMIT: u32 = 200;
 /// A REST backfill query ran past Salesforce's time limit. Salesforce's advice for long
 /// queries is the Bulk API (it retries a query that times out and splits it by primary
 /// key): the backfill switches to a Bulk job, unless one already failed for this
-/// collection; then pages are cut smaller (a LIMIT on the keyset query), down to
+/// collection or Bulk cannot read it (a base64 field); then pages are cut smaller (a LIMIT on the keyset query), down to
 /// 200 records. Returns the error to report; the step is retried with backoff.
 fn after_query_timeout(
     rt: &mut SyncRuntime,
@@ -154,7 +159,8 @@ fn after_query_timeout(
     e: salesforce::Error,
 ) -> Result<StepError, StepError> {
     let cr = rt.collection_mut(&c.object_name)?;
-    let message = if !cr.bulk_failed {
+    let bulk_readable = !cr.columns.iter().any(ColumnSpec::is_base64);
+    let message = if !cr.bulk_failed && bulk_readable {
         tx(|| apply::switch_backfill(&cfg.name, &c.object_name, BackfillMode::Bulk))?;
         format!("{e}; backfilling through a Bulk query job instead")
     } else {

@@ -38,7 +38,19 @@ pub(super) fn bulk_step(
         }
         let cr = rt.collection(&c.object_name)?;
         let soql = queries::bulk_query(&c.object_name, &queries::bulk_fields(&cr.columns));
-        let job = rt.call(rt.client.bulk_query_create(&soql, false))?;
+        let job = match rt.call(rt.client.bulk_query_create(&soql, false)) {
+            // Salesforce refused the job itself (an object or field the Bulk API does
+            // not serve): as for a job that fails, REST pages read it instead
+            Err(StepError::Salesforce(e)) if !e.is_transient() && e.status() == Some(400) => {
+                rt.collection_mut(&c.object_name)?.bulk_failed = true;
+                tx(|| apply::switch_backfill(&cfg.name, &c.object_name, BackfillMode::Rest))?;
+                return Err(StepError::Collection {
+                    object: c.object_name.clone(),
+                    message: format!("{e}; backfilling through the REST API instead"),
+                });
+            }
+            other => other?,
+        };
         tx(|| apply::set_bulk_job(&cfg.name, &c.object_name, Some(&job.id)))?;
         if let Some(cr) = rt.collections.get_mut(&c.object_name) {
             cr.bulk_rows_new = true;

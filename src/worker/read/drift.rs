@@ -56,11 +56,9 @@ pub(super) fn check_describe(
     tx(|| apply::set_object_access(&cfg.name, &c.object_name, &access))?;
     let existing = tx(|| catalog::load_columns(&cfg.name, &c.object_name))?;
     let known: HashSet<&str> = existing.iter().map(|(col, _)| col.field.as_str()).collect();
-    let new_fields: Vec<FieldInfo> = d
-        .fields
-        .iter()
+    let new_fields: Vec<FieldInfo> = super::setup::synced_fields(cfg, &d)
+        .into_iter()
         .filter(|f| !known.contains(f.name.as_str()))
-        .map(super::setup::field_info)
         .collect();
     let present: HashSet<&str> = d.fields.iter().map(|f| f.name.as_str()).collect();
     let removed: Vec<String> = existing

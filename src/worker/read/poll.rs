@@ -15,14 +15,16 @@ use crate::worker::pg::tx;
 use crate::worker::runtime::SyncRuntime;
 
 /// One poll round over the live collections. Returns false when the budget did not
-/// allow it (try again at the next iteration).
+/// allow all of it: the next try resumes with the first group not polled yet, so under
+/// a short budget the last collections are not starved by the first ones.
 pub(super) fn poll_round(
     rt: &mut SyncRuntime,
     cfg: &SyncConfig,
     live: &[&CollectionRow],
 ) -> Result<bool, StepError> {
     let overlap = chrono::Duration::milliseconds((cfg.poll_overlap_secs * 1000.0) as i64);
-    for group in live.chunks(schedule::QUERIES_PER_COMPOSITE) {
+    let groups: Vec<&[&CollectionRow]> = live.chunks(schedule::QUERIES_PER_COMPOSITE).collect();
+    for group in groups.iter().skip(rt.poll_groups_done) {
         if !rt.try_spend(1) {
             return Ok(false);
         }
@@ -73,7 +75,9 @@ pub(super) fn poll_round(
                 apply_deleted_response(rt, cfg, c, resp, (*start, *end))?;
             }
         }
+        rt.poll_groups_done += 1;
     }
+    rt.poll_groups_done = 0;
     Ok(true)
 }
 

@@ -13,18 +13,31 @@ use crate::worker::pg::tx;
 use crate::worker::runtime::{CollectionRuntime, SyncRuntime};
 
 pub(super) fn field_info(f: &FieldDescribe) -> FieldInfo {
+    // a base64 field's column holds the path of its bytes, never the bytes: the sync
+    // sends nothing back for it
+    let base64 = f.field_type.as_str() == "base64";
     FieldInfo {
         name: f.name.clone(),
         sf_type: f.field_type.as_str().to_string(),
         compound_field_name: f.compound_field_name.clone(),
-        createable: f.createable,
-        updateable: f.updateable,
+        createable: f.createable && !base64,
+        updateable: f.updateable && !base64,
         calculated: f.calculated,
         nillable: f.nillable,
         restricted_picklist: f.restricted_picklist,
         external_id: f.external_id,
         picklist_values: f.picklist_values.iter().map(|p| p.value.clone()).collect(),
     }
+}
+
+/// The describe's fields the sync maps to columns: all, but base64 ones only when the
+/// sync stores their paths (`base64_fields => 'url'`).
+pub(super) fn synced_fields(cfg: &SyncConfig, d: &salesforce::SObjectDescribe) -> Vec<FieldInfo> {
+    d.fields
+        .iter()
+        .filter(|f| cfg.base64_urls || f.field_type.as_str() != "base64")
+        .map(field_info)
+        .collect()
 }
 
 /// Describes the object and creates its table.
@@ -43,7 +56,7 @@ pub(super) fn set_up(
             message: "describe returned no body".into(),
         });
     };
-    let fields: Vec<FieldInfo> = d.fields.iter().map(field_info).collect();
+    let fields = synced_fields(cfg, &d);
     let columns = map_fields(&fields);
     let stamp = modstamp_field(&columns).map(str::to_string);
     let at = Utc::now();
