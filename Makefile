@@ -2,7 +2,7 @@
 # what is missing first (scripts/install-deps.sh is idempotent).
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PYTEST    ?= .venv/bin/pytest
-RUST_CRATES = -p soql -p sf-emulator -p salesforce -p sync-core
+RUST_CRATES = -p soql -p sf-emulator -p salesforce -p sync-core -p pubsub
 
 .PHONY: deps build emulator extension test unit-test e2e-test conformance lint demo demo-stop bench clean
 
