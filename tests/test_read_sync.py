@@ -327,6 +327,18 @@ def test_read_calculated_fields_are_refreshed_on_schedule_and_on_demand(emulator
     assert query_value(db, "SELECT last_error FROM sequin_sf.sync_status") is None
 
 
+def test_read_a_refresh_of_a_collection_without_calculated_fields_ends_at_no_cost(emulator, db):
+    start_sync(db, emulator, ["Account"])
+    wait_backfilled(db, "emu")
+    assert query_value(db, "SELECT count(*) FROM sequin_sf.columns WHERE calculated") == 0
+    queries_before = emulator.stats()["endpoints"]["query"]
+    db.execute("SELECT sequin_sf.refresh_calculated('emu', 'Account')")
+    wait_for(lambda: query_value(db, "SELECT calculated_refreshed_at FROM sequin_sf.sync_status")
+             is not None, timeout=60, what="the end of the refresh round")
+    assert emulator.stats()["endpoints"]["query"] == queries_before
+    assert query_value(db, "SELECT last_error FROM sequin_sf.sync_status") is None
+
+
 def test_read_restart_mid_backfill_resumes_without_duplicates_or_gaps(start_emulator, cluster):
     emulator = start_emulator("--seed", "3", "--generate", "Contact=30000", "--latency-ms", "300")
     db = cluster.connect()

@@ -30,9 +30,6 @@ pub struct CollectionRuntime {
     /// Bulk backfill: when to ask for the job's state next, and the growing wait.
     pub bulk_check_at: Option<Instant>,
     pub bulk_wait: Duration,
-    /// Bulk backfill: the job's rows are taken as new to the table (plain inserts)
-    /// until one is found there.
-    pub bulk_rows_new: bool,
     /// Id -> stamp of records applied by recent polls: the overlap window re-reads
     /// them every round, and skipping them in Rust spares the database the no-op.
     pub applied: HashMap<String, String>,
@@ -43,9 +40,9 @@ pub struct CollectionRuntime {
     pub describe_in_full: bool,
     /// A Bulk job of this backfill ended Failed or Aborted: do not switch back to Bulk.
     pub bulk_failed: bool,
-    /// REST backfill: pages are taken as new to the table (plain inserts) until a row
-    /// is found there.
-    pub rest_rows_new: bool,
+    /// Backfill pages (REST or Bulk) are taken as new to the table (plain inserts)
+    /// until one meets a row already stored (`read::insert_new_or_upsert`).
+    pub rows_new: bool,
     /// REST backfill pages are cut to this many records after a QUERY_TIMEOUT.
     pub rest_limit: Option<u32>,
     /// The backfill's COUNT() timed out: it goes on without a total.
@@ -83,12 +80,11 @@ impl CollectionRuntime {
             bulk_complete: false,
             bulk_check_at: None,
             bulk_wait: BULK_FIRST_WAIT,
-            bulk_rows_new: true,
             applied: HashMap::new(),
             table_shape: None,
             describe_in_full: false,
             bulk_failed: false,
-            rest_rows_new: true,
+            rows_new: true,
             rest_limit: None,
             count_timed_out: false,
         }

@@ -11,9 +11,14 @@ pub fn rest_fields(columns: &[ColumnSpec]) -> Vec<&str> {
     columns.iter().map(|c| c.field.as_str()).collect()
 }
 
+/// Whether a Bulk query can read every column: Bulk queries refuse base64 fields, so
+/// objects with one are backfilled through REST.
+pub fn bulk_readable(columns: &[ColumnSpec]) -> bool {
+    !columns.iter().any(ColumnSpec::is_base64)
+}
+
 /// Fields a Bulk query selects: compound fields are not allowed there and are rebuilt
-/// from their components instead; base64 fields are refused by Bulk queries (objects
-/// with one are backfilled through REST).
+/// from their components instead; base64 fields are refused (`bulk_readable`).
 pub fn bulk_fields(columns: &[ColumnSpec]) -> Vec<&str> {
     columns
         .iter()
@@ -27,14 +32,23 @@ fn is_safe_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 18 && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-/// One keyset page source of a REST backfill: everything after `after_id` in Id order.
-/// Resuming from the last stored Id never re-reads a stored row.
-pub fn backfill_query(object: &str, fields: &[&str], after_id: Option<&str>) -> String {
+/// One keyset page source of a REST backfill (or a calculated-field refresh):
+/// everything after `after_id` in Id order, at most `limit` records. Resuming from the
+/// last stored Id never re-reads a stored row.
+pub fn backfill_query(
+    object: &str,
+    fields: &[&str],
+    after_id: Option<&str>,
+    limit: Option<u32>,
+) -> String {
     let mut q = format!("SELECT {} FROM {}", fields.join(", "), object);
     if let Some(id) = after_id.filter(|id| is_safe_id(id)) {
         q.push_str(&format!(" WHERE Id > '{id}'"));
     }
     q.push_str(" ORDER BY Id");
+    if let Some(n) = limit {
+        q.push_str(&format!(" LIMIT {n}"));
+    }
     q
 }
 
@@ -96,16 +110,16 @@ mod tests {
         let c = cols();
         let f = rest_fields(&c);
         assert_eq!(
-            backfill_query("Account", &f, None),
+            backfill_query("Account", &f, None, None),
             "SELECT Id, Name, BillingCity, BillingAddress, SystemModstamp FROM Account ORDER BY Id"
         );
         assert_eq!(
-            backfill_query("Account", &f[..2], Some("001000000000001AAA")),
-            "SELECT Id, Name FROM Account WHERE Id > '001000000000001AAA' ORDER BY Id"
+            backfill_query("Account", &f[..2], Some("001000000000001AAA"), Some(500)),
+            "SELECT Id, Name FROM Account WHERE Id > '001000000000001AAA' ORDER BY Id LIMIT 500"
         );
         // an id that is not an id is ignored rather than spliced into the query
         assert_eq!(
-            backfill_query("Account", &f[..1], Some("x' OR Name != '")),
+            backfill_query("Account", &f[..1], Some("x' OR Name != '"), None),
             "SELECT Id FROM Account ORDER BY Id"
         );
     }

@@ -100,8 +100,13 @@ impl ApplyTarget<'_> {
         self.columns.iter().find(|c| c.field == f)
     }
 
-    fn has_is_deleted(&self) -> bool {
-        self.columns.iter().any(|c| c.field == "IsDeleted")
+    /// Whether record `src` of a page is in the recycle bin (only `queryAll` returns such).
+    fn src_is_deleted(&self) -> &'static str {
+        if self.columns.iter().any(|c| c.field == "IsDeleted") {
+            "coalesce(src.\"IsDeleted\", false)"
+        } else {
+            "false"
+        }
     }
 }
 
@@ -231,11 +236,7 @@ pub fn apply_page(t: &ApplyTarget) -> String {
             )
         }
     };
-    let is_deleted = if t.has_is_deleted() {
-        "coalesce(src.\"IsDeleted\", false)"
-    } else {
-        "false"
-    };
+    let is_deleted = t.src_is_deleted();
     let on_conflict = if set_list.is_empty() {
         "DO NOTHING".to_string()
     } else {
@@ -300,16 +301,11 @@ pub fn apply_page(t: &ApplyTarget) -> String {
 /// each gets an `updated` event whose `data` is the whole row keyed by API name, as a
 /// poll's would be. Records not in the table are left for polls. Returns one row
 /// `(updated bigint, events bigint)`.
-pub fn refresh_page(t: &ApplyTarget, fields: &[&ColumnSpec]) -> String {
+pub fn refresh_page(t: &ApplyTarget, fields: &[ColumnSpec]) -> String {
     let full = t.full_table();
+    let (field_defs, cols, exprs) = page_columns(fields);
     let mut record_def = vec!["\"Id\" text".to_string()];
-    record_def.extend(
-        fields
-            .iter()
-            .map(|c| format!("{} {}", qi(&c.field), source_type_and_expr(c).0)),
-    );
-    let cols: Vec<String> = fields.iter().map(|c| qi(&c.column)).collect();
-    let exprs: Vec<String> = fields.iter().map(|c| source_type_and_expr(c).1).collect();
+    record_def.extend(field_defs);
     let set_list: Vec<String> = cols
         .iter()
         .zip(&exprs)
@@ -330,7 +326,6 @@ pub fn refresh_page(t: &ApplyTarget, fields: &[&ColumnSpec]) -> String {
         exprs = exprs.join(", "),
     );
     if t.emit_events {
-        let owned: Vec<ColumnSpec> = fields.iter().map(|c| (*c).clone()).collect();
         let stamp = match t.stamp_column() {
             Some(s) => format!("up.{}", qi(&s.column)),
             None => "NULL::timestamptz".to_string(),
@@ -347,7 +342,7 @@ pub fn refresh_page(t: &ApplyTarget, fields: &[&ColumnSpec]) -> String {
             events = t.events_table(),
             cid = ql(t.collection_id),
             data = api_json("up", t.columns),
-            diff = changed_fields_json("old", "up", &owned),
+            diff = changed_fields_json("old", "up", fields),
         ));
     } else {
         sql.push_str("\nSELECT (SELECT count(*) FROM up), 0::bigint");
@@ -434,20 +429,16 @@ pub enum InsertMode {
 /// Returns one row `(inserted bigint, 0, 0)`, like `apply_page`.
 pub fn insert_page(t: &ApplyTarget) -> String {
     let (record_def, insert_cols, select_exprs) = page_columns(t.columns);
-    let live = if t.has_is_deleted() {
-        " AND NOT coalesce(src.\"IsDeleted\", false)"
-    } else {
-        ""
-    };
     format!(
         "WITH src AS ({source}),\n\
          up AS (INSERT INTO {full} ({cols}) SELECT {exprs} FROM src\n\
-         WHERE src.\"Id\" IS NOT NULL{live} RETURNING 1)\n\
+         WHERE src.\"Id\" IS NOT NULL AND NOT {is_deleted} RETURNING 1)\n\
          SELECT (SELECT count(*) FROM up), 0::bigint, 0::bigint",
         source = page_source(false, &record_def.join(", ")),
         full = t.full_table(),
         cols = insert_cols.join(", "),
         exprs = select_exprs.join(", "),
+        is_deleted = t.src_is_deleted(),
     )
 }
 

@@ -331,7 +331,7 @@ pub fn apply_refresh_page(
     sync: &str,
     target: &ApplyTarget,
     object: &str,
-    fields: &[&ColumnSpec],
+    fields: &[ColumnSpec],
     records: &str,
     next_after: Option<&str>,
 ) -> SpiResult<i64> {
@@ -349,17 +349,34 @@ pub fn apply_refresh_page(
             events: r.get(2)?.unwrap_or(0),
         };
         notify(c, sync, object, applied)?;
-        c.update(
-            "UPDATE sequin_sf._collections
-                SET calculated_cursor = $3,
-                    calculated_refreshed_at = CASE WHEN $3 IS NULL THEN now()
-                                                   ELSE calculated_refreshed_at END
-              WHERE sync_name = $1 AND object_name = $2",
-            None,
-            &[sync.into(), object.into(), next_after.into()],
-        )?;
+        move_refresh_on(c, sync, object, next_after)?;
         Ok(applied.upserted)
     })
+}
+
+/// Ends the calculated-field refresh in progress with nothing to read (the collection
+/// has no calculated field).
+pub fn end_refresh_round(sync: &str, object: &str) -> SpiResult<()> {
+    Spi::connect_mut(|c| move_refresh_on(c, sync, object, None))
+}
+
+/// The refresh goes on after `next_after` (an Id), or, with None, its round ends now.
+fn move_refresh_on(
+    c: &mut SpiClient,
+    sync: &str,
+    object: &str,
+    next_after: Option<&str>,
+) -> SpiResult<()> {
+    c.update(
+        "UPDATE sequin_sf._collections
+            SET calculated_cursor = $3,
+                calculated_refreshed_at = CASE WHEN $3 IS NULL THEN now()
+                                               ELSE calculated_refreshed_at END
+          WHERE sync_name = $1 AND object_name = $2",
+        None,
+        &[sync.into(), object.into(), next_after.into()],
+    )?;
+    Ok(())
 }
 
 /// Records the COUNT() of a collection and the backfill mode chosen from it.

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use salesforce::{ErrorCode, RawQueryPage};
 use sync_core::progress::BackfillMode;
-use sync_core::{naming, queries, ColumnSpec};
+use sync_core::{naming, queries};
 
 use super::{apply, target, PAGE_SIZE};
 use crate::worker::catalog::{CollectionRow, SyncConfig};
@@ -49,11 +49,7 @@ pub(super) fn backfill_page(
             }
             other => other?,
         };
-        let bulk_readable = !rt
-            .collection(&c.object_name)?
-            .columns
-            .iter()
-            .any(ColumnSpec::is_base64);
+        let bulk_readable = queries::bulk_readable(&rt.collection(&c.object_name)?.columns);
         let mode = BackfillMode::for_count(total, cfg.bulk_threshold, bulk_readable);
         tx(|| apply::set_rows_total(&cfg.name, &c.object_name, total as i64, mode))?;
         return Ok(true);
@@ -71,14 +67,12 @@ pub(super) fn backfill_page(
         .take()
         .filter(|(url, _)| next.as_ref() == Some(url))
         .map(|(_, a)| a);
-    let mut soql = queries::backfill_query(
+    let soql = queries::backfill_query(
         &c.object_name,
         &queries::rest_fields(&cr.columns),
         c.backfill_cursor.as_deref(),
+        cr.rest_limit,
     );
-    if let Some(n) = cr.rest_limit {
-        soql.push_str(&format!(" LIMIT {n}"));
-    }
     if ahead.is_none() && !rt.try_spend(1) {
         if let Some(cr) = rt.collections.get_mut(&c.object_name) {
             cr.next_records_url = next;
@@ -123,13 +117,14 @@ pub(super) fn backfill_page(
         last_id: last_id.as_deref(),
         done,
     };
-    let mut rows_new = cr.rest_rows_new && !cfg.backfill_events;
+    // events come from the upsert statement only (`apply::insert_records`)
+    let mut rows_new = cr.rows_new && !cfg.backfill_events;
     let applied = super::insert_new_or_upsert(&c.object_name, &mut rows_new, |mode| {
         tx(|| apply::apply_backfill_page(&cfg.name, &t, &c.object_name, &rest_page, mode))
             .map_err(StepError::from)
     });
     if !rows_new {
-        rt.collection_mut(&c.object_name)?.rest_rows_new = false;
+        rt.collection_mut(&c.object_name)?.rows_new = false;
     }
     applied?;
     pgrx::log!(
@@ -150,8 +145,9 @@ const MIN_REST_LIMIT: u32 = 200;
 /// A REST backfill query ran past Salesforce's time limit. Salesforce's advice for long
 /// queries is the Bulk API (it retries a query that times out and splits it by primary
 /// key): the backfill switches to a Bulk job, unless one already failed for this
-/// collection or Bulk cannot read it (a base64 field); then pages are cut smaller (a LIMIT on the keyset query), down to
-/// 200 records. Returns the error to report; the step is retried with backoff.
+/// collection or Bulk cannot read it (a base64 field); then pages are cut smaller (a
+/// LIMIT on the keyset query), down to 200 records. Returns the error to report; the
+/// step is retried with backoff.
 fn after_query_timeout(
     rt: &mut SyncRuntime,
     cfg: &SyncConfig,
@@ -159,8 +155,7 @@ fn after_query_timeout(
     e: salesforce::Error,
 ) -> Result<StepError, StepError> {
     let cr = rt.collection_mut(&c.object_name)?;
-    let bulk_readable = !cr.columns.iter().any(ColumnSpec::is_base64);
-    let message = if !cr.bulk_failed && bulk_readable {
+    let message = if !cr.bulk_failed && queries::bulk_readable(&cr.columns) {
         tx(|| apply::switch_backfill(&cfg.name, &c.object_name, BackfillMode::Bulk))?;
         format!("{e}; backfilling through a Bulk query job instead")
     } else {

@@ -53,7 +53,6 @@ pub(super) fn bulk_step(
         };
         tx(|| apply::set_bulk_job(&cfg.name, &c.object_name, Some(&job.id)))?;
         if let Some(cr) = rt.collections.get_mut(&c.object_name) {
-            cr.bulk_rows_new = true;
             cr.bulk_complete = false;
             cr.bulk_wait = BULK_FIRST_WAIT;
             cr.bulk_check_at = Some(Instant::now() + BULK_FIRST_WAIT);
@@ -213,6 +212,12 @@ pub fn remove_leftover_pages() {
     }
 }
 
+/// Creates the file a results page is written to.
+fn create_page_file(path: &std::path::Path) -> salesforce::Result<std::fs::File> {
+    std::fs::File::create(path)
+        .map_err(|e| salesforce::Error::Transport(format!("{}: {e}", path.display())))
+}
+
 /// Writes the results page at `locator` to a new file, now.
 fn download_now(
     rt: &SyncRuntime,
@@ -220,8 +225,8 @@ fn download_now(
     locator: Option<&str>,
 ) -> Result<(PathBuf, salesforce::BulkPageInfo), StepError> {
     let path = page_file();
-    let written = std::fs::File::create(&path)
-        .map_err(|e| salesforce::Error::Transport(format!("{}: {e}", path.display())).into())
+    let written = create_page_file(&path)
+        .map_err(StepError::from)
         .and_then(|mut file| {
             rt.call(
                 rt.client
@@ -247,8 +252,7 @@ fn download_ahead(rt: &mut SyncRuntime, job_id: &str, locator: &str) -> Option<B
         path.clone(),
     );
     let ahead = rt.fetch_ahead(async move {
-        let mut out = std::fs::File::create(&file)
-            .map_err(|e| salesforce::Error::Transport(format!("{}: {e}", file.display())))?;
+        let mut out = create_page_file(&file)?;
         client
             .bulk_query_results_into(&job, Some(&loc), Some(BULK_PAGE), &mut out)
             .await
@@ -349,10 +353,10 @@ fn apply_page_file(
         next_locator: info.locator.as_deref(),
     };
     let apply = |mode| tx(|| apply::apply_bulk_csv(&cfg.name, &t, &c.object_name, &csv_page, mode));
-    let mut rows_new = cr.bulk_rows_new;
+    let mut rows_new = cr.rows_new;
     let applied = super::insert_new_or_upsert(&c.object_name, &mut rows_new, |mode| {
         apply(mode).map_err(StepError::from)
     });
-    cr.bulk_rows_new = rows_new;
+    cr.rows_new = rows_new;
     applied.map(|()| rows)
 }

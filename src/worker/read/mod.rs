@@ -8,12 +8,12 @@
 mod apply;
 mod backfill;
 mod bulk;
-
-pub use bulk::{remove_leftover_pages, BulkDownload};
 mod drift;
 mod poll;
 mod refresh;
 mod setup;
+
+pub use bulk::{remove_leftover_pages, BulkDownload};
 
 use std::time::{Duration, Instant};
 

@@ -26,34 +26,29 @@ pub(super) fn refresh_page(
         .filter(|col| col.calculated && !col.is_compound())
         .cloned()
         .collect();
-    let cid = naming::collection_id(&c.object_name);
     if fields.is_empty() {
         // nothing to read: the round is over at no cost
-        let t = target(cfg, c, rt.collection(&c.object_name)?, &cid, true);
-        tx(|| apply::apply_refresh_page(&cfg.name, &t, &c.object_name, &[], "[]", None))?;
+        tx(|| apply::end_refresh_round(&cfg.name, &c.object_name))?;
         return Ok(false);
     }
     let mut select = vec!["Id"];
     select.extend(queries::rest_fields(&fields));
     let after = c.calculated_cursor.as_deref().filter(|id| !id.is_empty());
-    let soql = format!(
-        "{} LIMIT {PAGE_SIZE}",
-        queries::backfill_query(&c.object_name, &select, after)
-    );
+    let soql = queries::backfill_query(&c.object_name, &select, after, Some(PAGE_SIZE));
     if !rt.try_spend(1) {
         return Ok(false);
     }
     let page = rt.call(rt.client.query_raw(&soql, Some(PAGE_SIZE)))?;
     let (count, last_id) = backfill::page_ids(page.records_json())?;
     let next = last_id.filter(|_| count >= i64::from(PAGE_SIZE));
+    let cid = naming::collection_id(&c.object_name);
     let t = target(cfg, c, rt.collection(&c.object_name)?, &cid, true);
-    let field_refs: Vec<&ColumnSpec> = fields.iter().collect();
     let updated = tx(|| {
         apply::apply_refresh_page(
             &cfg.name,
             &t,
             &c.object_name,
-            &field_refs,
+            &fields,
             page.records_json(),
             next.as_deref(),
         )
