@@ -7,7 +7,8 @@
 # the defaults below, so they override them (shared_preload_libraries='' gives a plain
 # Postgres without sequin_sf).
 set -euo pipefail
-BIN=/usr/lib/postgresql/15/bin
+# PG_BIN selects another Postgres 15 installation (a relocated copy, for instance).
+BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 cmd=${1:?start|stop}; dir=${2:?data directory}
 
 as_pg() { if [ "$(id -un)" = postgres ]; then "$@"; else sudo -u postgres "$@"; fi; }

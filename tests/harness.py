@@ -21,6 +21,8 @@ EMULATOR_BIN = os.environ.get(
     "SF_EMULATOR_BIN", os.path.join(ROOT, "target", "release", "sf-emulator")
 )
 CLUSTER_SCRIPT = os.path.join(ROOT, "scripts", "pg-cluster.sh")
+# The Postgres 15 binaries (PG_BIN selects another installation, as scripts/pg-cluster.sh does).
+PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 
 CLIENT_ID = "sequin-emulator"
 CLIENT_SECRET = "emulator-secret"
@@ -144,7 +146,7 @@ class Cluster:
             subprocess.run([CLUSTER_SCRIPT, "stop", self.datadir], check=True)
         else:
             subprocess.run(
-                ["sudo", "-u", "postgres", "/usr/lib/postgresql/15/bin/pg_ctl", "-D",
+                ["sudo", "-u", "postgres", f"{PG_BIN}/pg_ctl", "-D",
                  self.datadir, "-m", mode, "-w", "stop"],
                 check=True, stdout=subprocess.DEVNULL,
             )

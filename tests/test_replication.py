@@ -41,6 +41,7 @@ import subprocess
 import pytest
 
 from harness import (
+    PG_BIN,
     Cluster,
     create_emulator_credential,
     query_rows,
@@ -49,7 +50,6 @@ from harness import (
     wait_for,
 )
 
-PG_BIN = "/usr/lib/postgresql/15/bin"
 SYNC = "emu"
 SCHEMA = "salesforce"
 

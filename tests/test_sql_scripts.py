@@ -11,9 +11,11 @@ import subprocess
 
 import pytest
 
+from harness import PG_BIN
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = sorted(glob.glob(os.path.join(HERE, "sql", "*.sql")))
-PSQL = "/usr/lib/postgresql/15/bin/psql"
+PSQL = f"{PG_BIN}/psql"
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: os.path.basename(p)[:-4])
