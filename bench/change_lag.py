@@ -5,8 +5,13 @@ A change is made through the emulator's control API (as a Salesforce user would)
 clock stops when the new value is visible in the table. Prints median, p95 and the API
 calls the sync spent per minute against its budget.
 
---slow-neighbour-ms MS measures the lag a second time in the same run, after a second
-sync (another org: a second emulator answering every call MS late) joined the same
+Then, in the same run, the same stream of changes (same objects, same records, same
+pauses) again with the 10 objects selected for Change Data Capture: the sync subscribes
+to the emulator's Pub/Sub API and polls only to reconcile. Prints both lags and the REST
+calls per day each mode spends at its lag (--no-events skips this part).
+
+--slow-neighbour-ms MS measures the polling lag once more, after a second sync
+(another org: a second emulator answering every call MS late) joined the same
 database: each sync has a worker of its own, so the first sync's lag should not move."""
 
 import argparse
@@ -68,18 +73,47 @@ def measure(conn, emu, ids, rng, changes):
     return lags, emu.stats()["api_requests_total"] - calls_before, minutes
 
 
+def measure_events(conn, emu, ids, changes, poll_lags, poll_calls_per_min):
+    """The same change stream with every collection on Change Data Capture events."""
+    emu.control("PUT", "cdc", {"objects": list(COLLECTIONS)})
+    conn.execute("SELECT sequin_sf.alter_sync('lag', describe_interval => '5 seconds',"
+                 " pubsub_endpoint => %s)", ("http://" + emu.control("GET", "cdc")["pubsub"],))
+    deadline = time.monotonic() + 120
+    while query_value(conn, "SELECT count(*) FROM sequin_sf.sync_status"
+                      " WHERE change_source = 'events'") < len(COLLECTIONS) \
+            or not (query_value(conn, "SELECT events_status FROM sequin_sf.syncs") or "") \
+            .startswith("streaming"):
+        if time.monotonic() > deadline:
+            raise AssertionError("the collections did not move to change events")
+        time.sleep(0.2)
+    # the describe checks go back to their default pace, as in the polling run
+    conn.execute("SELECT sequin_sf.alter_sync('lag', describe_interval => '10 minutes')")
+    time.sleep(3)  # the reconciliation polls after the switch
+    lags, calls, minutes = measure(conn, emu, ids, random.Random(5), changes)
+    per_min = calls / minutes
+    print(f"events:  lag median: {median(lags):.3f} s  p95: {percentile(lags, 95):.3f} s"
+          f"  max: {max(lags):.3f} s  (target median <= 0.3 s)")
+    print(f"events:  API calls while measuring: {calls} in {minutes:.1f} min ="
+          f" {per_min:.2f}/min = {per_min * 1440:,.0f}/day")
+    print(f"events vs polling: lag median {median(lags) / median(poll_lags):.2f}x,"
+          f" REST calls per day {poll_calls_per_min / max(per_min, 1e-9):.0f}x fewer"
+          " (target >= 20x)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--changes", type=int, default=60)
     ap.add_argument("--latency-ms", type=int, default=0,
                     help="added to every API call (real Salesforce: tens to hundreds of ms)")
+    ap.add_argument("--no-events", action="store_true",
+                    help="measure polling only, not Change Data Capture events")
     ap.add_argument("--slow-neighbour-ms", type=int, default=0,
                     help="then measure again beside a second sync whose org answers this late")
     args = ap.parse_args()
-    rng = random.Random(5)
 
     generate = ",".join(f"{o}=200" for o in COLLECTIONS)
-    emu = Emulator("--seed", "3", "--generate", generate, "--latency-ms", str(args.latency_ms))
+    emu = Emulator("--seed", "3", "--generate", generate, "--latency-ms", str(args.latency_ms),
+                   "--pubsub-listen", "127.0.0.1:0")
     cluster = Cluster()
     try:
         conn = cluster.connect()
@@ -95,14 +129,17 @@ def main():
                for o, t in COLLECTIONS.items()}
         time.sleep(3)  # let the first polling rounds settle
 
-        lags, calls, minutes = measure(conn, emu, ids, rng, args.changes)
+        lags, calls, minutes = measure(conn, emu, ids, random.Random(5), args.changes)
         print(f"changes: {len(lags)} across {len(COLLECTIONS)} collections")
-        print(f"lag median: {median(lags):.2f} s  p95: {percentile(lags, 95):.2f} s"
+        print(f"polling: lag median: {median(lags):.2f} s  p95: {percentile(lags, 95):.2f} s"
               f"  max: {max(lags):.2f} s  (target median <= 2 s)")
-        print(f"API calls while measuring: {calls} in {minutes:.1f} min ="
-              f" {calls / minutes:.1f}/min; budget {BUDGET_PER_DAY / 1440:.1f}/min")
+        print(f"polling: API calls while measuring: {calls} in {minutes:.1f} min ="
+              f" {calls / minutes:.1f}/min = {calls / minutes * 1440:,.0f}/day;"
+              f" budget {BUDGET_PER_DAY / 1440:.1f}/min")
         print("reference (not measured here): Sequin documents ~12 s at this quota;"
               " Heroku Connect polls every 10 min by default")
+        if not args.no_events:
+            measure_events(conn, emu, ids, args.changes, lags, calls / minutes)
         if args.slow_neighbour_ms:
             slow = Emulator("--seed", "4", "--generate", "Account=200,Contact=200",
                             "--latency-ms", str(args.slow_neighbour_ms))
@@ -112,14 +149,15 @@ def main():
                     "SELECT sequin_sf.create_sync('slow', credential => 'slow',"
                     " collections => ARRAY['Account', 'Contact'], schema_name => 'slow_org',"
                     " rate_limit_requests => %s)", (BUDGET_PER_DAY,))
-                beside, _, _ = measure(conn, emu, ids, rng, args.changes)
+                conn.execute("SELECT sequin_sf.alter_sync('lag', change_events => 'off')")
+                beside, _, _ = measure(conn, emu, ids, random.Random(5), args.changes)
                 slow_calls = slow.stats()["api_requests_total"]
             finally:
                 slow.stop()
             print(f"beside a sync whose org answers {args.slow_neighbour_ms} ms late"
                   f" ({slow_calls} slow calls meanwhile): lag median {median(beside):.2f} s"
                   f"  p95: {percentile(beside, 95):.2f} s; median ratio to alone:"
-                  f" {median(beside) / median(lags):.2f}")
+                  f" {median(beside) / median(lags):.2f} (polling)")
     finally:
         cluster.destroy()
         emu.stop()

@@ -295,6 +295,38 @@ BEGIN
 END
 $$;
 
+-- The Change Data Capture settings of alter_sync (NULL: unchanged).
+CREATE FUNCTION sequin_sf._check_change_events(change_events text, pubsub_endpoint text,
+                                               reconcile_interval interval) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    host text;
+BEGIN
+    IF change_events IS NOT NULL AND change_events NOT IN ('auto', 'off') THEN
+        RAISE EXCEPTION 'change_events must be ''auto'' or ''off'', got %', quote_literal(change_events)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = '''auto'' subscribes to the change events of the objects selected for Change Data Capture in Salesforce Setup and polls the others; ''off'' polls every collection';
+    END IF;
+    PERFORM sequin_sf._check_interval('reconcile_interval', reconcile_interval, '1 minute', '7 days',
+        'how often collections on change events are polled as a safety net');
+    IF nullif(btrim(pubsub_endpoint), '') IS NULL THEN
+        RETURN;
+    END IF;
+    IF pubsub_endpoint !~ '^(https?://)?[A-Za-z0-9.\[\]:-]+:[0-9]{1,5}/?$' THEN
+        RAISE EXCEPTION 'pubsub_endpoint % is not of the form https://host:port', quote_literal(pubsub_endpoint)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Salesforce''s is https://api.pubsub.salesforce.com:7443; pass '''' to go back to it';
+    END IF;
+    -- the session token travels with every call: never in clear text beyond this machine
+    host := substring(pubsub_endpoint FROM '^http://([^/]+):[0-9]+/?$');
+    IF host IS NOT NULL AND host NOT IN ('127.0.0.1', 'localhost', '[::1]') THEN
+        RAISE EXCEPTION 'pubsub_endpoint % would send the Salesforce session in clear text', quote_literal(pubsub_endpoint)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'use https://; plain http:// is accepted only for 127.0.0.1 (an emulator)';
+    END IF;
+END
+$$;
+
 CREATE FUNCTION sequin_sf._check_interval(setting text, value interval, low interval,
                                           high interval, what text) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -438,10 +470,14 @@ CREATE FUNCTION sequin_sf.alter_sync(
     backfill_events boolean DEFAULT NULL,
     rate_limit_requests int DEFAULT NULL,
     rate_limit_interval interval DEFAULT NULL,
-    max_concurrent_requests int DEFAULT NULL)
+    max_concurrent_requests int DEFAULT NULL,
+    change_events text DEFAULT NULL,
+    pubsub_endpoint text DEFAULT NULL,
+    reconcile_interval interval DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM sequin_sf._check_sync(name);
+    PERFORM sequin_sf._check_change_events(change_events, pubsub_endpoint, reconcile_interval);
     PERFORM sequin_sf._check_sync_settings(poll_overlap, describe_interval, deleted_interval,
                                            event_retention, org_usage_ceiling, bulk_threshold,
                                            rate_limit_requests, rate_limit_interval,
@@ -456,7 +492,12 @@ BEGIN
         backfill_events = coalesce(alter_sync.backfill_events, s.backfill_events),
         rate_limit_requests = coalesce(alter_sync.rate_limit_requests, s.rate_limit_requests),
         rate_limit_interval = coalesce(alter_sync.rate_limit_interval, s.rate_limit_interval),
-        max_concurrent_requests = coalesce(alter_sync.max_concurrent_requests, s.max_concurrent_requests)
+        max_concurrent_requests = coalesce(alter_sync.max_concurrent_requests, s.max_concurrent_requests),
+        change_events = coalesce(alter_sync.change_events, s.change_events),
+        -- '' goes back to Salesforce's endpoint
+        pubsub_endpoint = CASE WHEN alter_sync.pubsub_endpoint IS NULL THEN s.pubsub_endpoint
+                               ELSE nullif(btrim(alter_sync.pubsub_endpoint), '') END,
+        reconcile_interval = coalesce(alter_sync.reconcile_interval, s.reconcile_interval)
     WHERE s.name = alter_sync.name;
 END
 $$;

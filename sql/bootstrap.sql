@@ -44,7 +44,19 @@ CREATE TABLE sequin_sf._syncs (
     marker_key               text NOT NULL DEFAULT gen_random_uuid()::text,
     -- base64 fields (Attachment.Body): 'url', a text column with the path Salesforce
     -- serves the bytes from (what REST queries return), or 'skip', no column
-    base64_fields            text NOT NULL DEFAULT 'url' CHECK (base64_fields IN ('url', 'skip'))
+    base64_fields            text NOT NULL DEFAULT 'url' CHECK (base64_fields IN ('url', 'skip')),
+    -- Change Data Capture: 'auto' subscribes to the change events of the collections
+    -- the org selected for CDC (the others are polled), 'off' polls every collection
+    change_events            text NOT NULL DEFAULT 'auto' CHECK (change_events IN ('auto', 'off')),
+    -- the Pub/Sub API endpoint (NULL: Salesforce's, https://api.pubsub.salesforce.com:7443)
+    pubsub_endpoint          text,
+    -- collections on change events are still polled this often, as a safety net
+    reconcile_interval       interval NOT NULL DEFAULT '1 hour',
+    -- where the change event stream resumes: the replay id of the last event applied,
+    -- written in the transaction that applied it
+    replay_id                bytea,
+    -- what the change event stream is doing, in a sentence (NULL: never started)
+    events_status            text
 );
 
 CREATE TABLE sequin_sf._collections (
@@ -83,6 +95,9 @@ CREATE TABLE sequin_sf._collections (
     calculated_refresh      interval,
     calculated_refreshed_at timestamptz,
     calculated_cursor       text,
+    -- how live changes arrive: 'events' (Change Data Capture) or 'polling', and why
+    change_source           text NOT NULL DEFAULT 'polling' CHECK (change_source IN ('polling', 'events')),
+    change_source_note      text,
     PRIMARY KEY (sync_name, object_name),
     UNIQUE (sync_name, table_name)
 );
@@ -160,7 +175,11 @@ SELECT s.name,
        s.last_error,
        s.last_error_at,
        s.created_at,
-       s.base64_fields
+       s.base64_fields,
+       s.change_events,
+       coalesce(s.pubsub_endpoint, 'https://api.pubsub.salesforce.com:7443') AS pubsub_endpoint,
+       s.reconcile_interval,
+       s.events_status
 FROM sequin_sf._syncs s;
 
 CREATE VIEW sequin_sf.sync_status AS
@@ -181,7 +200,9 @@ SELECT c.sync_name,
        coalesce(c.last_error, s.last_error) AS last_error,
        CASE WHEN c.last_error IS NOT NULL THEN c.last_error_at ELSE s.last_error_at END AS last_error_at,
        c.calculated_refresh,
-       c.calculated_refreshed_at
+       c.calculated_refreshed_at,
+       c.change_source,
+       c.change_source_note
 FROM sequin_sf._collections c
 JOIN sequin_sf._syncs s ON s.name = c.sync_name;
 

@@ -54,6 +54,10 @@ JOIN sequin_sf._syncs s ON s.name = m.sync_name;
 ALTER TABLE sequin_sf._collections ADD COLUMN calculated_refresh interval,
                                    ADD COLUMN calculated_refreshed_at timestamptz,
                                    ADD COLUMN calculated_cursor text;
+-- How each collection's live changes arrive (Change Data Capture events or polling).
+ALTER TABLE sequin_sf._collections
+    ADD COLUMN change_source text NOT NULL DEFAULT 'polling' CHECK (change_source IN ('polling', 'events')),
+    ADD COLUMN change_source_note text;
 CREATE OR REPLACE VIEW sequin_sf.sync_status AS
 SELECT c.sync_name,
        c.object_name AS collection,
@@ -72,13 +76,24 @@ SELECT c.sync_name,
        coalesce(c.last_error, s.last_error) AS last_error,
        CASE WHEN c.last_error IS NOT NULL THEN c.last_error_at ELSE s.last_error_at END AS last_error_at,
        c.calculated_refresh,
-       c.calculated_refreshed_at
+       c.calculated_refreshed_at,
+       c.change_source,
+       c.change_source_note
 FROM sequin_sf._collections c
 JOIN sequin_sf._syncs s ON s.name = c.sync_name;
 -- Syncs created before keep leaving base64 fields out; new ones store their paths.
 ALTER TABLE sequin_sf._syncs ADD COLUMN base64_fields text NOT NULL DEFAULT 'skip'
     CHECK (base64_fields IN ('url', 'skip'));
 ALTER TABLE sequin_sf._syncs ALTER COLUMN base64_fields SET DEFAULT 'url';
+-- Change Data Capture (alter_sync change_events, pubsub_endpoint, reconcile_interval):
+-- syncs created before subscribe too, as new ones do ('auto' only acts on objects the
+-- org selected for CDC).
+ALTER TABLE sequin_sf._syncs
+    ADD COLUMN change_events text NOT NULL DEFAULT 'auto' CHECK (change_events IN ('auto', 'off')),
+    ADD COLUMN pubsub_endpoint text,
+    ADD COLUMN reconcile_interval interval NOT NULL DEFAULT '1 hour',
+    ADD COLUMN replay_id bytea,
+    ADD COLUMN events_status text;
 CREATE OR REPLACE VIEW sequin_sf.syncs AS
 SELECT s.name,
        s.credential,
@@ -104,305 +119,19 @@ SELECT s.name,
        s.last_error,
        s.last_error_at,
        s.created_at,
-       s.base64_fields
+       s.base64_fields,
+       s.change_events,
+       coalesce(s.pubsub_endpoint, 'https://api.pubsub.salesforce.com:7443') AS pubsub_endpoint,
+       s.reconcile_interval,
+       s.events_status
 FROM sequin_sf._syncs s;
 -- functions (drafted)
 DROP FUNCTION IF EXISTS sequin_sf._install_write_triggers(regclass, text, jsonb, jsonb, jsonb, text[]);
 DROP FUNCTION IF EXISTS sequin_sf._seal_secrets(text, text, text, text);
 DROP FUNCTION IF EXISTS sequin_sf._sync_schema(text);
+DROP FUNCTION IF EXISTS sequin_sf.alter_sync(text, interval, interval, interval, interval, real, bigint, boolean, int, interval, int);
 DROP FUNCTION IF EXISTS sequin_sf.create_credential(text, text, text, text, text, text, text, text, text);
 DROP FUNCTION IF EXISTS sequin_sf.create_sync(text, text, text[], text, int, interval, int, boolean, bigint);
-CREATE OR REPLACE FUNCTION sequin_sf._revoke_grants(p_rel regclass) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    g record;
-BEGIN
-    FOR g IN SELECT DISTINCT a.grantee
-               FROM pg_catalog.pg_class c, aclexplode(c.relacl) a
-              WHERE c.oid = p_rel AND a.grantee <> c.relowner LOOP
-        IF g.grantee = 0 THEN
-            EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', p_rel);
-        ELSE
-            EXECUTE format('REVOKE ALL ON %s FROM %I', p_rel, g.grantee::regrole::text);
-        END IF;
-    END LOOP;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._install_write_log(p_schema text) RETURNS void
-LANGUAGE plpgsql
--- "already exists, skipping" notices on every reinstall say nothing useful
-SET client_min_messages = warning
-AS $install$
-BEGIN
-    -- No CHECK constraints on action and state, though only the values noted are ever
-    -- written (by the capture triggers and the writer, nothing else): Postgres reads
-    -- and plans a table's CHECK expressions afresh for every statement that inserts
-    -- into it, which was a fifth of what capturing a one-row change cost.
-    EXECUTE format($ddl$
-        CREATE TABLE IF NOT EXISTS %1$I._sync_write_log (
-            id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            table_name      text NOT NULL,
-            object_name     text NOT NULL,
-            row_id          bigint NOT NULL,
-            action          text NOT NULL,  -- insert | update | delete
-            api_id          text,
-            state           text NOT NULL DEFAULT 'new',  -- new | pending | succeeded | failed
-            previous        jsonb,
-            "values"        jsonb,
-            api_result      integer,
-            api_message     text,
-            attempts        integer NOT NULL DEFAULT 0,
-            next_attempt_at timestamptz,
-            claimed_at      timestamptz,
-            retry_of        bigint,
-            session_pid     integer DEFAULT pg_backend_pid(),
-            inserted_at     timestamptz NOT NULL DEFAULT now(),
-            settled_at      timestamptz
-        )$ddl$, p_schema);
-    -- Only the capture triggers (running as the extension's owner) and the worker write
-    -- the log: take back whatever default privileges of the schema handed out.
-    PERFORM sequin_sf._revoke_grants(format('%I._sync_write_log', p_schema)::regclass);
-    EXECUTE format(
-        'CREATE INDEX IF NOT EXISTS _sync_write_log_unsettled ON %1$I._sync_write_log (id)'
-        ' WHERE state IN (''new'', ''pending'')', p_schema);
-    EXECUTE format($cmt$
-        COMMENT ON TABLE %1$I._sync_write_log IS
-        'Every change made to this schema''s synced tables, in order, and what Salesforce answered: state new -> pending -> succeeded | failed; api_result is the HTTP status, api_message Salesforce''s message. Failed entries can be re-queued with sequin_sf.retry_writes().'
-        $cmt$, p_schema);
-
-END
-$install$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._install_write_triggers(
-    p_table regclass, p_object text, p_noncreateable jsonb, p_nonupdateable jsonb,
-    p_picklists jsonb, p_local text[] DEFAULT NULL, p_refused_ops jsonb DEFAULT '{}'
-) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    sch text;
-    tbl text;
-    fn text;
-    fn_upd text;
-    local_cols text[];
-    sent_cols text[];
-    ins_bad text;
-    upd_bad text;
-    unchanged text;
-    op text;
-    noncreate jsonb := coalesce(p_noncreateable, '{}'::jsonb);
-    nonupdate jsonb := coalesce(p_nonupdateable, '{}'::jsonb);
-    picks jsonb := coalesce(p_picklists, '{}'::jsonb);
-BEGIN
-    SELECT n.nspname, c.relname INTO sch, tbl
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid = p_table;
-    PERFORM sequin_sf._install_write_log(sch);
-    local_cols := coalesce(p_local, ARRAY(
-        SELECT a.attname::text FROM pg_attribute a
-         WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
-           AND left(a.attname, 1) = '_'));
-    IF NOT ('_row_id' = ANY (local_cols)) THEN
-        local_cols := local_cols || '_row_id'::text;
-    END IF;
-    sent_cols := ARRAY(
-        SELECT a.attname::text FROM pg_attribute a
-         WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
-           AND NOT (a.attname::text = ANY (local_cols))
-         ORDER BY a.attnum);
-    -- a row breaks the rules when it sets a refused column or an unknown picklist value
-    SELECT string_agg(x, ' OR ') INTO ins_bad FROM (
-        SELECT format('n.%I IS NOT NULL', c) AS x FROM unnest(sent_cols) c WHERE noncreate ? c
-        UNION ALL
-        SELECT format('(n.%1$I IS NOT NULL AND n.%1$I::text <> ALL (%2$L::text[]))', c,
-                      ARRAY(SELECT jsonb_array_elements_text(picks -> c)))
-          FROM unnest(sent_cols) c WHERE picks ? c) r;
-    SELECT string_agg(x, ' OR ') INTO upd_bad FROM (
-        SELECT format('NEW.%1$I IS DISTINCT FROM OLD.%1$I', c) AS x FROM unnest(sent_cols) c
-         WHERE nonupdate ? c
-        UNION ALL
-        SELECT format('(NEW.%1$I IS DISTINCT FROM OLD.%1$I AND NEW.%1$I IS NOT NULL'
-                      ' AND NEW.%1$I::text <> ALL (%2$L::text[]))', c,
-                      ARRAY(SELECT jsonb_array_elements_text(picks -> c)))
-          FROM unnest(sent_cols) c WHERE picks ? c) r;
-    SELECT string_agg(format('CASE WHEN NEW.%1$I IS NOT DISTINCT FROM OLD.%1$I THEN %1$L END', c), ', ')
-      INTO unchanged FROM unnest(sent_cols) c;
-    fn := format('%I.%I', sch, '_sync_capture_' || p_table::oid);
-    fn_upd := format('%I.%I', sch, '_sync_capture_' || p_table::oid || '_update');
-    PERFORM sequin_sf._create_capture_function(fn, format($body$
-        BEGIN
-            IF current_setting('sequin_sf.applying', true) = 'on' THEN
-                RETURN NULL;
-            END IF;
-            IF TG_OP = 'INSERT' THEN
-                INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, "values")
-                -- "values" is read from the row when the writer picks the entry up
-                -- (_write_fill_inserts): turning every inserted row into jsonb here
-                -- would more than double the cost of a bulk INSERT
-                SELECT %3$L, %4$L, n._row_id, 'insert',
-                       CASE WHEN %9$s
-                            THEN sequin_sf._refuse_write(%2$L, %3$L, 'INSERT',
-                                     jsonb_strip_nulls(to_jsonb(n)) - %5$L::text[], %6$L, %8$L)
-                       END
-                  FROM _sf_new n;
-            ELSE
-                INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous)
-                SELECT %3$L, %4$L, o._row_id, 'delete', o.id, to_jsonb(o)
-                  FROM _sf_old o;
-            END IF;
-            RETURN NULL;
-        END
-        $body$, NULL, sch, tbl, p_object, local_cols, noncreate, nonupdate, picks,
-              coalesce(ins_bad, 'false')));
-    -- Updates are captured per row, which has OLD and NEW at hand. A statement trigger
-    -- pairing the OLD and NEW transition tables by _row_id (hash join; a nested loop
-    -- is quadratic and plpgsql keeps the first plan) was measured against this one
-    -- (bench/trigger_overhead.py): 500-row UPDATEs ran ~25% faster with it, but one-row
-    -- UPDATEs up to ~15% slower (the join plan's per-statement setup), so rows it is.
-    PERFORM sequin_sf._create_capture_function(fn_upd, format($body$
-        DECLARE
-            chg jsonb := to_jsonb(NEW) - %4$L::text[] - ARRAY[%7$s];
-        BEGIN
-            IF chg = '{}'::jsonb THEN
-                RETURN NULL;
-            END IF;
-            IF %8$s THEN
-                PERFORM sequin_sf._refuse_write(%2$L, %3$L, 'UPDATE', chg, %5$L, %6$L);
-            END IF;
-            INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous, "values")
-            VALUES (%3$L, %9$L, NEW._row_id, 'update', OLD.id, to_jsonb(OLD), chg);
-            RETURN NULL;
-        END
-        $body$, NULL, sch, tbl, local_cols, nonupdate, picks,
-              coalesce(unchanged, 'NULL::text'), coalesce(upd_bad, 'false'),
-              p_object));
-    PERFORM sequin_sf._remove_write_triggers(p_table);
-    EXECUTE format('CREATE TRIGGER _sync_write_insert AFTER INSERT ON %s'
-                   ' REFERENCING NEW TABLE AS _sf_new FOR EACH STATEMENT'
-                   ' EXECUTE FUNCTION %s()', p_table, fn);
-    -- the worker's own changes (sequin_sf.applying = on) skip the function call entirely
-    EXECUTE format('CREATE TRIGGER _sync_write_update AFTER UPDATE ON %s FOR EACH ROW'
-                   ' WHEN (current_setting(''sequin_sf.applying'', true) IS DISTINCT FROM ''on'')'
-                   ' EXECUTE FUNCTION %s()', p_table, fn_upd);
-    EXECUTE format('CREATE TRIGGER _sync_write_delete AFTER DELETE ON %s'
-                   ' REFERENCING OLD TABLE AS _sf_old FOR EACH STATEMENT'
-                   ' EXECUTE FUNCTION %s()', p_table, fn);
-    EXECUTE format('CREATE TRIGGER _sync_write_truncate BEFORE TRUNCATE ON %s'
-                   ' FOR EACH STATEMENT EXECUTE FUNCTION sequin_sf._refuse_truncate()', p_table);
-    -- operations Salesforce does not allow on the object at all: refused before any row
-    -- changes (one check per statement, nothing for the operations it allows)
-    FOR op IN SELECT key FROM jsonb_each_text(coalesce(p_refused_ops, '{}')) LOOP
-        EXECUTE format('CREATE TRIGGER %I BEFORE %s ON %s FOR EACH STATEMENT'
-                       ' WHEN (current_setting(''sequin_sf.applying'', true) IS DISTINCT FROM ''on'')'
-                       ' EXECUTE FUNCTION sequin_sf._refuse_object_write(%L, %L)',
-                       '_sync_write_refuse_' || lower(op), op, p_table, p_object,
-                       p_refused_ops ->> op);
-    END LOOP;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._refuse_object_write() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION '% on %.% is not allowed: %', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[1]
-        USING ERRCODE = 'feature_not_supported',
-              DETAIL = format('Salesforce''s describe of %s says its records cannot be %s through the API, so the change could never be written back.',
-                              TG_ARGV[0], CASE TG_OP WHEN 'INSERT' THEN 'created'
-                                                     WHEN 'UPDATE' THEN 'updated' ELSE 'deleted' END),
-              HINT = 'The table mirrors Salesforce read-only for this operation; change the records in Salesforce.';
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._create_capture_function(p_name text, p_body text) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql'
-                   ' SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L',
-                   p_name, p_body);
-    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', p_name);
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._remove_write_triggers(p_table regclass) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    t text;
-BEGIN
-    FOR t IN SELECT tgname FROM pg_trigger
-              WHERE tgrelid = p_table AND tgname IN ('_sync_write_insert', '_sync_write_update',
-                                                     '_sync_write_delete', '_sync_write_truncate',
-                                                     '_sync_write_refuse_insert',
-                                                     '_sync_write_refuse_update',
-                                                     '_sync_write_refuse_delete') LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', t, p_table);
-    END LOOP;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._install_capture(p_schema text, p_table text) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    t record;
-    check_picks boolean;
-    noncreate jsonb;
-    nonupdate jsonb;
-    picks jsonb;
-    local_cols text[];
-    refused jsonb;
-    rel regclass := format('%I.%I', p_schema, p_table)::regclass;
-BEGIN
-    t := sequin_sf._synced_table(p_schema, p_table);
-    check_picks := (sequin_sf._write_settings_of(p_schema)).check_picklists;
-    SELECT coalesce(jsonb_object_agg(m.column_name, sequin_sf._readonly_reason(m, 'create'))
-                      FILTER (WHERE NOT m.createable OR NOT m.active OR m.calculated), '{}'),
-           coalesce(jsonb_object_agg(m.column_name, sequin_sf._readonly_reason(m, 'update'))
-                      FILTER (WHERE NOT m.updateable OR NOT m.active OR m.calculated), '{}'),
-           coalesce(jsonb_object_agg(m.column_name, to_jsonb(m.picklist_values))
-                      FILTER (WHERE check_picks AND m.active AND m.restricted_picklist
-                                AND m.sf_type = 'picklist' AND m.picklist_values IS NOT NULL), '{}')
-      INTO noncreate, nonupdate, picks
-      FROM sequin_sf._columns m
-     WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name;
-    local_cols := ARRAY(
-        SELECT a.attname::text FROM pg_attribute a
-         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
-           AND NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
-                            WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name
-                              AND m.column_name = a.attname));
-    SELECT jsonb_strip_nulls(jsonb_build_object(
-               'INSERT', CASE WHEN c.createable = false
-                              THEN format('Salesforce does not allow creating %s records', c.object_name) END,
-               'UPDATE', CASE WHEN c.updateable = false
-                              THEN format('Salesforce does not allow updating %s records', c.object_name) END,
-               'DELETE', CASE WHEN c.deletable = false
-                              THEN format('Salesforce does not allow deleting %s records', c.object_name) END))
-      INTO refused
-      FROM sequin_sf._collections c
-     WHERE c.sync_name = t.sync_name AND c.object_name = t.object_name;
-    PERFORM sequin_sf._install_write_triggers(rel, t.object_name, noncreate, nonupdate, picks,
-                                              local_cols, refused);
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._readonly_reason(m sequin_sf._columns, p_op text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE
-        WHEN NOT m.active AND m.note IS NOT NULL THEN
-            format('column %s no longer follows field %s: %s', m.column_name, m.field_name, m.note)
-        WHEN NOT m.active THEN format('field %s no longer exists in Salesforce', m.field_name)
-        WHEN m.sf_type = 'base64' THEN
-            format('%s holds the path Salesforce serves the file from; the sync does not send files',
-                   m.column_name)
-        WHEN m.field_name = 'Id' THEN 'the Salesforce Id is assigned by Salesforce'
-        WHEN m.calculated THEN format('%s is a formula field, computed by Salesforce', m.field_name)
-        WHEN m.sf_type IN ('address', 'location') THEN
-            format('%s is a compound field; write its component columns instead', m.field_name)
-        ELSE format('Salesforce does not allow %s of field %s',
-                    CASE p_op WHEN 'create' THEN 'setting on create' ELSE 'updates' END,
-                    m.field_name)
-    END
-$$;
-
 CREATE OR REPLACE FUNCTION sequin_sf._write_backlog(p_schema text) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -694,6 +423,297 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION sequin_sf._revoke_grants(p_rel regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT DISTINCT a.grantee
+               FROM pg_catalog.pg_class c, aclexplode(c.relacl) a
+              WHERE c.oid = p_rel AND a.grantee <> c.relowner LOOP
+        IF g.grantee = 0 THEN
+            EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', p_rel);
+        ELSE
+            EXECUTE format('REVOKE ALL ON %s FROM %I', p_rel, g.grantee::regrole::text);
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._install_write_log(p_schema text) RETURNS void
+LANGUAGE plpgsql
+-- "already exists, skipping" notices on every reinstall say nothing useful
+SET client_min_messages = warning
+AS $install$
+BEGIN
+    -- No CHECK constraints on action and state, though only the values noted are ever
+    -- written (by the capture triggers and the writer, nothing else): Postgres reads
+    -- and plans a table's CHECK expressions afresh for every statement that inserts
+    -- into it, which was a fifth of what capturing a one-row change cost.
+    EXECUTE format($ddl$
+        CREATE TABLE IF NOT EXISTS %1$I._sync_write_log (
+            id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            table_name      text NOT NULL,
+            object_name     text NOT NULL,
+            row_id          bigint NOT NULL,
+            action          text NOT NULL,  -- insert | update | delete
+            api_id          text,
+            state           text NOT NULL DEFAULT 'new',  -- new | pending | succeeded | failed
+            previous        jsonb,
+            "values"        jsonb,
+            api_result      integer,
+            api_message     text,
+            attempts        integer NOT NULL DEFAULT 0,
+            next_attempt_at timestamptz,
+            claimed_at      timestamptz,
+            retry_of        bigint,
+            session_pid     integer DEFAULT pg_backend_pid(),
+            inserted_at     timestamptz NOT NULL DEFAULT now(),
+            settled_at      timestamptz
+        )$ddl$, p_schema);
+    -- Only the capture triggers (running as the extension's owner) and the worker write
+    -- the log: take back whatever default privileges of the schema handed out.
+    PERFORM sequin_sf._revoke_grants(format('%I._sync_write_log', p_schema)::regclass);
+    EXECUTE format(
+        'CREATE INDEX IF NOT EXISTS _sync_write_log_unsettled ON %1$I._sync_write_log (id)'
+        ' WHERE state IN (''new'', ''pending'')', p_schema);
+    EXECUTE format($cmt$
+        COMMENT ON TABLE %1$I._sync_write_log IS
+        'Every change made to this schema''s synced tables, in order, and what Salesforce answered: state new -> pending -> succeeded | failed; api_result is the HTTP status, api_message Salesforce''s message. Failed entries can be re-queued with sequin_sf.retry_writes().'
+        $cmt$, p_schema);
+
+END
+$install$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._install_write_triggers(
+    p_table regclass, p_object text, p_noncreateable jsonb, p_nonupdateable jsonb,
+    p_picklists jsonb, p_local text[] DEFAULT NULL, p_refused_ops jsonb DEFAULT '{}'
+) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    sch text;
+    tbl text;
+    fn text;
+    fn_upd text;
+    local_cols text[];
+    sent_cols text[];
+    ins_bad text;
+    upd_bad text;
+    unchanged text;
+    op text;
+    noncreate jsonb := coalesce(p_noncreateable, '{}'::jsonb);
+    nonupdate jsonb := coalesce(p_nonupdateable, '{}'::jsonb);
+    picks jsonb := coalesce(p_picklists, '{}'::jsonb);
+BEGIN
+    SELECT n.nspname, c.relname INTO sch, tbl
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = p_table;
+    PERFORM sequin_sf._install_write_log(sch);
+    local_cols := coalesce(p_local, ARRAY(
+        SELECT a.attname::text FROM pg_attribute a
+         WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
+           AND left(a.attname, 1) = '_'));
+    IF NOT ('_row_id' = ANY (local_cols)) THEN
+        local_cols := local_cols || '_row_id'::text;
+    END IF;
+    sent_cols := ARRAY(
+        SELECT a.attname::text FROM pg_attribute a
+         WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
+           AND NOT (a.attname::text = ANY (local_cols))
+         ORDER BY a.attnum);
+    -- a row breaks the rules when it sets a refused column or an unknown picklist value
+    SELECT string_agg(x, ' OR ') INTO ins_bad FROM (
+        SELECT format('n.%I IS NOT NULL', c) AS x FROM unnest(sent_cols) c WHERE noncreate ? c
+        UNION ALL
+        SELECT format('(n.%1$I IS NOT NULL AND n.%1$I::text <> ALL (%2$L::text[]))', c,
+                      ARRAY(SELECT jsonb_array_elements_text(picks -> c)))
+          FROM unnest(sent_cols) c WHERE picks ? c) r;
+    SELECT string_agg(x, ' OR ') INTO upd_bad FROM (
+        SELECT format('NEW.%1$I IS DISTINCT FROM OLD.%1$I', c) AS x FROM unnest(sent_cols) c
+         WHERE nonupdate ? c
+        UNION ALL
+        SELECT format('(NEW.%1$I IS DISTINCT FROM OLD.%1$I AND NEW.%1$I IS NOT NULL'
+                      ' AND NEW.%1$I::text <> ALL (%2$L::text[]))', c,
+                      ARRAY(SELECT jsonb_array_elements_text(picks -> c)))
+          FROM unnest(sent_cols) c WHERE picks ? c) r;
+    SELECT string_agg(format('CASE WHEN NEW.%1$I IS NOT DISTINCT FROM OLD.%1$I THEN %1$L END', c), ', ')
+      INTO unchanged FROM unnest(sent_cols) c;
+    fn := format('%I.%I', sch, '_sync_capture_' || p_table::oid);
+    fn_upd := format('%I.%I', sch, '_sync_capture_' || p_table::oid || '_update');
+    PERFORM sequin_sf._create_capture_function(fn, format($body$
+        BEGIN
+            IF current_setting('sequin_sf.applying', true) = 'on' THEN
+                RETURN NULL;
+            END IF;
+            IF TG_OP = 'INSERT' THEN
+                INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, "values")
+                -- "values" is read from the row when the writer picks the entry up
+                -- (_write_fill_inserts): turning every inserted row into jsonb here
+                -- would more than double the cost of a bulk INSERT
+                SELECT %3$L, %4$L, n._row_id, 'insert',
+                       CASE WHEN %9$s
+                            THEN sequin_sf._refuse_write(%2$L, %3$L, 'INSERT',
+                                     jsonb_strip_nulls(to_jsonb(n)) - %5$L::text[], %6$L, %8$L)
+                       END
+                  FROM _sf_new n;
+            ELSE
+                INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous)
+                SELECT %3$L, %4$L, o._row_id, 'delete', o.id, to_jsonb(o)
+                  FROM _sf_old o;
+            END IF;
+            RETURN NULL;
+        END
+        $body$, NULL, sch, tbl, p_object, local_cols, noncreate, nonupdate, picks,
+              coalesce(ins_bad, 'false')));
+    -- Updates are captured per row, which has OLD and NEW at hand. A statement trigger
+    -- pairing the OLD and NEW transition tables by _row_id (hash join; a nested loop
+    -- is quadratic and plpgsql keeps the first plan) was measured against this one
+    -- (bench/trigger_overhead.py): 500-row UPDATEs ran ~25% faster with it, but one-row
+    -- UPDATEs up to ~15% slower (the join plan's per-statement setup), so rows it is.
+    PERFORM sequin_sf._create_capture_function(fn_upd, format($body$
+        DECLARE
+            chg jsonb := to_jsonb(NEW) - %4$L::text[] - ARRAY[%7$s];
+        BEGIN
+            IF chg = '{}'::jsonb THEN
+                RETURN NULL;
+            END IF;
+            IF %8$s THEN
+                PERFORM sequin_sf._refuse_write(%2$L, %3$L, 'UPDATE', chg, %5$L, %6$L);
+            END IF;
+            INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous, "values")
+            VALUES (%3$L, %9$L, NEW._row_id, 'update', OLD.id, to_jsonb(OLD), chg);
+            RETURN NULL;
+        END
+        $body$, NULL, sch, tbl, local_cols, nonupdate, picks,
+              coalesce(unchanged, 'NULL::text'), coalesce(upd_bad, 'false'),
+              p_object));
+    PERFORM sequin_sf._remove_write_triggers(p_table);
+    EXECUTE format('CREATE TRIGGER _sync_write_insert AFTER INSERT ON %s'
+                   ' REFERENCING NEW TABLE AS _sf_new FOR EACH STATEMENT'
+                   ' EXECUTE FUNCTION %s()', p_table, fn);
+    -- the worker's own changes (sequin_sf.applying = on) skip the function call entirely
+    EXECUTE format('CREATE TRIGGER _sync_write_update AFTER UPDATE ON %s FOR EACH ROW'
+                   ' WHEN (current_setting(''sequin_sf.applying'', true) IS DISTINCT FROM ''on'')'
+                   ' EXECUTE FUNCTION %s()', p_table, fn_upd);
+    EXECUTE format('CREATE TRIGGER _sync_write_delete AFTER DELETE ON %s'
+                   ' REFERENCING OLD TABLE AS _sf_old FOR EACH STATEMENT'
+                   ' EXECUTE FUNCTION %s()', p_table, fn);
+    EXECUTE format('CREATE TRIGGER _sync_write_truncate BEFORE TRUNCATE ON %s'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION sequin_sf._refuse_truncate()', p_table);
+    -- operations Salesforce does not allow on the object at all: refused before any row
+    -- changes (one check per statement, nothing for the operations it allows)
+    FOR op IN SELECT key FROM jsonb_each_text(coalesce(p_refused_ops, '{}')) LOOP
+        EXECUTE format('CREATE TRIGGER %I BEFORE %s ON %s FOR EACH STATEMENT'
+                       ' WHEN (current_setting(''sequin_sf.applying'', true) IS DISTINCT FROM ''on'')'
+                       ' EXECUTE FUNCTION sequin_sf._refuse_object_write(%L, %L)',
+                       '_sync_write_refuse_' || lower(op), op, p_table, p_object,
+                       p_refused_ops ->> op);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._refuse_object_write() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% on %.% is not allowed: %', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[1]
+        USING ERRCODE = 'feature_not_supported',
+              DETAIL = format('Salesforce''s describe of %s says its records cannot be %s through the API, so the change could never be written back.',
+                              TG_ARGV[0], CASE TG_OP WHEN 'INSERT' THEN 'created'
+                                                     WHEN 'UPDATE' THEN 'updated' ELSE 'deleted' END),
+              HINT = 'The table mirrors Salesforce read-only for this operation; change the records in Salesforce.';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._create_capture_function(p_name text, p_body text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql'
+                   ' SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L',
+                   p_name, p_body);
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', p_name);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._remove_write_triggers(p_table regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+BEGIN
+    FOR t IN SELECT tgname FROM pg_trigger
+              WHERE tgrelid = p_table AND tgname IN ('_sync_write_insert', '_sync_write_update',
+                                                     '_sync_write_delete', '_sync_write_truncate',
+                                                     '_sync_write_refuse_insert',
+                                                     '_sync_write_refuse_update',
+                                                     '_sync_write_refuse_delete') LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t, p_table);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._install_capture(p_schema text, p_table text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t record;
+    check_picks boolean;
+    noncreate jsonb;
+    nonupdate jsonb;
+    picks jsonb;
+    local_cols text[];
+    refused jsonb;
+    rel regclass := format('%I.%I', p_schema, p_table)::regclass;
+BEGIN
+    t := sequin_sf._synced_table(p_schema, p_table);
+    check_picks := (sequin_sf._write_settings_of(p_schema)).check_picklists;
+    SELECT coalesce(jsonb_object_agg(m.column_name, sequin_sf._readonly_reason(m, 'create'))
+                      FILTER (WHERE NOT m.createable OR NOT m.active OR m.calculated), '{}'),
+           coalesce(jsonb_object_agg(m.column_name, sequin_sf._readonly_reason(m, 'update'))
+                      FILTER (WHERE NOT m.updateable OR NOT m.active OR m.calculated), '{}'),
+           coalesce(jsonb_object_agg(m.column_name, to_jsonb(m.picklist_values))
+                      FILTER (WHERE check_picks AND m.active AND m.restricted_picklist
+                                AND m.sf_type = 'picklist' AND m.picklist_values IS NOT NULL), '{}')
+      INTO noncreate, nonupdate, picks
+      FROM sequin_sf._columns m
+     WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name;
+    local_cols := ARRAY(
+        SELECT a.attname::text FROM pg_attribute a
+         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+           AND NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
+                            WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name
+                              AND m.column_name = a.attname));
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+               'INSERT', CASE WHEN c.createable = false
+                              THEN format('Salesforce does not allow creating %s records', c.object_name) END,
+               'UPDATE', CASE WHEN c.updateable = false
+                              THEN format('Salesforce does not allow updating %s records', c.object_name) END,
+               'DELETE', CASE WHEN c.deletable = false
+                              THEN format('Salesforce does not allow deleting %s records', c.object_name) END))
+      INTO refused
+      FROM sequin_sf._collections c
+     WHERE c.sync_name = t.sync_name AND c.object_name = t.object_name;
+    PERFORM sequin_sf._install_write_triggers(rel, t.object_name, noncreate, nonupdate, picks,
+                                              local_cols, refused);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._readonly_reason(m sequin_sf._columns, p_op text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN NOT m.active AND m.note IS NOT NULL THEN
+            format('column %s no longer follows field %s: %s', m.column_name, m.field_name, m.note)
+        WHEN NOT m.active THEN format('field %s no longer exists in Salesforce', m.field_name)
+        WHEN m.sf_type = 'base64' THEN
+            format('%s holds the path Salesforce serves the file from; the sync does not send files',
+                   m.column_name)
+        WHEN m.field_name = 'Id' THEN 'the Salesforce Id is assigned by Salesforce'
+        WHEN m.calculated THEN format('%s is a formula field, computed by Salesforce', m.field_name)
+        WHEN m.sf_type IN ('address', 'location') THEN
+            format('%s is a compound field; write its component columns instead', m.field_name)
+        ELSE format('Salesforce does not allow %s of field %s',
+                    CASE p_op WHEN 'create' THEN 'setting on create' ELSE 'updates' END,
+                    m.field_name)
+    END
+$$;
+
 CREATE OR REPLACE FUNCTION sequin_sf._max_collection_records() RETURNS INT /* i32 */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
@@ -924,6 +944,37 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION sequin_sf._check_change_events(change_events text, pubsub_endpoint text,
+                                               reconcile_interval interval) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    host text;
+BEGIN
+    IF change_events IS NOT NULL AND change_events NOT IN ('auto', 'off') THEN
+        RAISE EXCEPTION 'change_events must be ''auto'' or ''off'', got %', quote_literal(change_events)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = '''auto'' subscribes to the change events of the objects selected for Change Data Capture in Salesforce Setup and polls the others; ''off'' polls every collection';
+    END IF;
+    PERFORM sequin_sf._check_interval('reconcile_interval', reconcile_interval, '1 minute', '7 days',
+        'how often collections on change events are polled as a safety net');
+    IF nullif(btrim(pubsub_endpoint), '') IS NULL THEN
+        RETURN;
+    END IF;
+    IF pubsub_endpoint !~ '^(https?://)?[A-Za-z0-9.\[\]:-]+:[0-9]{1,5}/?$' THEN
+        RAISE EXCEPTION 'pubsub_endpoint % is not of the form https://host:port', quote_literal(pubsub_endpoint)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Salesforce''s is https://api.pubsub.salesforce.com:7443; pass '''' to go back to it';
+    END IF;
+    -- the session token travels with every call: never in clear text beyond this machine
+    host := substring(pubsub_endpoint FROM '^http://([^/]+):[0-9]+/?$');
+    IF host IS NOT NULL AND host NOT IN ('127.0.0.1', 'localhost', '[::1]') THEN
+        RAISE EXCEPTION 'pubsub_endpoint % would send the Salesforce session in clear text', quote_literal(pubsub_endpoint)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'use https://; plain http:// is accepted only for 127.0.0.1 (an emulator)';
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION sequin_sf._check_interval(setting text, value interval, low interval,
                                           high interval, what text) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -1044,10 +1095,14 @@ CREATE OR REPLACE FUNCTION sequin_sf.alter_sync(
     backfill_events boolean DEFAULT NULL,
     rate_limit_requests int DEFAULT NULL,
     rate_limit_interval interval DEFAULT NULL,
-    max_concurrent_requests int DEFAULT NULL)
+    max_concurrent_requests int DEFAULT NULL,
+    change_events text DEFAULT NULL,
+    pubsub_endpoint text DEFAULT NULL,
+    reconcile_interval interval DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM sequin_sf._check_sync(name);
+    PERFORM sequin_sf._check_change_events(change_events, pubsub_endpoint, reconcile_interval);
     PERFORM sequin_sf._check_sync_settings(poll_overlap, describe_interval, deleted_interval,
                                            event_retention, org_usage_ceiling, bulk_threshold,
                                            rate_limit_requests, rate_limit_interval,
@@ -1062,7 +1117,12 @@ BEGIN
         backfill_events = coalesce(alter_sync.backfill_events, s.backfill_events),
         rate_limit_requests = coalesce(alter_sync.rate_limit_requests, s.rate_limit_requests),
         rate_limit_interval = coalesce(alter_sync.rate_limit_interval, s.rate_limit_interval),
-        max_concurrent_requests = coalesce(alter_sync.max_concurrent_requests, s.max_concurrent_requests)
+        max_concurrent_requests = coalesce(alter_sync.max_concurrent_requests, s.max_concurrent_requests),
+        change_events = coalesce(alter_sync.change_events, s.change_events),
+        -- '' goes back to Salesforce's endpoint
+        pubsub_endpoint = CASE WHEN alter_sync.pubsub_endpoint IS NULL THEN s.pubsub_endpoint
+                               ELSE nullif(btrim(alter_sync.pubsub_endpoint), '') END,
+        reconcile_interval = coalesce(alter_sync.reconcile_interval, s.reconcile_interval)
     WHERE s.name = alter_sync.name;
 END
 $$;

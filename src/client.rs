@@ -129,9 +129,14 @@ pub fn load_credential(name: &str) -> Result<salesforce::Credential, CredentialE
 }
 
 /// A client for a stored credential. Timeouts are short enough that a stuck request
-/// never delays a shutdown for long.
-pub fn client_for(name: &str) -> Result<salesforce::Client, CredentialError> {
+/// never delays a shutdown for long. `call_options_client` names the client in every
+/// request's `Sforce-Call-Options` (the worker's own changes are recognised by it).
+pub fn client_for(
+    name: &str,
+    call_options_client: Option<&str>,
+) -> Result<salesforce::Client, CredentialError> {
     let mut config = salesforce::ClientConfig::new(load_credential(name)?);
+    config.call_options_client = call_options_client.map(str::to_string);
     config.request_timeout = Duration::from_secs(60);
     config.connect_timeout = Duration::from_secs(10);
     salesforce::Client::new(config).map_err(|source| CredentialError::Client {

@@ -86,7 +86,7 @@ fn _describe_global(
         name!(replicateable, bool),
     ),
 > {
-    let client = crate::client::client_for(credential).unwrap_or_else(|e| {
+    let client = crate::client::client_for(credential, None).unwrap_or_else(|e| {
         fail(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             e.to_string(),

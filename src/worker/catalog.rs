@@ -32,19 +32,32 @@ pub struct SyncConfig {
     pub has_error: bool,
     /// base64 fields get a column holding the path of their bytes (else none).
     pub base64_urls: bool,
+    /// Subscribe to Change Data Capture events for the objects selected for it.
+    pub change_events: bool,
+    /// The Pub/Sub API endpoint.
+    pub pubsub_endpoint: String,
+    /// How often collections on change events are polled, as a safety net.
+    pub reconcile_interval_secs: f64,
+    /// Where the change event stream resumes (None: never applied an event).
+    pub replay_id: Option<Vec<u8>>,
+    /// The `Sforce-Call-Options` client this sync's requests name: its changes come
+    /// back as change events with it in their `changeOrigin`. One per database and
+    /// sync, so a sync of the same org elsewhere does not take them for its own.
+    pub call_options_client: String,
 }
 
 impl SyncConfig {
     /// What the client and budget are built from: a change rebuilds them.
     pub fn fingerprint(&self) -> String {
         format!(
-            "{}|{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}|{}",
             self.credential,
             self.credential_updated,
             self.rate_limit_requests,
             self.rate_limit_interval_secs,
             self.max_concurrent_requests,
-            self.org_usage_ceiling
+            self.org_usage_ceiling,
+            self.pubsub_endpoint
         )
     }
 }
@@ -77,6 +90,8 @@ pub struct CollectionRow {
     /// start); `calculated_due` when a round is in progress or its period has passed.
     pub calculated_cursor: Option<String>,
     pub calculated_due: bool,
+    /// Live changes arrive as change events (else by polling).
+    pub on_events: bool,
 }
 
 fn ts(s: Option<String>) -> Option<DateTime<Utc>> {
@@ -99,7 +114,10 @@ pub fn load_syncs() -> SpiResult<Vec<SyncConfig>> {
                     extract(epoch FROM s.poll_overlap)::float8, extract(epoch FROM s.event_retention)::float8,
                     s.backfill_events, extract(epoch FROM s.describe_interval)::float8,
                     extract(epoch FROM s.deleted_interval)::float8, s.paused, s.last_error IS NOT NULL, s.bulk_threshold,
-                    s.base64_fields = 'url'
+                    s.base64_fields = 'url', s.change_events = 'auto',
+                    coalesce(s.pubsub_endpoint, 'https://api.pubsub.salesforce.com:7443'),
+                    extract(epoch FROM s.reconcile_interval)::float8, s.replay_id,
+                    'sequin_sf_' || left(md5(current_database() || '/' || s.name || '/' || s.marker_key), 12)
              FROM sequin_sf._syncs s LEFT JOIN sequin_sf._credentials cr ON cr.name = s.credential
              ORDER BY s.name",
             None,
@@ -126,6 +144,11 @@ pub fn load_syncs() -> SpiResult<Vec<SyncConfig>> {
                 has_error: r.get(16)?.unwrap_or(false),
                 bulk_threshold: r.get(17)?.unwrap_or(50_000),
                 base64_urls: r.get(18)?.unwrap_or(false),
+                change_events: r.get(19)?.unwrap_or(false),
+                pubsub_endpoint: r.get(20)?.unwrap_or_default(),
+                reconcile_interval_secs: r.get(21)?.unwrap_or(3600.0),
+                replay_id: r.get(22)?,
+                call_options_client: r.get(23)?.unwrap_or_default(),
             });
         }
         Ok(out)
@@ -148,7 +171,8 @@ pub fn load_collections(sync: &str) -> SpiResult<Vec<CollectionRow>> {
                 c.calculated_cursor,
                 c.calculated_cursor IS NOT NULL
                     OR coalesce(c.calculated_refreshed_at, c.backfill_finished_at, '-infinity')
-                       + c.calculated_refresh <= now()
+                       + c.calculated_refresh <= now(),
+                c.change_source = 'events'
          FROM sequin_sf._collections c WHERE c.sync_name = $1 ORDER BY c.added_at, c.object_name"
     );
     Spi::connect(|c| {
@@ -181,6 +205,7 @@ pub fn load_collections(sync: &str) -> SpiResult<Vec<CollectionRow>> {
                 table_shape: r.get(17)?,
                 calculated_cursor: r.get(18)?,
                 calculated_due: r.get(19)?.unwrap_or(false),
+                on_events: r.get(20)?.unwrap_or(false),
             });
         }
         Ok(out)

@@ -13,6 +13,7 @@ mod pg;
 mod read;
 mod runtime;
 mod status;
+mod stream;
 mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -34,6 +35,10 @@ pub fn register() {
 /// Sleep between iterations when nothing is pending; short enough for sub-second
 /// poll schedules.
 const IDLE_NAP: Duration = Duration::from_millis(100);
+/// Sleep while a change event stream flows: an event waits at most this long.
+const STREAMING_NAP: Duration = Duration::from_millis(20);
+/// Sleep while more work is ready at once.
+const BUSY_NAP: Duration = Duration::from_millis(1);
 
 #[pg_guard]
 #[no_mangle]
@@ -71,11 +76,10 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
             }
             homeless.push(*cfg);
         }
-        let busy = here.run_homeless(&homeless);
+        nap = here.run_homeless(&homeless);
         if stopping() {
             break;
         }
-        nap = nap_after(busy);
     }
     log!("sequin_sf worker stopping");
 }
@@ -118,11 +122,10 @@ pub extern "C-unwind" fn sequin_sf_sync_main(arg: pg_sys::Datum) {
         let Some(cfg) = syncs.iter().find(|s| s.name == sync && !s.paused) else {
             break;
         };
-        let busy = own.run(&[cfg]);
+        nap = own.run(&[cfg]);
         if stopping() {
             break;
         }
-        nap = nap_after(busy);
     }
     log!("sequin_sf: worker of sync {sync} stopping");
 }
@@ -163,15 +166,6 @@ fn set_session() {
         )
     })
     .unwrap_or_else(|e| warning!("sequin_sf: {e}"));
-}
-
-/// How long to sleep after a pass: hardly at all while work is ready at once.
-fn nap_after(busy: bool) -> Duration {
-    if busy {
-        Duration::from_millis(1)
-    } else {
-        IDLE_NAP
-    }
 }
 
 /// Whether the process `pid` (the supervisor) still runs.
@@ -247,8 +241,9 @@ impl Syncs {
     }
 
     /// The supervisor runs the syncs it could not give a worker, each while it holds
-    /// the sync's lock, and lets go of those that have one again.
-    fn run_homeless(&mut self, homeless: &[&catalog::SyncConfig]) -> bool {
+    /// the sync's lock, and lets go of those that have one again. Returns how long to
+    /// sleep before the next pass.
+    fn run_homeless(&mut self, homeless: &[&catalog::SyncConfig]) -> Duration {
         let gone: Vec<String> = self
             .locked
             .iter()
@@ -276,24 +271,26 @@ impl Syncs {
         self.run(&mine)
     }
 
-    /// One pass over `syncs`. True when some sync has more work ready at once.
-    fn run(&mut self, syncs: &[&catalog::SyncConfig]) -> bool {
+    /// One pass over `syncs`; returns how long to sleep before the next.
+    fn run(&mut self, syncs: &[&catalog::SyncConfig]) -> Duration {
         iteration(&mut self.runtimes, &mut self.failed_builds, syncs)
     }
 }
 
-/// One pass over `syncs` (none paused). True when some sync has more work ready at once.
+/// One pass over `syncs` (none paused). Returns how long to sleep before the next:
+/// hardly at all while some sync has more work ready at once, briefly while a change
+/// event stream flows.
 fn iteration(
     runtimes: &mut HashMap<String, SyncRuntime>,
     failed_builds: &mut HashMap<String, Instant>,
     syncs: &[&catalog::SyncConfig],
-) -> bool {
+) -> Duration {
     runtimes.retain(|name, rt| {
         syncs
             .iter()
             .any(|s| &s.name == name && s.fingerprint() == rt.fingerprint)
     });
-    let mut busy = false;
+    let mut nap = IDLE_NAP;
     for cfg in syncs {
         if stopping() {
             break;
@@ -359,7 +356,9 @@ fn iteration(
                 rt.has_error = true;
             }
             Ok(more) => {
-                busy |= more;
+                if more {
+                    nap = BUSY_NAP;
+                }
                 rt.backoff.reset();
                 rt.resume_at = None;
                 // an error of the writer in this iteration stays shown
@@ -388,9 +387,12 @@ fn iteration(
                 rt.has_error = true;
             }
         }
+        if rt.events.flowing {
+            nap = nap.min(STREAMING_NAP);
+        }
         record_usage(rt);
     }
-    busy
+    nap
 }
 
 /// Whether the SQL objects are those of this library's release. After a new release is
@@ -422,7 +424,8 @@ fn needs_a_person(e: &salesforce::Error) -> bool {
 }
 
 fn build_runtime(cfg: &catalog::SyncConfig) -> Result<SyncRuntime, String> {
-    let client = tx(|| crate::client::client_for(&cfg.credential)).map_err(|e| e.to_string())?;
+    let client = tx(|| crate::client::client_for(&cfg.credential, Some(&cfg.call_options_client)))
+        .map_err(|e| e.to_string())?;
     SyncRuntime::new(cfg, client).map_err(|e| format!("could not start the HTTP runtime: {e}"))
 }
 

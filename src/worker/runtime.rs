@@ -2,7 +2,7 @@
 //! request budget, the tokio runtime, and per-collection schedules. The write path
 //! (`crate::worker::write::run_once`) receives it too, through the `WriterHost` trait.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use sync_core::ColumnSpec;
 
 use super::catalog::SyncConfig;
 use super::error::StepError;
+use super::stream::ChangeStream;
 
 /// In-memory state of one collection (what the catalog does not need to persist).
 pub struct CollectionRuntime {
@@ -91,6 +92,31 @@ impl CollectionRuntime {
     }
 }
 
+/// The sync's change event stream and what the read path knows about it
+/// (`read::events`).
+#[derive(Default)]
+pub struct EventsRuntime {
+    pub stream: Option<ChangeStream>,
+    /// The objects the running stream registered field types for.
+    pub stream_objects: Vec<String>,
+    /// The stream is subscribed: collections on events are only reconciled by polls.
+    /// While it is not, they are polled as the others are.
+    pub flowing: bool,
+    /// Objects the org selected for Change Data Capture (None: not read yet).
+    pub selected: Option<BTreeSet<String>>,
+    /// Why the selection could not be read (no object goes on events then).
+    pub selection_problem: Option<String>,
+    pub selection_read_at: Option<Instant>,
+    /// Collections to poll at once: a gap or overflow event, an update of a row the
+    /// table lacks, a replay id lost.
+    pub catch_up: HashSet<String>,
+    /// When each collection on events was last polled (none yet: due at once, which
+    /// catches up what happened before its events were applied).
+    pub reconciled: HashMap<String, Instant>,
+    /// What was last written as each collection's change source and note.
+    pub sources_written: HashMap<String, (bool, String)>,
+}
+
 pub struct SyncRuntime {
     pub sync_name: String,
     pub schema_name: String,
@@ -113,6 +139,7 @@ pub struct SyncRuntime {
     pub(super) has_error: bool,
     /// Set when a request was held back because the org's usage reached the ceiling.
     pub(super) org_ceiling_hit: bool,
+    pub(super) events: EventsRuntime,
 }
 
 impl SyncRuntime {
@@ -134,6 +161,7 @@ impl SyncRuntime {
             requests_recorded: 0,
             has_error: false,
             org_ceiling_hit: false,
+            events: EventsRuntime::default(),
         })
     }
 
@@ -147,6 +175,11 @@ impl SyncRuntime {
                 _ = stop_requested() => None,
             }
         })
+    }
+
+    /// The runtime's handle, to start a task that outlives a step (the change stream).
+    pub(super) fn tokio_handle(&self) -> tokio::runtime::Handle {
+        self.tokio.handle().clone()
     }
 
     /// Runs a Salesforce call for the read path (see `run_unless_stopping`).

@@ -112,6 +112,9 @@ impl Client {
             .connect_timeout(config.connect_timeout)
             .user_agent(concat!("sequin_sf/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none());
+        if let Some(name) = &config.call_options_client {
+            builder = builder.default_headers(call_options(name)?);
+        }
         if let Some(pem) = &config.extra_root_ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
                 .map_err(|e| Error::Config(format!("extra root CA is not valid PEM: {e}")))?;
@@ -433,6 +436,25 @@ fn session_info(s: &Session) -> SessionInfo {
         org_id: s.org_id.clone(),
         user_id: s.user_id.clone(),
     }
+}
+
+/// The `Sforce-Call-Options` header naming `client`; the name must be a plain
+/// identifier, since it is matched in change events' `changeOrigin` later.
+fn call_options(client: &str) -> Result<reqwest::header::HeaderMap> {
+    if client.is_empty()
+        || !client
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(Error::Config(format!(
+            "call options client {client:?}: use letters, digits, '_' or '-'"
+        )));
+    }
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(&format!("client={client}"))
+        .map_err(|e| Error::Config(format!("call options client {client:?}: {e}")))?;
+    headers.insert("sforce-call-options", value);
+    Ok(headers)
 }
 
 #[cfg(test)]

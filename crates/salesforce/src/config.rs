@@ -133,6 +133,11 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Extra trusted root certificates (PEM, one or more), e.g. a test CA.
     pub extra_root_ca_pem: Option<String>,
+    /// Sent as `Sforce-Call-Options: client=<name>` on every request, so the changes
+    /// this client makes can be told apart: Salesforce names the client in the
+    /// `changeOrigin` of their change events ("EventBus.ChangeEventHeader",
+    /// Apex Reference Guide; "Sforce-Call-Options Header", REST API Developer Guide).
+    pub call_options_client: Option<String>,
 }
 
 /// The API version used unless configured otherwise.
@@ -147,6 +152,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(10),
             extra_root_ca_pem: None,
+            call_options_client: None,
         }
     }
 }

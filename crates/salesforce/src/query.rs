@@ -127,6 +127,21 @@ impl Client {
             .json("query page")
     }
 
+    /// `GET /tooling/query?q=`: a Tooling API query (setup objects such as
+    /// PlatformEventChannelMember), every page read.
+    pub async fn tooling_query_all_pages(&self, soql: &str) -> Result<Vec<Map<String, Value>>> {
+        let mut page: QueryPage = self
+            .execute(query_spec("tooling/query", soql, None))
+            .await?
+            .json("tooling query page")?;
+        let mut records = std::mem::take(&mut page.records);
+        while let Some(next) = page.next_records_url.take().filter(|_| !page.done) {
+            page = self.query_more(&next).await?;
+            records.append(&mut page.records);
+        }
+        Ok(records)
+    }
+
     /// Runs a `SELECT COUNT() FROM ...` query and returns its `totalSize`.
     pub async fn count(&self, soql: &str) -> Result<u64> {
         Ok(self.query(soql, None).await?.total_size)

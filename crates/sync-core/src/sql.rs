@@ -350,6 +350,99 @@ pub fn refresh_page(t: &ApplyTarget, fields: &[ColumnSpec]) -> String {
     sql
 }
 
+/// The statement merging one change event's record into its row: `$1` is the text of a
+/// JSON object holding `Id` and the fields the event carries (`present`, the Id column
+/// among them), `$2` the change's time (`timestamptz`: its LastModifiedDate, else its
+/// commit time), `$3` whether a missing row is inserted (a create or undelete carries
+/// every field the event can; an update's record alone would leave a half row, so a
+/// missing one is left for polls), `$4` whether the change is one of the sync's own
+/// writes coming back.
+///
+/// The row is left alone when it is already newer (its stamp after `$2`: a poll read
+/// the record after this change), when nothing it holds would change (the event came
+/// again), and for our own write coming back while the row holds a local change not
+/// yet settled (the echo is older than the row). A stamp column the event does not
+/// carry (`SystemModstamp`, which change events leave out) takes `$2`, so later events
+/// and polls compare against it. Events get the rows a poll would give them: `data` is
+/// the whole row keyed by API name, `previous_data` the prior values of what changed.
+/// Returns one row `(found bigint, written bigint, events bigint)`.
+pub fn merge_change(t: &ApplyTarget, present: &[ColumnSpec]) -> String {
+    let full = t.full_table();
+    let (record_def, mut cols, mut exprs) = page_columns(present);
+    let stamp = t.stamp_column();
+    let stamp_col = stamp.map(|s| qi(&s.column));
+    if let Some(s) = stamp.filter(|s| !present.iter().any(|p| p.column == s.column)) {
+        cols.push(qi(&s.column));
+        exprs.push("$2::timestamptz".to_string());
+    }
+    let values: Vec<&ColumnSpec> = present.iter().filter(|c| c.column != "id").collect();
+    let mut set_list: Vec<String> = cols
+        .iter()
+        .filter(|c| c.as_str() != "\"id\"" && Some(*c) != stamp_col.as_ref())
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    let mut guard = vec![
+        "(NOT $4 OR t._write_state IS NULL)".to_string(),
+        format!(
+            "ROW({}) IS DISTINCT FROM ROW({})",
+            values
+                .iter()
+                .map(|c| format!("t.{}", qi(&c.column)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            values
+                .iter()
+                .map(|c| format!("excluded.{}", qi(&c.column)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ];
+    if let Some(s) = &stamp_col {
+        set_list.push(format!("{s} = greatest(t.{s}, excluded.{s})"));
+        guard.insert(0, format!("(t.{s} IS NULL OR t.{s} <= excluded.{s})"));
+    }
+    let mut sql = format!(
+        "WITH src AS (SELECT r.* FROM json_to_record($1::json) AS r({record_def})),\n\
+         old AS (SELECT o.* FROM {full} o JOIN src ON o.id = src.\"Id\"),\n\
+         up AS (\n\
+         INSERT INTO {full} AS t ({cols})\n\
+         SELECT {exprs} FROM src WHERE src.\"Id\" IS NOT NULL AND ($3 OR EXISTS (SELECT 1 FROM old))\n\
+         ON CONFLICT (id) DO UPDATE SET {set} WHERE {guard}\n\
+         RETURNING t.*\n\
+         )",
+        record_def = record_def.join(", "),
+        cols = cols.join(", "),
+        exprs = exprs.join(", "),
+        set = set_list.join(", "),
+        guard = guard.join(" AND "),
+    );
+    if t.emit_events {
+        let stamp_of_up = match &stamp_col {
+            Some(s) => format!("up.{s}"),
+            None => "NULL::timestamptz".to_string(),
+        };
+        sql.push_str(&format!(
+            ",\n\
+             ev AS (\n\
+             INSERT INTO {events} (collection_id, upstream_id, upstream_updated_at, event, data, previous_data)\n\
+             SELECT {cid}, up.id, {stamp_of_up},\n\
+             CASE WHEN old.id IS NULL THEN 'inserted' ELSE 'updated' END, {data},\n\
+             CASE WHEN old.id IS NULL THEN NULL ELSE {diff} END\n\
+             FROM up LEFT JOIN old ON old.id = up.id\n\
+             RETURNING 1\n\
+             )\n\
+             SELECT (SELECT count(*) FROM old), (SELECT count(*) FROM up), (SELECT count(*) FROM ev)",
+            events = t.events_table(),
+            cid = ql(t.collection_id),
+            data = api_json("up", t.columns),
+            diff = changed_fields_json("old", "up", t.columns),
+        ));
+    } else {
+        sql.push_str("\nSELECT (SELECT count(*) FROM old), (SELECT count(*) FROM up), 0::bigint");
+    }
+    sql
+}
+
 /// The statement removing hard-deleted records: `$1` is a `text[]` of Ids. Returns one
 /// row `(deleted bigint, events bigint)`.
 pub fn delete_ids(t: &ApplyTarget) -> String {
@@ -581,6 +674,39 @@ mod tests {
         assert!(quiet.contains("json_to_recordset($1::json)"));
         assert!(sql.contains("json_array_elements($1::json) WITH ORDINALITY"));
         assert!(delete_ids(&t).contains("d.id = ANY($1)"));
+    }
+
+    #[test]
+    fn merge_statement_sets_only_the_fields_carried_and_guards_newer_rows() {
+        let c = cols();
+        let t = ApplyTarget {
+            schema: "salesforce",
+            table: "contact",
+            collection_id: "salesforce:contact",
+            columns: &c,
+            stamp_field: Some("SystemModstamp"),
+            emit_events: true,
+        };
+        let present: Vec<ColumnSpec> = c
+            .iter()
+            .filter(|x| x.field == "Id" || x.field == "FirstName")
+            .cloned()
+            .collect();
+        let sql = merge_change(&t, &present);
+        // only the carried field is set; the stamp the event lacks comes from $2
+        assert!(sql.contains("INSERT INTO \"salesforce\".\"contact\" AS t (\"id\", \"first_name\", \"system_modstamp\")"), "{sql}");
+        assert!(
+            sql.contains("SELECT src.\"Id\", src.\"FirstName\", $2::timestamptz FROM src"),
+            "{sql}"
+        );
+        assert!(sql.contains("DO UPDATE SET \"first_name\" = excluded.\"first_name\", \"system_modstamp\" = greatest("), "{sql}");
+        assert!(!sql.contains("SET \"id\""), "{sql}");
+        assert!(sql.contains("(t.\"system_modstamp\" IS NULL OR t.\"system_modstamp\" <= excluded.\"system_modstamp\")"));
+        assert!(sql.contains("(NOT $4 OR t._write_state IS NULL)"));
+        assert!(sql.contains("ROW(t.\"first_name\") IS DISTINCT FROM ROW(excluded.\"first_name\")"));
+        assert!(sql.contains("($3 OR EXISTS (SELECT 1 FROM old))"));
+        // the event's data is the whole row, as a poll's
+        assert!(sql.contains("'IsDeleted', up.\"is_deleted\""), "{sql}");
     }
 
     #[test]

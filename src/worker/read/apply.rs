@@ -566,7 +566,7 @@ pub fn apply_poll_page(
         c.update(
             "UPDATE sequin_sf._collections SET poll_cursor = greatest(poll_cursor, $3::timestamptz),
                  last_poll_at = now(),
-                 caught_up_at = coalesce($4::timestamptz, caught_up_at),
+                 caught_up_at = greatest(caught_up_at, $4::timestamptz),
                  last_error = NULL, last_error_at = NULL
              WHERE sync_name = $1 AND object_name = $2",
             None,
@@ -592,7 +592,7 @@ pub fn mark_polled(
     Spi::run_with_args(
         "UPDATE sequin_sf._collections SET poll_cursor = greatest(poll_cursor, $3::timestamptz),
              last_poll_at = now(),
-             caught_up_at = coalesce($4::timestamptz, caught_up_at),
+             caught_up_at = greatest(caught_up_at, $4::timestamptz),
              last_error = NULL, last_error_at = NULL
          WHERE sync_name = $1 AND object_name = $2",
         &[
@@ -630,6 +630,129 @@ pub fn apply_deleted(
         notify(c, sync, object, applied)?;
         Ok(applied)
     })
+}
+
+/// One change of a change event batch, ready to apply.
+pub enum Change {
+    /// `sync_core::sql::merge_change` with its parameters.
+    Merge {
+        object: String,
+        sql: String,
+        record: String,
+        time: DateTime<Utc>,
+        create: bool,
+        own: bool,
+    },
+    /// `sync_core::sql::delete_ids`.
+    Delete {
+        object: String,
+        sql: String,
+        ids: Vec<String>,
+    },
+}
+
+/// Applies a batch of change events in stream order, stores the replay id to resume
+/// after (in this same transaction: a crash resumes exactly after what was applied),
+/// and marks the collections on events caught up. Returns the objects that got an
+/// update for a row the table does not have (to be read again by a poll).
+pub fn apply_changes(
+    sync: &str,
+    changes: &[Change],
+    replay_id: Option<&[u8]>,
+    on_events: &[String],
+) -> SpiResult<Vec<String>> {
+    Spi::connect_mut(|c| {
+        mark_applying(c)?;
+        let mut events: std::collections::BTreeMap<&str, i64> = Default::default();
+        let mut missing = Vec::new();
+        for change in changes {
+            match change {
+                Change::Merge {
+                    object,
+                    sql,
+                    record,
+                    time,
+                    create,
+                    own,
+                } => {
+                    let t = c.update(
+                        sql,
+                        None,
+                        &[
+                            record.as_str().into(),
+                            rfc3339(*time).into(),
+                            (*create).into(),
+                            (*own).into(),
+                        ],
+                    )?;
+                    let r = t.first();
+                    let found: i64 = r.get(1)?.unwrap_or(0);
+                    *events.entry(object).or_default() += r.get::<i64>(3)?.unwrap_or(0);
+                    if found == 0 && !*create {
+                        missing.push(object.clone());
+                    }
+                }
+                Change::Delete { object, sql, ids } => {
+                    let t = c.update(sql, None, &[ids.clone().into()])?;
+                    *events.entry(object).or_default() += t.first().get::<i64>(2)?.unwrap_or(0);
+                }
+            }
+        }
+        if let Some(id) = replay_id {
+            c.update(
+                "UPDATE sequin_sf._syncs SET replay_id = $2 WHERE name = $1",
+                None,
+                &[sync.into(), id.to_vec().into()],
+            )?;
+        }
+        c.update(
+            "UPDATE sequin_sf._collections SET caught_up_at = now(),
+                 last_error = NULL, last_error_at = NULL
+             WHERE sync_name = $1 AND object_name = ANY($2)",
+            None,
+            &[sync.into(), on_events.to_vec().into()],
+        )?;
+        for (object, n) in events {
+            notify(
+                c,
+                sync,
+                object,
+                Applied {
+                    events: n,
+                    ..Applied::default()
+                },
+            )?;
+        }
+        Ok(missing)
+    })
+}
+
+/// Forgets the stored replay id (the server no longer knows it).
+pub fn forget_replay_id(sync: &str) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE sequin_sf._syncs SET replay_id = NULL WHERE name = $1",
+        &[sync.into()],
+    )
+}
+
+/// What the change event stream is doing, for `sequin_sf.syncs.events_status`.
+pub fn set_events_status(sync: &str, status: Option<&str>) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE sequin_sf._syncs SET events_status = $2
+         WHERE name = $1 AND events_status IS DISTINCT FROM $2",
+        &[sync.into(), status.into()],
+    )
+}
+
+/// How a collection's live changes arrive, and why (`sync_status.change_source`).
+pub fn set_change_source(sync: &str, object: &str, on_events: bool, note: &str) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE sequin_sf._collections
+            SET change_source = CASE WHEN $3 THEN 'events' ELSE 'polling' END,
+                change_source_note = $4
+          WHERE sync_name = $1 AND object_name = $2",
+        &[sync.into(), object.into(), on_events.into(), note.into()],
+    )
 }
 
 pub fn prune_events(schema: &str, retention_secs: f64) -> SpiResult<()> {

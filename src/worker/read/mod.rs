@@ -9,6 +9,7 @@ mod apply;
 mod backfill;
 mod bulk;
 mod drift;
+mod events;
 mod poll;
 mod refresh;
 mod setup;
@@ -77,25 +78,15 @@ pub fn step(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<bool, StepError> {
         };
     }
 
+    busy |= events::follow(rt, cfg, &colls)?;
+
     let live: Vec<&CollectionRow> = colls
         .iter()
         .filter(|c| {
             c.state == Some(CollectionState::Live) && c.has_columns && c.stamp_field.is_some()
         })
         .collect();
-    let pace = salesforce::pacing::poll_interval(
-        cfg.rate_limit_requests.max(1) as u64,
-        secs(cfg.rate_limit_interval_secs),
-        live.len(),
-        schedule::QUERIES_PER_COMPOSITE,
-        cfg.write_reserve,
-    );
-    rt.poll
-        .set_every(schedule::round_interval(pace, Duration::from_secs(60)));
-    let now = Instant::now();
-    if !live.is_empty() && rt.poll.due(now) && poll::poll_round(rt, cfg, &live)? {
-        rt.poll.mark(now);
-    }
+    poll_due(rt, cfg, &live)?;
     // one page of one due refresh per step, so polls keep their pace
     if let Some(c) = live.iter().find(|c| c.calculated_due) {
         busy |= refresh::refresh_page(rt, cfg, c)?;
@@ -110,6 +101,42 @@ pub fn step(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<bool, StepError> {
         tx(|| apply::prune_events(&cfg.schema_name, cfg.event_retention_secs))?;
     }
     Ok(busy)
+}
+
+/// Polls the collections whose turn it is: those not fed by change events at the
+/// budget's pace (one round over all of them), those fed by events when they are due
+/// for a reconciliation (`events::reconcile_due`).
+fn poll_due(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    live: &[&CollectionRow],
+) -> Result<(), StepError> {
+    let (streamed, polled): (Vec<&CollectionRow>, Vec<&CollectionRow>) =
+        live.iter().partition(|c| events::streamed(rt, c));
+    let pace = salesforce::pacing::poll_interval(
+        cfg.rate_limit_requests.max(1) as u64,
+        secs(cfg.rate_limit_interval_secs),
+        polled.len(),
+        schedule::QUERIES_PER_COMPOSITE,
+        cfg.write_reserve,
+    );
+    rt.poll
+        .set_every(schedule::round_interval(pace, Duration::from_secs(60)));
+    let now = Instant::now();
+    let polled_due = !polled.is_empty() && rt.poll.due(now);
+    let mut due: Vec<&CollectionRow> = if polled_due { polled } else { Vec::new() };
+    due.extend(
+        streamed
+            .into_iter()
+            .filter(|c| events::reconcile_due(rt, cfg, c, now)),
+    );
+    if !due.is_empty() && poll::poll_round(rt, cfg, &due)? {
+        if polled_due {
+            rt.poll.mark(now);
+        }
+        events::reconciled(rt, &due, now);
+    }
+    Ok(())
 }
 
 fn load_collection(

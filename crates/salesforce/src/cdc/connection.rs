@@ -177,6 +177,21 @@ impl PubSub {
         }
     }
 
+    /// Like [`register_describe`](Self::register_describe), from the fields a caller
+    /// kept: (name, describe type such as `date`, compound field it belongs to).
+    pub fn register_fields(
+        &self,
+        object: &str,
+        fields: impl IntoIterator<Item = (String, String, Option<String>)>,
+    ) {
+        let types = Arc::new(ObjectTypes::from_fields(fields.into_iter().map(
+            |(name, t, compound)| (name, crate::describe::FieldType::parse(&t), compound),
+        )));
+        if let Ok(mut t) = self.inner.types.write() {
+            t.insert(object.to_string(), types);
+        }
+    }
+
     pub(crate) fn types_of(&self, entity: &str) -> Option<Arc<ObjectTypes>> {
         self.inner.types.read().ok()?.get(entity).cloned()
     }

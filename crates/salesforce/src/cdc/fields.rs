@@ -39,18 +39,28 @@ pub(crate) struct ObjectTypes {
 
 impl ObjectTypes {
     pub(crate) fn from_describe(d: &SObjectDescribe) -> ObjectTypes {
+        ObjectTypes::from_fields(d.fields.iter().map(|f| {
+            (
+                f.name.clone(),
+                f.field_type.clone(),
+                f.compound_field_name.clone(),
+            )
+        }))
+    }
+
+    /// From (field name, type, compound field it is a component of) triples.
+    pub(crate) fn from_fields(
+        fields: impl IntoIterator<Item = (String, FieldType, Option<String>)>,
+    ) -> ObjectTypes {
         let mut out = ObjectTypes::default();
-        for f in &d.fields {
-            out.types.insert(f.name.clone(), f.field_type.clone());
-        }
-        for f in &d.fields {
-            let Some(compound) = &f.compound_field_name else {
-                continue;
-            };
-            for component in component_candidates(compound, &f.name) {
-                out.components
-                    .insert((compound.clone(), component), f.name.clone());
+        for (name, field_type, compound) in fields {
+            if let Some(compound) = &compound {
+                for component in component_candidates(compound, &name) {
+                    out.components
+                        .insert((compound.clone(), component), name.clone());
+                }
             }
+            out.types.insert(name, field_type);
         }
         out
     }

@@ -36,11 +36,13 @@
 mod connection;
 mod event;
 mod fields;
+mod selection;
 mod status;
 mod subscription;
 
 pub use connection::{EventSchema, PubSub, PubSubConfig, TopicInfo, SALESFORCE_PUBSUB_ENDPOINT};
 pub use event::{ChangeEvent, ChangeType};
+pub use selection::object_of_change_event;
 pub use status::PubSubErrorKind;
 pub use subscription::{Batch, Replay, Subscription};
 

@@ -1,0 +1,383 @@
+//! Live changes from Change Data Capture. With `change_events = 'auto'` a sync reads
+//! which objects the org selected for CDC (Setup's Change Data Capture page; one
+//! Tooling API query per describe interval), puts those live collections on change
+//! events and keeps one stream per sync open (`worker::stream`); the other
+//! collections are polled as before. Collections on events are still polled every
+//! `reconcile_interval` (the safety net), at once after they switch to events (what
+//! happened before their events were applied), and after anything that may have cost
+//! events: a gap or overflow event, an update to a row the table lacks, a replay id
+//! the server no longer knows. While the stream is down they are polled at the
+//! normal pace.
+//!
+//! | fact | source |
+//! | --- | --- |
+//! | CREATE and UNDELETE carry every field, UPDATE the changed ones, DELETE none; formula fields are never carried | "Change Event Body Fields", Change Data Capture Developer Guide |
+//! | GAP_ events carry no values: "retrieve the record" ; GAP_OVERFLOW: the rest of the transaction's changes to the entity are not sent | "Gap Events", "Overflow Events", same guide |
+//! | Events of one record come in the order of its changes | "Change Event Ordering" (replay ids increase), Pub/Sub API Developer Guide |
+//! | changeOrigin names the `client` of the call's `Sforce-Call-Options` | EventBus.ChangeEventHeader class, Apex Reference Guide |
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use salesforce::cdc::{Batch, ChangeEvent, ChangeType, PubSubConfig, Replay};
+use sync_core::naming;
+use sync_core::progress::CollectionState;
+
+use super::{apply, secs, target};
+use crate::worker::catalog::{CollectionRow, SyncConfig};
+use crate::worker::error::StepError;
+use crate::worker::pg::tx;
+use crate::worker::runtime::SyncRuntime;
+use crate::worker::stream::{ChangeStream, ObjectFields, Report};
+
+/// Reports taken from the stream per step, so polls and writes keep their turn.
+const REPORTS_PER_STEP: usize = 16;
+
+/// Whether live changes of `c` arrive as events now (on events, and the stream flows).
+pub fn streamed(rt: &SyncRuntime, c: &CollectionRow) -> bool {
+    c.on_events && rt.events.flowing
+}
+
+/// Whether a collection on events is due for a poll: never polled since it switched,
+/// its reconcile interval has passed, or it must catch up.
+pub fn reconcile_due(rt: &SyncRuntime, cfg: &SyncConfig, c: &CollectionRow, now: Instant) -> bool {
+    rt.events.catch_up.contains(&c.object_name)
+        || rt
+            .events
+            .reconciled
+            .get(&c.object_name)
+            .is_none_or(|t| now.duration_since(*t) >= secs(cfg.reconcile_interval_secs))
+}
+
+/// The collections on events were polled at `now`.
+pub fn reconciled(rt: &mut SyncRuntime, polled: &[&CollectionRow], now: Instant) {
+    for c in polled.iter().filter(|c| c.on_events) {
+        rt.events.reconciled.insert(c.object_name.clone(), now);
+        rt.events.catch_up.remove(&c.object_name);
+    }
+}
+
+/// Keeps the sync's change sources and stream as the settings and the org's selection
+/// want them, and applies what the stream delivered. True when a batch was applied.
+pub fn follow(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    colls: &[CollectionRow],
+) -> Result<bool, StepError> {
+    let live: Vec<&CollectionRow> = colls
+        .iter()
+        .filter(|c| {
+            c.state == Some(CollectionState::Live) && c.has_columns && c.stamp_field.is_some()
+        })
+        .collect();
+    if cfg.change_events && !live.is_empty() {
+        read_selection_if_due(rt, cfg)?;
+    }
+    let wanted: Vec<&CollectionRow> = live
+        .iter()
+        .copied()
+        .filter(|c| cfg.change_events && selected(rt, c))
+        .collect();
+    record_sources(rt, cfg, &live)?;
+    keep_stream(rt, cfg, &wanted)?;
+    apply_reports(rt, cfg, colls)
+}
+
+fn selected(rt: &SyncRuntime, c: &CollectionRow) -> bool {
+    rt.events
+        .selected
+        .as_ref()
+        .is_some_and(|s| s.contains(&c.object_name))
+}
+
+/// Reads the org's CDC selection when it was never read or the describe interval
+/// passed (a selection made in Setup is picked up then).
+fn read_selection_if_due(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<(), StepError> {
+    let due = rt
+        .events
+        .selection_read_at
+        .is_none_or(|t| t.elapsed() >= secs(cfg.describe_interval_secs));
+    if !due || !rt.try_spend(1) {
+        return Ok(());
+    }
+    rt.events.selection_read_at = Some(Instant::now());
+    match rt.run_unless_stopping(rt.client.cdc_selected_objects()) {
+        None => return Err(StepError::Stopping),
+        Some(Ok(objects)) => {
+            rt.events.selected = Some(objects);
+            rt.events.selection_problem = None;
+        }
+        Some(Err(e)) if e.is_transient() => return Err(e.into()),
+        Some(Err(e)) => {
+            let why = if e.status() == Some(403) {
+                format!(
+                    "the integration user may not read the Change Data Capture selection \
+                     (grant it View Setup and Configuration): {e}"
+                )
+            } else {
+                format!("the Change Data Capture selection could not be read: {e}")
+            };
+            rt.events.selected = Some(Default::default());
+            rt.events.selection_problem = Some(why);
+        }
+    }
+    Ok(())
+}
+
+/// Writes each live collection's change source and the reason, when they changed.
+fn record_sources(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    live: &[&CollectionRow],
+) -> Result<(), StepError> {
+    for c in live {
+        let on = cfg.change_events && selected(rt, c);
+        let note = source_note(rt, cfg, on);
+        if rt.events.sources_written.get(&c.object_name) == Some(&(on, note.clone())) {
+            continue;
+        }
+        tx(|| apply::set_change_source(&cfg.name, &c.object_name, on, &note))?;
+        rt.events
+            .sources_written
+            .insert(c.object_name.clone(), (on, note));
+    }
+    Ok(())
+}
+
+fn source_note(rt: &SyncRuntime, cfg: &SyncConfig, on: bool) -> String {
+    let reconcile = humanize(secs(cfg.reconcile_interval_secs));
+    if on {
+        return format!(
+            "selected for Change Data Capture: changes arrive as events; polled every {reconcile} to reconcile"
+        );
+    }
+    if !cfg.change_events {
+        return "change_events is off for this sync".into();
+    }
+    match (&rt.events.selection_problem, &rt.events.selected) {
+        (Some(why), _) => format!("{why}; polling"),
+        (None, None) => "the Change Data Capture selection is not read yet; polling".into(),
+        (None, Some(_)) => {
+            "not selected for Change Data Capture in Salesforce Setup; polling".into()
+        }
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+/// Starts the stream when collections want it, restarts it for a new set of objects
+/// (their field types decode the events), stops it when none does.
+fn keep_stream(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    wanted: &[&CollectionRow],
+) -> Result<(), StepError> {
+    let objects: Vec<String> = wanted.iter().map(|c| c.object_name.clone()).collect();
+    if objects.is_empty() {
+        if rt.events.stream.take().is_some() || rt.events.flowing {
+            rt.events.flowing = false;
+            rt.events.stream_objects.clear();
+        }
+        let status = if cfg.change_events {
+            "no collection is selected for Change Data Capture: polling"
+        } else {
+            "off: polling"
+        };
+        tx(|| apply::set_events_status(&cfg.name, Some(status)))?;
+        return Ok(());
+    }
+    if rt.events.stream.is_some() && rt.events.stream_objects == objects {
+        return Ok(());
+    }
+    let fields: Vec<ObjectFields> = objects
+        .iter()
+        .filter_map(|o| {
+            let cr = rt.collections.get(o)?;
+            let f = cr
+                .columns
+                .iter()
+                .map(|c| (c.field.clone(), c.sf_type.clone(), c.compound_of.clone()))
+                .collect();
+            Some((o.clone(), f))
+        })
+        .collect();
+    // Resume after the last event applied (what a restarted stream handed out but the
+    // worker did not apply comes again).
+    let from = match &cfg.replay_id {
+        Some(id) => Replay::After(id.clone()),
+        None => Replay::Latest,
+    };
+    rt.events.flowing = false;
+    rt.events.stream = Some(ChangeStream::start(
+        &rt.tokio_handle(),
+        rt.client.clone(),
+        PubSubConfig::new(cfg.pubsub_endpoint.clone()),
+        fields,
+        from,
+    ));
+    rt.events.stream_objects = objects;
+    let status = format!("connecting to {}", cfg.pubsub_endpoint);
+    tx(|| apply::set_events_status(&cfg.name, Some(&status)))?;
+    Ok(())
+}
+
+/// Applies what the stream reported since the last step.
+fn apply_reports(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    colls: &[CollectionRow],
+) -> Result<bool, StepError> {
+    let mut applied = false;
+    for _ in 0..REPORTS_PER_STEP {
+        let Some(report) = rt
+            .events
+            .stream
+            .as_mut()
+            .and_then(ChangeStream::next_report)
+        else {
+            break;
+        };
+        match report {
+            Report::Subscribed { from } => {
+                rt.events.flowing = true;
+                if from == Replay::Latest {
+                    // nothing before this moment will come as an event
+                    catch_up_all(rt, colls);
+                }
+                let status = format!(
+                    "streaming /data/ChangeEvents from {} since {}",
+                    cfg.pubsub_endpoint,
+                    Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
+                );
+                tx(|| apply::set_events_status(&cfg.name, Some(&status)))?;
+            }
+            Report::Batch(batch) => {
+                apply_batch(rt, cfg, colls, batch)?;
+                applied = true;
+            }
+            Report::Lost {
+                message,
+                replay_lost,
+                retry_in,
+            } => {
+                rt.events.flowing = false;
+                if replay_lost {
+                    tx(|| apply::forget_replay_id(&cfg.name))?;
+                    catch_up_all(rt, colls);
+                }
+                let status = format!(
+                    "stream lost ({message}); subscribing again in {} s, polling meanwhile{}",
+                    retry_in.as_secs(),
+                    if replay_lost {
+                        "; the stored replay id has expired: what it may have missed is read again by polling"
+                    } else {
+                        ""
+                    }
+                );
+                pgrx::warning!("sequin_sf: sync {}: change events: {status}", cfg.name);
+                tx(|| apply::set_events_status(&cfg.name, Some(&status)))?;
+            }
+        }
+    }
+    Ok(applied)
+}
+
+fn catch_up_all(rt: &mut SyncRuntime, colls: &[CollectionRow]) {
+    for c in colls.iter().filter(|c| c.on_events) {
+        rt.events.catch_up.insert(c.object_name.clone());
+    }
+}
+
+/// Applies one batch in one transaction with its resume point.
+fn apply_batch(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    colls: &[CollectionRow],
+    batch: Batch,
+) -> Result<(), StepError> {
+    let on_events: Vec<&CollectionRow> = colls.iter().filter(|c| c.on_events).collect();
+    let mut changes = Vec::new();
+    for ev in &batch.events {
+        let Some(c) = on_events.iter().find(|c| c.object_name == ev.entity) else {
+            // an object this sync does not keep on events (or not at all)
+            continue;
+        };
+        if ev.change_type.is_gap() || matches!(ev.change_type, ChangeType::Other(_)) {
+            rt.events.catch_up.insert(c.object_name.clone());
+            continue;
+        }
+        changes.extend(changes_of(rt, cfg, c, ev)?);
+    }
+    let names: Vec<String> = on_events.iter().map(|c| c.object_name.clone()).collect();
+    let resume = batch.resume_replay_id.as_deref();
+    let missing = tx(|| apply::apply_changes(&cfg.name, &changes, resume, &names))?;
+    rt.events.catch_up.extend(missing);
+    Ok(())
+}
+
+/// The changes one event makes to collection `c`'s table (one per record it names).
+fn changes_of(
+    rt: &SyncRuntime,
+    cfg: &SyncConfig,
+    c: &CollectionRow,
+    ev: &ChangeEvent,
+) -> Result<Vec<apply::Change>, StepError> {
+    let cr = rt.collection(&c.object_name)?;
+    let cid = naming::collection_id(&c.object_name);
+    let t = target(cfg, c, cr, &cid, true);
+    if ev.change_type == ChangeType::Delete {
+        return Ok(vec![apply::Change::Delete {
+            object: c.object_name.clone(),
+            sql: sync_core::sql::delete_ids(&t),
+            ids: ev.record_ids.clone(),
+        }]);
+    }
+    let present: Vec<sync_core::ColumnSpec> = cr
+        .columns
+        .iter()
+        .filter(|col| col.column == "id" || ev.fields.contains_key(&col.field))
+        .cloned()
+        .collect();
+    if present.len() < 2 {
+        // nothing this table keeps changed
+        return Ok(Vec::new());
+    }
+    let sql = sync_core::sql::merge_change(&t, &present);
+    let create = matches!(ev.change_type, ChangeType::Create | ChangeType::Undelete);
+    let own = ev.origin_client() == Some(cfg.call_options_client.as_str());
+    let time = change_time(ev);
+    Ok(ev
+        .record_ids
+        .iter()
+        .map(|id| {
+            let mut record = ev.fields.clone();
+            record.insert("Id".into(), id.clone().into());
+            apply::Change::Merge {
+                object: c.object_name.clone(),
+                sql: sql.clone(),
+                record: serde_json::Value::Object(record).to_string(),
+                time,
+                create,
+                own,
+            }
+        })
+        .collect())
+}
+
+/// The change's LastModifiedDate when the event carries it (it is the record's
+/// SystemModstamp for a change a user made), else its commit time.
+fn change_time(ev: &ChangeEvent) -> DateTime<Utc> {
+    ev.fields
+        .get("LastModifiedDate")
+        .and_then(serde_json::Value::as_str)
+        .and_then(sync_core::cursor::parse_sf_datetime)
+        .or_else(|| ev.commit_time())
+        .unwrap_or_else(Utc::now)
+}
