@@ -113,6 +113,9 @@ pub struct EventsRuntime {
     /// When each collection on events was last polled (none yet: due at once, which
     /// catches up what happened before its events were applied).
     pub reconciled: HashMap<String, Instant>,
+    /// When the collections on events were last marked caught up while the stream
+    /// idled (keepalives may be minutes apart).
+    pub idle_mark: Option<Instant>,
     /// What was last written as each collection's change source and note.
     pub sources_written: HashMap<String, (bool, String)>,
 }

@@ -706,8 +706,7 @@ pub fn apply_changes(
             )?;
         }
         c.update(
-            "UPDATE sequin_sf._collections SET caught_up_at = now(),
-                 last_error = NULL, last_error_at = NULL
+            "UPDATE sequin_sf._collections SET caught_up_at = now()
              WHERE sync_name = $1 AND object_name = ANY($2)",
             None,
             &[sync.into(), on_events.to_vec().into()],

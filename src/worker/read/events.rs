@@ -79,8 +79,37 @@ pub fn follow(
         .filter(|c| cfg.change_events && selected(rt, c))
         .collect();
     record_sources(rt, cfg, &live)?;
-    keep_stream(rt, cfg, &wanted)?;
-    apply_reports(rt, cfg, colls)
+    keep_stream(rt, cfg, &wanted, live.is_empty())?;
+    let applied = apply_reports(rt, cfg, colls)?;
+    mark_idle_caught_up(rt, cfg, colls)?;
+    Ok(applied)
+}
+
+/// While the stream flows with nothing waiting, the collections on events are as
+/// current as the stream: an event published now would already be here (events are
+/// requested ahead). Salesforce's keepalives can be minutes apart, so without this
+/// `sync_status.lag` would grow on a quiet org. Written once a second at most.
+fn mark_idle_caught_up(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    colls: &[CollectionRow],
+) -> Result<(), StepError> {
+    if !rt.events.flowing
+        || rt
+            .events
+            .idle_mark
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+    {
+        return Ok(());
+    }
+    let names: Vec<String> = colls
+        .iter()
+        .filter(|c| c.on_events)
+        .map(|c| c.object_name.clone())
+        .collect();
+    tx(|| apply::apply_changes(&cfg.name, &[], None, &names))?;
+    rt.events.idle_mark = Some(Instant::now());
+    Ok(())
 }
 
 fn selected(rt: &SyncRuntime, c: &CollectionRow) -> bool {
@@ -178,6 +207,7 @@ fn keep_stream(
     rt: &mut SyncRuntime,
     cfg: &SyncConfig,
     wanted: &[&CollectionRow],
+    none_live: bool,
 ) -> Result<(), StepError> {
     let objects: Vec<String> = wanted.iter().map(|c| c.object_name.clone()).collect();
     if objects.is_empty() {
@@ -185,10 +215,12 @@ fn keep_stream(
             rt.events.flowing = false;
             rt.events.stream_objects.clear();
         }
-        let status = if cfg.change_events {
-            "no collection is selected for Change Data Capture: polling"
-        } else {
+        let status = if !cfg.change_events {
             "off: polling"
+        } else if none_live {
+            "waiting for a collection to finish its backfill"
+        } else {
+            "no collection is selected for Change Data Capture: polling"
         };
         tx(|| apply::set_events_status(&cfg.name, Some(status)))?;
         return Ok(());
