@@ -14,6 +14,19 @@ pub fn change_event_name(object: &str) -> String {
     }
 }
 
+/// The inverse of [`change_event_name`]: `ContactChangeEvent` -> `Contact`,
+/// `Invoice__ChangeEvent` -> `Invoice__c`; None for names that are not a change event
+/// of a named object (`ChangeEvents`, `Order_Channel__chn`, a record id).
+pub fn object_of_change_event(event: &str) -> Option<String> {
+    let is_name =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if let Some(base) = event.strip_suffix("__ChangeEvent") {
+        return is_name(base).then(|| format!("{base}__c"));
+    }
+    let base = event.strip_suffix("ChangeEvent")?;
+    is_name(base).then(|| base.to_string())
+}
+
 /// `Contact` -> `/data/ContactChangeEvent`.
 pub fn object_channel(object: &str) -> String {
     format!("/data/{}", change_event_name(object))
@@ -34,11 +47,7 @@ pub fn parse(topic: &str) -> Option<Channel> {
         return Some(Channel::All);
     }
     let event = topic.strip_prefix("/data/")?;
-    if let Some(base) = event.strip_suffix("__ChangeEvent") {
-        return (!base.is_empty()).then(|| Channel::Object(format!("{base}__c")));
-    }
-    let base = event.strip_suffix("ChangeEvent")?;
-    (!base.is_empty() && !base.contains('/')).then(|| Channel::Object(base.to_string()))
+    object_of_change_event(event).map(Channel::Object)
 }
 
 #[cfg(test)]
@@ -60,5 +69,34 @@ mod tests {
         assert_eq!(parse("/data/ChangeEvents"), Some(Channel::All));
         assert_eq!(parse("/event/Foo__e"), None);
         assert_eq!(parse("/data/ChangeEvent"), None);
+        assert_eq!(parse("/data/a/bChangeEvent"), None);
+    }
+
+    #[test]
+    fn change_event_names_map_back_to_objects() {
+        for object in ["Contact", "Invoice__c", "ns__Invoice__c", "Account"] {
+            assert_eq!(
+                object_of_change_event(&change_event_name(object)).as_deref(),
+                Some(object)
+            );
+        }
+        assert_eq!(
+            object_of_change_event("Invoice__ChangeEvent").as_deref(),
+            Some("Invoice__c")
+        );
+        assert_eq!(
+            object_of_change_event("ContactChangeEvent").as_deref(),
+            Some("Contact")
+        );
+        for not_one in [
+            "ChangeEvents",
+            "ChangeEvent",
+            "__ChangeEvent",
+            "Order_NorthAmer__e",
+            "0v8RM0000004VAKYA2",
+            "Bad NameChangeEvent",
+        ] {
+            assert_eq!(object_of_change_event(not_one), None, "{not_one}");
+        }
     }
 }

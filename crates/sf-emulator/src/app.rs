@@ -29,6 +29,8 @@ pub struct App {
     pub header_case: hyper::http::Extensions,
     /// Change Data Capture: selected objects and retained change events.
     pub cdc: std::sync::Arc<crate::cdc::Bus>,
+    /// Tooling API access and query locators (PlatformEventChannelMember).
+    pub tooling: crate::tooling::Tooling,
     /// `host:port` of the Pub/Sub API server, once it listens (`--pubsub-listen`).
     pub pubsub_addr: std::sync::OnceLock<String>,
 }
@@ -70,6 +72,7 @@ impl App {
             org,
             cdc: std::sync::Arc::new(cdc),
             pubsub_addr: std::sync::OnceLock::new(),
+            tooling: Default::default(),
             limits: Limits::new(config.api_limit, config.long_request_limit),
             latency_ms: parking_lot::Mutex::new(config.latency_ms),
             bulk_timing: crate::bulk2::Timing::new(config.bulk_job_ms, config.bulk_results_ttl_ms),

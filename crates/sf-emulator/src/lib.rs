@@ -39,6 +39,7 @@ mod router;
 pub mod schema;
 pub mod store;
 pub mod timefmt;
+mod tooling;
 mod txn;
 mod validate;
 mod wirecase;

@@ -736,7 +736,8 @@ fn long_text_cap(plan: &Plan) -> usize {
     }
 }
 
-fn batch_size(req: &Req) -> usize {
+/// The page size a query asked for with `Sforce-Query-Options: batchSize`.
+pub(crate) fn batch_size(req: &Req) -> usize {
     req.header("sforce-query-options")
         .and_then(|h| {
             h.split(',')

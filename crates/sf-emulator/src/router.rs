@@ -38,6 +38,10 @@ pub enum Route {
     Bulk2Query(String, Vec<String>),
     Bulk2Ingest(String, Vec<String>),
     Bulk1(String, Vec<String>),
+    ToolingQuery(String),
+    ToolingQueryMore(String, String),
+    ToolingSObject(String, String),
+    ToolingRecord(String, String, String),
     BadVersion,
     NotFound,
 }
@@ -76,6 +80,11 @@ impl Route {
             Route::Bulk2Query(..) => "bulk2_query",
             Route::Bulk2Ingest(..) => "bulk2_ingest",
             Route::Bulk1(..) => "bulk1",
+            Route::ToolingQuery(_) => "tooling_query",
+            Route::ToolingQueryMore(..) => "tooling_query_more",
+            Route::ToolingSObject(..) => "tooling_sobject_create",
+            Route::ToolingRecord(..) if *method == Method::DELETE => "tooling_sobject_delete",
+            Route::ToolingRecord(..) => "tooling_sobject_get",
             Route::BadVersion | Route::NotFound => "not_found",
         }
     }
@@ -155,6 +164,10 @@ pub fn route(segs: &[String]) -> Route {
                 ["composite", "sobjects"] => Route::Collections(v),
                 ["composite", "sobjects", o] => Route::CollectionsRetrieve(v, own(o)),
                 ["composite", "sobjects", o, f] => Route::CollectionsUpsert(v, own(o), own(f)),
+                ["tooling", "query"] => Route::ToolingQuery(v),
+                ["tooling", "query", loc] => Route::ToolingQueryMore(v, own(loc)),
+                ["tooling", "sobjects", o] => Route::ToolingSObject(v, own(o)),
+                ["tooling", "sobjects", o, id] => Route::ToolingRecord(v, own(o), own(id)),
                 ["jobs", "query", r @ ..] => {
                     Route::Bulk2Query(v, r.iter().map(|x| own(x)).collect())
                 }
@@ -396,6 +409,19 @@ pub async fn dispatch(app: &Arc<App>, route: &Route, req: &Req) -> Result<Resp, 
         Route::Bulk2Query(v, rest) => crate::bulk2::query_route(app, req, v, rest),
         Route::Bulk2Ingest(v, rest) => crate::bulk2_ingest::ingest_route(app, req, v, rest),
         Route::Bulk1(v, rest) => Ok(crate::bulk1::route(app, req, v, rest)),
+        Route::ToolingQuery(v) => {
+            only(&[Method::GET])?;
+            crate::tooling::query(app, req, v)
+        }
+        Route::ToolingQueryMore(v, loc) => {
+            only(&[Method::GET])?;
+            crate::tooling::query_more(app, v, loc)
+        }
+        Route::ToolingSObject(_, o) => {
+            only(&[Method::POST])?;
+            crate::tooling::create(app, req, o)
+        }
+        Route::ToolingRecord(v, o, id) => crate::tooling::record(app, req, v, o, id),
         Route::BadVersion | Route::NotFound => Err(ApiError::not_found()),
     }
 }
@@ -517,6 +543,18 @@ mod tests {
         assert_eq!(
             r("/services/data/v61.0/sobjects/Contact/003x"),
             Route::Record("61.0".into(), "Contact".into(), "003x".into())
+        );
+        assert_eq!(
+            r("/services/data/v61.0/tooling/query"),
+            Route::ToolingQuery("61.0".into())
+        );
+        assert_eq!(
+            r("/services/data/v61.0/tooling/sobjects/PlatformEventChannelMember/0v8x"),
+            Route::ToolingRecord(
+                "61.0".into(),
+                "PlatformEventChannelMember".into(),
+                "0v8x".into()
+            )
         );
         assert_eq!(version_label(61), "Summer '24");
         assert_eq!(version_label(62), "Winter '25");

@@ -159,6 +159,29 @@ impl Bus {
         *self.selected.write() = objects;
     }
 
+    /// Selects `object` too, as creating a channel member does; false when it already
+    /// was.
+    pub fn add_selected(&self, object: String) -> bool {
+        let mut selected = self.selected.write();
+        if selected.iter().any(|n| n.eq_ignore_ascii_case(&object)) {
+            return false;
+        }
+        selected.push(object);
+        self.any_selected.store(true, Ordering::SeqCst);
+        true
+    }
+
+    /// Deselects `object`, as deleting its channel member does; false when it was not
+    /// selected.
+    pub fn remove_selected(&self, object: &str) -> bool {
+        let mut selected = self.selected.write();
+        let before = selected.len();
+        selected.retain(|n| !n.eq_ignore_ascii_case(object));
+        self.any_selected
+            .store(!selected.is_empty(), Ordering::SeqCst);
+        selected.len() != before
+    }
+
     pub fn selected(&self) -> Vec<String> {
         self.selected.read().clone()
     }

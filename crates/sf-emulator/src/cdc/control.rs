@@ -1,7 +1,8 @@
 //! The control API of Change Data Capture (`/__emulator/cdc...`): what Setup's
 //! "Change Data Capture" page does (select objects), and the failures a subscriber
 //! must survive on a real org, on demand: gap and overflow events, dropped streams,
-//! replay ids past the retention window.
+//! replay ids past the retention window, and a user who may not read the selection
+//! through the Tooling API (`crate::tooling`).
 
 use super::bus::{Bus, Pending};
 use super::layout::{self, Fill};
@@ -60,6 +61,8 @@ fn status(app: &App) -> Resp {
             "pubsub": app.pubsub_addr.get(),
             "latest_replay_id": hex(&super::bus::replay_id(app.cdc.latest())),
             "retained": app.cdc.retained(),
+            "tooling_access": app.tooling.access(),
+            "tooling_page_size": app.tooling.page_size(),
         }),
     )
 }
@@ -88,11 +91,54 @@ pub fn canonical_names(app: &App, names: &[String]) -> Result<Vec<String>, Strin
     Ok(out)
 }
 
+/// `PUT /__emulator/cdc`: any of `objects` (the selection), `tooling_access` (false:
+/// the user lacks View Setup and Configuration, so the Tooling API hides
+/// PlatformEventChannelMember) and `tooling_page_size` (Tooling query pages hold at
+/// most this many records; 0 lifts the cap). Checked whole before anything changes.
 fn select(app: &App, req: &Req) -> Result<Resp, Resp> {
     let b = body(req)?;
-    let names: Vec<String> = b
-        .get("objects")
-        .and_then(Value::as_array)
+    let known = ["objects", "tooling_access", "tooling_page_size"];
+    if !b
+        .as_object()
+        .is_some_and(|m| m.keys().any(|k| known.contains(&k.as_str())))
+    {
+        return Err(bad(
+            "need \"objects\": an array of object names, \"tooling_access\" or \"tooling_page_size\"",
+        ));
+    }
+    let names = match b.get("objects") {
+        Some(v) => Some(object_names(app, v)?),
+        None => None,
+    };
+    let access = match b.get("tooling_access") {
+        Some(v) => Some(
+            v.as_bool()
+                .ok_or_else(|| bad("tooling_access is true or false"))?,
+        ),
+        None => None,
+    };
+    let page = match b.get("tooling_page_size") {
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| bad("tooling_page_size is a whole number"))? as usize,
+        ),
+        None => None,
+    };
+    if let Some(n) = names {
+        app.cdc.select(n);
+    }
+    if let Some(a) = access {
+        app.tooling.set_access(a);
+    }
+    if let Some(p) = page {
+        app.tooling.set_page_size(p);
+    }
+    Ok(status(app))
+}
+
+fn object_names(app: &App, v: &Value) -> Result<Vec<String>, Resp> {
+    let names: Vec<String> = v
+        .as_array()
         .ok_or_else(|| bad("need \"objects\": an array of object names"))?
         .iter()
         .map(|v| {
@@ -101,9 +147,7 @@ fn select(app: &App, req: &Req) -> Result<Resp, Resp> {
                 .ok_or_else(|| bad("object names are strings"))
         })
         .collect::<Result<_, _>>()?;
-    let names = canonical_names(app, &names).map_err(not_found)?;
-    app.cdc.select(names);
-    Ok(status(app))
+    canonical_names(app, &names).map_err(not_found)
 }
 
 /// A header-only event for `object` (selected for CDC), published as its own
