@@ -90,14 +90,26 @@ def measure_events(conn, emu, ids, changes, poll_lags, poll_calls_per_min):
     conn.execute("SELECT sequin_sf.alter_sync('lag', describe_interval => '10 minutes')")
     time.sleep(3)  # the reconciliation polls after the switch
     lags, calls, minutes = measure(conn, emu, ids, random.Random(5), changes)
-    per_min = calls / minutes
+    per_day = calls / minutes * 1440
+    # Calls on a schedule longer than this run (describe checks, selection reads,
+    # reconciliation polls) may not fall inside it: count them from the settings.
+    n = len(COLLECTIONS)
+    scheduled = {
+        "describe checks": n * 144,           # every 10 minutes per collection
+        "CDC selection reads": 144,           # every describe interval
+        "reconciliation polls": -(-n // 5) * 24,  # hourly, 5 collections per call
+    }
+    floor = sum(scheduled.values())
     print(f"events:  lag median: {median(lags):.3f} s  p95: {percentile(lags, 95):.3f} s"
           f"  max: {max(lags):.3f} s  (target median <= 0.3 s)")
     print(f"events:  API calls while measuring: {calls} in {minutes:.1f} min ="
-          f" {per_min:.2f}/min = {per_min * 1440:,.0f}/day")
-    print(f"events vs polling: lag median {median(lags) / median(poll_lags):.2f}x,"
-          f" REST calls per day {poll_calls_per_min / max(per_min, 1e-9):.0f}x fewer"
-          " (target >= 20x)")
+          f" {per_day:,.0f}/day measured; on schedule at these settings:"
+          f" {', '.join(f'{k} {v:,}' for k, v in scheduled.items())} = {floor:,}/day")
+    events_day = max(per_day, floor)
+    poll_day = poll_calls_per_min * 1440
+    print(f"events vs polling: lag median {median(poll_lags) / max(median(lags), 1e-6):.0f}x lower;"
+          f" REST calls per day {poll_day:,.0f} vs {events_day:,.0f} ="
+          f" {poll_day / events_day:.0f}x fewer (target >= 20x)")
 
 
 def main():

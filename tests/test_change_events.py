@@ -302,3 +302,33 @@ def test_a_crash_mid_stream_loses_and_duplicates_nothing(org, crash):
         assert dup == []
     finally:
         conn.close()
+
+
+def test_without_permission_to_read_the_selection_the_sync_polls_and_says_why(org):
+    emu, _, conn = org
+    # the integration user loses View Setup and Configuration
+    emu.control("PUT", "cdc", {"tooling_access": False})
+    conn.execute("SELECT sequin_sf.alter_sync(%s, describe_interval => '2 seconds')", (SYNC,))
+    wait_for(lambda: set(sources(conn).values()) == {"polling"}, timeout=30,
+             what="every collection back on polling")
+    notes = query_rows(conn, "SELECT DISTINCT change_source_note FROM sequin_sf.sync_status")
+    assert len(notes) == 1 and "View Setup and Configuration" in notes[0][0], notes
+    rid = query_value(conn, "SELECT id FROM salesforce.contact ORDER BY id LIMIT 1")
+    Rest(emu).update("Contact", rid, {"Title": "Polled again"})
+    wait_for(lambda: contact_row(conn, rid)[1] == "Polled again", timeout=30,
+             what="a change arriving by polling")
+
+
+def test_change_event_settings_are_checked(org):
+    _, _, conn = org
+    for args, message in [
+        ("change_events => 'sometimes'", "change_events must be"),
+        ("pubsub_endpoint => 'ftp://x'", "is not of the form"),
+        ("pubsub_endpoint => 'http://pubsub.example.com:7443'", "clear text"),
+        ("reconcile_interval => '10 seconds'", "reconcile_interval must be between"),
+    ]:
+        with pytest.raises(Exception, match=message):
+            conn.execute(f"SELECT sequin_sf.alter_sync('{SYNC}', {args})")
+    conn.execute(f"SELECT sequin_sf.alter_sync('{SYNC}', pubsub_endpoint => '')")
+    assert query_value(conn, "SELECT pubsub_endpoint FROM sequin_sf.syncs") == \
+        "https://api.pubsub.salesforce.com:7443"

@@ -138,7 +138,10 @@ fn read_selection_if_due(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<(), S
         }
         Some(Err(e)) if e.is_transient() => return Err(e.into()),
         Some(Err(e)) => {
-            let why = if e.status() == Some(403) {
+            // Without View Setup and Configuration, Tooling API answers 403, or
+            // INVALID_TYPE as for an object the user cannot see.
+            let why = if e.status() == Some(403) || e.has_code(&salesforce::ErrorCode::InvalidType)
+            {
                 format!(
                     "the integration user may not read the Change Data Capture selection \
                      (grant it View Setup and Configuration): {e}"

@@ -42,9 +42,10 @@ mod subscription;
 
 pub use connection::{EventSchema, PubSub, PubSubConfig, TopicInfo, SALESFORCE_PUBSUB_ENDPOINT};
 pub use event::{ChangeEvent, ChangeType};
-pub use selection::object_of_change_event;
 pub use status::PubSubErrorKind;
 pub use subscription::{Batch, Replay, Subscription};
 
-pub use ::pubsub::channel::{change_event_name, object_channel, ALL_CHANGE_EVENTS};
+pub use ::pubsub::channel::{
+    change_event_name, object_channel, object_of_change_event, ALL_CHANGE_EVENTS,
+};
 pub use ::pubsub::MAX_NUM_REQUESTED;

@@ -8,6 +8,8 @@
 
 use std::collections::BTreeSet;
 
+use ::pubsub::channel::object_of_change_event;
+
 use crate::client::Client;
 use crate::error::Result;
 
@@ -25,40 +27,5 @@ impl Client {
             .filter_map(|r| r.get("SelectedEntity")?.as_str())
             .filter_map(object_of_change_event)
             .collect())
-    }
-}
-
-/// `ContactChangeEvent` -> `Contact`, `Invoice__ChangeEvent` -> `Invoice__c`; None
-/// for a name that is not a change event's.
-pub fn object_of_change_event(event: &str) -> Option<String> {
-    if let Some(custom) = event.strip_suffix("__ChangeEvent") {
-        return (!custom.is_empty()).then(|| format!("{custom}__c"));
-    }
-    event
-        .strip_suffix("ChangeEvent")
-        .filter(|o| !o.is_empty())
-        .map(str::to_string)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn change_event_names_map_back_to_objects() {
-        assert_eq!(
-            object_of_change_event("ContactChangeEvent").as_deref(),
-            Some("Contact")
-        );
-        assert_eq!(
-            object_of_change_event("Invoice__ChangeEvent").as_deref(),
-            Some("Invoice__c")
-        );
-        assert_eq!(
-            object_of_change_event("ns__Thing__ChangeEvent").as_deref(),
-            Some("ns__Thing__c")
-        );
-        assert_eq!(object_of_change_event("ChangeEvent"), None);
-        assert_eq!(object_of_change_event("Contact"), None);
     }
 }
