@@ -332,3 +332,23 @@ def test_change_event_settings_are_checked(org):
     conn.execute(f"SELECT sequin_sf.alter_sync('{SYNC}', pubsub_endpoint => '')")
     assert query_value(conn, "SELECT pubsub_endpoint FROM sequin_sf.syncs") == \
         "https://api.pubsub.salesforce.com:7443"
+
+
+def test_a_dropped_stream_reconnects_and_resumes_where_it_was(org):
+    emu, _, conn = org
+    rest = Rest(emu)
+    rid = query_value(conn, "SELECT id FROM salesforce.contact ORDER BY id LIMIT 1")
+    assert emu.control("POST", "cdc/drop_streams")["dropped"] >= 1
+    # a change made while the stream is down comes with the replay after reconnecting
+    rest.update("Contact", rid, {"Title": "While dropped"})
+    wait_for(lambda: "stream lost" in (query_value(
+        conn, "SELECT events_status FROM sequin_sf.syncs") or "")
+        or contact_row(conn, rid)[1] == "While dropped", timeout=20, what="the loss noticed")
+    wait_for(lambda: contact_row(conn, rid)[1] == "While dropped", timeout=30,
+             what="the change made while the stream was down")
+    wait_for(lambda: (query_value(conn, "SELECT events_status FROM sequin_sf.syncs") or "")
+             .startswith("streaming"), timeout=30, what="streaming again")
+    rest.update("Contact", rid, {"Title": "After the drop"})
+    wait_for(lambda: contact_row(conn, rid)[1] == "After the drop", timeout=20,
+             what="events after reconnecting")
+    assert_table_equals_org(emu, conn)
