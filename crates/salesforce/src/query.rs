@@ -97,6 +97,14 @@ impl Client {
         self.run_query("queryAll", soql, batch_size).await
     }
 
+    /// `GET /tooling/query?q=`: SOQL on Tooling API objects (setup and metadata, such
+    /// as PlatformEventChannelMember). The answer is a query page like REST's (plus
+    /// `size`, `entityTypeName`, which are not kept); its `next_records_url` (under
+    /// `/tooling/query/`) goes to [`Client::query_more`].
+    pub async fn tooling_query(&self, soql: &str) -> Result<QueryPage> {
+        self.run_query("tooling/query", soql, None).await
+    }
+
     /// Fetches the page a previous page's `next_records_url` points to.
     pub async fn query_more(&self, next_records_url: &str) -> Result<QueryPage> {
         check_next_url(next_records_url)?;
