@@ -211,6 +211,7 @@ error_codes! {
     StringTooLong => "STRING_TOO_LONG",
     NumberOutsideValidRange => "NUMBER_OUTSIDE_VALID_RANGE",
     FieldIntegrityException => "FIELD_INTEGRITY_EXCEPTION",
+    InsufficientAccess => "INSUFFICIENT_ACCESS",
     InsufficientAccessOrReadonly => "INSUFFICIENT_ACCESS_OR_READONLY",
     InsufficientAccessOnCrossReferenceEntity => "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY",
     CannotInsertUpdateActivateEntity => "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY",
@@ -338,7 +339,8 @@ fn code_hint(code: &ErrorCode) -> Option<&'static str> {
         ErrorCode::InvalidField => {
             "The field does not exist or the user lacks field-level security access to it"
         }
-        ErrorCode::InsufficientAccessOrReadonly
+        ErrorCode::InsufficientAccess
+        | ErrorCode::InsufficientAccessOrReadonly
         | ErrorCode::InsufficientAccessOnCrossReferenceEntity => {
             "The user lacks permission for this record or object; check sharing and profile \
              permissions"

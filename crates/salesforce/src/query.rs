@@ -97,6 +97,14 @@ impl Client {
         self.run_query("queryAll", soql, batch_size).await
     }
 
+    /// `GET /tooling/query?q=`: SOQL on Tooling API objects (setup and metadata, such
+    /// as PlatformEventChannelMember). The answer is a query page like REST's (plus
+    /// `size`, `entityTypeName`, which are not kept); its `next_records_url` (under
+    /// `/tooling/query/`) goes to [`Client::query_more`].
+    pub async fn tooling_query(&self, soql: &str) -> Result<QueryPage> {
+        self.run_query("tooling/query", soql, None).await
+    }
+
     /// Fetches the page a previous page's `next_records_url` points to.
     pub async fn query_more(&self, next_records_url: &str) -> Result<QueryPage> {
         check_next_url(next_records_url)?;
@@ -125,21 +133,6 @@ impl Client {
         self.execute(RequestSpec::new(Method::GET, next_records_url))
             .await?
             .json("query page")
-    }
-
-    /// `GET /tooling/query?q=`: a Tooling API query (setup objects such as
-    /// PlatformEventChannelMember), every page read.
-    pub async fn tooling_query_all_pages(&self, soql: &str) -> Result<Vec<Map<String, Value>>> {
-        let mut page: QueryPage = self
-            .execute(query_spec("tooling/query", soql, None))
-            .await?
-            .json("tooling query page")?;
-        let mut records = std::mem::take(&mut page.records);
-        while let Some(next) = page.next_records_url.take().filter(|_| !page.done) {
-            page = self.query_more(&next).await?;
-            records.append(&mut page.records);
-        }
-        Ok(records)
     }
 
     /// Runs a `SELECT COUNT() FROM ...` query and returns its `totalSize`.

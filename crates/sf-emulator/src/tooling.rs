@@ -108,6 +108,15 @@ enum Field {
     SelectedEntity,
 }
 
+impl Field {
+    fn name(self) -> &'static str {
+        FIELDS
+            .iter()
+            .find(|(f, _, _)| *f == self)
+            .map_or("", |(_, n, _)| n)
+    }
+}
+
 const FIELDS: [(Field, &str, soql::FieldType); 4] = [
     (Field::Id, "Id", soql::FieldType::Id),
     (Field::DeveloperName, "DeveloperName", soql::FieldType::Text),
@@ -148,17 +157,16 @@ impl Member {
         })
     }
 
-    fn json(&self, fields: &[(Field, &str)], v: &str) -> Value {
+    fn json(&self, fields: &[Field], v: &str) -> Value {
         let mut m = Map::new();
         m.insert(
             "attributes".into(),
             json!({"type": MEMBER, "url": format!("/services/data/v{v}/tooling/sobjects/{MEMBER}/{}", self.id)}),
         );
-        for (f, name) in fields {
-            let soql::Value::Text(s) = self.get(*f) else {
-                continue;
-            };
-            m.insert((*name).to_string(), json!(s));
+        for f in fields {
+            if let soql::Value::Text(s) = self.get(*f) {
+                m.insert(f.name().to_string(), json!(s));
+            }
         }
         Value::Object(m)
     }
@@ -211,27 +219,39 @@ fn resolve(text: &str, p: &FieldPath) -> Result<(Field, soql::FieldType), SoqlEr
         .ok_or_else(|| SoqlError::invalid_field(text, p, MEMBER))
 }
 
-/// The SELECT list as (field, name as written); FIELDS(...) is every field.
-fn selected_fields(text: &str, q: &soql::Query) -> Result<Vec<(Field, String)>, SoqlError> {
-    let mut out = Vec::new();
-    for item in &q.select {
-        match item {
-            SelectItem::Field(p) => out.push((resolve(text, p)?.0, p.dotted())),
-            SelectItem::Fields(_) => {
-                out.extend(FIELDS.iter().map(|(f, n, _)| (*f, n.to_string())));
-            }
-            SelectItem::Count => {}
-            SelectItem::CountField(p) => {
-                return Err(SoqlError::at(
-                    soql::ErrorCode::MalformedQuery,
-                    text,
-                    p.pos,
-                    "COUNT(field) is not supported on this Tooling object by the emulator",
-                ))
+/// The SELECT list's fields, each once, under their own names as REST queries answer
+/// them; FIELDS(...) is every field.
+fn selected_fields(bound: &soql::BoundQuery<Field>) -> Vec<Field> {
+    let mut out: Vec<Field> = Vec::new();
+    for item in &bound.select {
+        let add: Vec<Field> = match item {
+            SelectItem::Field(f) => vec![*f],
+            SelectItem::Fields(_) => FIELDS.iter().map(|(f, _, _)| *f).collect(),
+            SelectItem::Count | SelectItem::CountField(_) => Vec::new(),
+        };
+        for f in add {
+            if !out.contains(&f) {
+                out.push(f);
             }
         }
     }
-    Ok(out)
+    out
+}
+
+/// MALFORMED_QUERY for `COUNT(field)`, which the emulator does not answer here.
+fn check_no_count_field(text: &str, q: &soql::Query) -> Result<(), SoqlError> {
+    match q.select.iter().find_map(|i| match i {
+        SelectItem::CountField(p) => Some(p),
+        _ => None,
+    }) {
+        Some(p) => Err(SoqlError::at(
+            soql::ErrorCode::MalformedQuery,
+            text,
+            p.pos,
+            "COUNT(field) on PlatformEventChannelMember is not modelled by the emulator",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// `GET /tooling/query?q=`.
@@ -244,7 +264,7 @@ pub fn query(app: &App, req: &Req, v: &str) -> Result<Resp, ApiError> {
         SoqlError::invalid_type(text, &q.from).into()
     })?;
     let bound = q.bind_typed(text, |p| resolve(text, p))?;
-    let fields = selected_fields(text, &q)?;
+    check_no_count_field(text, &q)?;
     let now = chrono::Utc::now();
     let mut rows: Vec<Member> = members(app)
         .into_iter()
@@ -257,7 +277,7 @@ pub fn query(app: &App, req: &Req, v: &str) -> Result<Resp, ApiError> {
     if bound.is_count() {
         return Ok(page_resp(rows.len(), &[], None));
     }
-    let fields: Vec<(Field, &str)> = fields.iter().map(|(f, n)| (*f, n.as_str())).collect();
+    let fields = selected_fields(&bound);
     let records: Vec<Value> = rows.iter().map(|m| m.json(&fields, v)).collect();
     Ok(first_page(app, req, v, records))
 }
@@ -381,7 +401,7 @@ pub fn record(app: &App, req: &Req, v: &str, object: &str, id: &str) -> Result<R
     let (name, member) = member_by_id(app, id).ok_or_else(ApiError::not_found)?;
     match req.method {
         hyper::Method::GET => {
-            let all: Vec<(Field, &str)> = FIELDS.iter().map(|(f, n, _)| (*f, *n)).collect();
+            let all: Vec<Field> = FIELDS.iter().map(|(f, _, _)| *f).collect();
             Ok(Resp::json(200, &member.json(&all, v)))
         }
         hyper::Method::DELETE => {

@@ -74,11 +74,12 @@ async fn members_are_the_selected_objects() {
     // WHERE, ORDER BY, the SELECT list and COUNT() are evaluated.
     let (_, one) = org
         .tooling_query(
-            "SELECT SelectedEntity FROM PlatformEventChannelMember WHERE SelectedEntity = 'accountchangeevent'",
+            "SELECT selectedentity, SelectedEntity FROM PlatformEventChannelMember WHERE SelectedEntity = 'accountchangeevent'",
         )
         .await;
     assert_eq!(entities(&one), ["AccountChangeEvent"]);
-    assert!(one["records"][0].get("Id").is_none(), "{one}");
+    // Only the fields asked for, once each, named as the object names them.
+    assert_eq!(one["records"][0].as_object().unwrap().len(), 2, "{one}");
     let (_, sorted) = org
         .tooling_query(&format!("{MEMBERS} ORDER BY DeveloperName"))
         .await;
@@ -143,6 +144,10 @@ async fn unknown_objects_and_fields_are_refused() {
         .tooling_query("SELECT Id, FilterExpression FROM PlatformEventChannelMember")
         .await;
     assert_eq!((s.as_u16(), error_code(&b)), (400, "INVALID_FIELD"));
+    let (s, b) = org
+        .tooling_query("SELECT COUNT(Id) FROM PlatformEventChannelMember")
+        .await;
+    assert_eq!((s.as_u16(), error_code(&b)), (400, "MALFORMED_QUERY"));
     let (s, b) = org.tooling_query("SELECT FROM").await;
     assert_eq!((s.as_u16(), error_code(&b)), (400, "MALFORMED_QUERY"));
 }

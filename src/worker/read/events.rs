@@ -19,7 +19,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use salesforce::cdc::{Batch, ChangeEvent, ChangeType, PubSubConfig, Replay};
+use salesforce::cdc::{Batch, ChangeEvent, ChangeType, PubSubConfig, Replay, SelectionError};
 use sync_core::naming;
 use sync_core::progress::CollectionState;
 
@@ -130,24 +130,19 @@ fn read_selection_if_due(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<(), S
         return Ok(());
     }
     rt.events.selection_read_at = Some(Instant::now());
-    match rt.run_unless_stopping(rt.client.cdc_selected_objects()) {
+    match rt.run_unless_stopping(rt.client.cdc_selection()) {
         None => return Err(StepError::Stopping),
-        Some(Ok(objects)) => {
-            rt.events.selected = Some(objects);
+        Some(Ok(selection)) => {
+            rt.events.selected = Some(selection.objects);
             rt.events.selection_problem = None;
         }
-        Some(Err(e)) if e.is_transient() => return Err(e.into()),
+        Some(Err(SelectionError::Other(e))) if e.is_transient() => return Err(e.into()),
         Some(Err(e)) => {
-            // Without View Setup and Configuration, Tooling API answers 403, or
-            // INVALID_TYPE as for an object the user cannot see.
-            let why = if e.status() == Some(403) || e.has_code(&salesforce::ErrorCode::InvalidType)
-            {
-                format!(
-                    "the integration user may not read the Change Data Capture selection \
-                     (grant it View Setup and Configuration): {e}"
-                )
-            } else {
-                format!("the Change Data Capture selection could not be read: {e}")
+            let why = match &e {
+                SelectionError::MissingPermission { .. } => e.to_string(),
+                SelectionError::Other(_) => {
+                    format!("the Change Data Capture selection could not be read: {e}")
+                }
             };
             rt.events.selected = Some(Default::default());
             rt.events.selection_problem = Some(why);

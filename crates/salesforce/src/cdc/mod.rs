@@ -4,6 +4,8 @@
 //! reads topics and schemas, and opens [`Subscription`]s; a subscription hands out
 //! [`Batch`]es of decoded [`ChangeEvent`]s, each a typed header plus the record's
 //! field values as REST names them, ready to merge into a row.
+//! [`Client::cdc_selection`](crate::Client::cdc_selection) tells which objects the org
+//! selected for Change Data Capture (the others have no change events to subscribe to).
 //!
 //! Why here and not in a crate of its own: a subscription lives off the REST client's
 //! session (the token, instance URL and org id travel as gRPC metadata, and an expired
@@ -42,6 +44,7 @@ mod subscription;
 
 pub use connection::{EventSchema, PubSub, PubSubConfig, TopicInfo, SALESFORCE_PUBSUB_ENDPOINT};
 pub use event::{ChangeEvent, ChangeType};
+pub use selection::{CdcSelection, SelectionError, VIEW_SETUP_PERMISSION};
 pub use status::PubSubErrorKind;
 pub use subscription::{Batch, Replay, Subscription};
 

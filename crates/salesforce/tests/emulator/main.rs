@@ -5,6 +5,7 @@ mod support;
 mod auth;
 mod bulk;
 mod cdc;
+mod cdc_selection;
 mod composite;
 mod describe;
 mod errors;
