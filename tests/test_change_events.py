@@ -352,3 +352,30 @@ def test_a_dropped_stream_reconnects_and_resumes_where_it_was(org):
     wait_for(lambda: contact_row(conn, rid)[1] == "After the drop", timeout=20,
              what="events after reconnecting")
     assert_table_equals_org(emu, conn)
+
+
+def test_an_event_held_up_by_an_application_lock_is_applied_once_the_lock_goes(org):
+    emu, cluster, conn = org
+    rest = Rest(emu)
+    locked, free = [r[0] for r in query_rows(
+        conn, "SELECT id FROM salesforce.contact ORDER BY id LIMIT 2")]
+    polls_before = last_polls(conn)
+    app = cluster.connect()
+    app.autocommit = False
+    try:
+        # an application transaction holds the row longer than the worker's lock_timeout
+        app.execute("SELECT 1 FROM salesforce.contact WHERE id = %s FOR UPDATE", (locked,))
+        rest.update("Contact", locked, {"Title": "Behind a lock"})
+        rest.update("Contact", free, {"Title": "Next in the stream"})
+        time.sleep(5)
+        assert contact_row(conn, locked)[1] != "Behind a lock"
+        app.commit()
+    finally:
+        app.close()
+    # nothing of the stream was skipped while the batch failed
+    wait_for(lambda: contact_row(conn, locked)[1] == "Behind a lock"
+             and contact_row(conn, free)[1] == "Next in the stream", timeout=60,
+             what="both changes after the lock went")
+    # the events brought them (no poll ran), and the error was shown meanwhile
+    assert last_polls(conn) == polls_before
+    assert_table_equals_org(emu, conn)

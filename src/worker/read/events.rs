@@ -26,7 +26,7 @@ use sync_core::progress::CollectionState;
 use super::{apply, secs, target};
 use crate::worker::catalog::{CollectionRow, SyncConfig};
 use crate::worker::error::StepError;
-use crate::worker::pg::tx;
+use crate::worker::pg::{catch_errors, tx};
 use crate::worker::runtime::SyncRuntime;
 use crate::worker::stream::{ChangeStream, ObjectFields, Report};
 
@@ -244,7 +244,8 @@ fn keep_stream(
         Some(id) => Replay::After(id.clone()),
         None => Replay::Latest,
     };
-    rt.events.flowing = false;
+    // `flowing` stays as it was: a stream started again (new objects, a batch that
+    // failed) is not a stream lost; if it cannot subscribe, `Report::Lost` says so.
     rt.events.stream = Some(ChangeStream::start(
         &rt.tokio_handle(),
         rt.client.clone(),
@@ -289,7 +290,17 @@ fn apply_reports(
                 tx(|| apply::set_events_status(&cfg.name, Some(&status)))?;
             }
             Report::Batch(batch) => {
-                apply_batch(rt, cfg, colls, batch)?;
+                // A Postgres ERROR (a lock timeout behind an application's
+                // transaction) is caught here, not only by the step's guard.
+                let result = catch_errors(|| apply_batch(rt, cfg, colls, batch))
+                    .unwrap_or_else(|message| Err(StepError::Database(message)));
+                if let Err(e) = result {
+                    // The stream has moved past this batch: start it again from the
+                    // last replay id stored, so the batch comes again.
+                    rt.events.stream = None;
+                    rt.events.stream_objects.clear();
+                    return Err(e);
+                }
                 applied = true;
             }
             Report::Lost {
