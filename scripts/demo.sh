@@ -28,11 +28,16 @@ PSQL=(sudo -u postgres /usr/lib/postgresql/15/bin/psql -X -q -h 127.0.0.1 -p "$P
 
 echo "==> starting the Salesforce emulator on 127.0.0.1:$EMU_PORT with demo data"
 nohup target/release/sf-emulator --listen "127.0.0.1:$EMU_PORT" --seed 42 \
-  --generate Account=2000,Contact=20000,Opportunity=8000 >"$STATE/emulator.log" 2>&1 &
+  --generate Account=2000,Contact=20000,Opportunity=8000 \
+  --pubsub-listen 127.0.0.1:0 --cdc-objects Contact >"$STATE/emulator.log" 2>&1 &
 echo $! >"$STATE/emulator.pid"
 for _ in $(seq 1 300); do grep -q "listening on" "$STATE/emulator.log" && break; sleep 0.1; done
 grep -q "listening on" "$STATE/emulator.log" || { cat "$STATE/emulator.log"; exit 1; }
+for _ in $(seq 1 100); do grep -q "pubsub listening on" "$STATE/emulator.log" && break; sleep 0.1; done
 EMU_URL="http://127.0.0.1:$EMU_PORT"
+# Contact is selected for Change Data Capture (as in Setup): its changes come over the
+# emulator's Pub/Sub API; Account and Opportunity are polled
+PUBSUB_URL="http://$(sed -n 's/^pubsub listening on //p' "$STATE/emulator.log" | head -1)"
 
 echo "==> starting Postgres 15 on 127.0.0.1:$PGPORT with sequin_sf preloaded"
 scripts/pg-cluster.sh start "$STATE/pg" "$PGPORT"
@@ -46,6 +51,7 @@ SELECT sequin_sf.create_credential('demo', kind => 'refresh_token', login_url =>
 SELECT sequin_sf.create_sync('demo', credential => 'demo',
        collections => ARRAY['Account','Contact','Opportunity'],
        rate_limit_requests => 100000);
+SELECT sequin_sf.alter_sync('demo', pubsub_endpoint => '$PUBSUB_URL');
 SQL
 
 echo "==> backfilling (progress from sequin_sf.sync_status)"
@@ -61,6 +67,11 @@ done
 echo
 [ "$pending" = 0 ] || { echo "backfill did not finish; see $STATE/pg/server.log"; exit 1; }
 
+for _ in $(seq 1 100); do
+  [ "$("${PSQL[@]}" -tA -c "SELECT change_source FROM sequin_sf.sync_status WHERE collection = 'Contact'")" = events ] && break
+  sleep 0.1
+done
+
 echo "==> contacts with their accounts and open opportunities (a real join over synced rows)"
 "${PSQL[@]}" <<'SQL'
 SELECT c.first_name || ' ' || c.last_name AS contact, a.name AS account,
@@ -71,7 +82,8 @@ SELECT c.first_name || ' ' || c.last_name AS contact, a.name AS account,
  GROUP BY 1, 2
  ORDER BY open_amount DESC NULLS LAST
  LIMIT 10;
-SELECT collection, state, rows_done, rows_total, api_requests_24h FROM sequin_sf.sync_status ORDER BY 1;
+SELECT collection, state, rows_done, rows_total, change_source, api_requests_24h
+  FROM sequin_sf.sync_status ORDER BY 1;
 SQL
 
 cat <<EOF
@@ -80,6 +92,8 @@ The demo is running:
   psql:      sudo -u postgres psql -h 127.0.0.1 -p $PGPORT -U postgres
   tables:    salesforce.account, salesforce.contact, salesforce.opportunity; events in salesforce._sync_events
   emulator:  $EMU_URL  (change data: curl -X PATCH $EMU_URL/__emulator/records/Contact/<id> -d '{"Title":"CTO"}')
+  events:    Contact changes arrive as Change Data Capture events ($PUBSUB_URL); see
+             SELECT collection, change_source, change_source_note FROM sequin_sf.sync_status;
   stop:      make demo-stop
 
 To sync a real org instead, create a Connected App in Salesforce (OAuth enabled, scopes
