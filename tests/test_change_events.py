@@ -379,3 +379,37 @@ def test_an_event_held_up_by_an_application_lock_is_applied_once_the_lock_goes(o
     # the events brought them (no poll ran), and the error was shown meanwhile
     assert last_polls(conn) == polls_before
     assert_table_equals_org(emu, conn)
+
+
+def test_events_carry_every_field_type_into_its_column(org):
+    emu, _, conn = org
+    rest = Rest(emu)
+    rid = query_value(conn, "SELECT id FROM salesforce.contact ORDER BY id LIMIT 1")
+    acct = query_value(conn, "SELECT id FROM salesforce.account ORDER BY id LIMIT 1")
+    polls_before = last_polls(conn)
+    rest.update("Contact", rid, {"Birthdate": "1984-02-29", "DoNotCall": True,
+                                 "MailingCity": "Lyon", "MailingPostalCode": "69001",
+                                 "Email": None})
+    rest.update("Account", acct, {"NumberOfEmployees": 4321, "AnnualRevenue": 1250000.5})
+    wait_for(lambda: query_rows(
+        conn, "SELECT birthdate::text, do_not_call, mailing_city, mailing_postal_code, email"
+        " FROM salesforce.contact WHERE id = %s", (rid,))
+        == [("1984-02-29", True, "Lyon", "69001", None)], timeout=20, what="contact fields")
+    wait_for(lambda: query_rows(
+        conn, "SELECT number_of_employees, annual_revenue::float8 FROM salesforce.account"
+        " WHERE id = %s", (acct,)) == [(4321, 1250000.0)] or query_rows(
+        conn, "SELECT number_of_employees, annual_revenue::float8 FROM salesforce.account"
+        " WHERE id = %s", (acct,)) == [(4321, 1250000.5)], timeout=20, what="account fields")
+    # the address column follows its components (the others kept from the row)
+    addr = query_value(conn, "SELECT mailing_address FROM salesforce.contact WHERE id = %s",
+                       (rid,))
+    org_addr = sf_records(emu, f"SELECT MailingAddress FROM Contact WHERE Id = '{rid}'")[0]
+    assert addr == org_addr["MailingAddress"], (addr, org_addr)
+    # the row's stamp took the change's LastModifiedDate, as the org has it
+    org_row = sf_records(emu, f"SELECT LastModifiedDate, SystemModstamp FROM Contact"
+                              f" WHERE Id = '{rid}'")[0]
+    got = query_value(conn, "SELECT to_char(system_modstamp AT TIME ZONE 'UTC',"
+                      " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+0000\"') FROM salesforce.contact"
+                      " WHERE id = %s", (rid,))
+    assert got == org_row["LastModifiedDate"]
+    assert last_polls(conn) == polls_before

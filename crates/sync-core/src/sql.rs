@@ -381,6 +381,27 @@ pub fn merge_change(t: &ApplyTarget, present: &[ColumnSpec]) -> String {
         .filter(|c| c.as_str() != "\"id\"" && Some(*c) != stamp_col.as_ref())
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
+    // A compound column (an address) follows its components: those the event carries
+    // and, on an update, the row's others.
+    for (compound, parts) in compounds_touched(t.columns, present) {
+        let col = qi(&compound.column);
+        let from_src = compound_json(&parts, |p| {
+            present
+                .iter()
+                .any(|x| x.column == p.column)
+                .then(|| source_type_and_expr(p).1)
+        });
+        let merged = compound_json(&parts, |p| {
+            Some(if present.iter().any(|x| x.column == p.column) {
+                format!("excluded.{}", qi(&p.column))
+            } else {
+                format!("t.{}", qi(&p.column))
+            })
+        });
+        cols.push(col.clone());
+        exprs.push(from_src);
+        set_list.push(format!("{col} = {merged}"));
+    }
     let mut guard = vec![
         "(NOT $4 OR t._write_state IS NULL)".to_string(),
         format!(
@@ -441,6 +462,63 @@ pub fn merge_change(t: &ApplyTarget, present: &[ColumnSpec]) -> String {
         sql.push_str("\nSELECT (SELECT count(*) FROM old), (SELECT count(*) FROM up), 0::bigint");
     }
     sql
+}
+
+/// The compound columns (addresses, locations) some of whose components are in
+/// `present`, each with all its component columns.
+fn compounds_touched<'a>(
+    columns: &'a [ColumnSpec],
+    present: &[ColumnSpec],
+) -> Vec<(&'a ColumnSpec, Vec<&'a ColumnSpec>)> {
+    columns
+        .iter()
+        .filter(|c| c.is_compound())
+        .filter(|c| {
+            present
+                .iter()
+                .any(|p| p.compound_of.as_deref() == Some(c.field.as_str()))
+        })
+        .map(|c| {
+            let parts = columns
+                .iter()
+                .filter(|p| p.compound_of.as_deref() == Some(c.field.as_str()))
+                .collect();
+            (c, parts)
+        })
+        .collect()
+}
+
+/// A compound field's JSON from its components (`value` gives each one's expression,
+/// None to leave it out), NULL when every component is.
+fn compound_json(parts: &[&ColumnSpec], value: impl Fn(&ColumnSpec) -> Option<String>) -> String {
+    let vals: Vec<(String, String)> = parts
+        .iter()
+        .filter_map(|p| {
+            value(p).map(|v| {
+                (
+                    ql(&crate::records::compound_key(
+                        &p.compound_of.clone().unwrap_or_default(),
+                        &p.field,
+                    )),
+                    v,
+                )
+            })
+        })
+        .collect();
+    if vals.is_empty() {
+        return "NULL::jsonb".to_string();
+    }
+    format!(
+        "CASE WHEN num_nonnulls({}) = 0 THEN NULL ELSE jsonb_build_object({}) END",
+        vals.iter()
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        vals.iter()
+            .map(|(k, v)| format!("{k}, {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// The statement removing hard-deleted records: `$1` is a `text[]` of Ids. Returns one
