@@ -148,11 +148,6 @@ impl LogWriter {
         writer
     }
 
-    /// Memory that lasts until close().
-    pub unsafe fn statement_memory(&self) -> pg_sys::MemoryContext {
-        (*self.estate).es_query_cxt
-    }
-
     unsafe fn row_context(&self) -> *mut pg_sys::ExprContext {
         if (*self.estate).es_per_tuple_exprcontext.is_null() {
             pg_sys::MakePerTupleExprContext(self.estate)

@@ -17,6 +17,7 @@
 //! search_path.
 
 mod cache;
+mod json;
 mod log;
 mod rules;
 mod values;
@@ -27,7 +28,7 @@ use pgrx::prelude::*;
 use crate::guc;
 use log::{Action, Entry, LogWriter};
 use rules::Rules;
-use values::{ColumnsJson, Rows};
+use values::Rows;
 
 /// The trigger, FOR EACH STATEMENT with its transition tables. Arguments: the table's
 /// Salesforce object, `{column: why}` of the columns the operation may not set (insert)
@@ -65,11 +66,11 @@ unsafe fn capture_statement(td: &pg_sys::TriggerData) {
 /// every inserted row into jsonb here would double the cost of a bulk INSERT.
 unsafe fn capture_inserts(td: &pg_sys::TriggerData, rules: &Rules, log: &mut LogWriter) {
     let rows = Rows::new(td.tg_newtable, rules.desc(td.tg_relation));
-    let mut json = ColumnsJson::new(log.statement_memory());
     while rows.next() {
         if rules.insert_refused(&rows) {
             let set = rules.set_columns(&rows);
-            let values = log.in_row_memory(|| json.of(&rows, &set));
+            let values =
+                log.in_row_memory(|| rules.json.object(&rows, |i| set.binary_search(&i).is_ok()));
             rules.refuse(td.tg_relation, "INSERT", values);
         }
         log.append(&Entry {
@@ -88,7 +89,6 @@ unsafe fn capture_updates(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log
     let desc = rules.desc(td.tg_relation);
     let old = Rows::new(td.tg_oldtable, desc);
     let new = Rows::new(td.tg_newtable, desc);
-    let mut json = ColumnsJson::new(log.statement_memory());
     while old.next() {
         if !new.next() || old.attr(rules.row_id) != new.attr(rules.row_id) {
             error!("sequin_sf: the OLD and NEW transition tables of an UPDATE do not pair up");
@@ -97,11 +97,15 @@ unsafe fn capture_updates(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log
         if changed.is_empty() {
             continue;
         }
-        let values = log.in_row_memory(|| json.of(&new, &changed));
+        let values = log.in_row_memory(|| {
+            rules
+                .json
+                .object(&new, |i| changed.binary_search(&i).is_ok())
+        });
         if rules.update_refused(&new, &changed) {
             rules.refuse(td.tg_relation, "UPDATE", values);
         }
-        let previous = log.in_row_memory(|| values::to_jsonb(old.composite()));
+        let previous = log.in_row_memory(|| rules.json.object(&old, |_| true));
         log.append(&Entry {
             action: Action::Update,
             row_id: new.attr(rules.row_id),
@@ -115,7 +119,7 @@ unsafe fn capture_updates(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log
 unsafe fn capture_deletes(td: &pg_sys::TriggerData, rules: &Rules, log: &mut LogWriter) {
     let rows = Rows::new(td.tg_oldtable, rules.desc(td.tg_relation));
     while rows.next() {
-        let previous = log.in_row_memory(|| values::to_jsonb(rows.composite()));
+        let previous = log.in_row_memory(|| rules.json.object(&rows, |_| true));
         log.append(&Entry {
             action: Action::Delete,
             row_id: rows.attr(rules.row_id),

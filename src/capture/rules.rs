@@ -7,6 +7,7 @@ use std::ffi::{CStr, CString};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use super::json::RowJson;
 use super::values::{same_value, Rows};
 
 pub struct Rules {
@@ -24,6 +25,8 @@ pub struct Rules {
     /// the trigger's arguments, as _refuse_write takes them
     refused_json: String,
     picklists_json: String,
+    /// rows as the log's jsonb
+    pub json: RowJson,
 }
 
 impl Rules {
@@ -69,6 +72,7 @@ impl Rules {
             picklists,
             refused_json: refused_json.clone(),
             picklists_json: picklists_json.clone(),
+            json: RowJson::new((*rel).rd_att),
         }
     }
 
