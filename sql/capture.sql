@@ -1,22 +1,26 @@
 -- Write capture: what runs inside the application's own transactions. Each synced
--- table gets generated trigger functions (written out per table from its column rules,
--- so capture costs a few plain SQL expressions per row): inserts and deletes are
--- captured per statement from the transition table, updates per row (OLD and NEW at
--- hand; see _install_write_triggers for why). Every captured change appends one entry
--- to <schema>._sync_write_log; changes refused by Salesforce's rules (read-only
--- columns, restricted picklists, TRUNCATE) raise an error at once instead. Changes the
--- worker applies itself run with sequin_sf.applying = on and are never captured.
+-- table gets statement-level triggers calling sequin_sf._capture_writes (Rust,
+-- src/capture/), which reads the statement's transition tables and appends one entry
+-- per changed row to <schema>._sync_write_log: inserts with the row's id only (their
+-- values are read from the row when the writer picks them up), updates with the changed
+-- columns' new values and the full row before, deletes with the full row before. Rows
+-- refused by Salesforce's rules (read-only columns, restricted picklists) raise an error
+-- at once (_refuse_write words it), as do TRUNCATE and operations the object does not
+-- allow. Changes the worker applies itself run with sequin_sf.applying = on and are
+-- never captured.
 --
 -- Log `values` and `previous` are keyed by column name (cheap to capture); the writer
 -- maps columns to Salesforce field names through sequin_sf._columns when it sends.
 
--- Raised by the capture trigger when a change touches a column Salesforce does not let
--- us write. Nothing of the statement is kept: the error aborts it.
+-- Raised by the capture trigger (src/capture/rules.rs, which decides that a row breaks
+-- a rule) when a change touches a column Salesforce does not let us write. Nothing of
+-- the statement is kept: the error aborts it. The trigger calls it as the application's
+-- role, hence the pinned search_path.
 CREATE FUNCTION sequin_sf._refuse_write(
     p_schema text, p_table text, p_op text, p_values jsonb, p_readonly jsonb,
     p_picklists jsonb
 ) RETURNS jsonb
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     col text;
     allowed jsonb;

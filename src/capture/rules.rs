@@ -132,7 +132,8 @@ impl Rules {
     /// Raises the refusal of a row, `values` being what it sets (insert) or changes (update).
     pub unsafe fn refuse(&self, rel: pg_sys::Relation, op: &str, values: pg_sys::Datum) {
         let refuse_write = Spi::get_one::<pg_sys::Oid>(
-            "SELECT 'sequin_sf._refuse_write(text, text, text, jsonb, jsonb, jsonb)'::pg_catalog.regprocedure::pg_catalog.oid",
+            "SELECT 'sequin_sf._refuse_write(pg_catalog.text, pg_catalog.text, pg_catalog.text,\
+             pg_catalog.jsonb, pg_catalog.jsonb, pg_catalog.jsonb)'::pg_catalog.regprocedure::pg_catalog.oid",
         )
         .ok()
         .flatten()
