@@ -9,8 +9,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::rules::attribute_names;
-use super::values::Rows;
+use super::values::{attribute_names, Rows};
 
 /// How a column's values become jsonb values.
 enum Kind {

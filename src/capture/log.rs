@@ -3,14 +3,11 @@
 //! rows: no plan, no privilege check.
 
 use std::ffi::CStr;
-use std::rc::Rc;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::cache;
-use super::rules::attribute_names;
-use super::values::Value;
+use super::values::{attribute_names, Value};
 
 #[derive(Clone, Copy)]
 pub enum Action {
@@ -91,6 +88,20 @@ impl Drop for LogShape {
     }
 }
 
+/// The log of `table`'s schema, opened for inserting.
+pub unsafe fn open_log(table: pg_sys::Relation) -> pg_sys::Relation {
+    let namespace = (*(*table).rd_rel).relnamespace;
+    let log_oid = pg_sys::get_relname_relid(c"_sync_write_log".as_ptr(), namespace);
+    if log_oid == pg_sys::InvalidOid {
+        let table_name = CStr::from_ptr((*(*table).rd_rel).relname.data.as_ptr());
+        error!(
+            "the write log of synced table {} is missing (_sync_write_log in its schema)",
+            table_name.to_string_lossy()
+        );
+    }
+    pg_sys::table_open(log_oid, pg_sys::RowExclusiveLock as i32)
+}
+
 /// Appends the entries of one statement.
 pub struct LogWriter {
     rel: pg_sys::Relation,
@@ -105,19 +116,14 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    /// The log of `table`'s schema.
-    pub unsafe fn open(table: pg_sys::Relation, object: &CStr) -> LogWriter {
-        let namespace = (*(*table).rd_rel).relnamespace;
+    /// `rel` is `open_log(table)`, `shape` its shape.
+    pub unsafe fn new(
+        rel: pg_sys::Relation,
+        shape: &LogShape,
+        table: pg_sys::Relation,
+        object: &CStr,
+    ) -> LogWriter {
         let table_name = CStr::from_ptr((*(*table).rd_rel).relname.data.as_ptr());
-        let log_oid = pg_sys::get_relname_relid(c"_sync_write_log".as_ptr(), namespace);
-        if log_oid == pg_sys::InvalidOid {
-            error!(
-                "the write log of synced table {} is missing (_sync_write_log in its schema)",
-                table_name.to_string_lossy()
-            );
-        }
-        let rel = pg_sys::table_open(log_oid, pg_sys::RowExclusiveLock as i32);
-        let shape: Rc<LogShape> = cache::log_shape(rel);
         let estate = pg_sys::CreateExecutorState();
         let saved = pg_sys::CurrentMemoryContext;
         pg_sys::CurrentMemoryContext = (*estate).es_query_cxt;

@@ -52,7 +52,13 @@ unsafe fn capture_statement(td: &pg_sys::TriggerData) {
         error!("sequin_sf._capture_writes() must be a FOR EACH STATEMENT trigger");
     }
     let rules = cache::rules(td);
-    let mut log = LogWriter::open(td.tg_relation, &rules.object);
+    let log_rel = log::open_log(td.tg_relation);
+    let mut log = LogWriter::new(
+        log_rel,
+        &cache::log_shape(log_rel),
+        td.tg_relation,
+        &rules.object,
+    );
     match td.tg_event & pg_sys::TRIGGER_EVENT_OPMASK {
         pg_sys::TRIGGER_EVENT_INSERT => capture_inserts(td, &rules, &mut log),
         pg_sys::TRIGGER_EVENT_UPDATE => capture_updates(td, &rules, &mut log),

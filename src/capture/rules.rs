@@ -8,7 +8,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::json::RowJson;
-use super::values::{same_value, Rows};
+use super::values::{attribute, attribute_names, same_value, Rows};
 
 pub struct Rules {
     pub relid: pg_sys::Oid,
@@ -168,25 +168,4 @@ fn parse(json: &str) -> serde_json::Map<String, serde_json::Value> {
     serde_json::from_str(json).unwrap_or_else(|e| {
         error!("sequin_sf._capture_writes(): a rule argument is not a JSON object: {e}")
     })
-}
-
-pub unsafe fn attribute<'a>(
-    desc: pg_sys::TupleDesc,
-    i: usize,
-) -> &'a pg_sys::FormData_pg_attribute {
-    &(*desc).attrs.as_slice((*desc).natts as usize)[i]
-}
-
-/// Attribute names by 0-based position, None for dropped columns.
-pub unsafe fn attribute_names(desc: pg_sys::TupleDesc) -> Vec<Option<String>> {
-    (0..(*desc).natts as usize)
-        .map(|i| {
-            let a = attribute(desc, i);
-            (!a.attisdropped).then(|| {
-                CStr::from_ptr(a.attname.data.as_ptr())
-                    .to_string_lossy()
-                    .into_owned()
-            })
-        })
-        .collect()
 }

@@ -1,5 +1,7 @@
 //! The rows of a statement's transition tables, and comparing their values.
 
+use std::ffi::CStr;
+
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -119,4 +121,25 @@ unsafe fn same_image(
 
 unsafe fn bytes<'a>(p: *const u8, n: usize) -> &'a [u8] {
     std::slice::from_raw_parts(p, n)
+}
+
+pub unsafe fn attribute<'a>(
+    desc: pg_sys::TupleDesc,
+    i: usize,
+) -> &'a pg_sys::FormData_pg_attribute {
+    &(*desc).attrs.as_slice((*desc).natts as usize)[i]
+}
+
+/// Attribute names by 0-based position, None for dropped columns.
+pub unsafe fn attribute_names(desc: pg_sys::TupleDesc) -> Vec<Option<String>> {
+    (0..(*desc).natts as usize)
+        .map(|i| {
+            let a = attribute(desc, i);
+            (!a.attisdropped).then(|| {
+                CStr::from_ptr(a.attname.data.as_ptr())
+                    .to_string_lossy()
+                    .into_owned()
+            })
+        })
+        .collect()
 }
