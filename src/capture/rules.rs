@@ -116,17 +116,34 @@ impl Rules {
         })
     }
 
+    /// The value as text (what `value::text` gives) is one of `allowed`. Text and varchar
+    /// are read in place; other types go through their output function.
     unsafe fn allowed(&self, row: &Rows, i: usize, allowed: &[String]) -> bool {
         let (value, null) = row.attr(i);
         if null {
             return true;
         }
         let att = attribute(row.desc(), i);
+        let is_one = |text: &[u8]| allowed.iter().any(|a| a.as_bytes() == text);
+        if att.atttypid == pg_sys::TEXTOID || att.atttypid == pg_sys::VARCHAROID {
+            let t = pg_sys::pg_detoast_datum_packed(value.cast_mut_ptr());
+            let len = pgrx::varlena::varsize_any_exhdr(t);
+            return is_one(std::slice::from_raw_parts(
+                pgrx::varlena::vardata_any(t).cast(),
+                len,
+            ));
+        }
         let mut output = pg_sys::InvalidOid;
         let mut varlena = false;
         pg_sys::getTypeOutputInfo(att.atttypid, &mut output, &mut varlena);
-        let text = CStr::from_ptr(pg_sys::OidOutputFunctionCall(output, value));
-        allowed.iter().any(|a| a.as_bytes() == text.to_bytes())
+        let text = CStr::from_ptr(pg_sys::OidOutputFunctionCall(output, value)).to_bytes();
+        // char(n) to text drops the padding spaces
+        let text = if att.atttypid == pg_sys::BPCHAROID {
+            &text[..text.iter().rposition(|&b| b != b' ').map_or(0, |p| p + 1)]
+        } else {
+            text
+        };
+        is_one(text)
     }
 
     /// Raises the refusal of a row, `values` being what it sets (insert) or changes (update).
