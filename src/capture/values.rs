@@ -21,7 +21,9 @@ impl Rows {
         if store.is_null() {
             error!("sequin_sf._capture_writes() needs the statement's transition table (REFERENCING ... TABLE)");
         }
-        let pointer = pg_sys::tuplestore_alloc_read_pointer(store, 0);
+        // as the executor's scan of a transition table does
+        let pointer = pg_sys::tuplestore_alloc_read_pointer(store, pg_sys::EXEC_FLAG_REWIND as i32);
+        pg_sys::tuplestore_copy_read_pointer(store, 0, pointer);
         pg_sys::tuplestore_select_read_pointer(store, pointer);
         pg_sys::tuplestore_rescan(store);
         let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsMinimalTuple);

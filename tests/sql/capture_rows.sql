@@ -82,3 +82,25 @@ SELECT l.api_id, l.previous = to_jsonb(gone_row) AS previous_is_the_row,
        l.previous::text = to_jsonb(gone_row)::text AS same_text
   FROM t._sync_write_log l, t.gone gone_row
  WHERE l.action = 'delete' AND l.row_id = gone_row._row_id;
+
+-- a statement whose transition tables spill to disk, read by the application's own
+-- statement triggers too (one firing before capture, one after): every row, in each
+CREATE TABLE t.seen (rows bigint);
+CREATE FUNCTION t.count_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO t.seen SELECT count(*) FROM old_rows JOIN new_rows USING (_row_id);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER a_count AFTER UPDATE ON t.x REFERENCING OLD TABLE AS old_rows
+    NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION t.count_rows();
+CREATE TRIGGER z_count AFTER UPDATE ON t.x REFERENCING OLD TABLE AS old_rows
+    NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION t.count_rows();
+INSERT INTO t.x (a, f) SELECT repeat(md5(g::text), 3), g FROM generate_series(1, 5000) g;
+SET work_mem = '64kB';
+UPDATE t.x SET f = f + 1 WHERE f IS NOT NULL AND id IS NULL;
+RESET work_mem;
+SELECT count(*) AS entries, count(DISTINCT row_id) AS rows,
+       bool_and(("values" ->> 'f')::int = (previous ->> 'f')::int + 1) AS values_follow_previous
+  FROM t._sync_write_log WHERE action = 'update' AND "values" ? 'f';
+SELECT rows FROM t.seen;
