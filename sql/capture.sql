@@ -1,22 +1,26 @@
 -- Write capture: what runs inside the application's own transactions. Each synced
--- table gets generated trigger functions (written out per table from its column rules,
--- so capture costs a few plain SQL expressions per row): inserts and deletes are
--- captured per statement from the transition table, updates per row (OLD and NEW at
--- hand; see _install_write_triggers for why). Every captured change appends one entry
--- to <schema>._sync_write_log; changes refused by Salesforce's rules (read-only
--- columns, restricted picklists, TRUNCATE) raise an error at once instead. Changes the
--- worker applies itself run with sequin_sf.applying = on and are never captured.
+-- table gets statement-level triggers calling sequin_sf._capture_writes (Rust,
+-- src/capture/), which reads the statement's transition tables and appends one entry
+-- per changed row to <schema>._sync_write_log: inserts with the row's id only (their
+-- values are read from the row when the writer picks them up), updates with the changed
+-- columns' new values and the full row before, deletes with the full row before. Rows
+-- refused by Salesforce's rules (read-only columns, restricted picklists) raise an error
+-- at once (_refuse_write words it), as do TRUNCATE and operations the object does not
+-- allow. Changes the worker applies itself run with sequin_sf.applying = on and are
+-- never captured.
 --
 -- Log `values` and `previous` are keyed by column name (cheap to capture); the writer
 -- maps columns to Salesforce field names through sequin_sf._columns when it sends.
 
--- Raised by the capture trigger when a change touches a column Salesforce does not let
--- us write. Nothing of the statement is kept: the error aborts it.
+-- Raised by the capture trigger (src/capture/rules.rs, which decides that a row breaks
+-- a rule) when a change touches a column Salesforce does not let us write. Nothing of
+-- the statement is kept: the error aborts it. The trigger calls it as the application's
+-- role, hence the pinned search_path.
 CREATE FUNCTION sequin_sf._refuse_write(
     p_schema text, p_table text, p_op text, p_values jsonb, p_readonly jsonb,
     p_picklists jsonb
 ) RETURNS jsonb
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     col text;
     allowed jsonb;
@@ -128,9 +132,9 @@ $install$;
 --   p_local: columns never sent (NULL = those whose name starts with "_")
 --   p_refused_ops: {"INSERT"|"UPDATE"|"DELETE": why Salesforce refuses it for the object}
 --
--- The trigger function is generated per table with the column rules written out as
--- plain SQL expressions, so capture costs a few C-level operations per row rather than
--- a walk over each row's jsonb (this is what keeps the trigger overhead low).
+-- Capture is sequin_sf._capture_writes (src/capture/), called once per statement with
+-- the statement's transition tables; its arguments are the object, the rules of the
+-- operation and the columns never sent.
 CREATE FUNCTION sequin_sf._install_write_triggers(
     p_table regclass, p_object text, p_noncreateable jsonb, p_nonupdateable jsonb,
     p_picklists jsonb, p_local text[] DEFAULT NULL, p_refused_ops jsonb DEFAULT '{}'
@@ -138,20 +142,12 @@ CREATE FUNCTION sequin_sf._install_write_triggers(
 LANGUAGE plpgsql AS $$
 DECLARE
     sch text;
-    tbl text;
-    fn text;
-    fn_upd text;
     local_cols text[];
-    sent_cols text[];
-    ins_bad text;
-    upd_bad text;
-    unchanged text;
+    local_args text;
     op text;
-    noncreate jsonb := coalesce(p_noncreateable, '{}'::jsonb);
-    nonupdate jsonb := coalesce(p_nonupdateable, '{}'::jsonb);
     picks jsonb := coalesce(p_picklists, '{}'::jsonb);
 BEGIN
-    SELECT n.nspname, c.relname INTO sch, tbl
+    SELECT n.nspname INTO sch
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = p_table;
     PERFORM sequin_sf._install_write_log(sch);
@@ -162,88 +158,20 @@ BEGIN
     IF NOT ('_row_id' = ANY (local_cols)) THEN
         local_cols := local_cols || '_row_id'::text;
     END IF;
-    sent_cols := ARRAY(
-        SELECT a.attname::text FROM pg_attribute a
-         WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
-           AND NOT (a.attname::text = ANY (local_cols))
-         ORDER BY a.attnum);
-    -- a row breaks the rules when it sets a refused column or an unknown picklist value
-    SELECT string_agg(x, ' OR ') INTO ins_bad FROM (
-        SELECT format('n.%I IS NOT NULL', c) AS x FROM unnest(sent_cols) c WHERE noncreate ? c
-        UNION ALL
-        SELECT format('(n.%1$I IS NOT NULL AND n.%1$I::text <> ALL (%2$L::text[]))', c,
-                      ARRAY(SELECT jsonb_array_elements_text(picks -> c)))
-          FROM unnest(sent_cols) c WHERE picks ? c) r;
-    SELECT string_agg(x, ' OR ') INTO upd_bad FROM (
-        SELECT format('NEW.%1$I IS DISTINCT FROM OLD.%1$I', c) AS x FROM unnest(sent_cols) c
-         WHERE nonupdate ? c
-        UNION ALL
-        SELECT format('(NEW.%1$I IS DISTINCT FROM OLD.%1$I AND NEW.%1$I IS NOT NULL'
-                      ' AND NEW.%1$I::text <> ALL (%2$L::text[]))', c,
-                      ARRAY(SELECT jsonb_array_elements_text(picks -> c)))
-          FROM unnest(sent_cols) c WHERE picks ? c) r;
-    SELECT string_agg(format('CASE WHEN NEW.%1$I IS NOT DISTINCT FROM OLD.%1$I THEN %1$L END', c), ', ')
-      INTO unchanged FROM unnest(sent_cols) c;
-    fn := format('%I.%I', sch, '_sync_capture_' || p_table::oid);
-    fn_upd := format('%I.%I', sch, '_sync_capture_' || p_table::oid || '_update');
-    PERFORM sequin_sf._create_capture_function(fn, format($body$
-        BEGIN
-            IF current_setting('sequin_sf.applying', true) = 'on' THEN
-                RETURN NULL;
-            END IF;
-            IF TG_OP = 'INSERT' THEN
-                INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, "values")
-                -- "values" is read from the row when the writer picks the entry up
-                -- (_write_fill_inserts): turning every inserted row into jsonb here
-                -- would more than double the cost of a bulk INSERT
-                SELECT %3$L, %4$L, n._row_id, 'insert',
-                       CASE WHEN %9$s
-                            THEN sequin_sf._refuse_write(%2$L, %3$L, 'INSERT',
-                                     jsonb_strip_nulls(to_jsonb(n)) - %5$L::text[], %6$L, %8$L)
-                       END
-                  FROM _sf_new n;
-            ELSE
-                INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous)
-                SELECT %3$L, %4$L, o._row_id, 'delete', o.id, to_jsonb(o)
-                  FROM _sf_old o;
-            END IF;
-            RETURN NULL;
-        END
-        $body$, NULL, sch, tbl, p_object, local_cols, noncreate, nonupdate, picks,
-              coalesce(ins_bad, 'false')));
-    -- Updates are captured per row, which has OLD and NEW at hand. A statement trigger
-    -- pairing the OLD and NEW transition tables by _row_id (hash join; a nested loop
-    -- is quadratic and plpgsql keeps the first plan) was measured against this one
-    -- (bench/trigger_overhead.py): 500-row UPDATEs ran ~25% faster with it, but one-row
-    -- UPDATEs up to ~15% slower (the join plan's per-statement setup), so rows it is.
-    PERFORM sequin_sf._create_capture_function(fn_upd, format($body$
-        DECLARE
-            chg jsonb := to_jsonb(NEW) - %4$L::text[] - ARRAY[%7$s];
-        BEGIN
-            IF chg = '{}'::jsonb THEN
-                RETURN NULL;
-            END IF;
-            IF %8$s THEN
-                PERFORM sequin_sf._refuse_write(%2$L, %3$L, 'UPDATE', chg, %5$L, %6$L);
-            END IF;
-            INSERT INTO %2$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous, "values")
-            VALUES (%3$L, %9$L, NEW._row_id, 'update', OLD.id, to_jsonb(OLD), chg);
-            RETURN NULL;
-        END
-        $body$, NULL, sch, tbl, local_cols, nonupdate, picks,
-              coalesce(unchanged, 'NULL::text'), coalesce(upd_bad, 'false'),
-              p_object));
+    SELECT string_agg(format(', %L', c), '') INTO local_args FROM unnest(local_cols) c;
     PERFORM sequin_sf._remove_write_triggers(p_table);
     EXECUTE format('CREATE TRIGGER _sync_write_insert AFTER INSERT ON %s'
                    ' REFERENCING NEW TABLE AS _sf_new FOR EACH STATEMENT'
-                   ' EXECUTE FUNCTION %s()', p_table, fn);
-    -- the worker's own changes (sequin_sf.applying = on) skip the function call entirely
-    EXECUTE format('CREATE TRIGGER _sync_write_update AFTER UPDATE ON %s FOR EACH ROW'
-                   ' WHEN (current_setting(''sequin_sf.applying'', true) IS DISTINCT FROM ''on'')'
-                   ' EXECUTE FUNCTION %s()', p_table, fn_upd);
+                   ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, %L, %L%s)',
+                   p_table, p_object, coalesce(p_noncreateable, '{}'), picks, local_args);
+    EXECUTE format('CREATE TRIGGER _sync_write_update AFTER UPDATE ON %s'
+                   ' REFERENCING OLD TABLE AS _sf_old NEW TABLE AS _sf_new FOR EACH STATEMENT'
+                   ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, %L, %L%s)',
+                   p_table, p_object, coalesce(p_nonupdateable, '{}'), picks, local_args);
     EXECUTE format('CREATE TRIGGER _sync_write_delete AFTER DELETE ON %s'
                    ' REFERENCING OLD TABLE AS _sf_old FOR EACH STATEMENT'
-                   ' EXECUTE FUNCTION %s()', p_table, fn);
+                   ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, ''{}'', ''{}''%s)',
+                   p_table, p_object, local_args);
     EXECUTE format('CREATE TRIGGER _sync_write_truncate BEFORE TRUNCATE ON %s'
                    ' FOR EACH STATEMENT EXECUTE FUNCTION sequin_sf._refuse_truncate()', p_table);
     -- operations Salesforce does not allow on the object at all: refused before any row
@@ -269,21 +197,6 @@ BEGIN
                               TG_ARGV[0], CASE TG_OP WHEN 'INSERT' THEN 'created'
                                                      WHEN 'UPDATE' THEN 'updated' ELSE 'deleted' END),
               HINT = 'The table mirrors Salesforce read-only for this operation; change the records in Salesforce.';
-END
-$$;
-
--- Creates (or replaces) a generated capture trigger function. The body holds text from
--- Salesforce (picklist values, names), so it is passed as a quoted literal, which no
--- text can end, never inside a fixed dollar-quote tag. The function runs as the
--- extension's owner, so that application roles need no rights on the write log (and
--- cannot forge entries), with search_path pinned so no role can stand in for what it calls.
-CREATE FUNCTION sequin_sf._create_capture_function(p_name text, p_body text) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql'
-                   ' SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L',
-                   p_name, p_body);
-    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', p_name);
 END
 $$;
 

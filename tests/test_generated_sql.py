@@ -11,7 +11,9 @@ from psycopg import sql as psql
 
 from harness import ROOT, query_rows, query_value
 
-EXAMPLE = os.path.join(ROOT, "target", "release", "examples", "generated_sql")
+# where cargo builds it (CARGO_TARGET_DIR, as cargo itself reads it)
+EXAMPLE = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")),
+                       "release", "examples", "generated_sql")
 
 
 def generated():

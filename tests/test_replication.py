@@ -75,14 +75,13 @@ def schema_ddl(cluster, workdir, name, *selection):
     that leaves out the extension's objects.
 
     Left out, because a subscriber neither can nor should have them:
-    - TRIGGER: `_sync_write_truncate` and `_sync_write_refuse_*` call functions of the
-      `sequin_sf` schema, which does not exist without the extension (the restore fails);
+    - TRIGGER: the capture triggers, `_sync_write_truncate` and `_sync_write_refuse_*` call
+      functions of the `sequin_sf` schema, which does not exist without the extension (the
+      restore fails);
       the capture triggers queue every local change into `_sync_write_log` to be written
       back to Salesforce, which on a replica nobody should do. (Replicated changes would
       not fire them anyway: the apply worker runs with session_replication_role =
       replica.)
-    - FUNCTION: the schema's generated capture functions (`_sync_capture_<table oid>`),
-      used only by those triggers.
     Kept: tables with their identity sequences, primary keys (the replica identity the
     subscriber finds updated and deleted rows by), UNIQUE (id), indexes and comments.
     --no-owner / --no-privileges: roles and grants are the subscriber's own business."""
@@ -96,7 +95,7 @@ def schema_ddl(cluster, workdir, name, *selection):
     toc = subprocess.run(
         [f"{PG_BIN}/pg_restore", "-l", dump], check=True, capture_output=True, text=True
     ).stdout.splitlines()
-    # entries look like "313; 1255 16636 FUNCTION salesforce _sync_capture_16613() postgres"
+    # entries look like "313; 2620 16640 TRIGGER salesforce contact _sync_write_insert postgres"
     kept = [line for line in toc
             if line.startswith(";") or line.split()[3:4] not in (["FUNCTION"], ["TRIGGER"])]
     assert len(kept) < len(toc), "expected the extension's triggers in the dump"

@@ -242,7 +242,7 @@ def test_a_picklist_value_cannot_end_the_generated_function_body(env):
         what="the new picklist field to become a column",
     )
     [acc] = [r[0] for r in query_rows(conn, "SELECT id FROM salesforce.account LIMIT 1")]
-    # the generated capture knows both values: the evil one is allowed, others refused
+    # capture knows both values: the evil one is allowed, others refused
     conn.execute("UPDATE salesforce.account SET risk_band__c = %s WHERE id = %s", (evil, acc))
     assert refused(
         conn, "UPDATE salesforce.account SET risk_band__c = 'Platinum' WHERE id = %s", (acc,)

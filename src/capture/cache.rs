@@ -1,0 +1,70 @@
+//! What capture works out once per table and session: a trigger's rules (by trigger
+//! oid) and a log's shape (by table oid). Postgres announces every change to a table's
+//! definition or triggers as a relcache invalidation, on which both are forgotten.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::log::LogShape;
+use super::rules::Rules;
+
+thread_local! {
+    static RULES: RefCell<HashMap<pg_sys::Oid, Rc<Rules>>> = RefCell::new(HashMap::new());
+    static LOGS: RefCell<HashMap<pg_sys::Oid, Rc<LogShape>>> = RefCell::new(HashMap::new());
+    static LISTENING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The rules of the trigger being fired.
+pub unsafe fn rules(td: &pg_sys::TriggerData) -> Rc<Rules> {
+    let tgoid = (*td.tg_trigger).tgoid;
+    if let Some(r) = RULES.with(|c| c.borrow().get(&tgoid).cloned()) {
+        return r;
+    }
+    listen();
+    let args = trigger_args(&*td.tg_trigger);
+    // built outside the borrow: building reads the catalog, which can run forget()
+    let r = Rc::new(Rules::new(td.tg_relation, &args));
+    RULES.with(|c| c.borrow_mut().insert(tgoid, r.clone()));
+    r
+}
+
+/// The shape of an open log table.
+pub unsafe fn log_shape(rel: pg_sys::Relation) -> Rc<LogShape> {
+    let oid = (*rel).rd_id;
+    if let Some(s) = LOGS.with(|c| c.borrow().get(&oid).cloned()) {
+        return s;
+    }
+    listen();
+    let s = Rc::new(LogShape::new(rel));
+    LOGS.with(|c| c.borrow_mut().insert(oid, s.clone()));
+    s
+}
+
+unsafe fn trigger_args(t: &pg_sys::Trigger) -> Vec<String> {
+    (0..t.tgnargs as usize)
+        .map(|i| {
+            std::ffi::CStr::from_ptr(*t.tgargs.add(i))
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+unsafe fn listen() {
+    if !LISTENING.with(Cell::get) {
+        pg_sys::CacheRegisterRelcacheCallback(Some(forget), pg_sys::Datum::from(0));
+        LISTENING.with(|l| l.set(true));
+    }
+}
+
+/// Relcache invalidation of one table (or of all, InvalidOid).
+#[pg_guard]
+unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    let all = relid == pg_sys::InvalidOid;
+    RULES.with(|c| c.borrow_mut().retain(|_, r| !all && r.relid != relid));
+    LOGS.with(|c| c.borrow_mut().retain(|oid, _| !all && *oid != relid));
+}

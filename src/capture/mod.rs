@@ -1,0 +1,137 @@
+//! Write capture's hot path: the statement-level trigger that appends one write-log
+//! entry per changed row of a synced table, after refusing a row Salesforce would refuse.
+//! `sql/capture.sql` installs it and documents the log; `_refuse_write` there words the
+//! refusals.
+//!
+//! It is C-level code because capture runs inside every application statement: the
+//! plpgsql triggers it replaces paid, per row or per statement, a function call with a
+//! privilege switch and a pinned search_path and a planned INSERT into the log, which
+//! together cost more than the application's own change. Here rows come straight from
+//! the statement's transition tables and go straight into the log's heap and indexes
+//! (as logical replication applies rows), what can be worked out once per table is
+//! cached for the session, and jsonb is built only where an entry holds it.
+//!
+//! It inserts into the log without privilege checks on purpose: application roles
+//! cannot write the log themselves, and only the extension's owner may attach this
+//! function to a table (EXECUTE is revoked from PUBLIC). It resolves no name through
+//! search_path.
+
+mod cache;
+mod json;
+mod log;
+mod rules;
+mod values;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::guc;
+use log::{Action, Entry, LogWriter};
+use rules::Rules;
+use values::Rows;
+
+/// The trigger, FOR EACH STATEMENT with its transition tables. Arguments: the table's
+/// Salesforce object, `{column: why}` of the columns the operation may not set (insert)
+/// or change (update), `{column: [allowed values]}` of restricted picklists, then the
+/// columns never sent (left out of an update's `values`; changing only them is no change).
+#[pg_trigger]
+fn _capture_writes<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByRust>>, PgTriggerError> {
+    if guc::APPLYING.get() {
+        return Ok(None);
+    }
+    // SAFETY: Postgres called this as a trigger, so the trigger data, its relation and
+    // transition tables are valid for the duration of the call.
+    unsafe { capture_statement(trigger.trigger_data()) };
+    Ok(None)
+}
+
+unsafe fn capture_statement(td: &pg_sys::TriggerData) {
+    if td.tg_event & pg_sys::TRIGGER_EVENT_ROW != 0 {
+        error!("sequin_sf._capture_writes() must be a FOR EACH STATEMENT trigger");
+    }
+    let rules = cache::rules(td);
+    let log_rel = log::open_log(td.tg_relation);
+    let mut log = LogWriter::new(
+        log_rel,
+        &cache::log_shape(log_rel),
+        td.tg_relation,
+        &rules.object,
+    );
+    match td.tg_event & pg_sys::TRIGGER_EVENT_OPMASK {
+        pg_sys::TRIGGER_EVENT_INSERT => capture_inserts(td, &rules, &mut log),
+        pg_sys::TRIGGER_EVENT_UPDATE => capture_updates(td, &rules, &mut log),
+        pg_sys::TRIGGER_EVENT_DELETE => capture_deletes(td, &rules, &mut log),
+        _ => error!("sequin_sf._capture_writes() captures INSERT, UPDATE and DELETE only"),
+    }
+    log.close();
+}
+
+/// An insert's values are read from its row when the writer picks the entry up: turning
+/// every inserted row into jsonb here would double the cost of a bulk INSERT.
+unsafe fn capture_inserts(td: &pg_sys::TriggerData, rules: &Rules, log: &mut LogWriter) {
+    let rows = Rows::new(td.tg_newtable, rules.desc(td.tg_relation));
+    while rows.next() {
+        if rules.insert_refused(&rows) {
+            let set = rules.set_columns(&rows);
+            let values =
+                log.in_row_memory(|| rules.json.object(&rows, |i| set.binary_search(&i).is_ok()));
+            rules.refuse(td.tg_relation, "INSERT", values);
+        }
+        log.append(&Entry {
+            action: Action::Insert,
+            row_id: rows.attr(rules.row_id),
+            api_id: None,
+            previous: None,
+            values: None,
+        });
+    }
+}
+
+/// An update's OLD and NEW rows sit at the same position of the two transition tables
+/// (Postgres adds both as it updates each row); the row id is checked all the same.
+unsafe fn capture_updates(td: &pg_sys::TriggerData, rules: &Rules, log: &mut LogWriter) {
+    let desc = rules.desc(td.tg_relation);
+    let old = Rows::new(td.tg_oldtable, desc);
+    let new = Rows::new(td.tg_newtable, desc);
+    while old.next() {
+        if !new.next() || old.attr(rules.row_id) != new.attr(rules.row_id) {
+            error!("sequin_sf: the OLD and NEW transition tables of an UPDATE do not pair up");
+        }
+        let changed = rules.changed_columns(&old, &new);
+        if changed.is_empty() {
+            continue;
+        }
+        let values = log.in_row_memory(|| {
+            rules
+                .json
+                .object(&new, |i| changed.binary_search(&i).is_ok())
+        });
+        if rules.update_refused(&new, &changed) {
+            rules.refuse(td.tg_relation, "UPDATE", values);
+        }
+        let previous = log.in_row_memory(|| rules.json.object(&old, |_| true));
+        log.append(&Entry {
+            action: Action::Update,
+            row_id: new.attr(rules.row_id),
+            api_id: rules.id.map(|i| old.attr(i)),
+            previous: Some(previous),
+            values: Some(values),
+        });
+    }
+}
+
+unsafe fn capture_deletes(td: &pg_sys::TriggerData, rules: &Rules, log: &mut LogWriter) {
+    let rows = Rows::new(td.tg_oldtable, rules.desc(td.tg_relation));
+    while rows.next() {
+        let previous = log.in_row_memory(|| rules.json.object(&rows, |_| true));
+        log.append(&Entry {
+            action: Action::Delete,
+            row_id: rows.attr(rules.row_id),
+            api_id: rules.id.map(|i| rows.attr(i)),
+            previous: Some(previous),
+            values: None,
+        });
+    }
+}

@@ -1,0 +1,147 @@
+//! The rows of a statement's transition tables, and comparing their values.
+
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+/// A column's value: the datum and whether it is NULL.
+pub type Value = (pg_sys::Datum, bool);
+
+/// Reads a transition table row by row with a read pointer of its own (other triggers
+/// of the statement read the same table).
+pub struct Rows {
+    store: *mut pg_sys::Tuplestorestate,
+    pointer: i32,
+    slot: *mut pg_sys::TupleTableSlot,
+}
+
+impl Rows {
+    pub unsafe fn new(store: *mut pg_sys::Tuplestorestate, desc: pg_sys::TupleDesc) -> Rows {
+        if store.is_null() {
+            error!("sequin_sf._capture_writes() needs the statement's transition table (REFERENCING ... TABLE)");
+        }
+        // as the executor's scan of a transition table does
+        let pointer = pg_sys::tuplestore_alloc_read_pointer(store, pg_sys::EXEC_FLAG_REWIND as i32);
+        pg_sys::tuplestore_copy_read_pointer(store, 0, pointer);
+        pg_sys::tuplestore_select_read_pointer(store, pointer);
+        pg_sys::tuplestore_rescan(store);
+        let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsMinimalTuple);
+        Rows {
+            store,
+            pointer,
+            slot,
+        }
+    }
+
+    pub unsafe fn next(&self) -> bool {
+        pg_sys::tuplestore_select_read_pointer(self.store, self.pointer);
+        if !pg_sys::tuplestore_gettupleslot(self.store, true, false, self.slot) {
+            return false;
+        }
+        pg_sys::slot_getallattrs(self.slot);
+        true
+    }
+
+    pub unsafe fn desc(&self) -> pg_sys::TupleDesc {
+        (*self.slot).tts_tupleDescriptor
+    }
+
+    /// Column `i` (0-based) of the current row.
+    pub unsafe fn attr(&self, i: usize) -> Value {
+        (
+            *(*self.slot).tts_values.add(i),
+            *(*self.slot).tts_isnull.add(i),
+        )
+    }
+}
+
+impl Drop for Rows {
+    fn drop(&mut self) {
+        // SAFETY: the slot was made by MakeSingleTupleTableSlot and is used by nobody else
+        unsafe { pg_sys::ExecDropSingleTupleTableSlot(self.slot) };
+    }
+}
+
+/// Whether two values of column `att` are the same by the type's own equality (what IS
+/// NOT DISTINCT FROM says), asked only when their stored bytes differ.
+pub unsafe fn same_value(a: Value, b: Value, att: &pg_sys::FormData_pg_attribute) -> bool {
+    match (a.1, b.1) {
+        (true, true) => return true,
+        (true, false) | (false, true) => return false,
+        _ => {}
+    }
+    if same_image(a.0, b.0, att) {
+        return true;
+    }
+    let entry = pg_sys::lookup_type_cache(att.atttypid, pg_sys::TYPECACHE_EQ_OPR_FINFO as i32);
+    if (*entry).eq_opr_finfo.fn_oid == pg_sys::InvalidOid {
+        return false;
+    }
+    pg_sys::FunctionCall2Coll(&mut (*entry).eq_opr_finfo, att.attcollation, a.0, b.0).value() != 0
+}
+
+/// Byte-for-byte equal values (equal values can still differ in bytes, numeric 1.0 and
+/// 1.00 say, which the type's equality then decides).
+unsafe fn same_image(
+    a: pg_sys::Datum,
+    b: pg_sys::Datum,
+    att: &pg_sys::FormData_pg_attribute,
+) -> bool {
+    if att.attbyval {
+        return a == b;
+    }
+    if att.attlen > 0 {
+        let n = att.attlen as usize;
+        return bytes(a.cast_mut_ptr(), n) == bytes(b.cast_mut_ptr(), n);
+    }
+    if att.attlen != -1 {
+        return false;
+    }
+    let (va, vb) = (
+        a.cast_mut_ptr::<pg_sys::varlena>(),
+        b.cast_mut_ptr::<pg_sys::varlena>(),
+    );
+    // an unchanged toasted value keeps its toast pointer: equal without fetching it
+    if bytes(va.cast(), pgrx::varlena::varsize_any(va))
+        == bytes(vb.cast(), pgrx::varlena::varsize_any(vb))
+    {
+        return true;
+    }
+    let (da, db) = (
+        pg_sys::pg_detoast_datum_packed(va),
+        pg_sys::pg_detoast_datum_packed(vb),
+    );
+    let (la, lb) = (
+        pgrx::varlena::varsize_any_exhdr(da),
+        pgrx::varlena::varsize_any_exhdr(db),
+    );
+    la == lb
+        && bytes(pgrx::varlena::vardata_any(da).cast(), la)
+            == bytes(pgrx::varlena::vardata_any(db).cast(), lb)
+}
+
+unsafe fn bytes<'a>(p: *const u8, n: usize) -> &'a [u8] {
+    std::slice::from_raw_parts(p, n)
+}
+
+pub unsafe fn attribute<'a>(
+    desc: pg_sys::TupleDesc,
+    i: usize,
+) -> &'a pg_sys::FormData_pg_attribute {
+    &(*desc).attrs.as_slice((*desc).natts as usize)[i]
+}
+
+/// Attribute names by 0-based position, None for dropped columns.
+pub unsafe fn attribute_names(desc: pg_sys::TupleDesc) -> Vec<Option<String>> {
+    (0..(*desc).natts as usize)
+        .map(|i| {
+            let a = attribute(desc, i);
+            (!a.attisdropped).then(|| {
+                CStr::from_ptr(a.attname.data.as_ptr())
+                    .to_string_lossy()
+                    .into_owned()
+            })
+        })
+        .collect()
+}
