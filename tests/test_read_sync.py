@@ -363,6 +363,38 @@ def test_read_restart_mid_backfill_resumes_without_duplicates_or_gaps(start_emul
     db.close()
 
 
+def test_read_a_rest_backfill_in_id_ranges_resumes_each_range_after_a_restart(
+        start_emulator, cluster):
+    """With max_concurrent_requests 4 a REST backfill reads 4 Id ranges side by side
+    (3 pages in flight while one is stored); the ranges are its cursor, so a restart
+    resumes each where it stopped: every record once, nothing missed."""
+    emulator = start_emulator("--seed", "8", "--generate", "Contact=30000", "--latency-ms", "200")
+    db = cluster.connect()
+    db.execute("CREATE EXTENSION sequin_sf")
+    create_emulator_credential(db, emulator)
+    db.execute("SELECT sequin_sf.create_sync('emu', credential => 'emu', collections => ARRAY['Contact'],"
+               " rate_limit_requests => 100000, max_concurrent_requests => 4,"
+               " bulk_threshold => 1000000000)")
+    wait_for(lambda: (query_value(
+        db, "SELECT rows_done FROM sequin_sf.sync_status WHERE state = 'backfilling'") or 0) >= 6000,
+        what="backfill under way")
+    cursor = query_value(db, "SELECT backfill_cursor FROM sequin_sf._collections")
+    assert len(json.loads(cursor)["ranges"]) >= 2, cursor
+    db.close()
+    cluster.restart()
+    db = cluster.connect()
+    before = query_value(db, "SELECT rows_done FROM sequin_sf.sync_status")
+    assert 0 < before < 30000, "the restart must happen mid-backfill"
+    wait_backfilled(db, "emu")
+    assert query_value(db, "SELECT count(*) FROM salesforce.contact") == 30000
+    assert query_value(db, "SELECT count(DISTINCT id) FROM salesforce.contact") == 30000
+    assert query_value(db, "SELECT rows_done FROM sequin_sf.sync_status") == 30000
+    assert "(range 4 of 4)" in cluster.log()
+    want = sf_snapshot(emulator, "Contact", OBJECTS["Contact"])
+    assert pg_snapshot(db, "emu", "Contact", OBJECTS["Contact"]) == want
+    db.close()
+
+
 def test_read_a_backfill_that_meets_stored_rows_upserts_them(start_emulator, db, cluster):
     """Backfill pages are inserted as new rows while they are (no upsert cost); a page
     that meets rows already stored, here because the backfill was made to start over,

@@ -48,6 +48,20 @@ pub struct CollectionRuntime {
     pub rest_limit: Option<u32>,
     /// The backfill's COUNT() timed out: it goes on without a total.
     pub count_timed_out: bool,
+    /// A REST backfill read in Id ranges (`read::backfill`): each range's query
+    /// continuation and the page asked for ahead, by the range's key.
+    pub ranges: HashMap<String, RangeFlight>,
+    /// The range whose page is applied next (they take turns).
+    pub range_turn: usize,
+    /// The Ids left no room to split the backfill: it is read as one query.
+    pub unsplittable: bool,
+}
+
+/// One Id range of a REST backfill in flight.
+#[derive(Default)]
+pub struct RangeFlight {
+    pub next_url: Option<String>,
+    pub ahead: Option<Ahead<salesforce::RawQueryPage>>,
 }
 
 /// A request started ahead (`SyncRuntime::fetch_ahead`); dropping it abandons it.
@@ -88,6 +102,9 @@ impl CollectionRuntime {
             rows_new: true,
             rest_limit: None,
             count_timed_out: false,
+            ranges: HashMap::new(),
+            range_turn: 0,
+            unsplittable: false,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod mapping;
 pub mod naming;
 pub mod progress;
 pub mod queries;
+pub mod ranges;
 pub mod records;
 pub mod schedule;
 pub mod sql;

@@ -393,6 +393,15 @@ pub fn set_rows_total(sync: &str, object: &str, total: i64, mode: BackfillMode) 
     )
 }
 
+/// Stores a REST backfill's cursor before its first page (the Id ranges it reads).
+pub fn set_backfill_cursor(sync: &str, object: &str, cursor: &str) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE sequin_sf._collections SET backfill_cursor = $3
+         WHERE sync_name = $1 AND object_name = $2",
+        &[sync.into(), object.into(), cursor.into()],
+    )
+}
+
 /// Remembers the Bulk query job of a backfill (NULL forgets a failed one).
 pub fn set_bulk_job(sync: &str, object: &str, job_id: Option<&str>) -> SpiResult<()> {
     Spi::run_with_args(

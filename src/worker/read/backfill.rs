@@ -4,7 +4,11 @@
 use std::time::Instant;
 
 use salesforce::{ErrorCode, RawQueryPage};
+use std::future::Future;
+use std::pin::Pin;
+
 use sync_core::progress::BackfillMode;
+use sync_core::ranges::Ranges;
 use sync_core::{naming, queries};
 
 use super::{apply, target, PAGE_SIZE};
@@ -57,6 +61,12 @@ pub(super) fn backfill_page(
     if c.backfill_mode == Some(BackfillMode::Bulk) {
         return super::bulk::bulk_step(rt, cfg, c);
     }
+    if let Some(ranges) = c.backfill_cursor.as_deref().and_then(Ranges::from_cursor) {
+        return ranged_page(rt, cfg, c, ranges);
+    }
+    if splits(rt, cfg, c)? {
+        return split_into_ranges(rt, cfg, c);
+    }
     let Some(cr) = rt.collections.get_mut(&c.object_name) else {
         return Ok(false);
     };
@@ -107,14 +117,46 @@ pub(super) fn backfill_page(
             rt.collection_mut(&c.object_name)?.next_page = Some((url, a));
         }
     }
+    let apply_started = Instant::now();
+    apply_rest_page(
+        rt,
+        cfg,
+        c,
+        page.records_json(),
+        count,
+        last_id.as_deref(),
+        done,
+    )?;
+    pgrx::log!(
+        "sequin_sf: {}: REST page of {count} rows fetched in {:.3} s, applied in {:.3} s",
+        c.object_name,
+        fetched_in.as_secs_f64(),
+        apply_started.elapsed().as_secs_f64()
+    );
+    if let Some(cr) = rt.collections.get_mut(&c.object_name) {
+        cr.next_records_url = if done { None } else { page.next_records_url };
+    }
+    Ok(!done)
+}
+
+/// Stores a REST page with the cursor past it (`None`: unchanged), as plain inserts
+/// while the backfill's rows are new to the table.
+fn apply_rest_page(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    c: &CollectionRow,
+    records: &str,
+    count: i64,
+    cursor: Option<&str>,
+    done: bool,
+) -> Result<(), StepError> {
     let cr = rt.collection(&c.object_name)?;
     let cid = naming::collection_id(&c.object_name);
     let t = target(cfg, c, cr, &cid, cfg.backfill_events);
-    let apply_started = Instant::now();
     let rest_page = apply::RestPage {
-        records: page.records_json(),
+        records,
         count,
-        last_id: last_id.as_deref(),
+        last_id: cursor,
         done,
     };
     // events come from the upsert statement only (`apply::insert_records`)
@@ -126,16 +168,171 @@ pub(super) fn backfill_page(
     if !rows_new {
         rt.collection_mut(&c.object_name)?.rows_new = false;
     }
-    applied?;
+    applied.map(|_| ())
+}
+
+/// Ranges a REST backfill is split into at most: each holds a query cursor open, and
+/// Salesforce allows a user few at a time (polls and other syncs need theirs).
+const MAX_RANGES: usize = 5;
+
+/// Whether a REST backfill that has not started is read in Id ranges: when more than
+/// one request may be in flight besides the worker's own (`max_concurrent_requests`
+/// 3 or more) and there are pages enough to share.
+fn splits(rt: &SyncRuntime, cfg: &SyncConfig, c: &CollectionRow) -> Result<bool, StepError> {
+    let cr = rt.collection(&c.object_name)?;
+    Ok(c.backfill_cursor.is_none()
+        && cr.next_records_url.is_none()
+        && cr.rest_limit.is_none()
+        && !cr.unsplittable
+        && cfg.max_concurrent_requests >= 3
+        && c.rows_total.unwrap_or(0) >= 4 * i64::from(PAGE_SIZE))
+}
+
+/// Reads the smallest and largest Id and stores the ranges as the backfill's cursor.
+fn split_into_ranges(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    c: &CollectionRow,
+) -> Result<bool, StepError> {
+    if !rt.try_spend(2) {
+        return Ok(false);
+    }
+    let edge = |dir: &str| format!("SELECT Id FROM {} ORDER BY Id {dir} LIMIT 1", c.object_name);
+    let first = rt.call(rt.client.query(&edge("ASC"), None))?;
+    let last = rt.call(rt.client.query(&edge("DESC"), None))?;
+    let id = |p: &salesforce::QueryPage| {
+        p.records
+            .first()
+            .and_then(|r| r.get("Id"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let n = (cfg.max_concurrent_requests.max(1) as usize).min(MAX_RANGES);
+    let ranges = match (id(&first), id(&last)) {
+        (Some(lo), Some(hi)) => Ranges::split(&lo, &hi, n),
+        _ => Ranges { ranges: Vec::new() },
+    };
+    if ranges.ranges.len() < 2 {
+        rt.collection_mut(&c.object_name)?.unsplittable = true;
+        return Ok(true);
+    }
+    let cursor = ranges.to_cursor();
+    tx(|| apply::set_backfill_cursor(&cfg.name, &c.object_name, &cursor))?;
+    Ok(true)
+}
+
+type PageRequest = Pin<Box<dyn Future<Output = salesforce::Result<RawQueryPage>> + Send>>;
+
+/// Asks ahead for the next page of every range that has none in flight, within
+/// `max_concurrent_requests` and the budget.
+fn request_ranges(
+    rt: &mut SyncRuntime,
+    c: &CollectionRow,
+    ranges: &Ranges,
+) -> Result<(), StepError> {
+    let cr = rt.collection(&c.object_name)?;
+    let limit = cr.rest_limit;
+    let fields: Vec<String> = queries::rest_fields(&cr.columns)
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
+    let wanted: Vec<(String, PageRequest)> = ranges
+        .ranges
+        .iter()
+        .filter(|r| cr.ranges.get(&r.key()).is_none_or(|f| f.ahead.is_none()))
+        .map(|r| {
+            let client = rt.client.clone();
+            let next = cr.ranges.get(&r.key()).and_then(|f| f.next_url.clone());
+            let req: PageRequest = match next {
+                Some(url) => Box::pin(async move { client.query_more_raw(&url).await }),
+                None => {
+                    let names: Vec<&str> = fields.iter().map(String::as_str).collect();
+                    let soql = r.query(&c.object_name, &names, limit);
+                    Box::pin(async move { client.query_raw(&soql, Some(PAGE_SIZE)).await })
+                }
+            };
+            (r.key(), req)
+        })
+        .collect();
+    for (key, req) in wanted {
+        let Some(ahead) = rt.fetch_ahead(req) else {
+            break;
+        };
+        rt.collection_mut(&c.object_name)?
+            .ranges
+            .entry(key)
+            .or_default()
+            .ahead = Some(ahead);
+    }
+    Ok(())
+}
+
+/// Applies the next page of a ranged REST backfill (the ranges take turns), with
+/// every range's next page requested ahead.
+fn ranged_page(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    c: &CollectionRow,
+    mut ranges: Ranges,
+) -> Result<bool, StepError> {
+    request_ranges(rt, c, &ranges)?;
+    let cr = rt.collection_mut(&c.object_name)?;
+    let n = ranges.ranges.len();
+    let Some(i) = (0..n).map(|k| (cr.range_turn + k) % n.max(1)).find(|&i| {
+        cr.ranges
+            .get(&ranges.ranges[i].key())
+            .is_some_and(|f| f.ahead.is_some())
+    }) else {
+        // nothing could be asked for (the budget): later
+        return Ok(false);
+    };
+    cr.range_turn = i + 1;
+    let key = ranges.ranges[i].key();
+    let ahead = cr
+        .ranges
+        .get_mut(&key)
+        .and_then(|f| f.ahead.take())
+        .ok_or(StepError::Stopping)?;
+    let fetch_started = Instant::now();
+    let page = match rt.fetched(ahead) {
+        Err(StepError::Salesforce(e)) if e.code() == Some(&ErrorCode::QueryTimeout) => {
+            return Err(after_query_timeout(rt, cfg, c, e)?);
+        }
+        other => other?,
+    };
+    let fetched_in = fetch_started.elapsed();
+    let (count, last_id) = page_ids(page.records_json())?;
+    // a page cut by LIMIT (after a QUERY_TIMEOUT) ends its query, not its range
+    let range_done = match rt.collection(&c.object_name)?.rest_limit {
+        Some(n) => count < i64::from(n),
+        None => page.done || page.next_records_url.is_none(),
+    };
+    if range_done {
+        ranges.ranges.remove(i);
+        rt.collection_mut(&c.object_name)?.ranges.remove(&key);
+    } else {
+        if let Some(id) = &last_id {
+            ranges.ranges[i].after = Some(id.clone());
+        }
+        rt.collection_mut(&c.object_name)?
+            .ranges
+            .entry(key)
+            .or_default()
+            .next_url = page.next_records_url.clone();
+        // this range's next page comes while this one is applied
+        request_ranges(rt, c, &ranges)?;
+    }
+    let done = ranges.ranges.is_empty();
+    let cursor = ranges.to_cursor();
+    let apply_started = Instant::now();
+    apply_rest_page(rt, cfg, c, page.records_json(), count, Some(&cursor), done)?;
     pgrx::log!(
-        "sequin_sf: {}: REST page of {count} rows fetched in {:.3} s, applied in {:.3} s",
+        "sequin_sf: {}: REST page of {count} rows (range {} of {n}) fetched in {:.3} s, applied in {:.3} s",
         c.object_name,
+        i + 1,
         fetched_in.as_secs_f64(),
         apply_started.elapsed().as_secs_f64()
     );
-    if let Some(cr) = rt.collections.get_mut(&c.object_name) {
-        cr.next_records_url = if done { None } else { page.next_records_url };
-    }
     Ok(!done)
 }
 
