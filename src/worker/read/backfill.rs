@@ -34,6 +34,43 @@ pub(super) fn page_ids(records_json: &str) -> Result<(i64, Option<String>), Step
     Ok((ids.len() as i64, last))
 }
 
+/// A REST backfill page as received, with what the backfill needs of it.
+struct Received {
+    page: RawQueryPage,
+    count: i64,
+    last_id: Option<String>,
+    /// The page ends its query: the last of the backfill, or of its Id range.
+    done: bool,
+}
+
+/// Takes a fetched REST page, or turns a QUERY_TIMEOUT into the backfill's next way
+/// of reading (`after_query_timeout`).
+fn received(
+    rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
+    c: &CollectionRow,
+    fetched: Result<RawQueryPage, StepError>,
+) -> Result<Received, StepError> {
+    let page = match fetched {
+        Err(StepError::Salesforce(e)) if e.code() == Some(&ErrorCode::QueryTimeout) => {
+            return Err(after_query_timeout(rt, cfg, c, e)?);
+        }
+        other => other?,
+    };
+    let (count, last_id) = page_ids(page.records_json())?;
+    // a page cut by LIMIT (after a QUERY_TIMEOUT) ends its query when it is short
+    let done = match rt.collection(&c.object_name)?.rest_limit {
+        Some(n) => count < i64::from(n),
+        None => page.done || page.next_records_url.is_none(),
+    };
+    Ok(Received {
+        page,
+        count,
+        last_id,
+        done,
+    })
+}
+
 /// Reads and applies one REST page of a backfill (counting the rows first).
 pub(super) fn backfill_page(
     rt: &mut SyncRuntime,
@@ -96,19 +133,13 @@ pub(super) fn backfill_page(
         (None, Some(url)) => rt.call(rt.client.query_more_raw(&url)),
         (None, None) => rt.call(rt.client.query_raw(&soql, Some(PAGE_SIZE))),
     };
-    let page: RawQueryPage = match fetched {
-        Err(StepError::Salesforce(e)) if e.code() == Some(&ErrorCode::QueryTimeout) => {
-            return Err(after_query_timeout(rt, cfg, c, e)?);
-        }
-        other => other?,
-    };
     let fetched_in = fetch_started.elapsed();
-    let (count, last_id) = page_ids(page.records_json())?;
-    // a page cut by LIMIT ends its query; the backfill ends at a short one
-    let done = match rt.collection(&c.object_name)?.rest_limit {
-        Some(n) => count < i64::from(n),
-        None => page.done || page.next_records_url.is_none(),
-    };
+    let Received {
+        page,
+        count,
+        last_id,
+        done,
+    } = received(rt, cfg, c, fetched)?;
     // the next page is fetched while this one is applied
     if let Some(url) = page.next_records_url.clone().filter(|_| !done) {
         let client = rt.client.clone();
@@ -294,19 +325,14 @@ fn ranged_page(
         .and_then(|f| f.ahead.take())
         .ok_or(StepError::Stopping)?;
     let fetch_started = Instant::now();
-    let page = match rt.fetched(ahead) {
-        Err(StepError::Salesforce(e)) if e.code() == Some(&ErrorCode::QueryTimeout) => {
-            return Err(after_query_timeout(rt, cfg, c, e)?);
-        }
-        other => other?,
-    };
+    let fetched = rt.fetched(ahead);
     let fetched_in = fetch_started.elapsed();
-    let (count, last_id) = page_ids(page.records_json())?;
-    // a page cut by LIMIT (after a QUERY_TIMEOUT) ends its query, not its range
-    let range_done = match rt.collection(&c.object_name)?.rest_limit {
-        Some(n) => count < i64::from(n),
-        None => page.done || page.next_records_url.is_none(),
-    };
+    let Received {
+        page,
+        count,
+        last_id,
+        done: range_done,
+    } = received(rt, cfg, c, fetched)?;
     if range_done {
         ranges.ranges.remove(i);
         rt.collection_mut(&c.object_name)?.ranges.remove(&key);
