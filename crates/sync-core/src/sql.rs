@@ -491,33 +491,33 @@ fn compounds_touched<'a>(
 /// A compound field's JSON from its components (`value` gives each one's expression,
 /// None to leave it out), NULL when every component is.
 fn compound_json(parts: &[&ColumnSpec], value: impl Fn(&ColumnSpec) -> Option<String>) -> String {
-    let vals: Vec<(String, String)> = parts
+    let entries: Vec<(&ColumnSpec, String, String)> = parts
         .iter()
-        .filter_map(|p| {
-            value(p).map(|v| {
-                (
-                    ql(&crate::records::compound_key(
-                        &p.compound_of.clone().unwrap_or_default(),
-                        &p.field,
-                    )),
-                    v,
-                )
-            })
-        })
+        .filter_map(|p| value(p).map(|v| (*p, v.clone(), v)))
         .collect();
-    if vals.is_empty() {
+    compound_object(&entries)
+}
+
+/// The one rule for a compound field's JSON: `(component, value, presence)` per
+/// component kept (presence: the expression whose NULL-ness says the component is
+/// empty), keyed as Salesforce names the components; NULL when every one is empty.
+fn compound_object(entries: &[(&ColumnSpec, String, String)]) -> String {
+    if entries.is_empty() {
         return "NULL::jsonb".to_string();
     }
+    let presence: Vec<&str> = entries.iter().map(|(_, _, n)| n.as_str()).collect();
+    let pairs: Vec<String> = entries
+        .iter()
+        .map(|(p, v, _)| {
+            let key =
+                crate::records::compound_key(p.compound_of.as_deref().unwrap_or(""), &p.field);
+            format!("{}, {v}", ql(&key))
+        })
+        .collect();
     format!(
         "CASE WHEN num_nonnulls({}) = 0 THEN NULL ELSE jsonb_build_object({}) END",
-        vals.iter()
-            .map(|(_, v)| v.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-        vals.iter()
-            .map(|(k, v)| format!("{k}, {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        presence.join(", "),
+        pairs.join(", ")
     )
 }
 
@@ -635,25 +635,17 @@ pub fn insert_from_stage(
             if parts.is_empty() {
                 continue;
             }
-            let pairs: Vec<String> = parts
+            let entries: Vec<(&ColumnSpec, String, String)> = parts
                 .iter()
                 .map(|p| {
-                    format!(
-                        "{}, {}",
-                        ql(&crate::records::compound_key(&c.field, &p.field)),
-                        stage_cast("s", &p.field, p.pg_type)
+                    (
+                        *p,
+                        stage_cast("s", &p.field, p.pg_type),
+                        format!("s.{}", qi(&p.field)),
                     )
                 })
                 .collect();
-            let raw: Vec<String> = parts
-                .iter()
-                .map(|p| format!("s.{}", qi(&p.field)))
-                .collect();
-            exprs.push(format!(
-                "CASE WHEN num_nonnulls({}) = 0 THEN NULL ELSE jsonb_build_object({}) END",
-                raw.join(", "),
-                pairs.join(", ")
-            ));
+            exprs.push(compound_object(&entries));
         } else if has(&c.field) {
             exprs.push(stage_cast("s", &c.field, c.pg_type));
         } else {
@@ -726,17 +718,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn apply_statement_dedups_on_stamp_and_handles_deletes() {
-        let c = cols();
-        let t = ApplyTarget {
+    /// The Contact table of the tests, stamped by SystemModstamp, with events.
+    fn contact_target(columns: &[ColumnSpec]) -> ApplyTarget<'_> {
+        ApplyTarget {
             schema: "salesforce",
             table: "contact",
             collection_id: "salesforce:contact",
-            columns: &c,
+            columns,
             stamp_field: Some("SystemModstamp"),
             emit_events: true,
-        };
+        }
+    }
+
+    #[test]
+    fn apply_statement_dedups_on_stamp_and_handles_deletes() {
+        let c = cols();
+        let t = contact_target(&c);
         let sql = apply_page(&t);
         assert!(sql
             .contains("WHERE t.\"system_modstamp\" IS DISTINCT FROM excluded.\"system_modstamp\""));
@@ -757,14 +754,7 @@ mod tests {
     #[test]
     fn merge_statement_sets_only_the_fields_carried_and_guards_newer_rows() {
         let c = cols();
-        let t = ApplyTarget {
-            schema: "salesforce",
-            table: "contact",
-            collection_id: "salesforce:contact",
-            columns: &c,
-            stamp_field: Some("SystemModstamp"),
-            emit_events: true,
-        };
+        let t = contact_target(&c);
         let present: Vec<ColumnSpec> = c
             .iter()
             .filter(|x| x.field == "Id" || x.field == "FirstName")
