@@ -339,22 +339,33 @@ def test_read_a_refresh_of_a_collection_without_calculated_fields_ends_at_no_cos
     assert query_value(db, "SELECT last_error FROM sequin_sf.sync_status") is None
 
 
+def wait_backfill_under_way(db, rows):
+    wait_for(lambda: (query_value(
+        db, "SELECT rows_done FROM sequin_sf.sync_status WHERE state = 'backfilling'") or 0) >= rows,
+        what="backfill under way")
+
+
+def restart_and_finish_backfill(db, cluster, total):
+    """Restarts the cluster in the middle of the Contact backfill of sync emu, waits for
+    it to end, checks each of `total` records is stored once; returns a new connection."""
+    db.close()
+    cluster.restart()
+    db = cluster.connect()
+    before = query_value(db, "SELECT rows_done FROM sequin_sf.sync_status")
+    assert 0 < before < total, "the restart must happen mid-backfill"
+    wait_backfilled(db, "emu")
+    assert query_value(db, "SELECT count(*) FROM salesforce.contact") == total
+    assert query_value(db, "SELECT count(DISTINCT id) FROM salesforce.contact") == total
+    return db
+
+
 def test_read_restart_mid_backfill_resumes_without_duplicates_or_gaps(start_emulator, cluster):
     emulator = start_emulator("--seed", "3", "--generate", "Contact=30000", "--latency-ms", "300")
     db = cluster.connect()
     db.execute("CREATE EXTENSION sequin_sf")
     start_sync(db, emulator, ["Contact"])
-    wait_for(lambda: (query_value(
-        db, "SELECT rows_done FROM sequin_sf.sync_status WHERE state = 'backfilling'") or 0) >= 4000,
-        what="backfill under way")
-    db.close()
-    cluster.restart()
-    db = cluster.connect()
-    before = query_value(db, "SELECT rows_done FROM sequin_sf.sync_status")
-    assert 0 < before < 30000, "the restart must happen mid-backfill"
-    wait_backfilled(db, "emu")
-    assert query_value(db, "SELECT count(*) FROM salesforce.contact") == 30000
-    assert query_value(db, "SELECT count(DISTINCT id) FROM salesforce.contact") == 30000
+    wait_backfill_under_way(db, 4000)
+    db = restart_and_finish_backfill(db, cluster, 30000)
     # never re-read: 15 pages of 2000, one COUNT(), at most one page lost at the restart
     ep = emulator.stats()["endpoints"]
     assert ep["query"] + ep["query_more"] <= 15 + 1 + 1
@@ -375,19 +386,10 @@ def test_read_a_rest_backfill_in_id_ranges_resumes_each_range_after_a_restart(
     db.execute("SELECT sequin_sf.create_sync('emu', credential => 'emu', collections => ARRAY['Contact'],"
                " rate_limit_requests => 100000, max_concurrent_requests => 4,"
                " bulk_threshold => 1000000000)")
-    wait_for(lambda: (query_value(
-        db, "SELECT rows_done FROM sequin_sf.sync_status WHERE state = 'backfilling'") or 0) >= 6000,
-        what="backfill under way")
+    wait_backfill_under_way(db, 6000)
     cursor = query_value(db, "SELECT backfill_cursor FROM sequin_sf._collections")
     assert len(json.loads(cursor)["ranges"]) >= 2, cursor
-    db.close()
-    cluster.restart()
-    db = cluster.connect()
-    before = query_value(db, "SELECT rows_done FROM sequin_sf.sync_status")
-    assert 0 < before < 30000, "the restart must happen mid-backfill"
-    wait_backfilled(db, "emu")
-    assert query_value(db, "SELECT count(*) FROM salesforce.contact") == 30000
-    assert query_value(db, "SELECT count(DISTINCT id) FROM salesforce.contact") == 30000
+    db = restart_and_finish_backfill(db, cluster, 30000)
     assert query_value(db, "SELECT rows_done FROM sequin_sf.sync_status") == 30000
     assert "(range 4 of 4)" in cluster.log()
     want = sf_snapshot(emulator, "Contact", OBJECTS["Contact"])

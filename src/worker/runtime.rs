@@ -133,6 +133,8 @@ pub struct EventsRuntime {
     /// When the collections on events were last marked caught up while the stream
     /// idled (keepalives may be minutes apart).
     pub idle_mark: Option<Instant>,
+    /// What was last written to `syncs.events_status`.
+    pub status_shown: Option<String>,
     /// What was last written as each collection's change source and note.
     pub sources_written: HashMap<String, (bool, String)>,
 }

@@ -744,7 +744,7 @@ pub fn forget_replay_id(sync: &str) -> SpiResult<()> {
 }
 
 /// What the change event stream is doing, for `sequin_sf.syncs.events_status`.
-pub fn set_events_status(sync: &str, status: Option<&str>) -> SpiResult<()> {
+pub fn set_events_status(sync: &str, status: &str) -> SpiResult<()> {
     Spi::run_with_args(
         "UPDATE sequin_sf._syncs SET events_status = $2
          WHERE name = $1 AND events_status IS DISTINCT FROM $2",

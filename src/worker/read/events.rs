@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use salesforce::cdc::{Batch, ChangeEvent, ChangeType, PubSubConfig, Replay, SelectionError};
 use sync_core::naming;
-use sync_core::progress::CollectionState;
 
 use super::{apply, secs, target};
 use crate::worker::catalog::{CollectionRow, SyncConfig};
@@ -59,17 +58,13 @@ pub fn reconciled(rt: &mut SyncRuntime, polled: &[&CollectionRow], now: Instant)
 
 /// Keeps the sync's change sources and stream as the settings and the org's selection
 /// want them, and applies what the stream delivered. True when a batch was applied.
+/// `live` are the collections of `colls` that take live changes.
 pub fn follow(
     rt: &mut SyncRuntime,
     cfg: &SyncConfig,
     colls: &[CollectionRow],
+    live: &[&CollectionRow],
 ) -> Result<bool, StepError> {
-    let live: Vec<&CollectionRow> = colls
-        .iter()
-        .filter(|c| {
-            c.state == Some(CollectionState::Live) && c.has_columns && c.stamp_field.is_some()
-        })
-        .collect();
     if cfg.change_events && !live.is_empty() {
         read_selection_if_due(rt, cfg)?;
     }
@@ -78,7 +73,7 @@ pub fn follow(
         .copied()
         .filter(|c| cfg.change_events && selected(rt, c))
         .collect();
-    record_sources(rt, cfg, &live)?;
+    record_sources(rt, cfg, live)?;
     keep_stream(rt, cfg, &wanted, live.is_empty())?;
     let applied = apply_reports(rt, cfg, colls)?;
     mark_idle_caught_up(rt, cfg, colls)?;
@@ -199,6 +194,17 @@ fn humanize(d: Duration) -> String {
     }
 }
 
+/// Writes what the stream is doing to `syncs.events_status`, only when it changed
+/// (this runs every step).
+fn show_status(rt: &mut SyncRuntime, cfg: &SyncConfig, status: &str) -> Result<(), StepError> {
+    if rt.events.status_shown.as_deref() == Some(status) {
+        return Ok(());
+    }
+    tx(|| apply::set_events_status(&cfg.name, status))?;
+    rt.events.status_shown = Some(status.to_string());
+    Ok(())
+}
+
 /// Starts the stream when collections want it, restarts it for a new set of objects
 /// (their field types decode the events), stops it when none does.
 fn keep_stream(
@@ -220,7 +226,7 @@ fn keep_stream(
         } else {
             "no collection is selected for Change Data Capture: polling"
         };
-        tx(|| apply::set_events_status(&cfg.name, Some(status)))?;
+        show_status(rt, cfg, status)?;
         return Ok(());
     }
     if rt.events.stream.is_some() && rt.events.stream_objects == objects {
@@ -255,7 +261,7 @@ fn keep_stream(
     ));
     rt.events.stream_objects = objects;
     let status = format!("connecting to {}", cfg.pubsub_endpoint);
-    tx(|| apply::set_events_status(&cfg.name, Some(&status)))?;
+    show_status(rt, cfg, &status)?;
     Ok(())
 }
 
@@ -287,7 +293,7 @@ fn apply_reports(
                     cfg.pubsub_endpoint,
                     Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
                 );
-                tx(|| apply::set_events_status(&cfg.name, Some(&status)))?;
+                show_status(rt, cfg, &status)?;
             }
             Report::Batch(batch) => {
                 // A Postgres ERROR (a lock timeout behind an application's
@@ -323,7 +329,7 @@ fn apply_reports(
                     }
                 );
                 pgrx::warning!("sequin_sf: sync {}: change events: {status}", cfg.name);
-                tx(|| apply::set_events_status(&cfg.name, Some(&status)))?;
+                show_status(rt, cfg, &status)?;
             }
         }
     }

@@ -78,14 +78,13 @@ pub fn step(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<bool, StepError> {
         };
     }
 
-    busy |= events::follow(rt, cfg, &colls)?;
-
     let live: Vec<&CollectionRow> = colls
         .iter()
         .filter(|c| {
             c.state == Some(CollectionState::Live) && c.has_columns && c.stamp_field.is_some()
         })
         .collect();
+    busy |= events::follow(rt, cfg, &colls, &live)?;
     poll_due(rt, cfg, &live)?;
     // one page of one due refresh per step, so polls keep their pace
     if let Some(c) = live.iter().find(|c| c.calculated_due) {
