@@ -87,7 +87,7 @@ pub struct ApplyTarget<'a> {
 }
 
 impl ApplyTarget<'_> {
-    fn full_table(&self) -> String {
+    pub fn full_table(&self) -> String {
         format!("{}.{}", qi(self.schema), qi(self.table))
     }
 
@@ -549,40 +549,6 @@ pub fn delete_ids(t: &ApplyTarget) -> String {
     )
 }
 
-/// A temporary staging table for one Bulk results page: one text column per CSV
-/// header, filled by `COPY ... FROM` the CSV as Salesforce sent it (Postgres' own CSV
-/// parser, the fastest path into the server).
-pub fn create_stage(stage: &str, header: &[String]) -> String {
-    let cols: Vec<String> = header.iter().map(|h| format!("{} text", qi(h))).collect();
-    format!(
-        "CREATE TEMP TABLE {} ({}) ON COMMIT DROP",
-        qi(stage),
-        cols.join(", ")
-    )
-}
-
-/// `COPY` of a Bulk CSV file (header row; unquoted empty values are NULL) into the stage.
-pub fn copy_into_stage(stage: &str, path: &str) -> String {
-    format!(
-        "COPY {} FROM {} WITH (FORMAT csv, HEADER true)",
-        qi(stage),
-        ql(path)
-    )
-}
-
-/// Text from a Bulk CSV value cast to the column's type.
-fn stage_cast(alias: &str, field: &str, t: PgType) -> String {
-    let v = format!("{alias}.{}", qi(field));
-    match t {
-        PgType::Text => v,
-        PgType::Time => format!("NULLIF(rtrim({v}, 'Z'), '')::time"),
-        PgType::Jsonb => format!("to_jsonb({v})"),
-        // A whole number may come written as `3.0` (a number field with scale 0).
-        PgType::Integer | PgType::BigInt => format!("{v}::numeric::{}", t.as_sql()),
-        other => format!("{v}::{}", other.as_sql()),
-    }
-}
-
 /// How a backfill page meets rows already in the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InsertMode {
@@ -613,50 +579,37 @@ pub fn insert_page(t: &ApplyTarget) -> String {
     )
 }
 
-/// Inserts the staged page into the data table: casts each value, rebuilds compound
-/// fields (which Bulk cannot select) from their components, and (`Upsert`) updates a
-/// stored row only when its stamp differs. Returns no rows.
-pub fn insert_from_stage(
-    t: &ApplyTarget,
-    stage: &str,
-    header: &[String],
-    mode: InsertMode,
-) -> String {
-    let has = |f: &str| header.iter().any(|h| h == f);
-    let mut cols = Vec::new();
-    let mut exprs = Vec::new();
-    for c in t.columns {
-        if c.is_compound() {
-            let parts: Vec<&ColumnSpec> = t
-                .columns
-                .iter()
-                .filter(|p| p.compound_of.as_deref() == Some(c.field.as_str()) && has(&p.field))
-                .collect();
-            if parts.is_empty() {
-                continue;
-            }
-            let entries: Vec<(&ColumnSpec, String, String)> = parts
-                .iter()
-                .map(|p| {
-                    (
-                        *p,
-                        stage_cast("s", &p.field, p.pg_type),
-                        format!("s.{}", qi(&p.field)),
-                    )
-                })
-                .collect();
-            exprs.push(compound_object(&entries));
-        } else if has(&c.field) {
-            exprs.push(stage_cast("s", &c.field, c.pg_type));
-        } else {
-            continue;
-        }
-        cols.push(c);
-    }
-    let set_list: Vec<String> = cols
+/// `COPY` of a rewritten Bulk page (`bulk_copy`) into `table` (the data table or its
+/// stage): CSV without a header, one column per name in `columns`.
+pub fn copy_page(table: &str, columns: &[String], path: &str) -> String {
+    let cols: Vec<String> = columns.iter().map(|c| qi(c)).collect();
+    format!(
+        "COPY {table} ({}) FROM {} WITH (FORMAT csv)",
+        cols.join(", "),
+        ql(path)
+    )
+}
+
+/// A temporary table with `columns` of the data table, typed alike and without its
+/// constraints: the stage a page is copied into when it may meet stored rows.
+pub fn create_stage(t: &ApplyTarget, stage: &str, columns: &[String]) -> String {
+    let cols: Vec<String> = columns.iter().map(|c| qi(c)).collect();
+    format!(
+        "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA",
+        qi(stage),
+        cols.join(", "),
+        t.full_table()
+    )
+}
+
+/// Upserts the staged page into the data table, updating a stored row only when its
+/// stamp differs. Returns no rows.
+pub fn upsert_from_stage(t: &ApplyTarget, stage: &str, columns: &[String]) -> String {
+    let names: Vec<String> = columns.iter().map(|c| qi(c)).collect();
+    let set_list: Vec<String> = columns
         .iter()
-        .filter(|c| c.column != "id")
-        .map(|c| format!("{0} = excluded.{0}", qi(&c.column)))
+        .filter(|c| *c != "id")
+        .map(|c| format!("{0} = excluded.{0}", qi(c)))
         .collect();
     let on_conflict = match (t.stamp_column(), set_list.is_empty()) {
         (_, true) => "DO NOTHING".to_string(),
@@ -667,18 +620,12 @@ pub fn insert_from_stage(
         ),
         (None, false) => format!("DO UPDATE SET {}", set_list.join(", ")),
     };
-    let names: Vec<String> = cols.iter().map(|c| qi(&c.column)).collect();
-    let mut sql = format!(
-        "INSERT INTO {} AS t ({}) SELECT {} FROM {} s WHERE s.\"Id\" IS NOT NULL",
+    format!(
+        "INSERT INTO {} AS t ({cols}) SELECT {cols} FROM {} ON CONFLICT (id) {on_conflict}",
         t.full_table(),
-        names.join(", "),
-        exprs.join(", "),
-        qi(stage)
-    );
-    if mode == InsertMode::Upsert {
-        sql.push_str(&format!(" ON CONFLICT (id) {on_conflict}"));
-    }
-    sql
+        qi(stage),
+        cols = names.join(", "),
+    )
 }
 
 #[cfg(test)]
@@ -793,59 +740,21 @@ mod tests {
         assert!(api_json("r", &[]).contains("'{}'"));
     }
     #[test]
-    fn stage_insert_casts_and_rebuilds_compounds() {
-        let f = |n: &str, t: &str, c: Option<&str>| FieldInfo {
-            name: n.into(),
-            sf_type: t.into(),
-            compound_field_name: c.map(Into::into),
-            ..Default::default()
-        };
-        let cols = map_fields(&[
-            f("Id", "id", None),
-            f("Name", "string", None),
-            f("NumberOfEmployees", "int", None),
-            f("Alarm__c", "time", None),
-            f("BillingCity", "string", Some("BillingAddress")),
-            f("BillingLatitude", "double", Some("BillingAddress")),
-            f("BillingAddress", "address", None),
-            f("SystemModstamp", "datetime", None),
-            f("Gone__c", "string", None),
-        ]);
-        let t = ApplyTarget {
-            schema: "salesforce",
-            table: "account",
-            collection_id: "salesforce:account",
-            columns: &cols,
-            stamp_field: Some("SystemModstamp"),
-            emit_events: false,
-        };
-        let header: Vec<String> = [
-            "Id",
-            "Name",
-            "NumberOfEmployees",
-            "Alarm__c",
-            "BillingCity",
-            "BillingLatitude",
-            "SystemModstamp",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    fn bulk_pages_copy_then_upsert_from_a_stage() {
+        let cols = cols();
+        let t = contact_target(&cols);
+        let names: Vec<String> = ["id", "first_name", "system_modstamp"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(
-            create_stage("_stage", &header[..2]),
-            "CREATE TEMP TABLE \"_stage\" (\"Id\" text, \"Name\" text) ON COMMIT DROP"
+            copy_page("\"_stage\"", &names, "/d/x.csv"),
+            "COPY \"_stage\" (\"id\", \"first_name\", \"system_modstamp\") FROM '/d/x.csv' WITH (FORMAT csv)"
         );
-        assert_eq!(
-            copy_into_stage("_stage", "/d/x.csv"),
-            "COPY \"_stage\" FROM '/d/x.csv' WITH (FORMAT csv, HEADER true)"
-        );
-        assert!(!insert_from_stage(&t, "_stage", &header, InsertMode::New).contains("ON CONFLICT"));
-        let sql = insert_from_stage(&t, "_stage", &header, InsertMode::Upsert);
-        assert!(sql.starts_with("INSERT INTO \"salesforce\".\"account\" AS t (\"id\", \"name\", \"number_of_employees\", \"alarm__c\", \"billing_city\", \"billing_latitude\", \"billing_address\", \"system_modstamp\")"), "{sql}");
-        assert!(sql.contains("s.\"NumberOfEmployees\"::numeric::integer"));
-        assert!(sql.contains("NULLIF(rtrim(s.\"Alarm__c\", 'Z'), '')::time"));
-        assert!(sql.contains("CASE WHEN num_nonnulls(s.\"BillingCity\", s.\"BillingLatitude\") = 0 THEN NULL ELSE jsonb_build_object('city', s.\"BillingCity\", 'latitude', s.\"BillingLatitude\"::numeric) END"));
-        assert!(!sql.contains("gone__c"));
-        assert!(sql.ends_with("ON CONFLICT (id) DO UPDATE SET \"name\" = excluded.\"name\", \"number_of_employees\" = excluded.\"number_of_employees\", \"alarm__c\" = excluded.\"alarm__c\", \"billing_city\" = excluded.\"billing_city\", \"billing_latitude\" = excluded.\"billing_latitude\", \"billing_address\" = excluded.\"billing_address\", \"system_modstamp\" = excluded.\"system_modstamp\" WHERE t.\"system_modstamp\" IS DISTINCT FROM excluded.\"system_modstamp\""), "{sql}");
+        assert!(create_stage(&t, "_stage", &names).starts_with(
+            "CREATE TEMP TABLE \"_stage\" ON COMMIT DROP AS SELECT \"id\", \"first_name\", \"system_modstamp\" FROM "
+        ));
+        let sql = upsert_from_stage(&t, "_stage", &names);
+        assert!(sql.contains("SELECT \"id\", \"first_name\", \"system_modstamp\" FROM \"_stage\" ON CONFLICT (id) DO UPDATE SET \"first_name\" = excluded.\"first_name\", \"system_modstamp\" = excluded.\"system_modstamp\" WHERE t.\"system_modstamp\" IS DISTINCT FROM excluded.\"system_modstamp\""), "{sql}");
     }
 }

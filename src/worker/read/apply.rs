@@ -490,17 +490,21 @@ pub fn apply_bulk_page(
     })
 }
 
-/// A Bulk results page in a CSV file of the data directory, as Salesforce sent it.
+/// A Bulk results page rewritten for `COPY` (`sync_core::bulk_copy`), in a file of the
+/// data directory.
 pub struct CsvPage<'a> {
     pub path: &'a str,
-    pub header: &'a [String],
+    /// The table columns the file holds, in order.
+    pub columns: &'a [String],
+    /// The records Salesforce counted in the page.
     pub rows: i64,
     /// The locator of the page after it (None: the last page).
     pub next_locator: Option<&'a str>,
 }
 
-/// Applies one Bulk results page through a staging table filled by `COPY` from its
-/// file, then moves the persisted locator past it, in one transaction. No events: used
+/// Applies one Bulk results page and moves the persisted locator past it, in one
+/// transaction. Rows new to the table (`InsertMode::New`) are copied straight into it;
+/// otherwise the page is copied into a stage and upserted from there. No events: used
 /// when backfill events are off.
 pub fn apply_bulk_csv(
     sync: &str,
@@ -512,18 +516,20 @@ pub fn apply_bulk_csv(
     const STAGE: &str = "_sequin_sf_stage";
     Spi::connect_mut(|c| {
         mark_applying(c)?;
-        c.update(&sync_core::sql::create_stage(STAGE, page.header), None, &[])?;
-        c.update(
-            &sync_core::sql::copy_into_stage(STAGE, page.path),
-            None,
-            &[],
-        )?;
-        c.update(
-            &sync_core::sql::insert_from_stage(target, STAGE, page.header, mode),
-            None,
-            &[],
-        )?;
-        c.update(&format!("DROP TABLE {STAGE}"), None, &[])?;
+        let copy_into = |table: &str| sync_core::sql::copy_page(table, page.columns, page.path);
+        match mode {
+            InsertMode::New => {
+                c.update(&copy_into(&target.full_table()), None, &[])?;
+            }
+            InsertMode::Upsert => {
+                let stage = sync_core::sql::create_stage(target, STAGE, page.columns);
+                c.update(&stage, None, &[])?;
+                c.update(&copy_into(&qi(STAGE)), None, &[])?;
+                let upsert = sync_core::sql::upsert_from_stage(target, STAGE, page.columns);
+                c.update(&upsert, None, &[])?;
+                c.update(&format!("DROP TABLE {}", qi(STAGE)), None, &[])?;
+            }
+        }
         let done = page.next_locator.is_none();
         let resume = Resume::Locator(page.next_locator);
         record_progress(c, sync, object, resume, page.rows, done)?;

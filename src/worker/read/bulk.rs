@@ -2,13 +2,14 @@
 //! pages of 50,000 rows and loaded through `COPY`; job id and locator saved with each
 //! page, so a restart resumes at the next unread page.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sync_core::bulk_copy::CopyPage;
 use sync_core::progress::BackfillMode;
-use sync_core::{naming, queries};
+use sync_core::{naming, queries, ColumnSpec};
 
 use super::{apply, target};
 use crate::worker::catalog::{CollectionRow, SyncConfig};
@@ -160,15 +161,15 @@ pub(super) fn bulk_step(
     Ok(page.locator.is_some())
 }
 
-/// A results page being written to a file of the data directory by a request started
-/// ahead (`SyncRuntime::fetch_ahead`), while the page before it is applied. Dropped
-/// unused, it is abandoned and its file removed.
+/// A results page being fetched and rewritten for `COPY` by a request started ahead
+/// (`SyncRuntime::fetch_ahead`), while the page before it is applied. Dropped unused,
+/// it is abandoned and its file removed.
 pub struct BulkDownload {
     /// The job and the locator it was asked for.
     job_id: String,
     locator: Option<String>,
     path: PathBuf,
-    ahead: Option<Ahead<salesforce::BulkPageInfo>>,
+    ahead: Option<Ahead<FetchedPage>>,
 }
 
 impl Drop for BulkDownload {
@@ -178,6 +179,9 @@ impl Drop for BulkDownload {
         }
     }
 }
+
+/// A results page in a file, rewritten for `COPY` (`sync_core::bulk_copy`).
+type FetchedPage = (salesforce::BulkPageInfo, CopyPage);
 
 /// A new file for a results page: in the data directory (COPY reads it there), named
 /// for the database and the process, so the worker can remove what a crash left.
@@ -213,28 +217,70 @@ pub fn remove_leftover_pages() {
 }
 
 /// Creates the file a results page is written to.
-fn create_page_file(path: &std::path::Path) -> salesforce::Result<std::fs::File> {
+fn create_page_file(path: &Path) -> salesforce::Result<std::fs::File> {
     std::fs::File::create(path)
         .map_err(|e| salesforce::Error::Transport(format!("{}: {e}", path.display())))
 }
 
-/// Writes the results page at `locator` to a new file, now.
+/// Fetches the results page at `locator` into a file, then rewrites it into `path` for
+/// `COPY` on a blocking thread, away from the worker's Postgres work. Salesforce's own
+/// file is removed either way; `path` is left for the caller to remove.
+async fn fetch_page(
+    client: salesforce::Client,
+    job_id: String,
+    locator: Option<String>,
+    columns: Vec<ColumnSpec>,
+    path: PathBuf,
+) -> salesforce::Result<FetchedPage> {
+    let raw = page_file();
+    let written = async {
+        let mut file = create_page_file(&raw)?;
+        client
+            .bulk_query_results_into(&job_id, locator.as_deref(), Some(BULK_PAGE), &mut file)
+            .await
+    }
+    .await;
+    let rewritten = match written {
+        Ok(info) => {
+            let (from, to) = (raw.clone(), path);
+            tokio::task::spawn_blocking(move || rewrite_page_file(&from, &to, &columns))
+                .await
+                .map_err(|e| salesforce::Error::Decode(format!("rewriting a Bulk page: {e}")))
+                .and_then(|r| r)
+                .map(|copy| (info, copy))
+        }
+        Err(e) => Err(e),
+    };
+    let _ = std::fs::remove_file(&raw);
+    rewritten
+}
+
+fn rewrite_page_file(from: &Path, to: &Path, columns: &[ColumnSpec]) -> salesforce::Result<CopyPage> {
+    let input = std::fs::File::open(from)
+        .map_err(|e| salesforce::Error::Transport(format!("{}: {e}", from.display())))?;
+    let output = std::io::BufWriter::new(create_page_file(to)?);
+    let input = std::io::BufReader::new(input);
+    sync_core::bulk_copy::rewrite_bulk_page(input, output, columns)
+        .map_err(|e| salesforce::Error::Decode(format!("Bulk results page: {e}")))
+}
+
+/// Fetches and rewrites the results page at `locator` into a new file, now.
 fn download_now(
     rt: &SyncRuntime,
     job_id: &str,
     locator: Option<&str>,
-) -> Result<(PathBuf, salesforce::BulkPageInfo), StepError> {
+    columns: &[ColumnSpec],
+) -> Result<(PathBuf, FetchedPage), StepError> {
     let path = page_file();
-    let written = create_page_file(&path)
-        .map_err(StepError::from)
-        .and_then(|mut file| {
-            rt.call(
-                rt.client
-                    .bulk_query_results_into(job_id, locator, Some(BULK_PAGE), &mut file),
-            )
-        });
-    match written {
-        Ok(info) => Ok((path, info)),
+    let page = fetch_page(
+        rt.client.clone(),
+        job_id.to_string(),
+        locator.map(str::to_string),
+        columns.to_vec(),
+        path.clone(),
+    );
+    match rt.call(page) {
+        Ok(page) => Ok((path, page)),
         Err(e) => {
             let _ = std::fs::remove_file(&path);
             Err(e)
@@ -242,21 +288,22 @@ fn download_now(
     }
 }
 
-/// Starts writing the results page at `locator` to a new file in the background.
-fn download_ahead(rt: &mut SyncRuntime, job_id: &str, locator: &str) -> Option<BulkDownload> {
+/// Starts fetching and rewriting the results page at `locator` in the background.
+fn download_ahead(
+    rt: &mut SyncRuntime,
+    job_id: &str,
+    locator: &str,
+    columns: &[ColumnSpec],
+) -> Option<BulkDownload> {
     let path = page_file();
-    let (client, job, loc, file) = (
+    let page = fetch_page(
         rt.client.clone(),
         job_id.to_string(),
-        locator.to_string(),
+        Some(locator.to_string()),
+        columns.to_vec(),
         path.clone(),
     );
-    let ahead = rt.fetch_ahead(async move {
-        let mut out = create_page_file(&file)?;
-        client
-            .bulk_query_results_into(&job, Some(&loc), Some(BULK_PAGE), &mut out)
-            .await
-    })?;
+    let ahead = rt.fetch_ahead(page)?;
     Some(BulkDownload {
         job_id: job_id.to_string(),
         locator: Some(locator.to_string()),
@@ -266,9 +313,9 @@ fn download_ahead(rt: &mut SyncRuntime, job_id: &str, locator: &str) -> Option<B
 }
 
 /// The fast path for a Bulk page (no backfill events): the CSV is streamed to a file
-/// in the data directory, never held in memory, while the previous page is applied;
-/// it goes into the table through `COPY` and one `INSERT ... SELECT`, a plain one
-/// while the job's rows are new to the table (`InsertMode::New`), else an upsert.
+/// in the data directory, never held in memory, and rewritten for the table while the
+/// previous page is applied; it goes into the table through one `COPY` while the job's
+/// rows are new to the table (`InsertMode::New`), else through a staged upsert.
 fn bulk_page_via_copy(
     rt: &mut SyncRuntime,
     cfg: &SyncConfig,
@@ -276,12 +323,13 @@ fn bulk_page_via_copy(
     job_id: &str,
 ) -> Result<bool, StepError> {
     let started = Instant::now();
+    let columns = rt.collection(&c.object_name)?.columns.clone();
     let ready = rt
         .collection_mut(&c.object_name)?
         .bulk_next
         .take()
         .filter(|d| d.job_id == job_id && d.locator == c.bulk_locator);
-    let (path, info) = match ready {
+    let (path, (info, copy)) = match ready {
         Some(mut d) => {
             let ahead = d.ahead.take().ok_or(StepError::Stopping)?;
             let fetched = rt.fetched(ahead);
@@ -294,15 +342,16 @@ fn bulk_page_via_copy(
             if !rt.try_spend(1) {
                 return Ok(false);
             }
-            download_now(rt, job_id, c.bulk_locator.as_deref())?
+            download_now(rt, job_id, c.bulk_locator.as_deref(), &columns)?
         }
     };
     let fetched_in = started.elapsed();
     if let Some(next) = info.locator.as_deref() {
-        let d = download_ahead(rt, job_id, next);
+        let d = download_ahead(rt, job_id, next, &columns);
         rt.collection_mut(&c.object_name)?.bulk_next = d;
     }
-    let result = apply_page_file(cfg, c, rt.collection_mut(&c.object_name)?, &path, &info);
+    let cr = rt.collection_mut(&c.object_name)?;
+    let result = apply_page_file(cfg, c, cr, &path, &info, &copy);
     let _ = std::fs::remove_file(&path);
     let rows = result?;
     pgrx::log!(
@@ -314,17 +363,19 @@ fn bulk_page_via_copy(
     Ok(info.locator.is_some())
 }
 
-/// Applies the page in file `path` and moves the persisted locator past it.
+/// Applies the page in file `path` (rewritten as `copy` says) and moves the persisted
+/// locator past it.
 fn apply_page_file(
     cfg: &SyncConfig,
     c: &CollectionRow,
     cr: &mut CollectionRuntime,
-    path: &std::path::Path,
+    path: &Path,
     info: &salesforce::BulkPageInfo,
+    copy: &CopyPage,
 ) -> Result<i64, StepError> {
     let cid = naming::collection_id(&c.object_name);
     let t = target(cfg, c, cr, &cid, false);
-    if info.number_of_records == 0 {
+    if copy.rows == 0 {
         tx(|| {
             apply::apply_bulk_page(
                 &cfg.name,
@@ -336,19 +387,11 @@ fn apply_page_file(
         })?;
         return Ok(0);
     }
-    let file = std::fs::File::open(path).map_err(|e| StepError::Collection {
-        object: c.object_name.clone(),
-        message: format!("could not read the Bulk page in {}: {e}", path.display()),
-    })?;
-    let header = sync_core::records::csv_header(file).map_err(|e| StepError::Collection {
-        object: c.object_name.clone(),
-        message: e.to_string(),
-    })?;
     let shown = path.display().to_string();
     let rows = info.number_of_records as i64;
     let csv_page = apply::CsvPage {
         path: &shown,
-        header: &header,
+        columns: &copy.columns,
         rows,
         next_locator: info.locator.as_deref(),
     };
