@@ -108,7 +108,7 @@ def main():
         print("collections:", query_rows(conn, "SELECT collection, state, rows_done,"
               " rows_total FROM sequin_sf.sync_status"))
         for line in cluster.log().splitlines():
-            if "page of" in line:
+            if "page of" in line or "TIMING" in line:
                 print("  " + line.split("LOG:", 1)[-1].strip())
     finally:
         cluster.destroy()

@@ -12,6 +12,7 @@ use sync_core::ColumnSpec;
 
 use super::catalog::SyncConfig;
 use super::error::StepError;
+use super::read::RestFetched;
 use super::stream::ChangeStream;
 
 /// In-memory state of one collection (what the catalog does not need to persist).
@@ -21,7 +22,7 @@ pub struct CollectionRuntime {
     /// The continuation of the REST backfill query, valid while the worker lives.
     pub next_records_url: Option<String>,
     /// That continuation's page, already requested (`max_concurrent_requests` >= 2).
-    pub next_page: Option<(String, Ahead<salesforce::RawQueryPage>)>,
+    pub next_page: Option<(String, Ahead<RestFetched>)>,
     /// Bulk backfill: the next results page, being downloaded.
     pub bulk_next: Option<super::read::BulkDownload>,
     pub describe: Periodic,
@@ -61,7 +62,7 @@ pub struct CollectionRuntime {
 #[derive(Default)]
 pub struct RangeFlight {
     pub next_url: Option<String>,
-    pub ahead: Option<Ahead<salesforce::RawQueryPage>>,
+    pub ahead: Option<Ahead<RestFetched>>,
 }
 
 /// A request started ahead (`SyncRuntime::fetch_ahead`); dropping it abandons it.

@@ -3,7 +3,7 @@
 //! to poll within a request budget, how Bulk CSV rows become records, and the SQL text
 //! that applies a page of records set-based. The extension crate executes these.
 
-pub mod bulk_copy;
+pub mod copy_rows;
 pub mod cursor;
 pub mod mapping;
 pub mod naming;

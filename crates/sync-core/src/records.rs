@@ -13,6 +13,12 @@ pub enum RecordError {
     Csv(String),
     #[error("Bulk result CSV has no header row")]
     NoHeader,
+    #[error("Bulk result CSV has no Id column")]
+    NoId,
+    #[error("REST query page is malformed: {0}")]
+    Json(String),
+    #[error("could not write the page rewritten for COPY: {0}")]
+    Write(String),
 }
 
 /// Removes `attributes` (type and URL, not data) from a REST record.

@@ -555,31 +555,13 @@ pub enum InsertMode {
     /// A stored row is updated when its stamp differs.
     Upsert,
     /// No row of the page can be in the table yet (a Bulk job's pages are disjoint, REST
-    /// keyset pages follow each other): a plain INSERT, a third cheaper than the upsert;
-    /// a row already there fails it with a unique violation, and the caller applies the
+    /// keyset pages follow each other): the page is copied straight into the table; a
+    /// row already there fails that with a unique violation, and the caller applies the
     /// page again as `Upsert`.
     New,
 }
 
-/// The statement inserting a page of records none of which is in the table yet
-/// (`InsertMode::New`), without events: `$1` is the text of a JSON array of records.
-/// Returns one row `(inserted bigint, 0, 0)`, like `apply_page`.
-pub fn insert_page(t: &ApplyTarget) -> String {
-    let (record_def, insert_cols, select_exprs) = page_columns(t.columns);
-    format!(
-        "WITH src AS ({source}),\n\
-         up AS (INSERT INTO {full} ({cols}) SELECT {exprs} FROM src\n\
-         WHERE src.\"Id\" IS NOT NULL AND NOT {is_deleted} RETURNING 1)\n\
-         SELECT (SELECT count(*) FROM up), 0::bigint, 0::bigint",
-        source = page_source(false, &record_def.join(", ")),
-        full = t.full_table(),
-        cols = insert_cols.join(", "),
-        exprs = select_exprs.join(", "),
-        is_deleted = t.src_is_deleted(),
-    )
-}
-
-/// `COPY` of a rewritten Bulk page (`bulk_copy`) into `table` (the data table or its
+/// `COPY` of a page rewritten for it (`copy_rows`) into `table` (the data table or its
 /// stage): CSV without a header, one column per name in `columns`.
 pub fn copy_page(table: &str, columns: &[String], path: &str) -> String {
     let cols: Vec<String> = columns.iter().map(|c| qi(c)).collect();

@@ -36,20 +36,7 @@ pub struct Applied {
 /// Applies records given as the text of a JSON array (Salesforce's own text for REST
 /// backfill pages, so no record is built or re-serialized in the worker).
 fn apply_records(c: &mut SpiClient, target: &ApplyTarget, records: &str) -> SpiResult<Applied> {
-    insert_records(c, target, records, InsertMode::Upsert)
-}
-
-/// `apply_records`, or (`InsertMode::New`, no events) a plain insert of new records.
-fn insert_records(
-    c: &mut SpiClient,
-    target: &ApplyTarget,
-    records: &str,
-    mode: InsertMode,
-) -> SpiResult<Applied> {
-    let sql = match mode {
-        InsertMode::New if !target.emit_events => sync_core::sql::insert_page(target),
-        _ => sync_core::sql::apply_page(target),
-    };
+    let sql = sync_core::sql::apply_page(target);
     let t = c.update(&sql, None, &[records.into()])?;
     let r = t.first();
     Ok(Applied {
@@ -57,6 +44,39 @@ fn insert_records(
         deleted: r.get(2)?.unwrap_or(0),
         events: r.get(3)?.unwrap_or(0),
     })
+}
+
+/// A page rewritten for `COPY` (`sync_core::copy_rows`), in a file of the data directory.
+pub struct CopyFile<'a> {
+    pub path: &'a str,
+    /// The table columns the file holds, in order.
+    pub columns: &'a [String],
+}
+
+/// Puts a rewritten page into the table: straight in with `COPY` while its rows are new
+/// to the table (`InsertMode::New`), else copied into a stage and upserted from there.
+fn copy_into_table(
+    c: &mut SpiClient,
+    target: &ApplyTarget,
+    file: &CopyFile,
+    mode: InsertMode,
+) -> SpiResult<()> {
+    const STAGE: &str = "_sequin_sf_stage";
+    let copy_into = |table: &str| sync_core::sql::copy_page(table, file.columns, file.path);
+    match mode {
+        InsertMode::New => {
+            c.update(&copy_into(&target.full_table()), None, &[])?;
+        }
+        InsertMode::Upsert => {
+            let stage = sync_core::sql::create_stage(target, STAGE, file.columns);
+            c.update(&stage, None, &[])?;
+            c.update(&copy_into(&qi(STAGE)), None, &[])?;
+            let upsert = sync_core::sql::upsert_from_stage(target, STAGE, file.columns);
+            c.update(&upsert, None, &[])?;
+            c.update(&format!("DROP TABLE {}", qi(STAGE)), None, &[])?;
+        }
+    }
+    Ok(())
 }
 
 fn notify(c: &mut SpiClient, sync: &str, collection: &str, applied: Applied) -> SpiResult<()> {
@@ -490,60 +510,34 @@ pub fn apply_bulk_page(
     })
 }
 
-/// A Bulk results page rewritten for `COPY` (`sync_core::bulk_copy`), in a file of the
-/// data directory.
-pub struct CsvPage<'a> {
-    pub path: &'a str,
-    /// The table columns the file holds, in order.
-    pub columns: &'a [String],
-    /// The records Salesforce counted in the page.
-    pub rows: i64,
-    /// The locator of the page after it (None: the last page).
-    pub next_locator: Option<&'a str>,
-}
-
-/// Applies one Bulk results page and moves the persisted locator past it, in one
-/// transaction. Rows new to the table (`InsertMode::New`) are copied straight into it;
-/// otherwise the page is copied into a stage and upserted from there. No events: used
-/// when backfill events are off.
+/// Applies one Bulk results page (`rows`: the records Salesforce counted in it) and
+/// moves the persisted locator past it (None: it was the last page), in one
+/// transaction. No events: used when backfill events are off.
 pub fn apply_bulk_csv(
     sync: &str,
     target: &ApplyTarget,
     object: &str,
-    page: &CsvPage,
+    (file, rows, next_locator): (&CopyFile, i64, Option<&str>),
     mode: InsertMode,
 ) -> SpiResult<()> {
-    const STAGE: &str = "_sequin_sf_stage";
     Spi::connect_mut(|c| {
         mark_applying(c)?;
-        let copy_into = |table: &str| sync_core::sql::copy_page(table, page.columns, page.path);
-        match mode {
-            InsertMode::New => {
-                c.update(&copy_into(&target.full_table()), None, &[])?;
-            }
-            InsertMode::Upsert => {
-                let stage = sync_core::sql::create_stage(target, STAGE, page.columns);
-                c.update(&stage, None, &[])?;
-                c.update(&copy_into(&qi(STAGE)), None, &[])?;
-                let upsert = sync_core::sql::upsert_from_stage(target, STAGE, page.columns);
-                c.update(&upsert, None, &[])?;
-                c.update(&format!("DROP TABLE {}", qi(STAGE)), None, &[])?;
-            }
-        }
-        let done = page.next_locator.is_none();
-        let resume = Resume::Locator(page.next_locator);
-        record_progress(c, sync, object, resume, page.rows, done)?;
+        copy_into_table(c, target, file, mode)?;
+        let resume = Resume::Locator(next_locator);
+        record_progress(c, sync, object, resume, rows, next_locator.is_none())?;
         Ok(())
     })
 }
 
 /// A REST backfill page: the records' JSON text as Salesforce sent it, how many there
-/// are, the last one's Id (the keyset cursor) and whether it ends the backfill.
+/// are, the last one's Id (the keyset cursor) and whether it ends the backfill; and,
+/// while the backfill's rows are new to the table, the page rewritten for `COPY`.
 pub struct RestPage<'a> {
     pub records: &'a str,
     pub count: i64,
     pub last_id: Option<&'a str>,
     pub done: bool,
+    pub copy: Option<CopyFile<'a>>,
 }
 
 /// Applies one backfill page and moves the persisted cursor past it, atomically: a
@@ -557,7 +551,16 @@ pub fn apply_backfill_page(
 ) -> SpiResult<Applied> {
     Spi::connect_mut(|c| {
         mark_applying(c)?;
-        let applied = insert_records(c, target, page.records, mode)?;
+        let applied = match (mode, &page.copy) {
+            (InsertMode::New, Some(file)) => {
+                copy_into_table(c, target, file, mode)?;
+                Applied {
+                    upserted: page.count,
+                    ..Applied::default()
+                }
+            }
+            _ => apply_records(c, target, page.records)?,
+        };
         let resume = Resume::AfterId(page.last_id);
         record_progress(c, sync, object, resume, page.count, page.done)?;
         notify(c, sync, object, applied)?;

@@ -6,11 +6,13 @@ use std::time::Instant;
 use salesforce::{ErrorCode, RawQueryPage};
 use std::future::Future;
 use std::pin::Pin;
+use sync_core::ColumnSpec;
 
 use sync_core::progress::BackfillMode;
 use sync_core::ranges::Ranges;
 use sync_core::{naming, queries};
 
+use super::page_file::{self, fetch_rest_page, RestFetched, RewrittenPage};
 use super::{apply, target, PAGE_SIZE};
 use crate::worker::catalog::{CollectionRow, SyncConfig};
 use crate::worker::error::StepError;
@@ -41,6 +43,8 @@ struct Received {
     last_id: Option<String>,
     /// The page ends its query: the last of the backfill, or of its Id range.
     done: bool,
+    /// The page rewritten for `COPY` while it was fetched.
+    copy: Option<RewrittenPage>,
 }
 
 /// Takes a fetched REST page, or turns a QUERY_TIMEOUT into the backfill's next way
@@ -49,9 +53,9 @@ fn received(
     rt: &mut SyncRuntime,
     cfg: &SyncConfig,
     c: &CollectionRow,
-    fetched: Result<RawQueryPage, StepError>,
+    fetched: Result<RestFetched, StepError>,
 ) -> Result<Received, StepError> {
-    let page = match fetched {
+    let RestFetched { page, copy } = match fetched {
         Err(StepError::Salesforce(e)) if e.code() == Some(&ErrorCode::QueryTimeout) => {
             return Err(after_query_timeout(rt, cfg, c, e)?);
         }
@@ -68,6 +72,7 @@ fn received(
         count,
         last_id,
         done,
+        copy,
     })
 }
 
@@ -130,8 +135,11 @@ pub(super) fn backfill_page(
     // Raw pages: the records' JSON text goes to Postgres as Salesforce sent it.
     let fetched = match (ahead, next) {
         (Some(a), _) => rt.fetched(a),
-        (None, Some(url)) => rt.call(rt.client.query_more_raw(&url)),
-        (None, None) => rt.call(rt.client.query_raw(&soql, Some(PAGE_SIZE))),
+        (None, Some(url)) => rt.call(fetch_rest_page(rt.client.query_more_raw(&url), None)),
+        (None, None) => rt.call(fetch_rest_page(
+            rt.client.query_raw(&soql, Some(PAGE_SIZE)),
+            None,
+        )),
     };
     let fetched_in = fetch_started.elapsed();
     let Received {
@@ -139,25 +147,21 @@ pub(super) fn backfill_page(
         count,
         last_id,
         done,
+        copy,
     } = received(rt, cfg, c, fetched)?;
-    // the next page is fetched while this one is applied
+    // the next page is fetched (and rewritten) while this one is applied
     if let Some(url) = page.next_records_url.clone().filter(|_| !done) {
         let client = rt.client.clone();
         let target = url.clone();
-        if let Some(a) = rt.fetch_ahead(async move { client.query_more_raw(&target).await }) {
+        let columns = copy_columns(rt, cfg, c)?;
+        let request = async move { client.query_more_raw(&target).await };
+        if let Some(a) = rt.fetch_ahead(fetch_rest_page(request, columns)) {
             rt.collection_mut(&c.object_name)?.next_page = Some((url, a));
         }
     }
     let apply_started = Instant::now();
-    apply_rest_page(
-        rt,
-        cfg,
-        c,
-        page.records_json(),
-        count,
-        last_id.as_deref(),
-        done,
-    )?;
+    let rest = (page.records_json(), count, copy);
+    apply_rest_page(rt, cfg, c, rest, last_id.as_deref(), done)?;
     pgrx::log!(
         "sequin_sf: {}: REST page of {count} rows fetched in {:.3} s, applied in {:.3} s",
         c.object_name,
@@ -170,28 +174,52 @@ pub(super) fn backfill_page(
     Ok(!done)
 }
 
-/// Stores a REST page with the cursor past it (`None`: unchanged), as plain inserts
-/// while the backfill's rows are new to the table.
+/// The columns a page requested now is rewritten for (`page_file::fetch_rest_page`):
+/// while the backfill's rows are new to the table and no events are kept, as only then
+/// does the page go in with `COPY`.
+fn copy_columns(
+    rt: &SyncRuntime,
+    cfg: &SyncConfig,
+    c: &CollectionRow,
+) -> Result<Option<Vec<ColumnSpec>>, StepError> {
+    let cr = rt.collection(&c.object_name)?;
+    Ok((cr.rows_new && !cfg.backfill_events).then(|| cr.columns.clone()))
+}
+
+/// Stores a REST page with the cursor past it (`None`: unchanged), copied straight into
+/// the table while the backfill's rows are new to it.
 fn apply_rest_page(
     rt: &mut SyncRuntime,
     cfg: &SyncConfig,
     c: &CollectionRow,
-    records: &str,
-    count: i64,
+    (records, count, copy): (&str, i64, Option<RewrittenPage>),
     cursor: Option<&str>,
     done: bool,
 ) -> Result<(), StepError> {
     let cr = rt.collection(&c.object_name)?;
     let cid = naming::collection_id(&c.object_name);
     let t = target(cfg, c, cr, &cid, cfg.backfill_events);
+    // events come from the upsert statement only (`apply::apply_records`)
+    let mut rows_new = cr.rows_new && !cfg.backfill_events;
+    let rewritten = match (rows_new, copy) {
+        (false, _) => None,
+        (true, Some(copy)) => Some(copy),
+        (true, None) => Some(page_file::rest_page_file(records, &cr.columns)?),
+    };
+    let shown = rewritten.as_ref().map(|(f, _)| f.0.display().to_string());
     let rest_page = apply::RestPage {
         records,
         count,
         last_id: cursor,
         done,
+        copy: rewritten
+            .as_ref()
+            .zip(shown.as_deref())
+            .map(|((_, copy), path)| apply::CopyFile {
+                path,
+                columns: &copy.columns,
+            }),
     };
-    // events come from the upsert statement only (`apply::insert_records`)
-    let mut rows_new = cr.rows_new && !cfg.backfill_events;
     let applied = super::insert_new_or_upsert(&c.object_name, &mut rows_new, |mode| {
         tx(|| apply::apply_backfill_page(&cfg.name, &t, &c.object_name, &rest_page, mode))
             .map_err(StepError::from)
@@ -252,15 +280,17 @@ fn split_into_ranges(
     Ok(true)
 }
 
-type PageRequest = Pin<Box<dyn Future<Output = salesforce::Result<RawQueryPage>> + Send>>;
+type PageRequest = Pin<Box<dyn Future<Output = salesforce::Result<RestFetched>> + Send>>;
 
 /// Asks ahead for the next page of every range that has none in flight, within
 /// `max_concurrent_requests` and the budget.
 fn request_ranges(
     rt: &mut SyncRuntime,
+    cfg: &SyncConfig,
     c: &CollectionRow,
     ranges: &Ranges,
 ) -> Result<(), StepError> {
+    let columns = copy_columns(rt, cfg, c)?;
     let cr = rt.collection(&c.object_name)?;
     let limit = cr.rest_limit;
     let fields: Vec<String> = queries::rest_fields(&cr.columns)
@@ -274,14 +304,20 @@ fn request_ranges(
         .map(|r| {
             let client = rt.client.clone();
             let next = cr.ranges.get(&r.key()).and_then(|f| f.next_url.clone());
-            let req: PageRequest = match next {
-                Some(url) => Box::pin(async move { client.query_more_raw(&url).await }),
-                None => {
-                    let names: Vec<&str> = fields.iter().map(String::as_str).collect();
-                    let soql = r.query(&c.object_name, &names, limit);
-                    Box::pin(async move { client.query_raw(&soql, Some(PAGE_SIZE)).await })
-                }
-            };
+            let columns = columns.clone();
+            let req: PageRequest =
+                match next {
+                    Some(url) => Box::pin(async move {
+                        fetch_rest_page(client.query_more_raw(&url), columns).await
+                    }),
+                    None => {
+                        let names: Vec<&str> = fields.iter().map(String::as_str).collect();
+                        let soql = r.query(&c.object_name, &names, limit);
+                        Box::pin(async move {
+                            fetch_rest_page(client.query_raw(&soql, Some(PAGE_SIZE)), columns).await
+                        })
+                    }
+                };
             (r.key(), req)
         })
         .collect();
@@ -306,7 +342,7 @@ fn ranged_page(
     c: &CollectionRow,
     mut ranges: Ranges,
 ) -> Result<bool, StepError> {
-    request_ranges(rt, c, &ranges)?;
+    request_ranges(rt, cfg, c, &ranges)?;
     let cr = rt.collection_mut(&c.object_name)?;
     let n = ranges.ranges.len();
     let Some(i) = (0..n).map(|k| (cr.range_turn + k) % n.max(1)).find(|&i| {
@@ -332,6 +368,7 @@ fn ranged_page(
         count,
         last_id,
         done: range_done,
+        copy,
     } = received(rt, cfg, c, fetched)?;
     if range_done {
         ranges.ranges.remove(i);
@@ -346,12 +383,13 @@ fn ranged_page(
             .or_default()
             .next_url = page.next_records_url.clone();
         // this range's next page comes while this one is applied
-        request_ranges(rt, c, &ranges)?;
+        request_ranges(rt, cfg, c, &ranges)?;
     }
     let done = ranges.ranges.is_empty();
     let cursor = ranges.to_cursor();
     let apply_started = Instant::now();
-    apply_rest_page(rt, cfg, c, page.records_json(), count, Some(&cursor), done)?;
+    let rest = (page.records_json(), count, copy);
+    apply_rest_page(rt, cfg, c, rest, Some(&cursor), done)?;
     pgrx::log!(
         "sequin_sf: {}: REST page of {count} rows (range {} of {n}) fetched in {:.3} s, applied in {:.3} s",
         c.object_name,

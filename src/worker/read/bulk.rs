@@ -3,14 +3,14 @@
 //! page, so a restart resumes at the next unread page.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sync_core::bulk_copy::CopyPage;
+use sync_core::copy_rows::CopyPage;
 use sync_core::progress::BackfillMode;
 use sync_core::{naming, queries, ColumnSpec};
 
+use super::page_file::{create_page_file, page_file};
 use super::{apply, target};
 use crate::worker::catalog::{CollectionRow, SyncConfig};
 use crate::worker::error::StepError;
@@ -180,47 +180,8 @@ impl Drop for BulkDownload {
     }
 }
 
-/// A results page in a file, rewritten for `COPY` (`sync_core::bulk_copy`).
+/// A results page in a file, rewritten for `COPY` (`sync_core::copy_rows`).
 type FetchedPage = (salesforce::BulkPageInfo, CopyPage);
-
-/// A new file for a results page: in the data directory (COPY reads it there), named
-/// for the database and the process, so the worker can remove what a crash left.
-fn page_file() -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    crate::secrets::data_dir().join(format!(
-        "{}{}_{}_{}.csv",
-        PAGE_FILE_PREFIX,
-        file_owner(),
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
-const PAGE_FILE_PREFIX: &str = "sequin_sf_bulk_";
-
-fn file_owner() -> u32 {
-    // SAFETY: set once the worker is connected to its database.
-    unsafe { pgrx::pg_sys::MyDatabaseId }.to_u32()
-}
-
-/// Removes results pages a crashed worker of this database left behind.
-pub fn remove_leftover_pages() {
-    let prefix = format!("{PAGE_FILE_PREFIX}{}_", file_owner());
-    let Ok(entries) = std::fs::read_dir(crate::secrets::data_dir()) else {
-        return;
-    };
-    for e in entries.flatten() {
-        if e.file_name().to_string_lossy().starts_with(&prefix) {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
-/// Creates the file a results page is written to.
-fn create_page_file(path: &Path) -> salesforce::Result<std::fs::File> {
-    std::fs::File::create(path)
-        .map_err(|e| salesforce::Error::Transport(format!("{}: {e}", path.display())))
-}
 
 /// Fetches the results page at `locator` into a file, then rewrites it into `path` for
 /// `COPY` on a blocking thread, away from the worker's Postgres work. Salesforce's own
@@ -255,12 +216,16 @@ async fn fetch_page(
     rewritten
 }
 
-fn rewrite_page_file(from: &Path, to: &Path, columns: &[ColumnSpec]) -> salesforce::Result<CopyPage> {
+fn rewrite_page_file(
+    from: &Path,
+    to: &Path,
+    columns: &[ColumnSpec],
+) -> salesforce::Result<CopyPage> {
     let input = std::fs::File::open(from)
         .map_err(|e| salesforce::Error::Transport(format!("{}: {e}", from.display())))?;
     let output = std::io::BufWriter::new(create_page_file(to)?);
     let input = std::io::BufReader::new(input);
-    sync_core::bulk_copy::rewrite_bulk_page(input, output, columns)
+    sync_core::copy_rows::rewrite_bulk_page(input, output, columns)
         .map_err(|e| salesforce::Error::Decode(format!("Bulk results page: {e}")))
 }
 
@@ -389,13 +354,12 @@ fn apply_page_file(
     }
     let shown = path.display().to_string();
     let rows = info.number_of_records as i64;
-    let csv_page = apply::CsvPage {
+    let file = apply::CopyFile {
         path: &shown,
         columns: &copy.columns,
-        rows,
-        next_locator: info.locator.as_deref(),
     };
-    let apply = |mode| tx(|| apply::apply_bulk_csv(&cfg.name, &t, &c.object_name, &csv_page, mode));
+    let page = (&file, rows, info.locator.as_deref());
+    let apply = |mode| tx(|| apply::apply_bulk_csv(&cfg.name, &t, &c.object_name, page, mode));
     let mut rows_new = cr.rows_new;
     let applied = super::insert_new_or_upsert(&c.object_name, &mut rows_new, |mode| {
         apply(mode).map_err(StepError::from)

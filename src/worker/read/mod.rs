@@ -10,11 +10,13 @@ mod backfill;
 mod bulk;
 mod drift;
 mod events;
+mod page_file;
 mod poll;
 mod refresh;
 mod setup;
 
-pub use bulk::{remove_leftover_pages, BulkDownload};
+pub use bulk::BulkDownload;
+pub use page_file::{remove_leftover_pages, RestFetched};
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,102 @@
+//! Files of the data directory holding pages on their way into a table: `COPY` reads
+//! them there. Named for the database and the process, so that what a crashed worker
+//! left is found and removed when the supervisor starts.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Earlier releases named their Bulk pages with the second prefix.
+const PREFIXES: [&str; 2] = ["sequin_sf_page_", "sequin_sf_bulk_"];
+
+/// A new file name for a page.
+pub fn page_file() -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    crate::secrets::data_dir().join(format!(
+        "{}{}_{}_{}.csv",
+        PREFIXES[0],
+        file_owner(),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+fn file_owner() -> u32 {
+    // SAFETY: set once the worker is connected to its database.
+    unsafe { pgrx::pg_sys::MyDatabaseId }.to_u32()
+}
+
+/// Removes pages that crashed workers of this database left behind.
+pub fn remove_leftover_pages() {
+    let owner = file_owner();
+    let Ok(entries) = std::fs::read_dir(crate::secrets::data_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if PREFIXES
+            .iter()
+            .any(|p| name.starts_with(&format!("{p}{owner}_")))
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Creates the file a page is written to.
+pub fn create_page_file(path: &Path) -> salesforce::Result<std::fs::File> {
+    std::fs::File::create(path)
+        .map_err(|e| salesforce::Error::Transport(format!("{}: {e}", path.display())))
+}
+
+/// A page file removed when dropped.
+pub struct OwnedPage(pub PathBuf);
+
+impl Drop for OwnedPage {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A REST page's records rewritten for `COPY` into a new page file.
+pub fn rest_page_file(
+    records: &str,
+    columns: &[sync_core::ColumnSpec],
+) -> salesforce::Result<RewrittenPage> {
+    let page = OwnedPage(page_file());
+    let out = std::io::BufWriter::new(create_page_file(&page.0)?);
+    let copy = sync_core::copy_rows::rewrite_rest_page(records, out, columns)
+        .map_err(|e| salesforce::Error::Decode(e.to_string()))?;
+    Ok((page, copy))
+}
+
+/// A page file and what it holds.
+pub type RewrittenPage = (OwnedPage, sync_core::copy_rows::CopyPage);
+
+/// A fetched REST page and, when asked for, the page rewritten for `COPY`.
+pub struct RestFetched {
+    pub page: salesforce::RawQueryPage,
+    pub copy: Option<RewrittenPage>,
+}
+
+/// Fetches a REST page and, given the table's columns (while the backfill's rows are
+/// new to the table), rewrites it for `COPY` on a blocking thread, away from the
+/// worker's Postgres work.
+pub async fn fetch_rest_page(
+    request: impl std::future::Future<Output = salesforce::Result<salesforce::RawQueryPage>>,
+    columns: Option<Vec<sync_core::ColumnSpec>>,
+) -> salesforce::Result<RestFetched> {
+    let page = request.await?;
+    let Some(columns) = columns else {
+        return Ok(RestFetched { page, copy: None });
+    };
+    tokio::task::spawn_blocking(move || {
+        let copy = rest_page_file(page.records_json(), &columns)?;
+        Ok(RestFetched {
+            page,
+            copy: Some(copy),
+        })
+    })
+    .await
+    .map_err(|e| salesforce::Error::Decode(format!("rewriting a REST page: {e}")))?
+}
