@@ -4,6 +4,9 @@ background worker and the emulator as Salesforce."""
 import datetime
 import decimal
 import json
+import os
+import signal
+import threading
 
 import psycopg
 import pytest
@@ -581,7 +584,9 @@ def test_read_bulk_backfill_of_a_large_collection_matches_emulator(start_emulato
     db = cluster.connect()
     db.execute("CREATE EXTENSION sequin_sf")
     start_sync(db, emulator, ["Contact"])
-    wait_backfilled(db, "emu")
+    peak = peak_private_memory_while(lambda: wait_backfilled(db, "emu"), cluster.connect)
+    # the 50,000-row results page is streamed to a file, never held in the worker
+    assert 0 < peak < 64 * 1024, f"worker RssAnon peaked at {peak} KiB"
     assert query_value(db, "SELECT backfill_mode FROM sequin_sf.sync_status") == "bulk"
     ep = emulator.stats()["endpoints"]
     assert ep["bulk2_query"] >= 3 and ep["query"] <= 2  # the COUNT() and maybe one poll
@@ -704,6 +709,60 @@ def test_read_restart_mid_bulk_backfill_resumes_from_the_persisted_job(start_emu
     assert query_value(db, "SELECT count(*) FROM salesforce.contact") == 150000
     assert query_value(db, "SELECT count(DISTINCT id) FROM salesforce.contact") == 150000
     assert query_value(db, "SELECT rows_done FROM sequin_sf.sync_status") == 150000
+    db.close()
+
+
+def connect_or_none(cluster):
+    try:
+        return cluster.connect()
+    except psycopg.OperationalError:
+        return None
+
+
+def peak_private_memory_while(action, connect):
+    """Runs action() while sampling the sync worker's RssAnon; returns the peak in KiB."""
+    stop, peak = threading.Event(), [0]
+
+    def sample():
+        with connect() as c:
+            while not stop.is_set():
+                pid = worker_pid(c)
+                try:
+                    with open(f"/proc/{pid}/status") as f:
+                        kib = [int(line.split()[1]) for line in f if line.startswith("RssAnon:")]
+                    peak[0] = max([peak[0], *kib])
+                except (OSError, TypeError):
+                    pass
+                stop.wait(0.05)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        action()
+    finally:
+        stop.set()
+        t.join()
+    return peak[0]
+
+
+def page_files(datadir):
+    return [f for f in os.listdir(datadir) if f.startswith(("sequin_sf_page_", "sequin_sf_bulk_"))]
+
+
+def test_read_worker_killed_mid_bulk_backfill_leaves_no_page_file(start_emulator, cluster):
+    """A worker killed while results pages sit in the data directory: Postgres restarts
+    every backend, the supervisor removes what was left, and the job resumes."""
+    emulator = start_emulator("--seed", "6", "--generate", "Contact=120000", "--latency-ms", "200")
+    db = cluster.connect()
+    db.execute("CREATE EXTENSION sequin_sf")
+    start_sync(db, emulator, ["Contact"])
+    wait_for(lambda: page_files(cluster.datadir), timeout=300, what="a results page on disk")
+    os.kill(worker_pid(db), signal.SIGKILL)
+    db.close()
+    db = wait_for(lambda: connect_or_none(cluster), timeout=120, what="Postgres back after the crash")
+    wait_backfilled(db, "emu", timeout=300)
+    assert query_value(db, "SELECT count(DISTINCT id) FROM salesforce.contact") == 120000
+    wait_for(lambda: not page_files(cluster.datadir), timeout=30, what="no page file left")
     db.close()
 
 

@@ -1,5 +1,5 @@
-//! Pages of records rewritten as the CSV that `COPY` loads straight into the synced
-//! table: one column per table column, each value written as the column's input
+//! Pages of records rewritten as the rows `COPY` loads straight into the synced table
+//! (its text format): one column per table column, each value written as the column's input
 //! function reads it. A first load (rows new to the table) then goes in with one `COPY`
 //! instead of SQL that converts every value, and the rewrite can run beside the
 //! Postgres work (a Bulk page's on the worker's request threads).
@@ -26,8 +26,8 @@ pub struct CopyPage {
     pub rows: u64,
 }
 
-/// CSV as `COPY ... (FORMAT csv)` reads it: every value quoted, so that NULL (an
-/// unquoted empty field) and an empty string stay apart.
+/// `COPY`'s text format (tab between values, `\N` for NULL, backslash escapes), which
+/// Postgres reads faster than CSV.
 struct CopyWriter<W: Write> {
     out: W,
     first: bool,
@@ -40,19 +40,26 @@ impl<W: Write> CopyWriter<W> {
 
     fn field(&mut self, value: Option<&str>) -> std::io::Result<()> {
         if !std::mem::replace(&mut self.first, false) {
-            self.out.write_all(b",")?;
+            self.out.write_all(b"\t")?;
         }
         let Some(v) = value else {
-            return Ok(());
+            return self.out.write_all(b"\\N");
         };
-        self.out.write_all(b"\"")?;
-        for (i, part) in v.split('"').enumerate() {
-            if i > 0 {
-                self.out.write_all(b"\"\"")?;
-            }
-            self.out.write_all(part.as_bytes())?;
+        let bytes = v.as_bytes();
+        let mut from = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            let escaped: &[u8] = match b {
+                b'\\' => b"\\\\",
+                b'\t' => b"\\t",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                _ => continue,
+            };
+            self.out.write_all(&bytes[from..i])?;
+            self.out.write_all(escaped)?;
+            from = i + 1;
         }
-        self.out.write_all(b"\"")
+        self.out.write_all(&bytes[from..])
     }
 
     fn end_row(&mut self) -> std::io::Result<()> {
@@ -342,9 +349,9 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "\"001A\",\"Acme, \"\"Inc\"\"\",\"12\",\"13:30:00.000\",\"Paris\",\"48.8500\",\"{\"\"city\"\":\"\"Paris\"\",\"\"latitude\"\":48.8500}\""
+            r#"001A	Acme, "Inc"	12	13:30:00.000	Paris	48.8500	{"city":"Paris","latitude":48.8500}"#
         );
-        assert_eq!(lines[1], "\"001B\",,\"-3\",,,,");
+        assert_eq!(lines[1], r"001B	\N	-3	\N	\N	\N	\N");
         assert_eq!(lines.len(), 2);
     }
 
@@ -363,10 +370,27 @@ mod tests {
         assert_eq!(page.columns.len(), account().len());
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "\"001A\",\"\",\"3\",\"08:00:00.000\",\"{\"\"a\"\": [1, 2.50]}\",\"Quote \"\" here\",\"48.8500\",\"{\"\"city\"\": \"\"Quote \\\"\" here\"\"}\",,,\n"
+            r#"001A		3	08:00:00.000	{"a": [1, 2.50]}	Quote " here	48.8500	{"city": "Quote \\" here"}	\N	\N	\N"#
+                .to_string()
+                + "\n"
         );
         let mut out = Vec::new();
         assert!(rewrite_rest_page("{", &mut out, &account()).is_err());
+    }
+
+    #[test]
+    fn text_format_escapes() {
+        let mut out = Vec::new();
+        let mut w = CopyWriter::new(&mut out);
+        w.field(Some("a\tb\nc\rd\\e")).unwrap();
+        w.field(None).unwrap();
+        w.field(Some("")).unwrap();
+        w.end_row().unwrap();
+        w.finish().unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a\\tb\\nc\\rd\\\\e\t\\N\t\n"
+        );
     }
 
     #[test]

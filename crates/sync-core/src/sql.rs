@@ -562,11 +562,12 @@ pub enum InsertMode {
 }
 
 /// `COPY` of a page rewritten for it (`copy_rows`) into `table` (the data table or its
-/// stage): CSV without a header, one column per name in `columns`.
+/// stage): text format, one column per name in `columns`, in UTF-8 as Salesforce sends
+/// it (Postgres converts it to the database's encoding).
 pub fn copy_page(table: &str, columns: &[String], path: &str) -> String {
     let cols: Vec<String> = columns.iter().map(|c| qi(c)).collect();
     format!(
-        "COPY {table} ({}) FROM {} WITH (FORMAT csv)",
+        "COPY {table} ({}) FROM {} WITH (ENCODING 'UTF8')",
         cols.join(", "),
         ql(path)
     )
@@ -731,7 +732,7 @@ mod tests {
             .collect();
         assert_eq!(
             copy_page("\"_stage\"", &names, "/d/x.csv"),
-            "COPY \"_stage\" (\"id\", \"first_name\", \"system_modstamp\") FROM '/d/x.csv' WITH (FORMAT csv)"
+            "COPY \"_stage\" (\"id\", \"first_name\", \"system_modstamp\") FROM '/d/x.csv' WITH (ENCODING 'UTF8')"
         );
         assert!(create_stage(&t, "_stage", &names).starts_with(
             "CREATE TEMP TABLE \"_stage\" ON COMMIT DROP AS SELECT \"id\", \"first_name\", \"system_modstamp\" FROM "

@@ -12,7 +12,7 @@ const PREFIXES: [&str; 2] = ["sequin_sf_page_", "sequin_sf_bulk_"];
 pub fn page_file() -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     crate::secrets::data_dir().join(format!(
-        "{}{}_{}_{}.csv",
+        "{}{}_{}_{}.page",
         PREFIXES[0],
         file_owner(),
         std::process::id(),
