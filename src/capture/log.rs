@@ -40,11 +40,21 @@ const FILLED: [&str; 7] = [
 
 /// What capture needs of a log table, worked out once per session (cache.rs forgets it
 /// when the table changes): where the filled columns are, and the other columns'
-/// defaults (planned expressions, in memory of their own).
+/// defaults (planned expressions, in memory of their own), each marked volatile or not.
 pub struct LogShape {
     filled: [usize; 7],
-    defaults: Vec<(usize, *mut pg_sys::Expr)>,
+    defaults: Vec<ColumnDefault>,
     memory: pg_sys::MemoryContext,
+}
+
+/// A log column's default: `volatile` ones (the id's nextval) are evaluated for every
+/// entry, the others (now(), the backend's pid, constants) once per statement, as their
+/// value cannot change within it.
+#[derive(Clone, Copy)]
+struct ColumnDefault {
+    column: usize,
+    expr: *mut pg_sys::Expr,
+    volatile: bool,
 }
 
 impl LogShape {
@@ -69,7 +79,14 @@ impl LogShape {
             .filter(|i| names[*i].is_some() && !filled.contains(i))
             .filter_map(|i| {
                 let expr = pg_sys::build_column_default(rel, (i + 1) as i32);
-                (!expr.is_null()).then(|| (i, pg_sys::expression_planner(expr.cast())))
+                (!expr.is_null()).then(|| {
+                    let expr = pg_sys::expression_planner(expr.cast());
+                    ColumnDefault {
+                        column: i,
+                        expr,
+                        volatile: pg_sys::contain_volatile_functions(expr.cast()),
+                    }
+                })
             })
             .collect();
         pg_sys::CurrentMemoryContext = saved;
@@ -109,7 +126,10 @@ pub struct LogWriter {
     result: *mut pg_sys::ResultRelInfo,
     slot: *mut pg_sys::TupleTableSlot,
     filled: [usize; 7],
-    defaults: Vec<(usize, *mut pg_sys::ExprState)>,
+    /// Defaults evaluated for every entry.
+    per_entry: Vec<(usize, *mut pg_sys::ExprState)>,
+    /// Defaults evaluated once for the statement: column, value, is null.
+    per_statement: Vec<(usize, pg_sys::Datum, bool)>,
     table_name: pg_sys::Datum,
     object_name: pg_sys::Datum,
     actions: [pg_sys::Datum; 3],
@@ -129,12 +149,26 @@ impl LogWriter {
         pg_sys::CurrentMemoryContext = (*estate).es_query_cxt;
         let result = result_relation(estate, rel);
         let slot = pg_sys::table_slot_create(rel, &mut (*estate).es_tupleTable);
-        let defaults = shape
+        let init = |d: &ColumnDefault| {
+            let expr = pg_sys::copyObjectImpl(d.expr.cast()).cast();
+            pg_sys::ExecInitExpr(expr, std::ptr::null_mut())
+        };
+        let per_entry = shape
             .defaults
             .iter()
-            .map(|&(i, expr)| {
-                let expr = pg_sys::copyObjectImpl(expr.cast()).cast();
-                (i, pg_sys::ExecInitExpr(expr, std::ptr::null_mut()))
+            .filter(|d| d.volatile)
+            .map(|d| (d.column, init(d)))
+            .collect();
+        // values that last the statement: this context is freed with the executor state
+        let statement = pg_sys::CreateExprContext(estate);
+        let per_statement = shape
+            .defaults
+            .iter()
+            .filter(|d| !d.volatile)
+            .map(|d| {
+                let mut null = false;
+                let v = pg_sys::ExecEvalExprSwitchContext(init(d), statement, &mut null);
+                (d.column, v, null)
             })
             .collect();
         let writer = LogWriter {
@@ -143,7 +177,8 @@ impl LogWriter {
             result,
             slot,
             filled: shape.filled,
-            defaults,
+            per_entry,
+            per_statement,
             table_name: text_datum(table_name),
             object_name: text_datum(object),
             actions: ACTIONS.map(|a| text_datum(a)),
@@ -179,7 +214,10 @@ impl LogWriter {
         let values = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
         let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
         nulls.fill(true);
-        for &(i, state) in &self.defaults {
+        for &(i, value, null) in &self.per_statement {
+            (values[i], nulls[i]) = (value, null);
+        }
+        for &(i, state) in &self.per_entry {
             values[i] = pg_sys::ExecEvalExprSwitchContext(state, econtext, &mut nulls[i]);
         }
         let not_null = |v: Value| (!v.1).then_some(v.0);

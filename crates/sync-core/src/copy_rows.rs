@@ -295,27 +295,21 @@ fn is_json_number(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::{map_fields, FieldInfo};
+    use crate::mapping::columns_of;
 
     fn account() -> Vec<ColumnSpec> {
-        let f = |n: &str, t: &str, c: Option<&str>| FieldInfo {
-            name: n.into(),
-            sf_type: t.into(),
-            compound_field_name: c.map(Into::into),
-            ..Default::default()
-        };
-        map_fields(&[
-            f("Id", "id", None),
-            f("Name", "string", None),
-            f("NumberOfEmployees", "int", None),
-            f("Alarm__c", "time", None),
-            f("Tags__c", "anyType", None),
-            f("BillingCity", "string", Some("BillingAddress")),
-            f("BillingLatitude", "double", Some("BillingAddress")),
-            f("BillingAddress", "address", None),
-            f("ShippingCity", "string", Some("ShippingAddress")),
-            f("ShippingAddress", "address", None),
-            f("Gone__c", "string", None),
+        columns_of(&[
+            ("Id", "id", None),
+            ("Name", "string", None),
+            ("NumberOfEmployees", "int", None),
+            ("Alarm__c", "time", None),
+            ("Tags__c", "anyType", None),
+            ("BillingCity", "string", Some("BillingAddress")),
+            ("BillingLatitude", "double", Some("BillingAddress")),
+            ("BillingAddress", "address", None),
+            ("ShippingCity", "string", Some("ShippingAddress")),
+            ("ShippingAddress", "address", None),
+            ("Gone__c", "string", None),
         ])
     }
 

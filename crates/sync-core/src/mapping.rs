@@ -194,6 +194,21 @@ pub const RESERVED_COLUMNS: &[&str] = &["_row_id", "_write_state"];
 
 /// Maps describe fields to columns, in describe order. Two fields whose snake-cased
 /// names collide get numeric suffixes so no field is silently dropped.
+/// Test fixtures: the columns of fields given as (name, Salesforce type, compound field).
+#[cfg(test)]
+pub(crate) fn columns_of(fields: &[(&str, &str, Option<&str>)]) -> Vec<ColumnSpec> {
+    let infos: Vec<FieldInfo> = fields
+        .iter()
+        .map(|(name, sf_type, compound)| FieldInfo {
+            name: name.to_string(),
+            sf_type: sf_type.to_string(),
+            compound_field_name: compound.map(str::to_string),
+            ..Default::default()
+        })
+        .collect();
+    map_fields(&infos)
+}
+
 pub fn map_fields(fields: &[FieldInfo]) -> Vec<ColumnSpec> {
     map_avoiding(&[], fields)
 }

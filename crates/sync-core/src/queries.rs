@@ -86,22 +86,16 @@ pub fn poll_query(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::{map_fields, FieldInfo};
+    use crate::mapping::columns_of;
     use chrono::TimeZone;
 
     fn cols() -> Vec<ColumnSpec> {
-        let f = |n: &str, t: &str, c: Option<&str>| FieldInfo {
-            name: n.into(),
-            sf_type: t.into(),
-            compound_field_name: c.map(Into::into),
-            ..Default::default()
-        };
-        map_fields(&[
-            f("Id", "id", None),
-            f("Name", "string", None),
-            f("BillingCity", "string", Some("BillingAddress")),
-            f("BillingAddress", "address", None),
-            f("SystemModstamp", "datetime", None),
+        columns_of(&[
+            ("Id", "id", None),
+            ("Name", "string", None),
+            ("BillingCity", "string", Some("BillingAddress")),
+            ("BillingAddress", "address", None),
+            ("SystemModstamp", "datetime", None),
         ])
     }
 

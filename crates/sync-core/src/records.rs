@@ -194,26 +194,20 @@ impl<'a> CsvRecords<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::{map_fields, FieldInfo};
+    use crate::mapping::columns_of;
 
     fn cols() -> Vec<ColumnSpec> {
-        let f = |n: &str, t: &str, c: Option<&str>| FieldInfo {
-            name: n.into(),
-            sf_type: t.into(),
-            compound_field_name: c.map(Into::into),
-            ..Default::default()
-        };
-        map_fields(&[
-            f("Id", "id", None),
-            f("Name", "string", None),
-            f("IsActive__c", "boolean", None),
-            f("NumberOfEmployees", "int", None),
-            f("AnnualRevenue", "currency", None),
-            f("BillingStreet", "textarea", Some("BillingAddress")),
-            f("BillingCity", "string", Some("BillingAddress")),
-            f("BillingPostalCode", "string", Some("BillingAddress")),
-            f("BillingLatitude", "double", Some("BillingAddress")),
-            f("BillingAddress", "address", None),
+        columns_of(&[
+            ("Id", "id", None),
+            ("Name", "string", None),
+            ("IsActive__c", "boolean", None),
+            ("NumberOfEmployees", "int", None),
+            ("AnnualRevenue", "currency", None),
+            ("BillingStreet", "textarea", Some("BillingAddress")),
+            ("BillingCity", "string", Some("BillingAddress")),
+            ("BillingPostalCode", "string", Some("BillingAddress")),
+            ("BillingLatitude", "double", Some("BillingAddress")),
+            ("BillingAddress", "address", None),
         ])
     }
 
