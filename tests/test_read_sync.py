@@ -752,6 +752,7 @@ def test_read_restart_mid_bulk_backfill_resumes_from_the_persisted_job(start_emu
 
 
 def connect_or_none(cluster):
+    """A connection, or None while Postgres restarts after a crash."""
     try:
         return cluster.connect()
     except psycopg.OperationalError:
@@ -796,9 +797,20 @@ def test_read_worker_killed_mid_bulk_backfill_leaves_no_page_file(start_emulator
     db.execute("CREATE EXTENSION sequin_sf")
     start_sync(db, emulator, ["Contact"])
     wait_for(lambda: page_files(cluster.datadir), timeout=300, what="a results page on disk")
-    os.kill(worker_pid(db), signal.SIGKILL)
+    killed = worker_pid(db)
+    os.kill(killed, signal.SIGKILL)
     db.close()
-    db = wait_for(lambda: connect_or_none(cluster), timeout=120, what="Postgres back after the crash")
+
+    def restarted_worker():
+        c = connect_or_none(cluster)
+        if c is None:
+            return None
+        with c:
+            pid = worker_pid(c)
+        return pid if pid and pid != killed else None
+
+    wait_for(restarted_worker, timeout=120, what="the sync's worker back after the crash")
+    db = cluster.connect()
     wait_backfilled(db, "emu", timeout=300)
     assert query_value(db, "SELECT count(DISTINCT id) FROM salesforce.contact") == 120000
     wait_for(lambda: not page_files(cluster.datadir), timeout=30, what="no page file left")

@@ -64,11 +64,14 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
             let child = children.entry(cfg.name.clone()).or_insert_with(Child::new);
             match child.check() {
                 Check::Running => continue,
-                Check::Stopped(delay) => log!(
-                    "sequin_sf: the worker of sync {} stopped; starting it again in {} s",
-                    cfg.name,
-                    delay.as_secs()
-                ),
+                Check::Stopped(delay) => {
+                    log!(
+                        "sequin_sf: the worker of sync {} stopped; starting it again in {} s",
+                        cfg.name,
+                        delay.as_secs()
+                    );
+                    read::remove_leftover_pages();
+                }
                 Check::Idle => {}
             }
             if child.due() && child.started(start_sync_worker(&cfg.name)) {

@@ -1,6 +1,7 @@
 //! Files of the data directory holding pages on their way into a table: `COPY` reads
-//! them there. Named for the database and the process, so that what a crashed worker
-//! left is found and removed when the supervisor starts.
+//! them there. Named for the database and the process, so that what a worker left when
+//! it crashed or exited on an error is found and removed: when the supervisor starts,
+//! and when it sees a sync's worker stopped.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +26,8 @@ fn file_owner() -> u32 {
     unsafe { pgrx::pg_sys::MyDatabaseId }.to_u32()
 }
 
-/// Removes pages that crashed workers of this database left behind.
+/// Removes the pages that workers of this database left behind when they ended without
+/// cleaning up (a crash, an error exit): those whose process is gone.
 pub fn remove_leftover_pages() {
     let owner = file_owner();
     let Ok(entries) = std::fs::read_dir(crate::secrets::data_dir()) else {
@@ -33,14 +35,23 @@ pub fn remove_leftover_pages() {
     };
     for e in entries.flatten() {
         let name = e.file_name();
-        let name = name.to_string_lossy();
-        if PREFIXES
+        let Some(pid) = PREFIXES
             .iter()
-            .any(|p| name.starts_with(&format!("{p}{owner}_")))
-        {
+            .find_map(|p| name.to_str()?.strip_prefix(&format!("{p}{owner}_")))
+            .and_then(|rest| rest.split('_').next()?.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if !process_alive(pid) {
             let _ = std::fs::remove_file(e.path());
         }
     }
+}
+
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only asks whether the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// Creates the file a page is written to.
