@@ -66,6 +66,7 @@ pub async fn handle(app: &Arc<App>, req: &Req, segs: &[String]) -> Resp {
         }
         (&Method::POST, ["expire_locators"]) => {
             app.locators.expire_all();
+            app.tooling.expire_locators();
             Ok(Resp::empty(204))
         }
         (&Method::PATCH, ["bulk_jobs", id]) => end_bulk_job(app, req, id),

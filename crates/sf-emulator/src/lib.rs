@@ -31,6 +31,7 @@ mod http;
 pub mod ids;
 mod jsonw;
 mod limits;
+mod locators;
 mod org;
 mod pubsub_api;
 mod query;

@@ -7,19 +7,15 @@ use crate::http::{Req, Resp};
 use crate::org::ObjRef;
 use crate::schema::FieldType;
 use crate::store::{RowState, SObject};
-use parking_lot::{Mutex, RwLockReadGuard};
+use parking_lot::RwLockReadGuard;
 use soql::{FieldPath, SelectItem, SoqlError, Value};
-use std::collections::HashMap;
 use std::sync::Arc;
 
-const LOCATOR_IDLE_MS: i64 = 15 * 60 * 1000;
 const MAX_OFFSET: u64 = 2000;
 /// The largest LIMIT a query with FIELDS(ALL) or FIELDS(CUSTOM) may have.
 const MAX_FIELDS_LIMIT: u64 = 200;
 /// The page size when a query selects two or more custom long text area fields.
 const LONG_TEXT_BATCH: usize = 200;
-/// Open query locators kept at once.
-const MAX_LOCATORS: usize = 1000;
 
 /// One step through a reference field to its parent.
 #[derive(Clone, Debug)]
@@ -681,39 +677,8 @@ fn id_order(o: &SObject, order_by: &[soql::OrderItem<Handle>]) -> Option<bool> {
     }
 }
 
-struct Locator {
-    plan: Arc<Plan>,
-    rows: Arc<Vec<u32>>,
-    batch: usize,
-    last_used: i64,
-}
-
-#[derive(Default)]
-pub struct Locators {
-    map: Mutex<HashMap<String, Locator>>,
-    next: Mutex<u64>,
-}
-
-impl Locators {
-    fn insert(&self, loc: Locator) -> String {
-        let mut n = self.next.lock();
-        *n += 1;
-        let id = crate::ids::make_id(b"01g", *n);
-        let mut map = self.map.lock();
-        let now = crate::timefmt::wall_ms();
-        map.retain(|_, l| now - l.last_used < LOCATOR_IDLE_MS);
-        // Each locator pins its result rows: past the cap, the least recently used go
-        // (their next page answers INVALID_QUERY_LOCATOR, as an expired one would).
-        crate::bounded::make_room(&mut map, MAX_LOCATORS, |l| l.last_used);
-        map.insert(id.clone(), loc);
-        id
-    }
-
-    /// Expires every locator at once (control API).
-    pub fn expire_all(&self) {
-        self.map.lock().clear();
-    }
-}
+/// What a REST query has left: its plan and the rows it matched.
+pub type Locators = crate::locators::Locators<(Arc<Plan>, Arc<Vec<u32>>)>;
 
 /// "If the SOQL statement selects two or more custom fields of type long text, the batch
 /// size can't be greater than 200 records" ("Change the Batch Size in Queries", SOQL and
@@ -867,34 +832,24 @@ pub fn query(app: &App, req: &Req, v: &str, all: bool) -> Result<Resp, ApiError>
     }
     let plan = Arc::new(plan);
     let rows = Arc::new(rows);
-    let id = app.locators.insert(Locator {
-        plan: plan.clone(),
-        rows: rows.clone(),
-        batch,
-        last_used: crate::timefmt::wall_ms(),
-    });
+    let id = app.locators.open((plan.clone(), rows.clone()), batch);
     let next = format!("/services/data/v{v}/query/{id}-{batch}");
     Ok(page(&plan, &rows, 0, batch, total, Some(next), v))
 }
 
 /// `GET /query/{locator}-{position}`.
 pub fn query_more(app: &App, v: &str, loc: &str) -> Result<Resp, ApiError> {
-    let invalid = || ApiError::bad("INVALID_QUERY_LOCATOR", "invalid query locator");
-    let (id, pos) = loc.rsplit_once('-').ok_or_else(invalid)?;
-    let pos: usize = pos.parse().map_err(|_| invalid())?;
-    let (plan, rows, batch) = {
-        let mut map = app.locators.map.lock();
-        let now = crate::timefmt::wall_ms();
-        let l = map.get_mut(id).ok_or_else(invalid)?;
-        if now - l.last_used >= LOCATOR_IDLE_MS {
-            map.remove(id);
-            return Err(invalid());
-        }
-        l.last_used = now;
-        (l.plan.clone(), l.rows.clone(), l.batch)
-    };
+    let crate::locators::Resumed {
+        id,
+        position: pos,
+        rest: (plan, rows),
+        batch,
+    } = app.locators.resume(loc)?;
     if pos >= rows.len() {
-        return Err(invalid());
+        return Err(ApiError::bad(
+            "INVALID_QUERY_LOCATOR",
+            "invalid query locator",
+        ));
     }
     let end = pos + batch;
     let next = (end < rows.len()).then(|| format!("/services/data/v{v}/query/{id}-{end}"));

@@ -34,11 +34,9 @@
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Req, Resp};
-use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 use soql::{FieldPath, SelectItem, SoqlError};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// The one Tooling object served.
@@ -47,8 +45,6 @@ pub const MEMBER: &str = "PlatformEventChannelMember";
 pub const STANDARD_CHANNEL: &str = "ChangeEvents";
 /// Key prefix of PlatformEventChannelMember ids.
 const MEMBER_PREFIX: &[u8; 3] = b"0v8";
-/// Open Tooling query locators expire after this idle time, as REST ones do.
-const LOCATOR_IDLE_MS: i64 = 15 * 60 * 1000;
 
 /// What the control API sets about the Tooling API, and its open query locators.
 pub struct Tooling {
@@ -58,15 +54,8 @@ pub struct Tooling {
     /// A page size below what the client asked for (0: none), so a test sees
     /// `nextRecordsUrl` with few selected objects (`tooling_page_size`).
     page_size: AtomicUsize,
-    locators: Mutex<HashMap<String, Cursor>>,
-    next_locator: AtomicU64,
-}
-
-/// The records of a query beyond its first page.
-struct Cursor {
-    records: Arc<Vec<Value>>,
-    batch: usize,
-    last_used: i64,
+    /// The records of each query beyond its first page.
+    locators: crate::locators::Locators<Arc<Vec<Value>>>,
 }
 
 impl Default for Tooling {
@@ -74,13 +63,17 @@ impl Default for Tooling {
         Tooling {
             access: AtomicBool::new(true),
             page_size: AtomicUsize::new(0),
-            locators: Mutex::new(HashMap::new()),
-            next_locator: AtomicU64::new(1),
+            locators: Default::default(),
         }
     }
 }
 
 impl Tooling {
+    /// Expires every open Tooling query locator (control API).
+    pub fn expire_locators(&self) {
+        self.locators.expire_all();
+    }
+
     pub fn set_access(&self, on: bool) {
         self.access.store(on, Ordering::SeqCst);
     }
@@ -297,40 +290,24 @@ fn first_page(app: &App, req: &Req, v: &str, records: Vec<Value>) -> Resp {
     }
     let total = records.len();
     let records = Arc::new(records);
-    let id = format!(
-        "01gEm{:010}",
-        app.tooling.next_locator.fetch_add(1, Ordering::Relaxed)
-    );
-    app.tooling.locators.lock().insert(
-        id.clone(),
-        Cursor {
-            records: records.clone(),
-            batch,
-            last_used: crate::timefmt::wall_ms(),
-        },
-    );
+    let id = app.tooling.locators.open(records.clone(), batch);
     let next = format!("/services/data/v{v}/tooling/query/{id}-{batch}");
     page_resp(total, &records[..batch], Some(next))
 }
 
 /// `GET /tooling/query/{locator}-{position}`.
 pub fn query_more(app: &App, v: &str, loc: &str) -> Result<Resp, ApiError> {
-    let invalid = || ApiError::bad("INVALID_QUERY_LOCATOR", "invalid query locator");
-    let (id, pos) = loc.rsplit_once('-').ok_or_else(invalid)?;
-    let pos: usize = pos.parse().map_err(|_| invalid())?;
-    let (records, batch) = {
-        let mut map = app.tooling.locators.lock();
-        let now = crate::timefmt::wall_ms();
-        let c = map.get_mut(id).ok_or_else(invalid)?;
-        if now - c.last_used >= LOCATOR_IDLE_MS {
-            map.remove(id);
-            return Err(invalid());
-        }
-        c.last_used = now;
-        (c.records.clone(), c.batch)
-    };
+    let crate::locators::Resumed {
+        id,
+        position: pos,
+        rest: records,
+        batch,
+    } = app.tooling.locators.resume(loc)?;
     if pos >= records.len() {
-        return Err(invalid());
+        return Err(ApiError::bad(
+            "INVALID_QUERY_LOCATOR",
+            "invalid query locator",
+        ));
     }
     let end = (pos + batch).min(records.len());
     let next =
