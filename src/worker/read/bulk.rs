@@ -2,7 +2,7 @@
 //! pages of 50,000 rows and loaded through `COPY`; job id and locator saved with each
 //! page, so a restart resumes at the next unread page.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -10,7 +10,7 @@ use sync_core::copy_rows::CopyPage;
 use sync_core::progress::BackfillMode;
 use sync_core::{naming, queries, ColumnSpec};
 
-use super::page_file::{create_page_file, page_file};
+use super::page_file::{create_page_file, page_file, rewritten_page, OwnedPage, RewrittenPage};
 use super::{apply, target};
 use crate::worker::catalog::{CollectionRow, SyncConfig};
 use crate::worker::error::StepError;
@@ -163,94 +163,57 @@ pub(super) fn bulk_step(
 
 /// A results page being fetched and rewritten for `COPY` by a request started ahead
 /// (`SyncRuntime::fetch_ahead`), while the page before it is applied. Dropped unused,
-/// it is abandoned and its file removed.
+/// it is abandoned; its file goes with it (`OwnedPage`).
 pub struct BulkDownload {
     /// The job and the locator it was asked for.
     job_id: String,
     locator: Option<String>,
-    path: PathBuf,
-    ahead: Option<Ahead<FetchedPage>>,
+    ahead: Ahead<FetchedPage>,
 }
 
-impl Drop for BulkDownload {
-    fn drop(&mut self) {
-        if self.ahead.take().is_some() {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
+/// A results page, rewritten for `COPY` (`sync_core::copy_rows`) into a page file.
+type FetchedPage = (salesforce::BulkPageInfo, RewrittenPage);
 
-/// A results page in a file, rewritten for `COPY` (`sync_core::copy_rows`).
-type FetchedPage = (salesforce::BulkPageInfo, CopyPage);
-
-/// Fetches the results page at `locator` into a file, then rewrites it into `path` for
-/// `COPY` on a blocking thread, away from the worker's Postgres work. Salesforce's own
-/// file is removed either way; `path` is left for the caller to remove.
+/// Fetches the results page at `locator` into a file, then rewrites it into another
+/// for `COPY` on a blocking thread, away from the worker's Postgres work. Each file is
+/// removed when dropped: Salesforce's once rewritten, the rewritten one once applied
+/// (or abandoned).
 async fn fetch_page(
     client: salesforce::Client,
     job_id: String,
     locator: Option<String>,
     columns: Vec<ColumnSpec>,
-    path: PathBuf,
 ) -> salesforce::Result<FetchedPage> {
-    let raw = page_file();
-    let written = async {
-        let mut file = create_page_file(&raw)?;
-        client
-            .bulk_query_results_into(&job_id, locator.as_deref(), Some(BULK_PAGE), &mut file)
-            .await
-    }
-    .await;
-    let rewritten = match written {
-        Ok(info) => {
-            let (from, to) = (raw.clone(), path);
-            tokio::task::spawn_blocking(move || rewrite_page_file(&from, &to, &columns))
-                .await
-                .map_err(|e| salesforce::Error::Decode(format!("rewriting a Bulk page: {e}")))
-                .and_then(|r| r)
-                .map(|copy| (info, copy))
-        }
-        Err(e) => Err(e),
-    };
-    let _ = std::fs::remove_file(&raw);
-    rewritten
+    let raw = OwnedPage(page_file());
+    let mut file = create_page_file(&raw.0)?;
+    let info = client
+        .bulk_query_results_into(&job_id, locator.as_deref(), Some(BULK_PAGE), &mut file)
+        .await?;
+    drop(file);
+    let rewritten = tokio::task::spawn_blocking(move || {
+        let input = std::fs::File::open(&raw.0)
+            .map_err(|e| salesforce::Error::Transport(format!("{}: {e}", raw.0.display())))?;
+        let input = std::io::BufReader::new(input);
+        rewritten_page(|out| sync_core::copy_rows::rewrite_bulk_page(input, out, &columns))
+    })
+    .await
+    .map_err(|e| salesforce::Error::Decode(format!("rewriting a Bulk page: {e}")))??;
+    Ok((info, rewritten))
 }
 
-fn rewrite_page_file(
-    from: &Path,
-    to: &Path,
-    columns: &[ColumnSpec],
-) -> salesforce::Result<CopyPage> {
-    let input = std::fs::File::open(from)
-        .map_err(|e| salesforce::Error::Transport(format!("{}: {e}", from.display())))?;
-    let output = std::io::BufWriter::new(create_page_file(to)?);
-    let input = std::io::BufReader::new(input);
-    sync_core::copy_rows::rewrite_bulk_page(input, output, columns)
-        .map_err(|e| salesforce::Error::Decode(format!("Bulk results page: {e}")))
-}
-
-/// Fetches and rewrites the results page at `locator` into a new file, now.
+/// Fetches and rewrites the results page at `locator`, now.
 fn download_now(
     rt: &SyncRuntime,
     job_id: &str,
     locator: Option<&str>,
     columns: &[ColumnSpec],
-) -> Result<(PathBuf, FetchedPage), StepError> {
-    let path = page_file();
-    let page = fetch_page(
+) -> Result<FetchedPage, StepError> {
+    rt.call(fetch_page(
         rt.client.clone(),
         job_id.to_string(),
         locator.map(str::to_string),
         columns.to_vec(),
-        path.clone(),
-    );
-    match rt.call(page) {
-        Ok(page) => Ok((path, page)),
-        Err(e) => {
-            let _ = std::fs::remove_file(&path);
-            Err(e)
-        }
-    }
+    ))
 }
 
 /// Starts fetching and rewriting the results page at `locator` in the background.
@@ -260,20 +223,16 @@ fn download_ahead(
     locator: &str,
     columns: &[ColumnSpec],
 ) -> Option<BulkDownload> {
-    let path = page_file();
     let page = fetch_page(
         rt.client.clone(),
         job_id.to_string(),
         Some(locator.to_string()),
         columns.to_vec(),
-        path.clone(),
     );
-    let ahead = rt.fetch_ahead(page)?;
     Some(BulkDownload {
         job_id: job_id.to_string(),
         locator: Some(locator.to_string()),
-        path,
-        ahead: Some(ahead),
+        ahead: rt.fetch_ahead(page)?,
     })
 }
 
@@ -294,15 +253,8 @@ fn bulk_page_via_copy(
         .bulk_next
         .take()
         .filter(|d| d.job_id == job_id && d.locator == c.bulk_locator);
-    let (path, (info, copy)) = match ready {
-        Some(mut d) => {
-            let ahead = d.ahead.take().ok_or(StepError::Stopping)?;
-            let fetched = rt.fetched(ahead);
-            if fetched.is_err() {
-                let _ = std::fs::remove_file(&d.path);
-            }
-            (d.path.clone(), fetched?)
-        }
+    let (info, (page, copy)) = match ready {
+        Some(d) => rt.fetched(d.ahead)?,
         None => {
             if !rt.try_spend(1) {
                 return Ok(false);
@@ -316,9 +268,7 @@ fn bulk_page_via_copy(
         rt.collection_mut(&c.object_name)?.bulk_next = d;
     }
     let cr = rt.collection_mut(&c.object_name)?;
-    let result = apply_page_file(cfg, c, cr, &path, &info, &copy);
-    let _ = std::fs::remove_file(&path);
-    let rows = result?;
+    let rows = apply_page_file(cfg, c, cr, &page.0, &info, &copy)?;
     pgrx::log!(
         "sequin_sf: {}: Bulk page of {rows} rows fetched in {:.2} s, applied in {:.2} s",
         c.object_name,

@@ -69,16 +69,24 @@ impl Drop for OwnedPage {
     }
 }
 
+/// A new page file that `write` fills with a page rewritten for `COPY`.
+pub fn rewritten_page(
+    write: impl FnOnce(
+        std::io::BufWriter<std::fs::File>,
+    ) -> Result<sync_core::copy_rows::CopyPage, sync_core::records::RecordError>,
+) -> salesforce::Result<RewrittenPage> {
+    let page = OwnedPage(page_file());
+    let out = std::io::BufWriter::new(create_page_file(&page.0)?);
+    let copy = write(out).map_err(|e| salesforce::Error::Decode(e.to_string()))?;
+    Ok((page, copy))
+}
+
 /// A REST page's records rewritten for `COPY` into a new page file.
 pub fn rest_page_file(
     records: &str,
     columns: &[sync_core::ColumnSpec],
 ) -> salesforce::Result<RewrittenPage> {
-    let page = OwnedPage(page_file());
-    let out = std::io::BufWriter::new(create_page_file(&page.0)?);
-    let copy = sync_core::copy_rows::rewrite_rest_page(records, out, columns)
-        .map_err(|e| salesforce::Error::Decode(e.to_string()))?;
-    Ok((page, copy))
+    rewritten_page(|out| sync_core::copy_rows::rewrite_rest_page(records, out, columns))
 }
 
 /// A page file and what it holds.
