@@ -213,35 +213,9 @@ pub fn apply_page(t: &ApplyTarget) -> String {
     let cols = t.columns;
     let full = t.full_table();
     let (record_def, insert_cols, select_exprs) = page_columns(cols);
-    let set_list: Vec<String> = cols
-        .iter()
-        .filter(|c| c.column != "id")
-        .map(|c| format!("{0} = excluded.{0}", qi(&c.column)))
-        .collect();
-    let changed = match t.stamp_column() {
-        Some(s) => format!("t.{0} IS DISTINCT FROM excluded.{0}", qi(&s.column)),
-        None => {
-            let lhs: Vec<String> = cols
-                .iter()
-                .map(|c| format!("t.{}", qi(&c.column)))
-                .collect();
-            let rhs: Vec<String> = cols
-                .iter()
-                .map(|c| format!("excluded.{}", qi(&c.column)))
-                .collect();
-            format!(
-                "ROW({}) IS DISTINCT FROM ROW({})",
-                lhs.join(", "),
-                rhs.join(", ")
-            )
-        }
-    };
+    let names: Vec<&str> = cols.iter().map(|c| c.column.as_str()).collect();
+    let on_conflict = update_when_changed(t, &names);
     let is_deleted = t.src_is_deleted();
-    let on_conflict = if set_list.is_empty() {
-        "DO NOTHING".to_string()
-    } else {
-        format!("DO UPDATE SET {} WHERE {changed}", set_list.join(", "))
-    };
     let stamp_of = |alias: &str| match t.stamp_column() {
         Some(s) => format!("{alias}.{}", qi(&s.column)),
         None => "NULL::timestamptz".to_string(),
@@ -585,30 +559,49 @@ pub fn create_stage(t: &ApplyTarget, stage: &str, columns: &[String]) -> String 
     )
 }
 
-/// Upserts the staged page into the data table, updating a stored row only when its
-/// stamp differs. Returns no rows.
+/// Upserts the staged page into the data table, a stored row updated only when it
+/// changed (`update_when_changed`). Returns no rows.
 pub fn upsert_from_stage(t: &ApplyTarget, stage: &str, columns: &[String]) -> String {
-    let names: Vec<String> = columns.iter().map(|c| qi(c)).collect();
-    let set_list: Vec<String> = columns
-        .iter()
-        .filter(|c| *c != "id")
-        .map(|c| format!("{0} = excluded.{0}", qi(c)))
-        .collect();
-    let on_conflict = match (t.stamp_column(), set_list.is_empty()) {
-        (_, true) => "DO NOTHING".to_string(),
-        (Some(s), false) => format!(
-            "DO UPDATE SET {} WHERE t.{1} IS DISTINCT FROM excluded.{1}",
-            set_list.join(", "),
-            qi(&s.column)
-        ),
-        (None, false) => format!("DO UPDATE SET {}", set_list.join(", ")),
-    };
+    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let cols: Vec<String> = columns.iter().map(|c| qi(c)).collect();
     format!(
-        "INSERT INTO {} AS t ({cols}) SELECT {cols} FROM {} ON CONFLICT (id) {on_conflict}",
+        "INSERT INTO {} AS t ({cols}) SELECT {cols} FROM {} ON CONFLICT (id) {}",
         t.full_table(),
         qi(stage),
-        cols = names.join(", "),
+        update_when_changed(t, &names),
+        cols = cols.join(", "),
     )
+}
+
+/// How a page's row meets a stored one (the `ON CONFLICT (id)` action): the page's
+/// `columns` replace the stored values when the stamp differs, or, for an object
+/// without a stamp, when any of them differs.
+fn update_when_changed(t: &ApplyTarget, columns: &[&str]) -> String {
+    let set_list: Vec<String> = columns
+        .iter()
+        .filter(|c| **c != "id")
+        .map(|c| format!("{0} = excluded.{0}", qi(c)))
+        .collect();
+    if set_list.is_empty() {
+        return "DO NOTHING".to_string();
+    }
+    let changed = match t.stamp_column() {
+        Some(s) => format!("t.{0} IS DISTINCT FROM excluded.{0}", qi(&s.column)),
+        None => {
+            let side = |alias: &str| -> Vec<String> {
+                columns
+                    .iter()
+                    .map(|c| format!("{alias}.{}", qi(c)))
+                    .collect()
+            };
+            format!(
+                "ROW({}) IS DISTINCT FROM ROW({})",
+                side("t").join(", "),
+                side("excluded").join(", ")
+            )
+        }
+    };
+    format!("DO UPDATE SET {} WHERE {changed}", set_list.join(", "))
 }
 
 #[cfg(test)]

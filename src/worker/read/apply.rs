@@ -48,7 +48,7 @@ fn apply_records(c: &mut SpiClient, target: &ApplyTarget, records: &str) -> SpiR
 
 /// A page rewritten for `COPY` (`sync_core::copy_rows`), in a file of the data directory.
 pub struct CopyFile<'a> {
-    pub path: &'a str,
+    pub path: &'a std::path::Path,
     /// The table columns the file holds, in order.
     pub columns: &'a [String],
 }
@@ -62,7 +62,8 @@ fn copy_into_table(
     mode: InsertMode,
 ) -> SpiResult<()> {
     const STAGE: &str = "_sequin_sf_stage";
-    let copy_into = |table: &str| sync_core::sql::copy_page(table, file.columns, file.path);
+    let path = file.path.to_string_lossy();
+    let copy_into = |table: &str| sync_core::sql::copy_page(table, file.columns, &path);
     match mode {
         InsertMode::New => {
             c.update(&copy_into(&target.full_table()), None, &[])?;

@@ -17,7 +17,7 @@ use super::{apply, target, PAGE_SIZE};
 use crate::worker::catalog::{CollectionRow, SyncConfig};
 use crate::worker::error::StepError;
 use crate::worker::pg::tx;
-use crate::worker::runtime::SyncRuntime;
+use crate::worker::runtime::{CollectionRuntime, SyncRuntime};
 
 /// The number of records in a page's JSON array and the Id of the last one (the
 /// keyset cursor), read without building the records.
@@ -183,7 +183,14 @@ fn copy_columns(
     c: &CollectionRow,
 ) -> Result<Option<Vec<ColumnSpec>>, StepError> {
     let cr = rt.collection(&c.object_name)?;
-    Ok((cr.rows_new && !cfg.backfill_events).then(|| cr.columns.clone()))
+    Ok(pages_copied(cfg, cr).then(|| cr.columns.clone()))
+}
+
+/// Whether a REST page goes in with `COPY`: while the backfill's rows are new to the
+/// table, and without events (those come from the upsert statement,
+/// `apply::apply_records`).
+fn pages_copied(cfg: &SyncConfig, cr: &CollectionRuntime) -> bool {
+    cr.rows_new && !cfg.backfill_events
 }
 
 /// Stores a REST page with the cursor past it (`None`: unchanged), copied straight into
@@ -199,26 +206,21 @@ fn apply_rest_page(
     let cr = rt.collection(&c.object_name)?;
     let cid = naming::collection_id(&c.object_name);
     let t = target(cfg, c, cr, &cid, cfg.backfill_events);
-    // events come from the upsert statement only (`apply::apply_records`)
-    let mut rows_new = cr.rows_new && !cfg.backfill_events;
+    let mut rows_new = pages_copied(cfg, cr);
     let rewritten = match (rows_new, copy) {
         (false, _) => None,
         (true, Some(copy)) => Some(copy),
         (true, None) => Some(page_file::rest_page_file(records, &cr.columns)?),
     };
-    let shown = rewritten.as_ref().map(|(f, _)| f.0.display().to_string());
     let rest_page = apply::RestPage {
         records,
         count,
         last_id: cursor,
         done,
-        copy: rewritten
-            .as_ref()
-            .zip(shown.as_deref())
-            .map(|((_, copy), path)| apply::CopyFile {
-                path,
-                columns: &copy.columns,
-            }),
+        copy: rewritten.as_ref().map(|(page, copy)| apply::CopyFile {
+            path: &page.0,
+            columns: &copy.columns,
+        }),
     };
     let applied = super::insert_new_or_upsert(&c.object_name, &mut rows_new, |mode| {
         tx(|| apply::apply_backfill_page(&cfg.name, &t, &c.object_name, &rest_page, mode))

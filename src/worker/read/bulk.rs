@@ -302,10 +302,9 @@ fn apply_page_file(
         })?;
         return Ok(0);
     }
-    let shown = path.display().to_string();
     let rows = info.number_of_records as i64;
     let file = apply::CopyFile {
-        path: &shown,
+        path,
         columns: &copy.columns,
     };
     let page = (&file, rows, info.locator.as_deref());
