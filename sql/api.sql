@@ -441,6 +441,7 @@ BEGIN
     PERFORM sequin_sf._check_sync_schema(schema_name);
     PERFORM sequin_sf._refuse_taken_name(schema_name, '_sync_events');
     PERFORM sequin_sf._refuse_taken_name(schema_name, '_sync_write_log');
+    PERFORM sequin_sf._refuse_taken_name(schema_name, '_sync_write_batch');
     -- Logs in and checks the objects now, so a bad credential or a typo fails here.
     objects := sequin_sf._resolve_collections(credential, collections);
     new_schema := NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = schema_name);
@@ -638,11 +639,12 @@ BEGIN
              WHERE p.pronamespace = s.schema_name::regnamespace AND p.proname LIKE '\_sync\_capture%' LOOP
         EXECUTE 'DROP FUNCTION IF EXISTS ' || t || ' CASCADE';
     END LOOP;
-    RAISE NOTICE 'dropping %._sync_events, %._sync_write_log, publication % and the sync''s write settings',
+    RAISE NOTICE 'dropping %._sync_events, %._sync_write_log (and _sync_write_batch), publication % and the sync''s write settings',
                  s.schema_name, s.schema_name, 'sequin_sf_' || s.name;
     DELETE FROM sequin_sf.write_settings w WHERE w.schema_name = s.schema_name;
     EXECUTE format('DROP TABLE IF EXISTS %I._sync_events', s.schema_name);
     EXECUTE format('DROP TABLE IF EXISTS %I._sync_write_log CASCADE', s.schema_name);
+    EXECUTE format('DROP TABLE IF EXISTS %I._sync_write_batch', s.schema_name);
     EXECUTE format('DROP FUNCTION IF EXISTS %I._sync_capture() CASCADE', s.schema_name);
     EXECUTE format('DROP PUBLICATION IF EXISTS %I', 'sequin_sf_' || s.name);
     DELETE FROM sequin_sf._syncs x WHERE x.name = s.name;
@@ -896,19 +898,26 @@ BEGIN
     FOR s IN SELECT y.schema_name FROM sequin_sf._syncs y
               WHERE (await_writes.sync_name IS NULL OR y.name = await_writes.sync_name)
                 AND to_regclass(format('%I._sync_write_log', y.schema_name)) IS NOT NULL LOOP
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I._sync_write_log'
-                       ' WHERE state = ''new'' AND xmin::text = pg_current_xact_id_if_assigned()::xid::text)',
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %1$I._sync_write_log'
+                       ' WHERE state = ''new'' AND xmin::text = pg_current_xact_id_if_assigned()::xid::text)'
+                       ' OR EXISTS (SELECT 1 FROM %1$I._sync_write_batch'
+                       ' WHERE xmin::text = pg_current_xact_id_if_assigned()::xid::text)',
                        s.schema_name) INTO mine;
         IF mine THEN
             RAISE EXCEPTION 'await_writes() cannot wait for changes of its own transaction'
                 USING ERRCODE = 'active_sql_transaction',
                       HINT = 'COMMIT the changes first, then call sequin_sf.await_writes().';
         END IF;
-        EXECUTE format('SELECT coalesce(max(id), 0) FROM %I._sync_write_log', s.schema_name) INTO top;
+        -- entries still in batches (sql/capture.sql) are unsettled too
+        EXECUTE format('SELECT greatest((SELECT coalesce(max(id), 0) FROM %1$I._sync_write_log),'
+                       ' (SELECT coalesce(max(ids[cardinality(ids)]), 0) FROM %1$I._sync_write_batch))',
+                       s.schema_name) INTO top;
         upto := upto || jsonb_build_object(s.schema_name, top);
         LOOP
-            EXECUTE format('SELECT count(*) FROM %I._sync_write_log WHERE state IN (''new'', ''pending'')'
-                           ' AND id <= $1', s.schema_name) INTO left_ USING top;
+            EXECUTE format('SELECT (SELECT count(*) FROM %1$I._sync_write_log'
+                           '         WHERE state IN (''new'', ''pending'') AND id <= $1)'
+                           '     + (SELECT coalesce(sum(cardinality(ids)), 0) FROM %1$I._sync_write_batch'
+                           '         WHERE id <= $1)', s.schema_name) INTO left_ USING top;
             EXIT WHEN left_ = 0 OR clock_timestamp() >= deadline;
             PERFORM pg_sleep(nap);
             nap := least(nap * 2, 0.2);
@@ -917,7 +926,10 @@ BEGIN
             SELECT count(*) FILTER (WHERE state = 'succeeded'),
                    count(*) FILTER (WHERE state = 'failed'),
                    count(*) FILTER (WHERE state IN ('new', 'pending'))
-              FROM %I._sync_write_log
+              FROM (SELECT id, state, session_pid, inserted_at FROM %1$I._sync_write_log
+                    UNION ALL
+                    SELECT e.id, 'new', b.session_pid, b.inserted_at
+                      FROM %1$I._sync_write_batch b, unnest(b.ids) e(id)) l
              WHERE session_pid = pg_backend_pid() AND inserted_at >= $1
                AND id > $2 AND id <= $3
             $q$, s.schema_name)
@@ -955,13 +967,15 @@ BEGIN
             succeeded_24h := 0; oldest_queued_at := NULL; last_failure := NULL;
             last_failure_at := NULL;
         ELSE
+            -- entries still in batches (sql/capture.sql) are queued too
             EXECUTE format($q$
-                SELECT count(*) FILTER (WHERE state = 'new'),
+                SELECT count(*) FILTER (WHERE state = 'new') + (SELECT coalesce(sum(cardinality(ids)), 0) FROM %1$I._sync_write_batch),
                        count(*) FILTER (WHERE state = 'pending'),
                        count(*) FILTER (WHERE state = 'new' AND next_attempt_at > now()),
                        count(*) FILTER (WHERE state = 'failed' AND settled_at > now() - interval '24 hours'),
                        count(*) FILTER (WHERE state = 'succeeded' AND settled_at > now() - interval '24 hours'),
-                       min(inserted_at) FILTER (WHERE state IN ('new', 'pending'))
+                       least(min(inserted_at) FILTER (WHERE state IN ('new', 'pending')),
+                             (SELECT min(inserted_at) FROM %1$I._sync_write_batch))
                   FROM %1$I._sync_write_log
                 $q$, s.schema_name)
               INTO queued, in_flight, waiting_to_retry, failed_24h, succeeded_24h, oldest_queued_at;

@@ -3,7 +3,10 @@
 -- src/capture/), which reads the statement's transition tables and appends one entry
 -- per changed row to <schema>._sync_write_log: inserts with the row's id only (their
 -- values are read from the row when the writer picks them up), updates with the changed
--- columns' new values and the full row before, deletes with the full row before. Rows
+-- columns' new values and the full row before, deletes with the full row before. A
+-- statement changing more than 32 rows writes its entries in batches to
+-- <schema>._sync_write_batch instead, with their log ids; the worker unpacks them into
+-- the log before it reads it, so they show in the log a moment later, in their order. Rows
 -- refused by Salesforce's rules (read-only columns, restricted picklists) raise an error
 -- at once (_refuse_write words it), as do TRUNCATE and operations the object does not
 -- allow. Changes the worker applies itself run with sequin_sf.applying = on and are
@@ -80,7 +83,7 @@ BEGIN
 END
 $$;
 
--- Creates <schema>._sync_write_log and the schema's capture function (idempotent).
+-- Creates <schema>._sync_write_log and _sync_write_batch (idempotent).
 CREATE FUNCTION sequin_sf._install_write_log(p_schema text) RETURNS void
 LANGUAGE plpgsql
 -- "already exists, skipping" notices on every reinstall say nothing useful
@@ -118,6 +121,35 @@ BEGIN
     EXECUTE format(
         'CREATE INDEX IF NOT EXISTS _sync_write_log_unsettled ON %1$I._sync_write_log (id)'
         ' WHERE state IN (''new'', ''pending'')', p_schema);
+    -- A statement changing many rows logs them here, one row per thousand entries with
+    -- the log ids they were given from the log's own sequence (src/capture/log.rs); the
+    -- worker expands them into the log before it reads it (_write_expand_batches).
+    -- Nothing else reads them: a batch's entries are the log's, only not yet unpacked.
+    EXECUTE format($ddl$
+        CREATE TABLE IF NOT EXISTS %1$I._sync_write_batch (
+            id          bigint PRIMARY KEY,  -- the log id of its first entry
+            table_name  text NOT NULL,
+            object_name text NOT NULL,
+            action      text NOT NULL,
+            ids         bigint[] NOT NULL,   -- the entries' log ids, in order
+            row_ids     bigint[] NOT NULL,
+            api_ids     text[],
+            previous    jsonb[],
+            "values"    jsonb[],
+            session_pid integer DEFAULT pg_backend_pid(),
+            inserted_at timestamptz NOT NULL DEFAULT now()
+        )$ddl$, p_schema);
+    -- stored as they are: a batch lives until the worker's next round, and compressing
+    -- it costs the application's statement more than writing it
+    EXECUTE format('ALTER TABLE %I._sync_write_batch ALTER COLUMN ids SET STORAGE EXTERNAL,'
+                   ' ALTER COLUMN row_ids SET STORAGE EXTERNAL, ALTER COLUMN api_ids SET STORAGE EXTERNAL,'
+                   ' ALTER COLUMN previous SET STORAGE EXTERNAL, ALTER COLUMN "values" SET STORAGE EXTERNAL',
+                   p_schema);
+    PERFORM sequin_sf._revoke_grants(format('%I._sync_write_batch', p_schema)::regclass);
+    EXECUTE format($cmt$
+        COMMENT ON TABLE %1$I._sync_write_batch IS
+        'Entries of statements that changed many rows, waiting for the worker to unpack them into _sync_write_log (they already have their log ids). Read the log, not this table.'
+        $cmt$, p_schema);
     EXECUTE format($cmt$
         COMMENT ON TABLE %1$I._sync_write_log IS
         'Every change made to this schema''s synced tables, in order, and what Salesforce answered: state new -> pending -> succeeded | failed; api_result is the HTTP status, api_message Salesforce''s message. Failed entries can be re-queued with sequin_sf.retry_writes().'

@@ -4,7 +4,8 @@
 -- two releases' install scripts by scripts/upgrade-script.sh, which rewrites only that
 -- part, and read through), then what must be redone for objects the old release
 -- created: the capture triggers of synced tables (now one function in Rust for all), the
--- write logs' grants, and the privileges of the extension's own objects.
+-- write logs' grants and tables of batches, and the privileges of the extension's own
+-- objects.
 
 -- Existing syncs keep the external id markers they have been using (an upsert already
 -- sent with one may be sent again with the same one); syncs created from now on get a
@@ -132,244 +133,6 @@ DROP FUNCTION IF EXISTS sequin_sf._sync_schema(text);
 DROP FUNCTION IF EXISTS sequin_sf.alter_sync(text, interval, interval, interval, interval, real, bigint, boolean, int, interval, int);
 DROP FUNCTION IF EXISTS sequin_sf.create_credential(text, text, text, text, text, text, text, text, text);
 DROP FUNCTION IF EXISTS sequin_sf.create_sync(text, text, text[], text, int, interval, int, boolean, bigint);
-CREATE OR REPLACE FUNCTION sequin_sf._refuse_write(
-    p_schema text, p_table text, p_op text, p_values jsonb, p_readonly jsonb,
-    p_picklists jsonb
-) RETURNS jsonb
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    col text;
-    allowed jsonb;
-BEGIN
-    FOR col IN SELECT k FROM jsonb_object_keys(p_values) AS k ORDER BY k LOOP
-        IF p_readonly ? col THEN
-            RAISE EXCEPTION 'column "%" of %.% cannot be written: %', col, p_schema, p_table,
-                p_readonly ->> col
-                USING ERRCODE = 'generated_always',
-                      HINT = format('Salesforce does not accept this field on %s; leave the column out of the %s.',
-                                    lower(p_op), upper(p_op));
-        END IF;
-    END LOOP;
-    FOR col IN SELECT k FROM jsonb_object_keys(p_values) AS k ORDER BY k LOOP
-        allowed := p_picklists -> col;
-        IF allowed IS NOT NULL AND jsonb_typeof(p_values -> col) <> 'null'
-           AND NOT allowed @> jsonb_build_array(p_values -> col) THEN
-            RAISE EXCEPTION 'value % is not allowed in column "%" of %.%: the Salesforce field is a restricted picklist',
-                p_values -> col, col, p_schema, p_table
-                USING ERRCODE = 'check_violation',
-                      DETAIL = format('Allowed values: %s', allowed),
-                      HINT = 'Use one of the allowed values, or turn the check off with sequin_sf.alter_write_settings(sync, check_picklists => false) if the picklist changed in Salesforce since the last describe.';
-        END IF;
-    END LOOP;
-    RETURN p_values;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._revoke_grants(p_rel regclass) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    g record;
-BEGIN
-    FOR g IN SELECT DISTINCT a.grantee
-               FROM pg_catalog.pg_class c, aclexplode(c.relacl) a
-              WHERE c.oid = p_rel AND a.grantee <> c.relowner LOOP
-        IF g.grantee = 0 THEN
-            EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', p_rel);
-        ELSE
-            EXECUTE format('REVOKE ALL ON %s FROM %I', p_rel, g.grantee::regrole::text);
-        END IF;
-    END LOOP;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._install_write_log(p_schema text) RETURNS void
-LANGUAGE plpgsql
--- "already exists, skipping" notices on every reinstall say nothing useful
-SET client_min_messages = warning
-AS $install$
-BEGIN
-    -- No CHECK constraints on action and state, though only the values noted are ever
-    -- written (by the capture triggers and the writer, nothing else): Postgres reads
-    -- and plans a table's CHECK expressions afresh for every statement that inserts
-    -- into it, which was a fifth of what capturing a one-row change cost.
-    EXECUTE format($ddl$
-        CREATE TABLE IF NOT EXISTS %1$I._sync_write_log (
-            id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            table_name      text NOT NULL,
-            object_name     text NOT NULL,
-            row_id          bigint NOT NULL,
-            action          text NOT NULL,  -- insert | update | delete
-            api_id          text,
-            state           text NOT NULL DEFAULT 'new',  -- new | pending | succeeded | failed
-            previous        jsonb,
-            "values"        jsonb,
-            api_result      integer,
-            api_message     text,
-            attempts        integer NOT NULL DEFAULT 0,
-            next_attempt_at timestamptz,
-            claimed_at      timestamptz,
-            retry_of        bigint,
-            session_pid     integer DEFAULT pg_backend_pid(),
-            inserted_at     timestamptz NOT NULL DEFAULT now(),
-            settled_at      timestamptz
-        )$ddl$, p_schema);
-    -- Only the capture triggers (running as the extension's owner) and the worker write
-    -- the log: take back whatever default privileges of the schema handed out.
-    PERFORM sequin_sf._revoke_grants(format('%I._sync_write_log', p_schema)::regclass);
-    EXECUTE format(
-        'CREATE INDEX IF NOT EXISTS _sync_write_log_unsettled ON %1$I._sync_write_log (id)'
-        ' WHERE state IN (''new'', ''pending'')', p_schema);
-    EXECUTE format($cmt$
-        COMMENT ON TABLE %1$I._sync_write_log IS
-        'Every change made to this schema''s synced tables, in order, and what Salesforce answered: state new -> pending -> succeeded | failed; api_result is the HTTP status, api_message Salesforce''s message. Failed entries can be re-queued with sequin_sf.retry_writes().'
-        $cmt$, p_schema);
-
-END
-$install$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._install_write_triggers(
-    p_table regclass, p_object text, p_noncreateable jsonb, p_nonupdateable jsonb,
-    p_picklists jsonb, p_local text[] DEFAULT NULL, p_refused_ops jsonb DEFAULT '{}'
-) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    sch text;
-    local_cols text[];
-    local_args text;
-    op text;
-    picks jsonb := coalesce(p_picklists, '{}'::jsonb);
-BEGIN
-    SELECT n.nspname INTO sch
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid = p_table;
-    PERFORM sequin_sf._install_write_log(sch);
-    local_cols := coalesce(p_local, ARRAY(
-        SELECT a.attname::text FROM pg_attribute a
-         WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
-           AND left(a.attname, 1) = '_'));
-    IF NOT ('_row_id' = ANY (local_cols)) THEN
-        local_cols := local_cols || '_row_id'::text;
-    END IF;
-    SELECT string_agg(format(', %L', c), '') INTO local_args FROM unnest(local_cols) c;
-    PERFORM sequin_sf._remove_write_triggers(p_table);
-    EXECUTE format('CREATE TRIGGER _sync_write_insert AFTER INSERT ON %s'
-                   ' REFERENCING NEW TABLE AS _sf_new FOR EACH STATEMENT'
-                   ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, %L, %L%s)',
-                   p_table, p_object, coalesce(p_noncreateable, '{}'), picks, local_args);
-    EXECUTE format('CREATE TRIGGER _sync_write_update AFTER UPDATE ON %s'
-                   ' REFERENCING OLD TABLE AS _sf_old NEW TABLE AS _sf_new FOR EACH STATEMENT'
-                   ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, %L, %L%s)',
-                   p_table, p_object, coalesce(p_nonupdateable, '{}'), picks, local_args);
-    EXECUTE format('CREATE TRIGGER _sync_write_delete AFTER DELETE ON %s'
-                   ' REFERENCING OLD TABLE AS _sf_old FOR EACH STATEMENT'
-                   ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, ''{}'', ''{}''%s)',
-                   p_table, p_object, local_args);
-    EXECUTE format('CREATE TRIGGER _sync_write_truncate BEFORE TRUNCATE ON %s'
-                   ' FOR EACH STATEMENT EXECUTE FUNCTION sequin_sf._refuse_truncate()', p_table);
-    -- operations Salesforce does not allow on the object at all: refused before any row
-    -- changes (one check per statement, nothing for the operations it allows)
-    FOR op IN SELECT key FROM jsonb_each_text(coalesce(p_refused_ops, '{}')) LOOP
-        EXECUTE format('CREATE TRIGGER %I BEFORE %s ON %s FOR EACH STATEMENT'
-                       ' WHEN (current_setting(''sequin_sf.applying'', true) IS DISTINCT FROM ''on'')'
-                       ' EXECUTE FUNCTION sequin_sf._refuse_object_write(%L, %L)',
-                       '_sync_write_refuse_' || lower(op), op, p_table, p_object,
-                       p_refused_ops ->> op);
-    END LOOP;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._refuse_object_write() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION '% on %.% is not allowed: %', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[1]
-        USING ERRCODE = 'feature_not_supported',
-              DETAIL = format('Salesforce''s describe of %s says its records cannot be %s through the API, so the change could never be written back.',
-                              TG_ARGV[0], CASE TG_OP WHEN 'INSERT' THEN 'created'
-                                                     WHEN 'UPDATE' THEN 'updated' ELSE 'deleted' END),
-              HINT = 'The table mirrors Salesforce read-only for this operation; change the records in Salesforce.';
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._remove_write_triggers(p_table regclass) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    t text;
-BEGIN
-    FOR t IN SELECT tgname FROM pg_trigger
-              WHERE tgrelid = p_table AND tgname IN ('_sync_write_insert', '_sync_write_update',
-                                                     '_sync_write_delete', '_sync_write_truncate',
-                                                     '_sync_write_refuse_insert',
-                                                     '_sync_write_refuse_update',
-                                                     '_sync_write_refuse_delete') LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', t, p_table);
-    END LOOP;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._install_capture(p_schema text, p_table text) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    t record;
-    check_picks boolean;
-    noncreate jsonb;
-    nonupdate jsonb;
-    picks jsonb;
-    local_cols text[];
-    refused jsonb;
-    rel regclass := format('%I.%I', p_schema, p_table)::regclass;
-BEGIN
-    t := sequin_sf._synced_table(p_schema, p_table);
-    check_picks := (sequin_sf._write_settings_of(p_schema)).check_picklists;
-    SELECT coalesce(jsonb_object_agg(m.column_name, sequin_sf._readonly_reason(m, 'create'))
-                      FILTER (WHERE NOT m.createable OR NOT m.active OR m.calculated), '{}'),
-           coalesce(jsonb_object_agg(m.column_name, sequin_sf._readonly_reason(m, 'update'))
-                      FILTER (WHERE NOT m.updateable OR NOT m.active OR m.calculated), '{}'),
-           coalesce(jsonb_object_agg(m.column_name, to_jsonb(m.picklist_values))
-                      FILTER (WHERE check_picks AND m.active AND m.restricted_picklist
-                                AND m.sf_type = 'picklist' AND m.picklist_values IS NOT NULL), '{}')
-      INTO noncreate, nonupdate, picks
-      FROM sequin_sf._columns m
-     WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name;
-    local_cols := ARRAY(
-        SELECT a.attname::text FROM pg_attribute a
-         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
-           AND NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
-                            WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name
-                              AND m.column_name = a.attname));
-    SELECT jsonb_strip_nulls(jsonb_build_object(
-               'INSERT', CASE WHEN c.createable = false
-                              THEN format('Salesforce does not allow creating %s records', c.object_name) END,
-               'UPDATE', CASE WHEN c.updateable = false
-                              THEN format('Salesforce does not allow updating %s records', c.object_name) END,
-               'DELETE', CASE WHEN c.deletable = false
-                              THEN format('Salesforce does not allow deleting %s records', c.object_name) END))
-      INTO refused
-      FROM sequin_sf._collections c
-     WHERE c.sync_name = t.sync_name AND c.object_name = t.object_name;
-    PERFORM sequin_sf._install_write_triggers(rel, t.object_name, noncreate, nonupdate, picks,
-                                              local_cols, refused);
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._readonly_reason(m sequin_sf._columns, p_op text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE
-        WHEN NOT m.active AND m.note IS NOT NULL THEN
-            format('column %s no longer follows field %s: %s', m.column_name, m.field_name, m.note)
-        WHEN NOT m.active THEN format('field %s no longer exists in Salesforce', m.field_name)
-        WHEN m.sf_type = 'base64' THEN
-            format('%s holds the path Salesforce serves the file from; the sync does not send files',
-                   m.column_name)
-        WHEN m.field_name = 'Id' THEN 'the Salesforce Id is assigned by Salesforce'
-        WHEN m.calculated THEN format('%s is a formula field, computed by Salesforce', m.field_name)
-        WHEN m.sf_type IN ('address', 'location') THEN
-            format('%s is a compound field; write its component columns instead', m.field_name)
-        ELSE format('Salesforce does not allow %s of field %s',
-                    CASE p_op WHEN 'create' THEN 'setting on create' ELSE 'updates' END,
-                    m.field_name)
-    END
-$$;
-
 CREATE OR REPLACE FUNCTION sequin_sf._write_backlog(p_schema text) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -383,6 +146,7 @@ BEGIN
         RETURN NULL;
     END IF;
     w := sequin_sf._write_settings_of(p_schema);
+    PERFORM sequin_sf._write_expand_batches(p_schema);
     EXECUTE format('SELECT count(*), coalesce(extract(epoch FROM now() - min(inserted_at)), 0)'
                    '  FROM (SELECT inserted_at FROM %I._sync_write_log'
                    '         WHERE state IN (''new'', ''pending'')'
@@ -403,6 +167,27 @@ BEGIN
                                     || current_database() || p_schema || s.marker_key), 10)),
         'ready', ready_n,
         'oldest_wait_secs', oldest);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._write_expand_batches(p_schema text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF to_regclass(format('%I._sync_write_batch', p_schema)) IS NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE format($q$
+        WITH b AS (DELETE FROM %1$I._sync_write_batch RETURNING *)
+        INSERT INTO %1$I._sync_write_log
+               (id, table_name, object_name, row_id, action, api_id, previous, "values",
+                session_pid, inserted_at)
+        OVERRIDING SYSTEM VALUE
+        SELECT e.id, b.table_name, b.object_name, e.row_id, b.action, e.api_id, e.previous,
+               e."values", b.session_pid, b.inserted_at
+          FROM b, unnest(b.ids, b.row_ids, b.api_ids, b.previous, b."values")
+                  AS e(id, row_id, api_id, previous, "values")
+         ORDER BY e.id
+        $q$, p_schema);
 END
 $$;
 
@@ -445,6 +230,10 @@ BEGIN
                           AND s.action IN ('insert', 'update')
                         GROUP BY s.api_id) w ON w.api_id = l.api_id
            WHERE l.state IN ('new', 'pending')
+             -- a batch committed since _write_backlog unpacked the others holds entries
+             -- that come first: what follows it waits for the next round
+             AND l.id < coalesce((SELECT min(b.id) FROM %1$I._sync_write_batch b),
+                                 9223372036854775807)
            ORDER BY l.id
            LIMIT $2) e
         $q$, p_schema)
@@ -659,6 +448,267 @@ BEGIN
         PERFORM sequin_sf._install_capture(t.schema_name, t.table_name);
     END IF;
 END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._refuse_write(
+    p_schema text, p_table text, p_op text, p_values jsonb, p_readonly jsonb,
+    p_picklists jsonb
+) RETURNS jsonb
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    col text;
+    allowed jsonb;
+BEGIN
+    FOR col IN SELECT k FROM jsonb_object_keys(p_values) AS k ORDER BY k LOOP
+        IF p_readonly ? col THEN
+            RAISE EXCEPTION 'column "%" of %.% cannot be written: %', col, p_schema, p_table,
+                p_readonly ->> col
+                USING ERRCODE = 'generated_always',
+                      HINT = format('Salesforce does not accept this field on %s; leave the column out of the %s.',
+                                    lower(p_op), upper(p_op));
+        END IF;
+    END LOOP;
+    FOR col IN SELECT k FROM jsonb_object_keys(p_values) AS k ORDER BY k LOOP
+        allowed := p_picklists -> col;
+        IF allowed IS NOT NULL AND jsonb_typeof(p_values -> col) <> 'null'
+           AND NOT allowed @> jsonb_build_array(p_values -> col) THEN
+            RAISE EXCEPTION 'value % is not allowed in column "%" of %.%: the Salesforce field is a restricted picklist',
+                p_values -> col, col, p_schema, p_table
+                USING ERRCODE = 'check_violation',
+                      DETAIL = format('Allowed values: %s', allowed),
+                      HINT = 'Use one of the allowed values, or turn the check off with sequin_sf.alter_write_settings(sync, check_picklists => false) if the picklist changed in Salesforce since the last describe.';
+        END IF;
+    END LOOP;
+    RETURN p_values;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._revoke_grants(p_rel regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT DISTINCT a.grantee
+               FROM pg_catalog.pg_class c, aclexplode(c.relacl) a
+              WHERE c.oid = p_rel AND a.grantee <> c.relowner LOOP
+        IF g.grantee = 0 THEN
+            EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', p_rel);
+        ELSE
+            EXECUTE format('REVOKE ALL ON %s FROM %I', p_rel, g.grantee::regrole::text);
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._install_write_log(p_schema text) RETURNS void
+LANGUAGE plpgsql
+-- "already exists, skipping" notices on every reinstall say nothing useful
+SET client_min_messages = warning
+AS $install$
+BEGIN
+    -- No CHECK constraints on action and state, though only the values noted are ever
+    -- written (by the capture triggers and the writer, nothing else): Postgres reads
+    -- and plans a table's CHECK expressions afresh for every statement that inserts
+    -- into it, which was a fifth of what capturing a one-row change cost.
+    EXECUTE format($ddl$
+        CREATE TABLE IF NOT EXISTS %1$I._sync_write_log (
+            id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            table_name      text NOT NULL,
+            object_name     text NOT NULL,
+            row_id          bigint NOT NULL,
+            action          text NOT NULL,  -- insert | update | delete
+            api_id          text,
+            state           text NOT NULL DEFAULT 'new',  -- new | pending | succeeded | failed
+            previous        jsonb,
+            "values"        jsonb,
+            api_result      integer,
+            api_message     text,
+            attempts        integer NOT NULL DEFAULT 0,
+            next_attempt_at timestamptz,
+            claimed_at      timestamptz,
+            retry_of        bigint,
+            session_pid     integer DEFAULT pg_backend_pid(),
+            inserted_at     timestamptz NOT NULL DEFAULT now(),
+            settled_at      timestamptz
+        )$ddl$, p_schema);
+    -- Only the capture triggers (running as the extension's owner) and the worker write
+    -- the log: take back whatever default privileges of the schema handed out.
+    PERFORM sequin_sf._revoke_grants(format('%I._sync_write_log', p_schema)::regclass);
+    EXECUTE format(
+        'CREATE INDEX IF NOT EXISTS _sync_write_log_unsettled ON %1$I._sync_write_log (id)'
+        ' WHERE state IN (''new'', ''pending'')', p_schema);
+    -- A statement changing many rows logs them here, one row per thousand entries with
+    -- the log ids they were given from the log's own sequence (src/capture/log.rs); the
+    -- worker expands them into the log before it reads it (_write_expand_batches).
+    -- Nothing else reads them: a batch's entries are the log's, only not yet unpacked.
+    EXECUTE format($ddl$
+        CREATE TABLE IF NOT EXISTS %1$I._sync_write_batch (
+            id          bigint PRIMARY KEY,  -- the log id of its first entry
+            table_name  text NOT NULL,
+            object_name text NOT NULL,
+            action      text NOT NULL,
+            ids         bigint[] NOT NULL,   -- the entries' log ids, in order
+            row_ids     bigint[] NOT NULL,
+            api_ids     text[],
+            previous    jsonb[],
+            "values"    jsonb[],
+            session_pid integer DEFAULT pg_backend_pid(),
+            inserted_at timestamptz NOT NULL DEFAULT now()
+        )$ddl$, p_schema);
+    PERFORM sequin_sf._revoke_grants(format('%I._sync_write_batch', p_schema)::regclass);
+    EXECUTE format($cmt$
+        COMMENT ON TABLE %1$I._sync_write_batch IS
+        'Entries of statements that changed many rows, waiting for the worker to unpack them into _sync_write_log (they already have their log ids). Read the log, not this table.'
+        $cmt$, p_schema);
+    EXECUTE format($cmt$
+        COMMENT ON TABLE %1$I._sync_write_log IS
+        'Every change made to this schema''s synced tables, in order, and what Salesforce answered: state new -> pending -> succeeded | failed; api_result is the HTTP status, api_message Salesforce''s message. Failed entries can be re-queued with sequin_sf.retry_writes().'
+        $cmt$, p_schema);
+
+END
+$install$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._install_write_triggers(
+    p_table regclass, p_object text, p_noncreateable jsonb, p_nonupdateable jsonb,
+    p_picklists jsonb, p_local text[] DEFAULT NULL, p_refused_ops jsonb DEFAULT '{}'
+) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    sch text;
+    local_cols text[];
+    local_args text;
+    op text;
+    picks jsonb := coalesce(p_picklists, '{}'::jsonb);
+BEGIN
+    SELECT n.nspname INTO sch
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = p_table;
+    PERFORM sequin_sf._install_write_log(sch);
+    local_cols := coalesce(p_local, ARRAY(
+        SELECT a.attname::text FROM pg_attribute a
+         WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
+           AND left(a.attname, 1) = '_'));
+    IF NOT ('_row_id' = ANY (local_cols)) THEN
+        local_cols := local_cols || '_row_id'::text;
+    END IF;
+    SELECT string_agg(format(', %L', c), '') INTO local_args FROM unnest(local_cols) c;
+    PERFORM sequin_sf._remove_write_triggers(p_table);
+    EXECUTE format('CREATE TRIGGER _sync_write_insert AFTER INSERT ON %s'
+                   ' REFERENCING NEW TABLE AS _sf_new FOR EACH STATEMENT'
+                   ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, %L, %L%s)',
+                   p_table, p_object, coalesce(p_noncreateable, '{}'), picks, local_args);
+    EXECUTE format('CREATE TRIGGER _sync_write_update AFTER UPDATE ON %s'
+                   ' REFERENCING OLD TABLE AS _sf_old NEW TABLE AS _sf_new FOR EACH STATEMENT'
+                   ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, %L, %L%s)',
+                   p_table, p_object, coalesce(p_nonupdateable, '{}'), picks, local_args);
+    EXECUTE format('CREATE TRIGGER _sync_write_delete AFTER DELETE ON %s'
+                   ' REFERENCING OLD TABLE AS _sf_old FOR EACH STATEMENT'
+                   ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, ''{}'', ''{}''%s)',
+                   p_table, p_object, local_args);
+    EXECUTE format('CREATE TRIGGER _sync_write_truncate BEFORE TRUNCATE ON %s'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION sequin_sf._refuse_truncate()', p_table);
+    -- operations Salesforce does not allow on the object at all: refused before any row
+    -- changes (one check per statement, nothing for the operations it allows)
+    FOR op IN SELECT key FROM jsonb_each_text(coalesce(p_refused_ops, '{}')) LOOP
+        EXECUTE format('CREATE TRIGGER %I BEFORE %s ON %s FOR EACH STATEMENT'
+                       ' WHEN (current_setting(''sequin_sf.applying'', true) IS DISTINCT FROM ''on'')'
+                       ' EXECUTE FUNCTION sequin_sf._refuse_object_write(%L, %L)',
+                       '_sync_write_refuse_' || lower(op), op, p_table, p_object,
+                       p_refused_ops ->> op);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._refuse_object_write() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% on %.% is not allowed: %', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[1]
+        USING ERRCODE = 'feature_not_supported',
+              DETAIL = format('Salesforce''s describe of %s says its records cannot be %s through the API, so the change could never be written back.',
+                              TG_ARGV[0], CASE TG_OP WHEN 'INSERT' THEN 'created'
+                                                     WHEN 'UPDATE' THEN 'updated' ELSE 'deleted' END),
+              HINT = 'The table mirrors Salesforce read-only for this operation; change the records in Salesforce.';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._remove_write_triggers(p_table regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+BEGIN
+    FOR t IN SELECT tgname FROM pg_trigger
+              WHERE tgrelid = p_table AND tgname IN ('_sync_write_insert', '_sync_write_update',
+                                                     '_sync_write_delete', '_sync_write_truncate',
+                                                     '_sync_write_refuse_insert',
+                                                     '_sync_write_refuse_update',
+                                                     '_sync_write_refuse_delete') LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t, p_table);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._install_capture(p_schema text, p_table text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t record;
+    check_picks boolean;
+    noncreate jsonb;
+    nonupdate jsonb;
+    picks jsonb;
+    local_cols text[];
+    refused jsonb;
+    rel regclass := format('%I.%I', p_schema, p_table)::regclass;
+BEGIN
+    t := sequin_sf._synced_table(p_schema, p_table);
+    check_picks := (sequin_sf._write_settings_of(p_schema)).check_picklists;
+    SELECT coalesce(jsonb_object_agg(m.column_name, sequin_sf._readonly_reason(m, 'create'))
+                      FILTER (WHERE NOT m.createable OR NOT m.active OR m.calculated), '{}'),
+           coalesce(jsonb_object_agg(m.column_name, sequin_sf._readonly_reason(m, 'update'))
+                      FILTER (WHERE NOT m.updateable OR NOT m.active OR m.calculated), '{}'),
+           coalesce(jsonb_object_agg(m.column_name, to_jsonb(m.picklist_values))
+                      FILTER (WHERE check_picks AND m.active AND m.restricted_picklist
+                                AND m.sf_type = 'picklist' AND m.picklist_values IS NOT NULL), '{}')
+      INTO noncreate, nonupdate, picks
+      FROM sequin_sf._columns m
+     WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name;
+    local_cols := ARRAY(
+        SELECT a.attname::text FROM pg_attribute a
+         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+           AND NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
+                            WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name
+                              AND m.column_name = a.attname));
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+               'INSERT', CASE WHEN c.createable = false
+                              THEN format('Salesforce does not allow creating %s records', c.object_name) END,
+               'UPDATE', CASE WHEN c.updateable = false
+                              THEN format('Salesforce does not allow updating %s records', c.object_name) END,
+               'DELETE', CASE WHEN c.deletable = false
+                              THEN format('Salesforce does not allow deleting %s records', c.object_name) END))
+      INTO refused
+      FROM sequin_sf._collections c
+     WHERE c.sync_name = t.sync_name AND c.object_name = t.object_name;
+    PERFORM sequin_sf._install_write_triggers(rel, t.object_name, noncreate, nonupdate, picks,
+                                              local_cols, refused);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._readonly_reason(m sequin_sf._columns, p_op text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN NOT m.active AND m.note IS NOT NULL THEN
+            format('column %s no longer follows field %s: %s', m.column_name, m.field_name, m.note)
+        WHEN NOT m.active THEN format('field %s no longer exists in Salesforce', m.field_name)
+        WHEN m.sf_type = 'base64' THEN
+            format('%s holds the path Salesforce serves the file from; the sync does not send files',
+                   m.column_name)
+        WHEN m.field_name = 'Id' THEN 'the Salesforce Id is assigned by Salesforce'
+        WHEN m.calculated THEN format('%s is a formula field, computed by Salesforce', m.field_name)
+        WHEN m.sf_type IN ('address', 'location') THEN
+            format('%s is a compound field; write its component columns instead', m.field_name)
+        ELSE format('Salesforce does not allow %s of field %s',
+                    CASE p_op WHEN 'create' THEN 'setting on create' ELSE 'updates' END,
+                    m.field_name)
+    END
 $$;
 
 CREATE OR REPLACE FUNCTION sequin_sf._max_collection_records() RETURNS INT /* i32 */
@@ -1019,6 +1069,7 @@ BEGIN
     PERFORM sequin_sf._check_sync_schema(schema_name);
     PERFORM sequin_sf._refuse_taken_name(schema_name, '_sync_events');
     PERFORM sequin_sf._refuse_taken_name(schema_name, '_sync_write_log');
+    PERFORM sequin_sf._refuse_taken_name(schema_name, '_sync_write_batch');
     -- Logs in and checks the objects now, so a bad credential or a typo fails here.
     objects := sequin_sf._resolve_collections(credential, collections);
     new_schema := NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = schema_name);
@@ -1164,11 +1215,12 @@ BEGIN
              WHERE p.pronamespace = s.schema_name::regnamespace AND p.proname LIKE '\_sync\_capture%' LOOP
         EXECUTE 'DROP FUNCTION IF EXISTS ' || t || ' CASCADE';
     END LOOP;
-    RAISE NOTICE 'dropping %._sync_events, %._sync_write_log, publication % and the sync''s write settings',
+    RAISE NOTICE 'dropping %._sync_events, %._sync_write_log (and _sync_write_batch), publication % and the sync''s write settings',
                  s.schema_name, s.schema_name, 'sequin_sf_' || s.name;
     DELETE FROM sequin_sf.write_settings w WHERE w.schema_name = s.schema_name;
     EXECUTE format('DROP TABLE IF EXISTS %I._sync_events', s.schema_name);
     EXECUTE format('DROP TABLE IF EXISTS %I._sync_write_log CASCADE', s.schema_name);
+    EXECUTE format('DROP TABLE IF EXISTS %I._sync_write_batch', s.schema_name);
     EXECUTE format('DROP FUNCTION IF EXISTS %I._sync_capture() CASCADE', s.schema_name);
     EXECUTE format('DROP PUBLICATION IF EXISTS %I', 'sequin_sf_' || s.name);
     DELETE FROM sequin_sf._syncs x WHERE x.name = s.name;
@@ -1359,19 +1411,26 @@ BEGIN
     FOR s IN SELECT y.schema_name FROM sequin_sf._syncs y
               WHERE (await_writes.sync_name IS NULL OR y.name = await_writes.sync_name)
                 AND to_regclass(format('%I._sync_write_log', y.schema_name)) IS NOT NULL LOOP
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I._sync_write_log'
-                       ' WHERE state = ''new'' AND xmin::text = pg_current_xact_id_if_assigned()::xid::text)',
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %1$I._sync_write_log'
+                       ' WHERE state = ''new'' AND xmin::text = pg_current_xact_id_if_assigned()::xid::text)'
+                       ' OR EXISTS (SELECT 1 FROM %1$I._sync_write_batch'
+                       ' WHERE xmin::text = pg_current_xact_id_if_assigned()::xid::text)',
                        s.schema_name) INTO mine;
         IF mine THEN
             RAISE EXCEPTION 'await_writes() cannot wait for changes of its own transaction'
                 USING ERRCODE = 'active_sql_transaction',
                       HINT = 'COMMIT the changes first, then call sequin_sf.await_writes().';
         END IF;
-        EXECUTE format('SELECT coalesce(max(id), 0) FROM %I._sync_write_log', s.schema_name) INTO top;
+        -- entries still in batches (sql/capture.sql) are unsettled too
+        EXECUTE format('SELECT greatest((SELECT coalesce(max(id), 0) FROM %1$I._sync_write_log),'
+                       ' (SELECT coalesce(max(ids[cardinality(ids)]), 0) FROM %1$I._sync_write_batch))',
+                       s.schema_name) INTO top;
         upto := upto || jsonb_build_object(s.schema_name, top);
         LOOP
-            EXECUTE format('SELECT count(*) FROM %I._sync_write_log WHERE state IN (''new'', ''pending'')'
-                           ' AND id <= $1', s.schema_name) INTO left_ USING top;
+            EXECUTE format('SELECT (SELECT count(*) FROM %1$I._sync_write_log'
+                           '         WHERE state IN (''new'', ''pending'') AND id <= $1)'
+                           '     + (SELECT coalesce(sum(cardinality(ids)), 0) FROM %1$I._sync_write_batch'
+                           '         WHERE id <= $1)', s.schema_name) INTO left_ USING top;
             EXIT WHEN left_ = 0 OR clock_timestamp() >= deadline;
             PERFORM pg_sleep(nap);
             nap := least(nap * 2, 0.2);
@@ -1380,7 +1439,10 @@ BEGIN
             SELECT count(*) FILTER (WHERE state = 'succeeded'),
                    count(*) FILTER (WHERE state = 'failed'),
                    count(*) FILTER (WHERE state IN ('new', 'pending'))
-              FROM %I._sync_write_log
+              FROM (SELECT id, state, session_pid, inserted_at FROM %1$I._sync_write_log
+                    UNION ALL
+                    SELECT e.id, 'new', b.session_pid, b.inserted_at
+                      FROM %1$I._sync_write_batch b, unnest(b.ids) e(id)) l
              WHERE session_pid = pg_backend_pid() AND inserted_at >= $1
                AND id > $2 AND id <= $3
             $q$, s.schema_name)
@@ -1398,6 +1460,43 @@ BEGIN
         PERFORM set_config('sequin_sf.awaited_upto', (marks || upto)::text, false);
     END IF;
     RETURN NEXT;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf.write_status()
+RETURNS TABLE (sync_name text, schema_name text, queued bigint, in_flight bigint,
+               waiting_to_retry bigint, failed_24h bigint, succeeded_24h bigint,
+               oldest_queued_at timestamptz, last_failure text, last_failure_at timestamptz)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    s record;
+BEGIN
+    FOR s IN SELECT y.name, y.schema_name FROM sequin_sf._syncs y ORDER BY y.name LOOP
+        sync_name := s.name;
+        schema_name := s.schema_name;
+        IF to_regclass(format('%I._sync_write_log', s.schema_name)) IS NULL THEN
+            queued := 0; in_flight := 0; waiting_to_retry := 0; failed_24h := 0;
+            succeeded_24h := 0; oldest_queued_at := NULL; last_failure := NULL;
+            last_failure_at := NULL;
+        ELSE
+            -- entries still in batches (sql/capture.sql) are queued too
+            EXECUTE format($q$
+                SELECT count(*) FILTER (WHERE state = 'new') + (SELECT coalesce(sum(cardinality(ids)), 0) FROM %1$I._sync_write_batch),
+                       count(*) FILTER (WHERE state = 'pending'),
+                       count(*) FILTER (WHERE state = 'new' AND next_attempt_at > now()),
+                       count(*) FILTER (WHERE state = 'failed' AND settled_at > now() - interval '24 hours'),
+                       count(*) FILTER (WHERE state = 'succeeded' AND settled_at > now() - interval '24 hours'),
+                       least(min(inserted_at) FILTER (WHERE state IN ('new', 'pending')),
+                             (SELECT min(inserted_at) FROM %1$I._sync_write_batch))
+                  FROM %1$I._sync_write_log
+                $q$, s.schema_name)
+              INTO queued, in_flight, waiting_to_retry, failed_24h, succeeded_24h, oldest_queued_at;
+            EXECUTE format('SELECT api_message, settled_at FROM %I._sync_write_log'
+                           ' WHERE state = ''failed'' ORDER BY id DESC LIMIT 1', s.schema_name)
+              INTO last_failure, last_failure_at;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
 END
 $$;
 
@@ -1498,6 +1597,11 @@ BEGIN
               WHERE p.proname LIKE '\_sync\_capture\_%'
                 AND NOT EXISTS (SELECT 1 FROM pg_trigger tg WHERE tg.tgfoid = p.oid) LOOP
         EXECUTE 'DROP FUNCTION ' || f;
+    END LOOP;
+    -- every write log gets its table of batches (a sync without tables has a log too)
+    FOR t IN SELECT s.schema_name FROM sequin_sf._syncs s
+              WHERE to_regclass(format('%I._sync_write_log', s.schema_name)) IS NOT NULL LOOP
+        PERFORM sequin_sf._install_write_log(t.schema_name);
     END LOOP;
 END
 $redo$;

@@ -45,6 +45,7 @@ BEGIN
         RETURN NULL;
     END IF;
     w := sequin_sf._write_settings_of(p_schema);
+    PERFORM sequin_sf._write_expand_batches(p_schema);
     EXECUTE format('SELECT count(*), coalesce(extract(epoch FROM now() - min(inserted_at)), 0)'
                    '  FROM (SELECT inserted_at FROM %I._sync_write_log'
                    '         WHERE state IN (''new'', ''pending'')'
@@ -65,6 +66,30 @@ BEGIN
                                     || current_database() || p_schema || s.marker_key), 10)),
         'ready', ready_n,
         'oldest_wait_secs', oldest);
+END
+$$;
+
+-- Unpacks the batches capture wrote for statements that changed many rows into the
+-- log's own rows, with the log ids capture gave them (sql/capture.sql). Only the sync's
+-- worker calls it, before it reads the log (_write_backlog).
+CREATE FUNCTION sequin_sf._write_expand_batches(p_schema text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF to_regclass(format('%I._sync_write_batch', p_schema)) IS NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE format($q$
+        WITH b AS (DELETE FROM %1$I._sync_write_batch RETURNING *)
+        INSERT INTO %1$I._sync_write_log
+               (id, table_name, object_name, row_id, action, api_id, previous, "values",
+                session_pid, inserted_at)
+        OVERRIDING SYSTEM VALUE
+        SELECT e.id, b.table_name, b.object_name, e.row_id, b.action, e.api_id, e.previous,
+               e."values", b.session_pid, b.inserted_at
+          FROM b, unnest(b.ids, b.row_ids, b.api_ids, b.previous, b."values")
+                  AS e(id, row_id, api_id, previous, "values")
+         ORDER BY e.id
+        $q$, p_schema);
 END
 $$;
 
@@ -111,6 +136,10 @@ BEGIN
                           AND s.action IN ('insert', 'update')
                         GROUP BY s.api_id) w ON w.api_id = l.api_id
            WHERE l.state IN ('new', 'pending')
+             -- a batch committed since _write_backlog unpacked the others holds entries
+             -- that come first: what follows it waits for the next round
+             AND l.id < coalesce((SELECT min(b.id) FROM %1$I._sync_write_batch b),
+                                 9223372036854775807)
            ORDER BY l.id
            LIMIT $2) e
         $q$, p_schema)

@@ -15,7 +15,8 @@ The subscriber-side procedure this test follows (publisher: the database with th
        pg_restore -l sf.dump | grep -v -E '^[0-9]+; [0-9]+ [0-9]+ (FUNCTION|TRIGGER) ' > sf.list
        pg_restore --exit-on-error -L sf.list -d SUBSCRIBER sf.dump
 
-   Every table of the schema is needed, `_sync_write_log` included: the publication
+   Every table of the schema is needed, `_sync_write_log` and `_sync_write_batch`
+   included: the publication
    covers all of them and CREATE SUBSCRIPTION refuses a publication whose tables it
    cannot find locally. Why functions and triggers go: see `schema_ddl` below.
 2. `CREATE SUBSCRIPTION sf CONNECTION 'host=... dbname=... user=...' PUBLICATION
@@ -183,7 +184,7 @@ def test_second_cluster_subscribes_to_the_sync_publication(
             pub, "SELECT publication FROM sequin_sf.syncs WHERE name = %s", (SYNC,))
         assert publication == f"sequin_sf_{SYNC}"
         assert published_tables(pub, publication) == [
-            "_sync_events", "_sync_write_log", "account", "contact"]
+            "_sync_events", "_sync_write_batch", "_sync_write_log", "account", "contact"]
         # every published table can take UPDATE and DELETE: each has a primary key as
         # its replica identity (a table without one in a published schema would refuse
         # them on the publisher)
@@ -208,7 +209,7 @@ def test_second_cluster_subscribes_to_the_sync_publication(
             " WHERE c.relnamespace = 'salesforce'::regnamespace") == 0
         sub.execute(
             f"CREATE SUBSCRIPTION sf CONNECTION '{publisher.dsn()}' PUBLICATION {publication}")
-        wait_subscription_ready(sub, 4)
+        wait_subscription_ready(sub, 5)
         wait_for(lambda: differences(pub, sub, publication) == [], timeout=300,
                  what="subscriber equal to publisher after the initial copy")
         assert query_value(sub, "SELECT count(*) FROM salesforce.contact") > 0
@@ -268,11 +269,11 @@ def test_second_cluster_subscribes_to_the_sync_publication(
             sub, "SELECT count(*) FROM salesforce._sync_events"
             " WHERE collection_id = 'salesforce:opportunity'") == opportunities
         assert query_value(sub, "SELECT count(*) FROM salesforce.opportunity") == 0
-        assert query_value(sub, "SELECT count(*) FROM pg_subscription_rel") == 4
+        assert query_value(sub, "SELECT count(*) FROM pg_subscription_rel") == 5
 
         # REFRESH PUBLICATION adds it to the subscription and copies its contents
         sub.execute("ALTER SUBSCRIPTION sf REFRESH PUBLICATION")
-        wait_subscription_ready(sub, 5)
+        wait_subscription_ready(sub, 6)
         wait_for(lambda: differences(pub, sub, publication) == [], timeout=300,
                  what="subscriber equal to publisher after REFRESH PUBLICATION")
         assert query_value(sub, "SELECT count(*) FROM salesforce.opportunity") == opportunities

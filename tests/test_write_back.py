@@ -161,6 +161,64 @@ def test_inserts_updates_deletes_reach_salesforce_and_are_not_echoed(env):
     ) == 2
 
 
+def test_large_statements_are_logged_in_order_with_the_changes_around_them(env):
+    """A statement changing more than 32 rows is captured in batches, which the worker
+    unpacks into the log before it reads it: one entry per row all the same, in the
+    order of the changes, interleaved with one-row statements on the same records."""
+    emu, _, conn = env
+    before = max_log_id(conn)
+    conn.execute("SELECT sequin_sf.pause_sync(%s)", (SYNC,))
+    try:
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO salesforce.contact (first_name, last_name, title)"
+                " SELECT 'n' || g, 'Bulkwrite', 'first' FROM generate_series(1, 50) g"
+            )
+            conn.execute("UPDATE salesforce.contact SET title = 'second' WHERE first_name = 'n7'"
+                         " AND last_name = 'Bulkwrite'")
+            conn.execute("UPDATE salesforce.contact SET title = title || ' third'"
+                         " WHERE last_name = 'Bulkwrite' AND first_name <> 'n9'")
+            conn.execute("UPDATE salesforce.contact SET title = 'fourth' WHERE first_name = 'n7'"
+                         " AND last_name = 'Bulkwrite'")
+        # the two large statements wait in batches: queued all the same
+        assert query_value(conn, "SELECT count(*) FROM salesforce._sync_write_batch") == 2
+        queued = query_value(
+            conn, "SELECT queued FROM sequin_sf.write_status() WHERE sync_name = %s", (SYNC,))
+        assert queued == 50 + 1 + 49 + 1
+    finally:
+        conn.execute("SELECT sequin_sf.resume_sync(%s)", (SYNC,))
+    ok, bad, open_ = await_writes(conn)
+    assert (ok, bad, open_) == (101, 0, 0)
+    assert query_value(conn, "SELECT count(*) FROM salesforce._sync_write_batch") == 0
+
+    entries = query_rows(
+        conn,
+        "SELECT l.action, r.first_name, l.state, l.\"values\", l.previous ->> 'title'"
+        "  FROM salesforce._sync_write_log l JOIN salesforce.contact r ON r._row_id = l.row_id"
+        " WHERE l.id > %s ORDER BY l.id",
+        (before,),
+    )
+    assert [e[0] for e in entries] == ["insert"] * 50 + ["update"] * 51
+    assert {e[2] for e in entries} == {"succeeded"}
+    # entries of one statement follow the order of its rows; statements follow each other
+    assert [e[1] for e in entries[:50]] == [f"n{g}" for g in range(1, 51)]
+    assert entries[50][1:2] == ("n7",) and entries[50][3] == {"title": "second"}
+    batched = entries[51:100]
+    assert len({e[1] for e in batched}) == 49 and "n9" not in {e[1] for e in batched}
+    by_name = {e[1]: e for e in batched}
+    assert by_name["n7"][3] == {"title": "second third"} and by_name["n7"][4] == "second"
+    assert by_name["n8"][3] == {"title": "first third"} and by_name["n8"][4] == "first"
+    assert entries[100][1] == "n7" and entries[100][3] == {"title": "fourth"}
+
+    # Salesforce holds the last change of every record
+    rows = dict(query_rows(
+        conn, "SELECT first_name, id FROM salesforce.contact WHERE last_name = 'Bulkwrite'"))
+    assert len(rows) == 50 and all(rows.values())
+    assert sf_record(emu, "Contact", rows["n7"])["Title"] == "fourth"
+    assert sf_record(emu, "Contact", rows["n8"])["Title"] == "first third"
+    assert sf_record(emu, "Contact", rows["n9"])["Title"] == "first"
+
+
 def test_bad_rows_fail_with_salesforce_message_while_the_batch_succeeds(env):
     emu, _, conn = env
     conn.execute("SELECT sequin_sf.alter_write_settings(%s, check_picklists => false)", (SYNC,))

@@ -1,5 +1,5 @@
 //! What capture works out once per table and session: a trigger's rules (by trigger
-//! oid) and a log's shape (by table oid). Postgres announces every change to a table's
+//! oid) and the shape of capture's own tables (by table oid). Postgres announces every change to a table's
 //! definition or triggers as a relcache invalidation, on which both are forgotten.
 
 use std::cell::{Cell, RefCell};
@@ -9,12 +9,12 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::log::LogShape;
+use super::table::TableShape;
 use super::rules::Rules;
 
 thread_local! {
     static RULES: RefCell<HashMap<pg_sys::Oid, Rc<Rules>>> = RefCell::new(HashMap::new());
-    static LOGS: RefCell<HashMap<pg_sys::Oid, Rc<LogShape>>> = RefCell::new(HashMap::new());
+    static TABLES: RefCell<HashMap<pg_sys::Oid, Rc<TableShape>>> = RefCell::new(HashMap::new());
     static LISTENING: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -32,15 +32,15 @@ pub unsafe fn rules(td: &pg_sys::TriggerData) -> Rc<Rules> {
     r
 }
 
-/// The shape of an open log table.
-pub unsafe fn log_shape(rel: pg_sys::Relation) -> Rc<LogShape> {
+/// The shape of one of capture's open tables, which capture always fills with `filled`.
+pub unsafe fn table_shape(rel: pg_sys::Relation, filled: &[&str]) -> Rc<TableShape> {
     let oid = (*rel).rd_id;
-    if let Some(s) = LOGS.with(|c| c.borrow().get(&oid).cloned()) {
+    if let Some(s) = TABLES.with(|c| c.borrow().get(&oid).cloned()) {
         return s;
     }
     listen();
-    let s = Rc::new(LogShape::new(rel));
-    LOGS.with(|c| c.borrow_mut().insert(oid, s.clone()));
+    let s = Rc::new(TableShape::new(rel, filled));
+    TABLES.with(|c| c.borrow_mut().insert(oid, s.clone()));
     s
 }
 
@@ -66,5 +66,5 @@ unsafe fn listen() {
 unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     let all = relid == pg_sys::InvalidOid;
     RULES.with(|c| c.borrow_mut().retain(|_, r| !all && r.relid != relid));
-    LOGS.with(|c| c.borrow_mut().retain(|oid, _| !all && *oid != relid));
+    TABLES.with(|c| c.borrow_mut().retain(|oid, _| !all && *oid != relid));
 }

@@ -79,31 +79,32 @@ impl RowJson {
 
     /// The current row of `rows` as a jsonb object of the columns `include` accepts.
     pub unsafe fn object(&self, rows: &Rows, include: impl Fn(usize) -> bool) -> pg_sys::Datum {
-        let mut state: *mut pg_sys::JsonbParseState = std::ptr::null_mut();
-        pg_sys::pushJsonbValue(
-            &mut state,
-            pg_sys::JsonbIteratorToken::WJB_BEGIN_OBJECT,
-            std::ptr::null_mut(),
-        );
+        let mut pairs: Vec<pg_sys::JsonbPair> = Vec::with_capacity(self.key_order.len());
         for &i in self.key_order.iter().filter(|&&i| include(i)) {
             let mut key: pg_sys::JsonbValue = std::mem::zeroed();
             key.type_ = pg_sys::jbvType::jbvString;
             key.val.string.len = self.names[i].len() as i32;
             key.val.string.val = self.names[i].as_ptr().cast_mut().cast();
-            pg_sys::pushJsonbValue(&mut state, pg_sys::JsonbIteratorToken::WJB_KEY, &mut key);
-            let mut value = self.value(rows.attr(i), &self.kinds[i]);
-            pg_sys::pushJsonbValue(
-                &mut state,
-                pg_sys::JsonbIteratorToken::WJB_VALUE,
-                &mut value,
-            );
+            pairs.push(pg_sys::JsonbPair {
+                key,
+                value: self.value(rows.attr(i), &self.kinds[i]),
+                order: pairs.len() as u32,
+            });
         }
-        let object = pg_sys::pushJsonbValue(
-            &mut state,
-            pg_sys::JsonbIteratorToken::WJB_END_OBJECT,
-            std::ptr::null_mut(),
-        );
-        pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(object))
+        // The pairs are in jsonb's key order already, with no key twice: the object is
+        // encoded in one call. A value that is itself a jsonb container (from to_jsonb)
+        // must be unpacked, which pushing it does.
+        if pairs
+            .iter()
+            .any(|p| p.value.type_ == pg_sys::jbvType::jbvBinary)
+        {
+            return pushed_object(&mut pairs);
+        }
+        let mut object: pg_sys::JsonbValue = std::mem::zeroed();
+        object.type_ = pg_sys::jbvType::jbvObject;
+        object.val.object.nPairs = pairs.len() as i32;
+        object.val.object.pairs = pairs.as_mut_ptr();
+        pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(&mut object))
     }
 
     unsafe fn value(
@@ -193,6 +194,26 @@ unsafe fn kind(typid: pg_sys::Oid, memory: pg_sys::MemoryContext) -> Kind {
         pg_sys::DATEOID | pg_sys::TIMESTAMPOID | pg_sys::TIMESTAMPTZOID => Kind::DateTime(typid),
         _ => Kind::Other(to_jsonb_info(typid, memory)),
     }
+}
+
+/// An object of `pairs` built by pushing them one by one.
+unsafe fn pushed_object(pairs: &mut [pg_sys::JsonbPair]) -> pg_sys::Datum {
+    let mut state: *mut pg_sys::JsonbParseState = std::ptr::null_mut();
+    pg_sys::pushJsonbValue(
+        &mut state,
+        pg_sys::JsonbIteratorToken::WJB_BEGIN_OBJECT,
+        std::ptr::null_mut(),
+    );
+    for p in pairs {
+        pg_sys::pushJsonbValue(&mut state, pg_sys::JsonbIteratorToken::WJB_KEY, &mut p.key);
+        pg_sys::pushJsonbValue(&mut state, pg_sys::JsonbIteratorToken::WJB_VALUE, &mut p.value);
+    }
+    let object = pg_sys::pushJsonbValue(
+        &mut state,
+        pg_sys::JsonbIteratorToken::WJB_END_OBJECT,
+        std::ptr::null_mut(),
+    );
+    pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(object))
 }
 
 unsafe fn number(v: &mut pg_sys::JsonbValue, n: pg_sys::Numeric) {

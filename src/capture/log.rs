@@ -1,13 +1,25 @@
-//! Appending entries to `<schema>._sync_write_log` through the executor's single-row
-//! insert (constraints, indexes, the log's own triggers), as logical replication applies
-//! rows: no plan, no privilege check.
+//! Where a statement's entries go: `<schema>._sync_write_log`, one row per entry, or, for
+//! a statement changing many rows, `<schema>._sync_write_batch`, one row per thousand
+//! entries, which the worker expands into the log's rows before it reads the log
+//! (`sequin_sf._write_expand_batches`). A batched entry takes its log id from the log's
+//! own sequence when it is captured, so the log's order is the order of capture either
+//! way. sql/capture.sql documents both tables.
 
 use std::ffi::CStr;
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
-use super::values::{attribute_names, Value};
+use super::cache;
+use super::table::{sibling, TableWriter};
+use super::values::Value;
+
+/// Statements changing more rows than this are logged in batches: one log row per entry
+/// costs as much as the application's own row, a batch a fraction of it, but its
+/// entries show in the log only once the worker has expanded them.
+pub const BATCH_ABOVE: i64 = 32;
+
+/// Entries per batch row, which bounds the memory a large statement's capture holds.
+const BATCH_ENTRIES: usize = 1000;
 
 #[derive(Clone, Copy)]
 pub enum Action {
@@ -27,8 +39,8 @@ pub struct Entry {
     pub values: Option<pg_sys::Datum>,
 }
 
-/// The log columns capture fills (Entry's fields, plus the table and object).
-const FILLED: [&str; 7] = [
+/// The log columns capture fills, in `Log::append`'s order.
+const LOG_COLUMNS: [&str; 7] = [
     "table_name",
     "object_name",
     "row_id",
@@ -38,239 +50,213 @@ const FILLED: [&str; 7] = [
     "values",
 ];
 
-/// What capture needs of a log table, worked out once per session (cache.rs forgets it
-/// when the table changes): where the filled columns are, and the other columns'
-/// defaults (planned expressions, in memory of their own), each marked volatile or not.
-pub struct LogShape {
-    filled: [usize; 7],
-    defaults: Vec<ColumnDefault>,
-    memory: pg_sys::MemoryContext,
+/// The batch columns capture fills, in `Batch::flush`'s order.
+const BATCH_COLUMNS: [&str; 9] = [
+    "id",
+    "table_name",
+    "object_name",
+    "action",
+    "ids",
+    "row_ids",
+    "api_ids",
+    "previous",
+    "values",
+];
+
+extern "C-unwind" {
+    /// commands/sequence.h (not among pgrx's bindings): called through next_log_id
+    fn nextval_internal(relid: pg_sys::Oid, check_permissions: bool) -> i64;
 }
 
-/// A log column's default: `volatile` ones (the id's nextval) are evaluated for every
-/// entry, the others (now(), the backend's pid, constants) once per statement, as their
-/// value cannot change within it.
-#[derive(Clone, Copy)]
-struct ColumnDefault {
-    column: usize,
-    expr: *mut pg_sys::Expr,
-    volatile: bool,
+/// The next value of the log's id sequence, without a privilege check, as the log's own
+/// identity default takes it.
+unsafe fn next_log_id(sequence: pg_sys::Oid) -> pg_sys::Datum {
+    // a Postgres error raised inside becomes a Rust panic here, as for pg_sys calls
+    let id = pg_sys::ffi::pg_guard_ffi_boundary(|| nextval_internal(sequence, false));
+    pg_sys::Datum::from(id)
 }
 
-impl LogShape {
-    pub unsafe fn new(rel: pg_sys::Relation) -> LogShape {
-        let names = attribute_names((*rel).rd_att);
-        let filled = FILLED.map(|c| {
-            names
-                .iter()
-                .position(|n| n.as_deref() == Some(c))
-                .unwrap_or_else(|| error!("sequin_sf: the write log has no column {c}"))
-        });
-        let memory = pg_sys::AllocSetContextCreateInternal(
-            pg_sys::CacheMemoryContext,
-            c"sequin_sf write log defaults".as_ptr(),
-            pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
-            pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
-            pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
-        );
-        let saved = pg_sys::CurrentMemoryContext;
-        pg_sys::CurrentMemoryContext = memory;
-        let defaults = (0..names.len())
-            .filter(|i| names[*i].is_some() && !filled.contains(i))
-            .filter_map(|i| {
-                let expr = pg_sys::build_column_default(rel, (i + 1) as i32);
-                (!expr.is_null()).then(|| {
-                    let expr = pg_sys::expression_planner(expr.cast());
-                    ColumnDefault {
-                        column: i,
-                        expr,
-                        volatile: pg_sys::contain_volatile_functions(expr.cast()),
-                    }
-                })
-            })
-            .collect();
-        pg_sys::CurrentMemoryContext = saved;
-        LogShape {
-            filled,
-            defaults,
-            memory,
-        }
-    }
-}
-
-impl Drop for LogShape {
-    fn drop(&mut self) {
-        // SAFETY: the context was made for this shape alone; statements copy what they use
-        unsafe { pg_sys::MemoryContextDelete(self.memory) };
-    }
-}
-
-/// The log of `table`'s schema, opened for inserting.
-pub unsafe fn open_log(table: pg_sys::Relation) -> pg_sys::Relation {
-    let namespace = (*(*table).rd_rel).relnamespace;
-    let log_oid = pg_sys::get_relname_relid(c"_sync_write_log".as_ptr(), namespace);
-    if log_oid == pg_sys::InvalidOid {
-        let table_name = CStr::from_ptr((*(*table).rd_rel).relname.data.as_ptr());
-        error!(
-            "the write log of synced table {} is missing (_sync_write_log in its schema)",
-            table_name.to_string_lossy()
-        );
-    }
-    pg_sys::table_open(log_oid, pg_sys::RowExclusiveLock as i32)
-}
-
-/// Appends the entries of one statement.
-pub struct LogWriter {
-    rel: pg_sys::Relation,
-    estate: *mut pg_sys::EState,
-    result: *mut pg_sys::ResultRelInfo,
-    slot: *mut pg_sys::TupleTableSlot,
-    filled: [usize; 7],
-    /// Defaults evaluated for every entry.
-    per_entry: Vec<(usize, *mut pg_sys::ExprState)>,
-    /// Defaults evaluated once for the statement: column, value, is null.
-    per_statement: Vec<(usize, pg_sys::Datum, bool)>,
+/// The entries of one statement.
+pub struct Log {
+    writer: TableWriter,
     table_name: pg_sys::Datum,
     object_name: pg_sys::Datum,
     actions: [pg_sys::Datum; 3],
+    batch: Option<Batch>,
 }
 
-impl LogWriter {
-    /// `rel` is `open_log(table)`, `shape` its shape.
-    pub unsafe fn new(
-        rel: pg_sys::Relation,
-        shape: &LogShape,
-        table: pg_sys::Relation,
-        object: &CStr,
-    ) -> LogWriter {
-        let table_name = CStr::from_ptr((*(*table).rd_rel).relname.data.as_ptr());
-        let estate = pg_sys::CreateExecutorState();
-        let saved = pg_sys::CurrentMemoryContext;
-        pg_sys::CurrentMemoryContext = (*estate).es_query_cxt;
-        let result = result_relation(estate, rel);
-        let slot = pg_sys::table_slot_create(rel, &mut (*estate).es_tupleTable);
-        let init = |d: &ColumnDefault| {
-            let expr = pg_sys::copyObjectImpl(d.expr.cast()).cast();
-            pg_sys::ExecInitExpr(expr, std::ptr::null_mut())
+/// Entries waiting to be written as one batch row.
+struct Batch {
+    /// the log's id sequence
+    sequence: pg_sys::Oid,
+    /// holds the entries' values until they are written
+    memory: pg_sys::MemoryContext,
+    action: Option<Action>,
+    ids: Vec<pg_sys::Datum>,
+    row_ids: Vec<Option<pg_sys::Datum>>,
+    api_ids: Vec<Option<pg_sys::Datum>>,
+    previous: Vec<Option<pg_sys::Datum>>,
+    values: Vec<Option<pg_sys::Datum>>,
+}
+
+impl Log {
+    /// The log of `table`'s schema, for a statement that changed `rows` rows.
+    pub unsafe fn open(table: pg_sys::Relation, object: &CStr, rows: i64) -> Log {
+        let log_oid = sibling(table, c"_sync_write_log");
+        let (writer, batch) = if rows > BATCH_ABOVE {
+            let id = pg_sys::get_attnum(log_oid, c"id".as_ptr());
+            let sequence = pg_sys::getIdentitySequence(log_oid, id, false);
+            let oid = sibling(table, c"_sync_write_batch");
+            let writer = TableWriter::open(oid, |rel| cache::table_shape(rel, &BATCH_COLUMNS));
+            let batch = Batch {
+                sequence,
+                // freed with the writer's statement memory
+                memory: pg_sys::AllocSetContextCreateInternal(
+                    writer.statement_memory(),
+                    c"sequin_sf write batch".as_ptr(),
+                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+                ),
+                action: None,
+                ids: Vec::new(),
+                row_ids: Vec::new(),
+                api_ids: Vec::new(),
+                previous: Vec::new(),
+                values: Vec::new(),
+            };
+            (writer, Some(batch))
+        } else {
+            let writer = TableWriter::open(log_oid, |rel| cache::table_shape(rel, &LOG_COLUMNS));
+            (writer, None)
         };
-        let per_entry = shape
-            .defaults
-            .iter()
-            .filter(|d| d.volatile)
-            .map(|d| (d.column, init(d)))
-            .collect();
-        // values that last the statement: this context is freed with the executor state
-        let statement = pg_sys::CreateExprContext(estate);
-        let per_statement = shape
-            .defaults
-            .iter()
-            .filter(|d| !d.volatile)
-            .map(|d| {
-                let mut null = false;
-                let v = pg_sys::ExecEvalExprSwitchContext(init(d), statement, &mut null);
-                (d.column, v, null)
-            })
-            .collect();
-        let writer = LogWriter {
-            rel,
-            estate,
-            result,
-            slot,
-            filled: shape.filled,
-            per_entry,
-            per_statement,
+        let saved = pg_sys::CurrentMemoryContext;
+        pg_sys::CurrentMemoryContext = writer.statement_memory();
+        let table_name = CStr::from_ptr((*(*table).rd_rel).relname.data.as_ptr());
+        let log = Log {
+            writer,
             table_name: text_datum(table_name),
             object_name: text_datum(object),
             actions: ACTIONS.map(|a| text_datum(a)),
+            batch,
         };
         pg_sys::CurrentMemoryContext = saved;
-        // an AFTER trigger someone put on the log fires at close()
-        pg_sys::AfterTriggerBeginQuery();
-        writer
+        log
     }
 
-    unsafe fn row_context(&self) -> *mut pg_sys::ExprContext {
-        if (*self.estate).es_per_tuple_exprcontext.is_null() {
-            pg_sys::MakePerTupleExprContext(self.estate)
-        } else {
-            (*self.estate).es_per_tuple_exprcontext
-        }
-    }
-
-    /// Runs f allocating in memory that lasts until the next entry is appended.
+    /// Runs f allocating in memory that lasts until the entry is appended.
     pub unsafe fn in_row_memory<T>(&self, f: impl FnOnce() -> T) -> T {
         let saved = pg_sys::CurrentMemoryContext;
-        pg_sys::CurrentMemoryContext = (*self.row_context()).ecxt_per_tuple_memory;
+        pg_sys::CurrentMemoryContext = self.writer.row_memory();
         let out = f();
         pg_sys::CurrentMemoryContext = saved;
         out
     }
 
     pub unsafe fn append(&mut self, e: &Entry) {
-        let slot = self.slot;
-        let econtext = self.row_context();
-        pg_sys::ExecClearTuple(slot);
-        let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
-        let values = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
-        let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
-        nulls.fill(true);
-        for &(i, value, null) in &self.per_statement {
-            (values[i], nulls[i]) = (value, null);
-        }
-        for &(i, state) in &self.per_entry {
-            values[i] = pg_sys::ExecEvalExprSwitchContext(state, econtext, &mut nulls[i]);
-        }
         let not_null = |v: Value| (!v.1).then_some(v.0);
-        let filled = [
-            Some(self.table_name),
-            Some(self.object_name),
-            not_null(e.row_id),
-            Some(self.actions[e.action as usize]),
-            e.api_id.and_then(not_null),
-            e.previous,
-            e.values,
-        ];
-        for (k, v) in filled.into_iter().enumerate() {
-            let i = self.filled[k];
-            nulls[i] = v.is_none();
-            values[i] = v.unwrap_or(pg_sys::Datum::from(0));
+        let action = self.actions[e.action as usize];
+        let Some(batch) = &mut self.batch else {
+            self.writer.append(&[
+                Some(self.table_name),
+                Some(self.object_name),
+                not_null(e.row_id),
+                Some(action),
+                e.api_id.and_then(not_null),
+                e.previous,
+                e.values,
+            ]);
+            return;
+        };
+        batch.action = Some(e.action);
+        batch.ids.push(next_log_id(batch.sequence));
+        batch.row_ids.push(not_null(e.row_id));
+        // the entry's values live in row memory or in the transition table's current
+        // row: the batch keeps copies, and row memory is reused for the next entry
+        let keep = |d: Option<pg_sys::Datum>| {
+            d.map(|d| {
+                let saved = pg_sys::CurrentMemoryContext;
+                pg_sys::CurrentMemoryContext = batch.memory;
+                let copy = pg_sys::pg_detoast_datum_copy(d.cast_mut_ptr());
+                pg_sys::CurrentMemoryContext = saved;
+                pg_sys::Datum::from(copy)
+            })
+        };
+        batch.api_ids.push(keep(e.api_id.and_then(not_null)));
+        batch.previous.push(keep(e.previous));
+        batch.values.push(keep(e.values));
+        self.writer.reset_row_memory();
+        if batch.ids.len() == BATCH_ENTRIES {
+            self.flush();
         }
-        pg_sys::ExecStoreVirtualTuple(slot);
-        pg_sys::ExecSimpleRelationInsert(self.result, self.estate, slot);
-        pg_sys::ExecClearTuple(slot);
-        pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
     }
 
-    pub unsafe fn close(self) {
-        pg_sys::AfterTriggerEndQuery(self.estate);
-        pg_sys::ExecCloseIndices(self.result);
-        pg_sys::ExecResetTupleTable((*self.estate).es_tupleTable, false);
-        pg_sys::FreeExecutorState(self.estate);
-        pg_sys::table_close(self.rel, pg_sys::NoLock as i32);
+    /// Writes the batch's entries as one row.
+    unsafe fn flush(&mut self) {
+        let Some(batch) = &mut self.batch else { return };
+        let Some(action) = batch.action.filter(|_| !batch.ids.is_empty()) else {
+            return;
+        };
+        let saved = pg_sys::CurrentMemoryContext;
+        pg_sys::CurrentMemoryContext = batch.memory;
+        let ids: Vec<Option<pg_sys::Datum>> = batch.ids.iter().copied().map(Some).collect();
+        let row = [
+            Some(batch.ids[0]),
+            Some(self.table_name),
+            Some(self.object_name),
+            Some(self.actions[action as usize]),
+            array(&ids, pg_sys::INT8OID),
+            array(&batch.row_ids, pg_sys::INT8OID),
+            array(&batch.api_ids, pg_sys::TEXTOID),
+            array(&batch.previous, pg_sys::JSONBOID),
+            array(&batch.values, pg_sys::JSONBOID),
+        ];
+        pg_sys::CurrentMemoryContext = saved;
+        self.writer.append(&row);
+        for v in [
+            &mut batch.row_ids,
+            &mut batch.api_ids,
+            &mut batch.previous,
+            &mut batch.values,
+        ] {
+            v.clear();
+        }
+        batch.ids.clear();
+        pg_sys::MemoryContextReset(batch.memory);
+    }
+
+    pub unsafe fn close(mut self) {
+        self.flush();
+        self.writer.close();
     }
 }
 
-/// The log as the result relation of a one-table range table, as the executor's
-/// constraint checks and error reports expect.
-unsafe fn result_relation(
-    estate: *mut pg_sys::EState,
-    rel: pg_sys::Relation,
-) -> *mut pg_sys::ResultRelInfo {
-    let rte =
-        pg_sys::palloc0(std::mem::size_of::<pg_sys::RangeTblEntry>()) as *mut pg_sys::RangeTblEntry;
-    (*rte).type_ = pg_sys::NodeTag::T_RangeTblEntry;
-    (*rte).rtekind = pg_sys::RTEKind::RTE_RELATION;
-    (*rte).relid = (*rel).rd_id;
-    (*rte).relkind = (*(*rel).rd_rel).relkind;
-    (*rte).rellockmode = pg_sys::RowExclusiveLock as i32;
-    pg_sys::ExecInitRangeTable(estate, pg_sys::lappend(std::ptr::null_mut(), rte.cast()));
-    let result =
-        pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()) as *mut pg_sys::ResultRelInfo;
-    (*result).type_ = pg_sys::NodeTag::T_ResultRelInfo;
-    pg_sys::InitResultRelInfo(result, rel, 1, std::ptr::null_mut(), 0);
-    (*estate).es_output_cid = pg_sys::GetCurrentCommandId(true);
-    pg_sys::ExecOpenIndices(result, false);
-    result
+/// A one-dimensional array of `elements` (None is NULL), or None when every one is NULL.
+unsafe fn array(elements: &[Option<pg_sys::Datum>], element_type: pg_sys::Oid) -> Option<pg_sys::Datum> {
+    if elements.iter().all(Option::is_none) {
+        return None;
+    }
+    let mut values: Vec<pg_sys::Datum> = elements
+        .iter()
+        .map(|e| e.unwrap_or(pg_sys::Datum::from(0)))
+        .collect();
+    let mut nulls: Vec<bool> = elements.iter().map(Option::is_none).collect();
+    let (mut len, mut byval, mut align) = (0i16, false, 0 as std::ffi::c_char);
+    pg_sys::get_typlenbyvalalign(element_type, &mut len, &mut byval, &mut align);
+    let mut dims = [elements.len() as i32];
+    let mut lower = [1i32];
+    let a = pg_sys::construct_md_array(
+        values.as_mut_ptr(),
+        nulls.as_mut_ptr(),
+        1,
+        dims.as_mut_ptr(),
+        lower.as_mut_ptr(),
+        element_type,
+        len.into(),
+        byval,
+        align,
+    );
+    Some(pg_sys::Datum::from(a))
 }
 
 unsafe fn text_datum(s: &CStr) -> pg_sys::Datum {

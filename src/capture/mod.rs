@@ -1,5 +1,6 @@
-//! Write capture's hot path: the statement-level trigger that appends one write-log
-//! entry per changed row of a synced table, after refusing a row Salesforce would refuse.
+//! Write capture's hot path: the statement-level trigger that logs one write-log entry
+//! per changed row of a synced table, after refusing a row Salesforce would refuse (a
+//! statement changing many rows logs them in batches, log.rs).
 //! `sql/capture.sql` installs it and documents the log; `_refuse_write` there words the
 //! refusals.
 //!
@@ -20,13 +21,14 @@ mod cache;
 mod json;
 mod log;
 mod rules;
+mod table;
 mod values;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::guc;
-use log::{Action, Entry, LogWriter};
+use log::{Action, Entry, Log};
 use rules::Rules;
 use values::Rows;
 
@@ -52,13 +54,17 @@ unsafe fn capture_statement(td: &pg_sys::TriggerData) {
         error!("sequin_sf._capture_writes() must be a FOR EACH STATEMENT trigger");
     }
     let rules = cache::rules(td);
-    let log_rel = log::open_log(td.tg_relation);
-    let mut log = LogWriter::new(
-        log_rel,
-        &cache::log_shape(log_rel),
-        td.tg_relation,
-        &rules.object,
-    );
+    let changed = if td.tg_newtable.is_null() {
+        td.tg_oldtable
+    } else {
+        td.tg_newtable
+    };
+    let rows = if changed.is_null() {
+        0
+    } else {
+        pg_sys::tuplestore_tuple_count(changed)
+    };
+    let mut log = Log::open(td.tg_relation, &rules.object, rows);
     match td.tg_event & pg_sys::TRIGGER_EVENT_OPMASK {
         pg_sys::TRIGGER_EVENT_INSERT => capture_inserts(td, &rules, &mut log),
         pg_sys::TRIGGER_EVENT_UPDATE => capture_updates(td, &rules, &mut log),
@@ -70,7 +76,7 @@ unsafe fn capture_statement(td: &pg_sys::TriggerData) {
 
 /// An insert's values are read from its row when the writer picks the entry up: turning
 /// every inserted row into jsonb here would double the cost of a bulk INSERT.
-unsafe fn capture_inserts(td: &pg_sys::TriggerData, rules: &Rules, log: &mut LogWriter) {
+unsafe fn capture_inserts(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log) {
     let rows = Rows::new(td.tg_newtable, rules.desc(td.tg_relation));
     while rows.next() {
         if rules.insert_refused(&rows) {
@@ -91,7 +97,7 @@ unsafe fn capture_inserts(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log
 
 /// An update's OLD and NEW rows sit at the same position of the two transition tables
 /// (Postgres adds both as it updates each row); the row id is checked all the same.
-unsafe fn capture_updates(td: &pg_sys::TriggerData, rules: &Rules, log: &mut LogWriter) {
+unsafe fn capture_updates(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log) {
     let desc = rules.desc(td.tg_relation);
     let old = Rows::new(td.tg_oldtable, desc);
     let new = Rows::new(td.tg_newtable, desc);
@@ -122,7 +128,7 @@ unsafe fn capture_updates(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log
     }
 }
 
-unsafe fn capture_deletes(td: &pg_sys::TriggerData, rules: &Rules, log: &mut LogWriter) {
+unsafe fn capture_deletes(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log) {
     let rows = Rows::new(td.tg_oldtable, rules.desc(td.tg_relation));
     while rows.next() {
         let previous = log.in_row_memory(|| rules.json.object(&rows, |_| true));

@@ -100,6 +100,11 @@ INSERT INTO t.x (a, f) SELECT repeat(md5(g::text), 3), g FROM generate_series(1,
 SET work_mem = '64kB';
 UPDATE t.x SET f = f + 1 WHERE f IS NOT NULL AND id IS NULL;
 RESET work_mem;
+-- a statement of more than 32 rows is captured in batches: the worker unpacks them into
+-- the log before it reads it, as here
+SELECT count(*) AS batches, sum(cardinality(ids)) AS batched_entries FROM t._sync_write_batch;
+SELECT sequin_sf._write_expand_batches('t');
+SELECT count(*) AS batches_left FROM t._sync_write_batch;
 SELECT count(*) AS entries, count(DISTINCT row_id) AS rows,
        bool_and(("values" ->> 'f')::int = (previous ->> 'f')::int + 1) AS values_follow_previous
   FROM t._sync_write_log WHERE action = 'update' AND "values" ? 'f';

@@ -1,0 +1,246 @@
+//! Appending rows to one of capture's own tables (the write log and its batches, in the
+//! synced table's schema) through the executor's single-row insert (constraints,
+//! indexes, the table's own triggers), as logical replication applies rows: no plan, no
+//! privilege check.
+
+use std::ffi::CStr;
+use std::rc::Rc;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::values::attribute_names;
+
+/// What capture needs of one of its tables, worked out once per session (cache.rs forgets
+/// it when the table changes): where the columns it fills are, and the other columns'
+/// defaults (planned expressions, in memory of their own), each marked volatile or not.
+pub struct TableShape {
+    filled: Vec<usize>,
+    defaults: Vec<ColumnDefault>,
+    memory: pg_sys::MemoryContext,
+}
+
+/// A column's default: `volatile` ones (an id's nextval) are evaluated for every row, the
+/// others (now(), the backend's pid, constants) once per statement, as their value cannot
+/// change within it.
+#[derive(Clone, Copy)]
+struct ColumnDefault {
+    column: usize,
+    expr: *mut pg_sys::Expr,
+    volatile: bool,
+}
+
+impl TableShape {
+    /// `filled`: the columns capture gives values, in the order `TableWriter::append`
+    /// takes them.
+    pub unsafe fn new(rel: pg_sys::Relation, filled: &[&str]) -> TableShape {
+        let names = attribute_names((*rel).rd_att);
+        let filled: Vec<usize> = filled
+            .iter()
+            .map(|c| {
+                names
+                    .iter()
+                    .position(|n| n.as_deref() == Some(*c))
+                    .unwrap_or_else(|| error!("sequin_sf: {} has no column {c}", rel_name(rel)))
+            })
+            .collect();
+        let memory = pg_sys::AllocSetContextCreateInternal(
+            pg_sys::CacheMemoryContext,
+            c"sequin_sf capture table defaults".as_ptr(),
+            pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
+            pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
+            pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
+        );
+        let saved = pg_sys::CurrentMemoryContext;
+        pg_sys::CurrentMemoryContext = memory;
+        let defaults = (0..names.len())
+            .filter(|i| names[*i].is_some() && !filled.contains(i))
+            .filter_map(|i| {
+                let expr = pg_sys::build_column_default(rel, (i + 1) as i32);
+                (!expr.is_null()).then(|| {
+                    let expr = pg_sys::expression_planner(expr.cast());
+                    ColumnDefault {
+                        column: i,
+                        expr,
+                        volatile: pg_sys::contain_volatile_functions(expr.cast()),
+                    }
+                })
+            })
+            .collect();
+        pg_sys::CurrentMemoryContext = saved;
+        TableShape {
+            filled,
+            defaults,
+            memory,
+        }
+    }
+}
+
+impl Drop for TableShape {
+    fn drop(&mut self) {
+        // SAFETY: the context was made for this shape alone; statements copy what they use
+        unsafe { pg_sys::MemoryContextDelete(self.memory) };
+    }
+}
+
+/// The oid of capture's table `name` in `table`'s schema, or an error naming it.
+pub unsafe fn sibling(table: pg_sys::Relation, name: &CStr) -> pg_sys::Oid {
+    let namespace = (*(*table).rd_rel).relnamespace;
+    let oid = pg_sys::get_relname_relid(name.as_ptr(), namespace);
+    if oid == pg_sys::InvalidOid {
+        error!(
+            "{} of synced table {} is missing from its schema",
+            name.to_string_lossy(),
+            rel_name(table)
+        );
+    }
+    oid
+}
+
+unsafe fn rel_name(rel: pg_sys::Relation) -> String {
+    CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Appends the rows of one statement to one table.
+pub struct TableWriter {
+    rel: pg_sys::Relation,
+    estate: *mut pg_sys::EState,
+    result: *mut pg_sys::ResultRelInfo,
+    slot: *mut pg_sys::TupleTableSlot,
+    filled: Vec<usize>,
+    /// Defaults evaluated for every row.
+    per_row: Vec<(usize, *mut pg_sys::ExprState)>,
+    /// Defaults evaluated once for the statement: column, value, is null.
+    per_statement: Vec<(usize, pg_sys::Datum, bool)>,
+}
+
+impl TableWriter {
+    /// Opens table `oid` for inserting; `shape` is its shape (cache.rs).
+    pub unsafe fn open(
+        oid: pg_sys::Oid,
+        shape: impl FnOnce(pg_sys::Relation) -> Rc<TableShape>,
+    ) -> TableWriter {
+        let rel = pg_sys::table_open(oid, pg_sys::RowExclusiveLock as i32);
+        let shape = shape(rel);
+        let estate = pg_sys::CreateExecutorState();
+        let saved = pg_sys::CurrentMemoryContext;
+        pg_sys::CurrentMemoryContext = (*estate).es_query_cxt;
+        let result = result_relation(estate, rel);
+        let slot = pg_sys::table_slot_create(rel, &mut (*estate).es_tupleTable);
+        let init = |d: &ColumnDefault| {
+            let expr = pg_sys::copyObjectImpl(d.expr.cast()).cast();
+            pg_sys::ExecInitExpr(expr, std::ptr::null_mut())
+        };
+        let per_row = shape
+            .defaults
+            .iter()
+            .filter(|d| d.volatile)
+            .map(|d| (d.column, init(d)))
+            .collect();
+        // values that last the statement: this context is freed with the executor state
+        let statement = pg_sys::CreateExprContext(estate);
+        let per_statement = shape
+            .defaults
+            .iter()
+            .filter(|d| !d.volatile)
+            .map(|d| {
+                let mut null = false;
+                let v = pg_sys::ExecEvalExprSwitchContext(init(d), statement, &mut null);
+                (d.column, v, null)
+            })
+            .collect();
+        pg_sys::CurrentMemoryContext = saved;
+        // an AFTER trigger someone put on the table fires at close()
+        pg_sys::AfterTriggerBeginQuery();
+        TableWriter {
+            rel,
+            estate,
+            result,
+            slot,
+            filled: shape.filled.clone(),
+            per_row,
+            per_statement,
+        }
+    }
+
+    /// Memory that lasts until close().
+    pub unsafe fn statement_memory(&self) -> pg_sys::MemoryContext {
+        (*self.estate).es_query_cxt
+    }
+
+    /// Memory that lasts until the next row is appended (or reset_row_memory()).
+    pub unsafe fn row_memory(&self) -> pg_sys::MemoryContext {
+        (*self.row_context()).ecxt_per_tuple_memory
+    }
+
+    pub unsafe fn reset_row_memory(&self) {
+        pg_sys::MemoryContextReset(self.row_memory());
+    }
+
+    unsafe fn row_context(&self) -> *mut pg_sys::ExprContext {
+        if (*self.estate).es_per_tuple_exprcontext.is_null() {
+            pg_sys::MakePerTupleExprContext(self.estate)
+        } else {
+            (*self.estate).es_per_tuple_exprcontext
+        }
+    }
+
+    /// Appends one row: `values` of the filled columns in the shape's order (None is
+    /// NULL); every other column takes its default.
+    pub unsafe fn append(&mut self, filled: &[Option<pg_sys::Datum>]) {
+        let slot = self.slot;
+        let econtext = self.row_context();
+        pg_sys::ExecClearTuple(slot);
+        let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
+        let values = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
+        let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
+        nulls.fill(true);
+        for &(i, value, null) in &self.per_statement {
+            (values[i], nulls[i]) = (value, null);
+        }
+        for &(i, state) in &self.per_row {
+            values[i] = pg_sys::ExecEvalExprSwitchContext(state, econtext, &mut nulls[i]);
+        }
+        for (&i, v) in self.filled.iter().zip(filled) {
+            nulls[i] = v.is_none();
+            values[i] = v.unwrap_or(pg_sys::Datum::from(0));
+        }
+        pg_sys::ExecStoreVirtualTuple(slot);
+        pg_sys::ExecSimpleRelationInsert(self.result, self.estate, slot);
+        pg_sys::ExecClearTuple(slot);
+        self.reset_row_memory();
+    }
+
+    pub unsafe fn close(self) {
+        pg_sys::AfterTriggerEndQuery(self.estate);
+        pg_sys::ExecCloseIndices(self.result);
+        pg_sys::ExecResetTupleTable((*self.estate).es_tupleTable, false);
+        pg_sys::FreeExecutorState(self.estate);
+        pg_sys::table_close(self.rel, pg_sys::NoLock as i32);
+    }
+}
+
+/// The table as the result relation of a one-table range table, as the executor's
+/// constraint checks and error reports expect.
+unsafe fn result_relation(
+    estate: *mut pg_sys::EState,
+    rel: pg_sys::Relation,
+) -> *mut pg_sys::ResultRelInfo {
+    let rte =
+        pg_sys::palloc0(std::mem::size_of::<pg_sys::RangeTblEntry>()) as *mut pg_sys::RangeTblEntry;
+    (*rte).type_ = pg_sys::NodeTag::T_RangeTblEntry;
+    (*rte).rtekind = pg_sys::RTEKind::RTE_RELATION;
+    (*rte).relid = (*rel).rd_id;
+    (*rte).relkind = (*(*rel).rd_rel).relkind;
+    (*rte).rellockmode = pg_sys::RowExclusiveLock as i32;
+    pg_sys::ExecInitRangeTable(estate, pg_sys::lappend(std::ptr::null_mut(), rte.cast()));
+    let result =
+        pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()) as *mut pg_sys::ResultRelInfo;
+    (*result).type_ = pg_sys::NodeTag::T_ResultRelInfo;
+    pg_sys::InitResultRelInfo(result, rel, 1, std::ptr::null_mut(), 0);
+    (*estate).es_output_cid = pg_sys::GetCurrentCommandId(true);
+    pg_sys::ExecOpenIndices(result, false);
+    result
+}
