@@ -555,6 +555,12 @@ BEGIN
             session_pid integer DEFAULT pg_backend_pid(),
             inserted_at timestamptz NOT NULL DEFAULT now()
         )$ddl$, p_schema);
+    -- stored as they are: a batch lives until the worker's next round, and compressing
+    -- it costs the application's statement more than writing it
+    EXECUTE format('ALTER TABLE %I._sync_write_batch ALTER COLUMN ids SET STORAGE EXTERNAL,'
+                   ' ALTER COLUMN row_ids SET STORAGE EXTERNAL, ALTER COLUMN api_ids SET STORAGE EXTERNAL,'
+                   ' ALTER COLUMN previous SET STORAGE EXTERNAL, ALTER COLUMN "values" SET STORAGE EXTERNAL',
+                   p_schema);
     PERFORM sequin_sf._revoke_grants(format('%I._sync_write_batch', p_schema)::regclass);
     EXECUTE format($cmt$
         COMMENT ON TABLE %1$I._sync_write_batch IS
