@@ -9,8 +9,8 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::table::TableShape;
 use super::rules::Rules;
+use super::table::TableShape;
 
 thread_local! {
     static RULES: RefCell<HashMap<pg_sys::Oid, Rc<Rules>>> = RefCell::new(HashMap::new());

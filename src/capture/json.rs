@@ -206,7 +206,11 @@ unsafe fn pushed_object(pairs: &mut [pg_sys::JsonbPair]) -> pg_sys::Datum {
     );
     for p in pairs {
         pg_sys::pushJsonbValue(&mut state, pg_sys::JsonbIteratorToken::WJB_KEY, &mut p.key);
-        pg_sys::pushJsonbValue(&mut state, pg_sys::JsonbIteratorToken::WJB_VALUE, &mut p.value);
+        pg_sys::pushJsonbValue(
+            &mut state,
+            pg_sys::JsonbIteratorToken::WJB_VALUE,
+            &mut p.value,
+        );
     }
     let object = pg_sys::pushJsonbValue(
         &mut state,

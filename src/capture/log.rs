@@ -232,7 +232,10 @@ impl Log {
 }
 
 /// A one-dimensional array of `elements` (None is NULL), or None when every one is NULL.
-unsafe fn array(elements: &[Option<pg_sys::Datum>], element_type: pg_sys::Oid) -> Option<pg_sys::Datum> {
+unsafe fn array(
+    elements: &[Option<pg_sys::Datum>],
+    element_type: pg_sys::Oid,
+) -> Option<pg_sys::Datum> {
     if elements.iter().all(Option::is_none) {
         return None;
     }
