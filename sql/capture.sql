@@ -125,6 +125,9 @@ BEGIN
     -- the log ids they were given from the log's own sequence (src/capture/log.rs); the
     -- worker expands them into the log before it reads it (_write_expand_batches).
     -- Nothing else reads them: a batch's entries are the log's, only not yet unpacked.
+    -- The rows before of updates and deletes are kept as heap tuples and become the
+    -- log's jsonb when unpacked: building jsonb was most of what a large UPDATE's
+    -- capture cost the application.
     EXECUTE format($ddl$
         CREATE TABLE IF NOT EXISTS %1$I._sync_write_batch (
             id          bigint PRIMARY KEY,  -- the log id of its first entry
@@ -134,7 +137,8 @@ BEGIN
             ids         bigint[] NOT NULL,   -- the entries' log ids, in order
             row_ids     bigint[] NOT NULL,
             api_ids     text[],
-            previous    jsonb[],
+            row_type    jsonb,               -- the table's columns, for previous_rows
+            previous_rows bytea[],           -- rows before, as heap tuples (src/capture/kept.rs)
             "values"    jsonb[],
             session_pid integer DEFAULT pg_backend_pid(),
             inserted_at timestamptz NOT NULL DEFAULT now()
@@ -143,7 +147,7 @@ BEGIN
     -- it costs the application's statement more than writing it
     EXECUTE format('ALTER TABLE %I._sync_write_batch ALTER COLUMN ids SET STORAGE EXTERNAL,'
                    ' ALTER COLUMN row_ids SET STORAGE EXTERNAL, ALTER COLUMN api_ids SET STORAGE EXTERNAL,'
-                   ' ALTER COLUMN previous SET STORAGE EXTERNAL, ALTER COLUMN "values" SET STORAGE EXTERNAL',
+                   ' ALTER COLUMN previous_rows SET STORAGE EXTERNAL, ALTER COLUMN "values" SET STORAGE EXTERNAL',
                    p_schema);
     PERFORM sequin_sf._revoke_grants(format('%I._sync_write_batch', p_schema)::regclass);
     EXECUTE format($cmt$

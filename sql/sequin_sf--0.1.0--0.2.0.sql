@@ -184,7 +184,9 @@ BEGIN
         OVERRIDING SYSTEM VALUE
         SELECT e.id, b.table_name, b.object_name, e.row_id, b.action, e.api_id, e.previous,
                e."values", b.session_pid, b.inserted_at
-          FROM b, unnest(b.ids, b.row_ids, b.api_ids, b.previous, b."values")
+          FROM b, unnest(b.ids, b.row_ids, b.api_ids,
+                         sequin_sf._batch_rows_json(b.row_type::text, b.previous_rows)::jsonb[],
+                         b."values")
                   AS e(id, row_id, api_id, previous, "values")
          ORDER BY e.id
         $q$, p_schema);
@@ -203,6 +205,11 @@ BEGIN
         RETURN '[]'::jsonb;
     END IF;
     conflicts := (sequin_sf._write_settings_of(p_schema)).conflict_detection;
+    -- The worker calls this in a REPEATABLE READ transaction (queue.rs): unpacking the
+    -- batches, filling the inserts and reading the entries all see the same commits. So
+    -- a row's earlier changes, batched or not, are in the log whenever its later ones
+    -- are, and an insert whose row is gone has its delete read with it.
+    PERFORM sequin_sf._write_expand_batches(p_schema);
     PERFORM sequin_sf._write_fill_inserts(p_schema, sync);
     EXECUTE format($q$
         SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.log_id), '[]'::jsonb) FROM (
@@ -219,7 +226,8 @@ BEGIN
                      greatest((l.previous ->> 'system_modstamp')::timestamptz, w.last_ok)
                  END AS unmodified_since,
                  -- An insert's values are filled from its row by the statement before
-                 -- this one, which has its own snapshot: an insert committed in between
+                 -- this one. Under the worker's REPEATABLE READ both see the same
+                 -- inserts; called in READ COMMITTED, an insert committed in between
                  -- is seen here unfilled and waits for the next round, never sent empty.
                  ((l.next_attempt_at IS NULL OR l.next_attempt_at <= now())
                   AND NOT (l.action = 'insert' AND l."values" IS NULL)) AS ready
@@ -230,10 +238,6 @@ BEGIN
                           AND s.action IN ('insert', 'update')
                         GROUP BY s.api_id) w ON w.api_id = l.api_id
            WHERE l.state IN ('new', 'pending')
-             -- a batch committed since _write_backlog unpacked the others holds entries
-             -- that come first: what follows it waits for the next round
-             AND l.id < coalesce((SELECT min(b.id) FROM %1$I._sync_write_batch b),
-                                 9223372036854775807)
            ORDER BY l.id
            LIMIT $2) e
         $q$, p_schema)
@@ -310,6 +314,12 @@ BEGIN
     -- a lost settlement would turn a known answer (and a created record's Id) into an
     -- unknown one after a crash
     PERFORM set_config('synchronous_commit', 'on', true);
+    -- Rows are brought in line one by one; an application statement changing many of
+    -- them at once can lock them in another order. Of two transactions waiting on each
+    -- other, the one whose deadlock_timeout runs out first is cancelled: let it be the
+    -- application's (which can run its statement again), not this one, whose loss would
+    -- leave answers Salesforce already gave unrecorded.
+    PERFORM set_config('deadlock_timeout', '20s', true);
     FOR o IN SELECT value FROM jsonb_array_elements(p_outcomes) LOOP
         ids := ARRAY(SELECT jsonb_array_elements_text(o -> 'log_ids')::bigint);
         tbl := o ->> 'table_name';
@@ -388,6 +398,7 @@ CREATE OR REPLACE FUNCTION sequin_sf._write_pass_on_id(p_schema text, p_table te
                                             p_api_id text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM sequin_sf._write_expand_batches(p_schema);
     EXECUTE format('UPDATE %I._sync_write_log SET api_id = $1 WHERE row_id = $2'
                    ' AND table_name = $3 AND api_id IS NULL'
                    ' AND state IN (''new'', ''pending'')', p_schema)
@@ -541,6 +552,9 @@ BEGIN
     -- the log ids they were given from the log's own sequence (src/capture/log.rs); the
     -- worker expands them into the log before it reads it (_write_expand_batches).
     -- Nothing else reads them: a batch's entries are the log's, only not yet unpacked.
+    -- The rows before of updates and deletes are kept as heap tuples and become the
+    -- log's jsonb when unpacked: building jsonb was most of what a large UPDATE's
+    -- capture cost the application.
     EXECUTE format($ddl$
         CREATE TABLE IF NOT EXISTS %1$I._sync_write_batch (
             id          bigint PRIMARY KEY,  -- the log id of its first entry
@@ -550,7 +564,8 @@ BEGIN
             ids         bigint[] NOT NULL,   -- the entries' log ids, in order
             row_ids     bigint[] NOT NULL,
             api_ids     text[],
-            previous    jsonb[],
+            row_type    jsonb,               -- the table's columns, for previous_rows
+            previous_rows bytea[],           -- rows before, as heap tuples (src/capture/kept.rs)
             "values"    jsonb[],
             session_pid integer DEFAULT pg_backend_pid(),
             inserted_at timestamptz NOT NULL DEFAULT now()
@@ -559,7 +574,7 @@ BEGIN
     -- it costs the application's statement more than writing it
     EXECUTE format('ALTER TABLE %I._sync_write_batch ALTER COLUMN ids SET STORAGE EXTERNAL,'
                    ' ALTER COLUMN row_ids SET STORAGE EXTERNAL, ALTER COLUMN api_ids SET STORAGE EXTERNAL,'
-                   ' ALTER COLUMN previous SET STORAGE EXTERNAL, ALTER COLUMN "values" SET STORAGE EXTERNAL',
+                   ' ALTER COLUMN previous_rows SET STORAGE EXTERNAL, ALTER COLUMN "values" SET STORAGE EXTERNAL',
                    p_schema);
     PERFORM sequin_sf._revoke_grants(format('%I._sync_write_batch', p_schema)::regclass);
     EXECUTE format($cmt$
@@ -716,6 +731,14 @@ LANGUAGE sql IMMUTABLE AS $$
                     m.field_name)
     END
 $$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._batch_rows_json(
+	"row_type" TEXT, /* & str */
+	"rows" bytea[] /* Array < & [u8] > */
+) RETURNS TEXT[] /* Vec < Option < String > > */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_batch_rows_json_wrapper';
 
 CREATE OR REPLACE FUNCTION sequin_sf._max_collection_records() RETURNS INT /* i32 */
 IMMUTABLE STRICT PARALLEL SAFE

@@ -71,7 +71,7 @@ $$;
 
 -- Unpacks the batches capture wrote for statements that changed many rows into the
 -- log's own rows, with the log ids capture gave them (sql/capture.sql). Only the sync's
--- worker calls it, before it reads the log (_write_backlog).
+-- worker calls it, before it counts the log (_write_backlog) and reads it (_write_queue).
 CREATE FUNCTION sequin_sf._write_expand_batches(p_schema text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -86,7 +86,9 @@ BEGIN
         OVERRIDING SYSTEM VALUE
         SELECT e.id, b.table_name, b.object_name, e.row_id, b.action, e.api_id, e.previous,
                e."values", b.session_pid, b.inserted_at
-          FROM b, unnest(b.ids, b.row_ids, b.api_ids, b.previous, b."values")
+          FROM b, unnest(b.ids, b.row_ids, b.api_ids,
+                         sequin_sf._batch_rows_json(b.row_type::text, b.previous_rows)::jsonb[],
+                         b."values")
                   AS e(id, row_id, api_id, previous, "values")
          ORDER BY e.id
         $q$, p_schema);
@@ -109,6 +111,11 @@ BEGIN
         RETURN '[]'::jsonb;
     END IF;
     conflicts := (sequin_sf._write_settings_of(p_schema)).conflict_detection;
+    -- The worker calls this in a REPEATABLE READ transaction (queue.rs): unpacking the
+    -- batches, filling the inserts and reading the entries all see the same commits. So
+    -- a row's earlier changes, batched or not, are in the log whenever its later ones
+    -- are, and an insert whose row is gone has its delete read with it.
+    PERFORM sequin_sf._write_expand_batches(p_schema);
     PERFORM sequin_sf._write_fill_inserts(p_schema, sync);
     EXECUTE format($q$
         SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.log_id), '[]'::jsonb) FROM (
@@ -125,7 +132,8 @@ BEGIN
                      greatest((l.previous ->> 'system_modstamp')::timestamptz, w.last_ok)
                  END AS unmodified_since,
                  -- An insert's values are filled from its row by the statement before
-                 -- this one, which has its own snapshot: an insert committed in between
+                 -- this one. Under the worker's REPEATABLE READ both see the same
+                 -- inserts; called in READ COMMITTED, an insert committed in between
                  -- is seen here unfilled and waits for the next round, never sent empty.
                  ((l.next_attempt_at IS NULL OR l.next_attempt_at <= now())
                   AND NOT (l.action = 'insert' AND l."values" IS NULL)) AS ready
@@ -136,10 +144,6 @@ BEGIN
                           AND s.action IN ('insert', 'update')
                         GROUP BY s.api_id) w ON w.api_id = l.api_id
            WHERE l.state IN ('new', 'pending')
-             -- a batch committed since _write_backlog unpacked the others holds entries
-             -- that come first: what follows it waits for the next round
-             AND l.id < coalesce((SELECT min(b.id) FROM %1$I._sync_write_batch b),
-                                 9223372036854775807)
            ORDER BY l.id
            LIMIT $2) e
         $q$, p_schema)
@@ -243,6 +247,12 @@ BEGIN
     -- a lost settlement would turn a known answer (and a created record's Id) into an
     -- unknown one after a crash
     PERFORM set_config('synchronous_commit', 'on', true);
+    -- Rows are brought in line one by one; an application statement changing many of
+    -- them at once can lock them in another order. Of two transactions waiting on each
+    -- other, the one whose deadlock_timeout runs out first is cancelled: let it be the
+    -- application's (which can run its statement again), not this one, whose loss would
+    -- leave answers Salesforce already gave unrecorded.
+    PERFORM set_config('deadlock_timeout', '20s', true);
     FOR o IN SELECT value FROM jsonb_array_elements(p_outcomes) LOOP
         ids := ARRAY(SELECT jsonb_array_elements_text(o -> 'log_ids')::bigint);
         tbl := o ->> 'table_name';
@@ -319,12 +329,14 @@ $$;
 
 -- After a create succeeded: gives its Id to the row's later entries, captured while the
 -- row had none. Called after the row itself got the Id (or was deleted): that statement
--- waited for every application transaction changing the row, so this statement's
--- snapshot sees all their entries, and any later change captures the Id itself.
+-- waited for every application transaction changing the row, so the snapshots of the
+-- statements here see all their entries (the batched ones once unpacked), and any later
+-- change captures the Id itself.
 CREATE FUNCTION sequin_sf._write_pass_on_id(p_schema text, p_table text, p_row bigint,
                                             p_api_id text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM sequin_sf._write_expand_batches(p_schema);
     EXECUTE format('UPDATE %I._sync_write_log SET api_id = $1 WHERE row_id = $2'
                    ' AND table_name = $3 AND api_id IS NULL'
                    ' AND state IN (''new'', ''pending'')', p_schema)

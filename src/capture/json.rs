@@ -9,7 +9,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::values::{attribute_names, Rows};
+use super::values::{attribute_names, Value};
 
 /// How a column's values become jsonb values.
 enum Kind {
@@ -58,12 +58,14 @@ impl RowJson {
             pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
             pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
         );
+        // a dropped column has no type (and is never a key): its kind is never used
         let kinds = (0..names.len())
-            .map(|i| {
-                kind(
+            .map(|i| match names[i] {
+                None => Kind::Bool,
+                Some(_) => kind(
                     (*desc).attrs.as_slice((*desc).natts as usize)[i].atttypid,
                     memory,
-                )
+                ),
             })
             .collect();
         RowJson {
@@ -77,8 +79,13 @@ impl RowJson {
         }
     }
 
-    /// The current row of `rows` as a jsonb object of the columns `include` accepts.
-    pub unsafe fn object(&self, rows: &Rows, include: impl Fn(usize) -> bool) -> pg_sys::Datum {
+    /// A row (its columns by 0-based position) as a jsonb object of the columns
+    /// `include` accepts.
+    pub unsafe fn object(
+        &self,
+        attr: impl Fn(usize) -> Value,
+        include: impl Fn(usize) -> bool,
+    ) -> pg_sys::Datum {
         let mut pairs: Vec<pg_sys::JsonbPair> = Vec::with_capacity(self.key_order.len());
         for &i in self.key_order.iter().filter(|&&i| include(i)) {
             let mut key: pg_sys::JsonbValue = std::mem::zeroed();
@@ -87,7 +94,7 @@ impl RowJson {
             key.val.string.val = self.names[i].as_ptr().cast_mut().cast();
             pairs.push(pg_sys::JsonbPair {
                 key,
-                value: self.value(rows.attr(i), &self.kinds[i]),
+                value: self.value(attr(i), &self.kinds[i]),
                 order: pairs.len() as u32,
             });
         }

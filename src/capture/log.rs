@@ -5,13 +5,16 @@
 //! own sequence when it is captured, so the log's order is the order of capture either
 //! way. sql/capture.sql documents both tables.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 
 use pgrx::pg_sys;
+use pgrx::prelude::*;
 
 use super::cache;
+use super::json::RowJson;
+use super::kept;
 use super::table::{sibling, TableWriter};
-use super::values::Value;
+use super::values::{Rows, Value};
 
 /// Statements changing more rows than this are logged in batches: one log row per entry
 /// costs as much as the application's own row, a batch a fraction of it, but its
@@ -50,8 +53,8 @@ const LOG_COLUMNS: [&str; 7] = [
     "values",
 ];
 
-/// The batch columns capture fills, in `Batch::flush`'s order.
-const BATCH_COLUMNS: [&str; 9] = [
+/// The batch columns capture fills, in `Log::flush`'s order.
+const BATCH_COLUMNS: [&str; 10] = [
     "id",
     "table_name",
     "object_name",
@@ -59,7 +62,8 @@ const BATCH_COLUMNS: [&str; 9] = [
     "ids",
     "row_ids",
     "api_ids",
-    "previous",
+    "row_type",
+    "previous_rows",
     "values",
 ];
 
@@ -91,6 +95,8 @@ struct Batch {
     sequence: pg_sys::Oid,
     /// holds the entries' values until they are written
     memory: pg_sys::MemoryContext,
+    /// the table's columns, as the kept rows before are read back (kept.rs)
+    row_type: pg_sys::Datum,
     action: Option<Action>,
     ids: Vec<pg_sys::Datum>,
     row_ids: Vec<Option<pg_sys::Datum>>,
@@ -108,8 +114,19 @@ impl Log {
             let sequence = pg_sys::getIdentitySequence(log_oid, id, false);
             let oid = sibling(table, c"_sync_write_batch");
             let writer = TableWriter::open(oid, |rel| cache::table_shape(rel, &BATCH_COLUMNS));
+            let row_type = CString::new(kept::describe((*table).rd_att))
+                .unwrap_or_else(|e| error!("sequin_sf: {e}"));
+            let saved = pg_sys::CurrentMemoryContext;
+            pg_sys::CurrentMemoryContext = writer.statement_memory();
+            let row_type = pgrx::fcinfo::direct_function_call_as_datum(
+                pg_sys::jsonb_in,
+                &[Some(pg_sys::Datum::from(row_type.as_ptr()))],
+            )
+            .unwrap_or_else(|| error!("sequin_sf: jsonb_in returned NULL"));
+            pg_sys::CurrentMemoryContext = saved;
             let batch = Batch {
                 sequence,
+                row_type,
                 // freed with the writer's statement memory
                 memory: pg_sys::AllocSetContextCreateInternal(
                     writer.statement_memory(),
@@ -146,11 +163,24 @@ impl Log {
 
     /// Runs f allocating in memory that lasts until the entry is appended.
     pub unsafe fn in_row_memory<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.in_memory(self.writer.row_memory(), f)
+    }
+
+    unsafe fn in_memory<T>(&self, memory: pg_sys::MemoryContext, f: impl FnOnce() -> T) -> T {
         let saved = pg_sys::CurrentMemoryContext;
-        pg_sys::CurrentMemoryContext = self.writer.row_memory();
+        pg_sys::CurrentMemoryContext = memory;
         let out = f();
         pg_sys::CurrentMemoryContext = saved;
         out
+    }
+
+    /// An entry's row before, the current row of `rows`: jsonb for the log, or the row
+    /// kept as it is for a batch, which the worker turns into the same jsonb (kept.rs).
+    pub unsafe fn previous(&self, rows: &Rows, json: &RowJson) -> pg_sys::Datum {
+        match &self.batch {
+            Some(b) => self.in_memory(b.memory, || kept::keep(rows)),
+            None => self.in_row_memory(|| json.object(|i| rows.attr(i), |_| true)),
+        }
     }
 
     pub unsafe fn append(&mut self, e: &Entry) {
@@ -172,7 +202,8 @@ impl Log {
         batch.ids.push(next_log_id(batch.sequence));
         batch.row_ids.push(not_null(e.row_id));
         // the entry's values live in row memory or in the transition table's current
-        // row: the batch keeps copies, and row memory is reused for the next entry
+        // row: the batch keeps copies, and row memory is reused for the next entry (the
+        // row before is in the batch's memory already)
         let keep = |d: Option<pg_sys::Datum>| {
             d.map(|d| {
                 let saved = pg_sys::CurrentMemoryContext;
@@ -183,7 +214,7 @@ impl Log {
             })
         };
         batch.api_ids.push(keep(e.api_id.and_then(not_null)));
-        batch.previous.push(keep(e.previous));
+        batch.previous.push(e.previous);
         batch.values.push(keep(e.values));
         self.writer.reset_row_memory();
         if batch.ids.len() == BATCH_ENTRIES {
@@ -208,7 +239,12 @@ impl Log {
             array(&ids, pg_sys::INT8OID),
             array(&batch.row_ids, pg_sys::INT8OID),
             array(&batch.api_ids, pg_sys::TEXTOID),
-            array(&batch.previous, pg_sys::JSONBOID),
+            batch
+                .previous
+                .iter()
+                .any(Option::is_some)
+                .then_some(batch.row_type),
+            array(&batch.previous, pg_sys::BYTEAOID),
             array(&batch.values, pg_sys::JSONBOID),
         ];
         pg_sys::CurrentMemoryContext = saved;

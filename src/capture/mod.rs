@@ -19,6 +19,7 @@
 
 mod cache;
 mod json;
+mod kept;
 mod log;
 mod rules;
 mod table;
@@ -81,8 +82,11 @@ unsafe fn capture_inserts(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log
     while rows.next() {
         if rules.insert_refused(&rows) {
             let set = rules.set_columns(&rows);
-            let values =
-                log.in_row_memory(|| rules.json.object(&rows, |i| set.binary_search(&i).is_ok()));
+            let values = log.in_row_memory(|| {
+                rules
+                    .json
+                    .object(|i| rows.attr(i), |i| set.binary_search(&i).is_ok())
+            });
             rules.refuse(td.tg_relation, "INSERT", values);
         }
         log.append(&Entry {
@@ -112,12 +116,12 @@ unsafe fn capture_updates(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log
         let values = log.in_row_memory(|| {
             rules
                 .json
-                .object(&new, |i| changed.binary_search(&i).is_ok())
+                .object(|i| new.attr(i), |i| changed.binary_search(&i).is_ok())
         });
         if rules.update_refused(&new, &changed) {
             rules.refuse(td.tg_relation, "UPDATE", values);
         }
-        let previous = log.in_row_memory(|| rules.json.object(&old, |_| true));
+        let previous = log.previous(&old, &rules.json);
         log.append(&Entry {
             action: Action::Update,
             row_id: new.attr(rules.row_id),
@@ -131,7 +135,7 @@ unsafe fn capture_updates(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log
 unsafe fn capture_deletes(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log) {
     let rows = Rows::new(td.tg_oldtable, rules.desc(td.tg_relation));
     while rows.next() {
-        let previous = log.in_row_memory(|| rules.json.object(&rows, |_| true));
+        let previous = log.previous(&rows, &rules.json);
         log.append(&Entry {
             action: Action::Delete,
             row_id: rows.attr(rules.row_id),

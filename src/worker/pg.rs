@@ -32,6 +32,24 @@ pub fn tx<R>(f: impl FnOnce() -> R) -> R {
     BackgroundWorker::transaction(std::panic::AssertUnwindSafe(f))
 }
 
+/// Runs `f` in its own REPEATABLE READ transaction: every statement sees the database as
+/// of the first one (plus the transaction's own changes).
+pub fn tx_repeatable_read<R>(f: impl FnOnce() -> R) -> R {
+    /// Puts the default back however the transaction ends.
+    struct Restore(std::ffi::c_int);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: a plain write of the backend's own setting, on its only thread
+            unsafe { pg_sys::DefaultXactIsoLevel = self.0 };
+        }
+    }
+    // SAFETY: as above. A transaction takes its level from the default when it starts,
+    // before BackgroundWorker::transaction takes its snapshot.
+    let _restore = Restore(unsafe { pg_sys::DefaultXactIsoLevel });
+    unsafe { pg_sys::DefaultXactIsoLevel = pg_sys::XACT_REPEATABLE_READ as std::ffi::c_int };
+    tx(f)
+}
+
 /// True once SIGTERM arrived. Reads Postgres' own flag, which (unlike
 /// `BackgroundWorker::sigterm_received`) is not reset by reading it.
 pub fn stopping() -> bool {

@@ -109,3 +109,43 @@ SELECT count(*) AS entries, count(DISTINCT row_id) AS rows,
        bool_and(("values" ->> 'f')::int = (previous ->> 'f')::int + 1) AS values_follow_previous
   FROM t._sync_write_log WHERE action = 'update' AND "values" ? 'f';
 SELECT rows FROM t.seen;
+
+-- A batched UPDATE or DELETE keeps its rows before as they are; the worker turns them
+-- into the same jsonb when it unpacks the batch, with the columns they had when they
+-- were captured: a column dropped before, a column added and one retyped after.
+CREATE TABLE t.y (LIKE t.x INCLUDING IDENTITY INCLUDING CONSTRAINTS INCLUDING INDEXES);
+ALTER TABLE t.y ADD COLUMN gone text;
+SELECT sequin_sf._install_write_triggers('t.y'::regclass, 'Y',
+    '{"id": "assigned by Salesforce"}', '{"id": "assigned by Salesforce"}', '{}');
+BEGIN;
+SET LOCAL sequin_sf.applying = on;
+INSERT INTO t.y (id, a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r, s, "Weird Col", "ä", pick, gone)
+SELECT x.id || '-' || n.g, x.a, x.b, x.c, x.d, x.e, x.f, x.g, x.h, x.i, x.j, x.k, x.l, x.m, x.n,
+       x.o, x.p, x.q, x.r, x.s, x."Weird Col", x."ä", x.pick, 'dropped'
+  FROM t.x x, generate_series(1, 20) n(g) WHERE x.id IN ('1', '2', '3');
+COMMIT;
+ALTER TABLE t.y DROP COLUMN gone;
+CREATE TABLE t.y_before AS SELECT * FROM t.y;
+TRUNCATE t._sync_write_log, t._sync_write_batch;
+UPDATE t.y SET e = coalesce(e, 0) + 1;
+CREATE TABLE t.y_updated AS SELECT * FROM t.y;
+DELETE FROM t.y;
+ALTER TABLE t.y ADD COLUMN added int DEFAULT 5, ALTER COLUMN b TYPE text;
+SELECT action, count(*) AS batches, sum(cardinality(ids)) AS entries,
+       bool_and(row_type IS NOT NULL AND previous_rows IS NOT NULL) AS rows_kept
+  FROM t._sync_write_batch GROUP BY action ORDER BY action;
+SELECT sequin_sf._write_expand_batches('t');
+SELECT l.action, count(*) AS entries,
+       bool_and(l.previous = b.row) AS previous_is_the_row_before,
+       bool_and(l.previous::text = b.row::text) AS same_text
+  FROM t._sync_write_log l
+  JOIN (SELECT 'update' AS action, _row_id, to_jsonb(y) AS row FROM t.y_before y
+        UNION ALL SELECT 'delete', _row_id, to_jsonb(y) FROM t.y_updated y) b
+    ON b._row_id = l.row_id AND b.action = l.action
+ GROUP BY l.action ORDER BY l.action;
+SELECT count(*) AS logged, count(*) FILTER (WHERE previous ? 'gone' OR previous ? 'added')
+       AS with_columns_of_another_time
+  FROM t._sync_write_log;
+-- kept rows are read back by the worker alone
+SELECT has_function_privilege('public', 'sequin_sf._batch_rows_json(text, bytea[])', 'EXECUTE')
+       AS public_may_read_kept_rows;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sync_core::writes::{Action, EntryState, Outcome, RowState};
 
-use crate::worker::pg::tx;
+use crate::worker::pg::{tx, tx_repeatable_read};
 
 /// A sync's write settings and how much of its log is due (`_write_backlog`).
 #[derive(Debug, Deserialize, Clone)]
@@ -165,7 +165,8 @@ pub fn backlog(schema: &str) -> Result<Option<Backlog>, StoreError> {
 /// Up to `limit` unsettled entries in log order, inserts filled from their rows.
 pub fn queue(schema: &str, limit: i32) -> Result<Vec<QueuedRow>, StoreError> {
     let s = schema.to_string();
-    let value = tx(move || {
+    // one snapshot for unpacking batches, filling inserts and reading (_write_queue)
+    let value = tx_repeatable_read(move || {
         Spi::get_one_with_args::<JsonB>(
             "SELECT sequin_sf._write_queue($1, $2)",
             &[s.into(), limit.into()],

@@ -1,0 +1,149 @@
+//! Rows kept as they are: a batched update or delete keeps its row before as a minimal
+//! tuple (a bytea), with a description of the table's columns for the batch, and the worker
+//! turns it into the log's jsonb when it unpacks the batch (`_batch_rows_json`). Building
+//! that jsonb was most of what capture added to a large UPDATE.
+//!
+//! The description travels with the batch, so a row is read back with the columns it
+//! was written with, whatever ALTER TABLE did to the table meanwhile.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::json::RowJson;
+use super::values::{attribute, Rows};
+
+/// One column of a kept row: what reading it back needs. `name` is None for a dropped
+/// column, whose bytes still take their place in rows written before the drop.
+#[derive(Serialize, Deserialize)]
+struct Column {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    type_oid: u32,
+    len: i16,
+    byval: bool,
+    align: u8,
+}
+
+/// The columns of `desc`, as the batch's `row_type` (jsonb text).
+pub unsafe fn describe(desc: pg_sys::TupleDesc) -> String {
+    let columns: Vec<Column> = (0..(*desc).natts as usize)
+        .map(|i| {
+            let a = attribute(desc, i);
+            Column {
+                name: (!a.attisdropped).then(|| {
+                    std::ffi::CStr::from_ptr(a.attname.data.as_ptr())
+                        .to_string_lossy()
+                        .into_owned()
+                }),
+                type_oid: a.atttypid.to_u32(),
+                len: a.attlen,
+                byval: a.attbyval,
+                align: a.attalign as u8,
+            }
+        })
+        .collect();
+    serde_json::to_string(&columns).unwrap_or_else(|e| error!("sequin_sf: {e}"))
+}
+
+/// The current row of `rows` as a bytea holding a minimal tuple, in the current memory
+/// context. Values stored out of line are fetched: the table's toast may have been
+/// vacuumed by the time the row is read back.
+pub unsafe fn keep(rows: &Rows) -> pg_sys::Datum {
+    let desc = rows.desc();
+    let n = (*desc).natts as usize;
+    let mut values = Vec::with_capacity(n);
+    let mut nulls = Vec::with_capacity(n);
+    for i in 0..n {
+        let (v, null) = rows.attr(i);
+        let external = !null
+            && attribute(desc, i).attlen == -1
+            && pgrx::varlena::varatt_is_1b_e(v.cast_mut_ptr());
+        values.push(if external {
+            pg_sys::Datum::from(pg_sys::pg_detoast_datum_packed(v.cast_mut_ptr()))
+        } else {
+            v
+        });
+        nulls.push(null);
+    }
+    // a minimal tuple: the row's columns and nothing that names the table's row type,
+    // which may have changed by the time the row is read back
+    let tuple = pg_sys::heap_form_minimal_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+    let len = (*tuple).t_len as usize;
+    let header = pg_sys::VARHDRSZ;
+    let out = pg_sys::palloc(header + len) as *mut pg_sys::varlena;
+    pgrx::varlena::set_varsize_4b(out, (header + len) as i32);
+    std::ptr::copy_nonoverlapping(tuple as *const u8, (out as *mut u8).add(header), len);
+    pg_sys::heap_free_minimal_tuple(tuple);
+    pg_sys::Datum::from(out)
+}
+
+/// Kept rows back as the log's jsonb text (to_jsonb of the row). Only the worker calls
+/// it, through `_write_expand_batches`: it reads its bytes as tuples of the description
+/// it is given, so it must never see bytes capture did not write (EXECUTE is revoked
+/// from PUBLIC).
+#[pg_extern(volatile, parallel_unsafe)]
+fn _batch_rows_json(row_type: &str, rows: Array<&[u8]>) -> Vec<Option<String>> {
+    let columns: Vec<Column> = serde_json::from_str(row_type)
+        .unwrap_or_else(|e| error!("sequin_sf: a write batch's row_type is not readable: {e}"));
+    // SAFETY: the description and the rows were written together by keep() and
+    // describe() for the same table (the batch table is capture's alone)
+    unsafe {
+        let desc = descriptor(&columns);
+        let json = RowJson::new(desc);
+        // read through a slot, as the executor reads a transition table's tuples
+        let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsMinimalTuple);
+        let out = rows
+            .iter()
+            .map(|row| {
+                row.map(|bytes| {
+                    // a copy, so the tuple sits at the alignment its columns assume
+                    let data = pg_sys::palloc(bytes.len().max(1)) as *mut u8;
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
+                    pg_sys::ExecStoreMinimalTuple(data.cast(), slot, false);
+                    pg_sys::slot_getallattrs(slot);
+                    let attr = |i: usize| (*(*slot).tts_values.add(i), *(*slot).tts_isnull.add(i));
+                    let jsonb = json.object(attr, |_| true);
+                    let text = pgrx::fcinfo::direct_function_call::<&std::ffi::CStr>(
+                        pg_sys::jsonb_out,
+                        &[Some(jsonb)],
+                    )
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                    pg_sys::ExecClearTuple(slot);
+                    pg_sys::pfree(data.cast());
+                    text
+                })
+            })
+            .collect();
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        out
+    }
+}
+
+/// A tuple descriptor of `columns`, built from the description alone (a dropped column
+/// keeps its width and alignment, which reading the columns after it needs).
+unsafe fn descriptor(columns: &[Column]) -> pg_sys::TupleDesc {
+    let desc = pg_sys::CreateTemplateTupleDesc(columns.len() as i32);
+    for (i, c) in columns.iter().enumerate() {
+        let a = &mut *(*desc).attrs.as_mut_ptr().add(i);
+        *a = std::mem::zeroed();
+        if let Some(name) = &c.name {
+            let bytes = name.as_bytes();
+            let n = bytes.len().min(a.attname.data.len() - 1);
+            for (k, b) in bytes[..n].iter().enumerate() {
+                a.attname.data[k] = *b as std::ffi::c_char;
+            }
+        }
+        a.attnum = (i + 1) as i16;
+        a.atttypid = pg_sys::Oid::from(c.type_oid);
+        a.atttypmod = -1;
+        a.attlen = c.len;
+        a.attbyval = c.byval;
+        a.attalign = c.align as std::ffi::c_char;
+        a.attcacheoff = -1;
+        a.attisdropped = c.name.is_none();
+        a.attislocal = true;
+    }
+    desc
+}
