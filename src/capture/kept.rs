@@ -50,8 +50,17 @@ pub unsafe fn describe(desc: pg_sys::TupleDesc) -> String {
 /// context. Values stored out of line are fetched: the table's toast may have been
 /// vacuumed by the time the row is read back.
 pub unsafe fn keep(rows: &Rows) -> pg_sys::Datum {
+    let stored = rows.minimal_tuple();
     let desc = rows.desc();
     let n = (*desc).natts as usize;
+    // As stored, when it holds every column (not a row from before an ADD COLUMN, whose
+    // added columns read as their default) and nothing out of line: one copy.
+    let mask = (*stored).t_infomask;
+    if u32::from(mask) & pg_sys::HEAP_HASEXTERNAL == 0
+        && (u32::from((*stored).t_infomask2) & pg_sys::HEAP_NATTS_MASK) as usize == n
+    {
+        return bytea_of(stored);
+    }
     let mut values = Vec::with_capacity(n);
     let mut nulls = Vec::with_capacity(n);
     for i in 0..n {
@@ -69,12 +78,18 @@ pub unsafe fn keep(rows: &Rows) -> pg_sys::Datum {
     // a minimal tuple: the row's columns and nothing that names the table's row type,
     // which may have changed by the time the row is read back
     let tuple = pg_sys::heap_form_minimal_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+    let out = bytea_of(tuple);
+    pg_sys::heap_free_minimal_tuple(tuple);
+    out
+}
+
+/// A copy of a minimal tuple as a bytea, in the current memory context.
+unsafe fn bytea_of(tuple: pg_sys::MinimalTuple) -> pg_sys::Datum {
     let len = (*tuple).t_len as usize;
     let header = pg_sys::VARHDRSZ;
     let out = pg_sys::palloc(header + len) as *mut pg_sys::varlena;
     pgrx::varlena::set_varsize_4b(out, (header + len) as i32);
     std::ptr::copy_nonoverlapping(tuple as *const u8, (out as *mut u8).add(header), len);
-    pg_sys::heap_free_minimal_tuple(tuple);
     pg_sys::Datum::from(out)
 }
 

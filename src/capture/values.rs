@@ -47,6 +47,12 @@ impl Rows {
         (*self.slot).tts_tupleDescriptor
     }
 
+    /// The current row as the transition table stores it (owned by the slot).
+    pub unsafe fn minimal_tuple(&self) -> pg_sys::MinimalTuple {
+        let mut should_free = false;
+        pg_sys::ExecFetchSlotMinimalTuple(self.slot, &mut should_free)
+    }
+
     /// Column `i` (0-based) of the current row.
     pub unsafe fn attr(&self, i: usize) -> Value {
         (

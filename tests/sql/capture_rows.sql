@@ -125,6 +125,18 @@ SELECT x.id || '-' || n.g, x.a, x.b, x.c, x.d, x.e, x.f, x.g, x.h, x.i, x.j, x.k
   FROM t.x x, generate_series(1, 20) n(g) WHERE x.id IN ('1', '2', '3');
 COMMIT;
 ALTER TABLE t.y DROP COLUMN gone;
+-- a column added with a default (rows written before take it from the catalog) and
+-- values stored out of line
+ALTER TABLE t.y ADD COLUMN late text DEFAULT 'late';
+BEGIN;
+SET LOCAL sequin_sf.applying = on;
+UPDATE t.y SET a = (SELECT string_agg(md5(n.g::text || y.id), '') FROM generate_series(1, 400) n(g))
+ WHERE _row_id % 2 = 0;
+COMMIT;
+-- (a value of more than 8 kB, a page, can only be stored out of line)
+SELECT count(*) FILTER (WHERE octet_length(a) > 8192) AS out_of_line,
+       count(*) FILTER (WHERE late = 'late') AS with_the_added_default
+  FROM t.y;
 CREATE TABLE t.y_before AS SELECT * FROM t.y;
 TRUNCATE t._sync_write_log, t._sync_write_batch;
 UPDATE t.y SET e = coalesce(e, 0) + 1;
