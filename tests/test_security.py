@@ -99,6 +99,8 @@ def test_an_application_role_writes_through_capture_without_log_grants(env):
         app.execute("UPDATE salesforce.contact SET title = 'From app' WHERE id = %s", (upd,))
         app.execute("INSERT INTO salesforce.contact (last_name) VALUES ('AppInserted')")
         app.execute("DELETE FROM salesforce.contact WHERE id = %s", (dele,))
+        # a statement of more than 32 rows is captured in batches, as the application too
+        app.execute("INSERT INTO salesforce.contact (last_name) SELECT 'AppBulk' FROM generate_series(1, 40)")
         # the write log is not the application's to read or write
         for sql in (
             "SELECT * FROM salesforce._sync_write_log",
@@ -106,6 +108,10 @@ def test_an_application_role_writes_through_capture_without_log_grants(env):
             " api_id) VALUES ('contact', 'Contact', 1, 'delete', '003000000000001AAA')",
             "UPDATE salesforce._sync_write_log SET state = 'new'",
             "DELETE FROM salesforce._sync_write_log",
+            # nor are the batches of large statements waiting to be unpacked into it
+            "SELECT * FROM salesforce._sync_write_batch",
+            "DELETE FROM salesforce._sync_write_batch",
+            "SELECT sequin_sf._batch_rows_json('[]', ARRAY[]::bytea[])",
         ):
             assert refused(app, sql).sqlstate == "42501", sql
     assert await_writes(conn)[1:] == (0, 0)
@@ -117,6 +123,7 @@ def test_an_application_role_writes_through_capture_without_log_grants(env):
     assert by_id[upd]["Title"] == "From app"
     assert dele not in by_id
     assert any(r["LastName"] == "AppInserted" for r in by_id.values())
+    assert sum(r["LastName"] == "AppBulk" for r in by_id.values()) == 40
 
 
 def test_capture_cannot_be_switched_off_by_a_session(env):
