@@ -160,6 +160,8 @@ def test_column_privileges_and_row_level_security_still_apply(env):
             assert err.sqlstate == "42501"
             # only UPDATE (title) was granted on account
             assert refused(app, "UPDATE salesforce.account SET name = 'x'").sqlstate == "42501"
+        # (more than 32 rows: their entries reach the log when the worker unpacks them)
+        await_writes(conn)
         captured = query_value(
             conn, "SELECT count(*) FROM salesforce._sync_write_log WHERE id > %s", (before,)
         )
