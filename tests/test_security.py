@@ -99,8 +99,8 @@ def test_an_application_role_writes_through_capture_without_log_grants(env):
         app.execute("UPDATE salesforce.contact SET title = 'From app' WHERE id = %s", (upd,))
         app.execute("INSERT INTO salesforce.contact (last_name) VALUES ('AppInserted')")
         app.execute("DELETE FROM salesforce.contact WHERE id = %s", (dele,))
-        # a statement of more than 32 rows is captured in batches, as the application too
-        app.execute("INSERT INTO salesforce.contact (last_name) SELECT 'AppBulk' FROM generate_series(1, 40)")
+        # a statement of more than 100 rows is captured in batches, as the application too
+        app.execute("INSERT INTO salesforce.contact (last_name) SELECT 'AppBulk' FROM generate_series(1, 120)")
         # the write log is not the application's to read or write
         for sql in (
             "SELECT * FROM salesforce._sync_write_log",
@@ -123,7 +123,7 @@ def test_an_application_role_writes_through_capture_without_log_grants(env):
     assert by_id[upd]["Title"] == "From app"
     assert dele not in by_id
     assert any(r["LastName"] == "AppInserted" for r in by_id.values())
-    assert sum(r["LastName"] == "AppBulk" for r in by_id.values()) == 40
+    assert sum(r["LastName"] == "AppBulk" for r in by_id.values()) == 120
 
 
 def test_capture_cannot_be_switched_off_by_a_session(env):
@@ -160,7 +160,7 @@ def test_column_privileges_and_row_level_security_still_apply(env):
             assert err.sqlstate == "42501"
             # only UPDATE (title) was granted on account
             assert refused(app, "UPDATE salesforce.account SET name = 'x'").sqlstate == "42501"
-        # (more than 32 rows: their entries reach the log when the worker unpacks them)
+        # (more than 100 rows: their entries reach the log when the worker unpacks them)
         await_writes(conn)
         captured = query_value(
             conn, "SELECT count(*) FROM salesforce._sync_write_log WHERE id > %s", (before,)

@@ -162,17 +162,19 @@ def test_inserts_updates_deletes_reach_salesforce_and_are_not_echoed(env):
 
 
 def test_large_statements_are_logged_in_order_with_the_changes_around_them(env):
-    """A statement changing more than 32 rows is captured in batches, which the worker
+    """A statement changing more than 100 rows is captured in batches, which the worker
     unpacks into the log before it reads it: one entry per row all the same, in the
     order of the changes, interleaved with one-row statements on the same records."""
     emu, _, conn = env
+    n = 120
     before = max_log_id(conn)
     conn.execute("SELECT sequin_sf.pause_sync(%s)", (SYNC,))
     try:
         with conn.transaction():
             conn.execute(
                 "INSERT INTO salesforce.contact (first_name, last_name, title)"
-                " SELECT 'n' || g, 'Bulkwrite', 'first' FROM generate_series(1, 50) g"
+                " SELECT 'n' || g, 'Bulkwrite', 'first' FROM generate_series(1, %s) g",
+                (n,),
             )
             conn.execute("UPDATE salesforce.contact SET title = 'second' WHERE first_name = 'n7'"
                          " AND last_name = 'Bulkwrite'")
@@ -184,11 +186,11 @@ def test_large_statements_are_logged_in_order_with_the_changes_around_them(env):
         assert query_value(conn, "SELECT count(*) FROM salesforce._sync_write_batch") == 2
         queued = query_value(
             conn, "SELECT queued FROM sequin_sf.write_status() WHERE sync_name = %s", (SYNC,))
-        assert queued == 50 + 1 + 49 + 1
+        assert queued == n + 1 + (n - 1) + 1
     finally:
         conn.execute("SELECT sequin_sf.resume_sync(%s)", (SYNC,))
     ok, bad, open_ = await_writes(conn)
-    assert (ok, bad, open_) == (101, 0, 0)
+    assert (ok, bad, open_) == (2 * n + 1, 0, 0)
     assert query_value(conn, "SELECT count(*) FROM salesforce._sync_write_batch") == 0
 
     entries = query_rows(
@@ -198,22 +200,22 @@ def test_large_statements_are_logged_in_order_with_the_changes_around_them(env):
         " WHERE l.id > %s ORDER BY l.id",
         (before,),
     )
-    assert [e[0] for e in entries] == ["insert"] * 50 + ["update"] * 51
+    assert [e[0] for e in entries] == ["insert"] * n + ["update"] * (n + 1)
     assert {e[2] for e in entries} == {"succeeded"}
     # entries of one statement follow the order of its rows; statements follow each other
-    assert [e[1] for e in entries[:50]] == [f"n{g}" for g in range(1, 51)]
-    assert entries[50][1:2] == ("n7",) and entries[50][3] == {"title": "second"}
-    batched = entries[51:100]
-    assert len({e[1] for e in batched}) == 49 and "n9" not in {e[1] for e in batched}
+    assert [e[1] for e in entries[:n]] == [f"n{g}" for g in range(1, n + 1)]
+    assert entries[n][1:2] == ("n7",) and entries[n][3] == {"title": "second"}
+    batched = entries[n + 1:2 * n]
+    assert len({e[1] for e in batched}) == n - 1 and "n9" not in {e[1] for e in batched}
     by_name = {e[1]: e for e in batched}
     assert by_name["n7"][3] == {"title": "second third"} and by_name["n7"][4] == "second"
     assert by_name["n8"][3] == {"title": "first third"} and by_name["n8"][4] == "first"
-    assert entries[100][1] == "n7" and entries[100][3] == {"title": "fourth"}
+    assert entries[2 * n][1] == "n7" and entries[2 * n][3] == {"title": "fourth"}
 
     # Salesforce holds the last change of every record
     rows = dict(query_rows(
         conn, "SELECT first_name, id FROM salesforce.contact WHERE last_name = 'Bulkwrite'"))
-    assert len(rows) == 50 and all(rows.values())
+    assert len(rows) == n and all(rows.values())
     assert sf_record(emu, "Contact", rows["n7"])["Title"] == "fourth"
     assert sf_record(emu, "Contact", rows["n8"])["Title"] == "first third"
     assert sf_record(emu, "Contact", rows["n9"])["Title"] == "first"

@@ -52,8 +52,8 @@ def application_load(cluster, tag, worker_no, errors):
                     victim = mine.pop(rnd.randrange(len(mine)))
                     conn.execute("DELETE FROM salesforce.contact WHERE _row_id = %s", (victim,))
                 if i % 50 == 49:
-                    # more than 32 rows: captured in batches, among one-row changes of
-                    # the same rows before and after it
+                    # from the third time on more than 100 rows: captured in batches,
+                    # among one-row changes of the same rows before and after it
                     update_all(conn, f"all{i}", mine)
     except Exception as exc:  # reported by the test, not lost in a thread
         errors.append(exc)

@@ -19,7 +19,7 @@ use super::values::{Rows, Value};
 /// Statements changing more rows than this are logged in batches: one log row per entry
 /// costs as much as the application's own row, a batch a fraction of it, but its
 /// entries show in the log only once the worker has expanded them.
-pub const BATCH_ABOVE: i64 = 32;
+pub const BATCH_ABOVE: i64 = 100;
 
 /// Entries per batch row, which bounds the memory a large statement's capture holds.
 const BATCH_ENTRIES: usize = 1000;

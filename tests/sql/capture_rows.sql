@@ -100,7 +100,7 @@ INSERT INTO t.x (a, f) SELECT repeat(md5(g::text), 3), g FROM generate_series(1,
 SET work_mem = '64kB';
 UPDATE t.x SET f = f + 1 WHERE f IS NOT NULL AND id IS NULL;
 RESET work_mem;
--- a statement of more than 32 rows is captured in batches: the worker unpacks them into
+-- a statement of more than 100 rows is captured in batches: the worker unpacks them into
 -- the log before it reads it, as here
 SELECT count(*) AS batches, sum(cardinality(ids)) AS batched_entries FROM t._sync_write_batch;
 SELECT sequin_sf._write_expand_batches('t');
@@ -122,7 +122,7 @@ SET LOCAL sequin_sf.applying = on;
 INSERT INTO t.y (id, a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r, s, "Weird Col", "ä", pick, gone)
 SELECT x.id || '-' || n.g, x.a, x.b, x.c, x.d, x.e, x.f, x.g, x.h, x.i, x.j, x.k, x.l, x.m, x.n,
        x.o, x.p, x.q, x.r, x.s, x."Weird Col", x."ä", x.pick, 'dropped'
-  FROM t.x x, generate_series(1, 20) n(g) WHERE x.id IN ('1', '2', '3');
+  FROM t.x x, generate_series(1, 60) n(g) WHERE x.id IN ('1', '2', '3');
 COMMIT;
 ALTER TABLE t.y DROP COLUMN gone;
 -- a column added with a default (rows written before take it from the catalog) and
