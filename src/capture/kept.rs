@@ -11,7 +11,7 @@ use pgrx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::json::RowJson;
-use super::values::{attribute, Rows};
+use super::values::{attribute, attribute_names, Rows};
 
 /// One column of a kept row: what reading it back needs. `name` is None for a dropped
 /// column, whose bytes still take their place in rows written before the drop.
@@ -27,15 +27,13 @@ struct Column {
 
 /// The columns of `desc`, as the batch's `row_type` (jsonb text).
 pub unsafe fn describe(desc: pg_sys::TupleDesc) -> String {
-    let columns: Vec<Column> = (0..(*desc).natts as usize)
-        .map(|i| {
+    let columns: Vec<Column> = attribute_names(desc)
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| {
             let a = attribute(desc, i);
             Column {
-                name: (!a.attisdropped).then(|| {
-                    std::ffi::CStr::from_ptr(a.attname.data.as_ptr())
-                        .to_string_lossy()
-                        .into_owned()
-                }),
+                name,
                 type_oid: a.atttypid.to_u32(),
                 len: a.attlen,
                 byval: a.attbyval,

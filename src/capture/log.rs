@@ -13,7 +13,7 @@ use pgrx::prelude::*;
 use super::cache;
 use super::json::RowJson;
 use super::kept;
-use super::table::{sibling, TableWriter};
+use super::table::{in_memory, sibling, TableWriter};
 use super::values::{Rows, Value};
 
 /// Statements changing more rows than this are logged in batches: one log row per entry
@@ -105,80 +105,80 @@ struct Batch {
     values: Vec<Option<pg_sys::Datum>>,
 }
 
+impl Batch {
+    /// An empty batch of `table`'s entries, whose log is `log_oid`, written by `writer`.
+    unsafe fn new(table: pg_sys::Relation, log_oid: pg_sys::Oid, writer: &TableWriter) -> Batch {
+        let id = pg_sys::get_attnum(log_oid, c"id".as_ptr());
+        let row_type = CString::new(kept::describe((*table).rd_att))
+            .unwrap_or_else(|e| error!("sequin_sf: {e}"));
+        let row_type = in_memory(writer.statement_memory(), || {
+            pgrx::fcinfo::direct_function_call_as_datum(
+                pg_sys::jsonb_in,
+                &[Some(pg_sys::Datum::from(row_type.as_ptr()))],
+            )
+        })
+        .unwrap_or_else(|| error!("sequin_sf: jsonb_in returned NULL"));
+        Batch {
+            sequence: pg_sys::getIdentitySequence(log_oid, id, false),
+            row_type,
+            // freed with the writer's statement memory
+            memory: pg_sys::AllocSetContextCreateInternal(
+                writer.statement_memory(),
+                c"sequin_sf write batch".as_ptr(),
+                pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+            ),
+            action: None,
+            ids: Vec::new(),
+            row_ids: Vec::new(),
+            api_ids: Vec::new(),
+            previous: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+}
+
 impl Log {
     /// The log of `table`'s schema, for a statement that changed `rows` rows.
     pub unsafe fn open(table: pg_sys::Relation, object: &CStr, rows: i64) -> Log {
         let log_oid = sibling(table, c"_sync_write_log");
         let (writer, batch) = if rows > BATCH_ABOVE {
-            let id = pg_sys::get_attnum(log_oid, c"id".as_ptr());
-            let sequence = pg_sys::getIdentitySequence(log_oid, id, false);
             let oid = sibling(table, c"_sync_write_batch");
             let writer = TableWriter::open(oid, |rel| cache::table_shape(rel, &BATCH_COLUMNS));
-            let row_type = CString::new(kept::describe((*table).rd_att))
-                .unwrap_or_else(|e| error!("sequin_sf: {e}"));
-            let saved = pg_sys::CurrentMemoryContext;
-            pg_sys::CurrentMemoryContext = writer.statement_memory();
-            let row_type = pgrx::fcinfo::direct_function_call_as_datum(
-                pg_sys::jsonb_in,
-                &[Some(pg_sys::Datum::from(row_type.as_ptr()))],
-            )
-            .unwrap_or_else(|| error!("sequin_sf: jsonb_in returned NULL"));
-            pg_sys::CurrentMemoryContext = saved;
-            let batch = Batch {
-                sequence,
-                row_type,
-                // freed with the writer's statement memory
-                memory: pg_sys::AllocSetContextCreateInternal(
-                    writer.statement_memory(),
-                    c"sequin_sf write batch".as_ptr(),
-                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
-                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
-                    pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
-                ),
-                action: None,
-                ids: Vec::new(),
-                row_ids: Vec::new(),
-                api_ids: Vec::new(),
-                previous: Vec::new(),
-                values: Vec::new(),
-            };
+            let batch = Batch::new(table, log_oid, &writer);
             (writer, Some(batch))
         } else {
             let writer = TableWriter::open(log_oid, |rel| cache::table_shape(rel, &LOG_COLUMNS));
             (writer, None)
         };
-        let saved = pg_sys::CurrentMemoryContext;
-        pg_sys::CurrentMemoryContext = writer.statement_memory();
         let table_name = CStr::from_ptr((*(*table).rd_rel).relname.data.as_ptr());
-        let log = Log {
+        let (table_name, object_name, actions) = in_memory(writer.statement_memory(), || {
+            (
+                text_datum(table_name),
+                text_datum(object),
+                ACTIONS.map(|a| text_datum(a)),
+            )
+        });
+        Log {
             writer,
-            table_name: text_datum(table_name),
-            object_name: text_datum(object),
-            actions: ACTIONS.map(|a| text_datum(a)),
+            table_name,
+            object_name,
+            actions,
             batch,
-        };
-        pg_sys::CurrentMemoryContext = saved;
-        log
+        }
     }
 
     /// Runs f allocating in memory that lasts until the entry is appended.
     pub unsafe fn in_row_memory<T>(&self, f: impl FnOnce() -> T) -> T {
-        self.in_memory(self.writer.row_memory(), f)
-    }
-
-    unsafe fn in_memory<T>(&self, memory: pg_sys::MemoryContext, f: impl FnOnce() -> T) -> T {
-        let saved = pg_sys::CurrentMemoryContext;
-        pg_sys::CurrentMemoryContext = memory;
-        let out = f();
-        pg_sys::CurrentMemoryContext = saved;
-        out
+        in_memory(self.writer.row_memory(), f)
     }
 
     /// An entry's row before, the current row of `rows`: jsonb for the log, or the row
     /// kept as it is for a batch, which the worker turns into the same jsonb (kept.rs).
     pub unsafe fn previous(&self, rows: &Rows, json: &RowJson) -> pg_sys::Datum {
         match &self.batch {
-            Some(b) => self.in_memory(b.memory, || kept::keep(rows)),
+            Some(b) => in_memory(b.memory, || kept::keep(rows)),
             None => self.in_row_memory(|| json.object(|i| rows.attr(i), |_| true)),
         }
     }
@@ -204,13 +204,12 @@ impl Log {
         // the entry's values live in row memory or in the transition table's current
         // row: the batch keeps copies, and row memory is reused for the next entry (the
         // row before is in the batch's memory already)
+        let memory = batch.memory;
         let keep = |d: Option<pg_sys::Datum>| {
             d.map(|d| {
-                let saved = pg_sys::CurrentMemoryContext;
-                pg_sys::CurrentMemoryContext = batch.memory;
-                let copy = pg_sys::pg_detoast_datum_copy(d.cast_mut_ptr());
-                pg_sys::CurrentMemoryContext = saved;
-                pg_sys::Datum::from(copy)
+                in_memory(memory, || {
+                    pg_sys::Datum::from(pg_sys::pg_detoast_datum_copy(d.cast_mut_ptr()))
+                })
             })
         };
         batch.api_ids.push(keep(e.api_id.and_then(not_null)));
@@ -228,26 +227,25 @@ impl Log {
         let Some(action) = batch.action.filter(|_| !batch.ids.is_empty()) else {
             return;
         };
-        let saved = pg_sys::CurrentMemoryContext;
-        pg_sys::CurrentMemoryContext = batch.memory;
         let ids: Vec<Option<pg_sys::Datum>> = batch.ids.iter().copied().map(Some).collect();
-        let row = [
-            Some(batch.ids[0]),
-            Some(self.table_name),
-            Some(self.object_name),
-            Some(self.actions[action as usize]),
-            array(&ids, pg_sys::INT8OID),
-            array(&batch.row_ids, pg_sys::INT8OID),
-            array(&batch.api_ids, pg_sys::TEXTOID),
-            batch
-                .previous
-                .iter()
-                .any(Option::is_some)
-                .then_some(batch.row_type),
-            array(&batch.previous, pg_sys::BYTEAOID),
-            array(&batch.values, pg_sys::JSONBOID),
-        ];
-        pg_sys::CurrentMemoryContext = saved;
+        let row = in_memory(batch.memory, || {
+            [
+                Some(batch.ids[0]),
+                Some(self.table_name),
+                Some(self.object_name),
+                Some(self.actions[action as usize]),
+                array(&ids, pg_sys::INT8OID),
+                array(&batch.row_ids, pg_sys::INT8OID),
+                array(&batch.api_ids, pg_sys::TEXTOID),
+                batch
+                    .previous
+                    .iter()
+                    .any(Option::is_some)
+                    .then_some(batch.row_type),
+                array(&batch.previous, pg_sys::BYTEAOID),
+                array(&batch.values, pg_sys::JSONBOID),
+            ]
+        });
         self.writer.append(&row);
         for v in [
             &mut batch.row_ids,

@@ -51,23 +51,22 @@ impl TableShape {
             pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
             pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
         );
-        let saved = pg_sys::CurrentMemoryContext;
-        pg_sys::CurrentMemoryContext = memory;
-        let defaults = (0..names.len())
-            .filter(|i| names[*i].is_some() && !filled.contains(i))
-            .filter_map(|i| {
-                let expr = pg_sys::build_column_default(rel, (i + 1) as i32);
-                (!expr.is_null()).then(|| {
-                    let expr = pg_sys::expression_planner(expr.cast());
-                    ColumnDefault {
-                        column: i,
-                        expr,
-                        volatile: pg_sys::contain_volatile_functions(expr.cast()),
-                    }
+        let defaults = in_memory(memory, || {
+            (0..names.len())
+                .filter(|i| names[*i].is_some() && !filled.contains(i))
+                .filter_map(|i| {
+                    let expr = pg_sys::build_column_default(rel, (i + 1) as i32);
+                    (!expr.is_null()).then(|| {
+                        let expr = pg_sys::expression_planner(expr.cast());
+                        ColumnDefault {
+                            column: i,
+                            expr,
+                            volatile: pg_sys::contain_volatile_functions(expr.cast()),
+                        }
+                    })
                 })
-            })
-            .collect();
-        pg_sys::CurrentMemoryContext = saved;
+                .collect()
+        });
         TableShape {
             filled,
             defaults,
@@ -81,6 +80,15 @@ impl Drop for TableShape {
         // SAFETY: the context was made for this shape alone; statements copy what they use
         unsafe { pg_sys::MemoryContextDelete(self.memory) };
     }
+}
+
+/// Runs f with `memory` as the current memory context.
+pub unsafe fn in_memory<T>(memory: pg_sys::MemoryContext, f: impl FnOnce() -> T) -> T {
+    let saved = pg_sys::CurrentMemoryContext;
+    pg_sys::CurrentMemoryContext = memory;
+    let out = f();
+    pg_sys::CurrentMemoryContext = saved;
+    out
 }
 
 /// The oid of capture's table `name` in `table`'s schema, or an error naming it.
