@@ -120,7 +120,7 @@ BEGIN
     EXECUTE format($q$
         SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.log_id), '[]'::jsonb) FROM (
           SELECT l.id AS log_id, l.row_id, l.table_name, l.object_name AS object, l.action,
-                 l.api_id, l.state,
+                 l.api_id, l.state, l.api_result,
                  (SELECT coalesce(jsonb_object_agg(m.field_name, v.value), '{}'::jsonb)
                     FROM jsonb_each(l."values") v
                     JOIN sequin_sf._columns m
@@ -211,15 +211,16 @@ $$;
 
 -- Records the Ids of created records on their entries, which stay pending until they
 -- are settled: a pending insert with an Id is known to have succeeded (see the writer's
--- split_claimed_creates). p_created: [{"log_ids": [..], "api_id": "..."}]
+-- split_claimed_creates). p_created: [{"log_ids": [..], "api_id": "...", "status": n}]
+-- (201 created, 200 an upsert matched an existing record).
 CREATE FUNCTION sequin_sf._write_record_created(p_schema text, p_created jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     -- as durable as the claim: a lost record of a create would make it "unknown"
     PERFORM set_config('synchronous_commit', 'on', true);
     EXECUTE format($q$
-        UPDATE %I._sync_write_log l SET api_id = c.api_id
-          FROM (SELECT x ->> 'api_id' AS api_id,
+        UPDATE %I._sync_write_log l SET api_id = c.api_id, api_result = c.status
+          FROM (SELECT x ->> 'api_id' AS api_id, (x ->> 'status')::int AS status,
                        jsonb_array_elements_text(x -> 'log_ids')::bigint AS log_id
                   FROM jsonb_array_elements($1) x) c
          WHERE l.id = c.log_id AND l.state = 'pending' AND l.action = 'insert'
@@ -242,6 +243,7 @@ DECLARE
     row_id bigint;
     api text;
     other bigint;
+    created jsonb := '[]';
 BEGIN
     PERFORM set_config('sequin_sf.applying', 'on', true);
     -- a lost settlement would turn a known answer (and a created record's Id) into an
@@ -249,10 +251,10 @@ BEGIN
     PERFORM set_config('synchronous_commit', 'on', true);
     -- Rows are brought in line one by one; an application statement changing many of
     -- them at once can lock them in another order. Of two transactions waiting on each
-    -- other, the one whose deadlock_timeout runs out first is cancelled: let it be the
-    -- application's (which can run its statement again), not this one, whose loss would
-    -- leave answers Salesforce already gave unrecorded.
-    PERFORM set_config('deadlock_timeout', '20s', true);
+    -- other, the one whose deadlock_timeout runs out first is cancelled: let it be this
+    -- one's row change (a subtransaction, below), which yields as it does on a lock
+    -- timeout, not the application's statement.
+    PERFORM set_config('deadlock_timeout', '100ms', true);
     FOR o IN SELECT value FROM jsonb_array_elements(p_outcomes) LOOP
         ids := ARRAY(SELECT jsonb_array_elements_text(o -> 'log_ids')::bigint);
         tbl := o ->> 'table_name';
@@ -287,6 +289,10 @@ BEGIN
                     IF other IS NULL THEN
                         EXECUTE format('UPDATE %I.%I SET id = $1, _write_state = NULL WHERE _row_id = $2',
                                        p_schema, tbl) USING api, row_id;
+                    ELSIF (o ->> 'status')::int = 201 THEN
+                        -- the record is new: the other row is the copy a poll made of it
+                        -- while this row, held by an application, could not take its Id
+                        PERFORM sequin_sf._write_take_in_copy(p_schema, tbl, row_id, other, api);
                     ELSE
                         -- an upsert matched a record the table already holds: the values
                         -- went to that record, so this row would only be its duplicate
@@ -308,39 +314,94 @@ BEGIN
                 PERFORM sequin_sf._write_restore_delete(p_schema, tbl, ids[1]);
             END IF;
         EXCEPTION WHEN OTHERS THEN
-            EXECUTE format('UPDATE %I._sync_write_log SET api_message = concat_ws(''; '', api_message, $2)'
-                           ' WHERE id = ANY($1)', p_schema)
-              USING ids, format('row _row_id=%s of %s.%s could not be updated to match: %s',
-                                row_id, p_schema, tbl, SQLERRM);
-            BEGIN
-                EXECUTE format('UPDATE %I.%I SET _write_state = ''out_of_sync'' WHERE _row_id = $1',
-                               p_schema, tbl) USING row_id;
-            EXCEPTION WHEN OTHERS THEN
-                NULL;  -- the message above already says what is wrong
-            END;
+            IF SQLSTATE IN ('55P03', '40P01') AND o ->> 'outcome' = 'succeeded'
+               AND o ->> 'action' = 'insert' AND api IS NOT NULL THEN
+                -- The row is held by an application's transaction (lock_timeout or
+                -- deadlock): the created record's Id must not be left out of it, so
+                -- the entry stays pending with its Id, which the writer's next round
+                -- settles again (split_claimed_creates) until the row is free.
+                EXECUTE format('UPDATE %I._sync_write_log SET state = ''pending'', settled_at = NULL'
+                               ' WHERE id = ANY($1)', p_schema) USING ids;
+            ELSE
+                PERFORM sequin_sf._write_out_of_sync(p_schema, tbl, row_id, ids, SQLERRM);
+            END IF;
         END;
-        -- after the row was brought in line above (see _write_pass_on_id)
         IF o ->> 'outcome' = 'succeeded' AND o ->> 'action' = 'insert' AND api IS NOT NULL THEN
-            PERFORM sequin_sf._write_pass_on_id(p_schema, tbl, row_id, api);
+            created := created || jsonb_build_object('table_name', tbl, 'row_id', row_id,
+                                                     'api_id', api);
         END IF;
     END LOOP;
+    -- after the rows were brought in line above (see _write_pass_on_ids)
+    PERFORM sequin_sf._write_pass_on_ids(p_schema, created);
 END
 $$;
 
--- After a create succeeded: gives its Id to the row's later entries, captured while the
--- row had none. Called after the row itself got the Id (or was deleted): that statement
--- waited for every application transaction changing the row, so the snapshots of the
--- statements here see all their entries (the batched ones once unpacked), and any later
--- change captures the Id itself.
-CREATE FUNCTION sequin_sf._write_pass_on_id(p_schema text, p_table text, p_row bigint,
-                                            p_api_id text) RETURNS void
+-- A created record's row (p_row) takes its Id when a poll has already made a copy of the
+-- record (p_copy) in the meantime: the copy goes, and the row keeps its _row_id and the
+-- values it holds (sent, or queued to be), taking from the copy what only Salesforce
+-- sets (its stamps, defaults, calculated fields: the columns the row has NULL in).
+CREATE FUNCTION sequin_sf._write_take_in_copy(p_schema text, p_table text, p_row bigint,
+                                              p_copy bigint, p_api_id text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    copy jsonb;
+    sets text;
+BEGIN
+    EXECUTE format('DELETE FROM %1$I.%2$I c WHERE _row_id = $1 RETURNING to_jsonb(c)',
+                   p_schema, p_table)
+      INTO copy USING p_copy;
+    SELECT string_agg(format('%1$I = coalesce(t.%1$I, c.%1$I)', a.attname), ', ') INTO sets
+      FROM pg_attribute a
+     WHERE a.attrelid = format('%I.%I', p_schema, p_table)::regclass
+       AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.attgenerated = '' AND a.attname NOT IN ('_row_id', 'id', '_write_state');
+    EXECUTE format('UPDATE %1$I.%2$I t SET id = $1, _write_state = NULL, %3$s'
+                   ' FROM jsonb_populate_record(NULL::%1$I.%2$I, $2) c WHERE t._row_id = $3',
+                   p_schema, p_table, sets)
+      USING p_api_id, copy, p_row;
+END
+$$;
+
+-- A row that cannot be brought in line with Salesforce's answer to its entries (p_ids):
+-- the entries say why and the row is marked out_of_sync (when even that is possible).
+CREATE FUNCTION sequin_sf._write_out_of_sync(p_schema text, p_table text, p_row bigint,
+                                             p_ids bigint[], p_error text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
+    EXECUTE format('UPDATE %I._sync_write_log SET api_message = concat_ws(''; '', api_message, $2)'
+                   ' WHERE id = ANY($1)', p_schema)
+      USING p_ids, format('row _row_id=%s of %s.%s could not be updated to match: %s',
+                          p_row, p_schema, p_table, p_error);
+    BEGIN
+        EXECUTE format('UPDATE %I.%I SET _write_state = ''out_of_sync'' WHERE _row_id = $1',
+                       p_schema, p_table) USING p_row;
+    EXCEPTION WHEN OTHERS THEN
+        NULL;  -- the message above already says what is wrong
+    END;
+END
+$$;
+
+-- After creates succeeded: gives each created record's Id to its row's later entries,
+-- captured while the row had none. p_created: [{"table_name", "row_id", "api_id"}].
+-- Called after the rows themselves got their Ids (or were deleted): those statements
+-- waited for every application transaction changing the rows, so the statements here
+-- see all their entries (the batched ones once unpacked), and any later change captures
+-- the Id itself. A row that could not be locked keeps its insert pending, and its later
+-- entries wait for the round that settles it (the writer's split_claimed_creates).
+CREATE FUNCTION sequin_sf._write_pass_on_ids(p_schema text, p_created jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF jsonb_array_length(p_created) = 0 THEN
+        RETURN;
+    END IF;
     PERFORM sequin_sf._write_expand_batches(p_schema);
-    EXECUTE format('UPDATE %I._sync_write_log SET api_id = $1 WHERE row_id = $2'
-                   ' AND table_name = $3 AND api_id IS NULL'
-                   ' AND state IN (''new'', ''pending'')', p_schema)
-      USING p_api_id, p_row, p_table;
+    EXECUTE format($q$
+        UPDATE %I._sync_write_log l SET api_id = c.api_id
+          FROM jsonb_to_recordset($1) AS c(table_name text, row_id bigint, api_id text)
+         WHERE l.row_id = c.row_id AND l.table_name = c.table_name AND l.api_id IS NULL
+           AND l.state IN ('new', 'pending')
+        $q$, p_schema)
+      USING p_created;
 END
 $$;
 

@@ -12,7 +12,7 @@ import time
 import psycopg
 import pytest
 
-from harness import query_rows, query_value, synced_org, wait_for, worker_pid
+from harness import query_rows, query_value, sf_records, synced_org, wait_for, worker_pid
 
 SYNC = "w"
 OBJECTS = ["Account", "Contact", "Opportunity"]
@@ -362,6 +362,60 @@ def test_conflicting_update_is_reported_when_detection_is_on(env):
         conn.execute(
             "SELECT sequin_sf.alter_write_settings(%s, conflict_detection => false)", (SYNC,)
         )
+
+
+def test_a_create_whose_row_the_application_holds_gets_its_id_when_released(env):
+    """The worker never waits long for the application: bringing a created row in line
+    (writing its new Id) gives up after the worker's lock_timeout when an application
+    transaction holds the row. The insert stays pending with its recorded Id, the row's
+    later change waits behind it, and both settle once the row is free. A poll that
+    copies the new record meanwhile does not leave a second row: the application's row
+    keeps its _row_id and takes in what only Salesforce set."""
+    emu, cluster, conn = env
+    before = max_log_id(conn)
+    conn.execute("SELECT sequin_sf.pause_sync(%s)", (SYNC,))
+    try:
+        row = query_value(
+            conn, "INSERT INTO salesforce.contact (last_name) VALUES ('Held') RETURNING _row_id")
+        with cluster.connect() as app:
+            with app.transaction():
+                # captured now (with no Id yet), holding the row until the commit
+                app.execute("UPDATE salesforce.contact SET title = 'While held' WHERE _row_id = %s",
+                            (row,))
+                conn.execute("SELECT sequin_sf.resume_sync(%s)", (SYNC,))
+                created = wait_for(
+                    lambda: query_value(
+                        conn, "SELECT api_id FROM salesforce._sync_write_log"
+                        " WHERE id > %s AND action = 'insert'", (before,)),
+                    timeout=60, what="the create to be sent")
+                # a poll copies the record into a row of its own: its row cannot take it
+                wait_for(
+                    lambda: query_value(
+                        conn, "SELECT count(*) FROM salesforce.contact WHERE id = %s",
+                        (created,)) == 1,
+                    timeout=60, what="a poll to read the new record")
+                # longer than the worker's lock_timeout (2 s): it has given up at least once
+                time.sleep(3)
+                assert query_value(
+                    conn, "SELECT state FROM salesforce._sync_write_log"
+                    " WHERE id > %s AND action = 'insert'", (before,)) == "pending"
+                assert query_value(
+                    conn, "SELECT id FROM salesforce.contact WHERE _row_id = %s", (row,)) is None
+        ok, bad, _ = await_writes(conn)
+        assert bad == 0
+        entries = query_rows(
+            conn,
+            "SELECT action, state, api_id FROM salesforce._sync_write_log WHERE id > %s ORDER BY id",
+            (before,))
+        assert entries == [("insert", "succeeded", created), ("update", "succeeded", created)]
+        assert query_rows(
+            conn, "SELECT _row_id, title, system_modstamp IS NOT NULL FROM salesforce.contact"
+            " WHERE id = %s", (created,)) == [(row, "While held", True)]
+        assert sf_record(emu, "Contact", created)["Title"] == "While held"
+        assert [r["Id"] for r in sf_records(emu, "SELECT Id FROM Contact WHERE LastName = 'Held'")] \
+            == [created]
+    finally:
+        conn.execute("SELECT sequin_sf.resume_sync(%s)", (SYNC,))
 
 
 def test_changes_wait_for_their_batch_to_fill(env):

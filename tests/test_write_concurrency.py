@@ -9,6 +9,7 @@ are on the final state of the log, the table and the emulator."""
 import random
 import threading
 
+import psycopg
 import pytest
 
 from harness import query_rows, query_value, sf_records, synced_org, wait_for
@@ -27,7 +28,8 @@ def env():
 
 def application_load(cluster, tag, worker_no, errors):
     """One application connection: inserts rows one statement at a time and, between
-    them, updates and deletes rows it inserted earlier (with or without an Id yet)."""
+    them, updates and deletes rows it inserted earlier (with or without an Id yet), now
+    and then all of them in one statement."""
     rnd = random.Random(f"{tag}-{worker_no}")
     mine = []
     try:
@@ -49,8 +51,27 @@ def application_load(cluster, tag, worker_no, errors):
                 if i % 7 == 6:
                     victim = mine.pop(rnd.randrange(len(mine)))
                     conn.execute("DELETE FROM salesforce.contact WHERE _row_id = %s", (victim,))
+                if i % 50 == 49:
+                    # from the third time on more than 100 rows: captured in batches,
+                    # among one-row changes of the same rows before and after it
+                    update_all(conn, f"all{i}", mine)
     except Exception as exc:  # reported by the test, not lost in a thread
         errors.append(exc)
+
+
+def update_all(conn, title, rows):
+    """One statement changing many rows. It can deadlock with the worker bringing rows in
+    line with Salesforce's answers (which it does one by one); the worker waits longer
+    before giving up, so it is this statement that Postgres cancels, and an application
+    runs it again, as it does for any deadlock."""
+    for _ in range(20):
+        try:
+            conn.execute(
+                "UPDATE salesforce.contact SET title = %s WHERE _row_id = ANY(%s)", (title, rows))
+            return
+        except psycopg.errors.DeadlockDetected:
+            continue
+    raise AssertionError("the statement deadlocked 20 times in a row")
 
 
 def run_load(cluster, tag):
@@ -142,3 +163,4 @@ def test_concurrent_changes_all_reach_salesforce_with_their_fields(env, tag, bat
         " AND _write_state IS NOT NULL",
         (f"{tag}-%",),
     ) == 0
+

@@ -11,7 +11,7 @@ mod host;
 mod queue;
 mod send;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -178,15 +178,21 @@ fn to_queued(e: &QueuedRow, rows: &RowKeys) -> QueuedWrite {
     }
 }
 
-/// Log ids and the new record's Id of every create or upsert that succeeded.
-fn created_ids(results: &[(WriteOp, Outcome)]) -> Vec<(Vec<i64>, String)> {
+/// Every create or upsert that succeeded: its log ids, the record's Id and the status.
+fn created_ids(results: &[(WriteOp, Outcome)]) -> Vec<queue::Created> {
     results
         .iter()
         .filter(|(op, _)| matches!(op.kind, OpKind::Create | OpKind::Upsert { .. }))
         .filter_map(|(op, outcome)| match outcome {
             Outcome::Succeeded {
-                api_id: Some(id), ..
-            } => Some((op.log_ids.clone(), id.clone())),
+                api_id: Some(id),
+                status,
+                ..
+            } => Some(queue::Created {
+                log_ids: op.log_ids.clone(),
+                api_id: id.clone(),
+                status: *status,
+            }),
             _ => None,
         })
         .collect()
@@ -202,8 +208,10 @@ fn settle_claimed_create(e: &QueuedRow) -> Settlement {
             e,
             &Outcome::Succeeded {
                 api_id: Some(id.clone()),
-                status: 201,
-                message: Some("created; the answer was recorded before the worker stopped".into()),
+                status: e.api_result.unwrap_or(201),
+                message: Some(
+                    "created; settled from the Id recorded when Salesforce answered".into(),
+                ),
             },
             None,
         ),
@@ -224,19 +232,24 @@ fn settle_claimed_create(e: &QueuedRow) -> Settlement {
 /// Pending inserts whose Id was recorded, and pending inserts that would be sent as
 /// plain creates (no external id configured), whose earlier send may have succeeded,
 /// are settled here (first list) instead of being planned again (second list).
+/// The later entries of their rows wait for the next round: they get the created Id
+/// when this settlement brings the row in line, which may itself have to wait for an
+/// application's transaction (see `_write_settle`).
 fn split_claimed_creates(
     entries: &[QueuedRow],
     settings: &PlanSettings,
     rows: &RowKeys,
 ) -> (Vec<Settlement>, Vec<QueuedWrite>) {
     let mut claimed = Vec::new();
+    let mut settling = HashSet::new();
     let mut rest = Vec::new();
     for e in entries {
         let pending_insert = e.state == EntryState::Pending && e.action == Action::Insert;
         let plain_create = !settings.external_id_fields.contains_key(&e.object);
         if pending_insert && (e.api_id.is_some() || plain_create) {
             claimed.push(settle_claimed_create(e));
-        } else {
+            settling.insert(rows.key(e));
+        } else if !settling.contains(&rows.key(e)) {
             rest.push(to_queued(e, rows));
         }
     }

@@ -60,6 +60,17 @@ pub struct QueuedRow {
     pub fields: Map<String, Value>,
     pub unmodified_since: Option<String>,
     pub ready: bool,
+    /// Salesforce's answer recorded for a pending insert (201 created, 200 an upsert
+    /// matched an existing record), when it was recorded.
+    #[serde(default)]
+    pub api_result: Option<u16>,
+}
+
+/// A create or upsert Salesforce answered with success: recorded before it is settled.
+pub struct Created {
+    pub log_ids: Vec<i64>,
+    pub api_id: String,
+    pub status: u16,
 }
 
 /// How `_write_settle` leaves an entry.
@@ -191,17 +202,14 @@ pub fn claim(schema: &str, ids: Vec<i64>) -> Result<(), StoreError> {
 }
 
 /// Records the Ids Salesforce gave to created records on their (still pending) entries.
-pub fn record_created_ids(
-    schema: &str,
-    created: Vec<(Vec<i64>, String)>,
-) -> Result<(), StoreError> {
+pub fn record_created_ids(schema: &str, created: Vec<Created>) -> Result<(), StoreError> {
     if created.is_empty() {
         return Ok(());
     }
     let doc = JsonB(Value::Array(
         created
             .into_iter()
-            .map(|(log_ids, api_id)| serde_json::json!({"log_ids": log_ids, "api_id": api_id}))
+            .map(|c| serde_json::json!({"log_ids": c.log_ids, "api_id": c.api_id, "status": c.status}))
             .collect(),
     ));
     let schema = schema.to_string();
