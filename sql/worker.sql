@@ -120,7 +120,7 @@ BEGIN
     EXECUTE format($q$
         SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.log_id), '[]'::jsonb) FROM (
           SELECT l.id AS log_id, l.row_id, l.table_name, l.object_name AS object, l.action,
-                 l.api_id, l.state, l.api_result,
+                 l.api_id, l.state, l.api_result, l.api_message,
                  (SELECT coalesce(jsonb_object_agg(m.field_name, v.value), '{}'::jsonb)
                     FROM jsonb_each(l."values") v
                     JOIN sequin_sf._columns m
@@ -203,15 +203,17 @@ BEGIN
     -- the claim must be on disk before the request leaves, whatever the server's
     -- synchronous_commit: a lost claim would let a create be sent twice
     PERFORM set_config('synchronous_commit', 'on', true);
+    -- api_result goes: a pending entry's recorded answer is the one to this request
+    -- (the writer settles a pending entry that has one from it, split_answered)
     EXECUTE format('UPDATE %I._sync_write_log SET state = ''pending'', claimed_at = now(),'
-                   ' attempts = attempts + 1 WHERE id = ANY($1)', p_schema)
+                   ' api_result = NULL, attempts = attempts + 1 WHERE id = ANY($1)', p_schema)
       USING p_ids;
 END
 $$;
 
 -- Records the Ids of created records on their entries, which stay pending until they
 -- are settled: a pending insert with an Id is known to have succeeded (see the writer's
--- split_claimed_creates). p_created: [{"log_ids": [..], "api_id": "...", "status": n}]
+-- split_answered). p_created: [{"log_ids": [..], "api_id": "...", "status": n}]
 -- (201 created, 200 an upsert matched an existing record).
 CREATE FUNCTION sequin_sf._write_record_created(p_schema text, p_created jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -314,14 +316,16 @@ BEGIN
                 PERFORM sequin_sf._write_restore_delete(p_schema, tbl, ids[1]);
             END IF;
         EXCEPTION WHEN OTHERS THEN
-            IF SQLSTATE IN ('55P03', '40P01') AND o ->> 'outcome' = 'succeeded'
-               AND o ->> 'action' = 'insert' AND api IS NOT NULL THEN
+            IF SQLSTATE IN ('55P03', '40P01') THEN
                 -- The row is held by an application's transaction (lock_timeout or
-                -- deadlock): the created record's Id must not be left out of it, so
-                -- the entry stays pending with its Id, which the writer's next round
-                -- settles again (split_claimed_creates) until the row is free.
-                EXECUTE format('UPDATE %I._sync_write_log SET state = ''pending'', settled_at = NULL'
-                               ' WHERE id = ANY($1)', p_schema) USING ids;
+                -- deadlock): what Salesforce answered must still reach it (a created
+                -- record's Id, a refused change undone), so the entries stay pending
+                -- with the answer recorded above, and a later round settles them again
+                -- (the writer's split_answered), every few seconds until the row is free.
+                EXECUTE format('UPDATE %I._sync_write_log SET state = ''pending'', settled_at = NULL,'
+                               ' next_attempt_at = now() + interval ''3 seconds'' WHERE id = ANY($1)',
+                               p_schema) USING ids;
+                CONTINUE;
             ELSE
                 PERFORM sequin_sf._write_out_of_sync(p_schema, tbl, row_id, ids, SQLERRM);
             END IF;
@@ -387,7 +391,7 @@ $$;
 -- waited for every application transaction changing the rows, so the statements here
 -- see all their entries (the batched ones once unpacked), and any later change captures
 -- the Id itself. A row that could not be locked keeps its insert pending, and its later
--- entries wait for the round that settles it (the writer's split_claimed_creates).
+-- entries wait for the round that settles it (the writer's split_answered).
 CREATE FUNCTION sequin_sf._write_pass_on_ids(p_schema text, p_created jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN

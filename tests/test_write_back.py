@@ -418,6 +418,51 @@ def test_a_create_whose_row_the_application_holds_gets_its_id_when_released(env)
         conn.execute("SELECT sequin_sf.resume_sync(%s)", (SYNC,))
 
 
+def test_a_refused_update_is_undone_once_the_application_releases_the_row(env):
+    """Salesforce refuses an update while an application transaction holds the row: the
+    undo waits for the row (the entry stays pending with Salesforce's answer), then the
+    refused column goes back to what Salesforce holds, and the application's own later
+    change of another column is kept and sent."""
+    emu, cluster, conn = env
+    [opp] = some_ids(conn, "opportunity", 1, offset=5)
+    old_amount = query_value(conn, "SELECT amount FROM salesforce.opportunity WHERE id = %s", (opp,))
+    before = max_log_id(conn)
+    conn.execute("SELECT sequin_sf.pause_sync(%s)", (SYNC,))
+    try:
+        conn.execute("UPDATE salesforce.opportunity SET amount = -5 WHERE id = %s", (opp,))
+        with cluster.connect() as app:
+            with app.transaction():
+                app.execute("UPDATE salesforce.opportunity SET description = 'Held' WHERE id = %s",
+                            (opp,))
+                conn.execute("SELECT sequin_sf.resume_sync(%s)", (SYNC,))
+                wait_for(
+                    lambda: query_value(
+                        conn, "SELECT api_result FROM salesforce._sync_write_log WHERE id > %s"
+                        " ORDER BY id LIMIT 1", (before,)) == 400,
+                    timeout=60, what="Salesforce's answer to the refused update")
+                # longer than the worker's lock_timeout (2 s): it has given up at least once
+                time.sleep(3)
+                assert query_value(
+                    conn, "SELECT state FROM salesforce._sync_write_log WHERE id > %s"
+                    " ORDER BY id LIMIT 1", (before,)) == "pending"
+        # (await_writes counts this session's entries: the refused update)
+        assert await_writes(conn) == (0, 1, 0)
+        entries = query_rows(
+            conn,
+            "SELECT action, state, api_result FROM salesforce._sync_write_log WHERE id > %s"
+            " ORDER BY id", (before,))
+        assert entries == [("update", "failed", 400), ("update", "succeeded", 204)]
+        assert "Amount must not be negative" in query_value(
+            conn, "SELECT api_message FROM salesforce._sync_write_log WHERE id > %s"
+            " ORDER BY id LIMIT 1", (before,))
+        assert query_rows(
+            conn, "SELECT amount, description FROM salesforce.opportunity WHERE id = %s", (opp,)
+        ) == [(old_amount, "Held")]
+        assert sf_record(emu, "Opportunity", opp)["Description"] == "Held"
+    finally:
+        conn.execute("SELECT sequin_sf.resume_sync(%s)", (SYNC,))
+
+
 def test_changes_wait_for_their_batch_to_fill(env):
     _, _, conn = env
     conn.execute(

@@ -82,9 +82,9 @@ fn round<H: WriterHost>(host: &mut H, schema: &str) -> Result<bool, queue::Store
     let rows = RowKeys::new(&entries);
     let by_log: HashMap<i64, &QueuedRow> = entries.iter().map(|e| (e.log_id, e)).collect();
 
-    // Creates an interrupted round sent: settled from the answer recorded before the
-    // interruption, or surfaced as unknown, never resent blindly.
-    let (mut local, queued) = split_claimed_creates(&entries, &plan_settings, &rows);
+    // Entries an earlier round sent and did not settle: settled from the answer recorded,
+    // or surfaced as unknown, never resent blindly.
+    let (mut local, queued) = split_answered(&entries, &plan_settings, &rows);
 
     let planned = plan(&queued, &plan_settings);
     for l in &planned.local {
@@ -198,27 +198,49 @@ fn created_ids(results: &[(WriteOp, Outcome)]) -> Vec<queue::Created> {
         .collect()
 }
 
-/// How an insert claimed by an earlier round that never settled it (the worker or the
-/// server stopped) is settled: from the Id recorded before the interruption, or as of
-/// unknown outcome (possibly sent), never planned again.
-fn settle_claimed_create(e: &QueuedRow) -> Settlement {
-    match &e.api_id {
-        Some(id) => Settlement::new(
-            &[e.log_id],
-            e,
-            &Outcome::Succeeded {
+/// How an entry an earlier round claimed but did not settle is settled now, without
+/// being sent again; None when it is planned like any other entry (an update or delete
+/// whose answer never came is safe to send again, as is an upsert by external id).
+/// - Salesforce's answer was recorded (`api_result`): a settlement that could not bring
+///   the row in line (an application held it, see `_write_settle`) is settled again
+///   from it.
+/// - An insert with a recorded Id succeeded (the worker stopped before settling it).
+/// - A plain create without either may have been sent: its outcome is unknown, and it
+///   is surfaced instead of being resent blindly.
+fn settle_answered(e: &QueuedRow, settings: &PlanSettings) -> Option<Settlement> {
+    if e.state != EntryState::Pending {
+        return None;
+    }
+    let insert = e.action == Action::Insert;
+    let (outcome, row_state) = match (e.api_result, &e.api_id) {
+        (Some(status), _) if (200..300).contains(&status) => (
+            Outcome::Succeeded {
+                api_id: e.api_id.clone(),
+                status,
+                message: e.api_message.clone(),
+            },
+            None,
+        ),
+        (Some(status), _) => (
+            Outcome::Failed {
+                status,
+                message: e.api_message.clone().unwrap_or_default(),
+            },
+            // status 0: no answer came (resolve_unknown)
+            (insert && status == 0).then_some(RowState::Unknown),
+        ),
+        (None, Some(id)) if insert => (
+            Outcome::Succeeded {
                 api_id: Some(id.clone()),
-                status: e.api_result.unwrap_or(201),
+                status: 201,
                 message: Some(
                     "created; settled from the Id recorded when Salesforce answered".into(),
                 ),
             },
             None,
         ),
-        None => Settlement::new(
-            &[e.log_id],
-            e,
-            &Outcome::Failed {
+        (None, None) if insert && !settings.external_id_fields.contains_key(&e.object) => (
+            Outcome::Failed {
                 status: 0,
                 message: unknown_create_message(
                     "the worker stopped while the request was in flight",
@@ -226,34 +248,39 @@ fn settle_claimed_create(e: &QueuedRow) -> Settlement {
             },
             Some(RowState::Unknown),
         ),
-    }
+        _ => return None,
+    };
+    Some(Settlement::new(&[e.log_id], e, &outcome, row_state))
 }
 
-/// Pending inserts whose Id was recorded, and pending inserts that would be sent as
-/// plain creates (no external id configured), whose earlier send may have succeeded,
-/// are settled here (first list) instead of being planned again (second list).
-/// The later entries of their rows wait for the next round: they get the created Id
-/// when this settlement brings the row in line, which may itself have to wait for an
-/// application's transaction (see `_write_settle`).
-fn split_claimed_creates(
+/// Entries an earlier round claimed and answered are settled here (first list) instead
+/// of being planned again (second list, see `settle_answered`). The later entries of
+/// their rows wait for a later round: a created Id reaches them when the row takes it,
+/// and a row being settled again waits for an application's transaction. Such an
+/// entry that is not due yet (`_write_settle` spaces the attempts) holds its row back.
+fn split_answered(
     entries: &[QueuedRow],
     settings: &PlanSettings,
     rows: &RowKeys,
 ) -> (Vec<Settlement>, Vec<QueuedWrite>) {
-    let mut claimed = Vec::new();
-    let mut settling = HashSet::new();
+    let mut answered = Vec::new();
+    let mut held = HashSet::new();
     let mut rest = Vec::new();
     for e in entries {
-        let pending_insert = e.state == EntryState::Pending && e.action == Action::Insert;
-        let plain_create = !settings.external_id_fields.contains_key(&e.object);
-        if pending_insert && (e.api_id.is_some() || plain_create) {
-            claimed.push(settle_claimed_create(e));
-            settling.insert(rows.key(e));
-        } else if !settling.contains(&rows.key(e)) {
-            rest.push(to_queued(e, rows));
+        if held.contains(&rows.key(e)) {
+            continue;
+        }
+        match settle_answered(e, settings) {
+            Some(s) => {
+                if e.ready {
+                    answered.push(s);
+                }
+                held.insert(rows.key(e));
+            }
+            None => rest.push(to_queued(e, rows)),
         }
     }
-    (claimed, rest)
+    (answered, rest)
 }
 
 fn prune(schema: &str, retention: Duration) {

@@ -60,10 +60,12 @@ pub struct QueuedRow {
     pub fields: Map<String, Value>,
     pub unmodified_since: Option<String>,
     pub ready: bool,
-    /// Salesforce's answer recorded for a pending insert (201 created, 200 an upsert
-    /// matched an existing record), when it was recorded.
+    /// Salesforce's answer to a pending entry, when it was recorded (for an insert, 201
+    /// created or 200 an upsert matched an existing record; 0 no answer came).
     #[serde(default)]
     pub api_result: Option<u16>,
+    #[serde(default)]
+    pub api_message: Option<String>,
 }
 
 /// A create or upsert Salesforce answered with success: recorded before it is settled.
