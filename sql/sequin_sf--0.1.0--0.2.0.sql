@@ -606,6 +606,10 @@ BEGIN
     -- one's row change (a subtransaction, below), which yields as it does on a lock
     -- timeout, not the application's statement.
     PERFORM set_config('deadlock_timeout', '100ms', true);
+    -- A row an application holds is settled again later (below), so waiting long for it
+    -- gains nothing, and every row of a long application transaction would cost the
+    -- whole wait: after the first row given up, the others are not waited for at all.
+    PERFORM set_config('lock_timeout', '500ms', true);
     FOR o IN SELECT value FROM jsonb_array_elements(p_outcomes) LOOP
         ids := ARRAY(SELECT jsonb_array_elements_text(o -> 'log_ids')::bigint);
         tbl := o ->> 'table_name';
@@ -670,10 +674,11 @@ BEGIN
                 -- deadlock): what Salesforce answered must still reach it (a created
                 -- record's Id, a refused change undone), so the entries stay pending
                 -- with the answer recorded above, and a later round settles them again
-                -- (the writer's split_answered), every few seconds until the row is free.
+                -- (the writer's split_answered), every 3 s until the row is free.
                 EXECUTE format('UPDATE %I._sync_write_log SET state = ''pending'', settled_at = NULL,'
                                ' next_attempt_at = now() + interval ''3 seconds'' WHERE id = ANY($1)',
                                p_schema) USING ids;
+                PERFORM set_config('lock_timeout', '10ms', true);
                 CONTINUE;
             ELSE
                 PERFORM sequin_sf._write_out_of_sync(p_schema, tbl, row_id, ids, SQLERRM);

@@ -366,7 +366,7 @@ def test_conflicting_update_is_reported_when_detection_is_on(env):
 
 def test_a_create_whose_row_the_application_holds_gets_its_id_when_released(env):
     """The worker never waits long for the application: bringing a created row in line
-    (writing its new Id) gives up after the worker's lock_timeout when an application
+    (writing its new Id) gives up after a short wait when an application
     transaction holds the row. The insert stays pending with its recorded Id, the row's
     later change waits behind it, and both settle once the row is free. A poll that
     copies the new record meanwhile does not leave a second row: the application's row
@@ -394,7 +394,7 @@ def test_a_create_whose_row_the_application_holds_gets_its_id_when_released(env)
                         conn, "SELECT count(*) FROM salesforce.contact WHERE id = %s",
                         (created,)) == 1,
                     timeout=60, what="a poll to read the new record")
-                # longer than the worker's lock_timeout (2 s): it has given up at least once
+                # longer than the settlement's lock_timeout (0.5 s): it has given up at least once
                 time.sleep(3)
                 assert query_value(
                     conn, "SELECT state FROM salesforce._sync_write_log"
@@ -440,7 +440,7 @@ def test_a_refused_update_is_undone_once_the_application_releases_the_row(env):
                         conn, "SELECT api_result FROM salesforce._sync_write_log WHERE id > %s"
                         " ORDER BY id LIMIT 1", (before,)) == 400,
                     timeout=60, what="Salesforce's answer to the refused update")
-                # longer than the worker's lock_timeout (2 s): it has given up at least once
+                # longer than the settlement's lock_timeout (0.5 s): it has given up at least once
                 time.sleep(3)
                 assert query_value(
                     conn, "SELECT state FROM salesforce._sync_write_log WHERE id > %s"
