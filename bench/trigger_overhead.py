@@ -4,8 +4,9 @@ capture triggers against the same table without them, measured in the same run.
 Both tables have the shape of a synced Contact table (`_row_id` identity key, nullable
 unique `id`, `_write_state`, a dozen typical columns). The captured one gets the same
 triggers a sync installs (sequin_sf._install_write_triggers), so each change also lands
-in `_sync_write_log` (a statement of more than 100 rows: in `_sync_write_batch`, which the
-worker unpacks into the log; there is no worker here). Runs alternate between the two
+in `_sync_write_log` (a transaction's entries beyond its first 100, and a statement of more
+than 100 rows: in `_sync_write_batch`, which the worker unpacks into the log; there is no
+worker here). Runs alternate between the two
 tables chunk by chunk.
 
 A last line measures the write-log append alone (the log rows a bulk INSERT adds, written

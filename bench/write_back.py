@@ -52,7 +52,7 @@ def calls_per_10k(conn, emu, rows_per_object):
                 f" WHERE _row_id IN (SELECT _row_id FROM salesforce.{table}"
                 f" WHERE id IS NOT NULL ORDER BY _row_id LIMIT {rows_per_object})"
             )
-    # entries of statements of more than 100 rows wait in batches until the worker runs
+    # entries of large statements and transactions wait in batches until the worker runs
     changed = query_value(
         conn,
         "SELECT (SELECT count(*) FROM salesforce._sync_write_log WHERE id > %s)"

@@ -884,7 +884,6 @@ DECLARE
     ok bigint;
     bad bigint;
     open_ bigint;
-    mine boolean;
 BEGIN
     IF timeout IS NULL OR timeout < interval '0' OR timeout > interval '1 day' THEN
         RAISE EXCEPTION 'await_writes: timeout must be between 0 and 1 day, got %', coalesce(timeout::text, 'NULL')
@@ -894,20 +893,16 @@ BEGIN
     IF sync_name IS NOT NULL THEN
         PERFORM sequin_sf._check_sync(sync_name);
     END IF;
+    -- (some of its entries may wait in memory until it commits: src/capture/batch.rs)
+    IF sequin_sf._captured_in_transaction() THEN
+        RAISE EXCEPTION 'await_writes() cannot wait for changes of its own transaction'
+            USING ERRCODE = 'active_sql_transaction',
+                  HINT = 'COMMIT the changes first, then call sequin_sf.await_writes().';
+    END IF;
     succeeded := 0; failed := 0; unsettled := 0;
     FOR s IN SELECT y.schema_name FROM sequin_sf._syncs y
               WHERE (await_writes.sync_name IS NULL OR y.name = await_writes.sync_name)
                 AND to_regclass(format('%I._sync_write_log', y.schema_name)) IS NOT NULL LOOP
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %1$I._sync_write_log'
-                       ' WHERE state = ''new'' AND xmin::text = pg_current_xact_id_if_assigned()::xid::text)'
-                       ' OR EXISTS (SELECT 1 FROM %1$I._sync_write_batch'
-                       ' WHERE xmin::text = pg_current_xact_id_if_assigned()::xid::text)',
-                       s.schema_name) INTO mine;
-        IF mine THEN
-            RAISE EXCEPTION 'await_writes() cannot wait for changes of its own transaction'
-                USING ERRCODE = 'active_sql_transaction',
-                      HINT = 'COMMIT the changes first, then call sequin_sf.await_writes().';
-        END IF;
         -- entries still in batches (sql/capture.sql) are unsettled too
         EXECUTE format('SELECT greatest((SELECT coalesce(max(id), 0) FROM %1$I._sync_write_log),'
                        ' (SELECT coalesce(max(ids[cardinality(ids)]), 0) FROM %1$I._sync_write_batch))',

@@ -4,9 +4,11 @@
 -- per changed row to <schema>._sync_write_log: inserts with the row's id only (their
 -- values are read from the row when the writer picks them up), updates with the changed
 -- columns' new values and the full row before, deletes with the full row before. A
--- statement changing more than 100 rows writes its entries in batches to
--- <schema>._sync_write_batch instead, with their log ids; the worker unpacks them into
--- the log before it reads it, so they show in the log a moment later, in their order. Rows
+-- transaction's entries beyond its first 100, and those of any statement changing more
+-- than 100 rows, go in batches to <schema>._sync_write_batch instead, with their log ids
+-- (outside savepoints, a transaction's batches are written as it commits:
+-- src/capture/batch.rs); the worker unpacks them into the log before it reads it, so
+-- they show in the log a moment later, in their order. Rows
 -- refused by Salesforce's rules (read-only columns, restricted picklists) raise an error
 -- at once (_refuse_write words it), as do TRUNCATE and operations the object does not
 -- allow. Changes the worker applies itself run with sequin_sf.applying = on and are

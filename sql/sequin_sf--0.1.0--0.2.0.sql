@@ -133,277 +133,6 @@ DROP FUNCTION IF EXISTS sequin_sf._sync_schema(text);
 DROP FUNCTION IF EXISTS sequin_sf.alter_sync(text, interval, interval, interval, interval, real, bigint, boolean, int, interval, int);
 DROP FUNCTION IF EXISTS sequin_sf.create_credential(text, text, text, text, text, text, text, text, text);
 DROP FUNCTION IF EXISTS sequin_sf.create_sync(text, text, text[], text, int, interval, int, boolean, bigint);
-CREATE OR REPLACE FUNCTION sequin_sf._refuse_write(
-    p_schema text, p_table text, p_op text, p_values jsonb, p_readonly jsonb,
-    p_picklists jsonb
-) RETURNS jsonb
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    col text;
-    allowed jsonb;
-BEGIN
-    FOR col IN SELECT k FROM jsonb_object_keys(p_values) AS k ORDER BY k LOOP
-        IF p_readonly ? col THEN
-            RAISE EXCEPTION 'column "%" of %.% cannot be written: %', col, p_schema, p_table,
-                p_readonly ->> col
-                USING ERRCODE = 'generated_always',
-                      HINT = format('Salesforce does not accept this field on %s; leave the column out of the %s.',
-                                    lower(p_op), upper(p_op));
-        END IF;
-    END LOOP;
-    FOR col IN SELECT k FROM jsonb_object_keys(p_values) AS k ORDER BY k LOOP
-        allowed := p_picklists -> col;
-        IF allowed IS NOT NULL AND jsonb_typeof(p_values -> col) <> 'null'
-           AND NOT allowed @> jsonb_build_array(p_values -> col) THEN
-            RAISE EXCEPTION 'value % is not allowed in column "%" of %.%: the Salesforce field is a restricted picklist',
-                p_values -> col, col, p_schema, p_table
-                USING ERRCODE = 'check_violation',
-                      DETAIL = format('Allowed values: %s', allowed),
-                      HINT = 'Use one of the allowed values, or turn the check off with sequin_sf.alter_write_settings(sync, check_picklists => false) if the picklist changed in Salesforce since the last describe.';
-        END IF;
-    END LOOP;
-    RETURN p_values;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._revoke_grants(p_rel regclass) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    g record;
-BEGIN
-    FOR g IN SELECT DISTINCT a.grantee
-               FROM pg_catalog.pg_class c, aclexplode(c.relacl) a
-              WHERE c.oid = p_rel AND a.grantee <> c.relowner LOOP
-        IF g.grantee = 0 THEN
-            EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', p_rel);
-        ELSE
-            EXECUTE format('REVOKE ALL ON %s FROM %I', p_rel, g.grantee::regrole::text);
-        END IF;
-    END LOOP;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._install_write_log(p_schema text) RETURNS void
-LANGUAGE plpgsql
--- "already exists, skipping" notices on every reinstall say nothing useful
-SET client_min_messages = warning
-AS $install$
-BEGIN
-    -- No CHECK constraints on action and state, though only the values noted are ever
-    -- written (by the capture triggers and the writer, nothing else): Postgres reads
-    -- and plans a table's CHECK expressions afresh for every statement that inserts
-    -- into it, which was a fifth of what capturing a one-row change cost.
-    EXECUTE format($ddl$
-        CREATE TABLE IF NOT EXISTS %1$I._sync_write_log (
-            id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            table_name      text NOT NULL,
-            object_name     text NOT NULL,
-            row_id          bigint NOT NULL,
-            action          text NOT NULL,  -- insert | update | delete
-            api_id          text,
-            state           text NOT NULL DEFAULT 'new',  -- new | pending | succeeded | failed
-            previous        jsonb,
-            "values"        jsonb,
-            api_result      integer,
-            api_message     text,
-            attempts        integer NOT NULL DEFAULT 0,
-            next_attempt_at timestamptz,
-            claimed_at      timestamptz,
-            retry_of        bigint,
-            session_pid     integer DEFAULT pg_backend_pid(),
-            inserted_at     timestamptz NOT NULL DEFAULT now(),
-            settled_at      timestamptz
-        )$ddl$, p_schema);
-    -- Only the capture triggers (running as the extension's owner) and the worker write
-    -- the log: take back whatever default privileges of the schema handed out.
-    PERFORM sequin_sf._revoke_grants(format('%I._sync_write_log', p_schema)::regclass);
-    EXECUTE format(
-        'CREATE INDEX IF NOT EXISTS _sync_write_log_unsettled ON %1$I._sync_write_log (id)'
-        ' WHERE state IN (''new'', ''pending'')', p_schema);
-    -- A statement changing many rows logs them here, one row per thousand entries with
-    -- the log ids they were given from the log's own sequence (src/capture/log.rs); the
-    -- worker expands them into the log before it reads it (_write_expand_batches).
-    -- Nothing else reads them: a batch's entries are the log's, only not yet unpacked.
-    -- The rows before of updates and deletes are kept as heap tuples and become the
-    -- log's jsonb when unpacked: building jsonb was most of what a large UPDATE's
-    -- capture cost the application.
-    EXECUTE format($ddl$
-        CREATE TABLE IF NOT EXISTS %1$I._sync_write_batch (
-            id          bigint PRIMARY KEY,  -- the log id of its first entry
-            table_name  text NOT NULL,
-            object_name text NOT NULL,
-            action      text NOT NULL,
-            ids         bigint[] NOT NULL,   -- the entries' log ids, in order
-            row_ids     bigint[] NOT NULL,
-            api_ids     text[],
-            row_type    jsonb,               -- the table's columns, for previous_rows
-            previous_rows bytea[],           -- rows before, as heap tuples (src/capture/kept.rs)
-            "values"    jsonb[],
-            session_pid integer DEFAULT pg_backend_pid(),
-            inserted_at timestamptz NOT NULL DEFAULT now()
-        )$ddl$, p_schema);
-    -- stored as they are: a batch lives until the worker's next round, and compressing
-    -- it costs the application's statement more than writing it
-    EXECUTE format('ALTER TABLE %I._sync_write_batch ALTER COLUMN ids SET STORAGE EXTERNAL,'
-                   ' ALTER COLUMN row_ids SET STORAGE EXTERNAL, ALTER COLUMN api_ids SET STORAGE EXTERNAL,'
-                   ' ALTER COLUMN previous_rows SET STORAGE EXTERNAL, ALTER COLUMN "values" SET STORAGE EXTERNAL',
-                   p_schema);
-    PERFORM sequin_sf._revoke_grants(format('%I._sync_write_batch', p_schema)::regclass);
-    EXECUTE format($cmt$
-        COMMENT ON TABLE %1$I._sync_write_batch IS
-        'Entries of statements that changed many rows, waiting for the worker to unpack them into _sync_write_log (they already have their log ids). Read the log, not this table.'
-        $cmt$, p_schema);
-    EXECUTE format($cmt$
-        COMMENT ON TABLE %1$I._sync_write_log IS
-        'Every change made to this schema''s synced tables, in order, and what Salesforce answered: state new -> pending -> succeeded | failed; api_result is the HTTP status, api_message Salesforce''s message. Failed entries can be re-queued with sequin_sf.retry_writes().'
-        $cmt$, p_schema);
-
-END
-$install$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._install_write_triggers(
-    p_table regclass, p_object text, p_noncreateable jsonb, p_nonupdateable jsonb,
-    p_picklists jsonb, p_local text[] DEFAULT NULL, p_refused_ops jsonb DEFAULT '{}'
-) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    sch text;
-    local_cols text[];
-    local_args text;
-    op text;
-    picks jsonb := coalesce(p_picklists, '{}'::jsonb);
-BEGIN
-    SELECT n.nspname INTO sch
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid = p_table;
-    PERFORM sequin_sf._install_write_log(sch);
-    local_cols := coalesce(p_local, ARRAY(
-        SELECT a.attname::text FROM pg_attribute a
-         WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
-           AND left(a.attname, 1) = '_'));
-    IF NOT ('_row_id' = ANY (local_cols)) THEN
-        local_cols := local_cols || '_row_id'::text;
-    END IF;
-    SELECT string_agg(format(', %L', c), '') INTO local_args FROM unnest(local_cols) c;
-    PERFORM sequin_sf._remove_write_triggers(p_table);
-    EXECUTE format('CREATE TRIGGER _sync_write_insert AFTER INSERT ON %s'
-                   ' REFERENCING NEW TABLE AS _sf_new FOR EACH STATEMENT'
-                   ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, %L, %L%s)',
-                   p_table, p_object, coalesce(p_noncreateable, '{}'), picks, local_args);
-    EXECUTE format('CREATE TRIGGER _sync_write_update AFTER UPDATE ON %s'
-                   ' REFERENCING OLD TABLE AS _sf_old NEW TABLE AS _sf_new FOR EACH STATEMENT'
-                   ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, %L, %L%s)',
-                   p_table, p_object, coalesce(p_nonupdateable, '{}'), picks, local_args);
-    EXECUTE format('CREATE TRIGGER _sync_write_delete AFTER DELETE ON %s'
-                   ' REFERENCING OLD TABLE AS _sf_old FOR EACH STATEMENT'
-                   ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, ''{}'', ''{}''%s)',
-                   p_table, p_object, local_args);
-    EXECUTE format('CREATE TRIGGER _sync_write_truncate BEFORE TRUNCATE ON %s'
-                   ' FOR EACH STATEMENT EXECUTE FUNCTION sequin_sf._refuse_truncate()', p_table);
-    -- operations Salesforce does not allow on the object at all: refused before any row
-    -- changes (one check per statement, nothing for the operations it allows)
-    FOR op IN SELECT key FROM jsonb_each_text(coalesce(p_refused_ops, '{}')) LOOP
-        EXECUTE format('CREATE TRIGGER %I BEFORE %s ON %s FOR EACH STATEMENT'
-                       ' WHEN (current_setting(''sequin_sf.applying'', true) IS DISTINCT FROM ''on'')'
-                       ' EXECUTE FUNCTION sequin_sf._refuse_object_write(%L, %L)',
-                       '_sync_write_refuse_' || lower(op), op, p_table, p_object,
-                       p_refused_ops ->> op);
-    END LOOP;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._refuse_object_write() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION '% on %.% is not allowed: %', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[1]
-        USING ERRCODE = 'feature_not_supported',
-              DETAIL = format('Salesforce''s describe of %s says its records cannot be %s through the API, so the change could never be written back.',
-                              TG_ARGV[0], CASE TG_OP WHEN 'INSERT' THEN 'created'
-                                                     WHEN 'UPDATE' THEN 'updated' ELSE 'deleted' END),
-              HINT = 'The table mirrors Salesforce read-only for this operation; change the records in Salesforce.';
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._remove_write_triggers(p_table regclass) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    t text;
-BEGIN
-    FOR t IN SELECT tgname FROM pg_trigger
-              WHERE tgrelid = p_table AND tgname IN ('_sync_write_insert', '_sync_write_update',
-                                                     '_sync_write_delete', '_sync_write_truncate',
-                                                     '_sync_write_refuse_insert',
-                                                     '_sync_write_refuse_update',
-                                                     '_sync_write_refuse_delete') LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', t, p_table);
-    END LOOP;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._install_capture(p_schema text, p_table text) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    t record;
-    check_picks boolean;
-    noncreate jsonb;
-    nonupdate jsonb;
-    picks jsonb;
-    local_cols text[];
-    refused jsonb;
-    rel regclass := format('%I.%I', p_schema, p_table)::regclass;
-BEGIN
-    t := sequin_sf._synced_table(p_schema, p_table);
-    check_picks := (sequin_sf._write_settings_of(p_schema)).check_picklists;
-    SELECT coalesce(jsonb_object_agg(m.column_name, sequin_sf._readonly_reason(m, 'create'))
-                      FILTER (WHERE NOT m.createable OR NOT m.active OR m.calculated), '{}'),
-           coalesce(jsonb_object_agg(m.column_name, sequin_sf._readonly_reason(m, 'update'))
-                      FILTER (WHERE NOT m.updateable OR NOT m.active OR m.calculated), '{}'),
-           coalesce(jsonb_object_agg(m.column_name, to_jsonb(m.picklist_values))
-                      FILTER (WHERE check_picks AND m.active AND m.restricted_picklist
-                                AND m.sf_type = 'picklist' AND m.picklist_values IS NOT NULL), '{}')
-      INTO noncreate, nonupdate, picks
-      FROM sequin_sf._columns m
-     WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name;
-    local_cols := ARRAY(
-        SELECT a.attname::text FROM pg_attribute a
-         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
-           AND NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
-                            WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name
-                              AND m.column_name = a.attname));
-    SELECT jsonb_strip_nulls(jsonb_build_object(
-               'INSERT', CASE WHEN c.createable = false
-                              THEN format('Salesforce does not allow creating %s records', c.object_name) END,
-               'UPDATE', CASE WHEN c.updateable = false
-                              THEN format('Salesforce does not allow updating %s records', c.object_name) END,
-               'DELETE', CASE WHEN c.deletable = false
-                              THEN format('Salesforce does not allow deleting %s records', c.object_name) END))
-      INTO refused
-      FROM sequin_sf._collections c
-     WHERE c.sync_name = t.sync_name AND c.object_name = t.object_name;
-    PERFORM sequin_sf._install_write_triggers(rel, t.object_name, noncreate, nonupdate, picks,
-                                              local_cols, refused);
-END
-$$;
-
-CREATE OR REPLACE FUNCTION sequin_sf._readonly_reason(m sequin_sf._columns, p_op text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE
-        WHEN NOT m.active AND m.note IS NOT NULL THEN
-            format('column %s no longer follows field %s: %s', m.column_name, m.field_name, m.note)
-        WHEN NOT m.active THEN format('field %s no longer exists in Salesforce', m.field_name)
-        WHEN m.sf_type = 'base64' THEN
-            format('%s holds the path Salesforce serves the file from; the sync does not send files',
-                   m.column_name)
-        WHEN m.field_name = 'Id' THEN 'the Salesforce Id is assigned by Salesforce'
-        WHEN m.calculated THEN format('%s is a formula field, computed by Salesforce', m.field_name)
-        WHEN m.sf_type IN ('address', 'location') THEN
-            format('%s is a compound field; write its component columns instead', m.field_name)
-        ELSE format('Salesforce does not allow %s of field %s',
-                    CASE p_op WHEN 'create' THEN 'setting on create' ELSE 'updates' END,
-                    m.field_name)
-    END
-$$;
-
 CREATE OR REPLACE FUNCTION sequin_sf._write_backlog(p_schema text) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -805,6 +534,277 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION sequin_sf._refuse_write(
+    p_schema text, p_table text, p_op text, p_values jsonb, p_readonly jsonb,
+    p_picklists jsonb
+) RETURNS jsonb
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    col text;
+    allowed jsonb;
+BEGIN
+    FOR col IN SELECT k FROM jsonb_object_keys(p_values) AS k ORDER BY k LOOP
+        IF p_readonly ? col THEN
+            RAISE EXCEPTION 'column "%" of %.% cannot be written: %', col, p_schema, p_table,
+                p_readonly ->> col
+                USING ERRCODE = 'generated_always',
+                      HINT = format('Salesforce does not accept this field on %s; leave the column out of the %s.',
+                                    lower(p_op), upper(p_op));
+        END IF;
+    END LOOP;
+    FOR col IN SELECT k FROM jsonb_object_keys(p_values) AS k ORDER BY k LOOP
+        allowed := p_picklists -> col;
+        IF allowed IS NOT NULL AND jsonb_typeof(p_values -> col) <> 'null'
+           AND NOT allowed @> jsonb_build_array(p_values -> col) THEN
+            RAISE EXCEPTION 'value % is not allowed in column "%" of %.%: the Salesforce field is a restricted picklist',
+                p_values -> col, col, p_schema, p_table
+                USING ERRCODE = 'check_violation',
+                      DETAIL = format('Allowed values: %s', allowed),
+                      HINT = 'Use one of the allowed values, or turn the check off with sequin_sf.alter_write_settings(sync, check_picklists => false) if the picklist changed in Salesforce since the last describe.';
+        END IF;
+    END LOOP;
+    RETURN p_values;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._revoke_grants(p_rel regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT DISTINCT a.grantee
+               FROM pg_catalog.pg_class c, aclexplode(c.relacl) a
+              WHERE c.oid = p_rel AND a.grantee <> c.relowner LOOP
+        IF g.grantee = 0 THEN
+            EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', p_rel);
+        ELSE
+            EXECUTE format('REVOKE ALL ON %s FROM %I', p_rel, g.grantee::regrole::text);
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._install_write_log(p_schema text) RETURNS void
+LANGUAGE plpgsql
+-- "already exists, skipping" notices on every reinstall say nothing useful
+SET client_min_messages = warning
+AS $install$
+BEGIN
+    -- No CHECK constraints on action and state, though only the values noted are ever
+    -- written (by the capture triggers and the writer, nothing else): Postgres reads
+    -- and plans a table's CHECK expressions afresh for every statement that inserts
+    -- into it, which was a fifth of what capturing a one-row change cost.
+    EXECUTE format($ddl$
+        CREATE TABLE IF NOT EXISTS %1$I._sync_write_log (
+            id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            table_name      text NOT NULL,
+            object_name     text NOT NULL,
+            row_id          bigint NOT NULL,
+            action          text NOT NULL,  -- insert | update | delete
+            api_id          text,
+            state           text NOT NULL DEFAULT 'new',  -- new | pending | succeeded | failed
+            previous        jsonb,
+            "values"        jsonb,
+            api_result      integer,
+            api_message     text,
+            attempts        integer NOT NULL DEFAULT 0,
+            next_attempt_at timestamptz,
+            claimed_at      timestamptz,
+            retry_of        bigint,
+            session_pid     integer DEFAULT pg_backend_pid(),
+            inserted_at     timestamptz NOT NULL DEFAULT now(),
+            settled_at      timestamptz
+        )$ddl$, p_schema);
+    -- Only the capture triggers (running as the extension's owner) and the worker write
+    -- the log: take back whatever default privileges of the schema handed out.
+    PERFORM sequin_sf._revoke_grants(format('%I._sync_write_log', p_schema)::regclass);
+    EXECUTE format(
+        'CREATE INDEX IF NOT EXISTS _sync_write_log_unsettled ON %1$I._sync_write_log (id)'
+        ' WHERE state IN (''new'', ''pending'')', p_schema);
+    -- A statement changing many rows logs them here, one row per thousand entries with
+    -- the log ids they were given from the log's own sequence (src/capture/log.rs); the
+    -- worker expands them into the log before it reads it (_write_expand_batches).
+    -- Nothing else reads them: a batch's entries are the log's, only not yet unpacked.
+    -- The rows before of updates and deletes are kept as heap tuples and become the
+    -- log's jsonb when unpacked: building jsonb was most of what a large UPDATE's
+    -- capture cost the application.
+    EXECUTE format($ddl$
+        CREATE TABLE IF NOT EXISTS %1$I._sync_write_batch (
+            id          bigint PRIMARY KEY,  -- the log id of its first entry
+            table_name  text NOT NULL,
+            object_name text NOT NULL,
+            action      text NOT NULL,
+            ids         bigint[] NOT NULL,   -- the entries' log ids, in order
+            row_ids     bigint[] NOT NULL,
+            api_ids     text[],
+            row_type    jsonb,               -- the table's columns, for previous_rows
+            previous_rows bytea[],           -- rows before, as heap tuples (src/capture/kept.rs)
+            "values"    jsonb[],
+            session_pid integer DEFAULT pg_backend_pid(),
+            inserted_at timestamptz NOT NULL DEFAULT now()
+        )$ddl$, p_schema);
+    -- stored as they are: a batch lives until the worker's next round, and compressing
+    -- it costs the application's statement more than writing it
+    EXECUTE format('ALTER TABLE %I._sync_write_batch ALTER COLUMN ids SET STORAGE EXTERNAL,'
+                   ' ALTER COLUMN row_ids SET STORAGE EXTERNAL, ALTER COLUMN api_ids SET STORAGE EXTERNAL,'
+                   ' ALTER COLUMN previous_rows SET STORAGE EXTERNAL, ALTER COLUMN "values" SET STORAGE EXTERNAL',
+                   p_schema);
+    PERFORM sequin_sf._revoke_grants(format('%I._sync_write_batch', p_schema)::regclass);
+    EXECUTE format($cmt$
+        COMMENT ON TABLE %1$I._sync_write_batch IS
+        'Entries of statements that changed many rows, waiting for the worker to unpack them into _sync_write_log (they already have their log ids). Read the log, not this table.'
+        $cmt$, p_schema);
+    EXECUTE format($cmt$
+        COMMENT ON TABLE %1$I._sync_write_log IS
+        'Every change made to this schema''s synced tables, in order, and what Salesforce answered: state new -> pending -> succeeded | failed; api_result is the HTTP status, api_message Salesforce''s message. Failed entries can be re-queued with sequin_sf.retry_writes().'
+        $cmt$, p_schema);
+
+END
+$install$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._install_write_triggers(
+    p_table regclass, p_object text, p_noncreateable jsonb, p_nonupdateable jsonb,
+    p_picklists jsonb, p_local text[] DEFAULT NULL, p_refused_ops jsonb DEFAULT '{}'
+) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    sch text;
+    local_cols text[];
+    local_args text;
+    op text;
+    picks jsonb := coalesce(p_picklists, '{}'::jsonb);
+BEGIN
+    SELECT n.nspname INTO sch
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = p_table;
+    PERFORM sequin_sf._install_write_log(sch);
+    local_cols := coalesce(p_local, ARRAY(
+        SELECT a.attname::text FROM pg_attribute a
+         WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
+           AND left(a.attname, 1) = '_'));
+    IF NOT ('_row_id' = ANY (local_cols)) THEN
+        local_cols := local_cols || '_row_id'::text;
+    END IF;
+    SELECT string_agg(format(', %L', c), '') INTO local_args FROM unnest(local_cols) c;
+    PERFORM sequin_sf._remove_write_triggers(p_table);
+    EXECUTE format('CREATE TRIGGER _sync_write_insert AFTER INSERT ON %s'
+                   ' REFERENCING NEW TABLE AS _sf_new FOR EACH STATEMENT'
+                   ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, %L, %L%s)',
+                   p_table, p_object, coalesce(p_noncreateable, '{}'), picks, local_args);
+    EXECUTE format('CREATE TRIGGER _sync_write_update AFTER UPDATE ON %s'
+                   ' REFERENCING OLD TABLE AS _sf_old NEW TABLE AS _sf_new FOR EACH STATEMENT'
+                   ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, %L, %L%s)',
+                   p_table, p_object, coalesce(p_nonupdateable, '{}'), picks, local_args);
+    EXECUTE format('CREATE TRIGGER _sync_write_delete AFTER DELETE ON %s'
+                   ' REFERENCING OLD TABLE AS _sf_old FOR EACH STATEMENT'
+                   ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, ''{}'', ''{}''%s)',
+                   p_table, p_object, local_args);
+    EXECUTE format('CREATE TRIGGER _sync_write_truncate BEFORE TRUNCATE ON %s'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION sequin_sf._refuse_truncate()', p_table);
+    -- operations Salesforce does not allow on the object at all: refused before any row
+    -- changes (one check per statement, nothing for the operations it allows)
+    FOR op IN SELECT key FROM jsonb_each_text(coalesce(p_refused_ops, '{}')) LOOP
+        EXECUTE format('CREATE TRIGGER %I BEFORE %s ON %s FOR EACH STATEMENT'
+                       ' WHEN (current_setting(''sequin_sf.applying'', true) IS DISTINCT FROM ''on'')'
+                       ' EXECUTE FUNCTION sequin_sf._refuse_object_write(%L, %L)',
+                       '_sync_write_refuse_' || lower(op), op, p_table, p_object,
+                       p_refused_ops ->> op);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._refuse_object_write() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% on %.% is not allowed: %', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[1]
+        USING ERRCODE = 'feature_not_supported',
+              DETAIL = format('Salesforce''s describe of %s says its records cannot be %s through the API, so the change could never be written back.',
+                              TG_ARGV[0], CASE TG_OP WHEN 'INSERT' THEN 'created'
+                                                     WHEN 'UPDATE' THEN 'updated' ELSE 'deleted' END),
+              HINT = 'The table mirrors Salesforce read-only for this operation; change the records in Salesforce.';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._remove_write_triggers(p_table regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+BEGIN
+    FOR t IN SELECT tgname FROM pg_trigger
+              WHERE tgrelid = p_table AND tgname IN ('_sync_write_insert', '_sync_write_update',
+                                                     '_sync_write_delete', '_sync_write_truncate',
+                                                     '_sync_write_refuse_insert',
+                                                     '_sync_write_refuse_update',
+                                                     '_sync_write_refuse_delete') LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t, p_table);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._install_capture(p_schema text, p_table text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t record;
+    check_picks boolean;
+    noncreate jsonb;
+    nonupdate jsonb;
+    picks jsonb;
+    local_cols text[];
+    refused jsonb;
+    rel regclass := format('%I.%I', p_schema, p_table)::regclass;
+BEGIN
+    t := sequin_sf._synced_table(p_schema, p_table);
+    check_picks := (sequin_sf._write_settings_of(p_schema)).check_picklists;
+    SELECT coalesce(jsonb_object_agg(m.column_name, sequin_sf._readonly_reason(m, 'create'))
+                      FILTER (WHERE NOT m.createable OR NOT m.active OR m.calculated), '{}'),
+           coalesce(jsonb_object_agg(m.column_name, sequin_sf._readonly_reason(m, 'update'))
+                      FILTER (WHERE NOT m.updateable OR NOT m.active OR m.calculated), '{}'),
+           coalesce(jsonb_object_agg(m.column_name, to_jsonb(m.picklist_values))
+                      FILTER (WHERE check_picks AND m.active AND m.restricted_picklist
+                                AND m.sf_type = 'picklist' AND m.picklist_values IS NOT NULL), '{}')
+      INTO noncreate, nonupdate, picks
+      FROM sequin_sf._columns m
+     WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name;
+    local_cols := ARRAY(
+        SELECT a.attname::text FROM pg_attribute a
+         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+           AND NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
+                            WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name
+                              AND m.column_name = a.attname));
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+               'INSERT', CASE WHEN c.createable = false
+                              THEN format('Salesforce does not allow creating %s records', c.object_name) END,
+               'UPDATE', CASE WHEN c.updateable = false
+                              THEN format('Salesforce does not allow updating %s records', c.object_name) END,
+               'DELETE', CASE WHEN c.deletable = false
+                              THEN format('Salesforce does not allow deleting %s records', c.object_name) END))
+      INTO refused
+      FROM sequin_sf._collections c
+     WHERE c.sync_name = t.sync_name AND c.object_name = t.object_name;
+    PERFORM sequin_sf._install_write_triggers(rel, t.object_name, noncreate, nonupdate, picks,
+                                              local_cols, refused);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._readonly_reason(m sequin_sf._columns, p_op text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN NOT m.active AND m.note IS NOT NULL THEN
+            format('column %s no longer follows field %s: %s', m.column_name, m.field_name, m.note)
+        WHEN NOT m.active THEN format('field %s no longer exists in Salesforce', m.field_name)
+        WHEN m.sf_type = 'base64' THEN
+            format('%s holds the path Salesforce serves the file from; the sync does not send files',
+                   m.column_name)
+        WHEN m.field_name = 'Id' THEN 'the Salesforce Id is assigned by Salesforce'
+        WHEN m.calculated THEN format('%s is a formula field, computed by Salesforce', m.field_name)
+        WHEN m.sf_type IN ('address', 'location') THEN
+            format('%s is a compound field; write its component columns instead', m.field_name)
+        ELSE format('Salesforce does not allow %s of field %s',
+                    CASE p_op WHEN 'create' THEN 'setting on create' ELSE 'updates' END,
+                    m.field_name)
+    END
+$$;
+
 CREATE OR REPLACE FUNCTION sequin_sf._batch_rows_json(
 	"row_type" TEXT, /* & str */
 	"rows" bytea[] /* Array < & [u8] > */
@@ -812,6 +812,11 @@ CREATE OR REPLACE FUNCTION sequin_sf._batch_rows_json(
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_batch_rows_json_wrapper';
+
+CREATE OR REPLACE FUNCTION sequin_sf._captured_in_transaction() RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_captured_in_transaction_wrapper';
 
 CREATE OR REPLACE FUNCTION sequin_sf._max_collection_records() RETURNS INT /* i32 */
 IMMUTABLE STRICT PARALLEL SAFE
@@ -1499,7 +1504,6 @@ DECLARE
     ok bigint;
     bad bigint;
     open_ bigint;
-    mine boolean;
 BEGIN
     IF timeout IS NULL OR timeout < interval '0' OR timeout > interval '1 day' THEN
         RAISE EXCEPTION 'await_writes: timeout must be between 0 and 1 day, got %', coalesce(timeout::text, 'NULL')
@@ -1509,20 +1513,16 @@ BEGIN
     IF sync_name IS NOT NULL THEN
         PERFORM sequin_sf._check_sync(sync_name);
     END IF;
+    -- (some of its entries may wait in memory until it commits: src/capture/batch.rs)
+    IF sequin_sf._captured_in_transaction() THEN
+        RAISE EXCEPTION 'await_writes() cannot wait for changes of its own transaction'
+            USING ERRCODE = 'active_sql_transaction',
+                  HINT = 'COMMIT the changes first, then call sequin_sf.await_writes().';
+    END IF;
     succeeded := 0; failed := 0; unsettled := 0;
     FOR s IN SELECT y.schema_name FROM sequin_sf._syncs y
               WHERE (await_writes.sync_name IS NULL OR y.name = await_writes.sync_name)
                 AND to_regclass(format('%I._sync_write_log', y.schema_name)) IS NOT NULL LOOP
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %1$I._sync_write_log'
-                       ' WHERE state = ''new'' AND xmin::text = pg_current_xact_id_if_assigned()::xid::text)'
-                       ' OR EXISTS (SELECT 1 FROM %1$I._sync_write_batch'
-                       ' WHERE xmin::text = pg_current_xact_id_if_assigned()::xid::text)',
-                       s.schema_name) INTO mine;
-        IF mine THEN
-            RAISE EXCEPTION 'await_writes() cannot wait for changes of its own transaction'
-                USING ERRCODE = 'active_sql_transaction',
-                      HINT = 'COMMIT the changes first, then call sequin_sf.await_writes().';
-        END IF;
         -- entries still in batches (sql/capture.sql) are unsettled too
         EXECUTE format('SELECT greatest((SELECT coalesce(max(id), 0) FROM %1$I._sync_write_log),'
                        ' (SELECT coalesce(max(ids[cardinality(ids)]), 0) FROM %1$I._sync_write_batch))',

@@ -16,6 +16,13 @@ thread_local! {
     static RULES: RefCell<HashMap<pg_sys::Oid, Rc<Rules>>> = RefCell::new(HashMap::new());
     static TABLES: RefCell<HashMap<pg_sys::Oid, Rc<TableShape>>> = RefCell::new(HashMap::new());
     static LISTENING: Cell<bool> = const { Cell::new(false) };
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A number that changes whenever some table's definition may have changed (any relcache
+/// invalidation): what was found current at one generation is checked again at another.
+pub fn generation() -> u64 {
+    GENERATION.with(Cell::get)
 }
 
 /// The rules of the trigger being fired.
@@ -64,6 +71,7 @@ unsafe fn listen() {
 /// Relcache invalidation of one table (or of all, InvalidOid).
 #[pg_guard]
 unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    GENERATION.with(|g| g.set(g.get() + 1));
     let all = relid == pg_sys::InvalidOid;
     RULES.with(|c| c.borrow_mut().retain(|_, r| !all && r.relid != relid));
     TABLES.with(|c| c.borrow_mut().retain(|oid, _| !all && *oid != relid));

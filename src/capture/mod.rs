@@ -1,6 +1,7 @@
 //! Write capture's hot path: the statement-level trigger that logs one write-log entry
 //! per changed row of a synced table, after refusing a row Salesforce would refuse (a
-//! statement changing many rows logs them in batches, log.rs).
+//! statement changing many rows, or a transaction that changed many, logs them in
+//! batches: log.rs, batch.rs).
 //! `sql/capture.sql` installs it and documents the log; `_refuse_write` there words the
 //! refusals.
 //!
@@ -17,6 +18,7 @@
 //! function to a table (EXECUTE is revoked from PUBLIC). It resolves no name through
 //! search_path.
 
+mod batch;
 mod cache;
 mod json;
 mod kept;
@@ -65,12 +67,17 @@ unsafe fn capture_statement(td: &pg_sys::TriggerData) {
     } else {
         pg_sys::tuplestore_tuple_count(changed)
     };
-    let mut log = Log::open(td.tg_relation, &rules.object, rows);
-    match td.tg_event & pg_sys::TRIGGER_EVENT_OPMASK {
-        pg_sys::TRIGGER_EVENT_INSERT => capture_inserts(td, &rules, &mut log),
-        pg_sys::TRIGGER_EVENT_UPDATE => capture_updates(td, &rules, &mut log),
-        pg_sys::TRIGGER_EVENT_DELETE => capture_deletes(td, &rules, &mut log),
+    let action = match td.tg_event & pg_sys::TRIGGER_EVENT_OPMASK {
+        pg_sys::TRIGGER_EVENT_INSERT => Action::Insert,
+        pg_sys::TRIGGER_EVENT_UPDATE => Action::Update,
+        pg_sys::TRIGGER_EVENT_DELETE => Action::Delete,
         _ => error!("sequin_sf._capture_writes() captures INSERT, UPDATE and DELETE only"),
+    };
+    let mut log = Log::open(td.tg_relation, &rules.object, action, rows);
+    match action {
+        Action::Insert => capture_inserts(td, &rules, &mut log),
+        Action::Update => capture_updates(td, &rules, &mut log),
+        Action::Delete => capture_deletes(td, &rules, &mut log),
     }
     log.close();
 }
@@ -90,7 +97,6 @@ unsafe fn capture_inserts(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log
             rules.refuse(td.tg_relation, "INSERT", values);
         }
         log.append(&Entry {
-            action: Action::Insert,
             row_id: rows.attr(rules.row_id),
             api_id: None,
             previous: None,
@@ -123,7 +129,6 @@ unsafe fn capture_updates(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log
         }
         let previous = log.previous(&old, &rules.json);
         log.append(&Entry {
-            action: Action::Update,
             row_id: new.attr(rules.row_id),
             api_id: rules.id.map(|i| old.attr(i)),
             previous: Some(previous),
@@ -137,7 +142,6 @@ unsafe fn capture_deletes(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log
     while rows.next() {
         let previous = log.previous(&rows, &rules.json);
         log.append(&Entry {
-            action: Action::Delete,
             row_id: rows.attr(rules.row_id),
             api_id: rules.id.map(|i| rows.attr(i)),
             previous: Some(previous),
