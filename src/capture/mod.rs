@@ -67,6 +67,9 @@ unsafe fn capture_statement(td: &pg_sys::TriggerData) {
     } else {
         pg_sys::tuplestore_tuple_count(changed)
     };
+    if rows == 0 && !changed.is_null() {
+        return; // a statement that changed no row: nothing to log, nothing to open
+    }
     let action = match td.tg_event & pg_sys::TRIGGER_EVENT_OPMASK {
         pg_sys::TRIGGER_EVENT_INSERT => Action::Insert,
         pg_sys::TRIGGER_EVENT_UPDATE => Action::Update,
