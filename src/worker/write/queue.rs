@@ -68,7 +68,9 @@ pub struct QueuedRow {
     pub api_message: Option<String>,
 }
 
-/// A create or upsert Salesforce answered with success: recorded before it is settled.
+/// A create or upsert Salesforce answered with success: recorded before it is settled
+/// (`_write_record_created` reads these fields).
+#[derive(Debug, Serialize)]
 pub struct Created {
     pub log_ids: Vec<i64>,
     pub api_id: String,
@@ -203,17 +205,20 @@ pub fn claim(schema: &str, ids: Vec<i64>) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// What the worker hands one of its SQL functions, as JSON.
+fn to_document<T: Serialize>(schema: &str, value: &T) -> Result<Value, StoreError> {
+    serde_json::to_value(value).map_err(|e| StoreError::Decode {
+        schema: schema.to_string(),
+        message: e.to_string(),
+    })
+}
+
 /// Records the Ids Salesforce gave to created records on their (still pending) entries.
 pub fn record_created_ids(schema: &str, created: Vec<Created>) -> Result<(), StoreError> {
     if created.is_empty() {
         return Ok(());
     }
-    let doc = JsonB(Value::Array(
-        created
-            .into_iter()
-            .map(|c| serde_json::json!({"log_ids": c.log_ids, "api_id": c.api_id, "status": c.status}))
-            .collect(),
-    ));
+    let doc = JsonB(to_document(schema, &created)?);
     let schema = schema.to_string();
     tx(move || {
         Spi::run_with_args(
@@ -229,10 +234,7 @@ pub fn settle(schema: &str, settlements: Vec<Settlement>) -> Result<(), StoreErr
     if settlements.is_empty() {
         return Ok(());
     }
-    let doc = serde_json::to_value(&settlements).map_err(|e| StoreError::Decode {
-        schema: schema.to_string(),
-        message: e.to_string(),
-    })?;
+    let doc = to_document(schema, &settlements)?;
     let schema = schema.to_string();
     tx(move || {
         Spi::run_with_args(
