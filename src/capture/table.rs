@@ -13,20 +13,26 @@ use super::values::attribute_names;
 
 /// What capture needs of one of its tables, worked out once per session (cache.rs forgets
 /// it when the table changes): where the columns it fills are, and the other columns'
-/// defaults (planned expressions, in memory of their own), each marked volatile or not.
+/// defaults, planned and made ready to evaluate (in memory of their own), each marked
+/// volatile or not. Readying an expression costs more than evaluating it: a statement
+/// writing one log row used to spend more on readying the log's defaults than on them.
 pub struct TableShape {
     filled: Vec<usize>,
     defaults: Vec<ColumnDefault>,
+    /// partial indexes' predicates, readied as the executor readies them for each
+    /// statement (the log's index of unsettled entries is one)
+    predicates: Vec<(pg_sys::Oid, *mut pg_sys::ExprState)>,
     memory: pg_sys::MemoryContext,
 }
 
 /// A column's default: `volatile` ones (an id's nextval) are evaluated for every row, the
 /// others (now(), the backend's pid, constants) once per statement, as their value cannot
-/// change within it.
+/// change within it. The expression keeps no state between evaluations beyond its
+/// functions' lookups, so one readied expression serves every statement of the session.
 #[derive(Clone, Copy)]
 struct ColumnDefault {
     column: usize,
-    expr: *mut pg_sys::Expr,
+    state: *mut pg_sys::ExprState,
     volatile: bool,
 }
 
@@ -60,24 +66,60 @@ impl TableShape {
                         let expr = pg_sys::expression_planner(expr.cast());
                         ColumnDefault {
                             column: i,
-                            expr,
+                            state: pg_sys::ExecInitExpr(expr, std::ptr::null_mut()),
                             volatile: pg_sys::contain_volatile_functions(expr.cast()),
                         }
                     })
                 })
                 .collect()
         });
+        let predicates = in_memory(memory, || index_predicates(rel));
         TableShape {
             filled,
             defaults,
+            predicates,
             memory,
+        }
+    }
+
+    /// Hands the executor the readied predicates of `result`'s open partial indexes.
+    unsafe fn ready_predicates(&self, result: *mut pg_sys::ResultRelInfo) {
+        for i in 0..(*result).ri_NumIndices as usize {
+            let index = *(*result).ri_IndexRelationDescs.add(i);
+            let info = *(*result).ri_IndexRelationInfo.add(i);
+            if let Some(&(_, state)) = self.predicates.iter().find(|p| p.0 == (*index).rd_id) {
+                (*info).ii_PredicateState = state;
+            }
         }
     }
 }
 
+/// The predicates of `rel`'s partial indexes, readied as ExecPrepareQual readies them.
+unsafe fn index_predicates(rel: pg_sys::Relation) -> Vec<(pg_sys::Oid, *mut pg_sys::ExprState)> {
+    let indexes = pg_sys::RelationGetIndexList(rel);
+    let oids: Vec<pg_sys::Oid> = (0..pg_sys::list_length(indexes))
+        .map(|i| pg_sys::list_nth_oid(indexes, i))
+        .collect();
+    oids.into_iter()
+        .filter_map(|oid| {
+            let index = pg_sys::index_open(oid, pg_sys::AccessShareLock as i32);
+            let predicate = pg_sys::RelationGetIndexPredicate(index);
+            pg_sys::index_close(index, pg_sys::NoLock as i32);
+            (!predicate.is_null()).then(|| {
+                let planned = pg_sys::expression_planner(predicate.cast());
+                (
+                    oid,
+                    pg_sys::ExecInitQual(planned.cast(), std::ptr::null_mut()),
+                )
+            })
+        })
+        .collect()
+}
+
 impl Drop for TableShape {
     fn drop(&mut self) {
-        // SAFETY: the context was made for this shape alone; statements copy what they use
+        // SAFETY: the context was made for this shape alone; writers using its expressions
+        // hold the shape
         unsafe { pg_sys::MemoryContextDelete(self.memory) };
     }
 }
@@ -117,9 +159,8 @@ pub struct TableWriter {
     estate: *mut pg_sys::EState,
     result: *mut pg_sys::ResultRelInfo,
     slot: *mut pg_sys::TupleTableSlot,
-    filled: Vec<usize>,
-    /// Defaults evaluated for every row.
-    per_row: Vec<(usize, *mut pg_sys::ExprState)>,
+    /// kept alive while the writer uses its expressions, even if cache.rs forgets it
+    shape: Rc<TableShape>,
     /// Defaults evaluated once for the statement: column, value, is null.
     per_statement: Vec<(usize, pg_sys::Datum, bool)>,
 }
@@ -136,17 +177,8 @@ impl TableWriter {
         let saved = pg_sys::CurrentMemoryContext;
         pg_sys::CurrentMemoryContext = (*estate).es_query_cxt;
         let result = result_relation(estate, rel);
+        shape.ready_predicates(result);
         let slot = pg_sys::table_slot_create(rel, &mut (*estate).es_tupleTable);
-        let init = |d: &ColumnDefault| {
-            let expr = pg_sys::copyObjectImpl(d.expr.cast()).cast();
-            pg_sys::ExecInitExpr(expr, std::ptr::null_mut())
-        };
-        let per_row = shape
-            .defaults
-            .iter()
-            .filter(|d| d.volatile)
-            .map(|d| (d.column, init(d)))
-            .collect();
         // values that last the statement: this context is freed with the executor state
         let statement = pg_sys::CreateExprContext(estate);
         let per_statement = shape
@@ -155,7 +187,7 @@ impl TableWriter {
             .filter(|d| !d.volatile)
             .map(|d| {
                 let mut null = false;
-                let v = pg_sys::ExecEvalExprSwitchContext(init(d), statement, &mut null);
+                let v = pg_sys::ExecEvalExprSwitchContext(d.state, statement, &mut null);
                 (d.column, v, null)
             })
             .collect();
@@ -167,8 +199,7 @@ impl TableWriter {
             estate,
             result,
             slot,
-            filled: shape.filled.clone(),
-            per_row,
+            shape,
             per_statement,
         }
     }
@@ -208,10 +239,11 @@ impl TableWriter {
         for &(i, value, null) in &self.per_statement {
             (values[i], nulls[i]) = (value, null);
         }
-        for &(i, state) in &self.per_row {
-            values[i] = pg_sys::ExecEvalExprSwitchContext(state, econtext, &mut nulls[i]);
+        for d in self.shape.defaults.iter().filter(|d| d.volatile) {
+            values[d.column] =
+                pg_sys::ExecEvalExprSwitchContext(d.state, econtext, &mut nulls[d.column]);
         }
-        for (&i, v) in self.filled.iter().zip(filled) {
+        for (&i, v) in self.shape.filled.iter().zip(filled) {
             nulls[i] = v.is_none();
             values[i] = v.unwrap_or(pg_sys::Datum::from(0));
         }
