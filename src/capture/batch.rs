@@ -13,15 +13,16 @@
 //! back takes its entries with it, and never those of the transaction around it.
 
 use std::cell::{Cell, RefCell};
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
+use std::rc::Rc;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::cache;
 use super::kept;
-use super::log::{Action, Entry, ACTIONS};
-use super::table::{in_memory, sibling, TableWriter};
+use super::log::{Action, Entry, LogTables, ACTIONS};
+use super::table::{in_memory, text_datum, TableWriter};
 use super::values::Rows;
 
 /// Entries per batch row, which bounds the memory a batch holds.
@@ -58,10 +59,8 @@ unsafe fn next_log_id(sequence: pg_sys::Oid) -> pg_sys::Datum {
 pub struct Batch {
     table: pg_sys::Oid,
     action: Action,
-    /// the batch table, in the table's schema
-    target: pg_sys::Oid,
-    /// the log's id sequence
-    sequence: pg_sys::Oid,
+    /// the batch table, the log's sequence, and the table's columns as the batch holds them
+    tables: Rc<LogTables>,
     /// holds the batch's names and row type, and the two below; deleted by `finish`
     memory: pg_sys::MemoryContext,
     /// holds the entries until they are written
@@ -71,8 +70,6 @@ pub struct Batch {
     table_name: pg_sys::Datum,
     object_name: pg_sys::Datum,
     action_name: pg_sys::Datum,
-    /// the table's name and columns (`describe`)
-    description: (String, String),
     /// the columns, as the kept rows before are read back (kept.rs)
     row_type: pg_sys::Datum,
     ids: Vec<pg_sys::Datum>,
@@ -80,8 +77,6 @@ pub struct Batch {
     api_ids: Vec<Option<pg_sys::Datum>>,
     previous: Vec<Option<pg_sys::Datum>>,
     values: Vec<Option<pg_sys::Datum>>,
-    /// the relcache generation (cache.rs) at which `description` was last found current
-    generation: u64,
 }
 
 impl Batch {
@@ -92,8 +87,7 @@ impl Batch {
         action: Action,
         parent: pg_sys::MemoryContext,
     ) -> Batch {
-        let log = sibling(table, c"_sync_write_log");
-        let id = pg_sys::get_attnum(log, c"id".as_ptr());
+        let tables = cache::log_tables(table);
         let memory = pg_sys::AllocSetContextCreateInternal(
             parent,
             c"sequin_sf write batch".as_ptr(),
@@ -112,27 +106,29 @@ impl Batch {
         };
         let entries = child(c"sequin_sf write batch entries");
         let scratch = child(c"sequin_sf write batch entry");
-        let description = describe(table);
         let name = CStr::from_ptr((*(*table).rd_rel).relname.data.as_ptr());
+        let row_type = in_memory(memory, || {
+            let bytes = &tables.row_type;
+            let copy = pg_sys::palloc(bytes.len()).cast::<u8>();
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), copy, bytes.len());
+            pg_sys::Datum::from(copy)
+        });
         Batch {
             table: (*table).rd_id,
             action,
-            target: sibling(table, c"_sync_write_batch"),
-            sequence: pg_sys::getIdentitySequence(log, id, false),
+            tables,
             memory,
             entries,
             scratch,
             table_name: in_memory(memory, || text_datum(name)),
             object_name: in_memory(memory, || text_datum(object)),
             action_name: in_memory(memory, || text_datum(ACTIONS[action as usize])),
-            row_type: in_memory(memory, || jsonb(&description.1)),
-            description,
+            row_type,
             ids: Vec::new(),
             row_ids: Vec::new(),
             api_ids: Vec::new(),
             previous: Vec::new(),
             values: Vec::new(),
-            generation: cache::generation(),
         }
     }
 
@@ -149,7 +145,7 @@ impl Batch {
     /// Adds an entry (its row before already kept by `keep`); writes the batch when full.
     pub unsafe fn push(&mut self, e: &Entry) {
         let not_null = |v: (pg_sys::Datum, bool)| (!v.1).then_some(v.0);
-        self.ids.push(next_log_id(self.sequence));
+        self.ids.push(next_log_id(self.tables.sequence));
         self.row_ids.push(not_null(e.row_id));
         // the entry's values live in scratch memory or in the transition table's current
         // row: the batch keeps copies
@@ -193,8 +189,9 @@ impl Batch {
                 array(&self.values, pg_sys::JSONBOID),
             ]
         });
-        let mut writer =
-            TableWriter::open(self.target, |rel| cache::table_shape(rel, &BATCH_COLUMNS));
+        let mut writer = TableWriter::open(self.tables.batch, |rel| {
+            cache::table_shape(rel, &BATCH_COLUMNS)
+        });
         writer.append(&row);
         writer.close();
         for v in [
@@ -209,34 +206,29 @@ impl Batch {
         pg_sys::MemoryContextReset(self.entries);
     }
 
-    /// Writes what is held and frees the batch's memory.
+    /// Writes what is held and frees the batch's memory. A sync dropped in the
+    /// transaction took its batch table along, and the entries with it.
     pub unsafe fn finish(mut self) {
-        self.flush();
+        if pg_sys::get_rel_relkind(self.tables.batch) != 0 {
+            self.flush();
+        }
         pg_sys::MemoryContextDelete(self.memory);
     }
 
-    /// Whether entries of `table` captured now can join this batch: its name and columns
-    /// are still those the batch holds (an ALTER TABLE in the transaction starts another
-    /// batch).
+    /// Whether entries of `table` captured now can join this batch: they go to the same
+    /// tables, and its name and columns are still those the batch holds (an ALTER TABLE
+    /// in the transaction starts another batch).
     unsafe fn describes(&mut self, table: pg_sys::Relation) -> bool {
-        let now = cache::generation();
-        if self.generation != now {
-            if describe(table) != self.description {
+        let now = cache::log_tables(table);
+        if !Rc::ptr_eq(&now, &self.tables) {
+            let (a, b) = (&*now, &*self.tables);
+            if (a.log, a.batch, &a.description) != (b.log, b.batch, &b.description) {
                 return false;
             }
-            self.generation = now;
+            self.tables = now;
         }
         true
     }
-}
-
-/// A table's name and its columns as a batch's `row_type` describes them.
-unsafe fn describe(table: pg_sys::Relation) -> (String, String) {
-    let name = CStr::from_ptr((*(*table).rd_rel).relname.data.as_ptr());
-    (
-        name.to_string_lossy().into_owned(),
-        kept::describe((*table).rd_att),
-    )
 }
 
 thread_local! {
@@ -316,10 +308,7 @@ unsafe extern "C-unwind" fn at_transaction_end(
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
             let batches = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
             for b in batches {
-                // a sync dropped in this transaction took its batch table along
-                if pg_sys::get_rel_relkind(b.target) != 0 {
-                    b.finish();
-                }
+                b.finish();
             }
         }
         pg_sys::XactEvent::XACT_EVENT_COMMIT
@@ -361,19 +350,6 @@ unsafe fn array(
         align,
     );
     Some(pg_sys::Datum::from(a))
-}
-
-pub unsafe fn text_datum(s: &CStr) -> pg_sys::Datum {
-    pg_sys::Datum::from(pg_sys::cstring_to_text(s.as_ptr()))
-}
-
-unsafe fn jsonb(text: &str) -> pg_sys::Datum {
-    let text = CString::new(text).unwrap_or_else(|e| error!("sequin_sf: {e}"));
-    pgrx::fcinfo::direct_function_call_as_datum(
-        pg_sys::jsonb_in,
-        &[Some(pg_sys::Datum::from(text.as_ptr()))],
-    )
-    .unwrap_or_else(|| error!("sequin_sf: jsonb_in returned NULL"))
 }
 
 /// Whether the transaction running has captured changes of synced tables (some of which

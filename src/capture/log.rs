@@ -9,7 +9,8 @@ use pgrx::pg_sys;
 use super::batch::{self, Batch};
 use super::cache;
 use super::json::RowJson;
-use super::table::{in_memory, sibling, TableWriter};
+use super::kept;
+use super::table::{in_memory, sibling, text_datum, TableWriter};
 use super::values::{Rows, Value};
 
 /// A transaction's first entries, up to this many, are written as log rows, visible in
@@ -47,6 +48,40 @@ const LOG_COLUMNS: [&str; 7] = [
     "values",
 ];
 
+/// Where a synced table's entries go, and what its batches record of its columns: worked
+/// out once per table and session (cache.rs forgets it when the table, its log or its
+/// batch table changes).
+pub struct LogTables {
+    pub log: pg_sys::Oid,
+    pub batch: pg_sys::Oid,
+    /// the log's id sequence, which numbers batched entries too
+    pub sequence: pg_sys::Oid,
+    /// the table's name and columns, as a batch describes them (kept.rs)
+    pub description: (String, String),
+    /// `description.1` as the bytes of a jsonb value, a batch's `row_type`
+    pub row_type: Vec<u8>,
+}
+
+impl LogTables {
+    pub unsafe fn new(table: pg_sys::Relation) -> LogTables {
+        let log = sibling(table, c"_sync_write_log");
+        let id = pg_sys::get_attnum(log, c"id".as_ptr());
+        let name = CStr::from_ptr((*(*table).rd_rel).relname.data.as_ptr());
+        let description = (
+            name.to_string_lossy().into_owned(),
+            kept::describe((*table).rd_att),
+        );
+        let row_type = kept::jsonb_bytes(&description.1);
+        LogTables {
+            log,
+            batch: sibling(table, c"_sync_write_batch"),
+            sequence: pg_sys::getIdentitySequence(log, id, false),
+            description,
+            row_type,
+        }
+    }
+}
+
 /// The entries of one statement.
 pub enum Log {
     Rows(LogRows),
@@ -73,15 +108,15 @@ impl Log {
         if !few {
             return Log::Batched(batch::for_statement(table, object, action));
         }
-        let writer = TableWriter::open(sibling(table, c"_sync_write_log"), |rel| {
+        let writer = TableWriter::open(cache::log_tables(table).log, |rel| {
             cache::table_shape(rel, &LOG_COLUMNS)
         });
         let name = CStr::from_ptr((*(*table).rd_rel).relname.data.as_ptr());
         let (table_name, object_name, action) = in_memory(writer.statement_memory(), || {
             (
-                batch::text_datum(name),
-                batch::text_datum(object),
-                batch::text_datum(ACTIONS[action as usize]),
+                text_datum(name),
+                text_datum(object),
+                text_datum(ACTIONS[action as usize]),
             )
         });
         Log::Rows(LogRows {

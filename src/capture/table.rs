@@ -147,6 +147,11 @@ pub unsafe fn sibling(table: pg_sys::Relation, name: &CStr) -> pg_sys::Oid {
     oid
 }
 
+/// `s` as a text datum, in the current memory context.
+pub unsafe fn text_datum(s: &CStr) -> pg_sys::Datum {
+    pg_sys::Datum::from(pg_sys::cstring_to_text(s.as_ptr()))
+}
+
 unsafe fn rel_name(rel: pg_sys::Relation) -> String {
     CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr())
         .to_string_lossy()
