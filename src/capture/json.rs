@@ -9,7 +9,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::values::{attribute_names, Value};
+use super::values::{attribute_names, in_place, Value};
 
 /// How a column's values become jsonb values.
 enum Kind {
@@ -126,7 +126,7 @@ impl RowJson {
         }
         match kind {
             Kind::Text => {
-                let t = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+                let t = in_place(datum.cast_mut_ptr());
                 v.type_ = pg_sys::jbvType::jbvString;
                 v.val.string.len = pgrx::varlena::varsize_any_exhdr(t) as i32;
                 v.val.string.val = pgrx::varlena::vardata_any(t).cast_mut();

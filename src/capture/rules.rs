@@ -8,7 +8,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::json::RowJson;
-use super::values::{attribute, attribute_names, same_value, Rows};
+use super::values::{attribute, attribute_names, equality, in_place, same_value, Rows};
 
 pub struct Rules {
     pub relid: pg_sys::Oid,
@@ -18,6 +18,8 @@ pub struct Rules {
     pub id: Option<usize>,
     /// per attribute: a column that maps to a Salesforce field
     sent: Vec<bool>,
+    /// per sent attribute: its type's equality (`values::equality`)
+    equality: Vec<*mut pg_sys::TypeCacheEntry>,
     /// sent columns the operation may not set (insert) or change (update)
     refused: Vec<usize>,
     /// sent restricted picklist columns and their allowed values
@@ -67,6 +69,12 @@ impl Rules {
                 .unwrap_or_else(|_| error!("sequin_sf: an object name holds a NUL character")),
             row_id,
             id: find("id"),
+            equality: (0..sent.len())
+                .map(|i| match sent[i] {
+                    true => equality(attribute((*rel).rd_att, i)),
+                    false => std::ptr::null_mut(),
+                })
+                .collect(),
             sent,
             refused,
             picklists,
@@ -84,7 +92,15 @@ impl Rules {
     pub unsafe fn changed_columns(&self, old: &Rows, new: &Rows) -> Vec<usize> {
         let desc = old.desc();
         (0..self.sent.len())
-            .filter(|&i| self.sent[i] && !same_value(old.attr(i), new.attr(i), attribute(desc, i)))
+            .filter(|&i| {
+                self.sent[i]
+                    && !same_value(
+                        old.attr(i),
+                        new.attr(i),
+                        attribute(desc, i),
+                        self.equality[i],
+                    )
+            })
             .collect()
     }
 
@@ -126,7 +142,7 @@ impl Rules {
         let att = attribute(row.desc(), i);
         let is_one = |text: &[u8]| allowed.iter().any(|a| a.as_bytes() == text);
         if att.atttypid == pg_sys::TEXTOID || att.atttypid == pg_sys::VARCHAROID {
-            let t = pg_sys::pg_detoast_datum_packed(value.cast_mut_ptr());
+            let t = in_place(value.cast_mut_ptr());
             let len = pgrx::varlena::varsize_any_exhdr(t);
             return is_one(std::slice::from_raw_parts(
                 pgrx::varlena::vardata_any(t).cast(),

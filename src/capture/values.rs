@@ -69,9 +69,22 @@ impl Drop for Rows {
     }
 }
 
+/// A column's type as `same_value` compares it: its entry in Postgres's type cache, asked
+/// for the type's equality once (the cache keeps its entries, at the same address, for
+/// the session).
+pub unsafe fn equality(att: &pg_sys::FormData_pg_attribute) -> *mut pg_sys::TypeCacheEntry {
+    pg_sys::lookup_type_cache(att.atttypid, pg_sys::TYPECACHE_EQ_OPR_FINFO as i32)
+}
+
 /// Whether two values of column `att` are the same by the type's own equality (what IS
-/// NOT DISTINCT FROM says), asked only when their stored bytes differ.
-pub unsafe fn same_value(a: Value, b: Value, att: &pg_sys::FormData_pg_attribute) -> bool {
+/// NOT DISTINCT FROM says; `entry` is the column type's `equality`), asked only when
+/// their stored bytes differ.
+pub unsafe fn same_value(
+    a: Value,
+    b: Value,
+    att: &pg_sys::FormData_pg_attribute,
+    entry: *mut pg_sys::TypeCacheEntry,
+) -> bool {
     match (a.1, b.1) {
         (true, true) => return true,
         (true, false) | (false, true) => return false,
@@ -80,7 +93,6 @@ pub unsafe fn same_value(a: Value, b: Value, att: &pg_sys::FormData_pg_attribute
     if same_image(a.0, b.0, att) {
         return true;
     }
-    let entry = pg_sys::lookup_type_cache(att.atttypid, pg_sys::TYPECACHE_EQ_OPR_FINFO as i32);
     if (*entry).eq_opr_finfo.fn_oid == pg_sys::InvalidOid {
         return false;
     }
@@ -114,10 +126,7 @@ unsafe fn same_image(
     {
         return true;
     }
-    let (da, db) = (
-        pg_sys::pg_detoast_datum_packed(va),
-        pg_sys::pg_detoast_datum_packed(vb),
-    );
+    let (da, db) = (in_place(va), in_place(vb));
     let (la, lb) = (
         pgrx::varlena::varsize_any_exhdr(da),
         pgrx::varlena::varsize_any_exhdr(db),
@@ -125,6 +134,17 @@ unsafe fn same_image(
     la == lb
         && bytes(pgrx::varlena::vardata_any(da).cast(), la)
             == bytes(pgrx::varlena::vardata_any(db).cast(), lb)
+}
+
+/// A varlena value readable where it is: the value itself unless it is stored out of
+/// line or compressed (then fetched and decompressed), as pg_detoast_datum_packed gives
+/// it, without calling it for the many values that need nothing.
+pub unsafe fn in_place(v: *mut pg_sys::varlena) -> *mut pg_sys::varlena {
+    if pgrx::varlena::varatt_is_1b_e(v) || pgrx::varlena::varatt_is_4b_c(v) {
+        pg_sys::pg_detoast_datum_packed(v)
+    } else {
+        v
+    }
 }
 
 unsafe fn bytes<'a>(p: *const u8, n: usize) -> &'a [u8] {
