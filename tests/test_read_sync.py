@@ -400,6 +400,29 @@ def test_read_a_rest_backfill_in_id_ranges_resumes_each_range_after_a_restart(
     db.close()
 
 
+def test_read_max_concurrent_requests_bounds_the_requests_in_flight(start_emulator, db):
+    """max_concurrent_requests bounds how many of a sync's requests Salesforce serves at
+    once, and a REST backfill uses what it allows. Two syncs backfill side by side, each
+    from its own org answering every call 100 ms late: at 4 (Id ranges read side by side,
+    one slot kept for the worker's own calls) the org serves 3 or 4 of its requests at
+    once and never more; at 1, one at a time."""
+    orgs = {}
+    for sync, limit in (("wide", 4), ("narrow", 1)):
+        orgs[sync] = start_emulator("--seed", "9", "--generate", "Contact=20000",
+                                    "--latency-ms", "100")
+        create_emulator_credential(db, orgs[sync], name=sync)
+        db.execute(
+            "SELECT sequin_sf.create_sync(%s, credential => %s, collections => ARRAY['Contact'],"
+            " schema_name => %s, rate_limit_requests => 100000, max_concurrent_requests => %s,"
+            " bulk_threshold => 1000000000)",
+            (sync, sync, sync, limit))
+    for sync in orgs:
+        wait_backfilled(db, sync)
+        assert query_value(db, f"SELECT count(*) FROM {sync}.contact") == 20000
+    assert 3 <= orgs["wide"].stats()["peak_requests_in_flight"] <= 4
+    assert orgs["narrow"].stats()["peak_requests_in_flight"] == 1
+
+
 def test_read_a_backfill_that_meets_stored_rows_upserts_them(start_emulator, db, cluster):
     """Backfill pages are inserted as new rows while they are (no upsert cost); a page
     that meets rows already stored, here because the backfill was made to start over,

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 const CONTROL_HELP: &str = "\
 Control API (under /__emulator/, no auth, never counted as API usage):
   GET    health                          liveness
-  GET    stats                           api_requests_total, api_usage, per-endpoint counts, records
+  GET    stats                           api_requests_total, api_usage, per-endpoint counts, records,
+                                         peak_requests_in_flight (most API requests served at once)
   POST   stats/reset                     zero the counters (not the quota)
   POST   generate                        {\"object\":\"Contact\",\"count\":N,\"seed\":S}
   POST   records/{Object}                create records as a user would: one object or an array

@@ -117,6 +117,7 @@ fn stats(app: &App) -> Resp {
         &json!({
             "api_requests_total": total,
             "api_usage": {"used": used, "max": max},
+            "peak_requests_in_flight": app.limits.peak_in_flight(),
             "endpoints": endpoints,
             "records": records,
         }),

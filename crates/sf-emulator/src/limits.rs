@@ -1,9 +1,11 @@
 //! The rolling daily request quota, the long-request concurrency cap, and the
-//! per-endpoint request counters the control API reports.
+//! per-endpoint request counters and the peak of requests in flight that the control API
+//! reports.
 
 use crate::error::ApiError;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const WINDOW_MS: i64 = 24 * 3600 * 1000;
 const BUCKET_MS: i64 = 60_000;
@@ -51,6 +53,11 @@ pub struct Limits {
     quota: Mutex<Quota>,
     counts: Mutex<BTreeMap<String, u64>>,
     total: Mutex<u64>,
+    /// requests being served now (from arrival, added latency included, to the reply)
+    in_flight: AtomicU64,
+    /// the most at once since the stats were last reset: what a client's concurrency
+    /// limit can be checked against
+    peak_in_flight: AtomicU64,
 }
 
 impl Limits {
@@ -64,6 +71,8 @@ impl Limits {
             }),
             counts: Mutex::new(ENDPOINTS.iter().map(|e| (e.to_string(), 0)).collect()),
             total: Mutex::new(0),
+            in_flight: AtomicU64::new(0),
+            peak_in_flight: AtomicU64::new(0),
         }
     }
 
@@ -123,7 +132,21 @@ impl Limits {
         (*self.total.lock(), self.counts.lock().clone())
     }
 
+    /// Counts a request as in flight until the guard is dropped.
+    pub fn begin_request(&self) -> InFlight<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::AcqRel);
+        InFlight { limits: self }
+    }
+
+    /// The most requests in flight at once since the last reset.
+    pub fn peak_in_flight(&self) -> u64 {
+        self.peak_in_flight.load(Ordering::Acquire)
+    }
+
     pub fn reset_stats(&self) {
+        self.peak_in_flight
+            .store(self.in_flight.load(Ordering::Acquire), Ordering::Release);
         *self.total.lock() = 0;
         for v in self.counts.lock().values_mut() {
             *v = 0;
@@ -183,6 +206,17 @@ impl Limits {
     }
 }
 
+/// Ends a request's count in flight when dropped.
+pub struct InFlight<'a> {
+    limits: &'a Limits,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.limits.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Releases a long-request slot when dropped.
 pub struct LongGuard<'a> {
     limits: &'a Limits,
@@ -214,5 +248,20 @@ mod tests {
         assert!(l.begin_long().is_err());
         drop(g);
         assert!(l.begin_long().is_ok());
+    }
+
+    #[test]
+    fn peak_in_flight_counts_requests_served_at_once() {
+        let l = Limits::new(100, 25);
+        let a = l.begin_request();
+        let b = l.begin_request();
+        drop(a);
+        let c = l.begin_request();
+        assert_eq!(l.peak_in_flight(), 2);
+        drop((b, c));
+        l.reset_stats();
+        assert_eq!(l.peak_in_flight(), 0);
+        let _d = l.begin_request();
+        assert_eq!(l.peak_in_flight(), 1);
     }
 }

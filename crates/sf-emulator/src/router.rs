@@ -245,6 +245,7 @@ pub async fn handle(app: &Arc<App>, req: Req) -> Outcome {
     }
     let route = route(&segs);
     app.limits.hit(route.endpoint(&req.method));
+    let _in_flight = app.limits.begin_request();
     let latency = *app.latency_ms.lock();
     let _long = if latency >= 20_000 {
         match app.limits.begin_long() {
