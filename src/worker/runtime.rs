@@ -233,38 +233,49 @@ impl SyncRuntime {
             .ok_or_else(|| not_loaded(object))
     }
 
-    /// Takes `cost` requests from the sync's budget; false when the budget (or the
-    /// org-wide usage ceiling) is spent for now.
+    /// Takes `cost` requests from the sync's budget for a call the worker is about to
+    /// make itself; false when the budget (or the org-wide usage ceiling) is spent for
+    /// now. While requests started ahead hold every slot of `max_concurrent_requests`,
+    /// it waits for one of them to end (a request's time at most): the worker's calls
+    /// are one at a time, so with that wait they never take the sync past its limit.
     pub fn try_spend(&mut self, cost: u64) -> bool {
-        self.acquire(cost).is_some()
-    }
-
-    fn acquire(&mut self, cost: u64) -> Option<Permit> {
-        let now = Instant::now();
-        if let Some(u) = self.client.api_usage() {
-            self.budget.observe_usage(u, now);
-        }
-        match self.budget.try_acquire(cost, now) {
-            Ok(permit) => Some(permit),
-            Err(wait) => {
-                self.org_ceiling_hit |= wait.reason == WaitReason::OrgCeiling;
-                None
+        loop {
+            match self.acquire(cost) {
+                Ok(_) => return true,
+                Err(WaitReason::Concurrency) if self.budget.in_flight() > 0 => {
+                    let slot_freed = tokio::time::sleep(Duration::from_millis(2));
+                    if self.run_unless_stopping(slot_freed).is_none() {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
             }
         }
     }
 
+    fn acquire(&mut self, cost: u64) -> Result<Permit, WaitReason> {
+        let now = Instant::now();
+        if let Some(u) = self.client.api_usage() {
+            self.budget.observe_usage(u, now);
+        }
+        self.budget.try_acquire(cost, now).map_err(|wait| {
+            self.org_ceiling_hit |= wait.reason == WaitReason::OrgCeiling;
+            wait.reason
+        })
+    }
+
     /// Starts a request now, to be awaited later (`fetched`), while the worker does
-    /// something else. Only within `max_concurrent_requests`: the worker's own
-    /// request in progress counts as one, so it needs a limit of 2 or more; None when
-    /// it may not start (the budget or the limit).
+    /// something else: at a `max_concurrent_requests` of 2 or more, and within it (the
+    /// worker's own calls wait for a slot, `try_spend`); None when it may not start
+    /// (the budget or the limit).
     pub fn fetch_ahead<T: Send + 'static>(
         &mut self,
         f: impl Future<Output = salesforce::Result<T>> + Send + 'static,
     ) -> Option<Ahead<T>> {
-        if self.budget.in_flight() + 1 >= self.budget.max_concurrent() {
+        if self.budget.max_concurrent() < 2 {
             return None;
         }
-        let permit = self.acquire(1)?;
+        let permit = self.acquire(1).ok()?;
         Some(Ahead(Some(self.tokio.spawn(async move {
             let r = f.await;
             drop(permit);
