@@ -244,6 +244,16 @@ unsafe fn scalar_or_container(jsonb: pg_sys::Datum) -> pg_sys::JsonbValue {
     v
 }
 
+/// `text` parsed as a jsonb value, in the current memory context.
+pub unsafe fn from_text(text: &str) -> pg_sys::Datum {
+    let text = std::ffi::CString::new(text).unwrap_or_else(|e| error!("sequin_sf: {e}"));
+    pgrx::fcinfo::direct_function_call_as_datum(
+        pg_sys::jsonb_in,
+        &[Some(pg_sys::Datum::from(text.as_ptr()))],
+    )
+    .unwrap_or_else(|| error!("sequin_sf: jsonb_in returned NULL"))
+}
+
 /// Call info for to_jsonb of values of type `typid`, in `memory`: to_jsonb reads its
 /// argument's type from the call expression, so the info carries one.
 pub unsafe fn to_jsonb_info(

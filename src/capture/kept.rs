@@ -6,13 +6,11 @@
 //! The description travels with the batch, so a row is read back with the columns it
 //! was written with, whatever ALTER TABLE did to the table meanwhile.
 
-use std::ffi::CString;
-
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::json::RowJson;
+use super::json::{self, RowJson};
 use super::values::{attribute, attribute_names, Rows};
 
 /// One column of a kept row: what reading it back needs. `name` is None for a dropped
@@ -49,13 +47,7 @@ pub unsafe fn describe(desc: pg_sys::TupleDesc) -> String {
 /// The bytes of the jsonb value of `text` (a description), which a batch copies as its
 /// `row_type`: parsing it for every batch cost more than the rest of a small batch.
 pub unsafe fn jsonb_bytes(text: &str) -> Vec<u8> {
-    let text = CString::new(text).unwrap_or_else(|e| error!("sequin_sf: {e}"));
-    let datum = pgrx::fcinfo::direct_function_call_as_datum(
-        pg_sys::jsonb_in,
-        &[Some(pg_sys::Datum::from(text.as_ptr()))],
-    )
-    .unwrap_or_else(|| error!("sequin_sf: jsonb_in returned NULL"));
-    let v = datum.cast_mut_ptr::<pg_sys::varlena>();
+    let v = json::from_text(text).cast_mut_ptr::<pg_sys::varlena>();
     let bytes = std::slice::from_raw_parts(v.cast::<u8>(), pgrx::varlena::varsize_any(v)).to_vec();
     pg_sys::pfree(v.cast());
     bytes

@@ -7,7 +7,7 @@ use std::ffi::{CStr, CString};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::json::RowJson;
+use super::json::{self, RowJson};
 use super::values::{attribute, attribute_names, equality, in_place, same_value, Rows};
 
 pub struct Rules {
@@ -174,13 +174,6 @@ impl Rules {
         let schema = CStr::from_ptr(pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace));
         let table = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr());
         let text = |s: &CStr| pg_sys::Datum::from(pg_sys::cstring_to_text(s.as_ptr()));
-        let jsonb = |s: &str| {
-            let c = CString::new(s)
-                .unwrap_or_else(|_| error!("sequin_sf: a rule holds a NUL character"));
-            let (mut input, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
-            pg_sys::getTypeInputInfo(pg_sys::JSONBOID, &mut input, &mut ioparam);
-            pg_sys::OidInputFunctionCall(input, c.as_ptr().cast_mut(), ioparam, -1)
-        };
         let op = CString::new(op).unwrap_or_default();
         // _refuse_write is granted to nobody: called here without a privilege check, as
         // the plpgsql trigger that ran as the extension's owner called it
@@ -191,8 +184,8 @@ impl Rules {
             text(table),
             text(&op),
             values,
-            jsonb(&self.refused_json),
-            jsonb(&self.picklists_json),
+            json::from_text(&self.refused_json),
+            json::from_text(&self.picklists_json),
         );
     }
 }
