@@ -1,7 +1,7 @@
 -- The user-facing API, and who may use it: management functions (credentials, syncs,
 -- collections, settings), the write-back API (write settings, retry_writes,
 -- await_writes, write_status), and at the end the privileges. The Rust helpers they call
--- (_seal_credential_secrets, _describe_global, _near_names, _snake_case) are created
+-- (_seal_credential_secrets, _describe_global, _describe_fields, _near_names, _snake_case) are created
 -- before this file runs.
 
 -- Statements calling create_credential carry secrets: never let an error log them.
@@ -701,11 +701,20 @@ BEGIN
 END
 $$;
 
--- external_id_fields is {"Object": "Field"}, each a synced object and one of its fields.
+-- external_id_fields is {"Object": "Field"}: each object a collection of the sync, each
+-- field one Salesforce marks External ID on it. Checked against a describe made now
+-- (one login and one describe per object named), not against sequin_sf.columns: right
+-- after create_sync the sync's worker has not described the collection yet, and the
+-- columns do not say which fields are external ids.
 CREATE FUNCTION sequin_sf._check_external_id_fields(p_sync text, p_fields jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     e record;
+    s sequin_sf._syncs := sequin_sf._check_sync(p_sync);
+    objects text[];
+    field text;
+    described record;
+    ext_ids text[];
 BEGIN
     IF p_fields IS NULL THEN
         RETURN;
@@ -715,15 +724,34 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'for example ''{"Contact": "External_Id__c"}'': object API name -> external id field';
     END IF;
+    SELECT array_agg(c.object_name ORDER BY c.object_name) INTO objects
+      FROM sequin_sf._collections c WHERE c.sync_name = p_sync;
     FOR e IN SELECT key, value FROM jsonb_each(p_fields) LOOP
-        IF jsonb_typeof(e.value) <> 'string' OR NOT EXISTS (
-               SELECT 1 FROM sequin_sf._columns m
-                WHERE m.sync_name = p_sync AND m.object_name = e.key
-                  AND m.field_name = e.value #>> '{}' AND m.active) THEN
-            RAISE EXCEPTION 'external_id_fields: % is not a field of a collection of sync "%"',
-                            e.key || '.' || (e.value #>> '{}'), p_sync
+        IF NOT e.key = ANY (objects) THEN
+            RAISE EXCEPTION 'external_id_fields: "%" is not a collection of sync "%"', e.key, p_sync
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'name a synced object and its external id field as Salesforce spells them; SELECT collection, field_name FROM sequin_sf.columns lists them';
+                      HINT = 'name the object as Salesforce spells it; the sync''s collections are '
+                             || array_to_string(objects, ', ');
+        END IF;
+        IF jsonb_typeof(e.value) <> 'string' THEN
+            RAISE EXCEPTION 'external_id_fields: the field of % must be a string, got %', e.key, e.value
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'for example ''{"Contact": "External_Id__c"}''';
+        END IF;
+        field := e.value #>> '{}';
+        SELECT d.name, d.external_id INTO described
+          FROM sequin_sf._describe_fields(s.credential, e.key) d WHERE d.name = field;
+        IF NOT FOUND OR NOT described.external_id THEN
+            SELECT array_agg(d.name ORDER BY d.name) INTO ext_ids
+              FROM sequin_sf._describe_fields(s.credential, e.key) d WHERE d.external_id;
+            RAISE EXCEPTION 'external_id_fields: %.% %', e.key, field,
+                            CASE WHEN described.name IS NULL THEN 'is not a field of ' || e.key || ' in the org'
+                                 ELSE 'is not marked External ID in Salesforce' END
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = CASE WHEN cardinality(ext_ids) > 0
+                                  THEN 'the external id fields of ' || e.key || ' are ' || array_to_string(ext_ids, ', ')
+                                  ELSE e.key || ' has no external id field; an admin can mark a custom text or number field External ID in Setup' END
+                             || ' (name them as Salesforce spells them)';
         END IF;
     END LOOP;
 END

@@ -71,21 +71,9 @@ fn _seal_secrets(
     )
 }
 
-/// Logs in with the credential and lists the org's objects (global describe). Any
-/// failure is an ERROR saying whether the login or the describe failed.
-#[pg_extern(volatile, parallel_unsafe)]
-fn _describe_global(
-    credential: &str,
-) -> TableIterator<
-    'static,
-    (
-        name!(name, String),
-        name!(label, String),
-        name!(custom, bool),
-        name!(queryable, bool),
-        name!(replicateable, bool),
-    ),
-> {
+/// A logged-in client for the credential and the runtime to drive it; any failure is
+/// an ERROR saying whether the credential or the login failed.
+fn logged_in(credential: &str) -> (salesforce::Client, tokio::runtime::Runtime) {
     let client = crate::client::client_for(credential, None).unwrap_or_else(|e| {
         fail(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -107,6 +95,25 @@ fn _describe_global(
             "check login_url, client_id and the secrets; recreate the credential with sequin_sf.create_credential(...) after sequin_sf.drop_credential(...)",
         );
     }
+    (client, runtime)
+}
+
+/// Logs in with the credential and lists the org's objects (global describe). Any
+/// failure is an ERROR saying whether the login or the describe failed.
+#[pg_extern(volatile, parallel_unsafe)]
+fn _describe_global(
+    credential: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(name, String),
+        name!(label, String),
+        name!(custom, bool),
+        name!(queryable, bool),
+        name!(replicateable, bool),
+    ),
+> {
+    let (client, runtime) = logged_in(credential);
     let described = runtime.block_on(client.describe_global(None));
     let objects = match described {
         Ok(Some(g)) => g.sobjects,
@@ -122,6 +129,29 @@ fn _describe_global(
             .into_iter()
             .map(|o| (o.name, o.label, o.custom, o.queryable, o.replicateable)),
     )
+}
+
+/// Logs in and describes one object: its fields as the org has them now. Settings that
+/// name fields are checked against this at the call, so they work before the sync's
+/// worker has set the collection up (and filled `sequin_sf.columns`).
+#[pg_extern(volatile, parallel_unsafe)]
+fn _describe_fields(
+    credential: &str,
+    object: &str,
+) -> TableIterator<'static, (name!(name, String), name!(external_id, bool))> {
+    let (client, runtime) = logged_in(credential);
+    let fields = match runtime.block_on(client.describe(object, None)) {
+        Ok(Some(d)) => d.fields,
+        Ok(None) => Vec::new(),
+        Err(e) => fail(
+            PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+            format!(
+                "logged in with credential \"{credential}\" but could not describe {object}: {e}"
+            ),
+            "retry; if it persists, check that the Salesforce user can read the object",
+        ),
+    };
+    TableIterator::new(fields.into_iter().map(|f| (f.name, f.external_id)))
 }
 
 /// Up to three names from `candidates` close to `wanted`, for "did you mean" hints.
