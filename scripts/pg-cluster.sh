@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts or stops a throwaway Postgres 15 cluster with sequin_sf preloaded.
+# Starts or stops a throwaway Postgres cluster with sequin_sf preloaded.
 # Postgres refuses to run as root, so the cluster belongs to the `postgres` user.
 #   scripts/pg-cluster.sh start DIR PORT [DATABASE [NAME=VALUE ...]]
 #   scripts/pg-cluster.sh stop DIR
@@ -7,7 +7,8 @@
 # the defaults below, so they override them (shared_preload_libraries='' gives a plain
 # Postgres without sequin_sf).
 set -euo pipefail
-# PG_BIN selects another Postgres 15 installation (a relocated copy, for instance).
+# PG_BIN selects the installation (`make ... PG=N` sets /opt/sequin-sf-pg/N/bin);
+# Debian's 15 when run by hand. INITDB_ARGS are added to initdb's command line.
 BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 cmd=${1:?start|stop}; dir=${2:?data directory}
 
@@ -18,7 +19,8 @@ case "$cmd" in
     port=${3:?port}; db=${4:-postgres}; shift $(( $# < 4 ? $# : 4 ))
     mkdir -p "$dir"; chown postgres:postgres "$dir"; chmod 700 "$dir"
     if [ ! -f "$dir/PG_VERSION" ]; then
-      as_pg "$BIN/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+      # shellcheck disable=SC2086 # INITDB_ARGS is a list of words
+      as_pg "$BIN/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 ${INITDB_ARGS:-} >/dev/null
       cat >> "$dir/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 port = $port

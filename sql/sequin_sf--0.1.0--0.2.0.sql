@@ -1383,7 +1383,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'for example ''{"Contact": "External_Id__c"}'': object API name -> external id field';
     END IF;
-    SELECT array_agg(c.object_name ORDER BY c.object_name) INTO objects
+    SELECT coalesce(array_agg(c.object_name ORDER BY c.object_name), '{}') INTO objects
       FROM sequin_sf._collections c WHERE c.sync_name = p_sync;
     FOR e IN SELECT key, value FROM jsonb_each(p_fields) LOOP
         IF NOT e.key = ANY (objects) THEN

@@ -16,7 +16,10 @@ pub static APPLYING: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// another container). Superuser-only: anyone else could send tokens in clear text.
 pub static PLAIN_HTTP_HOSTS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
-pub fn register() {
+/// The settings of the server as a whole, defined only while the library is preloaded:
+/// Postgres refuses (FATAL) a server-start setting defined by a library loaded later, as
+/// `pg_upgrade` and a `CREATE EXTENSION` without the preload load it.
+pub fn register_server_settings() {
     GucRegistry::define_string_guc(
         c"sequin_sf.database_name",
         c"Database whose syncs the sequin_sf background worker runs.",
@@ -25,6 +28,10 @@ pub fn register() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
+}
+
+/// The settings a session reads, defined whenever the library is loaded.
+pub fn register_session_settings() {
     GucRegistry::define_bool_guc(
         c"sequin_sf.applying",
         c"Set by sequin_sf itself while it applies Salesforce's changes (not captured).",

@@ -22,8 +22,12 @@ extension_sql_file!("../sql/api.sql", name = "api", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    guc::register();
-    worker::register();
+    guc::register_session_settings();
+    // SAFETY: a flag Postgres sets while it loads shared_preload_libraries
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        guc::register_server_settings();
+        worker::register();
+    }
 }
 
 /// Required by `cargo pgrx test`; the worker is tested end to end from `tests/`.

@@ -21,8 +21,16 @@ EMULATOR_BIN = os.environ.get(
     "SF_EMULATOR_BIN", os.path.join(ROOT, "target", "release", "sf-emulator")
 )
 CLUSTER_SCRIPT = os.path.join(ROOT, "scripts", "pg-cluster.sh")
-# The Postgres 15 binaries (PG_BIN selects another installation, as scripts/pg-cluster.sh does).
+# The binaries of the PostgreSQL major under test: `make test PG=N` sets PG_BIN to
+# /opt/sequin-sf-pg/N/bin (scripts/install-pg.sh); Debian's 15 when run by hand.
 PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
+
+
+def pg_major():
+    """The major version of the binaries under test (15, 16, ...)."""
+    out = subprocess.run([f"{PG_BIN}/pg_config", "--version"], check=True,
+                         capture_output=True, text=True).stdout
+    return int(out.split()[1].split(".")[0])
 
 CLIENT_ID = "sequin-emulator"
 CLIENT_SECRET = "emulator-secret"
@@ -116,12 +124,16 @@ class Emulator:
 
 
 class Cluster:
-    """A Postgres 15 cluster owned by the postgres user with sequin_sf preloaded.
+    """A Postgres cluster (of PG_BIN's version) owned by the postgres user with sequin_sf preloaded.
     `settings` ({name: value}, values as postgresql.conf spells them) are added to its
     postgresql.conf when it is created and override the defaults of scripts/pg-cluster.sh,
-    e.g. {"shared_preload_libraries": "''"} for a plain Postgres without sequin_sf."""
+    e.g. {"shared_preload_libraries": "''"} for a plain Postgres without sequin_sf.
+    `bin_dir` runs another installed major than PG_BIN's; `initdb_args` are added to
+    initdb's command line."""
 
-    def __init__(self, database="postgres", settings=None):
+    def __init__(self, database="postgres", settings=None, bin_dir=None, initdb_args=()):
+        self.bin_dir = bin_dir or PG_BIN
+        self.initdb_args = " ".join(initdb_args)
         self.dir = tempfile.mkdtemp(prefix="sequin-sf-pg-", dir="/tmp")
         os.chmod(self.dir, 0o755)
         self.datadir = os.path.join(self.dir, "data")
@@ -134,19 +146,23 @@ class Cluster:
     def log_path(self):
         return os.path.join(self.datadir, "server.log")
 
+    def _script_env(self):
+        return {**os.environ, "PG_BIN": self.bin_dir, "INITDB_ARGS": self.initdb_args}
+
     def start(self):
         subprocess.run(
             [CLUSTER_SCRIPT, "start", self.datadir, str(self.port), self.database,
              *self.settings],
-            check=True,
+            check=True, env=self._script_env(),
         )
 
     def stop(self, mode="fast"):
         if mode == "fast":
-            subprocess.run([CLUSTER_SCRIPT, "stop", self.datadir], check=True)
+            subprocess.run([CLUSTER_SCRIPT, "stop", self.datadir], check=True,
+                           env=self._script_env())
         else:
             subprocess.run(
-                ["sudo", "-u", "postgres", f"{PG_BIN}/pg_ctl", "-D",
+                ["sudo", "-u", "postgres", f"{self.bin_dir}/pg_ctl", "-D",
                  self.datadir, "-m", mode, "-w", "stop"],
                 check=True, stdout=subprocess.DEVNULL,
             )

@@ -9,7 +9,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::values::{attribute_names, in_place, Value};
+use super::values::{self, attribute_names, in_place, Value};
 
 /// How a column's values become jsonb values.
 enum Kind {
@@ -62,10 +62,7 @@ impl RowJson {
         let kinds = (0..names.len())
             .map(|i| match names[i] {
                 None => Kind::Bool,
-                Some(_) => kind(
-                    (*desc).attrs.as_slice((*desc).natts as usize)[i].atttypid,
-                    memory,
-                ),
+                Some(_) => kind(values::attribute(desc, i).atttypid, memory),
             })
             .collect();
         RowJson {

@@ -11,6 +11,7 @@ use pgrx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::json::{self, RowJson};
+use super::pg_versions;
 use super::values::{attribute, attribute_names, Rows};
 
 /// One column of a kept row: what reading it back needs. `name` is None for a dropped
@@ -84,7 +85,7 @@ pub unsafe fn keep(rows: &Rows) -> pg_sys::Datum {
     }
     // a minimal tuple: the row's columns and nothing that names the table's row type,
     // which may have changed by the time the row is read back
-    let tuple = pg_sys::heap_form_minimal_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+    let tuple = pg_versions::form_minimal_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
     let out = bytea_of(tuple);
     pg_sys::heap_free_minimal_tuple(tuple);
     out
@@ -148,7 +149,7 @@ fn _batch_rows_json(row_type: &str, rows: Array<&[u8]>) -> Vec<Option<String>> {
 unsafe fn descriptor(columns: &[Column]) -> pg_sys::TupleDesc {
     let desc = pg_sys::CreateTemplateTupleDesc(columns.len() as i32);
     for (i, c) in columns.iter().enumerate() {
-        let a = &mut *(*desc).attrs.as_mut_ptr().add(i);
+        let a = &mut *pg_versions::attribute(desc, i);
         *a = std::mem::zeroed();
         if let Some(name) = &c.name {
             let bytes = name.as_bytes();
@@ -163,9 +164,9 @@ unsafe fn descriptor(columns: &[Column]) -> pg_sys::TupleDesc {
         a.attlen = c.len;
         a.attbyval = c.byval;
         a.attalign = c.align as std::ffi::c_char;
-        a.attcacheoff = -1;
         a.attisdropped = c.name.is_none();
         a.attislocal = true;
+        pg_versions::attribute_filled(desc, i);
     }
     desc
 }

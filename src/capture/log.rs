@@ -10,6 +10,7 @@ use super::batch::{self, Batch};
 use super::cache;
 use super::json::RowJson;
 use super::kept;
+use super::pg_versions;
 use super::table::{in_memory, sibling, text_datum, TableWriter};
 use super::values::{Rows, Value};
 
@@ -75,7 +76,7 @@ impl LogTables {
         LogTables {
             log,
             batch: sibling(table, c"_sync_write_batch"),
-            sequence: pg_sys::getIdentitySequence(log, id, false),
+            sequence: pg_versions::identity_sequence(log, id),
             description,
             row_type,
         }

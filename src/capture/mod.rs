@@ -23,6 +23,7 @@ mod cache;
 mod json;
 mod kept;
 mod log;
+mod pg_versions;
 mod rules;
 mod table;
 mod values;

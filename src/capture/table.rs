@@ -9,6 +9,7 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use super::pg_versions;
 use super::values::attribute_names;
 
 /// What capture needs of one of its tables, worked out once per session (cache.rs forgets
@@ -280,7 +281,7 @@ unsafe fn result_relation(
     (*rte).relid = (*rel).rd_id;
     (*rte).relkind = (*(*rel).rd_rel).relkind;
     (*rte).rellockmode = pg_sys::RowExclusiveLock as i32;
-    pg_sys::ExecInitRangeTable(estate, pg_sys::lappend(std::ptr::null_mut(), rte.cast()));
+    pg_versions::init_range_table(estate, rte);
     let result =
         pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()) as *mut pg_sys::ResultRelInfo;
     (*result).type_ = pg_sys::NodeTag::T_ResultRelInfo;

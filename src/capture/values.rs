@@ -155,7 +155,7 @@ pub unsafe fn attribute<'a>(
     desc: pg_sys::TupleDesc,
     i: usize,
 ) -> &'a pg_sys::FormData_pg_attribute {
-    &(*desc).attrs.as_slice((*desc).natts as usize)[i]
+    &*super::pg_versions::attribute(desc, i)
 }
 
 /// Attribute names by 0-based position, None for dropped columns.

@@ -85,6 +85,24 @@ SELECT sequin_sf.retry_writes('r');
 SET client_min_messages = warning;
 SELECT id, action, state, retry_of FROM rs._sync_write_log WHERE retry_of IS NOT NULL ORDER BY id;
 
+-- a constraint the log's row breaks is reported as Postgres reports it, for a log row
+-- and for a batch (a statement of more than 100 rows), and the change rolls back: the
+-- executor words the violation from the range table capture gives it
+ALTER TABLE rs._sync_write_log ADD CONSTRAINT no_updates CHECK (action <> 'update') NOT VALID;
+ALTER TABLE rs._sync_write_batch ADD CONSTRAINT no_updates CHECK (action <> 'update') NOT VALID;
+UPDATE rs.contact SET title = 'Refused by the log' WHERE id = '003000000000001AAA';
+-- a transaction's batches are written as it commits: the commit fails, and takes the
+-- transaction's inserts with it
+BEGIN;
+INSERT INTO rs.contact (last_name) SELECT 'Many ' || g FROM generate_series(1, 101) g;
+UPDATE rs.contact SET title = 'Refused by the batch' WHERE last_name LIKE 'Many %';
+COMMIT;
+ALTER TABLE rs._sync_write_log DROP CONSTRAINT no_updates;
+ALTER TABLE rs._sync_write_batch DROP CONSTRAINT no_updates;
+SELECT count(*) FILTER (WHERE title LIKE 'Refused%') AS refused_changes,
+       count(*) FILTER (WHERE last_name LIKE 'Many %') AS rows_of_the_failed_commit
+  FROM rs.contact;
+
 -- an object Salesforce does not let the API create or delete: refused before any row
 -- changes, while updates are still captured; the worker's own changes pass
 SELECT sequin_sf._set_object_access('r', 'Contact', false, true, false, false);
