@@ -72,6 +72,8 @@ $$;
 -- Unpacks the batches capture wrote for statements that changed many rows into the
 -- log's own rows, with the log ids capture gave them (sql/capture.sql). Only the sync's
 -- worker calls it, before it counts the log (_write_backlog) and reads it (_write_queue).
+-- A kept row before that cannot be read safely ('!' and the reason, from
+-- _batch_rows_json) makes its entry failed with that reason: nothing is sent for it.
 CREATE FUNCTION sequin_sf._write_expand_batches(p_schema text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -82,14 +84,20 @@ BEGIN
         WITH b AS (DELETE FROM %1$I._sync_write_batch RETURNING *)
         INSERT INTO %1$I._sync_write_log
                (id, table_name, object_name, row_id, action, api_id, previous, "values",
-                session_pid, inserted_at)
+                session_pid, inserted_at, state, api_message, settled_at)
         OVERRIDING SYSTEM VALUE
-        SELECT e.id, b.table_name, b.object_name, e.row_id, b.action, e.api_id, e.previous,
-               e."values", b.session_pid, b.inserted_at
-          FROM b, unnest(b.ids, b.row_ids, b.api_ids,
-                         sequin_sf._batch_rows_json(b.row_type::text, b.previous_rows)::jsonb[],
-                         b."values")
-                  AS e(id, row_id, api_id, previous, "values")
+        SELECT e.id, b.table_name, b.object_name, e.row_id, b.action, e.api_id,
+               CASE WHEN e.unreadable THEN NULL ELSE e.kept::jsonb END,
+               e."values", b.session_pid, b.inserted_at,
+               CASE WHEN e.unreadable THEN 'failed' ELSE 'new' END,
+               CASE WHEN e.unreadable THEN substr(e.kept, 2) END,
+               CASE WHEN e.unreadable THEN now() END
+          FROM b, LATERAL (
+                 SELECT u.*, left(u.kept, 1) = '!' AS unreadable
+                   FROM unnest(b.ids, b.row_ids, b.api_ids,
+                               sequin_sf._batch_rows_json(b.row_type::text, b.previous_rows),
+                               b."values")
+                        AS u(id, row_id, api_id, kept, "values")) e
          ORDER BY e.id
         $q$, p_schema);
 END

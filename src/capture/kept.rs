@@ -12,18 +12,19 @@ use serde::{Deserialize, Serialize};
 
 use super::json::{self, RowJson};
 use super::pg_versions;
+use super::tuple_check;
 use super::values::{attribute, attribute_names, Rows};
 
 /// One column of a kept row: what reading it back needs. `name` is None for a dropped
 /// column, whose bytes still take their place in rows written before the drop.
 #[derive(Serialize, Deserialize)]
-struct Column {
+pub(super) struct Column {
     name: Option<String>,
     #[serde(rename = "type")]
     type_oid: u32,
-    len: i16,
+    pub(super) len: i16,
     byval: bool,
-    align: u8,
+    pub(super) align: u8,
 }
 
 /// The columns of `desc`, as the batch's `row_type` (jsonb text).
@@ -103,14 +104,25 @@ unsafe fn bytea_of(tuple: pg_sys::MinimalTuple) -> pg_sys::Datum {
 
 /// Kept rows back as the log's jsonb text (to_jsonb of the row). Only the worker calls
 /// it, through `_write_expand_batches`: it reads its bytes as tuples of the description
-/// it is given, so it must never see bytes capture did not write (EXECUTE is revoked
-/// from PUBLIC).
+/// it is given (EXECUTE is revoked from PUBLIC). Bytes capture did not write (an edit of
+/// the batch table, corruption, a bug) are checked before Postgres reads them: a row
+/// that cannot be read safely comes back as `!` and the reason (JSON text never starts
+/// with `!`), and its entry is logged as failed with that reason, never read out of
+/// bounds, which would crash the worker and, with it, the whole server.
 #[pg_extern(volatile, parallel_unsafe)]
 fn _batch_rows_json(row_type: &str, rows: Array<&[u8]>) -> Vec<Option<String>> {
-    let columns: Vec<Column> = serde_json::from_str(row_type)
-        .unwrap_or_else(|e| error!("sequin_sf: a write batch's row_type is not readable: {e}"));
-    // SAFETY: the description and the rows were written together by keep() and
-    // describe() for the same table (the batch table is capture's alone)
+    let columns = match serde_json::from_str::<Vec<Column>>(row_type)
+        .map_err(|e| e.to_string())
+        .and_then(|c| check_columns(&c).map(|()| c))
+    {
+        Ok(columns) => columns,
+        Err(e) => {
+            let why = format!("!the batch's description of its columns is unusable: {e}");
+            return rows.iter().map(|r| r.map(|_| why.clone())).collect();
+        }
+    };
+    // SAFETY: the description was checked against the types it names, and each row is
+    // checked against the description before a slot reads it
     unsafe {
         let desc = descriptor(&columns);
         let json = RowJson::new(desc);
@@ -120,6 +132,9 @@ fn _batch_rows_json(row_type: &str, rows: Array<&[u8]>) -> Vec<Option<String>> {
             .iter()
             .map(|row| {
                 row.map(|bytes| {
+                    if let Err(e) = tuple_check::readable(bytes, &columns) {
+                        return format!("!the row before this change, kept in its batch, cannot be read ({e}); the change was not sent");
+                    }
                     // a copy, so the tuple sits at the alignment its columns assume
                     let data = pg_sys::palloc(bytes.len().max(1)) as *mut u8;
                     std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
@@ -142,6 +157,43 @@ fn _batch_rows_json(row_type: &str, rows: Array<&[u8]>) -> Vec<Option<String>> {
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         out
     }
+}
+
+/// Each named column of a description as the catalog has its type (width, passing,
+/// alignment), and a dropped one's within what a tuple can hold: the description decides
+/// how many bytes each value takes and whether a value is a pointer.
+fn check_columns(columns: &[Column]) -> Result<(), String> {
+    for (i, c) in columns.iter().enumerate() {
+        if !matches!(c.align, b'c' | b's' | b'i' | b'd')
+            || !(c.len > 0 || c.len == -1 || c.len == -2)
+            || (c.byval && !matches!(c.len, 1 | 2 | 4 | 8))
+        {
+            return Err(format!(
+                "column {} has an impossible width or alignment",
+                i + 1
+            ));
+        }
+        if c.name.is_some() {
+            let (mut len, mut byval, mut align) = (0i16, false, 0 as std::ffi::c_char);
+            // SAFETY: a catalog lookup; an unknown type is an ERROR, not a crash
+            unsafe {
+                pg_sys::get_typlenbyvalalign(
+                    pg_sys::Oid::from(c.type_oid),
+                    &mut len,
+                    &mut byval,
+                    &mut align,
+                )
+            };
+            if (len, byval, align as u8) != (c.len, c.byval, c.align) {
+                return Err(format!(
+                    "column {} does not match its type {}",
+                    i + 1,
+                    c.type_oid
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A tuple descriptor of `columns`, built from the description alone (a dropped column

@@ -26,6 +26,7 @@ mod log;
 mod pg_versions;
 mod rules;
 mod table;
+mod tuple_check;
 mod values;
 
 use pgrx::pg_sys;

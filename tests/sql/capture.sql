@@ -103,6 +103,22 @@ SELECT count(*) FILTER (WHERE title LIKE 'Refused%') AS refused_changes,
        count(*) FILTER (WHERE last_name LIKE 'Many %') AS rows_of_the_failed_commit
   FROM rs.contact;
 
+-- a kept row before that cannot be read safely (an edit of the batch table, corruption)
+-- makes its entry failed with the reason when the worker unpacks the batch, and the
+-- rest of the batch goes on: nothing reads past a row's end or crashes the worker
+INSERT INTO rs.contact (last_name) SELECT 'Kept ' || g FROM generate_series(1, 101) g;
+UPDATE rs.contact SET title = 'Batched' WHERE last_name LIKE 'Kept %';
+UPDATE rs._sync_write_batch
+   SET previous_rows[1] = substr(previous_rows[1], 1, 20),
+       previous_rows[2] = overlay(substr(previous_rows[2], 1, 24) placing '\x18000000'::bytea from 1 for 4),
+       previous_rows[3] = overlay(previous_rows[3] placing '\xff07'::bytea from 11 for 2)
+ WHERE action = 'update';
+SELECT sequin_sf._write_expand_batches('rs');
+SELECT state, count(*), min(api_message) AS reason
+  FROM rs._sync_write_log WHERE action = 'update' AND "values" ->> 'title' = 'Batched'
+ GROUP BY state, api_message ORDER BY state, reason;
+DELETE FROM rs.contact WHERE last_name LIKE 'Kept %';
+
 -- an object Salesforce does not let the API create or delete: refused before any row
 -- changes, while updates are still captured; the worker's own changes pass
 SELECT sequin_sf._set_object_access('r', 'Contact', false, true, false, false);
