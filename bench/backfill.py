@@ -14,6 +14,7 @@ import threading
 import time
 
 from common import (
+    print_server,
     Cluster,
     Emulator,
     Timer,
@@ -57,6 +58,7 @@ def main():
     cluster = Cluster()
     try:
         conn = cluster.connect()
+        print_server(conn)
         conn.execute("CREATE EXTENSION sequin_sf")
         create_emulator_credential(conn, emu)
         emu.control("POST", "stats/reset")

@@ -19,6 +19,7 @@ import random
 import time
 
 from common import (
+    print_server,
     Cluster,
     Emulator,
     create_emulator_credential,
@@ -131,6 +132,7 @@ def main():
     cluster = Cluster()
     try:
         conn = cluster.connect()
+        print_server(conn)
         conn.execute("CREATE EXTENSION sequin_sf")
         create_emulator_credential(conn, emu)
         conn.execute(

@@ -19,6 +19,11 @@ from harness import (  # noqa: E402,F401
 )
 
 
+def print_server(conn):
+    """The header line every benchmark starts with: which PostgreSQL it measured."""
+    print("server:", query_value(conn, "SELECT version()").split(" on ")[0])
+
+
 def proc_status_kib(pid, key):
     """A /proc/<pid>/status field in KiB (VmHWM, RssAnon, ...), or None."""
     try:

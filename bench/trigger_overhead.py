@@ -22,7 +22,7 @@ could reach at best, and why large statements are logged in batches.
 import argparse
 import os
 
-from common import Cluster, Timer
+from common import Cluster, Timer, print_server
 
 COLUMNS = """
     _row_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -149,6 +149,7 @@ def main():
             if not have:
                 conn.execute("CREATE EXTENSION sequin_sf")
             setup(conn)
+            print_server(conn)
             print(f"trigger overhead: up to {args.rows} rows per run, {args.repeat} runs,"
                   " tables alternating in chunks")
             # Each run changes `rows` rows in 10 chunks: a chunk of the transaction mode is

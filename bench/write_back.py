@@ -16,6 +16,7 @@ import argparse
 import time
 
 from common import (
+    print_server,
     Cluster,
     Emulator,
     create_emulator_credential,
@@ -122,6 +123,7 @@ def main():
     cluster = Cluster()
     try:
         conn = cluster.connect()
+        print_server(conn)
         conn.execute("CREATE EXTENSION sequin_sf")
         create_emulator_credential(conn, emu)
         conn.execute(
