@@ -12,7 +12,7 @@ RUST_CRATES = -p soql -p sf-emulator -p salesforce -p sync-core -p pubsub
 export PG_BIN = /opt/sequin-sf-pg/$(PG)/bin
 # The end-to-end tests of capture, the read path and the write path: what CI runs on
 # the majors it does not run the whole suite on.
-E2E_CORE = tests/sql tests/test_sql_scripts.py tests/test_capture_prepared.py \
+E2E_CORE = tests/test_sql_scripts.py tests/test_capture_prepared.py \
            tests/test_read_sync.py tests/test_write_back.py tests/test_write_settings.py \
            tests/test_write_concurrency.py
 
