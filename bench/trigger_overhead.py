@@ -22,7 +22,9 @@ could reach at best, and why large statements are logged in batches.
 import argparse
 import os
 
-from common import Cluster, Timer, print_server
+import threading
+
+from common import Cluster, Timer, print_server, proc_status_kib
 
 COLUMNS = """
     _row_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -129,10 +131,58 @@ def log_append_floor(conn, rows, repeat, per_statement=500, chunks=10):
     return {k: size * chunks * repeat / v for k, v in seconds.items()}
 
 
+WIDE = """
+    _row_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id text UNIQUE,
+    _write_state text, title text, description text
+"""
+
+
+def toast_update(conn, rows):
+    """One UPDATE of `rows` rows whose 10 kB description is stored out of line (TOAST,
+    uncompressed), changing only their title, on a table without capture and on one with
+    it: seconds, and the backend's peak private memory (RssAnon, sampled every 20 ms).
+    Capture keeps each row before with its description fetched, so memory that grew
+    with the rows would show here."""
+    out = {}
+    for t in ("wide_plain", "wide_captured"):
+        conn.execute(f"CREATE TABLE bench_w.{t} ({WIDE})")
+        conn.execute(f"ALTER TABLE bench_w.{t} ALTER COLUMN description SET STORAGE EXTERNAL")
+    conn.execute(
+        "SELECT sequin_sf._install_write_triggers('bench_w.wide_captured'::regclass, 'Contact',"
+        " '{\"id\": \"assigned by Salesforce\"}', '{\"id\": \"assigned by Salesforce\"}', '{}')")
+    for t in ("wide_plain", "wide_captured"):
+        with conn.transaction():
+            conn.execute("SELECT set_config('sequin_sf.applying', 'on', true)")
+            conn.execute(
+                f"INSERT INTO bench_w.{t} (title, description)"
+                " SELECT 'T' || g, repeat(md5(g::text), 320) FROM generate_series(1, %s) g",
+                (rows,))
+        conn.execute(f"VACUUM ANALYZE bench_w.{t}")
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    for t in ("wide_plain", "wide_captured"):
+        stop, peak = threading.Event(), [proc_status_kib(pid, "RssAnon") or 0]
+
+        def sample():
+            while not stop.wait(0.02):
+                peak[0] = max(peak[0], proc_status_kib(pid, "RssAnon") or 0)
+
+        before = peak[0]
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        with Timer() as timer:
+            conn.execute(f"UPDATE bench_w.{t} SET title = title || '!'")
+        stop.set()
+        sampler.join()
+        out[t] = (timer.seconds, before, peak[0])
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=20000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--toast-rows", type=int, default=100_000,
+                    help="rows of the one UPDATE of out-of-line 10 kB values (0: skip it)")
     args = ap.parse_args()
 
     cluster = None
@@ -176,6 +226,13 @@ def main():
             print(f"  write-log append alone, 500 rows/stmt: {floor['log']:.0f} log rows/s against"
                   f" {floor['plain']:.0f} table rows/s: a capture costing only its log append"
                   f" would give INSERT ~{best:.0%} (the ceiling of one log row per change)")
+            if args.toast_rows:
+                wide = toast_update(conn, args.toast_rows)
+                for t, label in (("wide_plain", "without trigger"), ("wide_captured", "with capture")):
+                    seconds, before, peak = wide[t]
+                    print(f"  UPDATE of {args.toast_rows} rows with 10 kB out-of-line text, {label}:"
+                          f" {seconds:.1f} s, backend RssAnon {before / 1024:.1f} MiB before,"
+                          f" peak {peak / 1024:.1f} MiB")
             conn.execute("DROP SCHEMA bench_w CASCADE")
     finally:
         if cluster:

@@ -181,11 +181,23 @@ class Cluster:
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
+    def crashes(self):
+        """Server log lines of a server process that died of a signal: a crash of a
+        backend or worker, which restarts the whole server. SIGKILL (9) is left out:
+        tests send it on purpose."""
+        if not os.path.exists(self.log_path):
+            return []
+        return [line for line in self.log().splitlines()
+                if "terminated by signal" in line and "terminated by signal 9:" not in line]
+
     def destroy(self):
         self.stop()
         if os.environ.get("KEEP_CLUSTER_LOG"):
             shutil.copy(self.log_path, os.environ["KEEP_CLUSTER_LOG"])
+        crashed = self.crashes()
         shutil.rmtree(self.dir, ignore_errors=True)
+        # every test's cluster goes through here: no input of any test may crash a process
+        assert not crashed, "a server process crashed:\n" + "\n".join(crashed)
 
 
 def make_tls_cert(directory):

@@ -27,6 +27,10 @@ use super::values::Rows;
 
 /// Entries per batch row, which bounds the memory a batch holds.
 const BATCH_ENTRIES: usize = 1000;
+/// A batch is also written once its entries hold this many bytes (rows before and
+/// values): a batch row's arrays must stay far below Postgres's 1 GB for one value, and
+/// a statement of wide rows must not hold a thousand of them in memory.
+const BATCH_BYTES: usize = 64 << 20;
 
 /// The batch columns capture fills, in `Batch::flush`'s order.
 const BATCH_COLUMNS: [&str; 10] = [
@@ -77,6 +81,8 @@ pub struct Batch {
     api_ids: Vec<Option<pg_sys::Datum>>,
     previous: Vec<Option<pg_sys::Datum>>,
     values: Vec<Option<pg_sys::Datum>>,
+    /// bytes of the entries held (`BATCH_BYTES`)
+    held: usize,
 }
 
 impl Batch {
@@ -129,6 +135,7 @@ impl Batch {
             api_ids: Vec::new(),
             previous: Vec::new(),
             values: Vec::new(),
+            held: 0,
         }
     }
 
@@ -160,8 +167,14 @@ impl Batch {
         self.api_ids.push(keep(e.api_id.and_then(not_null)));
         self.previous.push(e.previous);
         self.values.push(keep(e.values));
+        let size = |d: Option<&Option<pg_sys::Datum>>| {
+            d.copied()
+                .flatten()
+                .map_or(0, |d| pgrx::varlena::varsize_any(d.cast_mut_ptr()))
+        };
+        self.held += size(self.previous.last()) + size(self.values.last());
         pg_sys::MemoryContextReset(self.scratch);
-        if self.ids.len() == BATCH_ENTRIES {
+        if self.ids.len() == BATCH_ENTRIES || self.held >= BATCH_BYTES {
             self.flush();
         }
     }
@@ -203,6 +216,7 @@ impl Batch {
             v.clear();
         }
         self.ids.clear();
+        self.held = 0;
         pg_sys::MemoryContextReset(self.entries);
     }
 

@@ -9,6 +9,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use super::table;
 use super::values::{self, attribute_names, in_place, Value};
 
 /// How a column's values become jsonb values.
@@ -51,13 +52,7 @@ impl RowJson {
                 .cmp(&b.len())
                 .then_with(|| a.as_bytes().cmp(b.as_bytes()))
         });
-        let memory = pg_sys::AllocSetContextCreateInternal(
-            pg_sys::CacheMemoryContext,
-            c"sequin_sf capture jsonb".as_ptr(),
-            pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
-            pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
-            pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
-        );
+        let memory = table::session_context(c"sequin_sf capture jsonb");
         // a dropped column has no type (and is never a key): its kind is never used
         let kinds = (0..names.len())
             .map(|i| match names[i] {
@@ -65,6 +60,7 @@ impl RowJson {
                 Some(_) => kind(values::attribute(desc, i).atttypid, memory),
             })
             .collect();
+        table::keep_for_session(memory);
         RowJson {
             key_order,
             names: names
@@ -183,7 +179,7 @@ impl RowJson {
 impl Drop for RowJson {
     fn drop(&mut self) {
         // SAFETY: the context holds this table's call info alone, used by nobody else
-        unsafe { pg_sys::MemoryContextDelete(self.memory) };
+        unsafe { table::delete_context(self.memory) };
     }
 }
 

@@ -136,6 +136,15 @@ impl Log {
         }
     }
 
+    /// Frees what a row that is not appended left in row memory (`append` does it for
+    /// the rows it appends), so a statement's memory does not grow with its rows.
+    pub unsafe fn forget_row(&self) {
+        match self {
+            Log::Rows(l) => l.writer.reset_row_memory(),
+            Log::Batched(b) => pg_sys::MemoryContextReset(b.scratch()),
+        }
+    }
+
     /// An entry's row before, the current row of `rows`: jsonb for the log, or the row
     /// kept as it is for a batch, which the worker turns into the same jsonb (kept.rs).
     pub unsafe fn previous(&self, rows: &Rows, json: &RowJson) -> pg_sys::Datum {

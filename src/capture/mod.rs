@@ -35,7 +35,7 @@ use pgrx::prelude::*;
 use crate::guc;
 use log::{Action, Entry, Log};
 use rules::Rules;
-use values::Rows;
+use values::{Rows, Value};
 
 /// The trigger, FOR EACH STATEMENT with its transition tables. Arguments: the table's
 /// Salesforce object, `{column: why}` of the columns the operation may not set (insert)
@@ -92,7 +92,8 @@ unsafe fn capture_statement(td: &pg_sys::TriggerData) {
 unsafe fn capture_inserts(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log) {
     let rows = Rows::new(td.tg_newtable, rules.desc(td.tg_relation));
     while rows.next() {
-        if rules.insert_refused(&rows) {
+        // the checks' own allocations (values read as text) go with the row
+        if log.in_row_memory(|| rules.insert_refused(&rows)) {
             let set = rules.set_columns(&rows);
             let values = log.in_row_memory(|| {
                 rules
@@ -117,11 +118,20 @@ unsafe fn capture_updates(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log
     let old = Rows::new(td.tg_oldtable, desc);
     let new = Rows::new(td.tg_newtable, desc);
     while old.next() {
-        if !new.next() || old.attr(rules.row_id) != new.attr(rules.row_id) {
+        if !new.next() {
             error!("sequin_sf: the OLD and NEW transition tables of an UPDATE do not pair up");
         }
-        let changed = rules.changed_columns(&old, &new);
+        if old.attr(rules.row_id) != new.attr(rules.row_id) {
+            row_id_changed(
+                td.tg_relation,
+                old.attr(rules.row_id),
+                new.attr(rules.row_id),
+            );
+        }
+        // fetched and decompressed values compared go with the row
+        let changed = log.in_row_memory(|| rules.changed_columns(&old, &new));
         if changed.is_empty() {
+            log.forget_row();
             continue;
         }
         let values = log.in_row_memory(|| {
@@ -129,7 +139,7 @@ unsafe fn capture_updates(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log
                 .json
                 .object(|i| new.attr(i), |i| changed.binary_search(&i).is_ok())
         });
-        if rules.update_refused(&new, &changed) {
+        if log.in_row_memory(|| rules.update_refused(&new, &changed)) {
             rules.refuse(td.tg_relation, "UPDATE", values);
         }
         let previous = log.previous(&old, &rules.json);
@@ -140,6 +150,27 @@ unsafe fn capture_updates(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log
             values: Some(values),
         });
     }
+}
+
+/// An UPDATE (or a BEFORE trigger) gave a row another `_row_id`: the key that ties the
+/// row to its write-log entries and, through them, to its Salesforce record.
+unsafe fn row_id_changed(rel: pg_sys::Relation, old: Value, new: Value) -> ! {
+    let table = std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr());
+    let shown = |v: Value| match v.1 {
+        true => "NULL".to_string(),
+        false => i64::from_datum(v.0, false).map_or("?".into(), |n| n.to_string()),
+    };
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!(
+            "an UPDATE of {} may not change _row_id (from {} to {})",
+            table.to_string_lossy(),
+            shown(old),
+            shown(new)
+        ),
+        "_row_id is the row's local key: sequin_sf ties the row's write-log entries and its Salesforce record to it. Leave it out of the UPDATE (SET _row_id = DEFAULT gives a new one), and out of BEFORE triggers."
+    );
 }
 
 unsafe fn capture_deletes(td: &pg_sys::TriggerData, rules: &Rules, log: &mut Log) {

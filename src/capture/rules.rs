@@ -8,7 +8,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::json::{self, RowJson};
-use super::values::{attribute, attribute_names, equality, in_place, same_value, Rows};
+use super::values::{attribute, attribute_names, in_place, same_value, Rows};
 
 pub struct Rules {
     pub relid: pg_sys::Oid,
@@ -18,8 +18,6 @@ pub struct Rules {
     pub id: Option<usize>,
     /// per attribute: a column that maps to a Salesforce field
     sent: Vec<bool>,
-    /// per sent attribute: its type's equality (`values::equality`)
-    equality: Vec<*mut pg_sys::TypeCacheEntry>,
     /// sent columns the operation may not set (insert) or change (update)
     refused: Vec<usize>,
     /// sent restricted picklist columns and their allowed values
@@ -41,6 +39,13 @@ impl Rules {
         let find = |name: &str| names.iter().position(|n| n.as_deref() == Some(name));
         let row_id = find("_row_id")
             .unwrap_or_else(|| error!("sequin_sf: a captured table needs a _row_id column"));
+        let id = find("id");
+        // the log's row_id is a bigint and its api_id text: values of other types would be
+        // handed to it as they are
+        check_type(rel, row_id, &[pg_sys::INT8OID], "bigint");
+        if let Some(i) = id {
+            check_type(rel, i, &[pg_sys::TEXTOID, pg_sys::VARCHAROID], "text");
+        }
         let sent: Vec<bool> = names
             .iter()
             .map(|n| {
@@ -68,13 +73,7 @@ impl Rules {
             object: CString::new(object.as_str())
                 .unwrap_or_else(|_| error!("sequin_sf: an object name holds a NUL character")),
             row_id,
-            id: find("id"),
-            equality: (0..sent.len())
-                .map(|i| match sent[i] {
-                    true => equality(attribute((*rel).rd_att, i)),
-                    false => std::ptr::null_mut(),
-                })
-                .collect(),
+            id,
             sent,
             refused,
             picklists,
@@ -92,15 +91,7 @@ impl Rules {
     pub unsafe fn changed_columns(&self, old: &Rows, new: &Rows) -> Vec<usize> {
         let desc = old.desc();
         (0..self.sent.len())
-            .filter(|&i| {
-                self.sent[i]
-                    && !same_value(
-                        old.attr(i),
-                        new.attr(i),
-                        attribute(desc, i),
-                        self.equality[i],
-                    )
-            })
+            .filter(|&i| self.sent[i] && !same_value(old.attr(i), new.attr(i), attribute(desc, i)))
             .collect()
     }
 
@@ -186,6 +177,23 @@ impl Rules {
             values,
             json::from_text(&self.refused_json),
             json::from_text(&self.picklists_json),
+        );
+    }
+}
+
+/// Refuses a table whose column `i` (a key capture writes to the log) is not of one of
+/// `types`: the table was altered after the sync created it.
+unsafe fn check_type(rel: pg_sys::Relation, i: usize, types: &[pg_sys::Oid], wanted: &str) {
+    let att = attribute((*rel).rd_att, i);
+    if !types.contains(&att.atttypid) {
+        let column = CStr::from_ptr(att.attname.data.as_ptr()).to_string_lossy();
+        let table = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy();
+        let is = CStr::from_ptr(pg_sys::format_type_be(att.atttypid)).to_string_lossy();
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!("sequin_sf cannot capture changes of {table}: its column {column} is {is}, not {wanted}"),
+            format!("The sync created {column} as {wanted}; ALTER TABLE ... ALTER COLUMN {column} TYPE {wanted} to write to the table again.")
         );
     }
 }

@@ -51,13 +51,7 @@ impl TableShape {
                     .unwrap_or_else(|| error!("sequin_sf: {} has no column {c}", rel_name(rel)))
             })
             .collect();
-        let memory = pg_sys::AllocSetContextCreateInternal(
-            pg_sys::CacheMemoryContext,
-            c"sequin_sf capture table defaults".as_ptr(),
-            pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
-            pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
-            pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
-        );
+        let memory = session_context(c"sequin_sf capture table defaults");
         let defaults = in_memory(memory, || {
             (0..names.len())
                 .filter(|i| names[*i].is_some() && !filled.contains(i))
@@ -75,6 +69,7 @@ impl TableShape {
                 .collect()
         });
         let predicates = in_memory(memory, || index_predicates(rel));
+        keep_for_session(memory);
         TableShape {
             filled,
             defaults,
@@ -121,17 +116,50 @@ impl Drop for TableShape {
     fn drop(&mut self) {
         // SAFETY: the context was made for this shape alone; writers using its expressions
         // hold the shape
-        unsafe { pg_sys::MemoryContextDelete(self.memory) };
+        unsafe { delete_context(self.memory) };
     }
 }
 
-/// Runs f with `memory` as the current memory context.
+/// A context for what capture keeps for the session, made under the current context:
+/// if readying what goes in it fails, it goes with the statement's memory. Once it is
+/// ready, `keep_for_session` moves it under CacheMemoryContext.
+pub unsafe fn session_context(name: &'static CStr) -> pg_sys::MemoryContext {
+    pg_sys::AllocSetContextCreateInternal(
+        pg_sys::CurrentMemoryContext,
+        name.as_ptr(),
+        pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
+        pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
+        pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
+    )
+}
+
+pub unsafe fn keep_for_session(memory: pg_sys::MemoryContext) {
+    pg_sys::MemoryContextSetParent(memory, pg_sys::CacheMemoryContext);
+}
+
+/// Deletes a context from a `Drop`, unless an error is unwinding: a Postgres call that
+/// raised then would abort the process, and the error's own cleanup frees the
+/// statement's memory (a context kept for the session stays, a small leak in a session
+/// whose statement failed).
+pub unsafe fn delete_context(memory: pg_sys::MemoryContext) {
+    if !std::thread::panicking() {
+        pg_sys::MemoryContextDelete(memory);
+    }
+}
+
+/// Runs f with `memory` as the current memory context; the caller's is current again
+/// afterwards, also when f raises an error.
 pub unsafe fn in_memory<T>(memory: pg_sys::MemoryContext, f: impl FnOnce() -> T) -> T {
-    let saved = pg_sys::CurrentMemoryContext;
+    struct Restore(pg_sys::MemoryContext);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: a store to Postgres's global, no call: safe while unwinding
+            unsafe { pg_sys::CurrentMemoryContext = self.0 };
+        }
+    }
+    let _restore = Restore(pg_sys::CurrentMemoryContext);
     pg_sys::CurrentMemoryContext = memory;
-    let out = f();
-    pg_sys::CurrentMemoryContext = saved;
-    out
+    f()
 }
 
 /// The oid of capture's table `name` in `table`'s schema, or an error naming it.

@@ -64,43 +64,31 @@ impl Rows {
 
 impl Drop for Rows {
     fn drop(&mut self) {
-        // SAFETY: the slot was made by MakeSingleTupleTableSlot and is used by nobody else
-        unsafe { pg_sys::ExecDropSingleTupleTableSlot(self.slot) };
+        // SAFETY: the slot was made by MakeSingleTupleTableSlot and is used by nobody else.
+        // Not while an error unwinds (a call that raised then would abort the process):
+        // the slot lives in the statement's memory, which the error frees.
+        if !std::thread::panicking() {
+            unsafe { pg_sys::ExecDropSingleTupleTableSlot(self.slot) };
+        }
     }
 }
 
-/// A column's type as `same_value` compares it: its entry in Postgres's type cache, asked
-/// for the type's equality once (the cache keeps its entries, at the same address, for
-/// the session).
-pub unsafe fn equality(att: &pg_sys::FormData_pg_attribute) -> *mut pg_sys::TypeCacheEntry {
-    pg_sys::lookup_type_cache(att.atttypid, pg_sys::TYPECACHE_EQ_OPR_FINFO as i32)
-}
-
-/// Whether two values of column `att` are the same by the type's own equality (what IS
-/// NOT DISTINCT FROM says; `entry` is the column type's `equality`), asked only when
-/// their stored bytes differ.
-pub unsafe fn same_value(
-    a: Value,
-    b: Value,
-    att: &pg_sys::FormData_pg_attribute,
-    entry: *mut pg_sys::TypeCacheEntry,
-) -> bool {
+/// Whether two values of column `att` are the same value as stored: both NULL, or the
+/// same bytes once fetched and decompressed. Not the type's equality: values it calls
+/// equal can still read differently (citext 'A' and 'a', a nondeterministic collation's
+/// 'é' and 'é', float -0 and 0, numeric 1.0 and 1.00), and a change a user can see must
+/// reach Salesforce. Postgres decides "unchanged" the same way where it must not miss a
+/// change (datum_image_eq, for logical replication and HOT).
+pub unsafe fn same_value(a: Value, b: Value, att: &pg_sys::FormData_pg_attribute) -> bool {
     match (a.1, b.1) {
-        (true, true) => return true,
-        (true, false) | (false, true) => return false,
-        _ => {}
+        (true, true) => true,
+        (false, false) => same_image(a.0, b.0, att),
+        _ => false,
     }
-    if same_image(a.0, b.0, att) {
-        return true;
-    }
-    if (*entry).eq_opr_finfo.fn_oid == pg_sys::InvalidOid {
-        return false;
-    }
-    pg_sys::FunctionCall2Coll(&mut (*entry).eq_opr_finfo, att.attcollation, a.0, b.0).value() != 0
 }
 
-/// Byte-for-byte equal values (equal values can still differ in bytes, numeric 1.0 and
-/// 1.00 say, which the type's equality then decides).
+/// Byte-for-byte equal values, compared without fetching an out-of-line value that is
+/// the same pointer on both sides.
 unsafe fn same_image(
     a: pg_sys::Datum,
     b: pg_sys::Datum,
@@ -113,8 +101,8 @@ unsafe fn same_image(
         let n = att.attlen as usize;
         return bytes(a.cast_mut_ptr(), n) == bytes(b.cast_mut_ptr(), n);
     }
-    if att.attlen != -1 {
-        return false;
+    if att.attlen == -2 {
+        return CStr::from_ptr(a.cast_mut_ptr()) == CStr::from_ptr(b.cast_mut_ptr());
     }
     let (va, vb) = (
         a.cast_mut_ptr::<pg_sys::varlena>(),

@@ -41,9 +41,10 @@ SELECT l.row_id, l.action, l.api_id, l.state,
   FROM t._sync_write_log l JOIN t.before before_row ON before_row._row_id = l.row_id
  ORDER BY l.id;
 
--- no entry for a change of nothing: the same values (numeric 1.5 and 1.50 are equal),
--- columns never sent, statements that change no row
-UPDATE t.x SET h = h * 1.0, i = i * 1.00, a = a WHERE id IN ('1', '3');
+-- no entry for a change of nothing: the same values as stored (numeric(10,2) keeps its
+-- scale, so i * 1.00 is i; a value that reads differently, 1.5 made 1.50, is a change:
+-- capture_values.sql), columns never sent, statements that change no row
+UPDATE t.x SET h = h, i = i * 1.00, a = a WHERE id IN ('1', '3');
 UPDATE t.x SET _write_state = 'failed';
 UPDATE t.x SET a = 'z' WHERE false;
 DELETE FROM t.x WHERE false;
