@@ -167,21 +167,23 @@ $install$;
 -- (Re)installs capture on one synced table with explicit rules. Idempotent.
 --   p_noncreateable / p_nonupdateable: {column: why Salesforce refuses it}
 --   p_picklists: {column: [allowed values]} for restricted picklists ('{}' = no check)
---   p_local: columns never sent (NULL = those whose name starts with "_")
+--   p_sent: the columns that map to Salesforce fields, the only ones sent (NULL = those
+--           whose name does not start with "_"); a column added to the table later is
+--           not sent until capture is installed again with it
 --   p_refused_ops: {"INSERT"|"UPDATE"|"DELETE": why Salesforce refuses it for the object}
 --
 -- Capture is sequin_sf._capture_writes (src/capture/), called once per statement with
 -- the statement's transition tables; its arguments are the object, the rules of the
--- operation and the columns never sent.
+-- operation and the columns sent.
 CREATE FUNCTION sequin_sf._install_write_triggers(
     p_table regclass, p_object text, p_noncreateable jsonb, p_nonupdateable jsonb,
-    p_picklists jsonb, p_local text[] DEFAULT NULL, p_refused_ops jsonb DEFAULT '{}'
+    p_picklists jsonb, p_sent text[] DEFAULT NULL, p_refused_ops jsonb DEFAULT '{}'
 ) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     sch text;
-    local_cols text[];
-    local_args text;
+    sent_cols text[];
+    sent_args text;
     op text;
     picks jsonb := coalesce(p_picklists, '{}'::jsonb);
 BEGIN
@@ -189,29 +191,32 @@ BEGIN
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = p_table;
     PERFORM sequin_sf._install_write_log(sch);
-    local_cols := coalesce(p_local, ARRAY(
+    sent_cols := coalesce(p_sent, ARRAY(
         SELECT a.attname::text FROM pg_attribute a
          WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
-           AND left(a.attname, 1) = '_'));
-    IF NOT ('_row_id' = ANY (local_cols)) THEN
-        local_cols := local_cols || '_row_id'::text;
-    END IF;
-    SELECT string_agg(format(', %L', c), '') INTO local_args FROM unnest(local_cols) c;
+           AND left(a.attname, 1) <> '_'));
+    SELECT coalesce(string_agg(format(', %L', c), ''), '') INTO sent_args
+      FROM unnest(sent_cols) c WHERE c <> '_row_id';
     PERFORM sequin_sf._remove_write_triggers(p_table);
     EXECUTE format('CREATE TRIGGER _sync_write_insert AFTER INSERT ON %s'
                    ' REFERENCING NEW TABLE AS _sf_new FOR EACH STATEMENT'
                    ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, %L, %L%s)',
-                   p_table, p_object, coalesce(p_noncreateable, '{}'), picks, local_args);
+                   p_table, p_object, coalesce(p_noncreateable, '{}'), picks, sent_args);
     EXECUTE format('CREATE TRIGGER _sync_write_update AFTER UPDATE ON %s'
                    ' REFERENCING OLD TABLE AS _sf_old NEW TABLE AS _sf_new FOR EACH STATEMENT'
                    ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, %L, %L%s)',
-                   p_table, p_object, coalesce(p_nonupdateable, '{}'), picks, local_args);
+                   p_table, p_object, coalesce(p_nonupdateable, '{}'), picks, sent_args);
     EXECUTE format('CREATE TRIGGER _sync_write_delete AFTER DELETE ON %s'
                    ' REFERENCING OLD TABLE AS _sf_old FOR EACH STATEMENT'
                    ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, ''{}'', ''{}''%s)',
-                   p_table, p_object, local_args);
+                   p_table, p_object, sent_args);
     EXECUTE format('CREATE TRIGGER _sync_write_truncate BEFORE TRUNCATE ON %s'
                    ' FOR EACH STATEMENT EXECUTE FUNCTION sequin_sf._refuse_truncate()', p_table);
+    -- capture fires in sessions with session_replication_role = replica too (a common
+    -- way to skip triggers in bulk loads): a change that escaped it would never be sent
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER _sync_write_insert,'
+                   ' ENABLE ALWAYS TRIGGER _sync_write_update, ENABLE ALWAYS TRIGGER _sync_write_delete,'
+                   ' ENABLE ALWAYS TRIGGER _sync_write_truncate', p_table);
     -- operations Salesforce does not allow on the object at all: refused before any row
     -- changes (one check per statement, nothing for the operations it allows)
     FOR op IN SELECT key FROM jsonb_each_text(coalesce(p_refused_ops, '{}')) LOOP
@@ -220,6 +225,8 @@ BEGIN
                        ' EXECUTE FUNCTION sequin_sf._refuse_object_write(%L, %L)',
                        '_sync_write_refuse_' || lower(op), op, p_table, p_object,
                        p_refused_ops ->> op);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', p_table,
+                       '_sync_write_refuse_' || lower(op));
     END LOOP;
 END
 $$;
@@ -283,7 +290,7 @@ DECLARE
     noncreate jsonb;
     nonupdate jsonb;
     picks jsonb;
-    local_cols text[];
+    sent_cols text[];
     refused jsonb;
     rel regclass := format('%I.%I', p_schema, p_table)::regclass;
 BEGIN
@@ -299,12 +306,13 @@ BEGIN
       INTO noncreate, nonupdate, picks
       FROM sequin_sf._columns m
      WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name;
-    local_cols := ARRAY(
+    -- the columns that map to fields: a column someone adds to the table is not sent
+    sent_cols := ARRAY(
         SELECT a.attname::text FROM pg_attribute a
          WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
-           AND NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
-                            WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name
-                              AND m.column_name = a.attname));
+           AND EXISTS (SELECT 1 FROM sequin_sf._columns m
+                        WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name
+                          AND m.column_name = a.attname));
     SELECT jsonb_strip_nulls(jsonb_build_object(
                'INSERT', CASE WHEN c.createable = false
                               THEN format('Salesforce does not allow creating %s records', c.object_name) END,
@@ -316,7 +324,7 @@ BEGIN
       FROM sequin_sf._collections c
      WHERE c.sync_name = t.sync_name AND c.object_name = t.object_name;
     PERFORM sequin_sf._install_write_triggers(rel, t.object_name, noncreate, nonupdate, picks,
-                                              local_cols, refused);
+                                              sent_cols, refused);
 END
 $$;
 

@@ -59,29 +59,6 @@ ALTER TABLE sequin_sf._collections ADD COLUMN calculated_refresh interval,
 ALTER TABLE sequin_sf._collections
     ADD COLUMN change_source text NOT NULL DEFAULT 'polling' CHECK (change_source IN ('polling', 'events')),
     ADD COLUMN change_source_note text;
-CREATE OR REPLACE VIEW sequin_sf.sync_status AS
-SELECT c.sync_name,
-       c.object_name AS collection,
-       s.schema_name || '.' || c.table_name AS table_name,
-       CASE WHEN s.paused THEN 'paused' ELSE c.state END AS state,
-       c.backfill_mode,
-       c.rows_done,
-       c.rows_total,
-       c.backfill_started_at,
-       c.backfill_finished_at,
-       c.last_poll_at,
-       CASE WHEN c.state = 'live' AND c.caught_up_at IS NOT NULL
-            THEN greatest(now() - c.caught_up_at, interval '0') END AS lag,
-       (SELECT coalesce(sum(u.requests), 0) FROM sequin_sf._api_usage u
-         WHERE u.sync_name = c.sync_name AND u.minute > now() - interval '24 hours')::bigint AS api_requests_24h,
-       coalesce(c.last_error, s.last_error) AS last_error,
-       CASE WHEN c.last_error IS NOT NULL THEN c.last_error_at ELSE s.last_error_at END AS last_error_at,
-       c.calculated_refresh,
-       c.calculated_refreshed_at,
-       c.change_source,
-       c.change_source_note
-FROM sequin_sf._collections c
-JOIN sequin_sf._syncs s ON s.name = c.sync_name;
 -- Syncs created before keep leaving base64 fields out; new ones store their paths.
 ALTER TABLE sequin_sf._syncs ADD COLUMN base64_fields text NOT NULL DEFAULT 'skip'
     CHECK (base64_fields IN ('url', 'skip'));
@@ -126,6 +103,62 @@ SELECT s.name,
        s.reconcile_interval,
        s.events_status
 FROM sequin_sf._syncs s;
+-- The read side's retry after an error, for sync_status.behind and behind_since.
+ALTER TABLE sequin_sf._syncs
+    ADD COLUMN read_retry_since timestamptz,
+    ADD COLUMN read_retry_at timestamptz;
+CREATE OR REPLACE VIEW sequin_sf.sync_status AS
+SELECT c.sync_name,
+       c.object_name AS collection,
+       s.schema_name || '.' || c.table_name AS table_name,
+       CASE WHEN s.paused THEN 'paused' ELSE c.state END AS state,
+       c.backfill_mode,
+       c.rows_done,
+       c.rows_total,
+       c.backfill_started_at,
+       c.backfill_finished_at,
+       c.last_poll_at,
+       CASE WHEN c.state = 'live' AND c.caught_up_at IS NOT NULL
+            THEN greatest(now() - c.caught_up_at, interval '0') END AS lag,
+       (SELECT coalesce(sum(u.requests), 0) FROM sequin_sf._api_usage u
+         WHERE u.sync_name = c.sync_name AND u.minute > now() - interval '24 hours')::bigint AS api_requests_24h,
+       coalesce(c.last_error, s.last_error) AS last_error,
+       CASE WHEN c.last_error IS NOT NULL THEN c.last_error_at ELSE s.last_error_at END AS last_error_at,
+       c.calculated_refresh,
+       c.calculated_refreshed_at,
+       c.change_source,
+       c.change_source_note,
+       b.behind,
+       b.behind_since
+FROM sequin_sf._collections c
+JOIN sequin_sf._syncs s ON s.name = c.sync_name
+-- Why the collection's table is not being kept current right now (NULL while it is, or
+-- the sync is paused), and since when: no worker of the extension holds the session
+-- lock every process running a sync holds (a worker being started again after a
+-- crash), the read side retries after an error, or the collection's last poll failed.
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN s.paused THEN NULL
+                WHEN NOT r.running THEN 'no worker runs this sync: it is being started again'
+                WHEN s.read_retry_at IS NOT NULL THEN 'retrying after an error (see last_error)'
+                WHEN c.last_error IS NOT NULL THEN 'its last poll failed (see last_error)'
+           END AS behind,
+           CASE WHEN s.paused THEN NULL
+                -- the last sign of the worker keeping the collection
+                WHEN NOT r.running THEN greatest(c.caught_up_at, c.last_poll_at, c.backfill_started_at)
+                WHEN s.read_retry_at IS NOT NULL THEN s.read_retry_since
+                WHEN c.last_error IS NOT NULL THEN coalesce(c.caught_up_at, c.last_error_at)
+           END AS behind_since
+    FROM (SELECT EXISTS (
+              SELECT 1 FROM pg_catalog.pg_locks l
+                JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+               WHERE l.locktype = 'advisory' AND l.granted
+                 AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                    WHERE d.datname = pg_catalog.current_database())
+                 AND l.classid = pg_catalog.hashtext('sequin_sf sync')::oid
+                 AND l.objid = pg_catalog.hashtext(s.name)::oid
+                 AND l.objsubid = 2
+                 AND a.backend_type IN ('sequin_sf sync', 'sequin_sf')) AS running) r
+) b;
 -- functions (drafted)
 DROP FUNCTION IF EXISTS sequin_sf._install_write_triggers(regclass, text, jsonb, jsonb, jsonb, text[]);
 DROP FUNCTION IF EXISTS sequin_sf._seal_secrets(text, text, text, text);
@@ -670,13 +703,13 @@ $install$;
 
 CREATE OR REPLACE FUNCTION sequin_sf._install_write_triggers(
     p_table regclass, p_object text, p_noncreateable jsonb, p_nonupdateable jsonb,
-    p_picklists jsonb, p_local text[] DEFAULT NULL, p_refused_ops jsonb DEFAULT '{}'
+    p_picklists jsonb, p_sent text[] DEFAULT NULL, p_refused_ops jsonb DEFAULT '{}'
 ) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     sch text;
-    local_cols text[];
-    local_args text;
+    sent_cols text[];
+    sent_args text;
     op text;
     picks jsonb := coalesce(p_picklists, '{}'::jsonb);
 BEGIN
@@ -684,29 +717,32 @@ BEGIN
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = p_table;
     PERFORM sequin_sf._install_write_log(sch);
-    local_cols := coalesce(p_local, ARRAY(
+    sent_cols := coalesce(p_sent, ARRAY(
         SELECT a.attname::text FROM pg_attribute a
          WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
-           AND left(a.attname, 1) = '_'));
-    IF NOT ('_row_id' = ANY (local_cols)) THEN
-        local_cols := local_cols || '_row_id'::text;
-    END IF;
-    SELECT string_agg(format(', %L', c), '') INTO local_args FROM unnest(local_cols) c;
+           AND left(a.attname, 1) <> '_'));
+    SELECT coalesce(string_agg(format(', %L', c), ''), '') INTO sent_args
+      FROM unnest(sent_cols) c WHERE c <> '_row_id';
     PERFORM sequin_sf._remove_write_triggers(p_table);
     EXECUTE format('CREATE TRIGGER _sync_write_insert AFTER INSERT ON %s'
                    ' REFERENCING NEW TABLE AS _sf_new FOR EACH STATEMENT'
                    ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, %L, %L%s)',
-                   p_table, p_object, coalesce(p_noncreateable, '{}'), picks, local_args);
+                   p_table, p_object, coalesce(p_noncreateable, '{}'), picks, sent_args);
     EXECUTE format('CREATE TRIGGER _sync_write_update AFTER UPDATE ON %s'
                    ' REFERENCING OLD TABLE AS _sf_old NEW TABLE AS _sf_new FOR EACH STATEMENT'
                    ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, %L, %L%s)',
-                   p_table, p_object, coalesce(p_nonupdateable, '{}'), picks, local_args);
+                   p_table, p_object, coalesce(p_nonupdateable, '{}'), picks, sent_args);
     EXECUTE format('CREATE TRIGGER _sync_write_delete AFTER DELETE ON %s'
                    ' REFERENCING OLD TABLE AS _sf_old FOR EACH STATEMENT'
                    ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, ''{}'', ''{}''%s)',
-                   p_table, p_object, local_args);
+                   p_table, p_object, sent_args);
     EXECUTE format('CREATE TRIGGER _sync_write_truncate BEFORE TRUNCATE ON %s'
                    ' FOR EACH STATEMENT EXECUTE FUNCTION sequin_sf._refuse_truncate()', p_table);
+    -- capture fires in sessions with session_replication_role = replica too (a common
+    -- way to skip triggers in bulk loads): a change that escaped it would never be sent
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER _sync_write_insert,'
+                   ' ENABLE ALWAYS TRIGGER _sync_write_update, ENABLE ALWAYS TRIGGER _sync_write_delete,'
+                   ' ENABLE ALWAYS TRIGGER _sync_write_truncate', p_table);
     -- operations Salesforce does not allow on the object at all: refused before any row
     -- changes (one check per statement, nothing for the operations it allows)
     FOR op IN SELECT key FROM jsonb_each_text(coalesce(p_refused_ops, '{}')) LOOP
@@ -715,6 +751,8 @@ BEGIN
                        ' EXECUTE FUNCTION sequin_sf._refuse_object_write(%L, %L)',
                        '_sync_write_refuse_' || lower(op), op, p_table, p_object,
                        p_refused_ops ->> op);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', p_table,
+                       '_sync_write_refuse_' || lower(op));
     END LOOP;
 END
 $$;
@@ -755,7 +793,7 @@ DECLARE
     noncreate jsonb;
     nonupdate jsonb;
     picks jsonb;
-    local_cols text[];
+    sent_cols text[];
     refused jsonb;
     rel regclass := format('%I.%I', p_schema, p_table)::regclass;
 BEGIN
@@ -771,12 +809,13 @@ BEGIN
       INTO noncreate, nonupdate, picks
       FROM sequin_sf._columns m
      WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name;
-    local_cols := ARRAY(
+    -- the columns that map to fields: a column someone adds to the table is not sent
+    sent_cols := ARRAY(
         SELECT a.attname::text FROM pg_attribute a
          WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
-           AND NOT EXISTS (SELECT 1 FROM sequin_sf._columns m
-                            WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name
-                              AND m.column_name = a.attname));
+           AND EXISTS (SELECT 1 FROM sequin_sf._columns m
+                        WHERE m.sync_name = t.sync_name AND m.object_name = t.object_name
+                          AND m.column_name = a.attname));
     SELECT jsonb_strip_nulls(jsonb_build_object(
                'INSERT', CASE WHEN c.createable = false
                               THEN format('Salesforce does not allow creating %s records', c.object_name) END,
@@ -788,7 +827,7 @@ BEGIN
       FROM sequin_sf._collections c
      WHERE c.sync_name = t.sync_name AND c.object_name = t.object_name;
     PERFORM sequin_sf._install_write_triggers(rel, t.object_name, noncreate, nonupdate, picks,
-                                              local_cols, refused);
+                                              sent_cols, refused);
 END
 $$;
 

@@ -40,7 +40,8 @@ use values::{Rows, Value};
 /// The trigger, FOR EACH STATEMENT with its transition tables. Arguments: the table's
 /// Salesforce object, `{column: why}` of the columns the operation may not set (insert)
 /// or change (update), `{column: [allowed values]}` of restricted picklists, then the
-/// columns never sent (left out of an update's `values`; changing only them is no change).
+/// columns sent (those that map to fields; any other is left out of an update's
+/// `values`, and changing only others is no change).
 #[pg_trigger]
 fn _capture_writes<'a>(
     trigger: &'a PgTrigger<'a>,

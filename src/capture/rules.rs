@@ -32,8 +32,8 @@ pub struct Rules {
 impl Rules {
     /// From the trigger's arguments (see `_capture_writes`) and the table's columns.
     pub unsafe fn new(rel: pg_sys::Relation, args: &[String]) -> Rules {
-        let [object, refused_json, picklists_json, local @ ..] = args else {
-            error!("sequin_sf._capture_writes() takes the object, the refused columns, the picklists, then the columns never sent");
+        let [object, refused_json, picklists_json, sent_names @ ..] = args else {
+            error!("sequin_sf._capture_writes() takes the object, the refused columns, the picklists, then the columns sent");
         };
         let names = attribute_names((*rel).rd_att);
         let find = |name: &str| names.iter().position(|n| n.as_deref() == Some(name));
@@ -46,11 +46,13 @@ impl Rules {
         if let Some(i) = id {
             check_type(rel, i, &[pg_sys::TEXTOID, pg_sys::VARCHAROID], "text");
         }
+        // only the columns named when capture was installed: one added to the table since
+        // maps to no field, and changing only it is no change
         let sent: Vec<bool> = names
             .iter()
             .map(|n| {
                 n.as_deref()
-                    .is_some_and(|n| n != "_row_id" && !local.iter().any(|l| l == n))
+                    .is_some_and(|n| n != "_row_id" && sent_names.iter().any(|s| s == n))
             })
             .collect();
         let sent_column = |name: &String| find(name).filter(|&i| sent[i]);

@@ -208,24 +208,24 @@ impl TableWriter {
         let rel = pg_sys::table_open(oid, pg_sys::RowExclusiveLock as i32);
         let shape = shape(rel);
         let estate = pg_sys::CreateExecutorState();
-        let saved = pg_sys::CurrentMemoryContext;
-        pg_sys::CurrentMemoryContext = (*estate).es_query_cxt;
-        let result = result_relation(estate, rel);
-        shape.ready_predicates(result);
-        let slot = pg_sys::table_slot_create(rel, &mut (*estate).es_tupleTable);
-        // values that last the statement: this context is freed with the executor state
-        let statement = pg_sys::CreateExprContext(estate);
-        let per_statement = shape
-            .defaults
-            .iter()
-            .filter(|d| !d.volatile)
-            .map(|d| {
-                let mut null = false;
-                let v = pg_sys::ExecEvalExprSwitchContext(d.state, statement, &mut null);
-                (d.column, v, null)
-            })
-            .collect();
-        pg_sys::CurrentMemoryContext = saved;
+        let (result, slot, per_statement) = in_memory((*estate).es_query_cxt, || {
+            let result = result_relation(estate, rel);
+            shape.ready_predicates(result);
+            let slot = pg_sys::table_slot_create(rel, &mut (*estate).es_tupleTable);
+            // values that last the statement: this context is freed with the executor state
+            let statement = pg_sys::CreateExprContext(estate);
+            let per_statement = shape
+                .defaults
+                .iter()
+                .filter(|d| !d.volatile)
+                .map(|d| {
+                    let mut null = false;
+                    let v = pg_sys::ExecEvalExprSwitchContext(d.state, statement, &mut null);
+                    (d.column, v, null)
+                })
+                .collect();
+            (result, slot, per_statement)
+        });
         // an AFTER trigger someone put on the table fires at close()
         pg_sys::AfterTriggerBeginQuery();
         TableWriter {
@@ -289,7 +289,9 @@ impl TableWriter {
 
     pub unsafe fn close(self) {
         pg_sys::AfterTriggerEndQuery(self.estate);
-        pg_sys::ExecCloseIndices(self.result);
+        // the result relation's indices, and relations an AFTER trigger of the table had
+        // the executor open, as ExecEndPlan closes them
+        pg_sys::ExecCloseResultRelations(self.estate);
         pg_sys::ExecResetTupleTable((*self.estate).es_tupleTable, false);
         pg_sys::FreeExecutorState(self.estate);
         pg_sys::table_close(self.rel, pg_sys::NoLock as i32);
@@ -297,7 +299,14 @@ impl TableWriter {
 }
 
 /// The table as the result relation of a one-table range table, as the executor's
-/// constraint checks and error reports expect.
+/// constraint checks and error reports expect, registered where ExecInitResultRelation
+/// registers one (so an AFTER trigger on the table finds it, ExecGetTriggerResultRel,
+/// instead of opening another). The executor state lives for one statement; what
+/// TableShape readies once per session (default expressions, index predicates) holds
+/// no pointer into it: those ExprStates are built without a parent PlanState, which
+/// only subplans need and neither a column default nor an index predicate may contain
+/// (Postgres refuses subqueries in both), and each evaluation is given this
+/// statement's expression context.
 unsafe fn result_relation(
     estate: *mut pg_sys::EState,
     rel: pg_sys::Relation,
@@ -314,6 +323,12 @@ unsafe fn result_relation(
         pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()) as *mut pg_sys::ResultRelInfo;
     (*result).type_ = pg_sys::NodeTag::T_ResultRelInfo;
     pg_sys::InitResultRelInfo(result, rel, 1, std::ptr::null_mut(), 0);
+    // the array ExecInitResultRelation allocates for the range table's one entry
+    (*estate).es_result_relations =
+        pg_sys::palloc0(std::mem::size_of::<*mut pg_sys::ResultRelInfo>()).cast();
+    *(*estate).es_result_relations = result;
+    (*estate).es_opened_result_relations =
+        pg_sys::lappend((*estate).es_opened_result_relations, result.cast());
     (*estate).es_output_cid = pg_sys::GetCurrentCommandId(true);
     pg_sys::ExecOpenIndices(result, false);
     result

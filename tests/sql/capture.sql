@@ -85,6 +85,31 @@ SELECT sequin_sf.retry_writes('r');
 SET client_min_messages = warning;
 SELECT id, action, state, retry_of FROM rs._sync_write_log WHERE retry_of IS NOT NULL ORDER BY id;
 
+-- a session that skips ordinary triggers (session_replication_role = replica, as bulk
+-- loads do) is captured all the same
+SET session_replication_role = replica;
+UPDATE rs.contact SET title = 'Replica role' WHERE id = '003000000000001AAA';
+RESET session_replication_role;
+SELECT action, "values" FROM rs._sync_write_log ORDER BY id DESC LIMIT 1;
+
+-- a column someone adds to a synced table maps to no field: changing only it logs
+-- nothing, and it is left out of an update's values; once the sync maps a column (a new
+-- field) and installs capture again, it is sent
+ALTER TABLE rs.contact ADD COLUMN my_note text;
+SELECT count(*) AS entries_before FROM rs._sync_write_log;
+UPDATE rs.contact SET my_note = 'ours' WHERE id = '003000000000001AAA';
+UPDATE rs.contact SET my_note = 'still ours', title = 'Noted' WHERE id = '003000000000001AAA';
+INSERT INTO sequin_sf._columns (sync_name, object_name, field_name, column_name, sf_type,
+                                pg_type, createable, updateable, calculated,
+                                restricted_picklist, picklist_values, position)
+VALUES ('r', 'Contact', 'My_Note__c', 'my_note', 'string', 'text', true, true, false, false, NULL, 6);
+SELECT sequin_sf._install_capture('rs', 'contact');
+UPDATE rs.contact SET my_note = 'sent now' WHERE id = '003000000000001AAA';
+SELECT action, "values" FROM rs._sync_write_log ORDER BY id DESC LIMIT 2;
+DELETE FROM sequin_sf._columns WHERE column_name = 'my_note';
+ALTER TABLE rs.contact DROP COLUMN my_note;
+SELECT sequin_sf._install_capture('rs', 'contact');
+
 -- a constraint the log's row breaks is reported as Postgres reports it, for a log row
 -- and for a batch (a statement of more than 100 rows), and the change rolls back: the
 -- executor words the violation from the range table capture gives it
