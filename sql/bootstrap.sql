@@ -56,7 +56,11 @@ CREATE TABLE sequin_sf._syncs (
     -- written in the transaction that applied it
     replay_id                bytea,
     -- what the change event stream is doing, in a sentence (NULL: never started)
-    events_status            text
+    events_status            text,
+    -- the read side retries after an error: since the first of a run of failures, and
+    -- next at (NULL once a step succeeded); shown by sync_status.behind
+    read_retry_since         timestamptz,
+    read_retry_at            timestamptz
 );
 
 CREATE TABLE sequin_sf._collections (
@@ -202,9 +206,38 @@ SELECT c.sync_name,
        c.calculated_refresh,
        c.calculated_refreshed_at,
        c.change_source,
-       c.change_source_note
+       c.change_source_note,
+       b.behind,
+       b.behind_since
 FROM sequin_sf._collections c
-JOIN sequin_sf._syncs s ON s.name = c.sync_name;
+JOIN sequin_sf._syncs s ON s.name = c.sync_name
+-- Why the collection's table is not being kept current right now (NULL while it is, or
+-- the sync is paused), and since when: no worker of the extension holds the session
+-- lock every process running a sync holds (a worker being started again after a
+-- crash), the read side retries after an error, or the collection's last poll failed.
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN s.paused THEN NULL
+                WHEN NOT r.running THEN 'no worker runs this sync: it is being started again'
+                WHEN s.read_retry_at IS NOT NULL THEN 'retrying after an error (see last_error)'
+                WHEN c.last_error IS NOT NULL THEN 'its last poll failed (see last_error)'
+           END AS behind,
+           CASE WHEN s.paused THEN NULL
+                -- the last sign of the worker keeping the collection
+                WHEN NOT r.running THEN greatest(c.caught_up_at, c.last_poll_at, c.backfill_started_at)
+                WHEN s.read_retry_at IS NOT NULL THEN s.read_retry_since
+                WHEN c.last_error IS NOT NULL THEN coalesce(c.caught_up_at, c.last_error_at)
+           END AS behind_since
+    FROM (SELECT EXISTS (
+              SELECT 1 FROM pg_catalog.pg_locks l
+                JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+               WHERE l.locktype = 'advisory' AND l.granted
+                 AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                    WHERE d.datname = pg_catalog.current_database())
+                 AND l.classid = pg_catalog.hashtext('sequin_sf sync')::oid
+                 AND l.objid = pg_catalog.hashtext(s.name)::oid
+                 AND l.objsubid = 2
+                 AND a.backend_type IN ('sequin_sf sync', 'sequin_sf')) AS running) r
+) b;
 
 CREATE VIEW sequin_sf.columns AS
 SELECT m.sync_name,

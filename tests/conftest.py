@@ -49,3 +49,19 @@ def db(cluster):
     conn.execute("CREATE EXTENSION IF NOT EXISTS sequin_sf")
     yield conn
     conn.close()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "long: a long soak, run only with SEQUIN_SF_LONG=1 (make test-long)"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `long` are skipped unless SEQUIN_SF_LONG=1."""
+    if os.environ.get("SEQUIN_SF_LONG") == "1":
+        return
+    skip = pytest.mark.skip(reason="a long soak: set SEQUIN_SF_LONG=1 (make test-long)")
+    for item in items:
+        if "long" in item.keywords:
+            item.add_marker(skip)

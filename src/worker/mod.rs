@@ -364,6 +364,13 @@ fn iteration(
                 }
                 rt.backoff.reset();
                 rt.resume_at = None;
+                rt.refusals = 0;
+                if rt.read_retry_shown {
+                    match tx(|| status::set_read_retry(&cfg.name, None)) {
+                        Ok(()) => rt.read_retry_shown = false,
+                        Err(e) => warning!("sequin_sf: {e}"),
+                    }
+                }
                 // an error of the writer in this iteration stays shown
                 if rt.has_error && !writer_failed {
                     if let Err(e) = tx(|| status::set_sync_error(&cfg.name, None)) {
@@ -373,20 +380,21 @@ fn iteration(
                 }
             }
             Err(e) => {
-                let max = Duration::from_secs(30);
-                let (delay, why) = match &e {
-                    error::StepError::Salesforce(se) if needs_a_person(se) => (
-                        NEEDS_A_PERSON_RETRY,
-                        "this will not pass by itself: check the credential and the integration user's permissions; ",
-                    ),
-                    error::StepError::Salesforce(se) => (rt.backoff.next_delay_for(se).min(max), ""),
-                    _ => (rt.backoff.next_delay().min(max), ""),
-                };
+                let (delay, why) = read_retry(rt, &e);
                 rt.resume_at = Some(Instant::now() + delay);
-                report_error(
-                    &cfg.name,
-                    &format!("{e} ({why}retrying in {:.1} s)", delay.as_secs_f64()),
-                );
+                let msg = format!("{e} ({why}retrying in {:.1} s)", delay.as_secs_f64());
+                warning!("sequin_sf: sync {}: {msg}", cfg.name);
+                let shown = tx(|| {
+                    status::set_sync_error(&cfg.name, Some(&msg))?;
+                    status::set_read_retry(&cfg.name, Some(delay.as_secs_f64()))
+                });
+                match shown {
+                    Ok(()) => rt.read_retry_shown = true,
+                    Err(e) => warning!(
+                        "sequin_sf: could not record the error of sync {}: {e}",
+                        cfg.name
+                    ),
+                }
                 rt.has_error = true;
             }
         }
@@ -420,10 +428,53 @@ fn same_release(installed: &str) -> bool {
 /// resume soon after someone fixes it.
 const NEEDS_A_PERSON_RETRY: Duration = Duration::from_secs(300);
 
-/// Refused logins and refused access (401/403 that are not the daily quota).
-fn needs_a_person(e: &salesforce::Error) -> bool {
-    !e.is_transient()
-        && (matches!(e.status(), Some(401 | 403)) || matches!(e, salesforce::Error::Auth { .. }))
+/// A refusal is taken as needing a person when it comes this many times in a row: once
+/// or twice may be a fault on the way (a session refused just after a login, a login
+/// answer lost in a proxy), and waiting 5 minutes on it would leave the tables that
+/// long behind while the writer, with the same credential, goes on.
+const REFUSALS_BEFORE_WAITING: u32 = 3;
+
+/// The longest wait Salesforce may ask of the read side (`Retry-After`, the daily
+/// quota spent).
+const LONGEST_ASKED_WAIT: Duration = Duration::from_secs(30);
+
+/// How long the read side waits after the step failed with `e`, and what its message
+/// says about it. Faults that pass by themselves are retried within
+/// `runtime::READ_RETRY_CAP`; longer only when Salesforce asks for it (`Retry-After`, or
+/// REQUEST_LIMIT_EXCEEDED while the org's usage shows its daily requests spent) or when
+/// a refusal repeats (`REFUSALS_BEFORE_WAITING`).
+fn read_retry(rt: &mut SyncRuntime, e: &error::StepError) -> (Duration, &'static str) {
+    let error::StepError::Salesforce(se) = e else {
+        return (rt.backoff.next_delay(), "");
+    };
+    let backoff = rt.backoff.next_delay();
+    if error::may_need_a_person(se) {
+        rt.refusals += 1;
+        if rt.refusals >= REFUSALS_BEFORE_WAITING {
+            return (
+                NEEDS_A_PERSON_RETRY,
+                "this will not pass by itself: check the credential and the integration user's permissions; ",
+            );
+        }
+        return (backoff, "");
+    }
+    let asked = match se {
+        salesforce::Error::Api {
+            retry_after: Some(d),
+            ..
+        } => Some(*d),
+        // REQUEST_LIMIT_EXCEEDED with requests left in the org's day (its last
+        // Sforce-Limit-Info): not the daily quota, nothing to wait a minute for
+        _ if quota_left(rt) => None,
+        _ => se.retry_after_hint(),
+    };
+    let delay = asked.map_or(backoff, |d| d.max(backoff));
+    (delay.min(LONGEST_ASKED_WAIT), "")
+}
+
+/// Whether the org's usage Salesforce last reported leaves requests in its day.
+fn quota_left(rt: &SyncRuntime) -> bool {
+    rt.client.api_usage().is_some_and(|u| u.used < u.max)
 }
 
 fn build_runtime(cfg: &catalog::SyncConfig) -> Result<SyncRuntime, String> {

@@ -120,6 +120,15 @@ pub struct EventsRuntime {
     /// The stream is subscribed: collections on events are only reconciled by polls.
     /// While it is not, they are polled as the others are.
     pub flowing: bool,
+    /// The running stream's subscription is open (`flowing` stays true while a stream
+    /// is started again after a batch failed; this does not).
+    pub subscribed: bool,
+    /// What the stream handed out last says it is at the newest events: a keepalive,
+    /// a subscription from the newest events, or a batch smaller than what was asked
+    /// for (the server had no more). False while it replays a backlog.
+    pub at_head: bool,
+    /// The last step took every report the stream had waiting.
+    pub drained: bool,
     /// Objects the org selected for Change Data Capture (None: not read yet).
     pub selected: Option<BTreeSet<String>>,
     /// Why the selection could not be read (no object goes on events then).
@@ -140,6 +149,13 @@ pub struct EventsRuntime {
     pub sources_written: HashMap<String, (bool, String)>,
 }
 
+/// The longest the read side waits before trying again after a fault that passes by
+/// itself (a 503, a dropped connection, a lock timeout): once Salesforce answers again,
+/// the tables are current within this and one poll round. A longer backoff saves
+/// nothing that matters (each try is one request, paced by the sync's budget) and
+/// would leave the tables behind long after the fault ended, while writes go on.
+pub const READ_RETRY_CAP: Duration = Duration::from_secs(5);
+
 pub struct SyncRuntime {
     pub sync_name: String,
     pub schema_name: String,
@@ -155,8 +171,15 @@ pub struct SyncRuntime {
     /// Pruning of old events (read path) and of settled write-log entries.
     pub(super) prune: Pruning,
     pub(super) write_prune: Pruning,
+    /// The read side's wait after an error that passes by itself (at most
+    /// [`READ_RETRY_CAP`]), and when it tries again.
     pub(super) backoff: Backoff,
     pub(super) resume_at: Option<Instant>,
+    /// Errors in a row that may need a person (`error::may_need_a_person`).
+    pub(super) refusals: u32,
+    /// `_syncs.read_retry_since`/`read_retry_at` may be set (by this runtime, or by a
+    /// worker of the sync before it): cleared by the next step that succeeds.
+    pub(super) read_retry_shown: bool,
     /// `client.stats().requests` already written to `sequin_sf._api_usage`.
     pub(super) requests_recorded: u64,
     pub(super) has_error: bool,
@@ -179,8 +202,10 @@ impl SyncRuntime {
             poll_groups_done: 0,
             prune: Pruning::default(),
             write_prune: Pruning::default(),
-            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
+            backoff: Backoff::new(Duration::from_millis(500), READ_RETRY_CAP),
             resume_at: None,
+            refusals: 0,
+            read_retry_shown: true,
             requests_recorded: 0,
             has_error: false,
             org_ceiling_hit: false,

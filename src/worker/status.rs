@@ -27,3 +27,18 @@ pub fn set_collection_error(sync: &str, object: &str, message: &str) -> SpiResul
         &[sync.into(), object.into(), message.into()],
     )
 }
+
+/// The read side's retry after an error (`retry_in` seconds from now), or None once a
+/// step succeeded: `sync_status.behind` and `behind_since` show it. `read_retry_since`
+/// keeps the first failure of a run of them.
+pub fn set_read_retry(sync: &str, retry_in: Option<f64>) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE sequin_sf._syncs
+            SET read_retry_since = CASE WHEN $2 IS NULL THEN NULL
+                                        ELSE coalesce(read_retry_since, now()) END,
+                read_retry_at = now() + make_interval(secs => $2)
+          WHERE name = $1
+            AND (read_retry_at IS NOT NULL OR $2 IS NOT NULL)",
+        &[sync.into(), retry_in.into()],
+    )
+}

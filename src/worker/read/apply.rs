@@ -672,13 +672,15 @@ pub enum Change {
 
 /// Applies a batch of change events in stream order, stores the replay id to resume
 /// after (in this same transaction: a crash resumes exactly after what was applied),
-/// and marks the collections on events caught up. Returns the objects that got an
-/// update for a row the table does not have (to be read again by a poll).
+/// and marks the collections on events caught up to `caught_up` (every change committed
+/// until then is stored; None moves nothing). Returns the objects that got an update
+/// for a row the table does not have (to be read again by a poll).
 pub fn apply_changes(
     sync: &str,
     changes: &[Change],
     replay_id: Option<&[u8]>,
     on_events: &[String],
+    caught_up: Option<DateTime<Utc>>,
 ) -> SpiResult<Vec<String>> {
     Spi::connect_mut(|c| {
         mark_applying(c)?;
@@ -724,12 +726,15 @@ pub fn apply_changes(
                 &[sync.into(), id.to_vec().into()],
             )?;
         }
-        c.update(
-            "UPDATE sequin_sf._collections SET caught_up_at = now()
-             WHERE sync_name = $1 AND object_name = ANY($2)",
-            None,
-            &[sync.into(), on_events.to_vec().into()],
-        )?;
+        if let Some(t) = caught_up {
+            c.update(
+                "UPDATE sequin_sf._collections
+                    SET caught_up_at = greatest(caught_up_at, $3::timestamptz)
+                  WHERE sync_name = $1 AND object_name = ANY($2)",
+                None,
+                &[sync.into(), on_events.to_vec().into(), rfc3339(t).into()],
+            )?;
+        }
         for (object, n) in events {
             notify(
                 c,

@@ -24,7 +24,7 @@ use sync_core::naming;
 
 use super::{apply, secs, target};
 use crate::worker::catalog::{CollectionRow, SyncConfig};
-use crate::worker::error::StepError;
+use crate::worker::error::{passes_by_itself, StepError};
 use crate::worker::pg::{catch_errors, tx};
 use crate::worker::runtime::SyncRuntime;
 use crate::worker::stream::{ChangeStream, ObjectFields, Report};
@@ -80,29 +80,28 @@ pub fn follow(
     Ok(applied)
 }
 
-/// While the stream flows with nothing waiting, the collections on events are as
-/// current as the stream: an event published now would already be here (events are
-/// requested ahead). Salesforce's keepalives can be minutes apart, so without this
-/// `sync_status.lag` would grow on a quiet org. Written once a second at most.
+/// While the stream is subscribed at the newest events with nothing waiting, the
+/// collections on events are as current as the stream: an event published now would
+/// already be here (events are requested ahead). Salesforce's keepalives can be minutes
+/// apart, so without this `sync_status.lag` would grow on a quiet org. Not while the
+/// stream is started again or replays a backlog (after a restart, from the stored
+/// replay id): the lag then tells how far behind the applied events are. Written once
+/// a second at most.
 fn mark_idle_caught_up(
     rt: &mut SyncRuntime,
     cfg: &SyncConfig,
     colls: &[CollectionRow],
 ) -> Result<(), StepError> {
-    if !rt.events.flowing
-        || rt
-            .events
+    let ev = &rt.events;
+    if !(ev.flowing && ev.subscribed && ev.at_head && ev.drained)
+        || ev
             .idle_mark
             .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
     {
         return Ok(());
     }
-    let names: Vec<String> = colls
-        .iter()
-        .filter(|c| c.on_events)
-        .map(|c| c.object_name.clone())
-        .collect();
-    tx(|| apply::apply_changes(&cfg.name, &[], None, &names))?;
+    let names = current_on_events(rt, colls.iter());
+    tx(|| apply::apply_changes(&cfg.name, &[], None, &names, Some(Utc::now())))?;
     rt.events.idle_mark = Some(Instant::now());
     Ok(())
 }
@@ -131,7 +130,7 @@ fn read_selection_if_due(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<(), S
             rt.events.selected = Some(selection.objects);
             rt.events.selection_problem = None;
         }
-        Some(Err(SelectionError::Other(e))) if e.is_transient() => return Err(e.into()),
+        Some(Err(SelectionError::Other(e))) if passes_by_itself(&e) => return Err(e.into()),
         Some(Err(e)) => {
             let why = match &e {
                 SelectionError::MissingPermission { .. } => e.to_string(),
@@ -219,6 +218,7 @@ fn keep_stream(
             rt.events.flowing = false;
             rt.events.stream_objects.clear();
         }
+        rt.events.subscribed = false;
         let status = if !cfg.change_events {
             "off: polling"
         } else if none_live {
@@ -252,6 +252,8 @@ fn keep_stream(
     };
     // `flowing` stays as it was: a stream started again (new objects, a batch that
     // failed) is not a stream lost; if it cannot subscribe, `Report::Lost` says so.
+    rt.events.subscribed = false;
+    rt.events.at_head = false;
     rt.events.stream = Some(ChangeStream::start(
         &rt.tokio_handle(),
         rt.client.clone(),
@@ -272,6 +274,7 @@ fn apply_reports(
     colls: &[CollectionRow],
 ) -> Result<bool, StepError> {
     let mut applied = false;
+    rt.events.drained = false;
     for _ in 0..REPORTS_PER_STEP {
         let Some(report) = rt
             .events
@@ -279,11 +282,14 @@ fn apply_reports(
             .as_mut()
             .and_then(ChangeStream::next_report)
         else {
+            rt.events.drained = true;
             break;
         };
         match report {
             Report::Subscribed { from } => {
                 rt.events.flowing = true;
+                rt.events.subscribed = true;
+                rt.events.at_head = from == Replay::Latest;
                 if from == Replay::Latest {
                     // nothing before this moment will come as an event
                     catch_up_all(rt, colls);
@@ -305,6 +311,7 @@ fn apply_reports(
                     // last replay id stored, so the batch comes again.
                     rt.events.stream = None;
                     rt.events.stream_objects.clear();
+                    rt.events.subscribed = false;
                     return Err(e);
                 }
                 applied = true;
@@ -315,6 +322,7 @@ fn apply_reports(
                 retry_in,
             } => {
                 rt.events.flowing = false;
+                rt.events.subscribed = false;
                 if replay_lost {
                     tx(|| apply::forget_replay_id(&cfg.name))?;
                     catch_up_all(rt, colls);
@@ -334,6 +342,18 @@ fn apply_reports(
         }
     }
     Ok(applied)
+}
+
+/// The collections on events that the stream keeps current: not those waiting for a
+/// poll to catch up what the stream cannot bring (`catch_up`).
+fn current_on_events<'a>(
+    rt: &SyncRuntime,
+    colls: impl Iterator<Item = &'a CollectionRow>,
+) -> Vec<String> {
+    colls
+        .filter(|c| c.on_events && !rt.events.catch_up.contains(&c.object_name))
+        .map(|c| c.object_name.clone())
+        .collect()
 }
 
 fn catch_up_all(rt: &mut SyncRuntime, colls: &[CollectionRow]) {
@@ -362,10 +382,24 @@ fn apply_batch(
         }
         changes.extend(changes_of(rt, cfg, c, ev)?);
     }
-    let names: Vec<String> = on_events.iter().map(|c| c.object_name.clone()).collect();
+    let names = current_on_events(rt, on_events.iter().copied());
     let resume = batch.resume_replay_id.as_deref();
-    let missing = tx(|| apply::apply_changes(&cfg.name, &changes, resume, &names))?;
+    // A keepalive, or fewer events than the stream asked for, says the server had
+    // nothing newer: the collections are current now. Otherwise (a backlog replayed)
+    // they are current up to the newest change the batch brought.
+    let at_head = batch.is_keepalive() || batch.pending > 0;
+    let caught_up = if at_head {
+        Some(Utc::now())
+    } else {
+        batch
+            .events
+            .iter()
+            .filter_map(ChangeEvent::commit_time)
+            .max()
+    };
+    let missing = tx(|| apply::apply_changes(&cfg.name, &changes, resume, &names, caught_up))?;
     rt.events.catch_up.extend(missing);
+    rt.events.at_head = at_head;
     Ok(())
 }
 
