@@ -67,6 +67,38 @@ BEGIN
 END
 $$;
 
+-- A synced table may not take part in inheritance or partitioning: a change made
+-- through a parent (or to a child's rows through a synced parent) fires no capture on
+-- the table whose rows it changes, so it would never reach Salesforce. Checked after
+-- every CREATE TABLE and ALTER TABLE (a lookup in pg_inherits for the tables the
+-- command touched); definer's rights, as the catalog it reads is the extension's.
+CREATE FUNCTION sequin_sf._refuse_inheritance() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    synced regclass;
+    other regclass;
+BEGIN
+    SELECT t.oid::regclass, CASE WHEN t.oid = i.inhrelid THEN i.inhparent ELSE i.inhrelid END::regclass
+      INTO synced, other
+      FROM pg_event_trigger_ddl_commands() d
+      JOIN pg_inherits i ON d.objid IN (i.inhrelid, i.inhparent)
+      JOIN sequin_sf._collections c ON c.table_oid IN (i.inhrelid, i.inhparent)
+      JOIN pg_class t ON t.oid = c.table_oid
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass
+     LIMIT 1;
+    IF synced IS NOT NULL THEN
+        RAISE EXCEPTION 'synced table % cannot take part in inheritance or partitioning (with %)', synced, other
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Changes made through a parent table, or to the rows of a child, do not fire the synced table''s write capture, so they would never reach Salesforce.',
+                  HINT = 'Keep synced tables on their own; copy rows into a table of your own, or use a view over the synced table.';
+    END IF;
+END
+$$;
+
+CREATE EVENT TRIGGER sequin_sf_refuse_inheritance ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION sequin_sf._refuse_inheritance();
+
 -- Revokes every privilege on a relation that was granted to anyone but its owner.
 CREATE FUNCTION sequin_sf._revoke_grants(p_rel regclass) RETURNS void
 LANGUAGE plpgsql AS $$
