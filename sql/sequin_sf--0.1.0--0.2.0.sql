@@ -129,7 +129,19 @@ SELECT c.sync_name,
        c.change_source,
        c.change_source_note,
        b.behind,
-       b.behind_since
+       b.behind_since,
+       -- whether the table's changes are being captured: a superuser or the table's
+       -- owner can ALTER TABLE ... DISABLE TRIGGER, and changes made meanwhile are never
+       -- sent
+       (SELECT CASE WHEN c.table_oid IS NULL THEN NULL
+                    WHEN count(*) FILTER (WHERE t.tgenabled <> 'D') = 3 THEN 'on'
+                    WHEN count(*) = 0 THEN 'off: the table has no capture triggers, so its changes are not sent'
+                    ELSE 'off: ' || string_agg(t.tgname, ', ') FILTER (WHERE t.tgenabled = 'D')
+                         || ' disabled, so changes are not sent (ALTER TABLE ... ENABLE ALWAYS TRIGGER ...; changes made meanwhile stay unsent)'
+               END
+          FROM pg_catalog.pg_trigger t
+         WHERE t.tgrelid = c.table_oid
+           AND t.tgname IN ('_sync_write_insert', '_sync_write_update', '_sync_write_delete')) AS capture
 FROM sequin_sf._collections c
 JOIN sequin_sf._syncs s ON s.name = c.sync_name
 -- Why the collection's table is not being kept current right now (NULL while it is, or

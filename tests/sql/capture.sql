@@ -92,6 +92,13 @@ UPDATE rs.contact SET title = 'Replica role' WHERE id = '003000000000001AAA';
 RESET session_replication_role;
 SELECT action, "values" FROM rs._sync_write_log ORDER BY id DESC LIMIT 1;
 
+-- capture switched off by hand (superuser or owner) shows in sync_status
+SELECT collection, capture FROM sequin_sf.sync_status;
+ALTER TABLE rs.contact DISABLE TRIGGER _sync_write_update;
+SELECT collection, capture FROM sequin_sf.sync_status;
+ALTER TABLE rs.contact ENABLE ALWAYS TRIGGER _sync_write_update;
+SELECT collection, capture FROM sequin_sf.sync_status;
+
 -- a column someone adds to a synced table maps to no field: changing only it logs
 -- nothing, and it is left out of an update's values; once the sync maps a column (a new
 -- field) and installs capture again, it is sent
