@@ -1750,6 +1750,10 @@ BEGIN
     GRANT EXECUTE ON FUNCTION sequin_sf.await_writes(interval, text) TO PUBLIC;
     GRANT USAGE ON SCHEMA sequin_sf TO PUBLIC;
     GRANT SELECT ON sequin_sf.columns TO PUBLIC;
+    -- metrics: counts and ages only (no error text, no record data); _metrics runs as
+    -- the owner with its search path pinned
+    GRANT SELECT ON sequin_sf.metrics TO PUBLIC;
+    GRANT EXECUTE ON FUNCTION sequin_sf._metrics(), sequin_sf.metrics_text() TO PUBLIC;
     FOREACH v IN ARRAY ARRAY['syncs', 'sync_status'] LOOP
         EXECUTE format('GRANT SELECT (%s) ON sequin_sf.%I TO PUBLIC',
                        (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
@@ -1831,5 +1835,159 @@ $$;
 CREATE EVENT TRIGGER sequin_sf_refuse_inheritance ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
     EXECUTE FUNCTION sequin_sf._refuse_inheritance();
+
+-- ---------------------------------------------------------------------------------
+-- Metrics for Prometheus (docs/metrics.md): one row per metric and label set, built
+-- from what the catalog holds; metrics_text() renders them in Prometheus's text
+-- exposition format. No error text and no record data, so PUBLIC may read them.
+-- ---------------------------------------------------------------------------------
+
+-- The rows of sequin_sf.metrics. Runs as the extension's owner: the write logs and
+-- events it counts are the owner's, and sync_status.behind looks for the workers in
+-- pg_stat_activity, which shows other roles' sessions only to privileged ones. Every
+-- name is qualified and the search path pinned, as PUBLIC may call it.
+CREATE FUNCTION sequin_sf._metrics()
+RETURNS TABLE (name text, labels jsonb, value float8, help text, type text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    s record;
+    l jsonb;
+    n_new bigint;
+    n_pending bigint;
+    n_succeeded bigint;
+    n_failed bigint;
+    oldest timestamptz;
+BEGIN
+    RETURN QUERY
+    WITH col AS (
+        SELECT v.sync_name, v.collection, v.lag, v.behind, v.capture, v.rows_done,
+               v.rows_total, c.state AS collection_state,
+               (SELECT t.oid FROM pg_catalog.pg_class t WHERE t.oid = c.table_oid) AS table_oid,
+               pg_catalog.jsonb_build_object('sync', v.sync_name, 'collection', v.collection) AS l
+          FROM sequin_sf.sync_status v
+          JOIN sequin_sf._collections c ON c.sync_name = v.sync_name AND c.object_name = v.collection
+    )
+    SELECT 'sequin_sf_lag_seconds', col.l, pg_catalog.date_part('epoch', col.lag),
+           'Seconds since the collection''s table last matched Salesforce (sync_status.lag; no sample while the collection is not live)',
+           'gauge'
+      FROM col WHERE col.lag IS NOT NULL
+    UNION ALL
+    SELECT 'sequin_sf_behind', col.l, CASE WHEN col.behind IS NULL THEN 0 ELSE 1 END::float8,
+           '1 while the collection''s table is not being kept current (sync_status.behind says why), else 0',
+           'gauge'
+      FROM col
+    UNION ALL
+    SELECT 'sequin_sf_backfilling', col.l, CASE WHEN col.collection_state = 'backfilling' THEN 1 ELSE 0 END::float8,
+           '1 while the collection is being backfilled, else 0',
+           'gauge'
+      FROM col
+    UNION ALL
+    SELECT 'sequin_sf_capture_enabled', col.l, CASE WHEN col.capture = 'on' THEN 1 ELSE 0 END::float8,
+           '1 while the table''s changes are captured and sent to Salesforce, 0 while a capture trigger is disabled or missing (sync_status.capture)',
+           'gauge'
+      FROM col WHERE col.capture IS NOT NULL
+    UNION ALL
+    SELECT 'sequin_sf_rows', col.l, pg_catalog.pg_stat_get_live_tuples(col.table_oid)::float8,
+           'Rows in the collection''s table, estimated by Postgres''s statistics (pg_stat_user_tables.n_live_tup)',
+           'gauge'
+      FROM col WHERE col.table_oid IS NOT NULL
+    UNION ALL
+    SELECT 'sequin_sf_backfill_rows_done', col.l, col.rows_done::float8,
+           'Rows the collection''s last backfill has loaded (sync_status.rows_done)',
+           'gauge'
+      FROM col
+    UNION ALL
+    SELECT 'sequin_sf_backfill_rows_total', col.l, col.rows_total::float8,
+           'Rows Salesforce counted for the collection''s last backfill (sync_status.rows_total)',
+           'gauge'
+      FROM col WHERE col.rows_total IS NOT NULL
+    UNION ALL
+    SELECT 'sequin_sf_paused', pg_catalog.jsonb_build_object('sync', y.name),
+           CASE WHEN y.paused THEN 1 ELSE 0 END::float8,
+           '1 while the sync is paused (sequin_sf.pause_sync), else 0',
+           'gauge'
+      FROM sequin_sf._syncs y
+    UNION ALL
+    SELECT 'sequin_sf_api_requests_24h', pg_catalog.jsonb_build_object('sync', y.name),
+           (SELECT coalesce(sum(u.requests), 0) FROM sequin_sf._api_usage u
+             WHERE u.sync_name = y.name AND u.minute > now() - interval '24 hours')::float8,
+           'Salesforce API requests the sync made in the last 24 hours (per-minute figures are kept 48 hours, so this is no counter)',
+           'gauge'
+      FROM sequin_sf._syncs y;
+
+    FOR s IN SELECT y.name, y.schema_name FROM sequin_sf._syncs y ORDER BY y.name LOOP
+        l := pg_catalog.jsonb_build_object('sync', s.name);
+        n_new := 0; n_pending := 0; n_succeeded := 0; n_failed := 0; oldest := NULL;
+        IF pg_catalog.to_regclass(pg_catalog.format('%I._sync_write_log', s.schema_name)) IS NOT NULL THEN
+            -- entries still in batches (sql/capture.sql) are new too, as in write_status()
+            EXECUTE pg_catalog.format($q$
+                SELECT count(*) FILTER (WHERE w.state = 'new')
+                         + (SELECT coalesce(sum(pg_catalog.cardinality(b.ids)), 0) FROM %1$I._sync_write_batch b),
+                       count(*) FILTER (WHERE w.state = 'pending'),
+                       count(*) FILTER (WHERE w.state = 'succeeded'),
+                       count(*) FILTER (WHERE w.state = 'failed'),
+                       least(min(w.inserted_at) FILTER (WHERE w.state IN ('new', 'pending')),
+                             (SELECT min(b.inserted_at) FROM %1$I._sync_write_batch b))
+                  FROM %1$I._sync_write_log w
+                $q$, s.schema_name)
+              INTO n_new, n_pending, n_succeeded, n_failed, oldest;
+        END IF;
+        help := 'Entries in the sync''s write log by state (new includes entries still in batches); settled ones are pruned after write_log_retention';
+        type := 'gauge';
+        name := 'sequin_sf_write_log_entries';
+        labels := l || '{"state": "new"}'; value := n_new; RETURN NEXT;
+        labels := l || '{"state": "pending"}'; value := n_pending; RETURN NEXT;
+        labels := l || '{"state": "succeeded"}'; value := n_succeeded; RETURN NEXT;
+        labels := l || '{"state": "failed"}'; value := n_failed; RETURN NEXT;
+        name := 'sequin_sf_write_oldest_queued_seconds';
+        labels := l;
+        value := coalesce(pg_catalog.date_part('epoch', greatest(now() - oldest, interval '0')), 0);
+        help := 'Seconds the oldest write not yet settled (new or pending) has waited; 0 when none waits';
+        RETURN NEXT;
+        IF pg_catalog.to_regclass(pg_catalog.format('%I._sync_events', s.schema_name)) IS NOT NULL THEN
+            name := 'sequin_sf_events_retained';
+            EXECUTE pg_catalog.format('SELECT count(*) FROM %I._sync_events', s.schema_name) INTO value;
+            help := 'Change events kept in the sync''s _sync_events (pruned after event_retention, so this is no counter)';
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE VIEW sequin_sf.metrics AS
+SELECT m.name, m.labels, m.value, m.help, m.type FROM sequin_sf._metrics() m;
+
+-- sequin_sf.metrics in Prometheus's text exposition format (version 0.0.4): each
+-- metric's # HELP and # TYPE lines, then its samples; label values escaped (\\, \",
+-- \n), values as Prometheus writes them (NaN, +Inf, -Inf).
+CREATE FUNCTION sequin_sf.metrics_text() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(string_agg(b.block, '' ORDER BY b.name), '')
+      FROM (SELECT m.name,
+                   '# HELP ' || m.name || ' '
+                   || replace(replace(min(m.help), '\', '\\'), E'\n', '\n') || E'\n'
+                   || '# TYPE ' || m.name || ' ' || min(m.type) || E'\n'
+                   || string_agg(
+                          m.name
+                          || coalesce((SELECT '{' || string_agg(
+                                                   e.key || '="'
+                                                   || replace(replace(replace(e.value, '\', '\\'), '"', '\"'), E'\n', '\n')
+                                                   || '"', ',') || '}'
+                                         FROM jsonb_each_text(m.labels) e), '')
+                          || ' '
+                          || CASE WHEN m.value = 'Infinity'::float8 THEN '+Inf'
+                                  WHEN m.value = '-Infinity'::float8 THEN '-Inf'
+                                  ELSE coalesce(m.value::text, 'NaN') END,
+                          E'\n' ORDER BY m.labels::text) || E'\n' AS block
+              FROM sequin_sf.metrics m
+             GROUP BY m.name) b
+$$;
+
+COMMENT ON VIEW sequin_sf.metrics IS
+    'One row per metric and label set, named for Prometheus (docs/metrics.md); sequin_sf.metrics_text() gives them in its text format.';
+
+COMMENT ON FUNCTION sequin_sf.metrics_text() IS
+    'sequin_sf.metrics in Prometheus''s text exposition format, for psql -Atc or sql_exporter.';
 
 SELECT sequin_sf._apply_privileges();

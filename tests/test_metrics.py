@@ -1,0 +1,148 @@
+"""sequin_sf.metrics_text() scraped from a real sync, as Prometheus (or sql_exporter)
+would, and parsed with prometheus_client's text parser: the exposition is well formed,
+every metric the docs list is there with its labels, and the values move as the sync
+works: a write to a synced table shows as new, then as succeeded; a pause shows; the
+API requests grow. A non-superuser role without any grant reads the same metrics."""
+
+import os
+import re
+
+import psycopg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from harness import query_value, synced_org, wait_for
+
+SYNC = "mx"
+OBJECTS = ["Account", "Contact"]
+
+PER_COLLECTION = ["sequin_sf_lag_seconds", "sequin_sf_behind", "sequin_sf_backfilling",
+                  "sequin_sf_capture_enabled", "sequin_sf_rows",
+                  "sequin_sf_backfill_rows_done", "sequin_sf_backfill_rows_total"]
+PER_SYNC = ["sequin_sf_paused", "sequin_sf_api_requests_24h",
+            "sequin_sf_write_oldest_queued_seconds", "sequin_sf_events_retained"]
+
+
+@pytest.fixture(scope="module")
+def env():
+    with synced_org(("--seed", "5", "--generate", "Account=5,Contact=20"), SYNC, OBJECTS) as org:
+        yield org
+
+
+def scrape(conn):
+    """{(name, sorted label items): value} and {name: type} from one scrape."""
+    text = query_value(conn, "SELECT sequin_sf.metrics_text()")
+    samples, types = {}, {}
+    for family in text_string_to_metric_families(text):
+        types[family.name] = family.type
+        for s in family.samples:
+            key = (s.name, tuple(sorted(s.labels.items())))
+            assert key not in samples, f"sample twice: {key}"
+            samples[key] = s.value
+    return samples, types
+
+
+def value(samples, name, **labels):
+    return samples.get((name, tuple(sorted({"sync": SYNC, **labels}.items()))))
+
+
+def written(samples, state):
+    return value(samples, "sequin_sf_write_log_entries", state=state)
+
+
+def test_a_scrape_parses_and_has_every_metric(env):
+    _, _, conn = env
+    # a live collection has a lag once it caught up
+    wait_for(lambda: value(scrape(conn)[0], "sequin_sf_lag_seconds", collection="Contact") is not None,
+             timeout=120, what="Contact's lag")
+    samples, types = scrape(conn)
+    assert set(types) >= set(PER_COLLECTION + PER_SYNC + ["sequin_sf_write_log_entries"])
+    assert set(types.values()) == {"gauge"}
+    for obj in OBJECTS:
+        for name in PER_COLLECTION:
+            assert value(samples, name, collection=obj) is not None, (name, obj)
+        assert value(samples, "sequin_sf_backfilling", collection=obj) == 0
+        assert value(samples, "sequin_sf_capture_enabled", collection=obj) == 1
+        assert value(samples, "sequin_sf_lag_seconds", collection=obj) >= 0
+    assert value(samples, "sequin_sf_backfill_rows_done", collection="Contact") == 20
+    for name in PER_SYNC:
+        assert value(samples, name) is not None, name
+    for state in ("new", "pending", "succeeded", "failed"):
+        assert written(samples, state) is not None, state
+    assert value(samples, "sequin_sf_paused") == 0
+    assert value(samples, "sequin_sf_api_requests_24h") > 0
+    # the live sync's worker holds its lock: not behind once it runs
+    wait_for(lambda: all(value(scrape(conn)[0], "sequin_sf_behind", collection=o) == 0 for o in OBJECTS),
+             timeout=60, what="the sync not behind")
+
+
+def test_a_write_moves_the_write_log_metrics(env):
+    _, _, conn = env
+    before, _ = scrape(conn)
+    succeeded = written(before, "succeeded")
+    api = value(before, "sequin_sf_api_requests_24h")
+    conn.execute("UPDATE salesforce.contact SET title = 'Metrics' WHERE id = (SELECT min(id) FROM salesforce.contact)")
+    conn.execute("SELECT * FROM sequin_sf.await_writes('120 seconds')")
+    after, _ = scrape(conn)
+    assert written(after, "succeeded") == succeeded + 1
+    assert written(after, "new") == 0 and written(after, "pending") == 0
+    assert value(after, "sequin_sf_write_oldest_queued_seconds") == 0
+
+    # a write that waits while the sync is paused is queued, and ages
+    conn.execute(f"SELECT sequin_sf.pause_sync('{SYNC}')")
+    try:
+        conn.execute("UPDATE salesforce.contact SET title = 'Paused' WHERE id = (SELECT max(id) FROM salesforce.contact)")
+        paused, _ = scrape(conn)
+        assert value(paused, "sequin_sf_paused") == 1
+        assert written(paused, "new") == 1
+        wait_for(lambda: value(scrape(conn)[0], "sequin_sf_write_oldest_queued_seconds") > 1,
+                 timeout=30, what="the queued write to age")
+    finally:
+        conn.execute(f"SELECT sequin_sf.resume_sync('{SYNC}')")
+    conn.execute("SELECT * FROM sequin_sf.await_writes('120 seconds')")
+    done, _ = scrape(conn)
+    assert written(done, "succeeded") == succeeded + 2
+    assert written(done, "new") == 0
+    assert value(done, "sequin_sf_paused") == 0
+    assert value(done, "sequin_sf_api_requests_24h") > api
+
+
+def test_a_role_without_grants_reads_the_same_metrics(env):
+    _, cluster, conn = env
+    conn.execute("DROP ROLE IF EXISTS scraper")
+    conn.execute("CREATE ROLE scraper LOGIN")
+    with psycopg.connect(cluster.dsn(user="scraper"), autocommit=True) as scraper:
+        theirs, _ = scrape(scraper)
+        ours, _ = scrape(conn)
+        # the same series (values of times and API usage may have moved in between)
+        assert set(theirs) == set(ours)
+        for key in theirs:
+            if key[0] in ("sequin_sf_behind", "sequin_sf_write_log_entries", "sequin_sf_paused"):
+                assert theirs[key] == ours[key], key
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            scraper.execute("SELECT count(*) FROM salesforce._sync_write_log")
+
+
+def test_the_documented_sql_exporter_collector_gives_every_metric(env):
+    """docs/sql_exporter/sequin_sf.collector.yml: one entry per metric of the view, each
+    query runs for a role without grants and gives the metric's series."""
+    _, cluster, conn = env
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "sql_exporter", "sequin_sf.collector.yml")
+    with open(path) as f:
+        text = f.read()
+    entries = re.findall(
+        r"- metric_name: (\S+)\n    type: (\S+)\n    help: .*\n    key_labels: \[(.*)\]\n"
+        r"    values: \[value\]\n    query: \|\n((?:      .*\n)+)", text)
+    _, types = scrape(conn)
+    assert sorted(e[0] for e in entries) == sorted(types)
+    conn.execute("DROP ROLE IF EXISTS collector")
+    conn.execute("CREATE ROLE collector LOGIN")
+    with psycopg.connect(cluster.dsn(user="collector"), autocommit=True) as collector:
+        samples, _ = scrape(collector)
+        for name, type_, labels, query in entries:
+            assert type_ == types[name]
+            keys = [k.strip() for k in labels.split(",")]
+            cur = collector.execute(query)
+            assert [d.name for d in cur.description] == keys + ["value"]
+            got = {tuple(sorted(zip(keys, r[:-1]))) for r in cur.fetchall()}
+            assert got == {k[1] for k in samples if k[0] == name}, name
