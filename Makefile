@@ -59,7 +59,7 @@ test-pg-upgrade:
 
 # The soaks: many runs of faults and crash-restarts, each ending with an exact comparison.
 test-long: build
-	SEQUIN_SF_LONG=1 $(PYTEST) -x -q --timeout 3600 -m long tests
+	SEQUIN_SF_LONG=1 $(PYTEST) -q -s --timeout 7200 -m long tests
 
 unit-test: deps
 	cargo test --release $(RUST_CRATES)

@@ -195,9 +195,14 @@ class Cluster:
         if os.environ.get("KEEP_CLUSTER_LOG"):
             shutil.copy(self.log_path, os.environ["KEEP_CLUSTER_LOG"])
         crashed = self.crashes()
+        context = ""
+        if crashed:
+            lines = self.log().splitlines()
+            at = lines.index(crashed[0])
+            context = "\n".join(lines[max(0, at - 40):at + 1])
         shutil.rmtree(self.dir, ignore_errors=True)
         # every test's cluster goes through here: no input of any test may crash a process
-        assert not crashed, "a server process crashed:\n" + "\n".join(crashed)
+        assert not crashed, "a server process crashed:\n" + context
 
 
 def make_tls_cert(directory):

@@ -55,7 +55,7 @@ pub fn readable(bytes: &[u8], columns: &[Column]) -> Result<(), String> {
         0
     };
     let data_at = hoff.wrapping_sub(MINIMAL_TUPLE_OFFSET);
-    if hoff % MAXALIGN != 0
+    if !hoff.is_multiple_of(MAXALIGN)
         || hoff < BITS_AT + MINIMAL_TUPLE_OFFSET + bitmap
         || data_at > bytes.len()
     {

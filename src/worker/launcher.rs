@@ -28,14 +28,14 @@ pub fn register() {
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn sequin_sf_launcher_main(_arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    super::signals::attach();
     // No database: only the shared catalogs (pg_database) are needed here.
     BackgroundWorker::connect_worker_to_spi(None, None);
     let db = crate::guc::database_name();
     let mut worker = Child::new();
     let mut reported_missing = false;
-    while BackgroundWorker::wait_latch(Some(TICK)) {
-        if super::pg::stopping() {
+    while super::signals::wait_latch(TICK) {
+        if super::signals::stopping() {
             break;
         }
         match worker.check() {

@@ -12,6 +12,7 @@ mod launcher;
 mod pg;
 mod read;
 mod runtime;
+mod signals;
 mod status;
 mod stream;
 mod write;
@@ -23,9 +24,9 @@ use pgrx::bgworkers::*;
 use pgrx::prelude::*;
 
 use child::{Check, Child};
-use pg::stopping;
 use pg::tx;
 use runtime::SyncRuntime;
+use signals::stopping;
 
 /// Registers the launcher, which starts this worker once its database exists.
 pub fn register() {
@@ -43,7 +44,7 @@ const BUSY_NAP: Duration = Duration::from_millis(1);
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    signals::attach();
     let db = crate::guc::database_name();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     log!("sequin_sf worker started for database {db}");
@@ -52,7 +53,7 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
     let mut children: HashMap<String, Child> = HashMap::new();
     let mut here = Syncs::default();
     let mut nap = IDLE_NAP;
-    while BackgroundWorker::wait_latch(Some(nap)) {
+    while signals::wait_latch(nap) {
         here.reload_if_asked();
         let Some(syncs) = load_syncs() else {
             continue;
@@ -93,7 +94,7 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn sequin_sf_sync_main(arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    signals::attach();
     let sync = BackgroundWorker::get_extra().to_string();
     let supervisor = arg.value() as i32;
     BackgroundWorker::connect_worker_to_spi(Some(&crate::guc::database_name()), None);
@@ -107,14 +108,14 @@ pub extern "C-unwind" fn sequin_sf_sync_main(arg: pg_sys::Datum) {
     })
     .unwrap_or_else(|e| warning!("sequin_sf: {e}"));
     while !take_sync_lock(&sync) {
-        if !BackgroundWorker::wait_latch(Some(Duration::from_secs(1))) || !alive(supervisor) {
+        if !signals::wait_latch(Duration::from_secs(1)) || !alive(supervisor) {
             return;
         }
     }
     log!("sequin_sf: worker of sync {sync} started");
     let mut own = Syncs::default();
     let mut nap = IDLE_NAP;
-    while BackgroundWorker::wait_latch(Some(nap)) {
+    while signals::wait_latch(nap) {
         own.reload_if_asked();
         if !alive(supervisor) {
             break;
@@ -235,7 +236,7 @@ struct Syncs {
 impl Syncs {
     /// After SIGHUP: the configuration file is read again and every runtime rebuilt.
     fn reload_if_asked(&mut self) {
-        if BackgroundWorker::sighup_received() {
+        if signals::reload_requested() {
             // SAFETY: called from the worker's main thread, outside a transaction.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             log!("sequin_sf worker reloaded its configuration");

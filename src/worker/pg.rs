@@ -49,10 +49,3 @@ pub fn tx_repeatable_read<R>(f: impl FnOnce() -> R) -> R {
     unsafe { pg_sys::DefaultXactIsoLevel = pg_sys::XACT_REPEATABLE_READ as std::ffi::c_int };
     tx(f)
 }
-
-/// True once SIGTERM arrived. Reads Postgres' own flag, which (unlike
-/// `BackgroundWorker::sigterm_received`) is not reset by reading it.
-pub fn stopping() -> bool {
-    // SAFETY: a plain read of a sig_atomic_t the signal handler sets.
-    unsafe { std::ptr::read_volatile(&raw const pg_sys::ShutdownRequestPending) != 0 }
-}

@@ -344,7 +344,7 @@ pub(super) fn budget_for(cfg: &SyncConfig) -> Budget {
 /// Resolves once SIGTERM arrived. It runs inside `block_on`, on the worker's main
 /// thread, where reading Postgres' signal flag is safe.
 async fn stop_requested() {
-    while !super::pg::stopping() {
+    while !super::signals::stopping() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
