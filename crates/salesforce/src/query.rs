@@ -140,6 +140,12 @@ impl Client {
         Ok(self.query(soql, None).await?.total_size)
     }
 
+    /// [`Client::count`] through `/queryAll`: archived and soft-deleted records count
+    /// too (unless the query's WHERE leaves them out).
+    pub async fn count_all(&self, soql: &str) -> Result<u64> {
+        Ok(self.query_all(soql, None).await?.total_size)
+    }
+
     async fn run_query(
         &self,
         resource: &str,

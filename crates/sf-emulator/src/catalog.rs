@@ -41,6 +41,7 @@ pub fn builtin() -> Result<Vec<ObjectDef>, CatalogError> {
             def.deletable = !flags.has("nodelete");
             def.replicateable = !flags.has("noreplicate");
             def.bulk_queryable = !flags.has("nobulk");
+            def.archives = flags.has("archives");
             if flags.has("noisdeleted") {
                 def.fields.retain(|f| f.name != "IsDeleted");
                 def.reindex();
@@ -63,8 +64,9 @@ pub fn builtin() -> Result<Vec<ObjectDef>, CatalogError> {
 struct ObjectFlags(Vec<String>);
 
 impl ObjectFlags {
-    const KNOWN: [&'static str; 12] = [
+    const KNOWN: [&'static str; 13] = [
         "owner",
+        "archives",
         "nocreate",
         "noupdate",
         "nodelete",
@@ -146,6 +148,7 @@ pub fn new_object(
         deletable: true,
         replicateable: true,
         bulk_queryable: true,
+        archives: false,
         fields: Vec::new(),
         by_name: HashMap::new(),
         columns: 0,

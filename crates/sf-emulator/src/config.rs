@@ -17,6 +17,10 @@ Control API (under /__emulator/, no auth, never counted as API usage):
   PATCH  records/{Object}/{Id}           change fields (stamps SystemModstamp)
   DELETE records/{Object}/{Id}[?purge=true]   soft delete, or hard delete
   POST   records/{Object}/{Id}/undelete  restore from the recycle bin
+  POST   records/{Object}/{Id}/archive   archive an activity (Task, Event) as Salesforce does a year on:
+                                          IsArchived = true, left out by /query and Bulk \"query\" jobs,
+                                          returned by /queryAll and \"queryAll\" jobs; stamps unchanged;
+                                          {\"archived\":false} undoes it
   POST   schema/{Object}/fields          add a field: {\"name\",\"type\",\"externalId\",...}
   DELETE schema/{Object}/fields/{Field}  remove a custom field
   PATCH  schema/{Object}/fields/{Field}  an admin changes a field: {\"hidden\":B} (field-level security:

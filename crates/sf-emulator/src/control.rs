@@ -50,6 +50,7 @@ pub async fn handle(app: &Arc<App>, req: &Req, segs: &[String]) -> Resp {
                 .map_err(api_err)
                 .map(|_| Resp::empty(204))
         }),
+        (&Method::POST, ["records", obj, id, "archive"]) => archive_record(app, req, obj, id),
         (&Method::POST, ["schema", "objects"]) => add_object(app, req),
         (&Method::POST, ["schema", obj, "fields"]) => add_field(app, req, obj),
         (&Method::DELETE, ["schema", obj, "fields", field]) => remove_field(app, obj, field),
@@ -239,6 +240,20 @@ fn delete_record(app: &App, req: &Req, obj: &str, id: &str) -> Result<Resp, Resp
     } else {
         validate::delete_cascading(&app.org, &o, id).map_err(api_err)?;
     }
+    Ok(Resp::empty(204))
+}
+
+/// Archives an activity as Salesforce's background process does for old ones (body
+/// `{"archived": false}` undoes it).
+fn archive_record(app: &App, req: &Req, obj: &str, id: &str) -> Result<Resp, Resp> {
+    let o = with_obj(app, obj)?;
+    let b = body(req)?;
+    let archived = match b.get("archived") {
+        None => true,
+        Some(Value::Bool(v)) => *v,
+        Some(_) => return Err(bad("\"archived\" must be true or false")),
+    };
+    validate::set_archived(&o, id, archived).map_err(api_err)?;
     Ok(Resp::empty(204))
 }
 

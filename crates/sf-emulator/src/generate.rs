@@ -409,6 +409,8 @@ fn pick_fill(org: &Org, def: &ObjectDef, f: &Field) -> Option<Fill> {
     let n = f.name.as_str();
     let fill = match n {
         "Id" | "IsDeleted" => return None,
+        // Generated activities are not archived (`records/{Object}/{Id}/archive` does it).
+        "IsArchived" if def.archives => Fill::Generic(FieldType::Boolean),
         "CreatedDate" => Fill::Created,
         "LastModifiedDate" | "SystemModstamp" => Fill::Modified,
         "CreatedById" | "LastModifiedById" | "OwnerId" => Fill::Owner,

@@ -605,9 +605,14 @@ pub fn plan(
         let o = locked.obj(0);
         let now = chrono::Utc::now();
         let mut rows: Vec<u32> = Vec::new();
+        // `query` leaves archived activities out; `queryAll` returns them.
+        let archived = if all { None } else { o.def.archived_column() };
         for (row, &st) in o.table.state.iter().enumerate() {
             let visible = st == RowState::Live as u8 || (all && st == RowState::Deleted as u8);
             if !visible {
+                continue;
+            }
+            if archived.is_some_and(|c| o.table.cols[c].get(row) == Value::Bool(true)) {
                 continue;
             }
             if bq.where_clause.is_some() && !bq.matches(&|h: &Handle| locked.get(h, row), now) {

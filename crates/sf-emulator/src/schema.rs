@@ -350,6 +350,9 @@ pub struct ObjectDef {
     pub replicateable: bool,
     /// Bulk API query jobs accept it.
     pub bulk_queryable: bool,
+    /// Salesforce archives its old records (Task, Event): `query` (REST and Bulk) leaves
+    /// out rows whose `IsArchived` is true, `queryAll` returns them.
+    pub archives: bool,
     pub fields: Vec<Field>,
     /// Lower-cased field name -> index into `fields` (live fields only).
     pub by_name: HashMap<String, usize>,
@@ -369,6 +372,14 @@ impl ObjectDef {
 
     pub fn field_index(&self, name: &str) -> Option<usize> {
         self.by_name.get(&name.to_ascii_lowercase()).copied()
+    }
+
+    /// The `IsArchived` column of an object that archives records (`archives`).
+    pub fn archived_column(&self) -> Option<usize> {
+        if !self.archives {
+            return None;
+        }
+        self.field("IsArchived").and_then(Field::column)
     }
 
     pub fn live_fields(&self) -> impl Iterator<Item = (usize, &Field)> {

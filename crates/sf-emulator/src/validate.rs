@@ -426,6 +426,9 @@ fn apply(obj: &mut SObject, row: Option<usize>, changes: &Changes, user: &str) -
         ("SystemModstamp", Val::DateTime(now)),
     ];
     if created {
+        if let Some(c) = obj.def.archived_column() {
+            obj.table.set(c, row, &Val::Bool(false));
+        }
         stamps.push(("CreatedDate", Val::DateTime(now)));
         stamps.push(("CreatedById", Val::Str(user.to_string())));
         if let Some(c) = col(obj, "OwnerId") {
@@ -616,6 +619,27 @@ pub fn undelete(obj: &ObjRef, id: &str) -> Result<(), ApiError> {
     if let Some(w) = crate::cdc::watch(&o) {
         w.undeleted(&o, row);
     }
+    Ok(())
+}
+
+/// Salesforce's archiving of an old activity (or, with `archived` false, its undoing):
+/// sets the read-only `IsArchived` of a live record of an object that archives (Task,
+/// Event), after which `query` leaves it out and `queryAll` returns it. The record's
+/// stamps stay put: Salesforce documents none moving when its background process
+/// archives (unconfirmed), and no change event is published.
+pub fn set_archived(obj: &ObjRef, id: &str, archived: bool) -> Result<(), ApiError> {
+    let mut o = obj.write();
+    let Some(c) = o.def.archived_column() else {
+        return Err(ApiError::bad(
+            "INVALID_TYPE",
+            format!(
+                "{} records are never archived (only Task and Event are)",
+                o.def.name
+            ),
+        ));
+    };
+    let row = live_row(&o, id)?;
+    o.table.set(c, row, &Val::Bool(archived));
     Ok(())
 }
 

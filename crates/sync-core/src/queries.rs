@@ -27,6 +27,39 @@ pub fn bulk_fields(columns: &[ColumnSpec]) -> Vec<&str> {
         .collect()
 }
 
+/// Objects whose old records Salesforce archives: Task and Event ("Archived
+/// Activities", SOAP API Developer Guide: `query()` "automatically filters out all
+/// records where isArchived is set to true"; in the API, archived activities "can only
+/// be queried via queryAll()"). The REST `/queryAll` resource and Bulk 2.0 jobs of
+/// operation `queryAll` return them, along with soft-deleted records.
+const ARCHIVING_OBJECTS: [&str; 2] = ["Task", "Event"];
+
+/// Whether a backfill (REST pages, a Bulk job, its COUNT(), a calculated-field
+/// refresh) of `object` reads through `queryAll` rather than `query`: for objects
+/// whose records Salesforce archives, which `query` never returns. Its queries then
+/// leave out soft-deleted records themselves (`IsDeleted = false`), as a table holds
+/// none. Polls always read through `queryAll` (soft deletes must arrive).
+pub fn backfill_reads_all(object: &str) -> bool {
+    ARCHIVING_OBJECTS
+        .iter()
+        .any(|o| o.eq_ignore_ascii_case(object))
+}
+
+/// The condition that keeps a `queryAll` backfill to what a table holds.
+pub(crate) fn not_deleted(object: &str) -> Option<&'static str> {
+    backfill_reads_all(object).then_some("IsDeleted = false")
+}
+
+/// `SELECT ... FROM object` with `conditions` joined by AND.
+pub(crate) fn select_where(object: &str, fields: &[&str], conditions: &[String]) -> String {
+    let mut q = format!("SELECT {} FROM {}", fields.join(", "), object);
+    if !conditions.is_empty() {
+        q.push_str(" WHERE ");
+        q.push_str(&conditions.join(" AND "));
+    }
+    q
+}
+
 /// Salesforce ids are alphanumeric; anything else would change the query's meaning.
 fn is_safe_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 18 && id.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -41,10 +74,14 @@ pub fn backfill_query(
     after_id: Option<&str>,
     limit: Option<u32>,
 ) -> String {
-    let mut q = format!("SELECT {} FROM {}", fields.join(", "), object);
+    let mut cond: Vec<String> = not_deleted(object)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     if let Some(id) = after_id.filter(|id| is_safe_id(id)) {
-        q.push_str(&format!(" WHERE Id > '{id}'"));
+        cond.push(format!("Id > '{id}'"));
     }
+    let mut q = select_where(object, fields, &cond);
     q.push_str(" ORDER BY Id");
     if let Some(n) = limit {
         q.push_str(&format!(" LIMIT {n}"));
@@ -55,13 +92,34 @@ pub fn backfill_query(
 /// A Bulk 2.0 query over the whole object (Bulk results come unordered; resumption is
 /// by the job's result locator).
 pub fn bulk_query(object: &str, fields: &[&str]) -> String {
-    format!("SELECT {} FROM {}", fields.join(", "), object)
+    let cond: Vec<String> = not_deleted(object)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    select_where(object, fields, &cond)
 }
 
-/// Counts the records a backfill will read (queryAll is not used: deleted rows are not
-/// backfilled).
+/// Counts the records a backfill will read (deleted rows are not backfilled).
 pub fn count_query(object: &str) -> String {
-    format!("SELECT COUNT() FROM {object}")
+    let cond: Vec<String> = not_deleted(object)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    select_where(object, &["COUNT()"], &cond)
+}
+
+/// The smallest (or, `descending`, the largest) Id a backfill will read: the edges an
+/// Id-range split interpolates between.
+pub fn edge_query(object: &str, descending: bool) -> String {
+    let cond: Vec<String> = not_deleted(object)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let dir = if descending { "DESC" } else { "ASC" };
+    format!(
+        "{} ORDER BY Id {dir} LIMIT 1",
+        select_where(object, &["Id"], &cond)
+    )
 }
 
 /// An incremental poll (sent through queryAll so soft deletes arrive too): every
@@ -126,6 +184,49 @@ mod tests {
             "SELECT Id, Name, BillingCity, SystemModstamp FROM Account"
         );
         assert_eq!(count_query("Account"), "SELECT COUNT() FROM Account");
+    }
+
+    #[test]
+    fn archived_activities_are_backfilled_through_query_all_without_deleted_rows() {
+        assert!(backfill_reads_all("Task") && backfill_reads_all("Event"));
+        assert!(backfill_reads_all("task"));
+        assert!(!backfill_reads_all("Account") && !backfill_reads_all("TaskRelation"));
+        let f = ["Id", "Subject"];
+        assert_eq!(
+            backfill_query("Task", &f, None, None),
+            "SELECT Id, Subject FROM Task WHERE IsDeleted = false ORDER BY Id"
+        );
+        assert_eq!(
+            backfill_query("Event", &f, Some("00U000000000001AAA"), Some(500)),
+            "SELECT Id, Subject FROM Event WHERE IsDeleted = false AND Id > '00U000000000001AAA' ORDER BY Id LIMIT 500"
+        );
+        assert_eq!(
+            bulk_query("Task", &f),
+            "SELECT Id, Subject FROM Task WHERE IsDeleted = false"
+        );
+        assert_eq!(
+            count_query("Event"),
+            "SELECT COUNT() FROM Event WHERE IsDeleted = false"
+        );
+        assert_eq!(
+            edge_query("Task", true),
+            "SELECT Id FROM Task WHERE IsDeleted = false ORDER BY Id DESC LIMIT 1"
+        );
+        // other objects read through query, as before
+        assert_eq!(bulk_query("Account", &f), "SELECT Id, Subject FROM Account");
+        assert_eq!(
+            edge_query("Account", false),
+            "SELECT Id FROM Account ORDER BY Id ASC LIMIT 1"
+        );
+        let r = crate::ranges::IdRange {
+            from: Some("00T000000000010AAA".into()),
+            after: None,
+            to: Some("00T000000000020AAA".into()),
+        };
+        assert_eq!(
+            r.query("Task", &f, None),
+            "SELECT Id, Subject FROM Task WHERE IsDeleted = false AND Id >= '00T000000000010AAA' AND Id < '00T000000000020AAA' ORDER BY Id"
+        );
     }
 
     #[test]

@@ -80,7 +80,10 @@ impl IdRange {
     /// The keyset query of the range's next records, in Id order; `limit` cuts it (a
     /// page shorter than the limit then ends the range).
     pub fn query(&self, object: &str, fields: &[&str], limit: Option<u32>) -> String {
-        let mut cond = Vec::new();
+        let mut cond: Vec<String> = crate::queries::not_deleted(object)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         match (&self.after, &self.from) {
             (Some(a), _) if safe(a) => cond.push(format!("Id > '{a}'")),
             (_, Some(f)) if safe(f) => cond.push(format!("Id >= '{f}'")),
@@ -89,11 +92,7 @@ impl IdRange {
         if let Some(t) = self.to.as_deref().filter(|t| safe(t)) {
             cond.push(format!("Id < '{t}'"));
         }
-        let mut q = format!("SELECT {} FROM {}", fields.join(", "), object);
-        if !cond.is_empty() {
-            q.push_str(" WHERE ");
-            q.push_str(&cond.join(" AND "));
-        }
+        let mut q = crate::queries::select_where(object, fields, &cond);
         q.push_str(" ORDER BY Id");
         if let Some(n) = limit {
             q.push_str(&format!(" LIMIT {n}"));

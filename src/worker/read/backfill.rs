@@ -86,7 +86,13 @@ pub(super) fn backfill_page(
         if !rt.try_spend(1) {
             return Ok(false);
         }
-        let total = match rt.call(rt.client.count(&queries::count_query(&c.object_name))) {
+        let soql = queries::count_query(&c.object_name);
+        let counted = if queries::backfill_reads_all(&c.object_name) {
+            rt.call(rt.client.count_all(&soql))
+        } else {
+            rt.call(rt.client.count(&soql))
+        };
+        let total = match counted {
             Err(StepError::Salesforce(e)) if e.code() == Some(&ErrorCode::QueryTimeout) => {
                 // too many records to count in time: a Bulk job (or, if one failed,
                 // REST pages) without a total
@@ -137,7 +143,7 @@ pub(super) fn backfill_page(
         (Some(a), _) => rt.fetched(a),
         (None, Some(url)) => rt.call(fetch_rest_page(rt.client.query_more_raw(&url), None)),
         (None, None) => rt.call(fetch_rest_page(
-            rt.client.query_raw(&soql, Some(PAGE_SIZE)),
+            first_page(rt.client.clone(), &c.object_name, soql),
             None,
         )),
     };
@@ -172,6 +178,24 @@ pub(super) fn backfill_page(
         cr.next_records_url = if done { None } else { page.next_records_url };
     }
     Ok(!done)
+}
+
+/// The first page of a backfill query (`soql`) of `object`, as raw JSON: through
+/// `queryAll` for objects whose archived records `query` leaves out
+/// (`queries::backfill_reads_all`; the query itself leaves deleted records out), else
+/// through `query`. Its next pages come from `nextRecordsUrl` either way.
+pub(super) fn first_page(
+    client: salesforce::Client,
+    object: &str,
+    soql: String,
+) -> impl Future<Output = salesforce::Result<RawQueryPage>> + Send + 'static {
+    let all = queries::backfill_reads_all(object);
+    async move {
+        match all {
+            true => client.query_all_raw(&soql, Some(PAGE_SIZE)).await,
+            false => client.query_raw(&soql, Some(PAGE_SIZE)).await,
+        }
+    }
 }
 
 /// The columns a page requested now is rewritten for (`page_file::fetch_rest_page`):
@@ -258,9 +282,19 @@ fn split_into_ranges(
     if !rt.try_spend(2) {
         return Ok(false);
     }
-    let edge = |dir: &str| format!("SELECT Id FROM {} ORDER BY Id {dir} LIMIT 1", c.object_name);
-    let first = rt.call(rt.client.query(&edge("ASC"), None))?;
-    let last = rt.call(rt.client.query(&edge("DESC"), None))?;
+    let all = queries::backfill_reads_all(&c.object_name);
+    let edge = |descending: bool| {
+        let client = rt.client.clone();
+        let soql = queries::edge_query(&c.object_name, descending);
+        async move {
+            match all {
+                true => client.query_all(&soql, None).await,
+                false => client.query(&soql, None).await,
+            }
+        }
+    };
+    let first = rt.call(edge(false))?;
+    let last = rt.call(edge(true))?;
     let id = |p: &salesforce::QueryPage| {
         p.records
             .first()
@@ -315,9 +349,8 @@ fn request_ranges(
                     None => {
                         let names: Vec<&str> = fields.iter().map(String::as_str).collect();
                         let soql = r.query(&c.object_name, &names, limit);
-                        Box::pin(async move {
-                            fetch_rest_page(client.query_raw(&soql, Some(PAGE_SIZE)), columns).await
-                        })
+                        let first = first_page(client, &c.object_name, soql);
+                        Box::pin(async move { fetch_rest_page(first, columns).await })
                     }
                 };
             (r.key(), req)

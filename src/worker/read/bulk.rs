@@ -39,7 +39,9 @@ pub(super) fn bulk_step(
         }
         let cr = rt.collection(&c.object_name)?;
         let soql = queries::bulk_query(&c.object_name, &queries::bulk_fields(&cr.columns));
-        let job = match rt.call(rt.client.bulk_query_create(&soql, false)) {
+        // operation queryAll for objects whose archived records "query" leaves out
+        let all = queries::backfill_reads_all(&c.object_name);
+        let job = match rt.call(rt.client.bulk_query_create(&soql, all)) {
             // Salesforce refused the job itself (an object or field the Bulk API does
             // not serve): as for a job that fails, REST pages read it instead
             Err(StepError::Salesforce(e)) if !e.is_transient() && e.status() == Some(400) => {

@@ -38,7 +38,11 @@ pub(super) fn refresh_page(
     if !rt.try_spend(1) {
         return Ok(false);
     }
-    let page = rt.call(rt.client.query_raw(&soql, Some(PAGE_SIZE)))?;
+    let page = rt.call(backfill::first_page(
+        rt.client.clone(),
+        &c.object_name,
+        soql,
+    ))?;
     let (count, last_id) = backfill::page_ids(page.records_json())?;
     let next = last_id.filter(|_| count >= i64::from(PAGE_SIZE));
     let cid = naming::collection_id(&c.object_name);
