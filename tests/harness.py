@@ -26,9 +26,10 @@ CLUSTER_SCRIPT = os.path.join(ROOT, "scripts", "pg-cluster.sh")
 PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 
 
-def pg_major():
-    """The major version of the binaries under test (15, 16, ...)."""
-    out = subprocess.run([f"{PG_BIN}/pg_config", "--version"], check=True,
+def pg_major(bin_dir=PG_BIN):
+    """The major version of the binaries in `bin_dir` (15, 16, ...; by default those
+    under test)."""
+    out = subprocess.run([f"{bin_dir}/pg_config", "--version"], check=True,
                          capture_output=True, text=True).stdout
     return int(out.split()[1].split(".")[0])
 

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from harness import (pg_major, query_rows, query_value, sf_records, synced_org, wait_for,
+from harness import (query_rows, query_value, sf_records, synced_org, wait_for,
                      worker_pid)
 
 SYNC = "cs"

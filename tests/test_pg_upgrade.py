@@ -18,6 +18,7 @@ from harness import (
     Cluster,
     Emulator,
     create_emulator_credential,
+    pg_major,
     query_rows,
     query_value,
     sf_records,
@@ -28,12 +29,6 @@ from harness import (
 FROM_BIN = os.environ.get("PG_UPGRADE_FROM")
 TO_BIN = os.environ.get("PG_UPGRADE_TO")
 SYNC = "up"
-
-
-def major(bin_dir):
-    out = subprocess.run([f"{bin_dir}/pg_config", "--version"], check=True,
-                         capture_output=True, text=True).stdout
-    return int(out.split()[1].split(".")[0])
 
 
 def has_extension(bin_dir):
@@ -47,9 +42,9 @@ def skip_reason():
         return "needs PG_UPGRADE_FROM and PG_UPGRADE_TO (make test-pg-upgrade FROM=16 TO=18)"
     for b in (FROM_BIN, TO_BIN):
         if not has_extension(b):
-            return f"sequin_sf is not installed into {b} (make build PG={major(b)})"
-    if major(FROM_BIN) >= major(TO_BIN):
-        return f"pg_upgrade goes to a newer major, not {major(FROM_BIN)} -> {major(TO_BIN)}"
+            return f"sequin_sf is not installed into {b} (make build PG={pg_major(b)})"
+    if pg_major(FROM_BIN) >= pg_major(TO_BIN):
+        return f"pg_upgrade goes to a newer major, not {pg_major(FROM_BIN)} -> {pg_major(TO_BIN)}"
     return None
 
 
@@ -106,7 +101,7 @@ def test_pg_upgrade_keeps_the_sync_its_cursors_and_its_unsent_writes():
 
         # 18 turns data checksums on by default; the old cluster has none
         new = Cluster(bin_dir=TO_BIN, initdb_args=(
-            ["--no-data-checksums"] if major(TO_BIN) >= 18 else []))
+            ["--no-data-checksums"] if pg_major(TO_BIN) >= 18 else []))
         new.stop()
         pg_upgrade(old, new)
         # the credential key lives in the data directory, which pg_upgrade does not copy
@@ -115,7 +110,7 @@ def test_pg_upgrade_keeps_the_sync_its_cursors_and_its_unsent_writes():
         new.start()
 
         conn = new.connect()
-        assert query_value(conn, "SHOW server_version_num")[:2] == str(major(TO_BIN))
+        assert query_value(conn, "SHOW server_version_num")[:2] == str(pg_major(TO_BIN))
         assert query_value(conn, "SELECT count(*) FROM salesforce._sync_write_log"
                                  " WHERE state = 'new'") == 4
         conn.execute(f"SELECT sequin_sf.resume_sync('{SYNC}')")
