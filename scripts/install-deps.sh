@@ -44,7 +44,11 @@ VENV=.venv
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import simple_salesforce, psycopg, pytest_timeout, cryptography" 2>/dev/null; then
-  echo "install-deps: pip install (simple-salesforce, psycopg)"
+# installed again whenever tests/requirements.txt changes (a stamp of its hash)
+STAMP="$VENV/.requirements.sha256"
+WANT=$(sha256sum tests/requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
+  echo "install-deps: pip install -r tests/requirements.txt"
   "$VENV/bin/pip" install -q -r tests/requirements.txt
+  echo "$WANT" > "$STAMP"
 fi
