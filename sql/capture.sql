@@ -242,13 +242,19 @@ BEGIN
                    ' REFERENCING OLD TABLE AS _sf_old FOR EACH STATEMENT'
                    ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, ''{}'', ''{}''%s)',
                    p_table, p_object, sent_args);
+    -- marks the statement as started, so that statements its triggers run are logged
+    -- after it (src/capture/nested.rs)
+    EXECUTE format('CREATE TRIGGER _sync_write_start BEFORE INSERT OR UPDATE OR DELETE ON %s'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION sequin_sf._capture_statement_starts()',
+                   p_table);
     EXECUTE format('CREATE TRIGGER _sync_write_truncate BEFORE TRUNCATE ON %s'
                    ' FOR EACH STATEMENT EXECUTE FUNCTION sequin_sf._refuse_truncate()', p_table);
     -- capture fires in sessions with session_replication_role = replica too (a common
     -- way to skip triggers in bulk loads): a change that escaped it would never be sent
     EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER _sync_write_insert,'
                    ' ENABLE ALWAYS TRIGGER _sync_write_update, ENABLE ALWAYS TRIGGER _sync_write_delete,'
-                   ' ENABLE ALWAYS TRIGGER _sync_write_truncate', p_table);
+                   ' ENABLE ALWAYS TRIGGER _sync_write_truncate, ENABLE ALWAYS TRIGGER _sync_write_start',
+                   p_table);
     -- operations Salesforce does not allow on the object at all: refused before any row
     -- changes (one check per statement, nothing for the operations it allows)
     FOR op IN SELECT key FROM jsonb_each_text(coalesce(p_refused_ops, '{}')) LOOP
@@ -288,7 +294,8 @@ BEGIN
                                                      '_sync_write_delete', '_sync_write_truncate',
                                                      '_sync_write_refuse_insert',
                                                      '_sync_write_refuse_update',
-                                                     '_sync_write_refuse_delete') LOOP
+                                                     '_sync_write_refuse_delete',
+                                                     '_sync_write_start') LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', t, p_table);
     END LOOP;
 END

@@ -878,13 +878,6 @@ def row_trigger(env):
         conn.execute(f"DROP FUNCTION app.{name}()")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the UPDATE a user's AFTER ROW trigger runs is captured (its statement trigger"
-           " fires as it ends) before the outer UPDATE's statement trigger fires: the log"
-           " holds the trigger's newer value first and the outer statement's older value"
-           " after it, so Salesforce ends with the older one (and a poll then brings it"
-           " back into the table)")
 def test_a_row_changed_again_by_a_users_after_update_trigger_ends_in_salesforce_as_in_the_table(
         env, row_trigger):
     emu, _, conn = env
@@ -904,11 +897,6 @@ def test_a_row_changed_again_by_a_users_after_update_trigger_ends_in_salesforce_
     assert sf_contacts(emu, "NestStmt") == {"u1": ("LOWER CASE",)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the UPDATE a user's AFTER INSERT ROW trigger runs on the new row is logged before"
-           " the row's insert; the writer fails it ('the row is not in Salesforce'), although"
-           " the insert, read later from the row, sends the value")
 def test_a_row_changed_by_a_users_after_insert_trigger_is_created_with_no_failure(
         env, row_trigger):
     emu, _, conn = env
@@ -923,3 +911,54 @@ def test_a_row_changed_by_a_users_after_insert_trigger_is_created_with_no_failur
     assert sf_contacts(emu, "NestInsStmt", ("department",)) == {"s1": ("stamped",)}
     assert {e[2] for e in entries_since(conn, before)} == {"succeeded"}
     assert (bad, open_) == (0, 0)
+
+
+def test_a_row_changed_again_by_a_users_after_statement_trigger_ends_as_in_the_table(
+        env, row_trigger):
+    """A user's AFTER STATEMENT trigger whose name sorts before capture's fires before
+    it: its statement is captured first and must still be logged after the statement
+    that fired it. (A BEFORE STATEMENT trigger cannot change a row its statement then
+    changes: Postgres refuses the statement, 'tuple to be updated was already modified
+    by an operation triggered by the current command'.)"""
+    emu, _, conn = env
+    insert_contacts(conn, "NestAfter", ["a1", "a2"], title="start")
+    row_trigger(
+        "aaa_suffix_title",
+        "UPDATE salesforce.contact SET title = title || ' after'"
+        " WHERE last_name = 'NestAfter'",
+        "AFTER UPDATE ON salesforce.contact FOR EACH STATEMENT"
+        " WHEN (pg_trigger_depth() < 1)")
+    with worker_stopped(conn):
+        conn.execute("UPDATE salesforce.contact SET title = 'outer ' || first_name"
+                     " WHERE last_name = 'NestAfter'")
+    ok, bad, open_ = await_writes(conn)
+    assert (bad, open_) == (0, 0)
+    assert sf_contacts(emu, "NestAfter") == {
+        "a1": ("outer a1 after",), "a2": ("outer a2 after",)}
+
+
+def test_a_change_a_users_row_trigger_rolls_back_is_never_sent(env, row_trigger):
+    """Entries held for the statement around them go with a subtransaction rolled back
+    (a PL/pgSQL exception block); those of one that completed are sent, after the
+    statement's own."""
+    emu, _, conn = env
+    insert_contacts(conn, "NestRollback", ["r1"], title="start")
+    row_trigger(
+        "nest_try",
+        "BEGIN UPDATE salesforce.contact SET department = 'undone' WHERE _row_id = NEW._row_id;"
+        " RAISE EXCEPTION 'undo'; EXCEPTION WHEN raise_exception THEN NULL; END;"
+        " BEGIN UPDATE salesforce.contact SET title = NEW.title || ' kept'"
+        " WHERE _row_id = NEW._row_id; END",
+        "AFTER UPDATE ON salesforce.contact FOR EACH ROW"
+        " WHEN (NEW.last_name = 'NestRollback' AND pg_trigger_depth() < 1)")
+    before = last_entry_id(conn)
+    with worker_stopped(conn):
+        conn.execute("UPDATE salesforce.contact SET title = 'outer'"
+                     " WHERE last_name = 'NestRollback'")
+        entries = entries_since(conn, before)
+        assert [(e[1], e[5]) for e in entries] == [
+            ("update", {"title": "outer"}), ("update", {"title": "outer kept"})]
+    ok, bad, open_ = await_writes(conn)
+    assert (bad, open_) == (0, 0)
+    assert sf_contacts(emu, "NestRollback", ("title", "department")) == {
+        "r1": ("outer kept", None)}

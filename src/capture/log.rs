@@ -1,6 +1,8 @@
 //! Where a statement's entries go: `<schema>._sync_write_log`, one row per entry, while the
 //! transaction has captured few; batches (batch.rs) once it has captured more, or for a
-//! statement changing many rows. sql/capture.sql documents both tables.
+//! statement changing many rows; memory, for a statement run by the triggers of another
+//! statement on a synced table, until that statement's own entries are logged
+//! (nested.rs). sql/capture.sql documents both tables.
 
 use std::ffi::CStr;
 
@@ -10,6 +12,7 @@ use super::batch::{self, Batch};
 use super::cache;
 use super::json::RowJson;
 use super::kept;
+use super::nested::{self, Ending, Held};
 use super::pg_versions;
 use super::table::{in_memory, sibling, text_datum, TableWriter};
 use super::values::{Rows, Value};
@@ -87,6 +90,7 @@ impl LogTables {
 pub enum Log {
     Rows(LogRows),
     Batched(Batch),
+    Held(Held),
 }
 
 /// A statement's entries written as log rows.
@@ -98,9 +102,19 @@ pub struct LogRows {
 }
 
 impl Log {
-    /// The log of `table`'s schema, for a statement that changed `rows` rows.
-    pub unsafe fn open(table: pg_sys::Relation, object: &CStr, action: Action, rows: i64) -> Log {
+    /// Where the entries of a statement's event that changed `rows` rows of `table` go
+    /// (`ending`: whether they wait for a statement around it).
+    pub unsafe fn open(
+        table: pg_sys::Relation,
+        object: &CStr,
+        action: Action,
+        rows: i64,
+        ending: &Ending,
+    ) -> Log {
         let before = batch::count_captured(rows);
+        if ending.hold {
+            return Log::Held(Held::new(table, object, action, ending));
+        }
         let few = if batch::at_top_level() {
             before + rows <= BATCH_ABOVE
         } else {
@@ -109,6 +123,11 @@ impl Log {
         if !few {
             return Log::Batched(batch::for_statement(table, object, action));
         }
+        Log::rows(table, object, action)
+    }
+
+    /// Entries of `table` written as rows of its schema's log.
+    pub unsafe fn rows(table: pg_sys::Relation, object: &CStr, action: Action) -> Log {
         let writer = TableWriter::open(cache::log_tables(table).log, |rel| {
             cache::table_shape(rel, &LOG_COLUMNS)
         });
@@ -133,6 +152,7 @@ impl Log {
         match self {
             Log::Rows(l) => in_memory(l.writer.row_memory(), f),
             Log::Batched(b) => in_memory(b.scratch(), f),
+            Log::Held(h) => in_memory(h.scratch(), f),
         }
     }
 
@@ -142,14 +162,18 @@ impl Log {
         match self {
             Log::Rows(l) => l.writer.reset_row_memory(),
             Log::Batched(b) => pg_sys::MemoryContextReset(b.scratch()),
+            Log::Held(h) => pg_sys::MemoryContextReset(h.scratch()),
         }
     }
 
-    /// An entry's row before, the current row of `rows`: jsonb for the log, or the row
-    /// kept as it is for a batch, which the worker turns into the same jsonb (kept.rs).
+    /// An entry's row before, the current row of `rows`: jsonb for the log (and for
+    /// entries held to be written to it), or the row kept as it is for a batch, which the
+    /// worker turns into the same jsonb (kept.rs).
     pub unsafe fn previous(&self, rows: &Rows, json: &RowJson) -> pg_sys::Datum {
         match self {
-            Log::Rows(_) => self.in_row_memory(|| json.object(|i| rows.attr(i), |_| true)),
+            Log::Rows(_) | Log::Held(_) => {
+                self.in_row_memory(|| json.object(|i| rows.attr(i), |_| true))
+            }
             Log::Batched(b) => b.keep(rows),
         }
     }
@@ -158,6 +182,7 @@ impl Log {
         let l = match self {
             Log::Rows(l) => l,
             Log::Batched(b) => return b.push(e),
+            Log::Held(h) => return h.push(e),
         };
         let not_null = |v: Value| (!v.1).then_some(v.0);
         l.writer.append(&[
@@ -175,6 +200,7 @@ impl Log {
         match self {
             Log::Rows(l) => l.writer.close(),
             Log::Batched(b) => batch::put_back(b),
+            Log::Held(h) => nested::hold(h),
         }
     }
 }

@@ -23,6 +23,7 @@ mod cache;
 mod json;
 mod kept;
 mod log;
+mod nested;
 mod pg_versions;
 mod rules;
 mod table;
@@ -55,10 +56,50 @@ fn _capture_writes<'a>(
     Ok(None)
 }
 
+/// BEFORE STATEMENT (INSERT, UPDATE, DELETE) on a synced table: marks the statement as
+/// started, so that what statements its triggers run is logged after its own entries
+/// (nested.rs).
+#[pg_trigger]
+fn _capture_statement_starts<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByRust>>, PgTriggerError> {
+    if guc::APPLYING.get() {
+        return Ok(None);
+    }
+    // SAFETY: Postgres called this as a trigger, so its trigger data is valid
+    unsafe {
+        let td = trigger.trigger_data();
+        if td.tg_event & pg_sys::TRIGGER_EVENT_ROW != 0
+            || td.tg_event & pg_sys::TRIGGER_EVENT_BEFORE == 0
+        {
+            error!("sequin_sf._capture_statement_starts() must be a BEFORE ... FOR EACH STATEMENT trigger");
+        }
+        nested::statement_starts(action_of(td));
+    }
+    Ok(None)
+}
+
+/// The operation a statement trigger fired for.
+unsafe fn action_of(td: &pg_sys::TriggerData) -> Action {
+    match td.tg_event & pg_sys::TRIGGER_EVENT_OPMASK {
+        pg_sys::TRIGGER_EVENT_INSERT => Action::Insert,
+        pg_sys::TRIGGER_EVENT_UPDATE => Action::Update,
+        pg_sys::TRIGGER_EVENT_DELETE => Action::Delete,
+        _ => error!("sequin_sf's capture triggers fire for INSERT, UPDATE and DELETE only"),
+    }
+}
+
 unsafe fn capture_statement(td: &pg_sys::TriggerData) {
     if td.tg_event & pg_sys::TRIGGER_EVENT_ROW != 0 {
         error!("sequin_sf._capture_writes() must be a FOR EACH STATEMENT trigger");
     }
+    let action = action_of(td);
+    let ending = nested::statement_ends(action);
+    capture_rows(td, action, &ending);
+    nested::statement_captured(ending);
+}
+
+unsafe fn capture_rows(td: &pg_sys::TriggerData, action: Action, ending: &nested::Ending) {
     let rules = cache::rules(td);
     let changed = if td.tg_newtable.is_null() {
         td.tg_oldtable
@@ -73,13 +114,7 @@ unsafe fn capture_statement(td: &pg_sys::TriggerData) {
     if rows == 0 && !changed.is_null() {
         return; // a statement that changed no row: nothing to log, nothing to open
     }
-    let action = match td.tg_event & pg_sys::TRIGGER_EVENT_OPMASK {
-        pg_sys::TRIGGER_EVENT_INSERT => Action::Insert,
-        pg_sys::TRIGGER_EVENT_UPDATE => Action::Update,
-        pg_sys::TRIGGER_EVENT_DELETE => Action::Delete,
-        _ => error!("sequin_sf._capture_writes() captures INSERT, UPDATE and DELETE only"),
-    };
-    let mut log = Log::open(td.tg_relation, &rules.object, action, rows);
+    let mut log = Log::open(td.tg_relation, &rules.object, action, rows, ending);
     match action {
         Action::Insert => capture_inserts(td, &rules, &mut log),
         Action::Update => capture_updates(td, &rules, &mut log),
