@@ -1101,7 +1101,19 @@ BEGIN
              WHERE u.sync_name = y.name AND u.minute > now() - interval '24 hours')::float8,
            'Salesforce API requests the sync made in the last 24 hours (per-minute figures are kept 48 hours, so this is no counter)',
            'gauge'
-      FROM sequin_sf._syncs y;
+      FROM sequin_sf._syncs y
+    UNION ALL
+    SELECT 'sequin_sf_org_api_requests_used', pg_catalog.jsonb_build_object('sync', y.name),
+           y.org_api_used::float8,
+           'API requests the whole org (every client) used in the last 24 hours, as Salesforce last reported them to the sync (syncs.org_api_requests_used)',
+           'gauge'
+      FROM sequin_sf._syncs y WHERE y.org_api_used IS NOT NULL
+    UNION ALL
+    SELECT 'sequin_sf_org_api_requests_limit', pg_catalog.jsonb_build_object('sync', y.name),
+           y.org_api_limit::float8,
+           'The org''s daily API request limit, as Salesforce last reported it to the sync (syncs.org_api_requests_limit)',
+           'gauge'
+      FROM sequin_sf._syncs y WHERE y.org_api_limit IS NOT NULL;
 
     FOR s IN SELECT y.name, y.schema_name FROM sequin_sf._syncs y ORDER BY y.name LOOP
         l := pg_catalog.jsonb_build_object('sync', s.name);

@@ -60,7 +60,12 @@ CREATE TABLE sequin_sf._syncs (
     -- the read side retries after an error: since the first of a run of failures, and
     -- next at (NULL once a step succeeded); shown by sync_status.behind
     read_retry_since         timestamptz,
-    read_retry_at            timestamptz
+    read_retry_at            timestamptz,
+    -- the org's daily API requests (all clients) and its limit, as Salesforce last
+    -- reported them to this sync (Sforce-Limit-Info), and when
+    org_api_used             bigint,
+    org_api_limit            bigint,
+    org_api_seen_at          timestamptz
 );
 
 CREATE TABLE sequin_sf._collections (
@@ -183,7 +188,10 @@ SELECT s.name,
        s.change_events,
        coalesce(s.pubsub_endpoint, 'https://api.pubsub.salesforce.com:7443') AS pubsub_endpoint,
        s.reconcile_interval,
-       s.events_status
+       s.events_status,
+       s.org_api_used AS org_api_requests_used,
+       s.org_api_limit AS org_api_requests_limit,
+       s.org_api_seen_at AS org_api_usage_at
 FROM sequin_sf._syncs s;
 
 CREATE VIEW sequin_sf.sync_status AS

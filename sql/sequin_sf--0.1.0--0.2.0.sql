@@ -72,6 +72,11 @@ ALTER TABLE sequin_sf._syncs
     ADD COLUMN reconcile_interval interval NOT NULL DEFAULT '1 hour',
     ADD COLUMN replay_id bytea,
     ADD COLUMN events_status text;
+-- The org's API usage as Salesforce last reported it to the sync (syncs, metrics).
+ALTER TABLE sequin_sf._syncs
+    ADD COLUMN org_api_used bigint,
+    ADD COLUMN org_api_limit bigint,
+    ADD COLUMN org_api_seen_at timestamptz;
 CREATE OR REPLACE VIEW sequin_sf.syncs AS
 SELECT s.name,
        s.credential,
@@ -101,7 +106,10 @@ SELECT s.name,
        s.change_events,
        coalesce(s.pubsub_endpoint, 'https://api.pubsub.salesforce.com:7443') AS pubsub_endpoint,
        s.reconcile_interval,
-       s.events_status
+       s.events_status,
+       s.org_api_used AS org_api_requests_used,
+       s.org_api_limit AS org_api_requests_limit,
+       s.org_api_seen_at AS org_api_usage_at
 FROM sequin_sf._syncs s;
 -- The read side's retry after an error, for sync_status.behind and behind_since.
 ALTER TABLE sequin_sf._syncs
@@ -172,6 +180,13 @@ CROSS JOIN LATERAL (
                  AND a.backend_type IN ('sequin_sf sync', 'sequin_sf')) AS running) r
 ) b;
 -- functions (drafted)
+
+CREATE OR REPLACE FUNCTION sequin_sf._record_org_usage(sync text, used bigint, api_limit bigint)
+RETURNS void LANGUAGE sql AS $$
+    UPDATE sequin_sf._syncs
+       SET org_api_used = used, org_api_limit = api_limit, org_api_seen_at = now()
+     WHERE name = sync;
+$$;
 DROP FUNCTION IF EXISTS sequin_sf._install_write_triggers(regclass, text, jsonb, jsonb, jsonb, text[]);
 DROP FUNCTION IF EXISTS sequin_sf._seal_secrets(text, text, text, text);
 DROP FUNCTION IF EXISTS sequin_sf._sync_schema(text);
@@ -1926,7 +1941,19 @@ BEGIN
              WHERE u.sync_name = y.name AND u.minute > now() - interval '24 hours')::float8,
            'Salesforce API requests the sync made in the last 24 hours (per-minute figures are kept 48 hours, so this is no counter)',
            'gauge'
-      FROM sequin_sf._syncs y;
+      FROM sequin_sf._syncs y
+    UNION ALL
+    SELECT 'sequin_sf_org_api_requests_used', pg_catalog.jsonb_build_object('sync', y.name),
+           y.org_api_used::float8,
+           'API requests the whole org (every client) used in the last 24 hours, as Salesforce last reported them to the sync (syncs.org_api_requests_used)',
+           'gauge'
+      FROM sequin_sf._syncs y WHERE y.org_api_used IS NOT NULL
+    UNION ALL
+    SELECT 'sequin_sf_org_api_requests_limit', pg_catalog.jsonb_build_object('sync', y.name),
+           y.org_api_limit::float8,
+           'The org''s daily API request limit, as Salesforce last reported it to the sync (syncs.org_api_requests_limit)',
+           'gauge'
+      FROM sequin_sf._syncs y WHERE y.org_api_limit IS NOT NULL;
 
     FOR s IN SELECT y.name, y.schema_name FROM sequin_sf._syncs y ORDER BY y.name LOOP
         l := pg_catalog.jsonb_build_object('sync', s.name);

@@ -25,6 +25,14 @@ RETURNS void LANGUAGE sql AS $$
     DELETE FROM sequin_sf._api_usage WHERE minute < now() - interval '48 hours';
 $$;
 
+-- The org's API usage as the last response Salesforce gave the sync reported it.
+CREATE FUNCTION sequin_sf._record_org_usage(sync text, used bigint, api_limit bigint)
+RETURNS void LANGUAGE sql AS $$
+    UPDATE sequin_sf._syncs
+       SET org_api_used = used, org_api_limit = api_limit, org_api_seen_at = now()
+     WHERE name = sync;
+$$;
+
 -- What the writer decides on: the sync's write settings and how much of its log is
 -- due, cheaply (the worker asks several times a second). The decision itself (send
 -- now, or wait for the batch to fill) is sync-core's ready_to_send. NULL when the

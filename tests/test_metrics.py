@@ -21,11 +21,13 @@ PER_COLLECTION = ["sequin_sf_lag_seconds", "sequin_sf_behind", "sequin_sf_backfi
                   "sequin_sf_backfill_rows_done", "sequin_sf_backfill_rows_total"]
 PER_SYNC = ["sequin_sf_paused", "sequin_sf_api_requests_24h",
             "sequin_sf_write_oldest_queued_seconds", "sequin_sf_events_retained"]
+API_LIMIT = 77_777
 
 
 @pytest.fixture(scope="module")
 def env():
-    with synced_org(("--seed", "5", "--generate", "Account=5,Contact=20"), SYNC, OBJECTS) as org:
+    with synced_org(("--seed", "5", "--generate", "Account=5,Contact=20",
+                     "--api-limit", str(API_LIMIT)), SYNC, OBJECTS) as org:
         yield org
 
 
@@ -146,3 +148,20 @@ def test_the_documented_sql_exporter_collector_gives_every_metric(env):
             assert [d.name for d in cur.description] == keys + ["value"]
             got = {tuple(sorted(zip(keys, r[:-1]))) for r in cur.fetchall()}
             assert got == {k[1] for k in samples if k[0] == name}, name
+
+
+def test_the_orgs_api_usage_is_what_salesforce_reported(env):
+    """The org's usage and limit come from the Sforce-Limit-Info of the sync's responses:
+    the limit the org was given, and a usage above 0 and no higher than the org's count
+    now. No sample before the sync's first response (so not in PER_SYNC)."""
+    emu, _, conn = env
+    wait_for(lambda: value(scrape(conn)[0], "sequin_sf_org_api_requests_limit") is not None,
+             timeout=60, what="the org's usage recorded")
+    samples, _ = scrape(conn)
+    assert value(samples, "sequin_sf_org_api_requests_limit") == API_LIMIT
+    used = value(samples, "sequin_sf_org_api_requests_used")
+    assert 0 < used <= emu.control("GET", "limits")["api_used"]
+    row = query_value(conn, "SELECT row(org_api_requests_used, org_api_requests_limit,"
+                            " org_api_usage_at IS NOT NULL)::text FROM sequin_sf.syncs"
+                            " WHERE name = %s", (SYNC,))
+    assert row.endswith(f",{API_LIMIT},t)")

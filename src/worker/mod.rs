@@ -491,14 +491,23 @@ fn report_error(sync: &str, msg: &str) {
     }
 }
 
-/// Writes the requests made since the last call to `sequin_sf._api_usage`.
+/// Writes the requests made since the last call to `sequin_sf._api_usage`, and the org's
+/// usage as the last response reported it.
 fn record_usage(rt: &mut SyncRuntime) {
     let total = rt.client.stats().requests;
     let delta = total.saturating_sub(rt.requests_recorded);
     if delta == 0 {
         return;
     }
-    match tx(|| status::record_usage(&rt.sync_name, delta as i64)) {
+    let org = rt.client.api_usage();
+    let record = || {
+        status::record_usage(&rt.sync_name, delta as i64)?;
+        match org {
+            Some(u) => status::record_org_usage(&rt.sync_name, u.used, u.max),
+            None => Ok(()),
+        }
+    };
+    match tx(record) {
         Ok(()) => rt.requests_recorded = total,
         Err(e) => warning!("sequin_sf: could not record API usage: {e}"),
     }

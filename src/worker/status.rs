@@ -1,5 +1,6 @@
 //! What the operator sees of a sync's health: its last error (sync-wide or per
-//! collection) and its API requests per minute. Call inside a transaction.
+//! collection) and its API requests per minute, and the org's usage as
+//! Salesforce reports it. Call inside a transaction.
 
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
@@ -8,6 +9,15 @@ pub fn record_usage(sync: &str, n: i64) -> SpiResult<()> {
     Spi::run_with_args(
         "SELECT sequin_sf._record_api_usage($1, $2::integer)",
         &[sync.into(), n.into()],
+    )
+}
+
+/// The org's API usage (every client's requests in 24 h) and limit, as Salesforce last
+/// reported them (`Sforce-Limit-Info`).
+pub fn record_org_usage(sync: &str, used: u64, limit: u64) -> SpiResult<()> {
+    Spi::run_with_args(
+        "SELECT sequin_sf._record_org_usage($1, $2, $3)",
+        &[sync.into(), (used as i64).into(), (limit as i64).into()],
     )
 }
 
