@@ -1270,6 +1270,8 @@ BEGIN
     -- the owner with its search path pinned
     GRANT SELECT ON sequin_sf.metrics TO PUBLIC;
     GRANT EXECUTE ON FUNCTION sequin_sf._metrics(), sequin_sf.metrics_text() TO PUBLIC;
+    -- the org's allocations: figures only
+    GRANT SELECT ON sequin_sf.org_limits TO PUBLIC;
     FOREACH v IN ARRAY ARRAY['syncs', 'sync_status'] LOOP
         EXECUTE format('GRANT SELECT (%s) ON sequin_sf.%I TO PUBLIC',
                        (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)

@@ -78,6 +78,9 @@ CREATE TABLE sequin_sf._collections (
     rows_done            bigint NOT NULL DEFAULT 0,
     backfill_mode        text CHECK (backfill_mode IN ('rest', 'bulk')),
     backfill_cursor      text,
+    -- why the backfill reads REST pages though its size called for a Bulk job (the
+    -- org's Bulk query allocations), shown in sync_status
+    backfill_note        text,
     bulk_job_id          text,
     bulk_locator         text,
     backfill_started_at  timestamptz,
@@ -143,7 +146,19 @@ CREATE TABLE sequin_sf._api_usage (
     sync_name  text NOT NULL REFERENCES sequin_sf._syncs(name) ON DELETE CASCADE,
     minute     timestamptz NOT NULL,
     requests   integer NOT NULL,
+    -- Bulk query jobs the sync created in the minute (DailyBulkV2QueryJobs)
+    bulk_jobs  integer NOT NULL DEFAULT 0,
     PRIMARY KEY (sync_name, minute)
+);
+
+-- The org's allocations as /limits last reported them to a sync (allocations.rs).
+CREATE TABLE sequin_sf._org_limits (
+    sync_name  text NOT NULL REFERENCES sequin_sf._syncs(name) ON DELETE CASCADE,
+    allocation text NOT NULL,
+    max        bigint NOT NULL,
+    remaining  bigint NOT NULL,
+    seen_at    timestamptz NOT NULL,
+    PRIMARY KEY (sync_name, allocation)
 );
 
 -- Keep the configuration across pg_dump/restore (the secret column stays ciphertext).
@@ -194,6 +209,32 @@ SELECT s.name,
        s.org_api_seen_at AS org_api_usage_at
 FROM sequin_sf._syncs s;
 
+-- The org's allocations a sync depends on, as Salesforce's /limits last reported them
+-- to the sync (read at most every 15 minutes, and before each Bulk query job), with the
+-- share the sync itself used where it counts it. A sync keeps (1 - org_usage_ceiling)
+-- of each for the org's other integrations: it does not start a Bulk query job once
+-- the jobs or the result storage left are at or below that share, and reads REST pages
+-- instead (sync_status.backfill_note says so).
+CREATE VIEW sequin_sf.org_limits AS
+SELECT l.sync_name,
+       l.allocation,
+       l.max,
+       l.remaining,
+       l.max - l.remaining AS used,
+       round((l.max - l.remaining)::numeric / nullif(l.max, 0), 4) AS used_share,
+       CASE l.allocation
+            WHEN 'DailyApiRequests' THEN
+                (SELECT coalesce(sum(u.requests), 0) FROM sequin_sf._api_usage u
+                  WHERE u.sync_name = l.sync_name AND u.minute > now() - interval '24 hours')
+            WHEN 'DailyBulkV2QueryJobs' THEN
+                (SELECT coalesce(sum(u.bulk_jobs), 0) FROM sequin_sf._api_usage u
+                  WHERE u.sync_name = l.sync_name AND u.minute > now() - interval '24 hours')
+       END::bigint AS sync_used_24h,
+       round((1 - s.org_usage_ceiling)::numeric, 4) AS kept_for_others,
+       l.seen_at
+FROM sequin_sf._org_limits l
+JOIN sequin_sf._syncs s ON s.name = l.sync_name;
+
 CREATE VIEW sequin_sf.sync_status AS
 SELECT c.sync_name,
        c.object_name AS collection,
@@ -228,7 +269,8 @@ SELECT c.sync_name,
                END
           FROM pg_catalog.pg_trigger t
          WHERE t.tgrelid = c.table_oid
-           AND t.tgname IN ('_sync_write_insert', '_sync_write_update', '_sync_write_delete')) AS capture
+           AND t.tgname IN ('_sync_write_insert', '_sync_write_update', '_sync_write_delete')) AS capture,
+       c.backfill_note
 FROM sequin_sf._collections c
 JOIN sequin_sf._syncs s ON s.name = c.sync_name
 -- Why the collection's table is not being kept current right now (NULL while it is, or

@@ -77,6 +77,44 @@ ALTER TABLE sequin_sf._syncs
     ADD COLUMN org_api_used bigint,
     ADD COLUMN org_api_limit bigint,
     ADD COLUMN org_api_seen_at timestamptz;
+-- Bulk query jobs per sync and minute, the org's allocations (/limits) as a sync last
+-- read them, and why a backfill reads REST pages instead of a Bulk job.
+ALTER TABLE sequin_sf._api_usage ADD COLUMN bulk_jobs integer NOT NULL DEFAULT 0;
+ALTER TABLE sequin_sf._collections ADD COLUMN backfill_note text;
+CREATE TABLE sequin_sf._org_limits (
+    sync_name  text NOT NULL REFERENCES sequin_sf._syncs(name) ON DELETE CASCADE,
+    allocation text NOT NULL,
+    max        bigint NOT NULL,
+    remaining  bigint NOT NULL,
+    seen_at    timestamptz NOT NULL,
+    PRIMARY KEY (sync_name, allocation)
+);
+-- The org's allocations a sync depends on, as Salesforce's /limits last reported them
+-- to the sync (read at most every 15 minutes, and before each Bulk query job), with the
+-- share the sync itself used where it counts it. A sync keeps (1 - org_usage_ceiling)
+-- of each for the org's other integrations: it does not start a Bulk query job once
+-- the jobs or the result storage left are at or below that share, and reads REST pages
+-- instead (sync_status.backfill_note says so).
+CREATE VIEW sequin_sf.org_limits AS
+SELECT l.sync_name,
+       l.allocation,
+       l.max,
+       l.remaining,
+       l.max - l.remaining AS used,
+       round((l.max - l.remaining)::numeric / nullif(l.max, 0), 4) AS used_share,
+       CASE l.allocation
+            WHEN 'DailyApiRequests' THEN
+                (SELECT coalesce(sum(u.requests), 0) FROM sequin_sf._api_usage u
+                  WHERE u.sync_name = l.sync_name AND u.minute > now() - interval '24 hours')
+            WHEN 'DailyBulkV2QueryJobs' THEN
+                (SELECT coalesce(sum(u.bulk_jobs), 0) FROM sequin_sf._api_usage u
+                  WHERE u.sync_name = l.sync_name AND u.minute > now() - interval '24 hours')
+       END::bigint AS sync_used_24h,
+       round((1 - s.org_usage_ceiling)::numeric, 4) AS kept_for_others,
+       l.seen_at
+FROM sequin_sf._org_limits l
+JOIN sequin_sf._syncs s ON s.name = l.sync_name;
+
 CREATE OR REPLACE VIEW sequin_sf.syncs AS
 SELECT s.name,
        s.credential,
@@ -149,7 +187,8 @@ SELECT c.sync_name,
                END
           FROM pg_catalog.pg_trigger t
          WHERE t.tgrelid = c.table_oid
-           AND t.tgname IN ('_sync_write_insert', '_sync_write_update', '_sync_write_delete')) AS capture
+           AND t.tgname IN ('_sync_write_insert', '_sync_write_update', '_sync_write_delete')) AS capture,
+       c.backfill_note
 FROM sequin_sf._collections c
 JOIN sequin_sf._syncs s ON s.name = c.sync_name
 -- Why the collection's table is not being kept current right now (NULL while it is, or
@@ -180,6 +219,33 @@ CROSS JOIN LATERAL (
                  AND a.backend_type IN ('sequin_sf sync', 'sequin_sf')) AS running) r
 ) b;
 -- functions (drafted)
+
+-- A Bulk query job the sync created (DailyBulkV2QueryJobs, sequin_sf.org_limits).
+CREATE OR REPLACE FUNCTION sequin_sf._record_bulk_job(sync text)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO sequin_sf._api_usage AS u (sync_name, minute, requests, bulk_jobs)
+    VALUES (sync, date_trunc('minute', now()), 0, 1)
+    ON CONFLICT (sync_name, minute) DO UPDATE SET bulk_jobs = u.bulk_jobs + 1;
+$$;
+
+-- The allocations of /limits a sync watches ({name: {"Max": n, "Remaining": n}}).
+CREATE OR REPLACE FUNCTION sequin_sf._record_org_limits(sync text, limits jsonb)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO sequin_sf._org_limits AS o (sync_name, allocation, max, remaining, seen_at)
+    SELECT sync, e.key, (e.value ->> 'Max')::bigint, (e.value ->> 'Remaining')::bigint, now()
+      FROM jsonb_each(limits) e
+     WHERE jsonb_typeof(e.value -> 'Max') = 'number'
+       AND jsonb_typeof(e.value -> 'Remaining') = 'number'
+    ON CONFLICT (sync_name, allocation) DO UPDATE
+       SET max = excluded.max, remaining = excluded.remaining, seen_at = excluded.seen_at;
+$$;
+
+-- Why a backfill reads REST pages instead of a Bulk job (NULL: no reason to tell).
+CREATE OR REPLACE FUNCTION sequin_sf._set_backfill_note(sync text, object text, note text)
+RETURNS void LANGUAGE sql AS $$
+    UPDATE sequin_sf._collections SET backfill_note = note
+     WHERE sync_name = sync AND object_name = object;
+$$;
 
 CREATE OR REPLACE FUNCTION sequin_sf._record_org_usage(sync text, used bigint, api_limit bigint)
 RETURNS void LANGUAGE sql AS $$
@@ -1781,6 +1847,8 @@ BEGIN
     -- the owner with its search path pinned
     GRANT SELECT ON sequin_sf.metrics TO PUBLIC;
     GRANT EXECUTE ON FUNCTION sequin_sf._metrics(), sequin_sf.metrics_text() TO PUBLIC;
+    -- the org's allocations: figures only
+    GRANT SELECT ON sequin_sf.org_limits TO PUBLIC;
     FOREACH v IN ARRAY ARRAY['syncs', 'sync_status'] LOOP
         EXECUTE format('GRANT SELECT (%s) ON sequin_sf.%I TO PUBLIC',
                        (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)

@@ -25,6 +25,33 @@ RETURNS void LANGUAGE sql AS $$
     DELETE FROM sequin_sf._api_usage WHERE minute < now() - interval '48 hours';
 $$;
 
+-- A Bulk query job the sync created (DailyBulkV2QueryJobs, sequin_sf.org_limits).
+CREATE FUNCTION sequin_sf._record_bulk_job(sync text)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO sequin_sf._api_usage AS u (sync_name, minute, requests, bulk_jobs)
+    VALUES (sync, date_trunc('minute', now()), 0, 1)
+    ON CONFLICT (sync_name, minute) DO UPDATE SET bulk_jobs = u.bulk_jobs + 1;
+$$;
+
+-- The allocations of /limits a sync watches ({name: {"Max": n, "Remaining": n}}).
+CREATE FUNCTION sequin_sf._record_org_limits(sync text, limits jsonb)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO sequin_sf._org_limits AS o (sync_name, allocation, max, remaining, seen_at)
+    SELECT sync, e.key, (e.value ->> 'Max')::bigint, (e.value ->> 'Remaining')::bigint, now()
+      FROM jsonb_each(limits) e
+     WHERE jsonb_typeof(e.value -> 'Max') = 'number'
+       AND jsonb_typeof(e.value -> 'Remaining') = 'number'
+    ON CONFLICT (sync_name, allocation) DO UPDATE
+       SET max = excluded.max, remaining = excluded.remaining, seen_at = excluded.seen_at;
+$$;
+
+-- Why a backfill reads REST pages instead of a Bulk job (NULL: no reason to tell).
+CREATE FUNCTION sequin_sf._set_backfill_note(sync text, object text, note text)
+RETURNS void LANGUAGE sql AS $$
+    UPDATE sequin_sf._collections SET backfill_note = note
+     WHERE sync_name = sync AND object_name = object;
+$$;
+
 -- The org's API usage as the last response Salesforce gave the sync reported it.
 CREATE FUNCTION sequin_sf._record_org_usage(sync text, used bigint, api_limit bigint)
 RETURNS void LANGUAGE sql AS $$

@@ -5,6 +5,7 @@
 //! free for it (see max_worker_processes). A sync's worker runs, in a loop, its write
 //! path and then one step of its read path, so a slow or failing org delays no other.
 
+mod allocations;
 mod catalog;
 mod child;
 mod error;

@@ -186,6 +186,8 @@ pub struct SyncRuntime {
     /// Set when a request was held back because the org's usage reached the ceiling.
     pub(super) org_ceiling_hit: bool,
     pub(super) events: EventsRuntime,
+    /// The org's allocations as `/limits` last reported them (allocations.rs).
+    pub(super) allocations: Option<super::allocations::Allocations>,
 }
 
 impl SyncRuntime {
@@ -210,6 +212,7 @@ impl SyncRuntime {
             has_error: false,
             org_ceiling_hit: false,
             events: EventsRuntime::default(),
+            allocations: None,
         })
     }
 

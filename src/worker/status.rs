@@ -21,6 +21,33 @@ pub fn record_org_usage(sync: &str, used: u64, limit: u64) -> SpiResult<()> {
     )
 }
 
+/// The watched allocations of the org's `/limits` (allocations.rs).
+pub fn record_org_limits(
+    sync: &str,
+    limits: &serde_json::Map<String, serde_json::Value>,
+) -> SpiResult<()> {
+    Spi::run_with_args(
+        "SELECT sequin_sf._record_org_limits($1, $2)",
+        &[
+            sync.into(),
+            pgrx::JsonB(serde_json::Value::Object(limits.clone())).into(),
+        ],
+    )
+}
+
+/// A Bulk query job the sync created, counted against the org's daily jobs.
+pub fn record_bulk_job(sync: &str) -> SpiResult<()> {
+    Spi::run_with_args("SELECT sequin_sf._record_bulk_job($1)", &[sync.into()])
+}
+
+/// Why a collection's backfill reads REST pages though its size called for Bulk.
+pub fn set_backfill_note(sync: &str, object: &str, note: Option<&str>) -> SpiResult<()> {
+    Spi::run_with_args(
+        "SELECT sequin_sf._set_backfill_note($1, $2, $3)",
+        &[sync.into(), object.into(), note.into()],
+    )
+}
+
 pub fn set_sync_error(sync: &str, message: Option<&str>) -> SpiResult<()> {
     Spi::run_with_args(
         "UPDATE sequin_sf._syncs SET last_error = $2,

@@ -14,6 +14,14 @@ pub const DEFAULT_ORG_CEILING_FRACTION: f64 = 0.8;
 /// How long to hold off after the org reached the ceiling before one probing request.
 pub const DEFAULT_ORG_RECHECK: Duration = Duration::from_secs(60);
 
+/// Whether spending `cost` more of an org allocation of `max`, `used` so far by every
+/// client, stays within `fraction` of it: the share a sync may take, leaving the rest to
+/// the org's other integrations. An allocation of unknown size (0) never blocks.
+pub fn within_ceiling(used: u64, cost: u64, max: u64, fraction: f64) -> bool {
+    let ceiling = (max as f64 * fraction.clamp(0.0, 1.0)).floor() as u64;
+    max == 0 || used + cost <= ceiling
+}
+
 /// Why a request may not start yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitReason {
@@ -182,9 +190,8 @@ impl Budget {
             });
         }
         if let Some(org) = &mut self.org {
-            let ceiling = (org.usage.max as f64 * self.org_ceiling_fraction).floor() as u64;
-            let projected = org.usage.used + org.own_since + cost;
-            if org.usage.max > 0 && projected > ceiling {
+            let used = org.usage.used + org.own_since;
+            if !within_ceiling(used, cost, org.usage.max, self.org_ceiling_fraction) {
                 let probe_at = org.at + self.org_recheck;
                 if now < probe_at {
                     return Err(WaitUntil {
@@ -506,6 +513,15 @@ mod tests {
         let t1 = t0 + Duration::from_secs(16);
         b.observe_usage(ApiUsage { used: 81, max: 100 }, t1);
         assert_eq!(b.try_acquire(1, t1).unwrap_err().until, Some(t1 + recheck));
+    }
+
+    #[test]
+    fn within_ceiling_leaves_the_rest_of_an_allocation_to_others() {
+        assert!(within_ceiling(7_999, 1, 10_000, 0.8));
+        assert!(!within_ceiling(8_000, 1, 10_000, 0.8));
+        assert!(within_ceiling(9_999, 1, 10_000, 1.0));
+        assert!(!within_ceiling(10_000, 1, 10_000, 1.0));
+        assert!(within_ceiling(5, 1, 0, 0.8));
     }
 
     #[test]

@@ -251,12 +251,34 @@ pub struct Jobs {
     pub(crate) ingest: Mutex<HashMap<String, IngestJob>>,
     next: AtomicU64,
     query_jobs_created: AtomicU64,
+    /// Query jobs and result storage (MB) other clients used today (control API), so a
+    /// test can bring the org near its Bulk allocations.
+    query_jobs_elsewhere: AtomicU64,
+    storage_mb_elsewhere: AtomicU64,
 }
 
 impl Jobs {
-    /// Query jobs created so far (for `/limits` DailyBulkV2QueryJobs).
+    /// Query jobs created so far, here and elsewhere (for `/limits`
+    /// DailyBulkV2QueryJobs).
     pub fn query_job_count(&self) -> usize {
-        self.query_jobs_created.load(Ordering::Relaxed) as usize
+        (self.query_jobs_created.load(Ordering::Relaxed)
+            + self.query_jobs_elsewhere.load(Ordering::Relaxed)) as usize
+    }
+
+    /// Result storage used today, in MB (for `/limits` DailyBulkV2QueryFileStorageMB):
+    /// only what the control API says other clients used.
+    pub fn storage_mb_used(&self) -> u64 {
+        self.storage_mb_elsewhere.load(Ordering::Relaxed)
+    }
+
+    /// Sets what other clients used today (None: unchanged).
+    pub fn set_used_elsewhere(&self, query_jobs: Option<u64>, storage_mb: Option<u64>) {
+        if let Some(n) = query_jobs {
+            self.query_jobs_elsewhere.store(n, Ordering::Relaxed);
+        }
+        if let Some(n) = storage_mb {
+            self.storage_mb_elsewhere.store(n, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn next_id(&self) -> String {

@@ -431,6 +431,10 @@ fn put_limits(app: &App, req: &Req) -> Result<Resp, Resp> {
     }
     app.bulk_timing
         .set(n("bulk_job_ms"), n("bulk_results_ttl_ms"));
+    app.bulk.set_used_elsewhere(
+        n("bulk_query_jobs_elsewhere"),
+        n("bulk_storage_mb_elsewhere"),
+    );
     let (used, max) = app.limits.usage();
     Ok(Resp::json(
         200,

@@ -505,6 +505,7 @@ fn resources(app: &App, req: &Req, v: &str) -> Resp {
 fn limits(app: &App) -> Resp {
     let (used, max) = app.limits.usage();
     let jobs = app.bulk.query_job_count() as u64;
+    let storage = app.bulk.storage_mb_used();
     let mx = |m: u64, r: u64| json!({"Max": m, "Remaining": r});
     Resp::json(
         200,
@@ -514,7 +515,8 @@ fn limits(app: &App) -> Resp {
             "DailyApiRequests": mx(max, max.saturating_sub(used)),
             "DailyAsyncApexExecutions": mx(250000, 250000),
             "DailyBulkApiBatches": mx(15000, 15000),
-            "DailyBulkV2QueryFileStorageMB": mx(976562, 976562),
+            "DailyDeliveredPlatformEvents": mx(50000, 50000),
+            "DailyBulkV2QueryFileStorageMB": mx(976562, 976562u64.saturating_sub(storage)),
             "DailyBulkV2QueryJobs": mx(10000, 10000u64.saturating_sub(jobs)),
             "DailyDurableStreamingApiEvents": mx(10000, 10000),
             "DailyGenericStreamingApiEvents": mx(10000, 10000),

@@ -403,7 +403,8 @@ fn move_refresh_on(
 /// Records the COUNT() of a collection and the backfill mode chosen from it.
 pub fn set_rows_total(sync: &str, object: &str, total: i64, mode: BackfillMode) -> SpiResult<()> {
     Spi::run_with_args(
-        "UPDATE sequin_sf._collections SET rows_total = $3, backfill_mode = $4
+        "UPDATE sequin_sf._collections SET rows_total = $3, backfill_mode = $4,
+                backfill_note = NULL
          WHERE sync_name = $1 AND object_name = $2",
         &[
             sync.into(),

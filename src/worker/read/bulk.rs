@@ -16,6 +16,7 @@ use crate::worker::catalog::{CollectionRow, SyncConfig};
 use crate::worker::error::StepError;
 use crate::worker::pg::tx;
 use crate::worker::runtime::{Ahead, CollectionRuntime, SyncRuntime, BULK_FIRST_WAIT};
+use crate::worker::{allocations, status};
 
 /// Records per Bulk results request: few API calls (20 per million), bounded memory.
 const BULK_PAGE: u64 = 50_000;
@@ -34,6 +35,15 @@ pub(super) fn bulk_step(
     c: &CollectionRow,
 ) -> Result<bool, StepError> {
     let Some(job_id) = c.bulk_job_id.clone() else {
+        if let Some(why) = allocations::bulk_job_refused(rt, cfg)? {
+            // as after a job that failed: this backfill stays on REST pages
+            rt.collection_mut(&c.object_name)?.bulk_failed = true;
+            tx(|| {
+                apply::switch_backfill(&cfg.name, &c.object_name, BackfillMode::Rest)?;
+                status::set_backfill_note(&cfg.name, &c.object_name, Some(&why))
+            })?;
+            return Ok(true);
+        }
         if !rt.try_spend(1) {
             return Ok(false);
         }
@@ -54,7 +64,10 @@ pub(super) fn bulk_step(
             }
             other => other?,
         };
-        tx(|| apply::set_bulk_job(&cfg.name, &c.object_name, Some(&job.id)))?;
+        tx(|| {
+            apply::set_bulk_job(&cfg.name, &c.object_name, Some(&job.id))?;
+            status::record_bulk_job(&cfg.name)
+        })?;
         if let Some(cr) = rt.collections.get_mut(&c.object_name) {
             cr.bulk_complete = false;
             cr.bulk_wait = BULK_FIRST_WAIT;

@@ -20,11 +20,13 @@ pub use page_file::{remove_leftover_pages, RestFetched};
 
 use std::time::{Duration, Instant};
 
+use pgrx::prelude::*;
 use serde_json::{Map, Value};
 use sync_core::progress::CollectionState;
 use sync_core::schedule;
 use sync_core::sql::{ApplyTarget, InsertMode};
 
+use crate::worker::allocations;
 use crate::worker::catalog::{self, CollectionRow, SyncConfig};
 use crate::worker::error::StepError;
 use crate::worker::pg::{catch_errors, tx};
@@ -60,6 +62,17 @@ pub fn step(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<bool, StepError> {
             load_collection(rt, cfg, c)?;
         }
         follow_table_shape(rt, cfg, c)?;
+    }
+
+    // the org's allocations, for sequin_sf.org_limits: a reading that fails is only
+    // logged, as nothing waits on it
+    match allocations::refresh(rt, cfg, allocations::READ_EVERY) {
+        Err(StepError::Stopping) => return Err(StepError::Stopping),
+        Err(e) => warning!(
+            "sequin_sf: sync {}: could not read the org's limits: {e}",
+            cfg.name
+        ),
+        Ok(()) => {}
     }
 
     // Settings may change at any time (alter_sync): schedules follow them.
