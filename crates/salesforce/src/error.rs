@@ -339,6 +339,12 @@ fn code_hint(code: &ErrorCode) -> Option<&'static str> {
         ErrorCode::InvalidField => {
             "The field does not exist or the user lacks field-level security access to it"
         }
+        // Salesforce's front end, before the API: an HTML page, no error array
+        ErrorCode::Other(c) if c == "HTTP_414" || c == "HTTP_431" => {
+            "The request's URI and headers are longer than the 16,384 bytes Salesforce \
+             takes: a query selecting this many fields of a wide object has to be split into \
+             queries of fewer fields"
+        }
         ErrorCode::InsufficientAccess
         | ErrorCode::InsufficientAccessOrReadonly
         | ErrorCode::InsufficientAccessOnCrossReferenceEntity => {
@@ -532,6 +538,17 @@ mod tests {
             plain.to_string(),
             "Salesforce returned HTTP 400: MALFORMED_QUERY: unexpected token"
         );
+        let too_long = Error::Api {
+            status: 414,
+            errors: crate::http::parse_error_body(
+                414,
+                b"<h1>Bad Message 414</h1><pre>reason: URI Too Long</pre>",
+            ),
+            retry_after: None,
+        };
+        let text = too_long.to_string();
+        assert!(text.contains("URI Too Long"), "{text}");
+        assert!(text.contains("16,384 bytes"), "{text}");
     }
 
     #[test]

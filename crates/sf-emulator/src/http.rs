@@ -162,7 +162,35 @@ pub enum Outcome {
     Drop,
 }
 
-/// Reads a hyper request into a [`Req`]; oversized or broken bodies become errors.
+/// Salesforce's bound on one REST request's URI and headers together ("In each REST
+/// call, the maximum length for the combined URI and headers is 16,384 bytes": a URI
+/// over it alone is answered 414, URI and headers over it together 431, both before
+/// any API error body exists, as the front end's HTML page). Long SOQL in a GET
+/// `/query?q=` meets this well before its own 100,000-character limit.
+pub const MAX_URI_AND_HEADERS: usize = 16_384;
+
+/// The front end's answer to a request line or headers over [`MAX_URI_AND_HEADERS`].
+fn too_long(pq: &str, headers: &HeaderMap) -> Option<Resp> {
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    let (status, reason) = if pq.len() > MAX_URI_AND_HEADERS {
+        (414, "URI Too Long")
+    } else if pq.len() + header_bytes > MAX_URI_AND_HEADERS {
+        (431, "Request Header Fields Too Large")
+    } else {
+        return None;
+    };
+    Some(Resp::text(
+        status,
+        "text/html;charset=iso-8859-1",
+        format!("<h1>Bad Message {status}</h1><pre>reason: {reason}</pre>"),
+    ))
+}
+
+/// Reads a hyper request into a [`Req`]; oversized or broken bodies become errors, as
+/// does a URI (with headers) longer than Salesforce takes.
 pub async fn read_request(req: Request<Incoming>) -> Result<Req, Resp> {
     let (parts, body) = req.into_parts();
     let pq = parts
@@ -170,6 +198,9 @@ pub async fn read_request(req: Request<Incoming>) -> Result<Req, Resp> {
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
+    if let Some(refused) = too_long(&pq, &parts.headers) {
+        return Err(refused);
+    }
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(c) => c.to_bytes(),
         Err(_) => {

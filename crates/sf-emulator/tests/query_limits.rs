@@ -136,3 +136,54 @@ async fn query_timeouts_hit_soql_queries_only() {
         (200, Some(500))
     );
 }
+
+/// A field list `n` fields long, each named like a long custom field (the emulator
+/// answers an unknown field with INVALID_FIELD, so the URI check must come first).
+fn wide_select(n: usize) -> String {
+    let fields: Vec<String> = (0..n)
+        .map(|i| format!("Custom_Field_With_A_Long_Name_{i:04}__c"))
+        .collect();
+    format!("SELECT Id, {} FROM Contact", fields.join(", "))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uris_and_soql_past_salesforces_lengths_are_refused_as_salesforce_does() {
+    let org = Org::start(&["--generate", "Contact=3"]).await;
+    let get = |q: String, extra: usize| {
+        let r = org
+            .http
+            .get(org.url(&format!("{V}/query")))
+            .bearer_auth(&org.token)
+            .header("X-Padding", "p".repeat(extra))
+            .query(&[("q", q)]);
+        async move {
+            let r = r.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }
+    };
+    // 800 fields of 38 characters: ~31,000 characters, past 16,384 bytes of URI
+    let (s, body) = get(wide_select(800), 1).await;
+    assert_eq!(s, 414);
+    assert!(body.contains("URI Too Long"), "{body}");
+    // a URI that fits alone but not with the headers
+    let (s, body) = get(wide_select(300), 6_000).await;
+    assert_eq!(s, 431);
+    assert!(body.contains("Request Header Fields Too Large"), "{body}");
+    // under both: the query itself is read (and these fields do not exist)
+    let (s, body) = get(wide_select(300), 1).await;
+    assert_eq!(s, 400);
+    assert!(body.contains("INVALID_FIELD"), "{body}");
+    // in a body (a Bulk job) only the SOQL limit applies: 100,000 characters
+    let (s, b) = org
+        .post(
+            "jobs/query",
+            json!({"operation": "query", "query": wide_select(2_700)}),
+        )
+        .await;
+    assert_eq!((s.as_u16(), error_code(&b)), (400, "MALFORMED_QUERY"));
+    assert!(b[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("100000 characters"));
+}
