@@ -7,7 +7,7 @@
 PG        ?= 15
 PG_CONFIG ?= /opt/sequin-sf-pg/$(PG)/bin/pg_config
 PYTEST    ?= .venv/bin/pytest
-RUST_CRATES = -p soql -p sf-emulator -p salesforce -p sync-core -p pubsub
+RUST_CRATES = -p soql -p sf-emulator -p salesforce -p sync-core -p pubsub -p sync-engine
 # The tests and scripts start clusters with this version's binaries.
 export PG_BIN = /opt/sequin-sf-pg/$(PG)/bin
 # The end-to-end tests of capture, the read path and the write path: what CI runs on

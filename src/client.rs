@@ -1,5 +1,5 @@
 //! What both backends and the worker need to talk to Salesforce: a tokio runtime whose
-//! threads never receive Postgres' signals, and a client built from a stored credential.
+//! threads never receive Postgres's signals, and a client built from a stored credential.
 
 use std::time::Duration;
 
@@ -34,29 +34,10 @@ pub enum CredentialError {
     },
 }
 
-/// Postgres delivers its signals (SIGTERM, SIGHUP, SIGUSR1 ...) to the process; a thread
-/// started by tokio must never run Postgres' handlers, so it blocks them all.
-fn block_all_signals() {
-    // SAFETY: plain libc calls on a local, initialised signal set.
-    unsafe {
-        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        libc::sigfillset(set.as_mut_ptr());
-        libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
-    }
-}
-
-/// A current-thread runtime: futures run on the calling (Postgres) thread inside
-/// `block_on`; only blocking helpers (DNS) get threads of their own.
+/// The runtime a backend's calls to Salesforce run on (the engine's: its threads never
+/// receive Postgres's signals).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    // One thread of its own, so a request started ahead (`SyncRuntime::fetch_ahead`)
-    // goes on while the worker applies the previous page. Futures given to `block_on`
-    // still run on the calling thread; nothing run by the runtime touches Postgres.
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .max_blocking_threads(2)
-        .on_thread_start(block_all_signals)
-        .build()
+    sync_engine::runtime::http_runtime()
 }
 
 /// Reads a credential from `sequin_sf._credentials` (needs the privileges to do so) and

@@ -1,4 +1,4 @@
-"""The org's allocations (sequin_sf.org_limits, src/worker/allocations.rs): read from
+"""The org's allocations (sequin_sf.org_limits, crates/engine/src/allocations.rs): read from
 /limits and shown per sync with the sync's own share, and a Bulk query job not started
 when it would reach into the share a sync leaves to the org's other integrations
 (1 - org_usage_ceiling): the backfill reads REST pages instead and says why."""

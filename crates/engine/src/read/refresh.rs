@@ -7,11 +7,11 @@
 
 use sync_core::{naming, queries, ColumnSpec};
 
-use super::{apply, backfill, target, PAGE_SIZE};
-use crate::worker::catalog::{CollectionRow, SyncConfig};
-use crate::worker::error::StepError;
-use crate::worker::pg::tx;
-use crate::worker::runtime::SyncRuntime;
+use super::{apply, backfill, progress, target, PAGE_SIZE};
+use crate::catalog::{CollectionRow, SyncConfig};
+use crate::db::tx;
+use crate::error::StepError;
+use crate::runtime::SyncRuntime;
 
 /// Reads and applies one page of a due refresh. Returns true while the round goes on.
 pub(super) fn refresh_page(
@@ -28,7 +28,9 @@ pub(super) fn refresh_page(
         .collect();
     if fields.is_empty() {
         // nothing to read: the round is over at no cost
-        tx(|| apply::end_refresh_round(&cfg.name, &c.object_name))?;
+        tx(&*rt.db, |s| {
+            progress::move_refresh_on(s, &cfg.name, &c.object_name, None)
+        })?;
         return Ok(false);
     }
     let mut select = vec!["Id"];
@@ -47,18 +49,18 @@ pub(super) fn refresh_page(
     let next = last_id.filter(|_| count >= i64::from(PAGE_SIZE));
     let cid = naming::collection_id(&c.object_name);
     let t = target(cfg, c, rt.collection(&c.object_name)?, &cid, true);
-    let updated = tx(|| {
+    let updated = tx(&*rt.db, |s| {
         apply::apply_refresh_page(
+            s,
             &cfg.name,
             &t,
             &c.object_name,
-            &fields,
-            page.records_json(),
+            (&fields, page.records_json()),
             next.as_deref(),
         )
     })?;
     if updated > 0 {
-        pgrx::log!(
+        log::info!(
             "sequin_sf: {}.{}: {updated} row(s) with new calculated values",
             cfg.schema_name,
             c.table_name

@@ -1,19 +1,21 @@
 //! Per-sync state the worker keeps between loop iterations: the Salesforce client, the
 //! request budget, the tokio runtime, and per-collection schedules. The write path
-//! (`crate::worker::write::run_once`) receives it too, through the `WriterHost` trait.
+//! (`write::run_once`) receives it too, through the `WriterHost` trait.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use salesforce::pacing::{Backoff, Budget, Permit, WaitReason};
 use sync_core::schedule::{Periodic, Pruning};
 use sync_core::ColumnSpec;
 
-use super::catalog::SyncConfig;
-use super::error::StepError;
-use super::read::RestFetched;
-use super::stream::ChangeStream;
+use crate::catalog::SyncConfig;
+use crate::db::Database;
+use crate::error::StepError;
+use crate::inflight::{Ahead, BulkDownload, RestFetched};
+use crate::stream::ChangeStream;
 
 /// In-memory state of one collection (what the catalog does not need to persist).
 pub struct CollectionRuntime {
@@ -24,7 +26,7 @@ pub struct CollectionRuntime {
     /// That continuation's page, already requested (`max_concurrent_requests` >= 2).
     pub next_page: Option<(String, Ahead<RestFetched>)>,
     /// Bulk backfill: the next results page, being downloaded.
-    pub bulk_next: Option<super::read::BulkDownload>,
+    pub bulk_next: Option<BulkDownload>,
     pub describe: Periodic,
     pub deleted: Periodic,
     /// Bulk backfill: the job was seen complete (results can be read).
@@ -63,17 +65,6 @@ pub struct CollectionRuntime {
 pub struct RangeFlight {
     pub next_url: Option<String>,
     pub ahead: Option<Ahead<RestFetched>>,
-}
-
-/// A request started ahead (`SyncRuntime::fetch_ahead`); dropping it abandons it.
-pub struct Ahead<T>(Option<tokio::task::JoinHandle<salesforce::Result<T>>>);
-
-impl<T> Drop for Ahead<T> {
-    fn drop(&mut self) {
-        if let Some(h) = &self.0 {
-            h.abort();
-        }
-    }
 }
 
 /// The first wait before asking for a new Bulk job's state; it doubles up to
@@ -157,47 +148,54 @@ pub struct EventsRuntime {
 pub const READ_RETRY_CAP: Duration = Duration::from_secs(5);
 
 pub struct SyncRuntime {
+    /// The database the sync keeps (the host's).
+    pub db: Rc<dyn Database>,
     pub sync_name: String,
     pub schema_name: String,
     pub client: salesforce::Client,
     pub budget: Budget,
     tokio: tokio::runtime::Runtime,
     /// Identifies the configuration the client and budget were built from.
-    pub(super) fingerprint: String,
-    pub(super) collections: HashMap<String, CollectionRuntime>,
-    pub(super) poll: Periodic,
+    pub(crate) fingerprint: String,
+    pub(crate) collections: HashMap<String, CollectionRuntime>,
+    pub(crate) poll: Periodic,
     /// Groups of the poll round in progress already polled (the budget cut it short).
-    pub(super) poll_groups_done: usize,
+    pub(crate) poll_groups_done: usize,
     /// Pruning of old events (read path) and of settled write-log entries.
-    pub(super) prune: Pruning,
-    pub(super) write_prune: Pruning,
+    pub(crate) prune: Pruning,
+    pub(crate) write_prune: Pruning,
     /// The read side's wait after an error that passes by itself (at most
     /// [`READ_RETRY_CAP`]), and when it tries again.
-    pub(super) backoff: Backoff,
-    pub(super) resume_at: Option<Instant>,
+    pub(crate) backoff: Backoff,
+    pub(crate) resume_at: Option<Instant>,
     /// Errors in a row that may need a person (`error::may_need_a_person`).
-    pub(super) refusals: u32,
+    pub(crate) refusals: u32,
     /// `_syncs.read_retry_since`/`read_retry_at` may be set (by this runtime, or by a
     /// worker of the sync before it): cleared by the next step that succeeds.
-    pub(super) read_retry_shown: bool,
+    pub(crate) read_retry_shown: bool,
     /// `client.stats().requests` already written to `sequin_sf._api_usage`.
-    pub(super) requests_recorded: u64,
-    pub(super) has_error: bool,
+    pub(crate) requests_recorded: u64,
+    pub(crate) has_error: bool,
     /// Set when a request was held back because the org's usage reached the ceiling.
-    pub(super) org_ceiling_hit: bool,
-    pub(super) events: EventsRuntime,
+    pub(crate) org_ceiling_hit: bool,
+    pub(crate) events: EventsRuntime,
     /// The org's allocations as `/limits` last reported them (allocations.rs).
-    pub(super) allocations: Option<super::allocations::Allocations>,
+    pub(crate) allocations: Option<crate::allocations::Allocations>,
 }
 
 impl SyncRuntime {
-    pub(super) fn new(cfg: &SyncConfig, client: salesforce::Client) -> std::io::Result<Self> {
+    pub fn new(
+        db: Rc<dyn Database>,
+        cfg: &SyncConfig,
+        client: salesforce::Client,
+    ) -> std::io::Result<Self> {
         Ok(SyncRuntime {
+            db,
             sync_name: cfg.name.clone(),
             schema_name: cfg.schema_name.clone(),
             client,
             budget: budget_for(cfg),
-            tokio: crate::client::runtime()?,
+            tokio: http_runtime()?,
             fingerprint: cfg.fingerprint(),
             collections: HashMap::new(),
             poll: Periodic::new(Duration::from_secs(5)),
@@ -229,12 +227,12 @@ impl SyncRuntime {
     }
 
     /// The runtime's handle, to start a task that outlives a step (the change stream).
-    pub(super) fn tokio_handle(&self) -> tokio::runtime::Handle {
+    pub(crate) fn tokio_handle(&self) -> tokio::runtime::Handle {
         self.tokio.handle().clone()
     }
 
     /// Runs a Salesforce call for the read path (see `run_unless_stopping`).
-    pub(super) fn call<T>(
+    pub(crate) fn call<T>(
         &self,
         f: impl Future<Output = salesforce::Result<T>>,
     ) -> Result<T, StepError> {
@@ -246,13 +244,13 @@ impl SyncRuntime {
 
     /// The in-memory state of a collection the step loaded; an error, not a panic, if
     /// it is missing (say the collection was removed in the middle of the step).
-    pub(super) fn collection(&self, object: &str) -> Result<&CollectionRuntime, StepError> {
+    pub(crate) fn collection(&self, object: &str) -> Result<&CollectionRuntime, StepError> {
         self.collections
             .get(object)
             .ok_or_else(|| not_loaded(object))
     }
 
-    pub(super) fn collection_mut(
+    pub(crate) fn collection_mut(
         &mut self,
         object: &str,
     ) -> Result<&mut CollectionRuntime, StepError> {
@@ -334,7 +332,7 @@ fn not_loaded(object: &str) -> StepError {
     }
 }
 
-pub(super) fn budget_for(cfg: &SyncConfig) -> Budget {
+pub(crate) fn budget_for(cfg: &SyncConfig) -> Budget {
     Budget::new(
         cfg.rate_limit_requests.max(1) as u64,
         Duration::from_secs_f64(cfg.rate_limit_interval_secs.max(1.0)),
@@ -347,7 +345,31 @@ pub(super) fn budget_for(cfg: &SyncConfig) -> Budget {
 /// Resolves once SIGTERM arrived. It runs inside `block_on`, on the worker's main
 /// thread, where reading Postgres' signal flag is safe.
 async fn stop_requested() {
-    while !super::signals::stopping() {
+    while !crate::stop::stopping() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A host's signals (a Postgres backend's SIGTERM, SIGHUP, SIGUSR1 ...) must be handled
+/// by the thread that runs the steps: a thread started by tokio blocks them all.
+fn block_all_signals() {
+    // SAFETY: plain libc calls on a local, initialised signal set.
+    unsafe {
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigfillset(set.as_mut_ptr());
+        libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
+    }
+}
+
+/// The runtime a sync's requests run on. Futures given to `block_on` run on the
+/// calling thread; one thread of its own lets a request started ahead
+/// (`SyncRuntime::fetch_ahead`) go on while the caller applies the previous page.
+/// Nothing it runs touches the database.
+pub fn http_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .max_blocking_threads(2)
+        .on_thread_start(block_all_signals)
+        .build()
 }

@@ -22,12 +22,12 @@ use chrono::{DateTime, Utc};
 use salesforce::cdc::{Batch, ChangeEvent, ChangeType, PubSubConfig, Replay, SelectionError};
 use sync_core::naming;
 
-use super::{apply, secs, target};
-use crate::worker::catalog::{CollectionRow, SyncConfig};
-use crate::worker::error::{passes_by_itself, StepError};
-use crate::worker::pg::{catch_errors, tx};
-use crate::worker::runtime::SyncRuntime;
-use crate::worker::stream::{ChangeStream, ObjectFields, Report};
+use super::{apply, progress, secs, target};
+use crate::catalog::{CollectionRow, SyncConfig};
+use crate::db::{guarded, tx};
+use crate::error::{passes_by_itself, StepError};
+use crate::runtime::SyncRuntime;
+use crate::stream::{ChangeStream, ObjectFields, Report};
 
 /// Reports taken from the stream per step, so polls and writes keep their turn.
 const REPORTS_PER_STEP: usize = 16;
@@ -101,7 +101,9 @@ fn mark_idle_caught_up(
         return Ok(());
     }
     let names = current_on_events(rt, colls.iter());
-    tx(|| apply::apply_changes(&cfg.name, &[], None, &names, Some(Utc::now())))?;
+    tx(&*rt.db, |s| {
+        progress::record_events(s, &cfg.name, None, &names, Some(Utc::now()))
+    })?;
     rt.events.idle_mark = Some(Instant::now());
     Ok(())
 }
@@ -157,7 +159,9 @@ fn record_sources(
         if rt.events.sources_written.get(&c.object_name) == Some(&(on, note.clone())) {
             continue;
         }
-        tx(|| apply::set_change_source(&cfg.name, &c.object_name, on, &note))?;
+        tx(&*rt.db, |s| {
+            progress::set_change_source(s, &cfg.name, &c.object_name, on, &note)
+        })?;
         rt.events
             .sources_written
             .insert(c.object_name.clone(), (on, note));
@@ -199,7 +203,9 @@ fn show_status(rt: &mut SyncRuntime, cfg: &SyncConfig, status: &str) -> Result<(
     if rt.events.status_shown.as_deref() == Some(status) {
         return Ok(());
     }
-    tx(|| apply::set_events_status(&cfg.name, status))?;
+    tx(&*rt.db, |s| {
+        progress::set_events_status(s, &cfg.name, status)
+    })?;
     rt.events.status_shown = Some(status.to_string());
     Ok(())
 }
@@ -304,7 +310,8 @@ fn apply_reports(
             Report::Batch(batch) => {
                 // A Postgres ERROR (a lock timeout behind an application's
                 // transaction) is caught here, not only by the step's guard.
-                let result = catch_errors(|| apply_batch(rt, cfg, colls, batch))
+                let db = rt.db.clone();
+                let result = guarded(&*db, || apply_batch(rt, cfg, colls, batch))
                     .unwrap_or_else(|message| Err(StepError::Database(message)));
                 if let Err(e) = result {
                     // The stream has moved past this batch: start it again from the
@@ -324,7 +331,7 @@ fn apply_reports(
                 rt.events.flowing = false;
                 rt.events.subscribed = false;
                 if replay_lost {
-                    tx(|| apply::forget_replay_id(&cfg.name))?;
+                    tx(&*rt.db, |s| progress::forget_replay_id(s, &cfg.name))?;
                     catch_up_all(rt, colls);
                 }
                 let status = format!(
@@ -336,7 +343,7 @@ fn apply_reports(
                         ""
                     }
                 );
-                pgrx::warning!("sequin_sf: sync {}: change events: {status}", cfg.name);
+                log::warn!("sequin_sf: sync {}: change events: {status}", cfg.name);
                 show_status(rt, cfg, &status)?;
             }
         }
@@ -397,7 +404,9 @@ fn apply_batch(
             .filter_map(ChangeEvent::commit_time)
             .max()
     };
-    let missing = tx(|| apply::apply_changes(&cfg.name, &changes, resume, &names, caught_up))?;
+    let missing = tx(&*rt.db, |s| {
+        apply::apply_changes(s, &cfg.name, &changes, resume, (&names, caught_up))
+    })?;
     rt.events.catch_up.extend(missing);
     rt.events.at_head = at_head;
     Ok(())

@@ -1,17 +1,15 @@
-//! The writer's Postgres side: thin SPI calls to the write functions of sql/worker.sql,
+//! The writer's database side: thin calls to the write functions of sql/worker.sql,
 //! each in its own short transaction (never one held across an HTTP call). The
 //! documents they exchange are typed here, once: `Backlog` and `QueuedRow` are what
 //! `_write_backlog` and `_write_queue` return, `Settlement` what `_write_settle` takes.
 
 use std::time::Duration;
 
-use pgrx::prelude::*;
-use pgrx::JsonB;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sync_core::writes::{Action, EntryState, Outcome, RowState};
 
-use crate::worker::pg::{tx, tx_repeatable_read};
+use crate::db::{tx, tx_repeatable_read, Database, DbError};
 
 /// A sync's write settings and how much of its log is due (`_write_backlog`).
 #[derive(Debug, Deserialize, Clone)]
@@ -155,8 +153,8 @@ impl Settlement {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("SPI: {0}")]
-    Spi(#[from] pgrx::spi::SpiError),
+    #[error("{0}")]
+    Db(#[from] DbError),
     #[error("the write log of schema {schema} could not be read: {message}")]
     Decode { schema: String, message: String },
 }
@@ -168,41 +166,57 @@ fn decode<T: serde::de::DeserializeOwned>(schema: &str, v: Value) -> Result<T, S
     })
 }
 
+/// Calls one of the write functions with the schema and one more argument, in a
+/// transaction of its own, and returns its jsonb result.
+fn call(
+    db: &dyn Database,
+    isolation_rr: bool,
+    sql: &str,
+    schema: &str,
+    arg: crate::db::Param<'_>,
+) -> Result<Option<Value>, StoreError> {
+    let run = |s: &mut dyn crate::db::Session| -> Result<Option<Value>, StoreError> {
+        Ok(s.query_one(sql, &[schema.into(), arg])?
+            .and_then(|r| r.json(0)))
+    };
+    if isolation_rr {
+        tx_repeatable_read(db, run)
+    } else {
+        tx(db, run)
+    }
+}
+
 /// The sync's write settings and backlog; None when the schema has no write log.
-pub fn backlog(schema: &str) -> Result<Option<Backlog>, StoreError> {
-    let s = schema.to_string();
-    let value = tx(move || {
-        Spi::get_one_with_args::<JsonB>("SELECT sequin_sf._write_backlog($1)", &[s.into()])
+pub fn backlog(db: &dyn Database, schema: &str) -> Result<Option<Backlog>, StoreError> {
+    let doc = tx(db, |s| -> Result<_, StoreError> {
+        Ok(
+            s.query_one("SELECT sequin_sf._write_backlog($1)", &[schema.into()])?
+                .and_then(|r| r.json(0)),
+        )
     })?;
-    value.map(|JsonB(v)| decode(schema, v)).transpose()
+    doc.map(|v| decode(schema, v)).transpose()
 }
 
 /// Up to `limit` unsettled entries in log order, inserts filled from their rows.
-pub fn queue(schema: &str, limit: i32) -> Result<Vec<QueuedRow>, StoreError> {
-    let s = schema.to_string();
+pub fn queue(db: &dyn Database, schema: &str, limit: i32) -> Result<Vec<QueuedRow>, StoreError> {
     // one snapshot for unpacking batches, filling inserts and reading (_write_queue)
-    let value = tx_repeatable_read(move || {
-        Spi::get_one_with_args::<JsonB>(
-            "SELECT sequin_sf._write_queue($1, $2)",
-            &[s.into(), limit.into()],
-        )
-    })?;
-    match value {
+    let doc = call(
+        db,
+        true,
+        "SELECT sequin_sf._write_queue($1, $2)",
+        schema,
+        limit.into(),
+    )?;
+    match doc {
         None => Ok(Vec::new()),
-        Some(JsonB(v)) => decode(schema, v),
+        Some(v) => decode(schema, v),
     }
 }
 
 /// Marks entries as (about to be) sent, committed before the request goes out.
-pub fn claim(schema: &str, ids: Vec<i64>) -> Result<(), StoreError> {
-    let schema = schema.to_string();
-    tx(move || {
-        Spi::run_with_args(
-            "SELECT sequin_sf._write_claim($1, $2)",
-            &[schema.into(), ids.into()],
-        )
-    })?;
-    Ok(())
+pub fn claim(db: &dyn Database, schema: &str, ids: Vec<i64>) -> Result<(), StoreError> {
+    let sql = "SELECT sequin_sf._write_claim($1, $2)";
+    call(db, false, sql, schema, ids.as_slice().into()).map(drop)
 }
 
 /// What the worker hands one of its SQL functions, as JSON.
@@ -214,46 +228,42 @@ fn to_document<T: Serialize>(schema: &str, value: &T) -> Result<Value, StoreErro
 }
 
 /// Records the Ids Salesforce gave to created records on their (still pending) entries.
-pub fn record_created_ids(schema: &str, created: Vec<Created>) -> Result<(), StoreError> {
+pub fn record_created_ids(
+    db: &dyn Database,
+    schema: &str,
+    created: Vec<Created>,
+) -> Result<(), StoreError> {
     if created.is_empty() {
         return Ok(());
     }
-    let doc = JsonB(to_document(schema, &created)?);
-    let schema = schema.to_string();
-    tx(move || {
-        Spi::run_with_args(
-            "SELECT sequin_sf._write_record_created($1, $2)",
-            &[schema.into(), doc.into()],
-        )
-    })?;
-    Ok(())
+    let doc = to_document(schema, &created)?;
+    let sql = "SELECT sequin_sf._write_record_created($1, $2)";
+    call(db, false, sql, schema, (&doc).into()).map(drop)
 }
 
 /// Settles entries and brings their rows in line with Salesforce.
-pub fn settle(schema: &str, settlements: Vec<Settlement>) -> Result<(), StoreError> {
+pub fn settle(
+    db: &dyn Database,
+    schema: &str,
+    settlements: Vec<Settlement>,
+) -> Result<(), StoreError> {
     if settlements.is_empty() {
         return Ok(());
     }
     let doc = to_document(schema, &settlements)?;
-    let schema = schema.to_string();
-    tx(move || {
-        Spi::run_with_args(
-            "SELECT sequin_sf._write_settle($1, $2)",
-            &[schema.into(), JsonB(doc).into()],
-        )
-    })?;
-    Ok(())
+    let sql = "SELECT sequin_sf._write_settle($1, $2)";
+    call(db, false, sql, schema, (&doc).into()).map(drop)
 }
 
 /// Deletes settled entries older than the retention; returns how many.
-pub fn prune(schema: &str, retention: Duration) -> Result<i64, StoreError> {
-    let schema = schema.to_string();
+pub fn prune(db: &dyn Database, schema: &str, retention: Duration) -> Result<i64, StoreError> {
     let secs = retention.as_secs_f64();
-    let n = tx(move || {
-        Spi::get_one_with_args::<i64>(
+    let n = tx(db, |s| -> Result<_, StoreError> {
+        Ok(s.query_one(
             "SELECT sequin_sf._prune_writes($1, make_interval(secs => $2))",
             &[schema.into(), secs.into()],
-        )
+        )?
+        .and_then(|r| r.i64(0)))
     })?;
     Ok(n.unwrap_or(0))
 }

@@ -12,12 +12,13 @@ use sync_core::progress::BackfillMode;
 use sync_core::ranges::Ranges;
 use sync_core::{naming, queries};
 
-use super::page_file::{self, fetch_rest_page, RestFetched, RewrittenPage};
-use super::{apply, target, PAGE_SIZE};
-use crate::worker::catalog::{CollectionRow, SyncConfig};
-use crate::worker::error::StepError;
-use crate::worker::pg::tx;
-use crate::worker::runtime::{CollectionRuntime, SyncRuntime};
+use super::page_file::{self, fetch_rest_page};
+use super::{apply, progress, target, PAGE_SIZE};
+use crate::catalog::{CollectionRow, SyncConfig};
+use crate::db::tx;
+use crate::error::StepError;
+use crate::inflight::{RestFetched, RewrittenPage};
+use crate::runtime::{CollectionRuntime, SyncRuntime};
 
 /// The number of records in a page's JSON array and the Id of the last one (the
 /// keyset cursor), read without building the records.
@@ -103,7 +104,9 @@ pub(super) fn backfill_page(
         };
         let bulk_readable = queries::bulk_readable(&rt.collection(&c.object_name)?.columns);
         let mode = BackfillMode::for_count(total, cfg.bulk_threshold, bulk_readable);
-        tx(|| apply::set_rows_total(&cfg.name, &c.object_name, total as i64, mode))?;
+        tx(&*rt.db, |s| {
+            progress::set_rows_total(s, &cfg.name, &c.object_name, total as i64, mode)
+        })?;
         return Ok(true);
     }
     if c.backfill_mode == Some(BackfillMode::Bulk) {
@@ -168,7 +171,7 @@ pub(super) fn backfill_page(
     let apply_started = Instant::now();
     let rest = (page.records_json(), count, copy);
     apply_rest_page(rt, cfg, c, rest, last_id.as_deref(), done)?;
-    pgrx::log!(
+    log::info!(
         "sequin_sf: {}: REST page of {count} rows fetched in {:.3} s, applied in {:.3} s",
         c.object_name,
         fetched_in.as_secs_f64(),
@@ -246,9 +249,11 @@ fn apply_rest_page(
             columns: &copy.columns,
         }),
     };
-    let applied = super::insert_new_or_upsert(&c.object_name, &mut rows_new, |mode| {
-        tx(|| apply::apply_backfill_page(&cfg.name, &t, &c.object_name, &rest_page, mode))
-            .map_err(StepError::from)
+    let db = &*rt.db;
+    let applied = super::insert_new_or_upsert(db, &c.object_name, &mut rows_new, |mode| {
+        tx(db, |s| {
+            apply::apply_backfill_page(s, &cfg.name, &t, &c.object_name, &rest_page, mode)
+        })
     });
     if !rows_new {
         rt.collection_mut(&c.object_name)?.rows_new = false;
@@ -312,7 +317,9 @@ fn split_into_ranges(
         return Ok(true);
     }
     let cursor = ranges.to_cursor();
-    tx(|| apply::set_backfill_cursor(&cfg.name, &c.object_name, &cursor))?;
+    tx(&*rt.db, |s| {
+        progress::set_backfill_cursor(s, &cfg.name, &c.object_name, &cursor)
+    })?;
     Ok(true)
 }
 
@@ -425,7 +432,7 @@ fn ranged_page(
     let apply_started = Instant::now();
     let rest = (page.records_json(), count, copy);
     apply_rest_page(rt, cfg, c, rest, Some(&cursor), done)?;
-    pgrx::log!(
+    log::info!(
         "sequin_sf: {}: REST page of {count} rows (range {} of {n}) fetched in {:.3} s, applied in {:.3} s",
         c.object_name,
         i + 1,
@@ -450,9 +457,12 @@ fn after_query_timeout(
     c: &CollectionRow,
     e: salesforce::Error,
 ) -> Result<StepError, StepError> {
+    let db = rt.db.clone();
     let cr = rt.collection_mut(&c.object_name)?;
     let message = if !cr.bulk_failed && queries::bulk_readable(&cr.columns) {
-        tx(|| apply::switch_backfill(&cfg.name, &c.object_name, BackfillMode::Bulk))?;
+        tx(&*db, |s| {
+            progress::switch_backfill(s, &cfg.name, &c.object_name, BackfillMode::Bulk)
+        })?;
         format!("{e}; backfilling through a Bulk query job instead")
     } else {
         let limit = cr.rest_limit.unwrap_or(PAGE_SIZE);

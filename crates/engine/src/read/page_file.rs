@@ -1,43 +1,64 @@
-//! Files of the data directory holding pages on their way into a table: `COPY` reads
-//! them there. Named for the database and the process, so that what a worker left when
-//! it crashed or exited on an error is found and removed: when the supervisor starts,
-//! and when it sees a sync's worker stopped.
+//! Files holding pages on their way into a table: `COPY` reads them. The host says
+//! where they live (`use_page_dir`: the extension, the data directory, where the server
+//! may read them). Named for their owner (the extension: the database) and the process,
+//! so that what a process left when it crashed or exited on an error is found and
+//! removed (`remove_leftover_pages`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use crate::inflight::{OwnedPage, RestFetched, RewrittenPage};
 
 /// Earlier releases named their Bulk pages with the second prefix.
 const PREFIXES: [&str; 2] = ["sequin_sf_page_", "sequin_sf_bulk_"];
 
+/// Where this process's page files go, and the owner their names carry.
+struct PageDir {
+    dir: PathBuf,
+    owner: String,
+}
+
+static PAGE_DIR: OnceLock<PageDir> = OnceLock::new();
+
+/// Sets where page files go, once per process, before the first step. `owner` tells
+/// apart the processes of several hosts sharing `dir`.
+pub fn use_page_dir(dir: PathBuf, owner: String) {
+    let _ = PAGE_DIR.set(PageDir { dir, owner });
+}
+
+fn page_dir() -> &'static PageDir {
+    PAGE_DIR.get_or_init(|| PageDir {
+        dir: std::env::temp_dir(),
+        owner: "0".into(),
+    })
+}
+
 /// A new file name for a page.
 pub fn page_file() -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    crate::secrets::data_dir().join(format!(
+    let d = page_dir();
+    d.dir.join(format!(
         "{}{}_{}_{}.page",
         PREFIXES[0],
-        file_owner(),
+        d.owner,
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ))
 }
 
-fn file_owner() -> u32 {
-    // SAFETY: set once the worker is connected to its database.
-    unsafe { pgrx::pg_sys::MyDatabaseId }.to_u32()
-}
-
-/// Removes the pages that workers of this database left behind when they ended without
+/// Removes the pages that processes of this owner left behind when they ended without
 /// cleaning up (a crash, an error exit): those whose process is gone.
 pub fn remove_leftover_pages() {
-    let owner = file_owner();
-    let Ok(entries) = std::fs::read_dir(crate::secrets::data_dir()) else {
+    let d = page_dir();
+    let Ok(entries) = std::fs::read_dir(&d.dir) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(pid) = PREFIXES
             .iter()
-            .find_map(|p| name.to_str()?.strip_prefix(&format!("{p}{owner}_")))
+            .find_map(|p| name.to_str()?.strip_prefix(&format!("{p}{}_", d.owner)))
             .and_then(|rest| rest.split('_').next()?.parse::<i32>().ok())
         else {
             continue;
@@ -60,15 +81,6 @@ pub fn create_page_file(path: &Path) -> salesforce::Result<std::fs::File> {
         .map_err(|e| salesforce::Error::Transport(format!("{}: {e}", path.display())))
 }
 
-/// A page file removed when dropped.
-pub struct OwnedPage(pub PathBuf);
-
-impl Drop for OwnedPage {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// A new page file that `write` fills with a page rewritten for `COPY`.
 pub fn rewritten_page(
     write: impl FnOnce(
@@ -87,15 +99,6 @@ pub fn rest_page_file(
     columns: &[sync_core::ColumnSpec],
 ) -> salesforce::Result<RewrittenPage> {
     rewritten_page(|out| sync_core::copy_rows::rewrite_rest_page(records, out, columns))
-}
-
-/// A page file and what it holds.
-pub type RewrittenPage = (OwnedPage, sync_core::copy_rows::CopyPage);
-
-/// A fetched REST page and, when asked for, the page rewritten for `COPY`.
-pub struct RestFetched {
-    pub page: salesforce::RawQueryPage,
-    pub copy: Option<RewrittenPage>,
 }
 
 /// Fetches a REST page and, given the table's columns (while the backfill's rows are

@@ -2,14 +2,10 @@
 //! (`sequin_sf._syncs`, `_collections`, `_columns`). Call inside a transaction.
 
 use chrono::{DateTime, Utc};
-use pgrx::prelude::*;
-use pgrx::spi::SpiResult;
 use sync_core::progress::{BackfillMode, CollectionState};
 use sync_core::{ColumnSpec, PgType};
 
-/// Timestamps cross SPI as RFC 3339 text in UTC (chrono parses it; no pgrx datetime
-/// conversions needed).
-pub const TS: &str = "YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"";
+use crate::db::{DbError, Session, TS};
 
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
@@ -99,15 +95,17 @@ fn ts(s: Option<String>) -> Option<DateTime<Utc>> {
 }
 
 /// The version of the extension's SQL objects in this database (None: not installed).
-pub fn installed_version() -> SpiResult<Option<String>> {
-    Spi::get_one::<String>(
-        "SELECT (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'sequin_sf')",
-    )
+pub fn installed_version(s: &mut dyn Session) -> Result<Option<String>, DbError> {
+    Ok(s.query_one(
+        "SELECT (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'sequin_sf')::text",
+        &[],
+    )?
+    .and_then(|r| r.text(0)))
 }
 
-pub fn load_syncs() -> SpiResult<Vec<SyncConfig>> {
-    Spi::connect(|c| {
-        let rows = c.select(
+pub fn load_syncs(s: &mut dyn Session) -> Result<Vec<SyncConfig>, DbError> {
+    {
+        let rows = s.query(
             "SELECT s.name, s.credential, coalesce(cr.updated_at::text, ''), s.schema_name,
                     s.rate_limit_requests, extract(epoch FROM s.rate_limit_interval)::float8,
                     s.max_concurrent_requests, s.org_usage_ceiling::float8, s.write_reserve::float8,
@@ -120,42 +118,41 @@ pub fn load_syncs() -> SpiResult<Vec<SyncConfig>> {
                     'sequin_sf_' || left(md5(current_database() || '/' || s.name || '/' || s.marker_key), 12)
              FROM sequin_sf._syncs s LEFT JOIN sequin_sf._credentials cr ON cr.name = s.credential
              ORDER BY s.name",
-            None,
             &[],
         )?;
         let mut out = Vec::new();
         for r in rows {
             out.push(SyncConfig {
-                name: r.get(1)?.unwrap_or_default(),
-                credential: r.get(2)?.unwrap_or_default(),
-                credential_updated: r.get(3)?.unwrap_or_default(),
-                schema_name: r.get(4)?.unwrap_or_default(),
-                rate_limit_requests: r.get(5)?.unwrap_or(1),
-                rate_limit_interval_secs: r.get(6)?.unwrap_or(86_400.0),
-                max_concurrent_requests: r.get(7)?.unwrap_or(1),
-                org_usage_ceiling: r.get(8)?.unwrap_or(0.8),
-                write_reserve: r.get(9)?.unwrap_or(0.2),
-                poll_overlap_secs: r.get(10)?.unwrap_or(30.0),
-                event_retention_secs: r.get(11)?.unwrap_or(7.0 * 86_400.0),
-                backfill_events: r.get(12)?.unwrap_or(true),
-                describe_interval_secs: r.get(13)?.unwrap_or(600.0),
-                deleted_interval_secs: r.get(14)?.unwrap_or(60.0),
-                paused: r.get(15)?.unwrap_or(false),
-                has_error: r.get(16)?.unwrap_or(false),
-                bulk_threshold: r.get(17)?.unwrap_or(50_000),
-                base64_urls: r.get(18)?.unwrap_or(false),
-                change_events: r.get(19)?.unwrap_or(false),
-                pubsub_endpoint: r.get(20)?.unwrap_or_default(),
-                reconcile_interval_secs: r.get(21)?.unwrap_or(3600.0),
-                replay_id: r.get(22)?,
-                call_options_client: r.get(23)?.unwrap_or_default(),
+                name: r.text(0).unwrap_or_default(),
+                credential: r.text(1).unwrap_or_default(),
+                credential_updated: r.text(2).unwrap_or_default(),
+                schema_name: r.text(3).unwrap_or_default(),
+                rate_limit_requests: r.i32(4).unwrap_or(1),
+                rate_limit_interval_secs: r.f64(5).unwrap_or(86_400.0),
+                max_concurrent_requests: r.i32(6).unwrap_or(1),
+                org_usage_ceiling: r.f64(7).unwrap_or(0.8),
+                write_reserve: r.f64(8).unwrap_or(0.2),
+                poll_overlap_secs: r.f64(9).unwrap_or(30.0),
+                event_retention_secs: r.f64(10).unwrap_or(7.0 * 86_400.0),
+                backfill_events: r.bool(11).unwrap_or(true),
+                describe_interval_secs: r.f64(12).unwrap_or(600.0),
+                deleted_interval_secs: r.f64(13).unwrap_or(60.0),
+                paused: r.bool(14).unwrap_or(false),
+                has_error: r.bool(15).unwrap_or(false),
+                bulk_threshold: r.i64(16).unwrap_or(50_000),
+                base64_urls: r.bool(17).unwrap_or(false),
+                change_events: r.bool(18).unwrap_or(false),
+                pubsub_endpoint: r.text(19).unwrap_or_default(),
+                reconcile_interval_secs: r.f64(20).unwrap_or(3600.0),
+                replay_id: r.bytes(21),
+                call_options_client: r.text(22).unwrap_or_default(),
             });
         }
         Ok(out)
-    })
+    }
 }
 
-pub fn load_collections(sync: &str) -> SpiResult<Vec<CollectionRow>> {
+pub fn load_collections(s: &mut dyn Session, sync: &str) -> Result<Vec<CollectionRow>, DbError> {
     let q = format!(
         "SELECT c.object_name, c.table_name, c.state, c.stamp_field, c.rows_total, c.backfill_cursor,
                 to_char(c.backfill_started_at AT TIME ZONE 'UTC', '{TS}'),
@@ -175,48 +172,46 @@ pub fn load_collections(sync: &str) -> SpiResult<Vec<CollectionRow>> {
                 c.change_source = 'events'
          FROM sequin_sf._collections c WHERE c.sync_name = $1 ORDER BY c.added_at, c.object_name"
     );
-    Spi::connect(|c| {
-        let rows = c.select(&q, None, &[sync.into()])?;
+    {
+        let rows = s.query(&q, &[sync.into()])?;
         let mut out = Vec::new();
         for r in rows {
             out.push(CollectionRow {
-                object_name: r.get(1)?.unwrap_or_default(),
-                table_name: r.get(2)?.unwrap_or_default(),
-                state: r
-                    .get::<String>(3)?
-                    .as_deref()
-                    .and_then(CollectionState::parse),
-                stamp_field: r.get(4)?,
-                rows_total: r.get(5)?,
-                backfill_cursor: r.get(6)?,
-                backfill_started_at: ts(r.get(7)?),
-                poll_cursor: ts(r.get(8)?),
-                deleted_cursor: ts(r.get(9)?),
-                describe_modified: ts(r.get(10)?),
-                has_columns: r.get(11)?.unwrap_or(false),
-                has_error: r.get(12)?.unwrap_or(false),
-                backfill_mode: r
-                    .get::<String>(13)?
-                    .as_deref()
-                    .and_then(BackfillMode::parse),
-                bulk_job_id: r.get(14)?,
-                bulk_locator: r.get(15)?,
-                replicateable: r.get(16)?,
-                table_shape: r.get(17)?,
-                calculated_cursor: r.get(18)?,
-                calculated_due: r.get(19)?.unwrap_or(false),
-                on_events: r.get(20)?.unwrap_or(false),
+                object_name: r.text(0).unwrap_or_default(),
+                table_name: r.text(1).unwrap_or_default(),
+                state: r.text(2).as_deref().and_then(CollectionState::parse),
+                stamp_field: r.text(3),
+                rows_total: r.i64(4),
+                backfill_cursor: r.text(5),
+                backfill_started_at: ts(r.text(6)),
+                poll_cursor: ts(r.text(7)),
+                deleted_cursor: ts(r.text(8)),
+                describe_modified: ts(r.text(9)),
+                has_columns: r.bool(10).unwrap_or(false),
+                has_error: r.bool(11).unwrap_or(false),
+                backfill_mode: r.text(12).as_deref().and_then(BackfillMode::parse),
+                bulk_job_id: r.text(13),
+                bulk_locator: r.text(14),
+                replicateable: r.bool(15),
+                table_shape: r.text(16),
+                calculated_cursor: r.text(17),
+                calculated_due: r.bool(18).unwrap_or(false),
+                on_events: r.bool(19).unwrap_or(false),
             });
         }
         Ok(out)
-    })
+    }
 }
 
 /// Every column of a collection, active ones flagged, in position order. The type is
 /// the column's own in the catalog, so a column an operator converted is read as such.
-pub fn load_columns(sync: &str, object: &str) -> SpiResult<Vec<(ColumnSpec, bool)>> {
-    Spi::connect(|c| {
-        let rows = c.select(
+pub fn load_columns(
+    s: &mut dyn Session,
+    sync: &str,
+    object: &str,
+) -> Result<Vec<(ColumnSpec, bool)>, DbError> {
+    {
+        let rows = s.query(
             "SELECT m.field_name, m.column_name, m.sf_type,
                     format_type(a.atttypid, NULL), m.pg_type, m.compound_of,
                     m.createable, m.updateable, m.calculated, m.nillable, m.restricted_picklist,
@@ -226,14 +221,13 @@ pub fn load_columns(sync: &str, object: &str) -> SpiResult<Vec<(ColumnSpec, bool
              LEFT JOIN pg_catalog.pg_attribute a
                ON a.attrelid = c.table_oid AND a.attname = m.column_name AND NOT a.attisdropped
              WHERE m.sync_name = $1 AND m.object_name = $2 ORDER BY m.position",
-            None,
             &[sync.into(), object.into()],
         )?;
         let mut out = Vec::new();
         for r in rows {
             // the catalog's type when it is one we map, else the recorded one
-            let actual: Option<String> = r.get(4)?;
-            let recorded: String = r.get(5)?.unwrap_or_default();
+            let actual: Option<String> = r.text(3);
+            let recorded: String = r.text(4).unwrap_or_default();
             let pg_type = actual
                 .as_deref()
                 .and_then(PgType::from_catalog)
@@ -241,22 +235,22 @@ pub fn load_columns(sync: &str, object: &str) -> SpiResult<Vec<(ColumnSpec, bool
                 .unwrap_or(PgType::Text);
             out.push((
                 ColumnSpec {
-                    field: r.get(1)?.unwrap_or_default(),
-                    column: r.get(2)?.unwrap_or_default(),
-                    sf_type: r.get(3)?.unwrap_or_default(),
+                    field: r.text(0).unwrap_or_default(),
+                    column: r.text(1).unwrap_or_default(),
+                    sf_type: r.text(2).unwrap_or_default(),
                     pg_type,
-                    compound_of: r.get(6)?,
-                    createable: r.get(7)?.unwrap_or(false),
-                    updateable: r.get(8)?.unwrap_or(false),
-                    calculated: r.get(9)?.unwrap_or(false),
-                    nillable: r.get(10)?.unwrap_or(true),
-                    restricted_picklist: r.get(11)?.unwrap_or(false),
+                    compound_of: r.text(5),
+                    createable: r.bool(6).unwrap_or(false),
+                    updateable: r.bool(7).unwrap_or(false),
+                    calculated: r.bool(8).unwrap_or(false),
+                    nillable: r.bool(9).unwrap_or(true),
+                    restricted_picklist: r.bool(10).unwrap_or(false),
                     external_id: false,
-                    picklist_values: r.get(12)?.unwrap_or_default(),
+                    picklist_values: r.text_array(11).unwrap_or_default(),
                 },
-                r.get(13)?.unwrap_or(true),
+                r.bool(12).unwrap_or(true),
             ));
         }
         Ok(out)
-    })
+    }
 }

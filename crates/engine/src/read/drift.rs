@@ -8,11 +8,11 @@ use chrono::Utc;
 use sync_core::mapping::{follow_type, holds, map_new_fields, FieldInfo, TypeFollow};
 use sync_core::{ColumnSpec, PgType};
 
-use super::apply;
-use crate::worker::catalog::{self, CollectionRow, SyncConfig};
-use crate::worker::error::StepError;
-use crate::worker::pg::{catch_errors, tx};
-use crate::worker::runtime::SyncRuntime;
+use super::tables::{self, ColumnRefresh, ObjectAccess, TableRef};
+use crate::catalog::{self, CollectionRow, SyncConfig};
+use crate::db::{guarded, tx, Database};
+use crate::error::StepError;
+use crate::runtime::SyncRuntime;
 
 /// Re-reads the describe when due (If-Modified-Since the last one) and adds columns for
 /// new fields; vanished fields stop being selected.
@@ -52,9 +52,14 @@ pub(super) fn check_describe(
     let Some(d) = rt.call(rt.client.describe(&c.object_name, since))? else {
         return Ok(());
     };
-    let access = apply::ObjectAccess::from(&d);
-    tx(|| apply::set_object_access(&cfg.name, &c.object_name, &access))?;
-    let existing = tx(|| catalog::load_columns(&cfg.name, &c.object_name))?;
+    let access = ObjectAccess::from(&d);
+    let db = rt.db.clone();
+    tx(&*db, |s| {
+        tables::set_object_access(s, &cfg.name, &c.object_name, &access)
+    })?;
+    let existing = tx(&*db, |s| {
+        catalog::load_columns(s, &cfg.name, &c.object_name)
+    })?;
     let known: HashSet<&str> = existing.iter().map(|(col, _)| col.field.as_str()).collect();
     let new_fields: Vec<FieldInfo> = super::setup::synced_fields(cfg, &d)
         .into_iter()
@@ -68,22 +73,23 @@ pub(super) fn check_describe(
         .collect();
     let names: Vec<String> = existing.iter().map(|(col, _)| col.column.clone()).collect();
     let added = map_new_fields(&names, &new_fields);
-    let tref = apply::TableRef {
+    let tref = TableRef {
         sync: &cfg.name,
         schema: &cfg.schema_name,
         object: &c.object_name,
         table: &c.table_name,
     };
     // known fields keep their column; its write rules and type follow the describe
-    let refreshed: Vec<apply::ColumnRefresh> = existing
+    let refreshed: Vec<ColumnRefresh> = existing
         .iter()
         .filter_map(|(col, _)| {
             let f = super::setup::field_info(d.fields.iter().find(|f| f.name == col.field)?);
-            Some(follow_field(&tref, col, &f))
+            Some(follow_field(&*db, &tref, col, &f))
         })
         .collect();
-    let changed = tx(|| {
-        apply::apply_drift(
+    let changed = tx(&*db, |s| {
+        tables::apply_drift(
+            s,
             &tref,
             &added,
             &removed,
@@ -93,7 +99,7 @@ pub(super) fn check_describe(
         )
     })?;
     if !added.is_empty() || !removed.is_empty() || changed > 0 {
-        pgrx::log!(
+        log::info!(
             "sequin_sf: {}.{}: {} column(s) added, {} field(s) gone, {} field(s) changed",
             cfg.schema_name,
             c.table_name,
@@ -102,11 +108,11 @@ pub(super) fn check_describe(
             changed
         );
         for note in refreshed.iter().filter_map(|r| r.note.as_deref()) {
-            pgrx::warning!("sequin_sf: {note}");
+            log::warn!("sequin_sf: {note}");
         }
-        let all = tx(|| catalog::load_columns(&cfg.name, &c.object_name))?;
+        let columns = super::load_active_columns(rt, cfg, c)?;
         if let Some(cr) = rt.collections.get_mut(&c.object_name) {
-            cr.columns = super::active_columns(all);
+            cr.columns = columns;
             // our own change of the table is not an operator's
             cr.table_shape = None;
         }
@@ -120,12 +126,19 @@ pub(super) fn check_describe(
 /// A known field's column as the describe now has the field. A type change is followed
 /// by converting the column when no value can be lost; otherwise the column keeps its
 /// type and values, and the note says what the operator may do.
-fn follow_field(tref: &apply::TableRef, col: &ColumnSpec, f: &FieldInfo) -> apply::ColumnRefresh {
+fn follow_field(
+    db: &dyn Database,
+    tref: &TableRef,
+    col: &ColumnSpec,
+    f: &FieldInfo,
+) -> ColumnRefresh {
     let wanted = PgType::for_sf_type(&f.sf_type);
     let mut follow = follow_type(col.pg_type, wanted);
     let mut refused = None;
     if let (TypeFollow::Alter, Some(to)) = (follow, wanted) {
-        match catch_errors(|| tx(|| apply::alter_column_type(tref, col, to))) {
+        match guarded(db, || {
+            tx(db, |s| tables::alter_column_type(s, tref, col, to))
+        }) {
             Ok(Ok(())) => return refresh(col, f, to, true, None),
             Ok(Err(e)) => refused = Some(e.to_string()),
             Err(message) => refused = Some(message),
@@ -146,8 +159,8 @@ fn refresh(
     pg_type: PgType,
     active: bool,
     note: Option<String>,
-) -> apply::ColumnRefresh {
-    apply::ColumnRefresh {
+) -> ColumnRefresh {
+    ColumnRefresh {
         spec: ColumnSpec {
             sf_type: f.sf_type.clone(),
             pg_type,
@@ -166,7 +179,7 @@ fn refresh(
 
 /// What the operator is told about a type change the column did not follow.
 fn type_note(
-    tref: &apply::TableRef,
+    tref: &TableRef,
     col: &ColumnSpec,
     f: &FieldInfo,
     wanted: Option<PgType>,

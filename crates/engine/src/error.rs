@@ -5,7 +5,7 @@ pub enum StepError {
     #[error("{0}")]
     Salesforce(#[from] salesforce::Error),
     #[error("database error: {0}")]
-    Spi(#[from] pgrx::spi::Error),
+    Db(#[from] crate::db::DbError),
     #[error("{object}: {message}")]
     Collection { object: String, message: String },
     /// The worker is stopping; the call in flight was abandoned.

@@ -10,13 +10,14 @@ use sync_core::copy_rows::CopyPage;
 use sync_core::progress::BackfillMode;
 use sync_core::{naming, queries, ColumnSpec};
 
-use super::page_file::{create_page_file, page_file, rewritten_page, OwnedPage, RewrittenPage};
-use super::{apply, target};
-use crate::worker::catalog::{CollectionRow, SyncConfig};
-use crate::worker::error::StepError;
-use crate::worker::pg::tx;
-use crate::worker::runtime::{Ahead, CollectionRuntime, SyncRuntime, BULK_FIRST_WAIT};
-use crate::worker::{allocations, status};
+use super::page_file::{create_page_file, page_file, rewritten_page};
+use super::{apply, progress, target};
+use crate::catalog::{CollectionRow, SyncConfig};
+use crate::db::{tx, Database, DbError};
+use crate::error::StepError;
+use crate::inflight::{BulkDownload, FetchedPage, OwnedPage};
+use crate::runtime::{CollectionRuntime, SyncRuntime, BULK_FIRST_WAIT};
+use crate::status;
 
 /// Records per Bulk results request: few API calls (20 per million), bounded memory.
 const BULK_PAGE: u64 = 50_000;
@@ -35,12 +36,12 @@ pub(super) fn bulk_step(
     c: &CollectionRow,
 ) -> Result<bool, StepError> {
     let Some(job_id) = c.bulk_job_id.clone() else {
-        if let Some(why) = allocations::bulk_job_refused(rt, cfg)? {
+        if let Some(why) = super::org_limits::bulk_job_refused(rt, cfg)? {
             // as after a job that failed: this backfill stays on REST pages
             rt.collection_mut(&c.object_name)?.bulk_failed = true;
-            tx(|| {
-                apply::switch_backfill(&cfg.name, &c.object_name, BackfillMode::Rest)?;
-                status::set_backfill_note(&cfg.name, &c.object_name, Some(&why))
+            tx(&*rt.db, |s| {
+                progress::switch_backfill(s, &cfg.name, &c.object_name, BackfillMode::Rest)?;
+                status::set_backfill_note(s, &cfg.name, &c.object_name, Some(&why))
             })?;
             return Ok(true);
         }
@@ -56,7 +57,7 @@ pub(super) fn bulk_step(
             // not serve): as for a job that fails, REST pages read it instead
             Err(StepError::Salesforce(e)) if !e.is_transient() && e.status() == Some(400) => {
                 rt.collection_mut(&c.object_name)?.bulk_failed = true;
-                tx(|| apply::switch_backfill(&cfg.name, &c.object_name, BackfillMode::Rest))?;
+                back_to_rest(&*rt.db, cfg, c)?;
                 return Err(StepError::Collection {
                     object: c.object_name.clone(),
                     message: format!("{e}; backfilling through the REST API instead"),
@@ -64,9 +65,9 @@ pub(super) fn bulk_step(
             }
             other => other?,
         };
-        tx(|| {
-            apply::set_bulk_job(&cfg.name, &c.object_name, Some(&job.id))?;
-            status::record_bulk_job(&cfg.name)
+        tx(&*rt.db, |s| {
+            progress::set_bulk_job(s, &cfg.name, &c.object_name, Some(&job.id))?;
+            status::record_bulk_job(s, &cfg.name)
         })?;
         if let Some(cr) = rt.collections.get_mut(&c.object_name) {
             cr.bulk_complete = false;
@@ -89,11 +90,14 @@ pub(super) fn bulk_step(
             // Jobs and their results expire: start over with a new job (re-applying
             // rows already stored changes nothing).
             Err(StepError::Salesforce(e)) if e.status() == Some(404) => {
-                tx(|| apply::set_bulk_job(&cfg.name, &c.object_name, None))?;
+                tx(&*rt.db, |s| {
+                    progress::set_bulk_job(s, &cfg.name, &c.object_name, None)
+                })?;
                 return Err(e.into());
             }
             Err(e) => return Err(e),
         };
+        let db = rt.db.clone();
         let cr = rt.collection_mut(&c.object_name)?;
         match info.state {
             salesforce::JobState::JobComplete => cr.bulk_complete = true,
@@ -102,7 +106,7 @@ pub(super) fn bulk_step(
             // goes on through the REST API, which reads everything /query reads.
             salesforce::JobState::Failed | salesforce::JobState::Aborted => {
                 cr.bulk_failed = true;
-                tx(|| apply::switch_backfill(&cfg.name, &c.object_name, BackfillMode::Rest))?;
+                back_to_rest(&*db, cfg, c)?;
                 return Err(StepError::Collection {
                     object: c.object_name.clone(),
                     message: format!(
@@ -147,19 +151,24 @@ pub(super) fn bulk_step(
     let t = target(cfg, c, cr, &cid, cfg.backfill_events);
     let object = c.object_name.clone();
     let mut next_chunk = || {
-        let r = reader.as_mut()?;
+        let Some(r) = reader.as_mut() else {
+            return Ok(None);
+        };
         match r.next_chunk(BULK_CHUNK) {
-            Ok(rows) if rows.is_empty() => None,
-            Ok(rows) => Some(Value::Array(rows)),
-            // Aborts the transaction: nothing of the page is kept, the locator stays,
-            // and the restarted worker reads the page again.
-            Err(e) => pgrx::error!("sequin_sf: Bulk results of {object} are unreadable: {e}"),
+            Ok(rows) if rows.is_empty() => Ok(None),
+            Ok(rows) => Ok(Some(Value::Array(rows))),
+            // Rolls the transaction back: nothing of the page is kept, the locator
+            // stays, and the page is read again.
+            Err(e) => Err(DbError::new(format!(
+                "sequin_sf: Bulk results of {object} are unreadable: {e}"
+            ))),
         }
     };
     let locator = page.locator.clone();
     let apply_started = Instant::now();
-    let rows = tx(|| {
+    let rows = tx(&*rt.db, |s| {
         apply::apply_bulk_page(
+            s,
             &cfg.name,
             &t,
             &c.object_name,
@@ -167,7 +176,7 @@ pub(super) fn bulk_step(
             locator.as_deref(),
         )
     })?;
-    pgrx::log!(
+    log::info!(
         "sequin_sf: {}: Bulk page of {rows} rows fetched in {:.2} s, applied in {:.2} s",
         c.object_name,
         fetched_in.as_secs_f64(),
@@ -175,19 +184,6 @@ pub(super) fn bulk_step(
     );
     Ok(page.locator.is_some())
 }
-
-/// A results page being fetched and rewritten for `COPY` by a request started ahead
-/// (`SyncRuntime::fetch_ahead`), while the page before it is applied. Dropped unused,
-/// it is abandoned; its file goes with it (`OwnedPage`).
-pub struct BulkDownload {
-    /// The job and the locator it was asked for.
-    job_id: String,
-    locator: Option<String>,
-    ahead: Ahead<FetchedPage>,
-}
-
-/// A results page, rewritten for `COPY` (`sync_core::copy_rows`) into a page file.
-type FetchedPage = (salesforce::BulkPageInfo, RewrittenPage);
 
 /// Fetches the results page at `locator` into a file, then rewrites it into another
 /// for `COPY` on a blocking thread, away from the worker's Postgres work. Each file is
@@ -282,9 +278,10 @@ fn bulk_page_via_copy(
         let d = download_ahead(rt, job_id, next, &columns);
         rt.collection_mut(&c.object_name)?.bulk_next = d;
     }
+    let db = rt.db.clone();
     let cr = rt.collection_mut(&c.object_name)?;
-    let rows = apply_page_file(cfg, c, cr, &page.0, &info, &copy)?;
-    pgrx::log!(
+    let rows = apply_page_file(&*db, (cfg, c, cr), &page.0, &info, &copy)?;
+    log::info!(
         "sequin_sf: {}: Bulk page of {rows} rows fetched in {:.2} s, applied in {:.2} s",
         c.object_name,
         fetched_in.as_secs_f64(),
@@ -296,9 +293,8 @@ fn bulk_page_via_copy(
 /// Applies the page in file `path` (rewritten as `copy` says) and moves the persisted
 /// locator past it.
 fn apply_page_file(
-    cfg: &SyncConfig,
-    c: &CollectionRow,
-    cr: &mut CollectionRuntime,
+    db: &dyn Database,
+    (cfg, c, cr): (&SyncConfig, &CollectionRow, &mut CollectionRuntime),
     path: &Path,
     info: &salesforce::BulkPageInfo,
     copy: &CopyPage,
@@ -306,12 +302,13 @@ fn apply_page_file(
     let cid = naming::collection_id(&c.object_name);
     let t = target(cfg, c, cr, &cid, false);
     if copy.rows == 0 {
-        tx(|| {
+        tx(db, |s| {
             apply::apply_bulk_page(
+                s,
                 &cfg.name,
                 &t,
                 &c.object_name,
-                &mut || None,
+                &mut || Ok(None),
                 info.locator.as_deref(),
             )
         })?;
@@ -323,11 +320,19 @@ fn apply_page_file(
         columns: &copy.columns,
     };
     let page = (&file, rows, info.locator.as_deref());
-    let apply = |mode| tx(|| apply::apply_bulk_csv(&cfg.name, &t, &c.object_name, page, mode));
     let mut rows_new = cr.rows_new;
-    let applied = super::insert_new_or_upsert(&c.object_name, &mut rows_new, |mode| {
-        apply(mode).map_err(StepError::from)
+    let applied = super::insert_new_or_upsert(db, &c.object_name, &mut rows_new, |mode| {
+        tx(db, |s| {
+            apply::apply_bulk_csv(s, &cfg.name, &t, &c.object_name, page, mode)
+        })
     });
     cr.rows_new = rows_new;
     applied.map(|()| rows)
+}
+
+/// Switches the backfill to REST pages, from the start (a Bulk job refused or failed).
+fn back_to_rest(db: &dyn Database, cfg: &SyncConfig, c: &CollectionRow) -> Result<(), StepError> {
+    Ok(tx(db, |s| {
+        progress::switch_backfill(s, &cfg.name, &c.object_name, BackfillMode::Rest)
+    })?)
 }

@@ -6,11 +6,12 @@ use chrono::Utc;
 use salesforce::FieldDescribe;
 use sync_core::mapping::{map_fields, modstamp_field, FieldInfo};
 
-use super::{apply, secs};
-use crate::worker::catalog::{CollectionRow, SyncConfig};
-use crate::worker::error::StepError;
-use crate::worker::pg::tx;
-use crate::worker::runtime::{CollectionRuntime, SyncRuntime};
+use super::secs;
+use super::tables::{self, ObjectAccess, TableRef};
+use crate::catalog::{CollectionRow, SyncConfig};
+use crate::db::tx;
+use crate::error::StepError;
+use crate::runtime::{CollectionRuntime, SyncRuntime};
 
 pub(super) fn field_info(f: &FieldDescribe) -> FieldInfo {
     // a base64 field's column holds the path of its bytes, never the bytes: the sync
@@ -60,19 +61,17 @@ pub(super) fn set_up(
     let columns = map_fields(&fields);
     let stamp = modstamp_field(&columns).map(str::to_string);
     let at = Utc::now();
-    let access = apply::ObjectAccess::from(&d);
-    tx(|| {
+    let access = ObjectAccess::from(&d);
+    let tref = TableRef {
+        sync: &cfg.name,
+        schema: &cfg.schema_name,
+        object: &c.object_name,
+        table: &c.table_name,
+    };
+    tx(&*rt.db, |s| {
         // before the table, whose capture refuses what the object does not allow
-        apply::set_object_access(&cfg.name, &c.object_name, &access)?;
-        apply::create_collection_table(
-            &cfg.name,
-            &cfg.schema_name,
-            &c.object_name,
-            &c.table_name,
-            &columns,
-            stamp.as_deref(),
-            at,
-        )
+        tables::set_object_access(s, &cfg.name, &c.object_name, &access)?;
+        tables::create_collection_table(s, &tref, &columns, stamp.as_deref(), at)
     })?;
     let mut cr = CollectionRuntime::new(
         columns,

@@ -15,7 +15,6 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pgrx::prelude::*;
 use sync_core::writes::outcome::unknown_create_message;
 use sync_core::writes::{
     marker_prefix, plan, ready_to_send, resolve_unknown, Action, EntryState, OpKind, Outcome,
@@ -31,6 +30,7 @@ const MAX_ROUNDS: usize = 5;
 
 /// What the writer needs from the worker's per-sync runtime.
 pub trait WriterHost {
+    fn db(&self) -> &dyn crate::db::Database;
     fn schema_name(&self) -> &str;
     fn client(&self) -> &salesforce::Client;
     /// Runs a future to completion (never inside a transaction); None when the worker
@@ -56,12 +56,12 @@ pub fn run_once<H: WriterHost>(host: &mut H) -> Result<(), queue::StoreError> {
 
 /// One round; true when there may be more to send right away.
 fn round<H: WriterHost>(host: &mut H, schema: &str) -> Result<bool, queue::StoreError> {
-    let Some(backlog) = queue::backlog(schema)? else {
+    let Some(backlog) = queue::backlog(host.db(), schema)? else {
         return Ok(false);
     };
     let settings = &backlog.settings;
     if host.prune_due(settings.retention()) {
-        prune(schema, settings.retention());
+        prune(host.db(), schema, settings.retention());
     }
     let plan_settings = plan_settings(settings);
     // Send now, or wait for the batch to fill (sync-core's rule, the only one).
@@ -74,7 +74,7 @@ fn round<H: WriterHost>(host: &mut H, schema: &str) -> Result<bool, queue::Store
     if !due {
         return Ok(false);
     }
-    let entries = queue::queue(schema, QUEUE_LIMIT)?;
+    let entries = queue::queue(host.db(), schema, QUEUE_LIMIT)?;
     if entries.is_empty() {
         return Ok(false);
     }
@@ -92,20 +92,20 @@ fn round<H: WriterHost>(host: &mut H, schema: &str) -> Result<bool, queue::Store
             local.push(Settlement::new(&l.log_ids, first, &l.outcome, None));
         }
     }
-    queue::settle(schema, local)?;
+    queue::settle(host.db(), schema, local)?;
 
     for call in &planned.calls {
         if !host.try_spend(1) {
             return Ok(false);
         }
-        queue::claim(schema, call.log_ids())?;
+        queue::claim(host.db(), schema, call.log_ids())?;
         let Some(results) = host.run_unless_stopping(send::send_call(host.client(), call)) else {
             // The claimed entries stay pending: the next start reads them as possibly sent.
             return Ok(false);
         };
         // The Ids of created records first, in a transaction of their own: whatever
         // happens to the settlement, a create that succeeded is known to have.
-        queue::record_created_ids(schema, created_ids(&results))?;
+        queue::record_created_ids(host.db(), schema, created_ids(&results))?;
         let settlements: Vec<Settlement> = results
             .iter()
             .filter_map(|(op, outcome)| {
@@ -114,7 +114,7 @@ fn round<H: WriterHost>(host: &mut H, schema: &str) -> Result<bool, queue::Store
                 Some(Settlement::new(&op.log_ids, first, &outcome, row_state))
             })
             .collect();
-        queue::settle(schema, settlements)?;
+        queue::settle(host.db(), schema, settlements)?;
     }
     Ok(full && !planned.calls.is_empty())
 }
@@ -283,12 +283,12 @@ fn split_answered(
     (answered, rest)
 }
 
-fn prune(schema: &str, retention: Duration) {
-    match queue::prune(schema, retention) {
+fn prune(db: &dyn crate::db::Database, schema: &str, retention: Duration) {
+    match queue::prune(db, schema, retention) {
         Ok(n) if n > 0 => {
-            log!("sequin_sf writer: pruned {n} settled write-log entries of {schema}")
+            log::info!("sequin_sf writer: pruned {n} settled write-log entries of {schema}")
         }
         Ok(_) => {}
-        Err(e) => log!("sequin_sf writer: pruning the write log of {schema} failed: {e}"),
+        Err(e) => log::info!("sequin_sf writer: pruning the write log of {schema} failed: {e}"),
     }
 }

@@ -8,11 +8,11 @@ use salesforce::CompositeSubresponse;
 use serde_json::{Map, Value};
 use sync_core::{cursor, naming, queries, schedule};
 
-use super::{apply, records_json, target, PAGE_SIZE};
-use crate::worker::catalog::{CollectionRow, SyncConfig};
-use crate::worker::error::StepError;
-use crate::worker::pg::tx;
-use crate::worker::runtime::SyncRuntime;
+use super::{apply, progress, records_json, target, PAGE_SIZE};
+use crate::catalog::{CollectionRow, SyncConfig};
+use crate::db::tx;
+use crate::error::StepError;
+use crate::runtime::SyncRuntime;
 
 /// One poll round over the live collections. Returns false when the budget did not
 /// allow all of it: the next try resumes with the first group not polled yet, so under
@@ -104,7 +104,9 @@ fn apply_poll_response(
                 }
             }
             let msg = format!("polling {}: {e}", c.object_name);
-            tx(|| crate::worker::status::set_collection_error(&cfg.name, &c.object_name, &msg))?;
+            tx(&*rt.db, |s| {
+                crate::status::set_collection_error(s, &cfg.name, &c.object_name, &msg)
+            })?;
             return Ok(());
         }
     };
@@ -142,10 +144,15 @@ fn apply_poll_response(
         let t = target(cfg, c, cr, &cid, true);
         let caught_up = if next.is_none() { Some(started) } else { None };
         if page.records.is_empty() {
-            tx(|| apply::mark_polled(&cfg.name, &c.object_name, cur, caught_up))?;
+            tx(&*rt.db, |s| {
+                progress::record_poll(s, &cfg.name, &c.object_name, cur, caught_up)
+            })?;
         } else {
             let records = records_json(std::mem::take(&mut page.records));
-            tx(|| apply::apply_poll_page(&cfg.name, &t, &c.object_name, records, cur, caught_up))?;
+            let at = (cur, caught_up);
+            tx(&*rt.db, |s| {
+                apply::apply_poll_page(s, &cfg.name, &t, &c.object_name, records, at)
+            })?;
         }
         if let Some(cr) = rt.collections.get_mut(&c.object_name) {
             cr.applied.extend(fresh);
@@ -172,7 +179,9 @@ fn apply_deleted_response(
         Ok(d) => d,
         Err(e) => {
             let msg = format!("checking deletions of {}: {e}", c.object_name);
-            tx(|| crate::worker::status::set_collection_error(&cfg.name, &c.object_name, &msg))?;
+            tx(&*rt.db, |s| {
+                crate::status::set_collection_error(s, &cfg.name, &c.object_name, &msg)
+            })?;
             return Ok(());
         }
     };
@@ -184,7 +193,7 @@ fn apply_deleted_response(
         .map_or(end, |covered| covered.min(end));
     if let Some(earliest) = deleted.earliest_date_available.filter(|e| *e > start) {
         // the delete log no longer reaches back to the window's start
-        pgrx::warning!(
+        log::warn!(
             "sequin_sf: {}.{}: Salesforce's delete log starts at {earliest}, after {start}: \
              records deleted in between cannot be seen and may remain in the table",
             cfg.schema_name,
@@ -195,7 +204,9 @@ fn apply_deleted_response(
     let cr = rt.collection(&c.object_name)?;
     let cid = naming::collection_id(&c.object_name);
     let t = target(cfg, c, cr, &cid, true);
-    tx(|| apply::apply_deleted(&cfg.name, &t, &c.object_name, ids, end))?;
+    tx(&*rt.db, |s| {
+        apply::apply_deleted(s, &cfg.name, &t, &c.object_name, ids, end)
+    })?;
     if let Some(cr) = rt.collections.get_mut(&c.object_name) {
         cr.deleted.mark(Instant::now());
     }

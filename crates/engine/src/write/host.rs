@@ -3,9 +3,13 @@
 use std::time::{Duration, Instant};
 
 use super::WriterHost;
-use crate::worker::runtime::SyncRuntime;
+use crate::runtime::SyncRuntime;
 
 impl WriterHost for SyncRuntime {
+    fn db(&self) -> &dyn crate::db::Database {
+        &*self.db
+    }
+
     fn schema_name(&self) -> &str {
         &self.schema_name
     }

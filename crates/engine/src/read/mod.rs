@@ -1,36 +1,38 @@
 //! The read path: one step of one sync at a time. In order: set up a new collection
 //! (`setup`), read one backfill page (`backfill` for REST pages, `bulk` for Bulk 2.0
 //! jobs), run a poll round when due (`poll`), read calculated fields again when due
-//! (`refresh`), re-check describes for schema drift (`drift`), prune old events. HTTP
-//! calls happen between transactions, never inside one; what a step writes goes
-//! through `apply`, inside the caller's transaction.
+//! (`refresh`), re-check describes for schema drift (`drift`), prune old events; the
+//! org's `/limits` when due (`org_limits`). HTTP calls happen between transactions,
+//! never inside one; what a step writes goes through `apply` (pages), `tables` (tables
+//! and columns) and `progress` (cursors and states), inside the caller's transaction.
 
 mod apply;
 mod backfill;
 mod bulk;
 mod drift;
 mod events;
+mod org_limits;
 mod page_file;
 mod poll;
+mod progress;
 mod refresh;
 mod setup;
+mod tables;
 
-pub use bulk::BulkDownload;
-pub use page_file::{remove_leftover_pages, RestFetched};
+pub use page_file::{remove_leftover_pages, use_page_dir};
 
 use std::time::{Duration, Instant};
 
-use pgrx::prelude::*;
 use serde_json::{Map, Value};
 use sync_core::progress::CollectionState;
 use sync_core::schedule;
 use sync_core::sql::{ApplyTarget, InsertMode};
 
-use crate::worker::allocations;
-use crate::worker::catalog::{self, CollectionRow, SyncConfig};
-use crate::worker::error::StepError;
-use crate::worker::pg::{catch_errors, tx};
-use crate::worker::runtime::{CollectionRuntime, SyncRuntime};
+use crate::allocations;
+use crate::catalog::{self, CollectionRow, SyncConfig};
+use crate::db::{guarded, tx, DbError};
+use crate::error::StepError;
+use crate::runtime::{CollectionRuntime, SyncRuntime};
 
 /// Records per REST page (the most Salesforce returns), for backfills and polls.
 const PAGE_SIZE: u32 = 2000;
@@ -40,7 +42,8 @@ const PAGE_SIZE: u32 = 2000;
 /// reporting the error in `sync_status.last_error` and retrying with backoff, instead
 /// of dying and restarting in a loop.
 pub fn guarded_step(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<bool, StepError> {
-    catch_errors(|| step(rt, cfg)).unwrap_or_else(|message| Err(StepError::Database(message)))
+    let db = rt.db.clone();
+    guarded(&*db, || step(rt, cfg)).unwrap_or_else(|message| Err(StepError::Database(message)))
 }
 
 pub(super) fn secs(s: f64) -> Duration {
@@ -54,7 +57,7 @@ pub(super) fn records_json(records: Vec<Map<String, Value>>) -> Value {
 /// Does one unit of work for the sync. Returns true when more work is ready at once
 /// (a backfill in progress), so the worker does not sleep.
 pub fn step(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<bool, StepError> {
-    let colls = tx(|| catalog::load_collections(&cfg.name))?;
+    let colls = tx(&*rt.db, |s| catalog::load_collections(s, &cfg.name))?;
     rt.collections
         .retain(|k, _| colls.iter().any(|c| &c.object_name == k && c.has_columns));
     for c in colls.iter().filter(|c| c.has_columns) {
@@ -66,9 +69,9 @@ pub fn step(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<bool, StepError> {
 
     // the org's allocations, for sequin_sf.org_limits: a reading that fails is only
     // logged, as nothing waits on it
-    match allocations::refresh(rt, cfg, allocations::READ_EVERY) {
+    match org_limits::refresh(rt, cfg, allocations::READ_EVERY) {
         Err(StepError::Stopping) => return Err(StepError::Stopping),
-        Err(e) => warning!(
+        Err(e) => log::warn!(
             "sequin_sf: sync {}: could not read the org's limits: {e}",
             cfg.name
         ),
@@ -112,7 +115,9 @@ pub fn step(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<bool, StepError> {
         .prune
         .take_due(secs(cfg.event_retention_secs), Instant::now())
     {
-        tx(|| apply::prune_events(&cfg.schema_name, cfg.event_retention_secs))?;
+        tx(&*rt.db, |s| {
+            apply::prune_events(s, &cfg.schema_name, cfg.event_retention_secs)
+        })?;
     }
     Ok(busy)
 }
@@ -158,7 +163,7 @@ fn load_collection(
     cfg: &SyncConfig,
     c: &CollectionRow,
 ) -> Result<(), StepError> {
-    let columns = active_columns(tx(|| catalog::load_columns(&cfg.name, &c.object_name))?);
+    let columns = load_active_columns(rt, cfg, c)?;
     rt.collections.insert(
         c.object_name.clone(),
         CollectionRuntime::new(
@@ -178,6 +183,7 @@ fn follow_table_shape(
     cfg: &SyncConfig,
     c: &CollectionRow,
 ) -> Result<(), StepError> {
+    let db = rt.db.clone();
     let Some(cr) = rt.collections.get_mut(&c.object_name) else {
         return Ok(());
     };
@@ -187,11 +193,25 @@ fn follow_table_shape(
             cr.table_shape = c.table_shape.clone();
             cr.describe_in_full = true;
             cr.describe.force();
-            cr.columns = active_columns(tx(|| catalog::load_columns(&cfg.name, &c.object_name))?);
+            cr.columns = active_columns(tx(&*db, |s| {
+                catalog::load_columns(s, &cfg.name, &c.object_name)
+            })?);
         }
         Some(_) => {}
     }
     Ok(())
+}
+
+/// The columns the sync fills of a collection, read from the catalog.
+pub(crate) fn load_active_columns(
+    rt: &SyncRuntime,
+    cfg: &SyncConfig,
+    c: &CollectionRow,
+) -> Result<Vec<sync_core::ColumnSpec>, StepError> {
+    let all = tx(&*rt.db, |s| {
+        catalog::load_columns(s, &cfg.name, &c.object_name)
+    })?;
+    Ok(active_columns(all))
 }
 
 /// The columns the sync fills, from `catalog::load_columns`.
@@ -209,18 +229,23 @@ pub(super) fn active_columns(
 /// created through the write path meanwhile) fails that, and the page is applied again
 /// as an upsert, as is the rest of the backfill (`rows_new` turns false).
 pub(super) fn insert_new_or_upsert<R>(
+    db: &dyn crate::db::Database,
     object: &str,
     rows_new: &mut bool,
-    apply: impl Fn(InsertMode) -> Result<R, StepError>,
+    apply: impl Fn(InsertMode) -> Result<R, DbError>,
 ) -> Result<R, StepError> {
     if !*rows_new {
-        return apply(InsertMode::Upsert);
+        return Ok(apply(InsertMode::Upsert)?);
     }
-    catch_errors(|| apply(InsertMode::New)).unwrap_or_else(|message| {
-        pgrx::log!("sequin_sf: {object}: upserting backfill pages ({message})");
-        *rows_new = false;
-        apply(InsertMode::Upsert)
-    })
+    // a host that returns the failure, and one that raises it
+    let failed = match guarded(db, || apply(InsertMode::New)) {
+        Ok(Ok(r)) => return Ok(r),
+        Ok(Err(e)) => e.message,
+        Err(message) => message,
+    };
+    log::info!("sequin_sf: {object}: upserting backfill pages ({failed})");
+    *rows_new = false;
+    Ok(apply(InsertMode::Upsert)?)
 }
 
 pub(super) fn target<'a>(

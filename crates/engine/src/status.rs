@@ -2,11 +2,10 @@
 //! collection) and its API requests per minute, and the org's usage as
 //! Salesforce reports it. Call inside a transaction.
 
-use pgrx::prelude::*;
-use pgrx::spi::SpiResult;
+use crate::db::{DbError, Session};
 
-pub fn record_usage(sync: &str, n: i64) -> SpiResult<()> {
-    Spi::run_with_args(
+pub fn record_usage(s: &mut dyn Session, sync: &str, n: i64) -> Result<(), DbError> {
+    s.execute(
         "SELECT sequin_sf._record_api_usage($1, $2::integer)",
         &[sync.into(), n.into()],
     )
@@ -14,8 +13,13 @@ pub fn record_usage(sync: &str, n: i64) -> SpiResult<()> {
 
 /// The org's API usage (every client's requests in 24 h) and limit, as Salesforce last
 /// reported them (`Sforce-Limit-Info`).
-pub fn record_org_usage(sync: &str, used: u64, limit: u64) -> SpiResult<()> {
-    Spi::run_with_args(
+pub fn record_org_usage(
+    s: &mut dyn Session,
+    sync: &str,
+    used: u64,
+    limit: u64,
+) -> Result<(), DbError> {
+    s.execute(
         "SELECT sequin_sf._record_org_usage($1, $2, $3)",
         &[sync.into(), (used as i64).into(), (limit as i64).into()],
     )
@@ -23,33 +27,44 @@ pub fn record_org_usage(sync: &str, used: u64, limit: u64) -> SpiResult<()> {
 
 /// The watched allocations of the org's `/limits` (allocations.rs).
 pub fn record_org_limits(
+    s: &mut dyn Session,
+
     sync: &str,
     limits: &serde_json::Map<String, serde_json::Value>,
-) -> SpiResult<()> {
-    Spi::run_with_args(
+) -> Result<(), DbError> {
+    s.execute(
         "SELECT sequin_sf._record_org_limits($1, $2)",
         &[
             sync.into(),
-            pgrx::JsonB(serde_json::Value::Object(limits.clone())).into(),
+            (&serde_json::Value::Object(limits.clone())).into(),
         ],
     )
 }
 
 /// A Bulk query job the sync created, counted against the org's daily jobs.
-pub fn record_bulk_job(sync: &str) -> SpiResult<()> {
-    Spi::run_with_args("SELECT sequin_sf._record_bulk_job($1)", &[sync.into()])
+pub fn record_bulk_job(s: &mut dyn Session, sync: &str) -> Result<(), DbError> {
+    s.execute("SELECT sequin_sf._record_bulk_job($1)", &[sync.into()])
 }
 
 /// Why a collection's backfill reads REST pages though its size called for Bulk.
-pub fn set_backfill_note(sync: &str, object: &str, note: Option<&str>) -> SpiResult<()> {
-    Spi::run_with_args(
+pub fn set_backfill_note(
+    s: &mut dyn Session,
+    sync: &str,
+    object: &str,
+    note: Option<&str>,
+) -> Result<(), DbError> {
+    s.execute(
         "SELECT sequin_sf._set_backfill_note($1, $2, $3)",
         &[sync.into(), object.into(), note.into()],
     )
 }
 
-pub fn set_sync_error(sync: &str, message: Option<&str>) -> SpiResult<()> {
-    Spi::run_with_args(
+pub fn set_sync_error(
+    s: &mut dyn Session,
+    sync: &str,
+    message: Option<&str>,
+) -> Result<(), DbError> {
+    s.execute(
         "UPDATE sequin_sf._syncs SET last_error = $2,
                 last_error_at = CASE WHEN $2 IS NULL THEN NULL ELSE now() END
          WHERE name = $1",
@@ -57,8 +72,13 @@ pub fn set_sync_error(sync: &str, message: Option<&str>) -> SpiResult<()> {
     )
 }
 
-pub fn set_collection_error(sync: &str, object: &str, message: &str) -> SpiResult<()> {
-    Spi::run_with_args(
+pub fn set_collection_error(
+    s: &mut dyn Session,
+    sync: &str,
+    object: &str,
+    message: &str,
+) -> Result<(), DbError> {
+    s.execute(
         "UPDATE sequin_sf._collections SET last_error = $3, last_error_at = now()
          WHERE sync_name = $1 AND object_name = $2",
         &[sync.into(), object.into(), message.into()],
@@ -68,8 +88,12 @@ pub fn set_collection_error(sync: &str, object: &str, message: &str) -> SpiResul
 /// The read side's retry after an error (`retry_in` seconds from now), or None once a
 /// step succeeded: `sync_status.behind` and `behind_since` show it. `read_retry_since`
 /// keeps the first failure of a run of them.
-pub fn set_read_retry(sync: &str, retry_in: Option<f64>) -> SpiResult<()> {
-    Spi::run_with_args(
+pub fn set_read_retry(
+    s: &mut dyn Session,
+    sync: &str,
+    retry_in: Option<f64>,
+) -> Result<(), DbError> {
+    s.execute(
         "UPDATE sequin_sf._syncs
             SET read_retry_since = CASE WHEN $2 IS NULL THEN NULL
                                         ELSE coalesce(read_retry_since, now()) END,
