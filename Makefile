@@ -7,7 +7,8 @@
 PG        ?= 15
 PG_CONFIG ?= /opt/sequin-sf-pg/$(PG)/bin/pg_config
 PYTEST    ?= .venv/bin/pytest
-RUST_CRATES = -p soql -p sf-emulator -p salesforce -p sync-core -p pubsub -p sync-engine
+RUST_CRATES = -p soql -p sf-emulator -p salesforce -p sync-core -p pubsub -p sync-engine \
+              -p sequin-sf-sidecar
 # The tests and scripts start clusters with this version's binaries.
 export PG_BIN = /opt/sequin-sf-pg/$(PG)/bin
 # The end-to-end tests of capture, the read path and the write path: what CI runs on
@@ -16,7 +17,7 @@ E2E_CORE = tests/test_sql_scripts.py tests/test_capture_prepared.py \
            tests/test_read_sync.py tests/test_write_back.py tests/test_write_settings.py \
            tests/test_write_concurrency.py
 
-.PHONY: deps build emulator extension test test-core test-pg-upgrade test-long unit-test e2e-test conformance \
+.PHONY: deps build emulator sidecar extension test test-core test-pg-upgrade test-long unit-test e2e-test conformance \
         lint demo demo-stop bench clean
 
 deps:
@@ -25,6 +26,10 @@ deps:
 emulator: deps
 	cargo build --release -p sf-emulator
 
+# sequin-sf, the engine run beside the database (crates/sidecar)
+sidecar: deps
+	cargo build --release -p sequin-sf-sidecar
+
 # Also installs the install scripts of earlier releases (sql/releases/), so that the
 # upgrade test can create the extension at an old version and update it. cargo-pgrx
 # picks the pgNN feature from the version pg_config reports.
@@ -32,7 +37,7 @@ extension: deps
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
 	install -m 644 sql/releases/*.sql $$($(PG_CONFIG) --sharedir)/extension/
 
-build: emulator extension
+build: emulator sidecar extension
 
 # Every test: Rust unit/integration tests of the pure crates, then the end-to-end suite
 # (real Postgres + background worker + emulator) and the conformance suite

@@ -13,6 +13,7 @@ mod client;
 mod guc;
 mod management;
 mod secrets;
+mod spi;
 mod worker;
 
 extension_sql_file!("../sql/bootstrap.sql", bootstrap);

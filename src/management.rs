@@ -7,7 +7,8 @@ use pgrx::prelude::*;
 use pgrx::PgLogLevel;
 use pgrx::PgSqlErrorCode;
 
-use crate::secrets::{self, Secrets};
+use crate::secrets;
+use sync_engine::credentials::Secrets;
 
 fn fail(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
     ErrorReport::new(code, message, "sequin_sf")
@@ -41,11 +42,18 @@ fn _seal_credential_secrets(
     } else {
         secrets::KeyUse::ExistingOnly
     };
-    secrets::seal(credential, &s, using).unwrap_or_else(|e| {
+    let key = secrets::key(using).unwrap_or_else(|e| {
         fail(
             PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
             e.to_string(),
             "the key file lives in the data directory and must be readable by the postgres user",
+        )
+    });
+    sync_engine::credentials::seal(&key, credential, &s).unwrap_or_else(|e| {
+        fail(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("sealing the credential's secrets failed: {e}"),
+            "report this as a bug",
         )
     })
 }

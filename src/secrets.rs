@@ -1,5 +1,5 @@
-//! Credential secrets at rest: ChaCha20-Poly1305 with a key kept in a file of the data
-//! directory, so a dump or a copy of the tables alone never reveals them.
+//! The key credential secrets are sealed with (`sync_engine::credentials`): a file of
+//! the data directory, so a dump or a copy of the tables alone never reveals them.
 
 use std::ffi::CStr;
 use std::fs::OpenOptions;
@@ -7,16 +7,11 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use serde::{Deserialize, Serialize};
-
 const KEY_FILE: &str = "sequin_sf.key";
 /// Left beside the key when it is created (it holds no secret): a data directory that has
 /// it but not the key lost its key, so no database of the cluster may start a new one.
 const KEY_MARKER: &str = "sequin_sf.key.created";
 const MARKER_TEXT: &[u8] = b"sequin_sf created its key file (sequin_sf.key) in this directory\n";
-const NONCE_LEN: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -29,19 +24,6 @@ pub enum SecretError {
     BadKey(String),
     #[error("the key file {0} is missing, and the stored credentials were encrypted with it; restore it from a backup of this data directory (or copy it from the primary to a standby), then retry")]
     MissingKey(String),
-    #[error("the stored secret could not be decrypted: the key file {0} is not the one it was encrypted with, or the secret was not stored for this credential; recreate the credential")]
-    Decrypt(String),
-    #[error("the decrypted secret is malformed: {0}")]
-    Malformed(String),
-}
-
-/// The secret parts of a credential. `Debug` is not derived so they never get printed.
-#[derive(Default, Serialize, Deserialize)]
-pub struct Secrets {
-    pub client_secret: Option<String>,
-    pub refresh_token: Option<String>,
-    pub password: Option<String>,
-    pub private_key: Option<String>,
 }
 
 /// The cluster's data directory (only the postgres OS user can read it).
@@ -51,7 +33,8 @@ pub fn data_dir() -> PathBuf {
     PathBuf::from(dir.to_string_lossy().into_owned())
 }
 
-fn key_path() -> PathBuf {
+/// The key file's path (errors name it).
+pub fn key_path() -> PathBuf {
     data_dir().join(KEY_FILE)
 }
 
@@ -70,7 +53,7 @@ pub enum KeyUse {
 }
 
 /// Reads the key, creating it on first use when allowed.
-fn key(using: KeyUse) -> Result<[u8; 32], SecretError> {
+pub fn key(using: KeyUse) -> Result<[u8; 32], SecretError> {
     let path = key_path();
     let shown = path.display().to_string();
     let io = |source| SecretError::KeyFile {
@@ -119,50 +102,4 @@ fn create_key(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path),
         Err(e) => Err(e),
     }
-}
-
-/// Format tag of sealed secrets bound to their credential's name (associated data).
-/// Secrets sealed before it have no tag and are opened without associated data.
-const BOUND: u8 = 1;
-
-/// BOUND || nonce || ciphertext of the JSON-encoded secrets, with the credential's name
-/// as associated data: a sealed secret copied to another credential does not open.
-pub fn seal(credential: &str, secrets: &Secrets, using: KeyUse) -> Result<Vec<u8>, SecretError> {
-    let cipher = ChaCha20Poly1305::new(Key::from_slice(&key(using)?));
-    let nonce: [u8; NONCE_LEN] = rand::random();
-    let plain = serde_json::to_vec(secrets).map_err(|e| SecretError::Malformed(e.to_string()))?;
-    let payload = Payload {
-        msg: &plain,
-        aad: credential.as_bytes(),
-    };
-    let mut out = vec![BOUND];
-    out.extend_from_slice(&nonce);
-    out.extend(
-        cipher
-            .encrypt(Nonce::from_slice(&nonce), payload)
-            .map_err(|_| SecretError::Malformed("encryption failed".into()))?,
-    );
-    Ok(out)
-}
-
-pub fn open(credential: &str, sealed: &[u8]) -> Result<Secrets, SecretError> {
-    let shown = key_path().display().to_string();
-    let cipher = ChaCha20Poly1305::new(Key::from_slice(&key(KeyUse::ExistingOnly)?));
-    let decrypt = |body: &[u8], aad: &[u8]| {
-        if body.len() < NONCE_LEN {
-            return None;
-        }
-        let (nonce, ct) = body.split_at(NONCE_LEN);
-        cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
-            .ok()
-    };
-    let plain = match sealed.split_first() {
-        Some((&BOUND, rest)) => decrypt(rest, credential.as_bytes()),
-        _ => None,
-    }
-    // sealed before secrets were bound to their credential (release 0.1.0)
-    .or_else(|| decrypt(sealed, b""))
-    .ok_or(SecretError::Decrypt(shown))?;
-    serde_json::from_slice(&plain).map_err(|e| SecretError::Malformed(e.to_string()))
 }

@@ -111,7 +111,14 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
             }
             homeless.push(*cfg);
         }
-        nap = here.run_homeless(&homeless);
+        let (wait, taken) = here.run_locked(&homeless);
+        for name in taken {
+            warning!(
+                "sequin_sf: no background worker slot is free for sync {name} \
+                 (max_worker_processes): the database's worker runs it, with the others it runs"
+            );
+        }
+        nap = wait;
         if stopping() {
             break;
         }

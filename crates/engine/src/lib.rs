@@ -10,6 +10,7 @@
 
 pub mod allocations;
 pub mod catalog;
+pub mod credentials;
 pub mod db;
 pub mod error;
 pub mod inflight;

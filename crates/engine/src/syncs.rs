@@ -79,8 +79,9 @@ pub struct Syncs {
     clients: ClientSource,
     runtimes: HashMap<String, SyncRuntime>,
     failed_builds: HashMap<String, Instant>,
-    /// Syncs whose lock this process holds while running them without a worker of
-    /// their own (the supervisor only).
+    /// Syncs whose lock this process holds through `run_locked` (the extension's
+    /// supervisor, for syncs no worker slot was free for; a process beside the database,
+    /// for all).
     locked: HashSet<String>,
 }
 
@@ -100,14 +101,14 @@ impl Syncs {
         self.runtimes.clear();
     }
 
-    /// The supervisor runs the syncs it could not give a worker, each while it holds
-    /// the sync's lock, and lets go of those that have one again. Returns how long to
-    /// sleep before the next pass.
-    pub fn run_homeless(&mut self, homeless: &[&SyncConfig]) -> Duration {
+    /// Runs those of `syncs` whose lock this process holds or can take now, and lets go
+    /// of the locks of syncs no longer given. Returns how long to sleep before the next
+    /// pass, and the syncs whose lock it took in this one.
+    pub fn run_locked(&mut self, syncs: &[&SyncConfig]) -> (Duration, Vec<String>) {
         let gone: Vec<String> = self
             .locked
             .iter()
-            .filter(|name| !homeless.iter().any(|s| &s.name == *name))
+            .filter(|name| !syncs.iter().any(|s| &s.name == *name))
             .cloned()
             .collect();
         for name in gone {
@@ -116,19 +117,16 @@ impl Syncs {
             self.locked.remove(&name);
         }
         let mut mine = Vec::new();
-        for cfg in homeless {
+        let mut taken = Vec::new();
+        for cfg in syncs {
             if self.locked.contains(&cfg.name) || take_sync_lock(&*self.db, &cfg.name) {
                 if self.locked.insert(cfg.name.clone()) {
-                    log::warn!(
-                        "sequin_sf: no background worker slot is free for sync {} \
-                         (max_worker_processes): the database's worker runs it, with the others it runs",
-                        cfg.name
-                    );
+                    taken.push(cfg.name.clone());
                 }
                 mine.push(*cfg);
             }
         }
-        self.run(&mine)
+        (self.run(&mine), taken)
     }
 
     /// One pass over `syncs`; returns how long to sleep before the next.

@@ -539,11 +539,20 @@ pub enum InsertMode {
 /// stage): text format, one column per name in `columns`, in UTF-8 as Salesforce sends
 /// it (Postgres converts it to the database's encoding).
 pub fn copy_page(table: &str, columns: &[String], path: &str) -> String {
+    copy_from(table, columns, &ql(path))
+}
+
+/// The same `COPY` with the page's bytes sent by the client (`FROM STDIN`): a host
+/// beside the database, whose page files the server cannot read.
+pub fn copy_page_from_stdin(table: &str, columns: &[String]) -> String {
+    copy_from(table, columns, "STDIN")
+}
+
+fn copy_from(table: &str, columns: &[String], source: &str) -> String {
     let cols: Vec<String> = columns.iter().map(|c| qi(c)).collect();
     format!(
-        "COPY {table} ({}) FROM {} WITH (ENCODING 'UTF8')",
-        cols.join(", "),
-        ql(path)
+        "COPY {table} ({}) FROM {source} WITH (ENCODING 'UTF8')",
+        cols.join(", ")
     )
 }
 

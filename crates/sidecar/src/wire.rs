@@ -1,0 +1,230 @@
+//! The engine's database over a client connection (the `postgres` crate): statements
+//! prepared with their parameters' types given, as SPI takes them, so the same SQL
+//! means the same on both hosts; `COPY ... FROM STDIN` streams a page file.
+
+use std::cell::RefCell;
+use std::error::Error;
+use std::path::Path;
+
+use bytes::BytesMut;
+use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use postgres::{Client, IsolationLevel, Transaction};
+use sync_engine::db::{Cell, Database, DbError, Isolation, Param, Row, Session};
+
+/// One connection, used by one thread: the engine runs its steps one at a time.
+pub struct Wire {
+    client: RefCell<Client>,
+}
+
+impl Wire {
+    pub fn new(client: Client) -> Self {
+        Wire {
+            client: RefCell::new(client),
+        }
+    }
+
+    /// The connection was lost (the server restarted, a failover): connect again.
+    pub fn is_closed(&self) -> bool {
+        self.client.borrow().is_closed()
+    }
+}
+
+fn db_error(e: postgres::Error) -> DbError {
+    match e.as_db_error() {
+        Some(d) => match d.detail() {
+            Some(detail) => DbError::new(format!("{} ({detail})", d.message())),
+            None => DbError::new(d.message()),
+        },
+        None => DbError::new(e.to_string()),
+    }
+}
+
+/// The type a parameter is prepared with (what SPI is given for it).
+fn param_type(p: &Param<'_>) -> Type {
+    match p {
+        Param::Text(_) => Type::TEXT,
+        Param::Int(_) => Type::INT8,
+        Param::Int4(_) => Type::INT4,
+        Param::Float(_) => Type::FLOAT8,
+        Param::Bool(_) => Type::BOOL,
+        Param::Bytes(_) => Type::BYTEA,
+        Param::TextArray(_) => Type::TEXT_ARRAY,
+        Param::IntArray(_) => Type::INT8_ARRAY,
+        Param::Json(_) => Type::JSONB,
+    }
+}
+
+/// A parameter encoded as the type `param_type` prepared it with.
+#[derive(Debug)]
+struct Encoded<'a>(Param<'a>);
+
+impl ToSql for Encoded<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        match self.0 {
+            Param::Text(v) => v.to_sql(ty, out),
+            Param::Int(v) => v.to_sql(ty, out),
+            Param::Int4(v) => v.to_sql(ty, out),
+            Param::Float(v) => v.to_sql(ty, out),
+            Param::Bool(v) => v.to_sql(ty, out),
+            Param::Bytes(v) => v.to_sql(ty, out),
+            Param::TextArray(v) => v.to_sql(ty, out),
+            Param::IntArray(v) => v.to_sql(ty, out),
+            Param::Json(v) => postgres::types::Json(v).to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// A result value as the engine reads it, by the column's type (as `crate::spi` in the
+/// extension reads it).
+fn cell(row: &postgres::Row, i: usize) -> Result<Cell, DbError> {
+    let ty = row.columns()[i].type_();
+    let get = |e: postgres::Error| DbError::new(format!("result column {}: {e}", i + 1));
+    let some = |v: Option<Cell>| v.unwrap_or(Cell::Null);
+    Ok(if *ty == Type::BOOL {
+        some(
+            row.try_get::<_, Option<bool>>(i)
+                .map_err(get)?
+                .map(Cell::Bool),
+        )
+    } else if *ty == Type::INT2 {
+        some(
+            row.try_get::<_, Option<i16>>(i)
+                .map_err(get)?
+                .map(|n| Cell::Int(n.into())),
+        )
+    } else if *ty == Type::INT4 {
+        some(
+            row.try_get::<_, Option<i32>>(i)
+                .map_err(get)?
+                .map(|n| Cell::Int(n.into())),
+        )
+    } else if *ty == Type::INT8 {
+        some(
+            row.try_get::<_, Option<i64>>(i)
+                .map_err(get)?
+                .map(Cell::Int),
+        )
+    } else if *ty == Type::FLOAT4 {
+        some(
+            row.try_get::<_, Option<f32>>(i)
+                .map_err(get)?
+                .map(|n| Cell::Float(n.into())),
+        )
+    } else if *ty == Type::FLOAT8 {
+        some(
+            row.try_get::<_, Option<f64>>(i)
+                .map_err(get)?
+                .map(Cell::Float),
+        )
+    } else if [Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME].contains(ty) {
+        some(
+            row.try_get::<_, Option<String>>(i)
+                .map_err(get)?
+                .map(Cell::Text),
+        )
+    } else if *ty == Type::BYTEA {
+        some(
+            row.try_get::<_, Option<Vec<u8>>>(i)
+                .map_err(get)?
+                .map(Cell::Bytes),
+        )
+    } else if *ty == Type::TEXT_ARRAY {
+        some(
+            row.try_get::<_, Option<Vec<String>>>(i)
+                .map_err(get)?
+                .map(Cell::TextArray),
+        )
+    } else if *ty == Type::JSONB || *ty == Type::JSON {
+        some(
+            row.try_get::<_, Option<serde_json::Value>>(i)
+                .map_err(get)?
+                .map(Cell::Json),
+        )
+    } else if *ty == Type::VOID {
+        Cell::Null
+    } else {
+        return Err(DbError::new(format!(
+            "result column {} has a type ({ty}) the engine does not read; cast it",
+            i + 1
+        )));
+    })
+}
+
+struct WireSession<'a, 'b> {
+    tx: &'a mut Transaction<'b>,
+}
+
+impl Session for WireSession<'_, '_> {
+    fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DbError> {
+        let types: Vec<Type> = params.iter().map(param_type).collect();
+        let statement = self.tx.prepare_typed(sql, &types).map_err(db_error)?;
+        let values: Vec<Encoded> = params.iter().map(|p| Encoded(*p)).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
+        let rows = self.tx.query(&statement, &refs).map_err(db_error)?;
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| cell(r, i))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Row)
+            })
+            .collect()
+    }
+
+    fn copy_from_file(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        file: &Path,
+    ) -> Result<(), DbError> {
+        let io = |e: std::io::Error| DbError::new(format!("{}: {e}", file.display()));
+        let mut input = std::fs::File::open(file).map_err(io)?;
+        let sql = sync_core::sql::copy_page_from_stdin(table, columns);
+        let mut writer = self.tx.copy_in(&sql).map_err(db_error)?;
+        std::io::copy(&mut input, &mut writer).map_err(io)?;
+        writer.finish().map_err(db_error).map(drop)
+    }
+}
+
+impl Database for Wire {
+    fn transaction(
+        &self,
+        isolation: Isolation,
+        body: &mut dyn FnMut(&mut dyn Session) -> Result<(), DbError>,
+    ) -> Result<(), DbError> {
+        let mut client = self.client.borrow_mut();
+        let level = match isolation {
+            Isolation::ReadCommitted => IsolationLevel::ReadCommitted,
+            Isolation::RepeatableRead => IsolationLevel::RepeatableRead,
+        };
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(level)
+            .start()
+            .map_err(db_error)?;
+        match body(&mut WireSession { tx: &mut tx }) {
+            Ok(()) => tx.commit().map_err(db_error),
+            Err(e) => {
+                // a rollback that fails leaves the connection closed: reconnected later
+                let _ = tx.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// Errors come back as results over the wire: nothing unwinds.
+    fn guarded(&self, body: &mut dyn FnMut()) -> Result<(), String> {
+        body();
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+"""The engine run beside the database: `sequin-sf` (crates/sidecar) connects over a
+connection string to a Postgres where the extension's SQL objects are installed but its
+library is not preloaded, so no background worker runs; the sidecar backfills, polls
+and writes back. Two sidecars share the work by the per-sync lock: one runs the sync,
+the other takes over when the first is killed, and nothing is lost or sent twice."""
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+
+from harness import (ROOT, Cluster, create_emulator_credential, query_rows, query_value,
+                     sf_records, wait_backfilled, wait_for)
+
+SIDECAR_BIN = os.environ.get(
+    "SEQUIN_SF_SIDECAR_BIN", os.path.join(ROOT, "target", "release", "sequin-sf")
+)
+
+
+class Sidecar:
+    """A `sequin-sf` process; its stderr is kept in a file for the failure message."""
+
+    def __init__(self, dsn, key_file):
+        self.log = tempfile.NamedTemporaryFile(prefix="sequin-sf-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            [SIDECAR_BIN, "--database-url", dsn, "--key-file", key_file],
+            stdout=subprocess.DEVNULL, stderr=self.log,
+        )
+
+    def output(self):
+        with open(self.log.name, errors="replace") as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=timeout)
+        return self.proc.returncode
+
+
+def sync_lock_holder(conn, sync):
+    """The pid of the session holding `sync`'s advisory lock (None: nobody)."""
+    return query_value(
+        conn,
+        "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
+        " AND l.classid::int = hashtext('sequin_sf sync') AND l.objid::int = hashtext(%s)",
+        (sync,),
+    )
+
+
+def wait_settled(conn, log_id):
+    def settled():
+        state = query_value(
+            conn, "SELECT state FROM salesforce._sync_write_log WHERE id = %s", (log_id,))
+        return state if state in ("succeeded", "failed") else None
+
+    return wait_for(settled, timeout=120, what=f"write-log entry {log_id} settled")
+
+
+def insert_contact(conn, last_name):
+    conn.execute("INSERT INTO salesforce.contact (last_name) VALUES (%s)", (last_name,))
+    return query_value(conn, "SELECT max(id) FROM salesforce._sync_write_log")
+
+
+def test_a_sidecar_syncs_without_the_worker_and_a_second_one_takes_over(start_emulator):
+    emulator = start_emulator("--seed", "5", "--generate", "Account=20,Contact=300")
+    cluster = Cluster(settings={"shared_preload_libraries": "''"})
+    conn = cluster.connect()
+    sidecars = []
+    try:
+        conn.execute("CREATE EXTENSION sequin_sf")
+        create_emulator_credential(conn, emulator)
+        conn.execute(
+            "SELECT sequin_sf.create_sync('emu', credential => 'emu',"
+            " collections => ARRAY['Contact', 'Account'], rate_limit_requests => 100000)")
+        # the library is not preloaded: no worker of ours runs in the server
+        assert query_value(
+            conn, "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'sequin_sf%%'"
+        ) == 0
+        key = os.path.join(tempfile.mkdtemp(prefix="sequin-sf-key-"), "key")
+        shutil.copy(os.path.join(cluster.datadir, "sequin_sf.key"), key)
+
+        first = Sidecar(cluster.dsn(), key)
+        sidecars.append(first)
+        wait_backfilled(conn, "emu")
+        stored = {r[0] for r in query_rows(conn, "SELECT id FROM salesforce.contact")}
+        assert stored == {r["Id"] for r in sf_records(emulator, "SELECT Id FROM Contact")}
+
+        # writes go out through the sidecar
+        log_id = insert_contact(conn, "Sidecar-One")
+        assert wait_settled(conn, log_id) == "succeeded", first.output()
+        assert len(sf_records(
+            emulator, "SELECT Id FROM Contact WHERE LastName = 'Sidecar-One'")) == 1
+
+        # a second sidecar waits: the first holds the sync's lock
+        holder = wait_for(lambda: sync_lock_holder(conn, "emu"), what="the sync's lock")
+        second = Sidecar(cluster.dsn(), key)
+        sidecars.append(second)
+        wait_for(lambda: query_value(
+            conn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sequin-sf'"
+        ) == 2, what="both sidecars connected")
+        assert sync_lock_holder(conn, "emu") == holder
+
+        # the first dies without a word: its session ends, the second takes the sync
+        first.stop(signal.SIGKILL)
+        wait_for(lambda: sync_lock_holder(conn, "emu") not in (None, holder), timeout=30,
+                 what="the second sidecar taking the sync over")
+        log_id = insert_contact(conn, "Sidecar-Two")
+        assert wait_settled(conn, log_id) == "succeeded", second.output()
+        for name in ("Sidecar-One", "Sidecar-Two"):
+            assert len(sf_records(
+                emulator, f"SELECT Id FROM Contact WHERE LastName = '{name}'")) == 1
+
+        # a change in Salesforce reaches the table through the second
+        some_id = sorted(stored)[0]
+        emulator.control("PATCH", f"records/Contact/{some_id}", {"Title": "Polled-By-Sidecar"})
+        wait_for(lambda: query_value(
+            conn, "SELECT title FROM salesforce.contact WHERE id = %s", (some_id,)
+        ) == "Polled-By-Sidecar", timeout=120, what="the poll through the second sidecar")
+
+        # SIGTERM stops it cleanly, and its lock goes with its session
+        assert second.stop() == 0, second.output()
+        wait_for(lambda: sync_lock_holder(conn, "emu") is None, what="the lock released")
+    finally:
+        for s in sidecars:
+            s.stop(signal.SIGKILL)
+        conn.close()
+        cluster.destroy()
