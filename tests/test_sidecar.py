@@ -9,9 +9,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import urllib.error
+import urllib.request
 
-from harness import (ROOT, Cluster, create_emulator_credential, query_rows, query_value,
-                     sf_records, wait_backfilled, wait_for)
+from harness import (ROOT, Cluster, create_emulator_credential, free_port, query_rows,
+                     query_value, sf_records, wait_backfilled, wait_for)
+from prometheus_client.parser import text_string_to_metric_families
 
 SIDECAR_BIN = os.environ.get(
     "SEQUIN_SF_SIDECAR_BIN", os.path.join(ROOT, "target", "release", "sequin-sf")
@@ -21,12 +24,22 @@ SIDECAR_BIN = os.environ.get(
 class Sidecar:
     """A `sequin-sf` process; its stderr is kept in a file for the failure message."""
 
-    def __init__(self, dsn, key_file):
+    def __init__(self, dsn, key_file, listen=None):
         self.log = tempfile.NamedTemporaryFile(prefix="sequin-sf-", suffix=".log", delete=False)
+        self.listen = listen
+        extra = ["--listen", listen] if listen else []
         self.proc = subprocess.Popen(
-            [SIDECAR_BIN, "--database-url", dsn, "--key-file", key_file],
+            [SIDECAR_BIN, "--database-url", dsn, "--key-file", key_file, *extra],
             stdout=subprocess.DEVNULL, stderr=self.log,
         )
+
+    def get(self, path):
+        """(status, body) of an HTTP GET of the sidecar's endpoint."""
+        try:
+            with urllib.request.urlopen(f"http://{self.listen}{path}", timeout=30) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
 
     def output(self):
         with open(self.log.name, errors="replace") as f:
@@ -63,27 +76,46 @@ def insert_contact(conn, last_name):
     return query_value(conn, "SELECT max(id) FROM salesforce._sync_write_log")
 
 
-def test_a_sidecar_syncs_without_the_worker_and_a_second_one_takes_over(start_emulator):
-    emulator = start_emulator("--seed", "5", "--generate", "Account=20,Contact=300")
+def unpreloaded_sync(emulator):
+    """A cluster without sequin_sf preloaded (no worker), the extension's objects, a
+    credential and a sync of Contact and Account; returns (cluster, connection, key
+    file): a copy of the key the credential was sealed with, as the sidecar gets it."""
     cluster = Cluster(settings={"shared_preload_libraries": "''"})
     conn = cluster.connect()
+    conn.execute("CREATE EXTENSION sequin_sf")
+    create_emulator_credential(conn, emulator)
+    conn.execute(
+        "SELECT sequin_sf.create_sync('emu', credential => 'emu',"
+        " collections => ARRAY['Contact', 'Account'], rate_limit_requests => 100000)")
+    # the library is not preloaded: no worker of ours runs in the server
+    assert query_value(
+        conn, "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'sequin_sf%%'"
+    ) == 0
+    key = os.path.join(tempfile.mkdtemp(prefix="sequin-sf-key-"), "key")
+    shutil.copy(os.path.join(cluster.datadir, "sequin_sf.key"), key)
+    return cluster, conn, key
+
+
+def test_a_sidecar_syncs_without_the_worker_and_a_second_one_takes_over(start_emulator):
+    emulator = start_emulator("--seed", "5", "--generate", "Account=20,Contact=300")
+    cluster, conn, key = unpreloaded_sync(emulator)
     sidecars = []
     try:
-        conn.execute("CREATE EXTENSION sequin_sf")
-        create_emulator_credential(conn, emulator)
-        conn.execute(
-            "SELECT sequin_sf.create_sync('emu', credential => 'emu',"
-            " collections => ARRAY['Contact', 'Account'], rate_limit_requests => 100000)")
-        # the library is not preloaded: no worker of ours runs in the server
-        assert query_value(
-            conn, "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'sequin_sf%%'"
-        ) == 0
-        key = os.path.join(tempfile.mkdtemp(prefix="sequin-sf-key-"), "key")
-        shutil.copy(os.path.join(cluster.datadir, "sequin_sf.key"), key)
-
-        first = Sidecar(cluster.dsn(), key)
+        first = Sidecar(cluster.dsn(), key, listen=f"127.0.0.1:{free_port()}")
         sidecars.append(first)
         wait_backfilled(conn, "emu")
+        assert wait_for(lambda: first.get("/healthz")[0] == 200, what="healthz 200")
+        status, text = first.get("/metrics")
+        assert status == 200
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(text) for s in family.samples}
+        for obj in ("Contact", "Account"):
+            assert samples[("sequin_sf_lag_seconds",
+                            (("collection", obj), ("sync", "emu")))] >= 0
+        contact = (("collection", "Contact"), ("sync", "emu"))
+        assert samples[("sequin_sf_backfill_rows_done", contact)] == 300
+        assert ("sequin_sf_sidecar_last_pass_age_seconds", ()) in samples
+        assert first.get("/nothing")[0] == 404
         stored = {r[0] for r in query_rows(conn, "SELECT id FROM salesforce.contact")}
         assert stored == {r["Id"] for r in sf_records(emulator, "SELECT Id FROM Contact")}
 
@@ -125,5 +157,32 @@ def test_a_sidecar_syncs_without_the_worker_and_a_second_one_takes_over(start_em
     finally:
         for s in sidecars:
             s.stop(signal.SIGKILL)
+        conn.close()
+        cluster.destroy()
+
+
+def test_a_sidecar_connects_again_after_the_server_restarts(start_emulator):
+    emulator = start_emulator("--seed", "6", "--generate", "Account=10,Contact=100")
+    cluster, conn, key = unpreloaded_sync(emulator)
+    sidecar = Sidecar(cluster.dsn(), key)
+    try:
+        wait_backfilled(conn, "emu")
+        conn.close()
+        cluster.restart()
+        conn = cluster.connect()
+        # the sidecar is back on its sync: a write goes out and a change comes in
+        wait_for(lambda: sync_lock_holder(conn, "emu"), timeout=60,
+                 what="the sidecar holding the sync again")
+        log_id = insert_contact(conn, "After-Restart")
+        assert wait_settled(conn, log_id) == "succeeded", sidecar.output()
+        some_id = query_value(conn, "SELECT min(id) FROM salesforce.contact")
+        emulator.control("PATCH", f"records/Contact/{some_id}", {"Title": "After-Restart"})
+        wait_for(lambda: query_value(
+            conn, "SELECT title FROM salesforce.contact WHERE id = %s", (some_id,)
+        ) == "After-Restart", timeout=120, what="a poll after the restart")
+        assert "connection was lost" in sidecar.output()
+        assert sidecar.proc.poll() is None
+    finally:
+        sidecar.stop(signal.SIGKILL)
         conn.close()
         cluster.destroy()

@@ -2,10 +2,12 @@
 //! connection string, with the same engine the extension's background workers host.
 //!
 //! ```text
-//! sequin-sf --database-url 'host=... dbname=... user=...' --key-file /path/to/key
+//! sequin-sf --database-url 'host=... dbname=... user=...' --key-file /path/to/key \
+//!           [--listen 127.0.0.1:9187]
 //! ```
 //!
-//! (or `SEQUIN_SF_DATABASE_URL` and `SEQUIN_SF_KEY_FILE`). The key is the 32 bytes the
+//! (or `SEQUIN_SF_DATABASE_URL`, `SEQUIN_SF_KEY_FILE`, `SEQUIN_SF_LISTEN`). With an
+//! address to listen on, `/healthz` and `/metrics` are served there (`http`). The key is the 32 bytes the
 //! credentials' secrets were sealed with. Each sync runs in the process that holds its
 //! lock (a session advisory lock): two of these against one database share the syncs,
 //! never run one twice, and one takes over a sync within a pass once the other's
@@ -15,6 +17,7 @@
 //! installed (`CREATE EXTENSION sequin_sf`, without preloading its library, so no
 //! background worker runs the syncs too).
 
+mod http;
 mod stderr_log;
 mod wire;
 
@@ -43,13 +46,14 @@ fn stopping() -> bool {
 struct Options {
     database_url: String,
     key_file: PathBuf,
+    listen: Option<String>,
 }
 
 fn usage(problem: &str) -> ! {
     eprintln!(
         "sequin-sf: {problem}\n\
-         usage: sequin-sf --database-url URL --key-file PATH\n\
-         (or SEQUIN_SF_DATABASE_URL and SEQUIN_SF_KEY_FILE)"
+         usage: sequin-sf --database-url URL --key-file PATH [--listen ADDRESS:PORT]\n\
+         (or SEQUIN_SF_DATABASE_URL, SEQUIN_SF_KEY_FILE, SEQUIN_SF_LISTEN)"
     );
     std::process::exit(2)
 }
@@ -57,6 +61,7 @@ fn usage(problem: &str) -> ! {
 fn options() -> Options {
     let mut database_url = std::env::var("SEQUIN_SF_DATABASE_URL").ok();
     let mut key_file = std::env::var("SEQUIN_SF_KEY_FILE").ok();
+    let mut listen = std::env::var("SEQUIN_SF_LISTEN").ok();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -72,6 +77,12 @@ fn options() -> Options {
                         .unwrap_or_else(|| usage("--key-file needs a value")),
                 )
             }
+            "--listen" => {
+                listen = Some(
+                    args.next()
+                        .unwrap_or_else(|| usage("--listen needs an address")),
+                )
+            }
             other => usage(&format!("unknown argument {other}")),
         }
     }
@@ -80,6 +91,7 @@ fn options() -> Options {
         key_file: key_file
             .map(PathBuf::from)
             .unwrap_or_else(|| usage("no key file given")),
+        listen,
     }
 }
 
@@ -118,7 +130,7 @@ fn nap(d: Duration) {
 }
 
 /// Runs the syncs over one connection until it is lost or the process is asked to stop.
-fn serve(wire: Rc<Wire>, key: [u8; 32], key_name: String) {
+fn serve(wire: Rc<Wire>, key: [u8; 32], key_name: String, heartbeat: &http::Heartbeat) {
     let db = wire.clone();
     let clients = Box::new(move |cfg: &SyncConfig| {
         let loaded = tx(&*db, |s| {
@@ -136,6 +148,7 @@ fn serve(wire: Rc<Wire>, key: [u8; 32], key_name: String) {
     let mut running = Syncs::new(wire.clone(), clients);
     let release = env!("CARGO_PKG_VERSION");
     while !stopping() && !wire.is_closed() {
+        heartbeat.beat();
         let Some(all) = syncs::load_syncs(&*wire, release) else {
             nap(Duration::from_secs(1));
             continue;
@@ -172,11 +185,17 @@ fn main() {
     sync_engine::read::use_page_dir(pages, "sidecar".into());
     sync_engine::read::remove_leftover_pages();
     let key_name = opts.key_file.display().to_string();
+    let heartbeat = http::Heartbeat::default();
+    if let Some(listen) = &opts.listen {
+        if let Err(e) = http::serve(listen, opts.database_url.clone(), heartbeat.clone()) {
+            usage(&format!("cannot listen on {listen}: {e}"));
+        }
+    }
     while !stopping() {
         match connect(&opts.database_url) {
             Ok(wire) => {
                 log::info!("sequin-sf: connected");
-                serve(Rc::new(wire), key, key_name.clone());
+                serve(Rc::new(wire), key, key_name.clone(), &heartbeat);
                 if !stopping() {
                     log::warn!("sequin-sf: the connection was lost; connecting again");
                 }

@@ -1,0 +1,147 @@
+//! `/healthz` and `/metrics` over HTTP, on the address `--listen` names (off unless
+//! given). A thread of its own with a connection of its own, so a scrape never waits
+//! for a sync's step, nor a step for a scrape.
+//!
+//! - `/healthz`: 200 while the sync loop finished a pass within the last 30 seconds and
+//!   the database answers; 503 with the reason otherwise.
+//! - `/metrics`: the database's `sequin_sf.metrics_text()` (per-collection lag and rows,
+//!   API requests and the org's limit, write-log entries by state, errors: see
+//!   docs/metrics.md), and `sequin_sf_sidecar_last_pass_age_seconds`, in Prometheus's
+//!   text format.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long without a finished pass `/healthz` still calls healthy.
+const STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// When the sync loop last finished a pass (milliseconds since the epoch; 0: never).
+#[derive(Clone, Default)]
+pub struct Heartbeat(Arc<AtomicU64>);
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+impl Heartbeat {
+    pub fn beat(&self) {
+        self.0.store(now_millis(), Ordering::Relaxed);
+    }
+
+    /// Seconds since the last pass (None: none yet).
+    fn age(&self) -> Option<f64> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(now_millis().saturating_sub(t) as f64 / 1000.0),
+        }
+    }
+}
+
+/// Serves the endpoints on `listen` from a thread of its own; fails if the address
+/// cannot be bound.
+pub fn serve(listen: &str, database_url: String, heartbeat: Heartbeat) -> std::io::Result<()> {
+    let listener = TcpListener::bind(listen)?;
+    log::info!(
+        "sequin-sf: /healthz and /metrics on http://{}",
+        listener.local_addr()?
+    );
+    std::thread::spawn(move || {
+        let mut db: Option<postgres::Client> = None;
+        for stream in listener.incoming().flatten() {
+            let _ = answer(stream, &database_url, &mut db, &heartbeat);
+        }
+    });
+    Ok(())
+}
+
+/// The endpoints' own connection, opened again when lost.
+fn query_text(url: &str, db: &mut Option<postgres::Client>, sql: &str) -> Result<String, String> {
+    if db.as_ref().is_none_or(|c| c.is_closed()) {
+        *db = Some(postgres::Client::connect(url, postgres::NoTls).map_err(|e| e.to_string())?);
+    }
+    let client = db.as_mut().ok_or("no connection")?;
+    let row = client.query_one(sql, &[]).map_err(|e| e.to_string())?;
+    Ok(row
+        .try_get::<_, Option<String>>(0)
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default())
+}
+
+fn answer(
+    stream: TcpStream,
+    url: &str,
+    db: &mut Option<postgres::Client>,
+    heartbeat: &Heartbeat,
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line)?;
+    let path = line.split_whitespace().nth(1).unwrap_or("");
+    let (status, body) = match path {
+        "/healthz" => health(url, db, heartbeat),
+        "/metrics" => metrics(url, db, heartbeat),
+        _ => (
+            "404 Not Found",
+            "not found: try /healthz or /metrics\n".to_string(),
+        ),
+    };
+    let mut out = stream;
+    write!(
+        out,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn health(
+    url: &str,
+    db: &mut Option<postgres::Client>,
+    heartbeat: &Heartbeat,
+) -> (&'static str, String) {
+    let unavailable = "503 Service Unavailable";
+    match heartbeat.age() {
+        None => return (unavailable, "starting: no pass of the syncs yet\n".into()),
+        Some(age) if age > STALE_AFTER.as_secs_f64() => {
+            return (
+                unavailable,
+                format!("stalled: the last pass ended {age:.0} s ago\n"),
+            )
+        }
+        Some(_) => {}
+    }
+    match query_text(url, db, "SELECT 'ok'") {
+        Ok(_) => ("200 OK", "ok\n".into()),
+        Err(e) => (unavailable, format!("the database does not answer: {e}\n")),
+    }
+}
+
+fn metrics(
+    url: &str,
+    db: &mut Option<postgres::Client>,
+    heartbeat: &Heartbeat,
+) -> (&'static str, String) {
+    let mut body = match query_text(url, db, "SELECT sequin_sf.metrics_text()") {
+        Ok(text) => text,
+        Err(e) => {
+            return (
+                "503 Service Unavailable",
+                format!("# the database does not answer: {e}\n"),
+            )
+        }
+    };
+    if let Some(age) = heartbeat.age() {
+        body.push_str(
+            "# HELP sequin_sf_sidecar_last_pass_age_seconds Seconds since the sidecar last finished a pass over its syncs.\n\
+             # TYPE sequin_sf_sidecar_last_pass_age_seconds gauge\n",
+        );
+        body.push_str(&format!("sequin_sf_sidecar_last_pass_age_seconds {age}\n"));
+    }
+    ("200 OK", body)
+}
