@@ -8,8 +8,11 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 from harness import (  # noqa: E402,F401
+    PG_BIN,
     Cluster,
     Emulator,
+    Sidecar,
+    sidecar_key,
     create_emulator_credential,
     query_rows,
     query_value,

@@ -10,6 +10,8 @@ echo "== emulator (generation, memory, /query and Bulk 2.0 throughput)"
 target/release/emulator-bench
 echo "== backfill of 1,000,000 Contacts vs COPY"
 $PY bench/backfill.py
+echo "== the same backfill by sequin-sf beside the database vs psql \\copy over TCP"
+$PY bench/backfill.py --sidecar
 echo "== REST backfill of 200,000 Contacts, max_concurrent_requests 4, without and with 100 ms per call"
 $PY bench/backfill.py --rest --rows 200000 --max-concurrent 4
 $PY bench/backfill.py --rest --rows 200000 --max-concurrent 4 --latency-ms 100

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -325,3 +326,48 @@ def synced_org(emulator_args, sync, collections, **create_args):
         conn.close()
         cluster.destroy()
         emu.stop()
+
+
+SIDECAR_BIN = os.environ.get(
+    "SEQUIN_SF_SIDECAR_BIN", os.path.join(ROOT, "target", "release", "sequin-sf")
+)
+
+
+class Sidecar:
+    """A `sequin-sf` process; its stderr is kept in a file for the failure message."""
+
+    def __init__(self, dsn, key_file, listen=None):
+        self.log = tempfile.NamedTemporaryFile(prefix="sequin-sf-", suffix=".log", delete=False)
+        self.listen = listen
+        extra = ["--listen", listen] if listen else []
+        self.proc = subprocess.Popen(
+            [SIDECAR_BIN, "--database-url", dsn, "--key-file", key_file, *extra],
+            stdout=subprocess.DEVNULL, stderr=self.log,
+        )
+
+    def get(self, path):
+        """(status, body) of an HTTP GET of the sidecar's endpoint."""
+        try:
+            with urllib.request.urlopen(f"http://{self.listen}{path}", timeout=30) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+
+    def output(self):
+        with open(self.log.name, errors="replace") as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=timeout)
+        return self.proc.returncode
+
+
+def sidecar_key(cluster):
+    """A copy of the cluster's credential key, as a sidecar is given it (the original
+    is the postgres user's, in the data directory)."""
+    key = os.path.join(tempfile.mkdtemp(prefix="sequin-sf-key-"), "key")
+    shutil.copy(os.path.join(cluster.datadir, "sequin_sf.key"), key)
+    return key
+

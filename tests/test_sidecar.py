@@ -4,54 +4,13 @@ library is not preloaded, so no background worker runs; the sidecar backfills, p
 and writes back. Two sidecars share the work by the per-sync lock: one runs the sync,
 the other takes over when the first is killed, and nothing is lost or sent twice."""
 
-import os
 import random
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
-import urllib.error
-import urllib.request
 
-from harness import (ROOT, Cluster, create_emulator_credential, free_port, query_rows,
-                     query_value, sf_records, wait_backfilled, wait_for)
+from harness import (Cluster, Sidecar, create_emulator_credential, free_port, query_rows,
+                     query_value, sf_records, sidecar_key, wait_backfilled, wait_for)
 from prometheus_client.parser import text_string_to_metric_families
-
-SIDECAR_BIN = os.environ.get(
-    "SEQUIN_SF_SIDECAR_BIN", os.path.join(ROOT, "target", "release", "sequin-sf")
-)
-
-
-class Sidecar:
-    """A `sequin-sf` process; its stderr is kept in a file for the failure message."""
-
-    def __init__(self, dsn, key_file, listen=None):
-        self.log = tempfile.NamedTemporaryFile(prefix="sequin-sf-", suffix=".log", delete=False)
-        self.listen = listen
-        extra = ["--listen", listen] if listen else []
-        self.proc = subprocess.Popen(
-            [SIDECAR_BIN, "--database-url", dsn, "--key-file", key_file, *extra],
-            stdout=subprocess.DEVNULL, stderr=self.log,
-        )
-
-    def get(self, path):
-        """(status, body) of an HTTP GET of the sidecar's endpoint."""
-        try:
-            with urllib.request.urlopen(f"http://{self.listen}{path}", timeout=30) as resp:
-                return resp.status, resp.read().decode()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read().decode()
-
-    def output(self):
-        with open(self.log.name, errors="replace") as f:
-            return f.read()
-
-    def stop(self, sig=signal.SIGTERM, timeout=30):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=timeout)
-        return self.proc.returncode
 
 
 def sync_lock_holder(conn, sync):
@@ -93,9 +52,7 @@ def unpreloaded_sync(emulator):
     assert query_value(
         conn, "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'sequin_sf%%'"
     ) == 0
-    key = os.path.join(tempfile.mkdtemp(prefix="sequin-sf-key-"), "key")
-    shutil.copy(os.path.join(cluster.datadir, "sequin_sf.key"), key)
-    return cluster, conn, key
+    return cluster, conn, sidecar_key(cluster)
 
 
 def test_a_sidecar_syncs_without_the_worker_and_a_second_one_takes_over(start_emulator):
