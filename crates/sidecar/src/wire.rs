@@ -7,7 +7,7 @@ use std::error::Error;
 use std::path::Path;
 
 use bytes::BytesMut;
-use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 use postgres::{Client, IsolationLevel, Transaction};
 use sync_engine::db::{Cell, Database, DbError, Isolation, Param, Row, Session};
 
@@ -84,80 +84,39 @@ impl ToSql for Encoded<'_> {
     to_sql_checked!();
 }
 
+/// Column `i` of `row` as `T`, made a cell by `f` (NULL: `Cell::Null`).
+fn take<'a, T: FromSql<'a>>(
+    row: &'a postgres::Row,
+    i: usize,
+    f: impl FnOnce(T) -> Cell,
+) -> Result<Cell, DbError> {
+    let value = row
+        .try_get::<_, Option<T>>(i)
+        .map_err(|e| DbError::new(format!("result column {}: {e}", i + 1)))?;
+    Ok(value.map_or(Cell::Null, f))
+}
+
 /// A result value as the engine reads it, by the column's type (as `crate::spi` in the
 /// extension reads it).
 fn cell(row: &postgres::Row, i: usize) -> Result<Cell, DbError> {
-    let ty = row.columns()[i].type_();
-    let get = |e: postgres::Error| DbError::new(format!("result column {}: {e}", i + 1));
-    let some = |v: Option<Cell>| v.unwrap_or(Cell::Null);
-    Ok(if *ty == Type::BOOL {
-        some(
-            row.try_get::<_, Option<bool>>(i)
-                .map_err(get)?
-                .map(Cell::Bool),
-        )
-    } else if *ty == Type::INT2 {
-        some(
-            row.try_get::<_, Option<i16>>(i)
-                .map_err(get)?
-                .map(|n| Cell::Int(n.into())),
-        )
-    } else if *ty == Type::INT4 {
-        some(
-            row.try_get::<_, Option<i32>>(i)
-                .map_err(get)?
-                .map(|n| Cell::Int(n.into())),
-        )
-    } else if *ty == Type::INT8 {
-        some(
-            row.try_get::<_, Option<i64>>(i)
-                .map_err(get)?
-                .map(Cell::Int),
-        )
-    } else if *ty == Type::FLOAT4 {
-        some(
-            row.try_get::<_, Option<f32>>(i)
-                .map_err(get)?
-                .map(|n| Cell::Float(n.into())),
-        )
-    } else if *ty == Type::FLOAT8 {
-        some(
-            row.try_get::<_, Option<f64>>(i)
-                .map_err(get)?
-                .map(Cell::Float),
-        )
-    } else if [Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME].contains(ty) {
-        some(
-            row.try_get::<_, Option<String>>(i)
-                .map_err(get)?
-                .map(Cell::Text),
-        )
-    } else if *ty == Type::BYTEA {
-        some(
-            row.try_get::<_, Option<Vec<u8>>>(i)
-                .map_err(get)?
-                .map(Cell::Bytes),
-        )
-    } else if *ty == Type::TEXT_ARRAY {
-        some(
-            row.try_get::<_, Option<Vec<String>>>(i)
-                .map_err(get)?
-                .map(Cell::TextArray),
-        )
-    } else if *ty == Type::JSONB || *ty == Type::JSON {
-        some(
-            row.try_get::<_, Option<serde_json::Value>>(i)
-                .map_err(get)?
-                .map(Cell::Json),
-        )
-    } else if *ty == Type::VOID {
-        Cell::Null
-    } else {
-        return Err(DbError::new(format!(
-            "result column {} has a type ({ty}) the engine does not read; cast it",
+    let ty = row.columns()[i].type_().clone();
+    match ty {
+        Type::BOOL => take(row, i, Cell::Bool),
+        Type::INT2 => take(row, i, |n: i16| Cell::Int(n.into())),
+        Type::INT4 => take(row, i, |n: i32| Cell::Int(n.into())),
+        Type::INT8 => take(row, i, Cell::Int),
+        Type::FLOAT4 => take(row, i, |n: f32| Cell::Float(n.into())),
+        Type::FLOAT8 => take(row, i, Cell::Float),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => take(row, i, Cell::Text),
+        Type::BYTEA => take(row, i, Cell::Bytes),
+        Type::TEXT_ARRAY => take(row, i, Cell::TextArray),
+        Type::JSONB | Type::JSON => take(row, i, Cell::Json),
+        Type::VOID => Ok(Cell::Null),
+        other => Err(DbError::new(format!(
+            "result column {} has a type ({other}) the engine does not read; cast it",
             i + 1
-        )));
-    })
+        ))),
+    }
 }
 
 struct WireSession<'a, 'b> {
