@@ -336,10 +336,10 @@ SIDECAR_BIN = os.environ.get(
 class Sidecar:
     """A `sequin-sf` process; its stderr is kept in a file for the failure message."""
 
-    def __init__(self, dsn, key_file, listen=None):
+    def __init__(self, dsn, key_file, listen=None, extra=()):
         self.log = tempfile.NamedTemporaryFile(prefix="sequin-sf-", suffix=".log", delete=False)
         self.listen = listen
-        extra = ["--listen", listen] if listen else []
+        extra = [*(["--listen", listen] if listen else []), *extra]
         self.proc = subprocess.Popen(
             [SIDECAR_BIN, "--database-url", dsn, "--key-file", key_file, *extra],
             stdout=subprocess.DEVNULL, stderr=self.log,

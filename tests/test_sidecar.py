@@ -4,8 +4,12 @@ library is not preloaded, so no background worker runs; the sidecar backfills, p
 and writes back. Two sidecars share the work by the per-sync lock: one runs the sync,
 the other takes over when the first is killed, and nothing is lost or sent twice."""
 
+import os
 import random
+import shutil
 import signal
+import subprocess
+import tempfile
 import time
 
 from harness import (Cluster, Sidecar, create_emulator_credential, free_port, query_rows,
@@ -37,11 +41,12 @@ def insert_contact(conn, last_name):
     return query_value(conn, "SELECT max(id) FROM salesforce._sync_write_log")
 
 
-def unpreloaded_sync(emulator):
-    """A cluster without sequin_sf preloaded (no worker), the extension's objects, a
-    credential and a sync of Contact and Account; returns (cluster, connection, key
-    file): a copy of the key the credential was sealed with, as the sidecar gets it."""
-    cluster = Cluster(settings={"shared_preload_libraries": "''"})
+def unpreloaded_sync(emulator, settings=None):
+    """A cluster without sequin_sf preloaded (no worker; `settings` added), the
+    extension's objects, a credential and a sync of Contact and Account; returns
+    (cluster, connection, key file): a copy of the key the credential was sealed with,
+    as the sidecar gets it."""
+    cluster = Cluster(settings={"shared_preload_libraries": "''", **(settings or {})})
     conn = cluster.connect()
     conn.execute("CREATE EXTENSION sequin_sf")
     create_emulator_credential(conn, emulator)
@@ -201,5 +206,78 @@ def test_killing_sidecars_under_faults_loses_and_duplicates_nothing(start_emulat
             emulator, "SELECT Id, Title FROM Contact WHERE Title LIKE 'round %'")}
     finally:
         sidecar.stop(signal.SIGKILL)
+        conn.close()
+        cluster.destroy()
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def make_ca(directory, name):
+    """A CA certificate and key (PEM) in `directory`."""
+    ca, key = os.path.join(directory, f"{name}.pem"), os.path.join(directory, f"{name}.key")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", f"/CN={name}", "-keyout", key, "-out", ca)
+    return ca, key
+
+
+def server_certificate(directory, ca, ca_key):
+    """A certificate for 127.0.0.1 signed by the CA, and its key, readable by the
+    server (the postgres user's, mode 0600)."""
+    cert, key = os.path.join(directory, "server.pem"), os.path.join(directory, "server.key")
+    csr, ext = os.path.join(directory, "server.csr"), os.path.join(directory, "server.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", key, "-out", csr)
+    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+            "-days", "2", "-out", cert, "-extfile", ext)
+    shutil.chown(key, "postgres", "postgres")
+    os.chmod(key, 0o600)
+    shutil.chown(cert, "postgres", "postgres")
+    return cert, key
+
+
+def test_a_sidecar_speaks_tls_and_checks_the_server_certificate(start_emulator):
+    emulator = start_emulator("--seed", "9", "--generate", "Account=5,Contact=40")
+    directory = tempfile.mkdtemp(prefix="sequin-sf-tls-")
+    os.chmod(directory, 0o755)
+    ca, ca_key = make_ca(directory, "the-ca")
+    other_ca, _ = make_ca(directory, "another-ca")
+    cert, key = server_certificate(directory, ca, ca_key)
+    cluster, conn, key_file = unpreloaded_sync(
+        emulator, {"ssl": "on", "ssl_cert_file": f"'{cert}'", "ssl_key_file": f"'{key}'"})
+    dsn = cluster.dsn() + " sslmode=require"
+    sidecars = []
+    try:
+        # a certificate from another CA: refused, nothing synced
+        wrong = Sidecar(dsn, key_file, extra=["--tls-ca-file", other_ca])
+        sidecars.append(wrong)
+        wait_for(lambda: "could not connect" in wrong.output(), timeout=30,
+                 what="the connection refused")
+        assert "certificate" in wrong.output()
+        assert query_value(conn, "SELECT to_regclass('salesforce.contact') IS NULL")
+        wrong.stop()
+
+        right = Sidecar(dsn, key_file, extra=["--tls-ca-file", ca])
+        sidecars.append(right)
+        wait_backfilled(conn, "emu")
+        assert query_rows(
+            conn, "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)"
+                  " WHERE a.application_name = 'sequin-sf'") == [(True,)]
+        log_id = insert_contact(conn, "Over-TLS")
+        assert wait_settled(conn, log_id) == "succeeded", right.output()
+        right.stop()
+
+        # not checked at all, when asked: it connects, and says so
+        blind = Sidecar(dsn, key_file, extra=["--tls-no-verify"])
+        sidecars.append(blind)
+        wait_for(lambda: "not checked" in blind.output(), timeout=30, what="the warning")
+        wait_for(lambda: sync_lock_holder(conn, "emu"), timeout=30, what="the sync taken")
+    finally:
+        for s in sidecars:
+            s.stop(signal.SIGKILL)
         conn.close()
         cluster.destroy()

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio_postgres_rustls::MakeRustlsConnect;
+
 /// How long without a finished pass `/healthz` still calls healthy.
 const STALE_AFTER: Duration = Duration::from_secs(30);
 
@@ -45,7 +47,10 @@ impl Heartbeat {
 
 /// Serves the endpoints on `listen` from a thread of its own; fails if the address
 /// cannot be bound.
-pub fn serve(listen: &str, database_url: String, heartbeat: Heartbeat) -> std::io::Result<()> {
+/// The database the endpoints read: its connection string and TLS connector.
+pub type Database = (String, MakeRustlsConnect);
+
+pub fn serve(listen: &str, database: Database, heartbeat: Heartbeat) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen)?;
     log::info!(
         "sequin-sf: /healthz and /metrics on http://{}",
@@ -54,19 +59,27 @@ pub fn serve(listen: &str, database_url: String, heartbeat: Heartbeat) -> std::i
     std::thread::spawn(move || {
         let mut db: Option<postgres::Client> = None;
         for stream in listener.incoming().flatten() {
-            let _ = answer(stream, &database_url, &mut db, &heartbeat);
+            let _ = answer(stream, &database, &mut db, &heartbeat);
         }
     });
     Ok(())
 }
 
 /// The endpoints' own connection, opened again when lost.
-fn query_text(url: &str, db: &mut Option<postgres::Client>, sql: &str) -> Result<String, String> {
+fn query_text(
+    (url, tls): &Database,
+    db: &mut Option<postgres::Client>,
+    sql: &str,
+) -> Result<String, String> {
     if db.as_ref().is_none_or(|c| c.is_closed()) {
-        *db = Some(postgres::Client::connect(url, postgres::NoTls).map_err(|e| e.to_string())?);
+        *db = Some(
+            postgres::Client::connect(url, tls.clone()).map_err(|e| crate::wire::describe(&e))?,
+        );
     }
     let client = db.as_mut().ok_or("no connection")?;
-    let row = client.query_one(sql, &[]).map_err(|e| e.to_string())?;
+    let row = client
+        .query_one(sql, &[])
+        .map_err(|e| crate::wire::describe(&e))?;
     Ok(row
         .try_get::<_, Option<String>>(0)
         .map_err(|e| e.to_string())?
@@ -75,7 +88,7 @@ fn query_text(url: &str, db: &mut Option<postgres::Client>, sql: &str) -> Result
 
 fn answer(
     stream: TcpStream,
-    url: &str,
+    url: &Database,
     db: &mut Option<postgres::Client>,
     heartbeat: &Heartbeat,
 ) -> std::io::Result<()> {
@@ -101,7 +114,7 @@ fn answer(
 }
 
 fn health(
-    url: &str,
+    url: &Database,
     db: &mut Option<postgres::Client>,
     heartbeat: &Heartbeat,
 ) -> (&'static str, String) {
@@ -123,7 +136,7 @@ fn health(
 }
 
 fn metrics(
-    url: &str,
+    url: &Database,
     db: &mut Option<postgres::Client>,
     heartbeat: &Heartbeat,
 ) -> (&'static str, String) {

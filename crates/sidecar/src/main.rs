@@ -3,11 +3,13 @@
 //!
 //! ```text
 //! sequin-sf --database-url 'host=... dbname=... user=...' --key-file /path/to/key \
-//!           [--listen 127.0.0.1:9187]
+//!           [--listen 127.0.0.1:9187] [--tls-ca-file PATH | --tls-no-verify]
 //! ```
 //!
-//! (or `SEQUIN_SF_DATABASE_URL`, `SEQUIN_SF_KEY_FILE`, `SEQUIN_SF_LISTEN`). With an
-//! address to listen on, `/healthz` and `/metrics` are served there (`http`). The key is the 32 bytes the
+//! (or `SEQUIN_SF_DATABASE_URL`, `SEQUIN_SF_KEY_FILE`, `SEQUIN_SF_LISTEN`,
+//! `SEQUIN_SF_TLS_CA_FILE`, `SEQUIN_SF_TLS_NO_VERIFY=1`). With an address to listen on,
+//! `/healthz` and `/metrics` are served there (`http`); TLS to the database as `tls`
+//! says. The key is the 32 bytes the
 //! credentials' secrets were sealed with. Each sync runs in the process that holds its
 //! lock (a session advisory lock): two of these against one database share the syncs,
 //! never run one twice, and one takes over a sync within a pass once the other's
@@ -19,6 +21,7 @@
 
 mod http;
 mod stderr_log;
+mod tls;
 mod wire;
 
 use std::path::PathBuf;
@@ -30,6 +33,7 @@ use sync_engine::catalog::SyncConfig;
 use sync_engine::db::tx;
 use sync_engine::syncs::{self, Syncs};
 
+use tokio_postgres_rustls::MakeRustlsConnect;
 use wire::Wire;
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -47,13 +51,17 @@ struct Options {
     database_url: String,
     key_file: PathBuf,
     listen: Option<String>,
+    tls_ca_file: Option<PathBuf>,
+    tls_no_verify: bool,
 }
 
 fn usage(problem: &str) -> ! {
     eprintln!(
         "sequin-sf: {problem}\n\
          usage: sequin-sf --database-url URL --key-file PATH [--listen ADDRESS:PORT]\n\
-         (or SEQUIN_SF_DATABASE_URL, SEQUIN_SF_KEY_FILE, SEQUIN_SF_LISTEN)"
+         \x20                [--tls-ca-file PATH | --tls-no-verify]\n\
+         (or SEQUIN_SF_DATABASE_URL, SEQUIN_SF_KEY_FILE, SEQUIN_SF_LISTEN,\n\
+         SEQUIN_SF_TLS_CA_FILE, SEQUIN_SF_TLS_NO_VERIFY=1)"
     );
     std::process::exit(2)
 }
@@ -62,6 +70,8 @@ fn options() -> Options {
     let mut database_url = std::env::var("SEQUIN_SF_DATABASE_URL").ok();
     let mut key_file = std::env::var("SEQUIN_SF_KEY_FILE").ok();
     let mut listen = std::env::var("SEQUIN_SF_LISTEN").ok();
+    let mut tls_ca_file = std::env::var("SEQUIN_SF_TLS_CA_FILE").ok();
+    let mut tls_no_verify = std::env::var("SEQUIN_SF_TLS_NO_VERIFY").is_ok_and(|v| v == "1");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -83,6 +93,13 @@ fn options() -> Options {
                         .unwrap_or_else(|| usage("--listen needs an address")),
                 )
             }
+            "--tls-ca-file" => {
+                tls_ca_file = Some(
+                    args.next()
+                        .unwrap_or_else(|| usage("--tls-ca-file needs a path")),
+                )
+            }
+            "--tls-no-verify" => tls_no_verify = true,
             other => usage(&format!("unknown argument {other}")),
         }
     }
@@ -92,6 +109,8 @@ fn options() -> Options {
             .map(PathBuf::from)
             .unwrap_or_else(|| usage("no key file given")),
         listen,
+        tls_ca_file: tls_ca_file.map(PathBuf::from),
+        tls_no_verify,
     }
 }
 
@@ -109,15 +128,15 @@ fn read_key(path: &PathBuf) -> Result<[u8; 32], String> {
 /// Connects, with the session settings the extension's workers use: nothing a role
 /// creates in a schema of its own can stand in for a function the engine's SQL uses,
 /// and the engine waits for the application, never the other way round.
-fn connect(url: &str) -> Result<Wire, String> {
-    let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| e.to_string())?;
+fn connect(url: &str, tls: &MakeRustlsConnect) -> Result<Wire, String> {
+    let mut client = postgres::Client::connect(url, tls.clone()).map_err(|e| wire::describe(&e))?;
     client
         .batch_execute(
             "SELECT set_config('search_path', 'pg_catalog, pg_temp', false),
                     set_config('lock_timeout', '2s', false),
                     set_config('application_name', 'sequin-sf', false)",
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| wire::describe(&e))?;
     Ok(Wire::new(client))
 }
 
@@ -185,16 +204,30 @@ fn main() {
     sync_engine::read::use_page_dir(pages, "sidecar".into());
     sync_engine::read::remove_leftover_pages();
     let key_name = opts.key_file.display().to_string();
+    let verify = match (&opts.tls_ca_file, opts.tls_no_verify) {
+        (Some(_), true) => usage("--tls-ca-file and --tls-no-verify exclude each other"),
+        (Some(path), false) => tls::Verify::CaFile(path),
+        (None, true) => tls::Verify::None,
+        (None, false) => tls::Verify::PublicRoots,
+    };
+    let no_verify = matches!(verify, tls::Verify::None);
+    let tls = tls::connector(verify).unwrap_or_else(|e| usage(&e));
     let heartbeat = http::Heartbeat::default();
     if let Some(listen) = &opts.listen {
-        if let Err(e) = http::serve(listen, opts.database_url.clone(), heartbeat.clone()) {
+        let database = (opts.database_url.clone(), tls.clone());
+        if let Err(e) = http::serve(listen, database, heartbeat.clone()) {
             usage(&format!("cannot listen on {listen}: {e}"));
         }
     }
     while !stopping() {
-        match connect(&opts.database_url) {
+        match connect(&opts.database_url, &tls) {
             Ok(wire) => {
                 log::info!("sequin-sf: connected");
+                if no_verify {
+                    log::warn!(
+                        "sequin-sf: the database's TLS certificate is not checked (--tls-no-verify)"
+                    );
+                }
                 serve(Rc::new(wire), key, key_name.clone(), &heartbeat);
                 if !stopping() {
                     log::warn!("sequin-sf: the connection was lost; connecting again");

@@ -29,13 +29,25 @@ impl Wire {
     }
 }
 
+/// An error with the errors under it ("error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer"): the client's own text often leaves out the cause.
+pub fn describe(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
 fn db_error(e: postgres::Error) -> DbError {
     match e.as_db_error() {
         Some(d) => match d.detail() {
             Some(detail) => DbError::new(format!("{} ({detail})", d.message())),
             None => DbError::new(d.message()),
         },
-        None => DbError::new(e.to_string()),
+        None => DbError::new(describe(&e)),
     }
 }
 
