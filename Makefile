@@ -18,7 +18,7 @@ E2E_CORE = tests/test_sql_scripts.py tests/test_capture_prepared.py \
            tests/test_write_concurrency.py
 
 .PHONY: deps build emulator sidecar extension test test-core test-pg-upgrade test-long unit-test e2e-test conformance \
-        lint demo demo-stop bench clean
+        lint demo demo-stop demo-sidecar bench clean
 
 deps:
 	@scripts/install-deps.sh $(PG)
@@ -85,6 +85,10 @@ demo: build
 
 demo-stop:
 	scripts/demo.sh stop
+
+# the same demo with the sync run by sequin-sf beside a Postgres without the worker
+demo-sidecar: build
+	SEQUIN_SF_DEMO_SIDECAR=1 scripts/demo.sh
 
 bench: build
 	bench/run.sh

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: a local Salesforce (the emulator, with generated demo data) mirrored into
 # a local Postgres by sequin_sf. `scripts/demo.sh stop` stops both.
+# `make demo-sidecar` (SEQUIN_SF_DEMO_SIDECAR=1): the same sync run by `sequin-sf` beside
+# a Postgres that does not preload the library (no background worker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +15,10 @@ free_port() {
   echo "$p"
 }
 
+SIDECAR=${SEQUIN_SF_DEMO_SIDECAR:-0}
+
 stop() {
+  if [ -f "$STATE/sidecar.pid" ]; then kill "$(cat "$STATE/sidecar.pid")" 2>/dev/null || true; rm -f "$STATE/sidecar.pid"; fi
   scripts/pg-cluster.sh stop "$STATE/pg" || true
   if [ -f "$STATE/emulator.pid" ]; then kill "$(cat "$STATE/emulator.pid")" 2>/dev/null || true; rm -f "$STATE/emulator.pid"; fi
 }
@@ -42,8 +47,13 @@ EMU_URL="http://127.0.0.1:$EMU_PORT"
 # emulator's Pub/Sub API; Account and Opportunity are polled
 PUBSUB_URL="http://$(sed -n 's/^pubsub listening on //p' "$STATE/emulator.log" | head -1)"
 
-echo "==> starting $("$PG_BIN/postgres" --version) on 127.0.0.1:$PGPORT with sequin_sf preloaded"
-scripts/pg-cluster.sh start "$STATE/pg" "$PGPORT"
+if [ "$SIDECAR" = 1 ]; then
+  echo "==> starting $("$PG_BIN/postgres" --version) on 127.0.0.1:$PGPORT without sequin_sf preloaded"
+  scripts/pg-cluster.sh start "$STATE/pg" "$PGPORT" postgres "shared_preload_libraries=''"
+else
+  echo "==> starting $("$PG_BIN/postgres" --version) on 127.0.0.1:$PGPORT with sequin_sf preloaded"
+  scripts/pg-cluster.sh start "$STATE/pg" "$PGPORT"
+fi
 
 echo "==> CREATE EXTENSION, a credential and a sync of Account, Contact, Opportunity"
 "${PSQL[@]}" <<SQL
@@ -56,6 +66,14 @@ SELECT sequin_sf.create_sync('demo', credential => 'demo',
        rate_limit_requests => 100000);
 SELECT sequin_sf.alter_sync('demo', pubsub_endpoint => '$PUBSUB_URL');
 SQL
+
+if [ "$SIDECAR" = 1 ]; then
+  echo "==> starting sequin-sf beside it (log: $STATE/sidecar.log, /metrics on 127.0.0.1:$((PGPORT + 1)))"
+  install -m 600 "$STATE/pg/sequin_sf.key" "$STATE/sidecar.key"
+  nohup target/release/sequin-sf --database-url "host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres" \
+    --key-file "$STATE/sidecar.key" --listen "127.0.0.1:$((PGPORT + 1))" >"$STATE/sidecar.log" 2>&1 &
+  echo $! >"$STATE/sidecar.pid"
+fi
 
 echo "==> backfilling (progress from sequin_sf.sync_status)"
 for _ in $(seq 1 600); do
