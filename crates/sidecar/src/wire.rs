@@ -1,5 +1,5 @@
 //! The engine's database over a client connection (the `postgres` crate): statements
-//! prepared with their parameters' types given, as SPI takes them, so the same SQL
+//! sent with their parameters' types given, as SPI takes them, so the same SQL
 //! means the same on both hosts; `COPY ... FROM STDIN` streams a page file.
 
 use std::cell::RefCell;
@@ -137,11 +137,12 @@ struct WireSession<'a, 'b> {
 
 impl Session for WireSession<'_, '_> {
     fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DbError> {
-        let types: Vec<Type> = params.iter().map(param_type).collect();
-        let statement = self.tx.prepare_typed(sql, &types).map_err(db_error)?;
+        // parsed, bound and run in one round trip, as an unnamed statement: nothing to
+        // prepare first nor close after
         let values: Vec<Encoded> = params.iter().map(|p| Encoded(*p)).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
-        let rows = self.tx.query(&statement, &refs).map_err(db_error)?;
+        let typed: Vec<(&(dyn ToSql + Sync), Type)> =
+            values.iter().map(|v| (v as _, param_type(&v.0))).collect();
+        let rows = self.tx.query_typed(sql, &typed).map_err(db_error)?;
         rows.iter()
             .map(|r| {
                 (0..r.len())
