@@ -19,11 +19,11 @@ use std::time::Duration;
 use pgrx::bgworkers::*;
 use pgrx::prelude::*;
 use sync_engine::catalog::SyncConfig;
+use sync_engine::db::{tx, DbError, Param};
 use sync_engine::syncs::{self, Syncs};
 
 use child::{Check, Child};
 use signals::stopping;
-use spi::tx;
 
 /// Registers the launcher, which starts this worker once its database exists.
 pub fn register() {
@@ -49,8 +49,12 @@ fn new_syncs() -> Syncs {
     Syncs::new(
         Rc::new(spi::Spi),
         Box::new(|cfg: &SyncConfig| {
-            tx(|| crate::client::client_for(&cfg.credential, Some(&cfg.call_options_client)))
-                .map_err(|e| e.to_string())
+            let built = tx(&spi::Spi, |_| {
+                let client =
+                    crate::client::client_for(&cfg.credential, Some(&cfg.call_options_client));
+                Ok::<_, DbError>(client)
+            });
+            built.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
         }),
     )
 }
@@ -138,13 +142,10 @@ pub extern "C-unwind" fn sequin_sf_sync_main(arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some(&crate::guc::database_name()), None);
     set_session();
     // pg_stat_activity shows which sync a worker runs
-    tx(|| {
-        Spi::run_with_args(
-            "SELECT set_config('application_name', $1, false)",
-            &[format!("sequin_sf sync {sync}").into()],
-        )
-    })
-    .unwrap_or_else(|e| warning!("sequin_sf: {e}"));
+    run_own(
+        "SELECT set_config('application_name', $1, false)",
+        &[(&format!("sequin_sf sync {sync}")).into()],
+    );
     while !syncs::take_sync_lock(&spi::Spi, &sync) {
         if !signals::wait_latch(Duration::from_secs(1)) || !alive(supervisor) {
             return;
@@ -201,14 +202,19 @@ fn start_sync_worker(sync: &str) -> Option<DynamicBackgroundWorker> {
 ///   a lock held by an idle transaction makes the worker's statement fail (and be
 ///   retried later) instead of queueing the application's statements behind it.
 fn set_session() {
-    tx(|| {
-        Spi::run(
-            "SELECT set_config('log_min_messages', 'warning', false),
-                    set_config('search_path', 'pg_catalog, pg_temp', false),
-                    set_config('lock_timeout', '2s', false)",
-        )
-    })
-    .unwrap_or_else(|e| warning!("sequin_sf: {e}"));
+    run_own(
+        "SELECT set_config('log_min_messages', 'warning', false),
+                set_config('search_path', 'pg_catalog, pg_temp', false),
+                set_config('lock_timeout', '2s', false)",
+        &[],
+    );
+}
+
+/// A statement of the worker's own, in a transaction of its own; a failure is logged.
+fn run_own(sql: &str, params: &[Param<'_>]) {
+    if let Err(e) = tx(&spi::Spi, |s| s.execute(sql, params)) {
+        warning!("sequin_sf: {e}");
+    }
 }
 
 /// Whether the process `pid` (the supervisor) still runs.

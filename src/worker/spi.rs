@@ -79,8 +79,3 @@ pub fn catch_errors<R>(f: impl FnOnce() -> R) -> Result<R, String> {
         })
         .execute()
 }
-
-/// Runs `f` in a transaction of its own, for the worker's own SQL (not the engine's).
-pub fn tx<R>(f: impl FnOnce() -> R) -> R {
-    pgrx::bgworkers::BackgroundWorker::transaction(std::panic::AssertUnwindSafe(f))
-}
