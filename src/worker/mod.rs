@@ -192,20 +192,15 @@ fn start_sync_worker(sync: &str) -> Option<DynamicBackgroundWorker> {
         .ok()
 }
 
-/// Settings of a worker's session, for every transaction it runs:
-/// - log_min_messages: table DDL and the write path's idempotent installs raise
-///   NOTICEs on every (re)creation; keep the server log for what matters.
-/// - search_path: the worker runs as a superuser; nothing any role creates in a
-///   schema of its own can stand in for a function or operator the worker's SQL
-///   (or a function it calls) uses.
-/// - lock_timeout: the worker waits for the application, never the other way round:
-///   a lock held by an idle transaction makes the worker's statement fail (and be
-///   retried later) instead of queueing the application's statements behind it.
+/// Settings of a worker's session: the engine's (`syncs::set_session`), and
+/// log_min_messages: table DDL and the write path's idempotent installs raise NOTICEs
+/// on every (re)creation; keep the server log for what matters.
 fn set_session() {
+    if let Err(e) = syncs::set_session(&spi::Spi) {
+        warning!("sequin_sf: {e}");
+    }
     run_own(
-        "SELECT set_config('log_min_messages', 'warning', false),
-                set_config('search_path', 'pg_catalog, pg_temp', false),
-                set_config('lock_timeout', '2s', false)",
+        "SELECT set_config('log_min_messages', 'warning', false)",
         &[],
     );
 }

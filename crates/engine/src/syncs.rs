@@ -28,6 +28,23 @@ const STREAMING_NAP: Duration = Duration::from_millis(20);
 /// Sleep while more work is ready at once.
 const BUSY_NAP: Duration = Duration::from_millis(1);
 
+/// Settings of the session the engine runs on, for every transaction it opens (a host
+/// sets them once per connection):
+/// - search_path: nothing any role creates in a schema of its own can stand in for a
+///   function or operator the engine's SQL (or a function it calls) uses;
+/// - lock_timeout: the engine waits for the application, never the other way round: a
+///   lock held by an idle transaction makes the engine's statement fail (and be retried
+///   later) instead of queueing the application's statements behind it.
+pub fn set_session(db: &dyn Database) -> Result<(), crate::db::DbError> {
+    tx(db, |s| {
+        s.execute(
+            "SELECT set_config('search_path', 'pg_catalog, pg_temp', false),
+                    set_config('lock_timeout', '2s', false)",
+            &[],
+        )
+    })
+}
+
 /// The session-level advisory lock that only the process running a sync holds: a sync
 /// is never run by two processes at once (a worker ending while its successor starts,
 /// the supervisor running it while no slot was free).

@@ -125,19 +125,17 @@ fn read_key(path: &PathBuf) -> Result<[u8; 32], String> {
     })
 }
 
-/// Connects, with the session settings the extension's workers use: nothing a role
-/// creates in a schema of its own can stand in for a function the engine's SQL uses,
-/// and the engine waits for the application, never the other way round.
+/// Connects, named `sequin-sf` in pg_stat_activity, with the engine's session settings
+/// (`syncs::set_session`).
 fn connect(url: &str, tls: &MakeRustlsConnect) -> Result<Wire, String> {
-    let mut client = postgres::Client::connect(url, tls.clone()).map_err(|e| wire::describe(&e))?;
-    client
-        .batch_execute(
-            "SELECT set_config('search_path', 'pg_catalog, pg_temp', false),
-                    set_config('lock_timeout', '2s', false),
-                    set_config('application_name', 'sequin-sf', false)",
-        )
+    let mut config: postgres::Config = url.parse().map_err(|e| wire::describe(&e))?;
+    config.application_name("sequin-sf");
+    let client = config
+        .connect(tls.clone())
         .map_err(|e| wire::describe(&e))?;
-    Ok(Wire::new(client))
+    let wire = Wire::new(client);
+    syncs::set_session(&wire).map_err(|e| e.to_string())?;
+    Ok(wire)
 }
 
 /// Sleeps `d`, waking early when asked to stop.
