@@ -162,6 +162,7 @@ CREATE TABLE sequin_sf._org_limits (
 );
 
 -- Keep the configuration across pg_dump/restore (the secret column stays ciphertext).
+-- begin: extension only (objects sequin-sf installs are dumped like any others)
 SELECT pg_catalog.pg_extension_config_dump('sequin_sf._credentials', '');
 
 SELECT pg_catalog.pg_extension_config_dump('sequin_sf._syncs', '');
@@ -169,6 +170,7 @@ SELECT pg_catalog.pg_extension_config_dump('sequin_sf._syncs', '');
 SELECT pg_catalog.pg_extension_config_dump('sequin_sf._collections', '');
 
 SELECT pg_catalog.pg_extension_config_dump('sequin_sf._columns', '');
+-- end: extension only
 
 CREATE VIEW sequin_sf.credentials AS
 SELECT name, kind, login_url, client_id, username, created_at, updated_at

@@ -95,9 +95,11 @@ BEGIN
 END
 $$;
 
+-- begin: extension only (event triggers need a superuser: sql/plain/finish.sql tries)
 CREATE EVENT TRIGGER sequin_sf_refuse_inheritance ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
     EXECUTE FUNCTION sequin_sf._refuse_inheritance();
+-- end: extension only
 
 -- Revokes every privilege on a relation that was granted to anyone but its owner.
 CREATE FUNCTION sequin_sf._revoke_grants(p_rel regclass) RETURNS void

@@ -466,7 +466,13 @@ BEGIN
     -- other, the one whose deadlock_timeout runs out first is cancelled: let it be this
     -- one's row change (a subtransaction, below), which yields as it does on a lock
     -- timeout, not the application's statement.
-    PERFORM set_config('deadlock_timeout', '100ms', true);
+    BEGIN
+        PERFORM set_config('deadlock_timeout', '100ms', true);
+    EXCEPTION WHEN insufficient_privilege THEN
+        -- a role that is no superuser (sequin-sf beside the database) keeps the server's
+        -- deadlock_timeout: the lock_timeout below still gives the row up within 500 ms
+        NULL;
+    END;
     -- A row an application holds is settled again later (below), so waiting long for it
     -- gains nothing, and every row of a long application transaction would cost the
     -- whole wait: after the first row given up, the others are not waited for at all.
@@ -1047,32 +1053,13 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION sequin_sf.create_credential(
-    name text,
-    kind text,
-    login_url text DEFAULT 'https://login.salesforce.com',
-    client_id text DEFAULT NULL,
-    client_secret text DEFAULT NULL,
-    refresh_token text DEFAULT NULL,
-    username text DEFAULT NULL,
-    password text DEFAULT NULL,
-    private_key text DEFAULT NULL,
-    -- a JSON file on the database server holding any of client_secret, refresh_token,
-    -- password, private_key: secrets read from it never appear in statement text
-    secrets_file text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION sequin_sf._store_credential(
+    name text, kind text, login_url text, client_id text, username text,
+    secrets_given text[], sealed bytea)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     missing text[] := '{}';
-    from_file jsonb;
 BEGIN
-    PERFORM sequin_sf._hide_statement();
-    IF secrets_file IS NOT NULL THEN
-        from_file := sequin_sf._read_secrets_file(secrets_file);
-        client_secret := sequin_sf._secret_from(client_secret, from_file, 'client_secret');
-        refresh_token := sequin_sf._secret_from(refresh_token, from_file, 'refresh_token');
-        password := sequin_sf._secret_from(password, from_file, 'password');
-        private_key := sequin_sf._secret_from(private_key, from_file, 'private_key');
-    END IF;
     IF name IS NULL OR name !~ '^[A-Za-z0-9_.-]{1,63}$' THEN
         RAISE EXCEPTION 'credential name % is not valid', coalesce(quote_literal(name), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
@@ -1095,27 +1082,61 @@ BEGIN
                   HINT = 'for example https://login.salesforce.com, https://test.salesforce.com or your My Domain URL; plain http is accepted only for 127.0.0.1, localhost, [::1] and the hosts in sequin_sf.plain_http_hosts';
     END IF;
     IF client_id IS NULL THEN missing := array_append(missing, 'client_id'); END IF;
-    IF kind IN ('refresh_token', 'password', 'client_credentials') AND client_secret IS NULL THEN
+    IF kind IN ('refresh_token', 'password', 'client_credentials') AND NOT 'client_secret' = ANY (secrets_given) THEN
         missing := array_append(missing, 'client_secret');
     END IF;
-    IF kind = 'refresh_token' AND refresh_token IS NULL THEN missing := array_append(missing, 'refresh_token'); END IF;
+    IF kind = 'refresh_token' AND NOT 'refresh_token' = ANY (secrets_given) THEN missing := array_append(missing, 'refresh_token'); END IF;
     IF kind IN ('password', 'jwt_bearer') AND username IS NULL THEN missing := array_append(missing, 'username'); END IF;
-    IF kind = 'password' AND password IS NULL THEN missing := array_append(missing, 'password'); END IF;
-    IF kind = 'jwt_bearer' AND private_key IS NULL THEN missing := array_append(missing, 'private_key'); END IF;
+    IF kind = 'password' AND NOT 'password' = ANY (secrets_given) THEN missing := array_append(missing, 'password'); END IF;
+    IF kind = 'jwt_bearer' AND NOT 'private_key' = ANY (secrets_given) THEN missing := array_append(missing, 'private_key'); END IF;
     IF cardinality(missing) > 0 THEN
         RAISE EXCEPTION 'a % credential needs %', kind, array_to_string(missing, ', ')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'pass them by name, e.g. client_id => ''...''';
     END IF;
-    IF EXISTS (SELECT 1 FROM sequin_sf._credentials c WHERE c.name = create_credential.name) THEN
+    IF EXISTS (SELECT 1 FROM sequin_sf._credentials c WHERE c.name = _store_credential.name) THEN
         RAISE EXCEPTION 'credential "%" already exists', name
             USING ERRCODE = 'duplicate_object',
                   HINT = 'drop it first with sequin_sf.drop_credential(name) or choose another name';
     END IF;
     INSERT INTO sequin_sf._credentials (name, kind, login_url, client_id, username, secret)
-    VALUES (name, kind, rtrim(login_url, '/'), client_id, username,
-            sequin_sf._seal_credential_secrets(name, client_secret, refresh_token, password, private_key));
+    VALUES (name, kind, rtrim(login_url, '/'), client_id, username, sealed);
     RETURN name;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf.create_credential(
+    name text,
+    kind text,
+    login_url text DEFAULT 'https://login.salesforce.com',
+    client_id text DEFAULT NULL,
+    client_secret text DEFAULT NULL,
+    refresh_token text DEFAULT NULL,
+    username text DEFAULT NULL,
+    password text DEFAULT NULL,
+    private_key text DEFAULT NULL,
+    -- a JSON file on the database server holding any of client_secret, refresh_token,
+    -- password, private_key: secrets read from it never appear in statement text
+    secrets_file text DEFAULT NULL)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    from_file jsonb;
+BEGIN
+    PERFORM sequin_sf._hide_statement();
+    IF secrets_file IS NOT NULL THEN
+        from_file := sequin_sf._read_secrets_file(secrets_file);
+        client_secret := sequin_sf._secret_from(client_secret, from_file, 'client_secret');
+        refresh_token := sequin_sf._secret_from(refresh_token, from_file, 'refresh_token');
+        password := sequin_sf._secret_from(password, from_file, 'password');
+        private_key := sequin_sf._secret_from(private_key, from_file, 'private_key');
+    END IF;
+    RETURN sequin_sf._store_credential(
+        name, kind, login_url, client_id, username,
+        array_remove(ARRAY[CASE WHEN client_secret IS NOT NULL THEN 'client_secret' END,
+                           CASE WHEN refresh_token IS NOT NULL THEN 'refresh_token' END,
+                           CASE WHEN password IS NOT NULL THEN 'password' END,
+                           CASE WHEN private_key IS NOT NULL THEN 'private_key' END], NULL),
+        sequin_sf._seal_credential_secrets(name, client_secret, refresh_token, password, private_key));
 END
 $$;
 
@@ -1157,20 +1178,50 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION sequin_sf._create_sync_objects(sync text, target_schema text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('CREATE TABLE %I._sync_events (
+        seq                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        collection_id       text NOT NULL,
+        upstream_id         text NOT NULL,
+        upstream_updated_at timestamptz,
+        event               text NOT NULL CHECK (event IN (''inserted'', ''updated'', ''deleted'')),
+        data                jsonb,
+        previous_data       jsonb,
+        inserted_at         timestamptz NOT NULL DEFAULT now()
+    )', target_schema);
+    EXECUTE format('CREATE INDEX ON %I._sync_events (inserted_at)', target_schema);
+    BEGIN
+        EXECUTE format('CREATE PUBLICATION %I FOR TABLES IN SCHEMA %I', 'sequin_sf_' || sync, target_schema);
+    EXCEPTION WHEN insufficient_privilege THEN
+        -- beside the database, sequin-sf's role is no superuser, which a publication of
+        -- a whole schema needs: the sync works without it
+        RAISE WARNING 'publication % not created: role % may not publish a whole schema', 'sequin_sf_' || sync, current_user
+            USING HINT = format('Logical replication of the sync''s tables needs a superuser to run CREATE PUBLICATION %I FOR TABLES IN SCHEMA %I.',
+                                'sequin_sf_' || sync, target_schema);
+    END;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION sequin_sf._check_sync_schema(target_schema text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     owner_name text;
     owner_super boolean;
+    owner_oid oid;
+    runner oid := (SELECT n.nspowner FROM pg_catalog.pg_namespace n WHERE n.nspname = 'sequin_sf');
 BEGIN
-    SELECT r.rolname, r.rolsuper INTO owner_name, owner_super
+    SELECT r.rolname, r.rolsuper, r.oid INTO owner_name, owner_super, owner_oid
       FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
      WHERE n.nspname = target_schema;
-    IF FOUND AND NOT owner_super THEN
-        RAISE EXCEPTION 'schema "%" is owned by role "%", which is not a superuser', target_schema, owner_name
+    IF FOUND AND NOT owner_super AND owner_oid <> runner THEN
+        RAISE EXCEPTION 'schema "%" is owned by role "%", which is not a superuser%', target_schema, owner_name,
+                        CASE WHEN (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = runner) THEN ''
+                             ELSE format(' nor %s, the role the syncs run as', runner::regrole) END
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = 'The sync''s background worker runs as a superuser; the owner of the schema could replace its tables with ones whose triggers would run with those rights.',
-                  HINT = 'Use a schema name that does not exist yet (create_sync creates it), or ALTER SCHEMA ... OWNER TO a superuser first.';
+                  DETAIL = 'The syncs write to the sync''s tables with their role''s rights; the owner of the schema could replace its tables with ones whose triggers would run with those rights.',
+                  HINT = 'Use a schema name that does not exist yet (create_sync creates it), or ALTER SCHEMA ... OWNER TO a superuser (or the role the syncs run as) first.';
     END IF;
 END
 $$;

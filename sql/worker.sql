@@ -299,7 +299,13 @@ BEGIN
     -- other, the one whose deadlock_timeout runs out first is cancelled: let it be this
     -- one's row change (a subtransaction, below), which yields as it does on a lock
     -- timeout, not the application's statement.
-    PERFORM set_config('deadlock_timeout', '100ms', true);
+    BEGIN
+        PERFORM set_config('deadlock_timeout', '100ms', true);
+    EXCEPTION WHEN insufficient_privilege THEN
+        -- a role that is no superuser (sequin-sf beside the database) keeps the server's
+        -- deadlock_timeout: the lock_timeout below still gives the row up within 500 ms
+        NULL;
+    END;
     -- A row an application holds is settled again later (below), so waiting long for it
     -- gains nothing, and every row of a long application transaction would cost the
     -- whole wait: after the first row given up, the others are not waited for at all.

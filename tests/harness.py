@@ -336,13 +336,15 @@ SIDECAR_BIN = os.environ.get(
 class Sidecar:
     """A `sequin-sf` process; its stderr is kept in a file for the failure message."""
 
-    def __init__(self, dsn, key_file, listen=None, extra=()):
+    def __init__(self, dsn, key_file, listen=None, extra=(), env=None):
+        """`key_file` None: the key comes from `env` (SEQUIN_SF_KEY)."""
         self.log = tempfile.NamedTemporaryFile(prefix="sequin-sf-", suffix=".log", delete=False)
         self.listen = listen
-        extra = [*(["--listen", listen] if listen else []), *extra]
+        extra = [*(["--key-file", key_file] if key_file else []),
+                 *(["--listen", listen] if listen else []), *extra]
         self.proc = subprocess.Popen(
-            [SIDECAR_BIN, "--database-url", dsn, "--key-file", key_file, *extra],
-            stdout=subprocess.DEVNULL, stderr=self.log,
+            [SIDECAR_BIN, "--database-url", dsn, *extra],
+            stdout=subprocess.DEVNULL, stderr=self.log, env={**os.environ, **(env or {})},
         )
 
     def get(self, path):
@@ -362,6 +364,35 @@ class Sidecar:
             self.proc.send_signal(sig)
             self.proc.wait(timeout=timeout)
         return self.proc.returncode
+
+
+def sequin_sf_cli(*args, env=None):
+    """Runs a one-off `sequin-sf` command (install, key create, credential create...);
+    returns its CompletedProcess (stdout and stderr as text)."""
+    return subprocess.run([SIDECAR_BIN, *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def plain_cluster(owner="sync_owner", settings=None):
+    """A Postgres that loads no sequin_sf library (nothing preloaded, no extension) and
+    a role `owner` with LOGIN and CREATE on the database only: what a managed Postgres
+    gives the role sequin-sf runs as."""
+    cluster = Cluster(settings={"shared_preload_libraries": "''", **(settings or {})})
+    with cluster.connect() as c:
+        c.execute(f"CREATE ROLE {owner} LOGIN")
+        c.execute(f"GRANT CREATE ON DATABASE {cluster.database} TO {owner}")
+    return cluster
+
+
+def create_sidecar_credential(dsn, key_file, emulator, name="emu"):
+    """`sequin-sf credential create` for the emulator's connected app, the secrets in
+    the environment; returns what it printed."""
+    done = sequin_sf_cli(
+        "credential", "create", name, "--kind", "refresh_token", "--login-url", emulator.base_url,
+        "--client-id", CLIENT_ID, "--database-url", dsn, "--key-file", key_file,
+        env={"SEQUIN_SF_CLIENT_SECRET": CLIENT_SECRET, "SEQUIN_SF_REFRESH_TOKEN": REFRESH_TOKEN})
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def sidecar_key(cluster):

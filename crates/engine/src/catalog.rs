@@ -94,10 +94,24 @@ fn ts(s: Option<String>) -> Option<DateTime<Utc>> {
     s.as_deref().and_then(sync_core::cursor::parse_sf_datetime)
 }
 
-/// The version of the extension's SQL objects in this database (None: not installed).
+/// The release of sequin_sf's SQL objects in this database (None: not installed): the
+/// extension's version, or the release sequin-sf installed them at (`sequin_sf._release`,
+/// sql/plain/library.sql).
 pub fn installed_version(s: &mut dyn Session) -> Result<Option<String>, DbError> {
+    let found = s.query_one(
+        "SELECT (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'sequin_sf')::text,
+                to_regclass('sequin_sf._release') IS NOT NULL",
+        &[],
+    )?;
+    let Some(found) = found else { return Ok(None) };
+    if let Some(v) = found.text(0) {
+        return Ok(Some(v));
+    }
+    if found.bool(1) != Some(true) {
+        return Ok(None);
+    }
     Ok(s.query_one(
-        "SELECT (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'sequin_sf')::text",
+        "SELECT version FROM sequin_sf._release ORDER BY installed_at DESC LIMIT 1",
         &[],
     )?
     .and_then(|r| r.text(0)))

@@ -1,36 +1,36 @@
 //! `sequin-sf`: runs the syncs of one database from beside it, over an ordinary
-//! connection string, with the same engine the extension's background workers host.
+//! connection string, with the same engine the extension's background workers host
+//! (commands: `options::USAGE`).
 //!
-//! ```text
-//! sequin-sf --database-url 'host=... dbname=... user=...' --key-file /path/to/key \
-//!           [--listen 127.0.0.1:9187] [--tls-ca-file PATH | --tls-no-verify]
-//! ```
-//!
-//! (or `SEQUIN_SF_DATABASE_URL`, `SEQUIN_SF_KEY_FILE`, `SEQUIN_SF_LISTEN`,
-//! `SEQUIN_SF_TLS_CA_FILE`, `SEQUIN_SF_TLS_NO_VERIFY=1`). With an address to listen on,
+//! Against a database with no sequin_sf objects it installs them first, with plain SQL
+//! and PL/pgSQL (`install`), as the role it connects as: no superuser, no library on
+//! the server. Where the extension is installed (without its library preloaded) it
+//! runs the extension's objects instead. Credentials' secrets are sealed with a key
+//! only sequin-sf holds (`keys`, `credentials`). With an address to listen on,
 //! `/healthz` and `/metrics` are served there (`http`); TLS to the database as `tls`
-//! says. The key is the 32 bytes the
-//! credentials' secrets were sealed with. Each sync runs in the process that holds its
-//! lock (a session advisory lock): two of these against one database share the syncs,
-//! never run one twice, and one takes over a sync within a pass once the other's
-//! connection is gone. SIGTERM or SIGINT stops it between steps.
-//!
-//! This release runs against a database where the extension's SQL objects are
-//! installed (`CREATE EXTENSION sequin_sf`, without preloading its library, so no
-//! background worker runs the syncs too).
+//! says. Each sync runs in the process that holds its lock (a session advisory lock):
+//! two of these against one database share the syncs, never run one twice, and one
+//! takes over a sync within a pass once the other's connection is gone. SIGTERM or
+//! SIGINT stops it between steps.
 
+mod credentials;
 mod http;
+mod install;
+mod keys;
+mod options;
+mod org_catalog;
 mod stderr_log;
 mod tls;
 mod wire;
 
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use install::Installed;
+use keys::Key;
+use options::{usage, Args};
 use sync_engine::catalog::SyncConfig;
-use sync_engine::db::tx;
 use sync_engine::syncs::{self, Syncs};
 
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -46,93 +46,16 @@ fn stopping() -> bool {
     STOP.load(Ordering::Relaxed)
 }
 
-/// What the command line (or the environment) says.
-struct Options {
-    database_url: String,
-    key_file: PathBuf,
-    listen: Option<String>,
-    tls_ca_file: Option<PathBuf>,
-    tls_no_verify: bool,
-}
-
-fn usage(problem: &str) -> ! {
-    eprintln!(
-        "sequin-sf: {problem}\n\
-         usage: sequin-sf --database-url URL --key-file PATH [--listen ADDRESS:PORT]\n\
-         \x20                [--tls-ca-file PATH | --tls-no-verify]\n\
-         (or SEQUIN_SF_DATABASE_URL, SEQUIN_SF_KEY_FILE, SEQUIN_SF_LISTEN,\n\
-         SEQUIN_SF_TLS_CA_FILE, SEQUIN_SF_TLS_NO_VERIFY=1)"
-    );
-    std::process::exit(2)
-}
-
-fn options() -> Options {
-    let mut database_url = std::env::var("SEQUIN_SF_DATABASE_URL").ok();
-    let mut key_file = std::env::var("SEQUIN_SF_KEY_FILE").ok();
-    let mut listen = std::env::var("SEQUIN_SF_LISTEN").ok();
-    let mut tls_ca_file = std::env::var("SEQUIN_SF_TLS_CA_FILE").ok();
-    let mut tls_no_verify = std::env::var("SEQUIN_SF_TLS_NO_VERIFY").is_ok_and(|v| v == "1");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--database-url" => {
-                database_url = Some(
-                    args.next()
-                        .unwrap_or_else(|| usage("--database-url needs a value")),
-                )
-            }
-            "--key-file" => {
-                key_file = Some(
-                    args.next()
-                        .unwrap_or_else(|| usage("--key-file needs a value")),
-                )
-            }
-            "--listen" => {
-                listen = Some(
-                    args.next()
-                        .unwrap_or_else(|| usage("--listen needs an address")),
-                )
-            }
-            "--tls-ca-file" => {
-                tls_ca_file = Some(
-                    args.next()
-                        .unwrap_or_else(|| usage("--tls-ca-file needs a path")),
-                )
-            }
-            "--tls-no-verify" => tls_no_verify = true,
-            other => usage(&format!("unknown argument {other}")),
-        }
-    }
-    Options {
-        database_url: database_url.unwrap_or_else(|| usage("no database URL given")),
-        key_file: key_file
-            .map(PathBuf::from)
-            .unwrap_or_else(|| usage("no key file given")),
-        listen,
-        tls_ca_file: tls_ca_file.map(PathBuf::from),
-        tls_no_verify,
-    }
-}
-
-/// The credentials' key: exactly 32 bytes.
-fn read_key(path: &PathBuf) -> Result<[u8; 32], String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("the key file {}: {e}", path.display()))?;
-    bytes.try_into().map_err(|_| {
-        format!(
-            "the key file {} is damaged (expected 32 bytes)",
-            path.display()
-        )
-    })
-}
-
-/// Connects, named `sequin-sf` in pg_stat_activity, with the engine's session settings
-/// (`syncs::set_session`).
-fn connect(url: &str, tls: &MakeRustlsConnect) -> Result<Wire, String> {
+/// Connects, named `sequin-sf` in pg_stat_activity.
+fn connect_client(url: &str, tls: &MakeRustlsConnect) -> Result<postgres::Client, String> {
     let mut config: postgres::Config = url.parse().map_err(|e| wire::describe(&e))?;
     config.application_name("sequin-sf");
-    let client = config
-        .connect(tls.clone())
-        .map_err(|e| wire::describe(&e))?;
+    config.connect(tls.clone()).map_err(|e| wire::describe(&e))
+}
+
+/// The engine's database over a connection, with its session settings
+/// (`syncs::set_session`).
+fn engine_session(client: postgres::Client) -> Result<Wire, String> {
     let wire = Wire::new(client);
     syncs::set_session(&wire).map_err(|e| e.to_string())?;
     Ok(wire)
@@ -146,27 +69,41 @@ fn nap(d: Duration) {
     }
 }
 
+const RELEASE: &str = env!("CARGO_PKG_VERSION");
+
 /// Runs the syncs over one connection until it is lost or the process is asked to stop.
-fn serve(wire: Rc<Wire>, key: [u8; 32], key_name: String, heartbeat: &http::Heartbeat) {
+/// Beside a database without the extension, it also keeps the org's objects and
+/// fields where SQL reads them (`org_catalog`).
+fn serve(wire: Rc<Wire>, key: Rc<Key>, installed: &Installed, heartbeat: &http::Heartbeat) {
     let db = wire.clone();
+    let client_key = key.clone();
     let clients = Box::new(move |cfg: &SyncConfig| {
-        let loaded = tx(&*db, |s| {
-            Ok::<_, sync_engine::DbError>(sync_engine::credentials::load(
-                s,
-                &cfg.credential,
-                (&key, &key_name),
-            ))
-        })
-        .map_err(|e| e.to_string())?;
-        let credential = loaded.map_err(|e| e.to_string())?;
-        sync_engine::credentials::client(credential, Some(&cfg.call_options_client))
-            .map_err(|e| e.to_string())
+        keys::client_for(
+            &*db,
+            &client_key,
+            &cfg.credential,
+            Some(&cfg.call_options_client),
+        )
     });
     let mut running = Syncs::new(wire.clone(), clients);
-    let release = env!("CARGO_PKG_VERSION");
+    let mut org = match installed {
+        Installed::Plain(_) => match org_catalog::OrgCatalog::new() {
+            Ok(o) => Some(o),
+            Err(e) => {
+                log::warn!("sequin-sf: {e}");
+                return;
+            }
+        },
+        _ => None,
+    };
     while !stopping() && !wire.is_closed() {
         heartbeat.beat();
-        let Some(all) = syncs::load_syncs(&*wire, release) else {
+        if let Some(org) = &mut org {
+            if let Err(e) = org.refresh(&*wire, &key) {
+                log::warn!("sequin-sf: reading the orgs' objects: {e}");
+            }
+        }
+        let Some(all) = syncs::load_syncs(&*wire, RELEASE) else {
             nap(Duration::from_secs(1));
             continue;
         };
@@ -179,10 +116,128 @@ fn serve(wire: Rc<Wire>, key: [u8; 32], key_name: String, heartbeat: &http::Hear
     }
 }
 
+/// The key from `--key-file` or `SEQUIN_SF_KEY`.
+fn key(args: &Args) -> Key {
+    let found = match (args.path("key-file"), std::env::var("SEQUIN_SF_KEY")) {
+        (Some(_), Ok(_)) => usage("give the key once: --key-file (SEQUIN_SF_KEY_FILE) or SEQUIN_SF_KEY"),
+        (Some(path), Err(_)) => keys::from_file(&path),
+        (None, Ok(hex)) => keys::from_hex(&hex, "SEQUIN_SF_KEY"),
+        (None, Err(_)) => usage("no key given: --key-file PATH or SEQUIN_SF_KEY (`sequin-sf key create PATH` makes one)"),
+    };
+    found.unwrap_or_else(|e| usage(&e))
+}
+
+fn tls_connector(args: &Args) -> (MakeRustlsConnect, bool) {
+    let ca = args.path("tls-ca-file");
+    let verify = match (&ca, args.switch("tls-no-verify")) {
+        (Some(_), true) => usage("--tls-ca-file and --tls-no-verify exclude each other"),
+        (Some(path), false) => tls::Verify::CaFile(path),
+        (None, true) => tls::Verify::None,
+        (None, false) => tls::Verify::PublicRoots,
+    };
+    let no_verify = matches!(verify, tls::Verify::None);
+    (
+        tls::connector(verify).unwrap_or_else(|e| usage(&e)),
+        no_verify,
+    )
+}
+
+const CONNECTION: [&str; 3] = ["database-url", "tls-ca-file", "tls-no-verify"];
+
+/// A connection for a command that runs once: failures end the process.
+fn connect_once(args: &Args) -> postgres::Client {
+    let (tls, _) = tls_connector(args);
+    connect_client(&args.require("database-url"), &tls).unwrap_or_else(|e| fail(&e))
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("sequin-sf: {message}");
+    std::process::exit(1)
+}
+
 fn main() {
     stderr_log::install();
-    let opts = options();
-    let key = read_key(&opts.key_file).unwrap_or_else(|e| usage(&e));
+    let args = Args::parse(std::env::args().skip(1));
+    let words: Vec<&str> = args.words.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        [] | ["run"] => run(&args),
+        ["install"] => {
+            args.only(&CONNECTION);
+            let mut client = connect_once(&args);
+            match install::ensure(&mut client, RELEASE) {
+                Ok(Installed::Extension(v)) => println!(
+                    "the extension sequin_sf {v} is installed in this database: nothing to do"
+                ),
+                Ok(_) => println!("sequin_sf {RELEASE} is installed"),
+                Err(e) => fail(&e),
+            }
+        }
+        ["key", "create", path] => {
+            args.only(&[]);
+            keys::create(std::path::Path::new(path)).unwrap_or_else(|e| fail(&e));
+            println!("wrote a new key to {path}: keep a copy where you keep secrets; the credentials sealed with it cannot be read without it");
+        }
+        ["credential", "create", name] => {
+            args.only(
+                &[
+                    &CONNECTION[..],
+                    &[
+                        "key-file",
+                        "kind",
+                        "login-url",
+                        "client-id",
+                        "username",
+                        "secrets-file",
+                    ],
+                ]
+                .concat(),
+            );
+            let key = key(&args);
+            let secrets = credentials::secrets(args.path("secrets-file").as_deref())
+                .unwrap_or_else(|e| fail(&e));
+            let new = credentials::NewCredential {
+                name: name.to_string(),
+                kind: args.require("kind"),
+                login_url: args
+                    .get("login-url")
+                    .unwrap_or_else(|| "https://login.salesforce.com".into()),
+                client_id: args.get("client-id"),
+                username: args.get("username"),
+            };
+            let wire = engine_session(connect_once(&args)).unwrap_or_else(|e| fail(&e));
+            println!(
+                "{}",
+                credentials::create(&wire, &key, &new, &secrets).unwrap_or_else(|e| fail(&e))
+            );
+        }
+        ["credential", "rotate-key"] => {
+            args.only(&[&CONNECTION[..], &["key-file", "new-key-file"]].concat());
+            let old = key(&args);
+            let new = keys::from_file(
+                &args
+                    .path("new-key-file")
+                    .unwrap_or_else(|| usage("--new-key-file is missing")),
+            )
+            .unwrap_or_else(|e| fail(&e));
+            let wire = engine_session(connect_once(&args)).unwrap_or_else(|e| fail(&e));
+            let n = credentials::rotate_key(&wire, &old, &new).unwrap_or_else(|e| fail(&e));
+            println!(
+                "{n} credential(s) sealed again with {}: run sequin-sf with that key from now on",
+                new.name
+            );
+        }
+        _ => usage(&format!("unknown command {}", args.words.join(" "))),
+    }
+}
+
+/// `sequin-sf run`: installs the objects if the database has none, then runs its syncs
+/// until SIGTERM or SIGINT, connecting again whenever the connection is lost.
+fn run(args: &Args) {
+    args.only(&[&CONNECTION[..], &["key-file", "listen"]].concat());
+    let database_url = args
+        .get("database-url")
+        .unwrap_or_else(|| usage("no database URL given"));
+    let key = Rc::new(key(args));
     // SAFETY: handlers that only store to an atomic flag
     unsafe {
         libc::signal(
@@ -201,39 +256,37 @@ fn main() {
     }
     sync_engine::read::use_page_dir(pages, "sidecar".into());
     sync_engine::read::remove_leftover_pages();
-    let key_name = opts.key_file.display().to_string();
-    let verify = match (&opts.tls_ca_file, opts.tls_no_verify) {
-        (Some(_), true) => usage("--tls-ca-file and --tls-no-verify exclude each other"),
-        (Some(path), false) => tls::Verify::CaFile(path),
-        (None, true) => tls::Verify::None,
-        (None, false) => tls::Verify::PublicRoots,
-    };
-    let no_verify = matches!(verify, tls::Verify::None);
-    let tls = tls::connector(verify).unwrap_or_else(|e| usage(&e));
+    let (tls, no_verify) = tls_connector(args);
     let heartbeat = http::Heartbeat::default();
-    if let Some(listen) = &opts.listen {
-        let database = (opts.database_url.clone(), tls.clone());
-        if let Err(e) = http::serve(listen, database, heartbeat.clone()) {
+    if let Some(listen) = args.get("listen") {
+        let database = (database_url.clone(), tls.clone());
+        if let Err(e) = http::serve(&listen, database, heartbeat.clone()) {
             usage(&format!("cannot listen on {listen}: {e}"));
         }
     }
     while !stopping() {
-        match connect(&opts.database_url, &tls) {
-            Ok(wire) => {
+        let connected = connect_client(&database_url, &tls)
+            .map_err(|e| format!("could not connect: {e}"))
+            .and_then(|mut client| {
+                let installed = install::ensure(&mut client, RELEASE)?;
+                Ok((engine_session(client)?, installed))
+            });
+        match connected {
+            Ok((wire, installed)) => {
                 log::info!("sequin-sf: connected");
                 if no_verify {
                     log::warn!(
                         "sequin-sf: the database's TLS certificate is not checked (--tls-no-verify)"
                     );
                 }
-                serve(Rc::new(wire), key, key_name.clone(), &heartbeat);
+                serve(Rc::new(wire), key.clone(), &installed, &heartbeat);
                 if !stopping() {
                     log::warn!("sequin-sf: the connection was lost; connecting again");
                 }
             }
             Err(e) => {
-                log::warn!("sequin-sf: could not connect: {e} (retrying in 1 s)");
-                nap(Duration::from_secs(1));
+                log::warn!("sequin-sf: {e} (trying again in 5 s)");
+                nap(Duration::from_secs(5));
             }
         }
     }
