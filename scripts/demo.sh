@@ -2,7 +2,8 @@
 # `make demo`: a local Salesforce (the emulator, with generated demo data) mirrored into
 # a local Postgres by sequin_sf. `scripts/demo.sh stop` stops both.
 # `make demo-sidecar` (SEQUIN_SF_DEMO_SIDECAR=1): the same sync run by `sequin-sf` beside
-# a Postgres that does not preload the library (no background worker).
+# a Postgres that loads no library of ours, as a role with CREATE on the database only:
+# sequin-sf installs the objects itself (no CREATE EXTENSION).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,24 +56,41 @@ else
   scripts/pg-cluster.sh start "$STATE/pg" "$PGPORT"
 fi
 
-echo "==> CREATE EXTENSION, a credential and a sync of Account, Contact, Opportunity"
-"${PSQL[@]}" <<SQL
+SYNC_SQL="SELECT sequin_sf.create_sync('demo', credential => 'demo',
+       collections => ARRAY['Account','Contact','Opportunity'],
+       rate_limit_requests => 100000);
+SELECT sequin_sf.alter_sync('demo', pubsub_endpoint => '$PUBSUB_URL');"
+
+if [ "$SIDECAR" = 1 ]; then
+  # what a managed Postgres gives: a role with CREATE on the database, no superuser,
+  # no library of ours on the server
+  OWNER_DSN="host=127.0.0.1 port=$PGPORT user=demo_owner dbname=postgres"
+  echo "==> a role with CREATE on the database only (demo_owner); sequin-sf beside the database as that role"
+  "${PSQL[@]}" -c "CREATE ROLE demo_owner LOGIN" -c "GRANT CREATE ON DATABASE postgres TO demo_owner"
+  target/release/sequin-sf key create "$STATE/sidecar.key" >/dev/null
+  echo "    (log: $STATE/sidecar.log, /healthz and /metrics on 127.0.0.1:$((PGPORT + 1)))"
+  nohup target/release/sequin-sf --database-url "$OWNER_DSN" \
+    --key-file "$STATE/sidecar.key" --listen "127.0.0.1:$((PGPORT + 1))" >"$STATE/sidecar.log" 2>&1 &
+  echo $! >"$STATE/sidecar.pid"
+  for _ in $(seq 1 300); do
+    [ "$("${PSQL[@]}" -tA -c "SELECT to_regclass('sequin_sf._release') IS NOT NULL")" = t ] && break
+    sleep 0.1
+  done
+  echo "==> sequin-sf installed its objects (plain SQL and PL/pgSQL); a credential sealed with its key"
+  SEQUIN_SF_CLIENT_SECRET=emulator-secret SEQUIN_SF_REFRESH_TOKEN=emulator-refresh-token \
+    target/release/sequin-sf credential create demo --kind refresh_token --login-url "$EMU_URL" \
+    --client-id sequin-emulator --database-url "$OWNER_DSN" --key-file "$STATE/sidecar.key"
+  echo "==> a sync of Account, Contact, Opportunity (as demo_owner)"
+  sudo -u postgres "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PGPORT" -U demo_owner -d postgres <<<"$SYNC_SQL"
+else
+  echo "==> CREATE EXTENSION, a credential and a sync of Account, Contact, Opportunity"
+  "${PSQL[@]}" <<SQL
 CREATE EXTENSION sequin_sf;
 SELECT sequin_sf.create_credential('demo', kind => 'refresh_token', login_url => '$EMU_URL',
        client_id => 'sequin-emulator', client_secret => 'emulator-secret',
        refresh_token => 'emulator-refresh-token');
-SELECT sequin_sf.create_sync('demo', credential => 'demo',
-       collections => ARRAY['Account','Contact','Opportunity'],
-       rate_limit_requests => 100000);
-SELECT sequin_sf.alter_sync('demo', pubsub_endpoint => '$PUBSUB_URL');
+$SYNC_SQL
 SQL
-
-if [ "$SIDECAR" = 1 ]; then
-  echo "==> starting sequin-sf beside it (log: $STATE/sidecar.log, /metrics on 127.0.0.1:$((PGPORT + 1)))"
-  install -m 600 "$STATE/pg/sequin_sf.key" "$STATE/sidecar.key"
-  nohup target/release/sequin-sf --database-url "host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres" \
-    --key-file "$STATE/sidecar.key" --listen "127.0.0.1:$((PGPORT + 1))" >"$STATE/sidecar.log" 2>&1 &
-  echo $! >"$STATE/sidecar.pid"
 fi
 
 echo "==> backfilling (progress from sequin_sf.sync_status)"
@@ -119,8 +137,19 @@ The demo is running:
 
 To sync a real org instead, create a Connected App in Salesforce (OAuth enabled, scopes
 "api" and "refresh_token"), then use its consumer key and secret:
+EOF
+if [ "$SIDECAR" = 1 ]; then
+  cat <<EOF
+  SEQUIN_SF_PRIVATE_KEY_FILE=key.pem target/release/sequin-sf credential create acme --kind jwt_bearer \\
+      --login-url https://login.salesforce.com --client-id '<consumer key>' --username integration@acme.com \\
+      --database-url '$OWNER_DSN' --key-file $STATE/sidecar.key
+  SELECT sequin_sf.create_sync('acme', credential => 'acme', collections => ARRAY['Contact','Account']);
+EOF
+else
+  cat <<'EOF'
   SELECT sequin_sf.create_credential('acme', kind => 'jwt_bearer', login_url => 'https://login.salesforce.com',
          client_id => '<consumer key>', username => 'integration@acme.com', private_key => '<PEM>');
   -- or kind => 'refresh_token' (a token from the web flow), or 'client_credentials' on a My Domain URL
   SELECT sequin_sf.create_sync('acme', credential => 'acme', collections => ARRAY['Contact','Account']);
 EOF
+fi
