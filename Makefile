@@ -16,8 +16,12 @@ export PG_BIN = /opt/sequin-sf-pg/$(PG)/bin
 E2E_CORE = tests/test_sql_scripts.py tests/test_capture_prepared.py \
            tests/test_read_sync.py tests/test_write_back.py tests/test_write_settings.py \
            tests/test_write_concurrency.py
+# The same end to end beside the database (SEQUIN_SF_MODE=sidecar, tests/harness.py):
+# no library of ours on the server, sequin-sf as a role with CREATE only.
+E2E_SIDECAR = tests/test_read_sync.py tests/test_write_back.py tests/test_write_settings.py \
+              tests/test_write_concurrency.py tests/test_change_events.py
 
-.PHONY: deps build emulator sidecar extension test test-core test-pg-upgrade test-long unit-test e2e-test conformance \
+.PHONY: deps build emulator sidecar extension test test-sidecar test-core test-pg-upgrade test-long unit-test e2e-test conformance \
         lint demo demo-stop demo-sidecar bench clean
 
 deps:
@@ -46,6 +50,12 @@ test: build
 	cargo fmt --all -- --check
 	cargo test --release $(RUST_CRATES)
 	$(PYTEST) -x -q --timeout 600 tests
+	$(MAKE) test-sidecar
+
+# The read, write and change-event end-to-end files run by sequin-sf beside a Postgres
+# that loads no library of ours (tests marked extension_only are skipped, with why).
+test-sidecar: build
+	SEQUIN_SF_MODE=sidecar $(PYTEST) -x -q --timeout 600 $(E2E_SIDECAR)
 
 # Capture, read and write end to end on PG (CI runs these on the majors it does not run
 # the whole suite on).

@@ -13,6 +13,7 @@ from harness import (  # noqa: E402,F401
     Emulator,
     Sidecar,
     sidecar_key,
+    sequin_sf_cli,
     create_emulator_credential,
     query_rows,
     query_value,

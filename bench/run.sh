@@ -21,3 +21,5 @@ echo "== write-back: API calls per 10,000 changed rows, commit-to-succeeded late
 $PY bench/write_back.py
 echo "== capture trigger overhead vs the same table without it"
 $PY bench/trigger_overhead.py
+echo "== the PL/pgSQL capture sequin-sf installs beside the database, vs the same table without it"
+$PY bench/trigger_overhead.py --plain --toast-rows 0

@@ -13,7 +13,10 @@ A last line measures the write-log append alone (the log rows a bulk INSERT adds
 directly) against the bulk INSERT itself: what a capture that logs one row per change
 could reach at best, and why large statements are logged in batches.
 
-    .venv/bin/python bench/trigger_overhead.py [--rows N] [--repeat R]
+    .venv/bin/python bench/trigger_overhead.py [--rows N] [--repeat R] [--plain]
+
+--plain measures the PL/pgSQL capture instead (sql/plain/library.sql): a Postgres that
+loads no library of ours, with the objects `sequin-sf install` creates.
 
     BENCH_DSN=... to use an existing database that has the extension (else a throwaway
     cluster is started).
@@ -24,7 +27,7 @@ import os
 
 import threading
 
-from common import Cluster, Timer, print_server, proc_status_kib
+from common import Cluster, Timer, print_server, proc_status_kib, sequin_sf_cli
 
 COLUMNS = """
     _row_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -181,6 +184,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=20000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--plain", action="store_true",
+                    help="the PL/pgSQL capture sequin-sf installs, on a Postgres without our library")
     ap.add_argument("--toast-rows", type=int, default=100_000,
                     help="rows of the one UPDATE of out-of-line 10 kB values (0: skip it)")
     args = ap.parse_args()
@@ -188,9 +193,13 @@ def main():
     cluster = None
     dsn = os.environ.get("BENCH_DSN")
     if dsn is None:
-        cluster = Cluster()
+        cluster = Cluster(settings={"shared_preload_libraries": "''"} if args.plain else None)
         dsn = cluster.dsn()
     import psycopg
+
+    if args.plain:
+        done = sequin_sf_cli("install", "--database-url", dsn)
+        assert done.returncode == 0, done.stderr
 
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -200,8 +209,8 @@ def main():
                 conn.execute("CREATE EXTENSION sequin_sf")
             setup(conn)
             print_server(conn)
-            print(f"trigger overhead: up to {args.rows} rows per run, {args.repeat} runs,"
-                  " tables alternating in chunks")
+            print(f"trigger overhead of the {'PL/pgSQL' if args.plain else 'C'} capture:"
+                  f" up to {args.rows} rows per run, {args.repeat} runs, tables alternating in chunks")
             # Each run changes `rows` rows in 10 chunks: a chunk of the transaction mode is
             # one whole 5,000-statement transaction, so that mode changes 50,000 rows a run.
             modes = (

@@ -402,11 +402,36 @@ BEGIN
         EXECUTE format('CREATE PUBLICATION %I FOR TABLES IN SCHEMA %I', 'sequin_sf_' || sync, target_schema);
     EXCEPTION WHEN insufficient_privilege THEN
         -- beside the database, sequin-sf's role is no superuser, which a publication of
-        -- a whole schema needs: the sync works without it
-        RAISE WARNING 'publication % not created: role % may not publish a whole schema', 'sequin_sf_' || sync, current_user
-            USING HINT = format('Logical replication of the sync''s tables needs a superuser to run CREATE PUBLICATION %I FOR TABLES IN SCHEMA %I.',
-                                'sequin_sf_' || sync, target_schema);
+        -- a whole schema needs: it publishes the sync's tables one by one instead
+        EXECUTE format('CREATE PUBLICATION %I', 'sequin_sf_' || sync);
+        PERFORM sequin_sf._publish_tables(target_schema);
     END;
+END
+$$;
+
+-- Adds the tables of a sync's schema its publication lacks, where the publication
+-- lists tables (made by a role that may not publish a whole schema); nothing where it
+-- publishes the schema. Called as the sync creates tables.
+CREATE FUNCTION sequin_sf._publish_tables(target_schema text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    pub oid;
+    t regclass;
+BEGIN
+    SELECT p.oid INTO pub FROM pg_catalog.pg_publication p
+      JOIN sequin_sf._syncs s ON p.pubname = 'sequin_sf_' || s.name
+     WHERE s.schema_name = target_schema;
+    IF pub IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_publication_namespace n WHERE n.pnpubid = pub) THEN
+        RETURN;
+    END IF;
+    FOR t IN SELECT c.oid::regclass FROM pg_catalog.pg_class c
+              WHERE c.relnamespace = target_schema::regnamespace AND c.relkind = 'r'
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r
+                                 WHERE r.prpubid = pub AND r.prrelid = c.oid)
+              ORDER BY c.relname LOOP
+        EXECUTE format('ALTER PUBLICATION %I ADD TABLE %s',
+                       (SELECT p.pubname FROM pg_catalog.pg_publication p WHERE p.oid = pub), t);
+    END LOOP;
 END
 $$;
 
@@ -930,9 +955,22 @@ END
 $$;
 
 -- Waits until every write committed before the call is settled (or the timeout
--- passes), then reports this session's writes settled since its previous call.
+-- passes), then reports this session's writes settled since its previous call. It runs
+-- as its caller, to read when the session started: pg_stat_activity shows that to the
+-- session's own role (and to superusers), not to the owner of _await_writes, which does
+-- the rest with the owner's rights.
 CREATE FUNCTION sequin_sf.await_writes(timeout interval DEFAULT '60 seconds',
                                        sync_name text DEFAULT NULL)
+RETURNS TABLE (succeeded bigint, failed bigint, unsettled bigint)
+LANGUAGE sql AS $$
+    SELECT * FROM sequin_sf._await_writes(
+        timeout, sync_name,
+        (SELECT a.backend_start FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid()))
+$$;
+
+-- await_writes' work; `started`: when this session started (its log entries carry its
+-- pid, which an earlier session may have had).
+CREATE FUNCTION sequin_sf._await_writes(timeout interval, sync_name text, started timestamptz)
 RETURNS TABLE (succeeded bigint, failed bigint, unsettled bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -943,7 +981,6 @@ DECLARE
     left_ bigint;
     deadline timestamptz := clock_timestamp() + timeout;
     nap float8 := 0.01;
-    started timestamptz := (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid());
     ok bigint;
     bad bigint;
     open_ bigint;
@@ -964,7 +1001,7 @@ BEGIN
     END IF;
     succeeded := 0; failed := 0; unsettled := 0;
     FOR s IN SELECT y.schema_name FROM sequin_sf._syncs y
-              WHERE (await_writes.sync_name IS NULL OR y.name = await_writes.sync_name)
+              WHERE (_await_writes.sync_name IS NULL OR y.name = _await_writes.sync_name)
                 AND to_regclass(format('%I._sync_write_log', y.schema_name)) IS NOT NULL LOOP
         -- entries still in batches (sql/capture.sql) are unsettled too
         EXECUTE format('SELECT greatest((SELECT coalesce(max(id), 0) FROM %1$I._sync_write_log),'
@@ -1236,9 +1273,10 @@ COMMENT ON FUNCTION sequin_sf.metrics_text() IS
 -- * Everything else (the internal tables and the functions whose names start with "_")
 --   is for the extension's owner, the background worker and the functions below.
 --
--- The management functions and await_writes run as the extension's owner (SECURITY
--- DEFINER) so that their callers need no rights on internal tables; each pins
--- search_path, so nothing a caller creates can stand in for what they call.
+-- The management functions and _await_writes run as the extension's owner (SECURITY
+-- DEFINER) so that their callers need no rights on internal tables; await_writes runs
+-- as its caller and calls _await_writes. Each pins search_path, so nothing a caller
+-- creates can stand in for what they call.
 
 CREATE FUNCTION sequin_sf._management_functions() RETURNS regprocedure[]
 LANGUAGE sql STABLE AS $$
@@ -1249,7 +1287,7 @@ LANGUAGE sql STABLE AS $$
                          'create_sync', 'alter_sync', 'add_collection', 'remove_collection',
                          'alter_collection', 'refresh_calculated',
                          'pause_sync', 'resume_sync', 'drop_sync', 'alter_write_settings',
-                         'retry_writes', 'await_writes', 'write_status')
+                         'retry_writes', '_await_writes', 'write_status')
 $$;
 
 -- Lets a role manage syncs: run the management functions and read the full views.
@@ -1298,7 +1336,10 @@ BEGIN
     FOREACH f IN ARRAY sequin_sf._management_functions() LOOP
         EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pg_temp', f);
     END LOOP;
-    GRANT EXECUTE ON FUNCTION sequin_sf.await_writes(interval, text) TO PUBLIC;
+    -- await_writes runs as its caller (see there), _await_writes as the owner
+    ALTER FUNCTION sequin_sf.await_writes(interval, text) SET search_path = pg_catalog, pg_temp;
+    GRANT EXECUTE ON FUNCTION sequin_sf.await_writes(interval, text),
+                              sequin_sf._await_writes(interval, text, timestamptz) TO PUBLIC;
     GRANT USAGE ON SCHEMA sequin_sf TO PUBLIC;
     GRANT SELECT ON sequin_sf.columns TO PUBLIC;
     -- metrics: counts and ages only (no error text, no record data); _metrics runs as

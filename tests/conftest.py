@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Cluster, Emulator, make_tls_cert  # noqa: E402
+from harness import SIDECAR_MODE, Cluster, Emulator, make_tls_cert  # noqa: E402
 
 
 @pytest.fixture
@@ -44,9 +44,10 @@ def cluster():
 
 @pytest.fixture
 def db(cluster):
-    """An autocommit connection to a database with the extension created."""
+    """An autocommit connection to a database with sequin_sf installed (as SEQUIN_SF_MODE
+    says: harness.py)."""
     conn = cluster.connect()
-    conn.execute("CREATE EXTENSION IF NOT EXISTS sequin_sf")
+    cluster.install(conn)
     yield conn
     conn.close()
 
@@ -55,13 +56,20 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "long: a long soak, run only with SEQUIN_SF_LONG=1 (make test-long)"
     )
+    config.addinivalue_line(
+        "markers", "extension_only(why): tests what only the extension has (skipped with"
+        " SEQUIN_SF_MODE=sidecar)"
+    )
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `long` are skipped unless SEQUIN_SF_LONG=1."""
-    if os.environ.get("SEQUIN_SF_LONG") == "1":
-        return
-    skip = pytest.mark.skip(reason="a long soak: set SEQUIN_SF_LONG=1 (make test-long)")
+    """Tests marked `long` are skipped unless SEQUIN_SF_LONG=1; those marked
+    `extension_only`, with SEQUIN_SF_MODE=sidecar."""
+    long_skip = pytest.mark.skip(reason="a long soak: set SEQUIN_SF_LONG=1 (make test-long)")
     for item in items:
-        if "long" in item.keywords:
-            item.add_marker(skip)
+        if "long" in item.keywords and os.environ.get("SEQUIN_SF_LONG") != "1":
+            item.add_marker(long_skip)
+        mark = item.get_closest_marker("extension_only")
+        if mark and SIDECAR_MODE:
+            item.add_marker(pytest.mark.skip(
+                reason="the extension only: " + (mark.args[0] if mark.args else "")))

@@ -34,6 +34,20 @@ def pg_major(bin_dir=PG_BIN):
                          capture_output=True, text=True).stdout
     return int(out.split()[1].split(".")[0])
 
+# The suite runs in one of two modes (SEQUIN_SF_MODE): "extension" (default: the
+# library preloaded, CREATE EXTENSION, the background worker runs the syncs) or
+# "sidecar" (no library of ours loaded; `sequin-sf` installs the objects as the role
+# OWNER, which has LOGIN and CREATE on the database only, and runs the syncs;
+# credentials are made with `sequin-sf credential create`). Tests of what only the
+# extension has (its worker, the server log, SQL credentials) are marked
+# `extension_only`: conftest.py skips them in sidecar mode.
+MODE = os.environ.get("SEQUIN_SF_MODE", "extension")
+assert MODE in ("extension", "sidecar"), f"SEQUIN_SF_MODE={MODE}: extension or sidecar"
+SIDECAR_MODE = MODE == "sidecar"
+OWNER = "sync_owner"
+# port -> Cluster, for helpers given only a connection
+CLUSTERS = {}
+
 CLIENT_ID = "sequin-emulator"
 CLIENT_SECRET = "emulator-secret"
 REFRESH_TOKEN = "emulator-refresh-token"
@@ -141,7 +155,12 @@ class Cluster:
         self.datadir = os.path.join(self.dir, "data")
         self.port = free_port()
         self.database = database
+        if SIDECAR_MODE:
+            settings = {"shared_preload_libraries": "''", **(settings or {})}
         self.settings = [f"{k}={v}" for k, v in (settings or {}).items()]
+        self.sidecar = None
+        self.sidecar_key = None
+        CLUSTERS[self.port] = self
         self.start()
 
     @property
@@ -183,6 +202,20 @@ class Cluster:
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
+    def kill_sync_process(self, conn, sync=None):
+        """kill -9 of what runs `sync`: the extension's worker (the postmaster starts it
+        again), or the cluster's sequin-sf, started again as its supervisor would."""
+        if not self.sidecar:
+            os.kill(worker_pid(conn, sync), signal.SIGKILL)
+            return
+        self.sidecar.stop(signal.SIGKILL)
+        self.sidecar = Sidecar(self.dsn(OWNER, conn.info.dbname), self.sidecar_key)
+
+    def sync_log(self):
+        """What the syncs logged: the server log (the extension's worker writes there),
+        and in sidecar mode the output of the cluster's `sequin-sf` too."""
+        return self.log() + (self.sidecar.output() if self.sidecar else "")
+
     def crashes(self):
         """Server log lines of a server process that died of a signal: a crash of a
         backend or worker, which restarts the whole server. SIGKILL (9) is left out:
@@ -192,7 +225,28 @@ class Cluster:
         return [line for line in self.log().splitlines()
                 if "terminated by signal" in line and "terminated by signal 9:" not in line]
 
+    def install(self, conn):
+        """sequin_sf in the database of `conn`, as the mode has it: CREATE EXTENSION, or
+        the role OWNER and a `sequin-sf` running as it (which installs the objects)."""
+        if not SIDECAR_MODE:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS sequin_sf")
+            return
+        if self.sidecar is None:
+            dbname = conn.info.dbname
+            conn.execute(f"DO $$ BEGIN CREATE ROLE {OWNER} LOGIN;"
+                         f" EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+            conn.execute(f'GRANT CREATE ON DATABASE "{dbname}" TO {OWNER}')
+            self.sidecar_key = os.path.join(self.dir, "sequin-sf.key")
+            done = sequin_sf_cli("key", "create", self.sidecar_key)
+            assert done.returncode == 0, done.stderr
+            self.sidecar = Sidecar(self.dsn(OWNER, dbname), self.sidecar_key)
+            wait_for(lambda: query_value(conn, "SELECT to_regclass('sequin_sf._release') IS NOT NULL"),
+                     timeout=60, what="sequin-sf installing its objects")
+
     def destroy(self):
+        if self.sidecar:
+            self.sidecar.stop(signal.SIGKILL)
+        CLUSTERS.pop(self.port, None)
         self.stop()
         if os.environ.get("KEEP_CLUSTER_LOG"):
             shutil.copy(self.log_path, os.environ["KEEP_CLUSTER_LOG"])
@@ -232,6 +286,11 @@ def query_value(conn, sql, params=None):
 
 
 def create_emulator_credential(conn, emulator, name="emu"):
+    if SIDECAR_MODE:
+        cluster = CLUSTERS[conn.info.port]
+        create_sidecar_credential(cluster.dsn(OWNER, conn.info.dbname), cluster.sidecar_key,
+                                  emulator, name)
+        return name
     conn.execute(
         "SELECT sequin_sf.create_credential(%s, kind => 'refresh_token', login_url => %s,"
         " client_id => %s, client_secret => %s, refresh_token => %s)",
@@ -313,7 +372,7 @@ def synced_org(emulator_args, sync, collections, **create_args):
     cluster = Cluster()
     conn = cluster.connect()
     try:
-        conn.execute("CREATE EXTENSION sequin_sf")
+        cluster.install(conn)
         create_emulator_credential(conn, emu)
         extra = "".join(f", {k} => %s" for k in create_args)
         conn.execute(

@@ -54,7 +54,7 @@ def test_archived_activities_are_backfilled_and_their_edits_polled(start_emulato
     assert len(live) == tasks - len(archived_tasks) - 1
 
     db = cluster.connect()
-    db.execute("CREATE EXTENSION sequin_sf")
+    cluster.install(db)
     create_emulator_credential(db, emulator)
     db.execute("SELECT sequin_sf.create_sync('emu', credential => 'emu',"
                " collections => ARRAY['Task', 'Event'], rate_limit_requests => 100000, "

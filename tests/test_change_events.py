@@ -7,8 +7,6 @@ event; `last_poll_at` and the emulator's request counts confirm no poll ran.
 """
 
 import json
-import os
-import signal
 import threading
 import time
 import urllib.parse
@@ -78,7 +76,7 @@ def org():
     cluster = Cluster()
     conn = cluster.connect()
     try:
-        conn.execute("CREATE EXTENSION sequin_sf")
+        cluster.install(conn)
         create_emulator_credential(conn, emu)
         conn.execute(
             "SELECT sequin_sf.create_sync(%s, credential => 'emu',"
@@ -284,7 +282,7 @@ def test_a_crash_mid_stream_loses_and_duplicates_nothing(org, crash):
     t.start()
     time.sleep(1)
     if crash == "worker":
-        os.kill(worker_pid(conn, SYNC), signal.SIGKILL)
+        cluster.kill_sync_process(conn, SYNC)
     else:
         conn.close()
         cluster.stop("immediate")

@@ -17,7 +17,7 @@ def env():
     cluster = Cluster()
     conn = cluster.connect()
     try:
-        conn.execute("CREATE EXTENSION sequin_sf")
+        cluster.install(conn)
         create_emulator_credential(conn, emu)
         yield emu, conn
     finally:

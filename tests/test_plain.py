@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from harness import (CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, Cluster, Sidecar,
-                     create_emulator_credential, create_sidecar_credential, plain_cluster,
+                     create_sidecar_credential, plain_cluster,
                      query_rows, query_value, sequin_sf_cli, sf_records, wait_backfilled,
                      wait_for)
 
@@ -141,7 +141,9 @@ def test_credentials_are_sealed_by_sequin_sf_and_the_key_rotates(plain, tmp_path
     emulator, cluster, owner, app, sidecar, key = plain
     # SQL cannot take a secret here: the database would see it in clear
     with pytest.raises(psycopg.errors.FeatureNotSupported) as err:
-        create_emulator_credential(owner, emulator, name="other")
+        owner.execute("SELECT sequin_sf.create_credential('other', kind => 'refresh_token',"
+                      " login_url => %s, client_id => %s, client_secret => %s, refresh_token => %s)",
+                      (emulator.base_url, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN))
     assert "sequin-sf credential create" in err.value.diag.message_hint
     # the same checks as create_credential
     done = sequin_sf_cli("credential", "create", "bad", "--kind", "password", "--login-url",
@@ -203,3 +205,21 @@ def test_naming_rules_match_the_library(plain):
                 query_rows(c, sql_near, (objects, wanted))
     finally:
         library.destroy()
+
+
+def test_install_again_by_a_superuser_adds_what_the_owner_could_not(plain):
+    """The owner could not create the event trigger refusing inheritance of synced
+    tables; `sequin-sf install` run by a role that may (here a superuser) adds it to the
+    objects already installed, and changes nothing else."""
+    emulator, cluster, owner, app, sidecar, key = plain
+    assert query_value(owner, "SELECT count(*) FROM pg_event_trigger"
+                              " WHERE evtname = 'sequin_sf_refuse_inheritance'") == 0
+    again = sequin_sf_cli("install", "--database-url", cluster.dsn(user="sync_owner"))
+    assert again.returncode == 0 and "may not create event triggers" in again.stderr
+    done = sequin_sf_cli("install", "--database-url", cluster.dsn())
+    assert done.returncode == 0, done.stderr
+    assert query_value(owner, "SELECT count(*) FROM sequin_sf._release") == 1
+    with cluster.connect() as su:
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as err:
+            su.execute("CREATE TABLE public.child () INHERITS (salesforce.contact)")
+    assert "cannot take part in inheritance" in str(err.value)

@@ -273,7 +273,7 @@ def soak_once(seed, seconds, fault_kinds, fault_rate=0.15, rate_limit=100000, ki
     cluster = Cluster()
     conn = cluster.connect()
     try:
-        conn.execute("CREATE EXTENSION sequin_sf")
+        cluster.install(conn)
         create_emulator_credential(conn, emu)
         conn.execute(
             "SELECT sequin_sf.create_sync(%s, credential => 'emu',"
@@ -389,7 +389,7 @@ def small_org(start_emulator, cluster):
     """A synced org of 20 Contacts (polling), with the budget of the soak."""
     emu = start_emulator("--seed", "3", "--generate", "Account=5,Contact=20")
     conn = cluster.connect()
-    conn.execute("CREATE EXTENSION sequin_sf")
+    cluster.install(conn)
     create_emulator_credential(conn, emu)
     conn.execute(
         "SELECT sequin_sf.create_sync(%s, credential => 'emu', collections => ARRAY['Contact'],"

@@ -12,7 +12,7 @@ import time
 import psycopg
 import pytest
 
-from harness import query_rows, query_value, sf_records, synced_org, wait_for, worker_pid
+from harness import SIDECAR_MODE, query_rows, query_value, sf_records, synced_org, wait_for, worker_pid
 
 SYNC = "w"
 OBJECTS = ["Account", "Contact", "Opportunity"]
@@ -182,8 +182,10 @@ def test_large_statements_are_logged_in_order_with_the_changes_around_them(env):
                          " WHERE last_name = 'Bulkwrite' AND first_name <> 'n9'")
             conn.execute("UPDATE salesforce.contact SET title = 'fourth' WHERE first_name = 'n7'"
                          " AND last_name = 'Bulkwrite'")
-        # the two large statements wait in batches: queued all the same
-        assert query_value(conn, "SELECT count(*) FROM salesforce._sync_write_batch") == 2
+        # the two large statements wait in batches (the C capture's; the PL/pgSQL one
+        # logs every entry directly): queued all the same
+        assert query_value(conn, "SELECT count(*) FROM salesforce._sync_write_batch") == \
+            (0 if SIDECAR_MODE else 2)
         queued = query_value(
             conn, "SELECT queued FROM sequin_sf.write_status() WHERE sync_name = %s", (SYNC,))
         assert queued == n + 1 + (n - 1) + 1
@@ -599,6 +601,7 @@ def wait_batch_in_flight(conn, after_log_id):
     )
 
 
+@pytest.mark.extension_only("kills the background worker (sequin-sf killed under faults: test_sidecar.py)")
 def test_external_id_upserts_survive_a_worker_kill_without_duplicates(env):
     emu, cluster, conn = env
     conn.execute(
@@ -644,6 +647,7 @@ def test_external_id_upserts_survive_a_worker_kill_without_duplicates(env):
         conn.close()
 
 
+@pytest.mark.extension_only("a server crash that kills the worker mid-batch (sequin-sf outlives the server: test_sidecar.py restarts Postgres under it)")
 def test_postgres_crash_loses_nothing_and_plain_creates_are_never_duplicated(env):
     emu, cluster, conn = env
     conn = reconnect(env)

@@ -229,100 +229,121 @@ $$;
 -- shallower one was open, held until it is.
 CREATE FUNCTION sequin_sf._capture_writes() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- a synced table's columns may be named like a variable here (sent, rules...): the
+-- statements below name columns through their table only
+#variable_conflict use_variable
 DECLARE
-    rules jsonb := TG_ARGV[1]::jsonb;
-    picks jsonb := TG_ARGV[2]::jsonb;
-    sent text[] := TG_ARGV[3:TG_NARGS - 1];
+    rules jsonb;
+    picks jsonb;
+    sent text[];
     ruled text[];
-    depth int := pg_trigger_depth();
-    frames int[] := coalesce(nullif(current_setting('sequin_sf.capture_frames', true), ''), '{}')::int[];
-    held jsonb := coalesce(nullif(current_setting('sequin_sf.capture_held', true), ''), '[]')::jsonb;
-    nested boolean;
-    rows_sql text;
     own jsonb;
-    deeper jsonb;
+    depth int := pg_trigger_depth();
+    frames int[];
+    held jsonb;
+    held_before jsonb;
+    nested boolean;
+    deeper jsonb := '[]';
 BEGIN
     IF current_setting('sequin_sf.applying', true) = 'on'
        AND pg_has_role(session_user, sequin_sf._runner(), 'MEMBER') THEN
         RETURN NULL;
     END IF;
+    rules := TG_ARGV[1]::jsonb;
+    picks := TG_ARGV[2]::jsonb;
+    sent := TG_ARGV[3:TG_NARGS - 1];
     ruled := ARRAY(SELECT jsonb_object_keys(rules) UNION SELECT jsonb_object_keys(picks));
-    IF TG_OP = 'INSERT' AND cardinality(ruled) > 0 THEN
-        PERFORM sequin_sf._refuse_write(TG_TABLE_SCHEMA, TG_TABLE_NAME, 'INSERT', v, rules, picks)
-           FROM (SELECT (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}')
-                           FROM jsonb_each(to_jsonb(n.*)) e
-                          WHERE e.key = ANY (sent) AND e.value <> 'null') AS v
-                   FROM _sf_new n) x
-          WHERE v ?| ruled;
+    -- The statement's entries, in order. Statements are static so that their plans are
+    -- kept: Postgres compiles a trigger function once per trigger.
+    IF TG_OP = 'INSERT' THEN
+        IF cardinality(ruled) > 0 THEN
+            PERFORM sequin_sf._refuse_write(TG_TABLE_SCHEMA, TG_TABLE_NAME, 'INSERT', v, rules, picks)
+               FROM (SELECT (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}')
+                               FROM jsonb_each(to_jsonb(n.*)) e
+                              WHERE e.key = ANY (sent) AND e.value <> 'null') AS v
+                       FROM _sf_new n) x
+              WHERE v ?| ruled;
+        END IF;
+        SELECT jsonb_agg(jsonb_build_object('row_id', n._row_id, 'action', 'insert')) INTO own
+          FROM _sf_new n;
+    ELSIF TG_OP = 'UPDATE' THEN
+        -- OLD and NEW rows sit at the same position of the two transition tables: paired
+        -- by unnesting the two in step (a join on their positions would be planned once,
+        -- for the first statement's row count, and kept)
+        WITH pairs AS (
+                SELECT p.pos, p.before, p.after,
+                       (SELECT jsonb_object_agg(k, p.after -> k) FROM unnest(sent) k
+                         WHERE (p.before ->> k) IS DISTINCT FROM (p.after ->> k)) AS changed
+                  FROM unnest((SELECT array_agg(to_jsonb(o.*)) FROM _sf_old o),
+                              (SELECT array_agg(to_jsonb(n.*)) FROM _sf_new n))
+                       WITH ORDINALITY AS p(before, after, pos)),
+             checked AS MATERIALIZED (
+                SELECT p.*,
+                       CASE WHEN (p.before -> '_row_id') IS DISTINCT FROM (p.after -> '_row_id')
+                            THEN sequin_sf._row_id_changed(TG_TABLE_NAME, (p.before ->> '_row_id')::bigint,
+                                                          (p.after ->> '_row_id')::bigint) END AS moved,
+                       CASE WHEN p.changed ?| ruled
+                            THEN sequin_sf._refuse_write(TG_TABLE_SCHEMA, TG_TABLE_NAME, 'UPDATE',
+                                                         p.changed, rules, picks) END AS refused
+                  FROM pairs p)
+        SELECT jsonb_agg(jsonb_build_object('row_id', (c.after ->> '_row_id')::bigint, 'action', 'update',
+                                            'api_id', c.before ->> 'id', 'previous', c.before,
+                                            'values', c.changed) ORDER BY c.pos) INTO own
+          FROM checked c WHERE c.changed IS NOT NULL AND c.moved IS NULL;
+    ELSE
+        SELECT jsonb_agg(jsonb_build_object('row_id', o._row_id, 'action', 'delete',
+                                            'api_id', to_jsonb(o.*) ->> 'id', 'previous', to_jsonb(o.*)))
+          INTO own FROM _sf_old o;
     END IF;
-    -- the statement's entries, in order: (row_id, action, api_id, previous, values)
-    rows_sql := CASE TG_OP
-        WHEN 'INSERT' THEN
-            'SELECT n._row_id AS row_id, ''insert'' AS action, NULL::text AS api_id,'
-            ' NULL::jsonb AS previous, NULL::jsonb AS "values" FROM _sf_new n'
-        WHEN 'UPDATE' THEN
-            -- OLD and NEW rows sit at the same position of the two transition tables
-            $q$WITH o AS (SELECT row_number() OVER () AS pos, to_jsonb(o.*) AS j FROM _sf_old o),
-                    n AS (SELECT row_number() OVER () AS pos, to_jsonb(n.*) AS j FROM _sf_new n),
-                    pairs AS (
-                       SELECT o.pos, o.j AS before, n.j AS after,
-                              (SELECT jsonb_object_agg(k, n.j -> k) FROM unnest($1::text[]) k
-                                WHERE (o.j ->> k) IS DISTINCT FROM (n.j ->> k)) AS changed
-                         FROM o JOIN n USING (pos)),
-                    checked AS MATERIALIZED (
-                       SELECT p.*,
-                              CASE WHEN (p.before -> '_row_id') IS DISTINCT FROM (p.after -> '_row_id')
-                                   THEN sequin_sf._row_id_changed($3, (p.before ->> '_row_id')::bigint,
-                                                                 (p.after ->> '_row_id')::bigint) END AS moved,
-                              CASE WHEN p.changed ?| $2
-                                   THEN sequin_sf._refuse_write($4, $3, 'UPDATE', p.changed, $5, $6) END AS refused
-                         FROM pairs p)
-               SELECT (c.after ->> '_row_id')::bigint AS row_id, 'update' AS action,
-                      c.before ->> 'id' AS api_id, c.before AS previous, c.changed AS "values"
-                 FROM checked c WHERE c.changed IS NOT NULL AND c.moved IS NULL ORDER BY c.pos$q$
-        ELSE
-            'SELECT o._row_id AS row_id, ''delete'' AS action, to_jsonb(o.*) ->> ''id'' AS api_id,'
-            ' to_jsonb(o.*) AS previous, NULL::jsonb AS "values" FROM _sf_old o'
-    END;
-    -- one event of this statement is captured: the statement ends with its last (a
-    -- MERGE or INSERT ... ON CONFLICT fires a BEFORE and an AFTER STATEMENT trigger per
-    -- operation); any shallower statement still open makes it nested
+    own := coalesce(own, '[]');
+    -- One event of this statement is captured: the statement ends with its last (a MERGE
+    -- or INSERT ... ON CONFLICT fires a BEFORE and an AFTER STATEMENT trigger per
+    -- operation). Any shallower statement still open makes it nested.
+    frames := coalesce(nullif(current_setting('sequin_sf.capture_frames', true), ''), '{}')::int[];
     frames := frames[1:coalesce(array_position(frames, depth), cardinality(frames) + 1) - 1]
               || frames[coalesce(array_position(frames, depth), cardinality(frames)) + 1:];
-    nested := EXISTS (SELECT 1 FROM unnest(frames) f WHERE f < depth);
-    deeper := '[]';
-    IF NOT depth = ANY (frames) THEN
+    nested := coalesce((SELECT min(f) FROM unnest(frames) f) < depth, false);
+    held_before := coalesce(nullif(current_setting('sequin_sf.capture_held', true), ''), '[]')::jsonb;
+    held := held_before;
+    IF held <> '[]' AND NOT depth = ANY (frames) THEN
         -- what statements run by its triggers left comes after its own entries
-        SELECT coalesce(jsonb_agg(h ORDER BY i), '[]') INTO deeper
-          FROM jsonb_array_elements(held) WITH ORDINALITY AS x(h, i) WHERE (h ->> 'depth')::int > depth;
-        IF jsonb_array_length(deeper) > 0 THEN
-            SELECT coalesce(jsonb_agg(h ORDER BY i), '[]') INTO held
-              FROM jsonb_array_elements(held) WITH ORDINALITY AS x(h, i) WHERE (h ->> 'depth')::int <= depth;
-        END IF;
+        SELECT coalesce(jsonb_agg(h ORDER BY i) FILTER (WHERE (h ->> 'depth')::int > depth), '[]'),
+               coalesce(jsonb_agg(h ORDER BY i) FILTER (WHERE (h ->> 'depth')::int <= depth), '[]')
+          INTO deeper, held
+          FROM jsonb_array_elements(held) WITH ORDINALITY AS x(h, i);
     END IF;
     IF nested THEN
-        EXECUTE format('SELECT coalesce(jsonb_agg(jsonb_build_object(''depth'', $7, ''log'', $8,'
-                       ' ''table_name'', $3, ''object_name'', $9, ''row_id'', e.row_id, ''action'', e.action,'
-                       ' ''api_id'', e.api_id, ''previous'', e.previous, ''values'', e."values")), ''[]'')'
-                       ' FROM (%s) e', rows_sql)
-          INTO own
-          USING sent, ruled, TG_TABLE_NAME, TG_TABLE_SCHEMA, rules, picks, depth,
-                format('%I._sync_write_log', TG_TABLE_SCHEMA), TG_ARGV[0];
         -- handed, after its own, with what its own triggers' statements left, to the
-        -- frame around it
-        SELECT coalesce(jsonb_agg(jsonb_set(h, '{depth}', to_jsonb(depth)) ORDER BY i), '[]') INTO deeper
-          FROM jsonb_array_elements(deeper) WITH ORDINALITY AS x(h, i);
-        held := held || own || deeper;
-    ELSE
-        EXECUTE format('INSERT INTO %I._sync_write_log (table_name, object_name, row_id, action, api_id,'
-                       ' previous, "values") SELECT $3, $7, e.row_id, e.action, e.api_id, e.previous, e."values"'
-                       ' FROM (%s) e', TG_TABLE_SCHEMA, rows_sql)
-          USING sent, ruled, TG_TABLE_NAME, TG_TABLE_SCHEMA, rules, picks, TG_ARGV[0];
+        -- statement around it
+        held := held
+             || coalesce((SELECT jsonb_agg(e || jsonb_build_object(
+                                     'depth', depth, 'log', format('%I._sync_write_log', TG_TABLE_SCHEMA),
+                                     'table_name', TG_TABLE_NAME, 'object_name', TG_ARGV[0])
+                                   ORDER BY i)
+                            FROM jsonb_array_elements(own) WITH ORDINALITY AS x(e, i)), '[]')
+             || coalesce((SELECT jsonb_agg(jsonb_set(h, '{depth}', to_jsonb(depth)) ORDER BY i)
+                            FROM jsonb_array_elements(deeper) WITH ORDINALITY AS x(h, i)), '[]');
+    ELSIF own <> '[]' THEN
+        -- the table's own log, found through the search path for the statement to be
+        -- static (restored as the function returns)
+        PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp', TG_TABLE_SCHEMA), true);
+        INSERT INTO _sync_write_log (table_name, object_name, row_id, action, api_id, previous, "values")
+        SELECT TG_TABLE_NAME, TG_ARGV[0], e.row_id, e.action, e.api_id, e.previous, e."values"
+          FROM ROWS FROM (jsonb_to_recordset(own) AS (row_id bigint, action text, api_id text,
+                                                      previous jsonb, "values" jsonb))
+               WITH ORDINALITY AS e(row_id, action, api_id, previous, "values", i)
+         ORDER BY e.i;
+    END IF;
+    IF NOT nested AND deeper <> '[]' THEN
         PERFORM sequin_sf._log_held(deeper);
     END IF;
-    PERFORM set_config('sequin_sf.capture_frames', frames::text, true),
-            set_config('sequin_sf.capture_held', held::text, true),
-            set_config('sequin_sf.captured', 'on', true);
+    PERFORM set_config('sequin_sf.capture_frames', frames::text, true);
+    IF held IS DISTINCT FROM held_before THEN
+        PERFORM set_config('sequin_sf.capture_held', held::text, true);
+    END IF;
+    IF own <> '[]' AND current_setting('sequin_sf.captured', true) IS DISTINCT FROM 'on' THEN
+        PERFORM set_config('sequin_sf.captured', 'on', true);
+    END IF;
     RETURN NULL;
 END
 $$;

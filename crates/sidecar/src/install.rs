@@ -89,6 +89,16 @@ pub fn ensure(client: &mut Client, release: &str) -> Result<Installed, String> {
     Ok(Installed::Plain(release.to_string()))
 }
 
+/// Tries again what needs more than CREATE (sql/plain/finish.sql) on objects installed
+/// here before: `sequin-sf install` run by a role that may, after a first install by
+/// one that could not.
+pub fn finish(client: &mut Client) -> Result<(), String> {
+    let (name, sql) = SCRIPTS[SCRIPTS.len() - 1];
+    client
+        .batch_execute(sql)
+        .map_err(|e| format!("running {name}: {}", describe(&e)))
+}
+
 fn installed(tx: &mut postgres::Transaction) -> Result<Installed, String> {
     let row = tx
         .query_one(

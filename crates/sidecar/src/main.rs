@@ -168,7 +168,10 @@ fn main() {
                 Ok(Installed::Extension(v)) => println!(
                     "the extension sequin_sf {v} is installed in this database: nothing to do"
                 ),
-                Ok(_) => println!("sequin_sf {RELEASE} is installed"),
+                Ok(_) => {
+                    install::finish(&mut client).unwrap_or_else(|e| fail(&e));
+                    println!("sequin_sf {RELEASE} is installed")
+                }
                 Err(e) => fail(&e),
             }
         }

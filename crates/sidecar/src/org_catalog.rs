@@ -124,6 +124,7 @@ impl OrgCatalog {
             Err(e) => (json!([]), Some(e.as_str())),
         };
         tx(db, |s: &mut dyn Session| {
+            lock_credential(s, credential)?;
             if error.is_none() {
                 s.execute(
                     "DELETE FROM sequin_sf._org_objects WHERE credential = $1",
@@ -179,6 +180,7 @@ impl OrgCatalog {
                 .collect(),
         );
         tx(db, |s: &mut dyn Session| {
+            lock_credential(s, credential)?;
             s.execute(
                 "DELETE FROM sequin_sf._org_fields WHERE credential = $1 AND object_name = $2",
                 &[credential.into(), object.into()],
@@ -192,4 +194,13 @@ impl OrgCatalog {
             )
         })
     }
+}
+
+/// Serialises writers of one credential's rows (a `credential create` command and a
+/// running sequin-sf may list the same org at once) until the transaction ends.
+fn lock_credential(s: &mut dyn Session, credential: &str) -> Result<(), DbError> {
+    s.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('sequin_sf org catalog'), hashtext($1))",
+        &[credential.into()],
+    )
 }

@@ -175,7 +175,9 @@ fn record_column(
     Ok(!rows.is_empty())
 }
 
-/// Lets the write path attach its capture triggers (sql/capture.sql), when installed.
+/// Lets the write path attach its capture triggers (sql/capture.sql), when installed,
+/// and publishes the tables (the write log among them) where the sync's publication
+/// lists tables one by one (`_publish_tables`).
 fn install_capture(s: &mut dyn Session, schema: &str, table: &str) -> Result<(), DbError> {
     let present = s
         .query_one(
@@ -190,6 +192,7 @@ fn install_capture(s: &mut dyn Session, schema: &str, table: &str) -> Result<(),
             &[schema.into(), table.into()],
         )?;
     }
+    s.execute("SELECT sequin_sf._publish_tables($1)", &[schema.into()])?;
     Ok(())
 }
 
