@@ -7,7 +7,7 @@ and a field that is not there, or not an external id, must still be refused at o
 import psycopg
 import pytest
 
-from harness import Cluster, Emulator, create_emulator_credential, query_value
+from harness import SIDECAR_MODE, Cluster, Emulator, create_emulator_credential, query_value, wait_for
 
 EXT_CONTACT = '{"Contact": "External_Id__c"}'
 
@@ -60,6 +60,8 @@ def test_external_id_setting_is_accepted_right_after_create_sync(org):
     assert settings_of(conn, "back_to_back") == {"Contact": "External_Id__c"}
 
 
+@pytest.mark.extension_only("beside the database the fields are read by sequin-sf first, after"
+                             " the transaction commits (test_plain.py)")
 def test_external_id_setting_is_accepted_in_the_transaction_of_create_sync(org):
     _, _, conn = org
     with conn.transaction():
@@ -103,6 +105,11 @@ def test_external_id_setting_refuses_what_is_not_an_external_id_at_once(org, fie
             " collections => ARRAY['Account','Contact'], schema_name => 'sf_refusals')"
         )
         conn.execute("SELECT sequin_sf.pause_sync('refusals')")
+    if SIDECAR_MODE:
+        # beside the database, refusals come once sequin-sf has described the objects
+        wait_for(lambda: query_value(
+            conn, "SELECT count(DISTINCT object_name) FROM sequin_sf._org_fields"
+            " WHERE object_name IN ('Account', 'Contact')") == 2, what="the objects described")
     with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
         conn.execute(
             "SELECT sequin_sf.alter_write_settings('refusals', external_id_fields => %s)",
