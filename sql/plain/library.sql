@@ -257,12 +257,18 @@ BEGIN
     -- kept: Postgres compiles a trigger function once per trigger.
     IF TG_OP = 'INSERT' THEN
         IF cardinality(ruled) > 0 THEN
-            PERFORM sequin_sf._refuse_write(TG_TABLE_SCHEMA, TG_TABLE_NAME, 'INSERT', v, rules, picks)
-               FROM (SELECT (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}')
-                               FROM jsonb_each(to_jsonb(n.*)) e
-                              WHERE e.key = ANY (sent) AND e.value <> 'null') AS v
-                       FROM _sf_new n) x
-              WHERE v ?| ruled;
+            -- a row sets a column it may not, or a picklist value not allowed: the values
+            -- it sets are built for the error only
+            PERFORM sequin_sf._refuse_write(
+                        TG_TABLE_SCHEMA, TG_TABLE_NAME, 'INSERT',
+                        (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(x.j) e
+                          WHERE e.key = ANY (sent) AND e.value <> 'null'),
+                        rules, picks)
+               FROM (SELECT to_jsonb(n.*) AS j FROM _sf_new n) x
+              WHERE jsonb_strip_nulls(x.j) ?| ARRAY(SELECT k FROM jsonb_object_keys(rules) k WHERE k = ANY (sent))
+                 OR EXISTS (SELECT 1 FROM jsonb_each(picks) p
+                             WHERE p.key = ANY (sent) AND (x.j -> p.key) <> 'null'
+                               AND NOT p.value @> jsonb_build_array(x.j -> p.key));
         END IF;
         SELECT jsonb_agg(jsonb_build_object('row_id', n._row_id, 'action', 'insert')) INTO own
           FROM _sf_new n;
