@@ -317,6 +317,16 @@ def wait_backfilled(conn, sync, timeout=180):
     wait_for(done, timeout=timeout, what=f"backfill of sync {sync}")
 
 
+def wait_settled(conn, log_id):
+    """The state of salesforce._sync_write_log entry `log_id` once it is settled."""
+    def settled():
+        state = query_value(
+            conn, "SELECT state FROM salesforce._sync_write_log WHERE id = %s", (log_id,))
+        return state if state in ("succeeded", "failed") else None
+
+    return wait_for(settled, timeout=120, what=f"write-log entry {log_id} settled")
+
+
 def sf_records(emulator, soql, query_all=False):
     """Every record a SOQL query returns from the emulator's REST API (following
     nextRecordsUrl), as a user's own client would read them."""

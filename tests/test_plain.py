@@ -12,7 +12,7 @@ import pytest
 from harness import (CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, Cluster, Sidecar,
                      create_sidecar_credential, plain_cluster,
                      query_rows, query_value, sequin_sf_cli, sf_records, wait_backfilled,
-                     wait_for)
+                     wait_for, wait_settled)
 
 
 def key_file(tmp_path):
@@ -20,15 +20,6 @@ def key_file(tmp_path):
     done = sequin_sf_cli("key", "create", path)
     assert done.returncode == 0, done.stderr
     return path
-
-
-def wait_settled(conn, log_id):
-    def settled():
-        state = query_value(
-            conn, "SELECT state FROM salesforce._sync_write_log WHERE id = %s", (log_id,))
-        return state if state in ("succeeded", "failed") else None
-
-    return wait_for(settled, timeout=120, what=f"write-log entry {log_id} settled")
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ import tempfile
 import time
 
 from harness import (Cluster, Sidecar, create_emulator_credential, free_port, query_rows,
-                     query_value, sf_records, sidecar_key, wait_backfilled, wait_for)
+                     query_value, sf_records, sidecar_key, wait_backfilled, wait_for,
+                     wait_settled)
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -25,15 +26,6 @@ def sync_lock_holder(conn, sync):
         " AND l.classid::int = hashtext('sequin_sf sync') AND l.objid::int = hashtext(%s)",
         (sync,),
     )
-
-
-def wait_settled(conn, log_id):
-    def settled():
-        state = query_value(
-            conn, "SELECT state FROM salesforce._sync_write_log WHERE id = %s", (log_id,))
-        return state if state in ("succeeded", "failed") else None
-
-    return wait_for(settled, timeout=120, what=f"write-log entry {log_id} settled")
 
 
 def insert_contact(conn, last_name):

@@ -187,10 +187,10 @@ BEGIN
     IF octet_length(out) <= 63 THEN
         RETURN out;
     END IF;
-    FOR b IN SELECT get_byte(convert_to(out, 'UTF8'), k) FROM generate_series(0, octet_length(out) - 1) k LOOP
+    bytes := convert_to(out, 'UTF8');
+    FOR b IN SELECT get_byte(bytes, k) FROM generate_series(0, length(bytes) - 1) k LOOP
         h := ((h # b) * 435) % 4294967296;  -- 0x1b3: the FNV prime's low 32 bits
     END LOOP;
-    bytes := convert_to(out, 'UTF8');
     cut := 54;
     WHILE get_byte(bytes, cut) & 192 = 128 LOOP
         cut := cut - 1;  -- back to the start of a character

@@ -94,10 +94,26 @@ fn ts(s: Option<String>) -> Option<DateTime<Utc>> {
     s.as_deref().and_then(sync_core::cursor::parse_sf_datetime)
 }
 
-/// The release of sequin_sf's SQL objects in this database (None: not installed): the
-/// extension's version, or the release sequin-sf installed them at (`sequin_sf._release`,
-/// sql/plain/library.sql).
-pub fn installed_version(s: &mut dyn Session) -> Result<Option<String>, DbError> {
+/// How sequin_sf's SQL objects came into a database, with their release.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Release {
+    /// `CREATE EXTENSION` (pg_extension.extversion)
+    Extension(String),
+    /// installed by sequin-sf with plain SQL (`sequin_sf._release`,
+    /// sql/plain/library.sql)
+    Plain(String),
+}
+
+impl Release {
+    pub fn version(&self) -> &str {
+        match self {
+            Release::Extension(v) | Release::Plain(v) => v,
+        }
+    }
+}
+
+/// What this database holds of sequin_sf (None: nothing).
+pub fn installed_release(s: &mut dyn Session) -> Result<Option<Release>, DbError> {
     let found = s.query_one(
         "SELECT (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'sequin_sf')::text,
                 to_regclass('sequin_sf._release') IS NOT NULL",
@@ -105,7 +121,7 @@ pub fn installed_version(s: &mut dyn Session) -> Result<Option<String>, DbError>
     )?;
     let Some(found) = found else { return Ok(None) };
     if let Some(v) = found.text(0) {
-        return Ok(Some(v));
+        return Ok(Some(Release::Extension(v)));
     }
     if found.bool(1) != Some(true) {
         return Ok(None);
@@ -114,7 +130,13 @@ pub fn installed_version(s: &mut dyn Session) -> Result<Option<String>, DbError>
         "SELECT version FROM sequin_sf._release ORDER BY installed_at DESC LIMIT 1",
         &[],
     )?
-    .and_then(|r| r.text(0)))
+    .and_then(|r| r.text(0))
+    .map(Release::Plain))
+}
+
+/// The release of sequin_sf's SQL objects in this database, however installed.
+pub fn installed_version(s: &mut dyn Session) -> Result<Option<String>, DbError> {
+    Ok(installed_release(s)?.map(|r| r.version().to_string()))
 }
 
 pub fn load_syncs(s: &mut dyn Session) -> Result<Vec<SyncConfig>, DbError> {

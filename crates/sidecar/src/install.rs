@@ -9,7 +9,9 @@
 
 use postgres::Client;
 
-use crate::wire::describe;
+use sync_engine::catalog::{installed_release, Release};
+
+use crate::wire::{describe, WireSession};
 
 /// The scripts in the order they run, by the name errors give them.
 const SCRIPTS: [(&str, &str); 6] = [
@@ -30,18 +32,10 @@ const SCRIPTS: [(&str, &str); 6] = [
     ),
 ];
 
-/// What a database holds of sequin_sf.
-#[derive(Debug, PartialEq)]
-pub enum Installed {
-    Extension(String),
-    Plain(String),
-    Nothing,
-}
-
 /// Installs the objects of `release` unless the database has them (as the extension or
 /// installed here before). A database holding another release, or a schema sequin_sf
 /// that is not ours, is an error saying what to do; nothing of it is changed.
-pub fn ensure(client: &mut Client, release: &str) -> Result<Installed, String> {
+pub fn ensure(client: &mut Client, release: &str) -> Result<Release, String> {
     let mut tx = client.transaction().map_err(|e| describe(&e))?;
     // two processes starting at once: the second waits, then finds the objects
     tx.execute(
@@ -49,17 +43,16 @@ pub fn ensure(client: &mut Client, release: &str) -> Result<Installed, String> {
         &[],
     )
     .map_err(|e| describe(&e))?;
-    let found = installed(&mut tx)?;
-    match &found {
-        Installed::Extension(_) => return Ok(found),
-        Installed::Plain(v) if v == release => return Ok(found),
-        Installed::Plain(v) => {
+    let found = installed_release(&mut WireSession::new(&mut tx)).map_err(|e| e.to_string())?;
+    match found {
+        Some(Release::Plain(v)) if v != release => {
             return Err(format!(
                 "this database holds sequin_sf objects of release {v}, and this sequin-sf is release {release}; \
                  run the sequin-sf of release {v}, or one of release {v}'s successors once it ships an upgrade from {v}"
             ))
         }
-        Installed::Nothing => {}
+        Some(found) => return Ok(found),
+        None => {}
     }
     let schema_taken: bool = tx
         .query_one("SELECT to_regnamespace('sequin_sf') IS NOT NULL", &[])
@@ -86,7 +79,7 @@ pub fn ensure(client: &mut Client, release: &str) -> Result<Installed, String> {
     .map_err(|e| describe(&e))?;
     tx.commit().map_err(|e| describe(&e))?;
     log::info!("sequin-sf: installed the sequin_sf objects of release {release}");
-    Ok(Installed::Plain(release.to_string()))
+    Ok(Release::Plain(release.to_string()))
 }
 
 /// Tries again what needs more than CREATE (sql/plain/finish.sql) on objects installed
@@ -97,30 +90,6 @@ pub fn finish(client: &mut Client) -> Result<(), String> {
     client
         .batch_execute(sql)
         .map_err(|e| format!("running {name}: {}", describe(&e)))
-}
-
-fn installed(tx: &mut postgres::Transaction) -> Result<Installed, String> {
-    let row = tx
-        .query_one(
-            "SELECT (SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'sequin_sf'),
-                    to_regclass('sequin_sf._release') IS NOT NULL",
-            &[],
-        )
-        .map_err(|e| describe(&e))?;
-    if let Some(v) = row.get::<_, Option<String>>(0) {
-        return Ok(Installed::Extension(v));
-    }
-    if !row.get::<_, bool>(1) {
-        return Ok(Installed::Nothing);
-    }
-    let v: String = tx
-        .query_one(
-            "SELECT version FROM sequin_sf._release ORDER BY installed_at DESC LIMIT 1",
-            &[],
-        )
-        .map_err(|e| describe(&e))?
-        .get(0);
-    Ok(Installed::Plain(v))
 }
 
 /// The script without its "-- begin: extension only" ... "-- end: extension only"

@@ -27,10 +27,9 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use install::Installed;
 use keys::Key;
 use options::{usage, Args};
-use sync_engine::catalog::SyncConfig;
+use sync_engine::catalog::{Release, SyncConfig};
 use sync_engine::syncs::{self, Syncs};
 
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -74,7 +73,7 @@ const RELEASE: &str = env!("CARGO_PKG_VERSION");
 /// Runs the syncs over one connection until it is lost or the process is asked to stop.
 /// Beside a database without the extension, it also keeps the org's objects and
 /// fields where SQL reads them (`org_catalog`).
-fn serve(wire: Rc<Wire>, key: Rc<Key>, installed: &Installed, heartbeat: &http::Heartbeat) {
+fn serve(wire: Rc<Wire>, key: Rc<Key>, installed: &Release, heartbeat: &http::Heartbeat) {
     let db = wire.clone();
     let client_key = key.clone();
     let clients = Box::new(move |cfg: &SyncConfig| {
@@ -87,7 +86,7 @@ fn serve(wire: Rc<Wire>, key: Rc<Key>, installed: &Installed, heartbeat: &http::
     });
     let mut running = Syncs::new(wire.clone(), clients);
     let mut org = match installed {
-        Installed::Plain(_) => match org_catalog::OrgCatalog::new() {
+        Release::Plain(_) => match org_catalog::OrgCatalog::new() {
             Ok(o) => Some(o),
             Err(e) => {
                 log::warn!("sequin-sf: {e}");
@@ -165,7 +164,7 @@ fn main() {
             args.only(&CONNECTION);
             let mut client = connect_once(&args);
             match install::ensure(&mut client, RELEASE) {
-                Ok(Installed::Extension(v)) => println!(
+                Ok(Release::Extension(v)) => println!(
                     "the extension sequin_sf {v} is installed in this database: nothing to do"
                 ),
                 Ok(_) => {

@@ -22,6 +22,9 @@ pub struct OrgCatalog {
     runtime: tokio::runtime::Runtime,
     /// (credential, object or "" for the object list) -> when a read of it last failed
     failed: HashMap<(String, String), Instant>,
+    /// logged-in clients of one refresh, by credential (forgotten at the next, which
+    /// reads credentials again: they may have been replaced or sealed anew)
+    clients: HashMap<String, salesforce::Client>,
 }
 
 impl OrgCatalog {
@@ -30,12 +33,14 @@ impl OrgCatalog {
             runtime: sync_engine::runtime::http_runtime()
                 .map_err(|e| format!("could not start the HTTP runtime: {e}"))?,
             failed: HashMap::new(),
+            clients: HashMap::new(),
         })
     }
 
     /// Reads what is due: object lists of credentials never or not lately listed, fields
     /// of synced objects never or not lately described.
     pub fn refresh(&mut self, db: &dyn Database, key: &Key) -> Result<(), DbError> {
+        self.clients.clear();
         let credentials: Vec<String> = tx(db, |s| {
             Ok::<_, DbError>(
                 s.query(
@@ -81,6 +86,22 @@ impl OrgCatalog {
         Ok(())
     }
 
+    /// The credential's client, built (and logged in at its first request) once per
+    /// refresh, however many of its objects are read.
+    fn client(
+        &mut self,
+        db: &dyn Database,
+        key: &Key,
+        credential: &str,
+    ) -> Result<salesforce::Client, String> {
+        if let Some(c) = self.clients.get(credential) {
+            return Ok(c.clone());
+        }
+        let c = crate::keys::client_for(db, key, credential, None)?;
+        self.clients.insert(credential.to_string(), c.clone());
+        Ok(c)
+    }
+
     fn may_try(&self, credential: &str, object: &str) -> bool {
         self.failed
             .get(&(credential.to_string(), object.to_string()))
@@ -101,13 +122,12 @@ impl OrgCatalog {
         key: &Key,
         credential: &str,
     ) -> Result<Result<usize, String>, DbError> {
-        let listed =
-            crate::keys::client_for(db, key, credential, None).and_then(|client| {
-                match self.runtime.block_on(client.describe_global(None)) {
-                    Ok(g) => Ok(g.map(|g| g.sobjects).unwrap_or_default()),
-                    Err(e) => Err(e.to_string()),
-                }
-            });
+        let listed = self.client(db, key, credential).and_then(|client| {
+            match self.runtime.block_on(client.describe_global(None)) {
+                Ok(g) => Ok(g.map(|g| g.sobjects).unwrap_or_default()),
+                Err(e) => Err(e.to_string()),
+            }
+        });
         let (rows, error) = match &listed {
             Ok(objects) => (
                 serde_json::Value::Array(
@@ -159,7 +179,7 @@ impl OrgCatalog {
         credential: &str,
         object: &str,
     ) -> Result<(), DbError> {
-        let described = crate::keys::client_for(db, key, credential, None).and_then(|client| {
+        let described = self.client(db, key, credential).and_then(|client| {
             match self.runtime.block_on(client.describe(object, None)) {
                 Ok(Some(d)) => Ok(d.fields),
                 Ok(None) => Err(format!("{object} was not described")),

@@ -131,8 +131,16 @@ fn cell(row: &postgres::Row, i: usize) -> Result<Cell, DbError> {
     }
 }
 
-struct WireSession<'a, 'b> {
+/// The engine's Session over a transaction of the connection (also for work that is
+/// not the engine's, such as installing the objects).
+pub struct WireSession<'a, 'b> {
     tx: &'a mut Transaction<'b>,
+}
+
+impl<'a, 'b> WireSession<'a, 'b> {
+    pub fn new(tx: &'a mut Transaction<'b>) -> Self {
+        WireSession { tx }
+    }
 }
 
 impl Session for WireSession<'_, '_> {
@@ -184,7 +192,7 @@ impl Database for Wire {
             .isolation_level(level)
             .start()
             .map_err(db_error)?;
-        match body(&mut WireSession { tx: &mut tx }) {
+        match body(&mut WireSession::new(&mut tx)) {
             Ok(()) => tx.commit().map_err(db_error),
             Err(e) => {
                 // a rollback that fails leaves the connection closed: reconnected later
