@@ -7,6 +7,9 @@
 PG        ?= 15
 PG_CONFIG ?= /opt/sequin-sf-pg/$(PG)/bin/pg_config
 PYTEST    ?= .venv/bin/pytest
+# The end-to-end tests mostly wait (on workers, the emulator, Postgres): two pytest-xdist
+# workers run two files at a time; a file's tests stay together (module fixtures).
+PARALLEL  ?= -n 2 --dist loadfile
 RUST_CRATES = -p soql -p sf-emulator -p salesforce -p sync-core -p pubsub -p sync-engine \
               -p sequin-sf-sidecar
 # The tests and scripts start clusters with this version's binaries.
@@ -49,18 +52,18 @@ build: emulator sidecar extension
 test: build
 	cargo fmt --all -- --check
 	cargo test --release $(RUST_CRATES)
-	$(PYTEST) -x -q --timeout 600 tests
+	$(PYTEST) -x -q --timeout 600 $(PARALLEL) tests
 	$(MAKE) test-sidecar
 
 # The read, write and change-event end-to-end files run by sequin-sf beside a Postgres
 # that loads no library of ours (tests marked extension_only are skipped, with why).
 test-sidecar: build
-	SEQUIN_SF_MODE=sidecar $(PYTEST) -x -q --timeout 600 $(E2E_SIDECAR)
+	SEQUIN_SF_MODE=sidecar $(PYTEST) -x -q --timeout 600 $(PARALLEL) $(E2E_SIDECAR)
 
 # Capture, read and write end to end on PG (CI runs these on the majors it does not run
 # the whole suite on).
 test-core: build
-	$(PYTEST) -x -q --timeout 600 $(E2E_CORE)
+	$(PYTEST) -x -q --timeout 600 $(PARALLEL) $(E2E_CORE)
 
 # pg_upgrade of a database with a running sync from major FROM to major TO (both built
 # and installed first). Debian's 15 cannot be upgraded into this machine's 16-18 builds.
@@ -80,10 +83,10 @@ unit-test: deps
 	cargo test --release $(RUST_CRATES)
 
 e2e-test: build
-	$(PYTEST) -q --timeout 600 tests --ignore tests/conformance
+	$(PYTEST) -q --timeout 600 $(PARALLEL) tests --ignore tests/conformance
 
 conformance: emulator
-	$(PYTEST) -q --timeout 600 tests/conformance
+	$(PYTEST) -q --timeout 600 $(PARALLEL) tests/conformance
 
 lint: deps
 	cargo fmt --all -- --check

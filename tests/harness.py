@@ -5,6 +5,7 @@ loopback exactly as a user's application and Salesforce would."""
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -72,9 +73,22 @@ def wait_for(predicate, timeout=60.0, interval=0.2, what="condition"):
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, for a server the harness starts. Taken from a
+    range of this pytest-xdist worker's own, below the kernel's ephemeral range (where
+    emulators and client sockets get theirs): two workers never pick the same port, and
+    none is handed to someone else between this check and the server's bind."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+    first = 12000 + 4000 * (worker % 5)
+    for port in random.sample(range(first, first + 4000), 400):
+        if port in CLUSTERS:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + 3999}")
 
 
 class Emulator:

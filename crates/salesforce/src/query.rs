@@ -44,6 +44,11 @@ pub struct RawQueryPage {
     pub next_records_url: Option<String>,
     #[serde(default = "empty_array")]
     pub records: Box<RawValue>,
+    /// Records Salesforce sent that the caller took out of `records` since (by
+    /// [`RawQueryPage::with_records`]): a page's length says whether a query with a
+    /// LIMIT has more only with them counted.
+    #[serde(skip)]
+    pub left_out: usize,
 }
 
 fn empty_array() -> Box<RawValue> {
@@ -61,6 +66,18 @@ impl RawQueryPage {
         serde_json::from_str::<Vec<serde::de::IgnoredAny>>(self.records.get())
             .map(|v| v.len())
             .map_err(|e| Error::Decode(format!("query page records: {e}")))
+    }
+
+    /// The page with `records` in place of its own (those it no longer holds counted in
+    /// `left_out`): a page of a wide object joined from the queries of its field groups.
+    pub fn with_records(mut self, records: &[Map<String, Value>]) -> Result<RawQueryPage> {
+        let before = self.record_count()?;
+        self.left_out += before.saturating_sub(records.len());
+        let text = serde_json::to_string(records)
+            .map_err(|e| Error::Decode(format!("query page records: {e}")))?;
+        self.records = RawValue::from_string(text)
+            .map_err(|e| Error::Decode(format!("query page records: {e}")))?;
+        Ok(self)
     }
 
     /// Parses the records into maps, as [`QueryPage`] holds them.

@@ -11,10 +11,12 @@ pub fn rest_fields(columns: &[ColumnSpec]) -> Vec<&str> {
     columns.iter().map(|c| c.field.as_str()).collect()
 }
 
-/// Whether a Bulk query can read every column: Bulk queries refuse base64 fields, so
-/// objects with one are backfilled through REST.
-pub fn bulk_readable(columns: &[ColumnSpec]) -> bool {
+/// Whether a Bulk query can read every column of `object`: Bulk queries refuse base64
+/// fields, and a job's query must be within SOQL's 100,000 characters; such objects are
+/// backfilled through REST (which splits wide reads into field groups).
+pub fn bulk_readable(object: &str, columns: &[ColumnSpec]) -> bool {
     !columns.iter().any(ColumnSpec::is_base64)
+        && bulk_query(object, &bulk_fields(columns)).chars().count() <= SOQL_MAX_CHARS
 }
 
 /// Fields a Bulk query selects: compound fields are not allowed there and are rebuilt
@@ -141,6 +143,109 @@ pub fn poll_query(
     )
 }
 
+/// Salesforce's bound on one REST request's URI and headers together: a URI over it is
+/// answered 414, URI and headers together 431 ("In each REST call, the maximum length for
+/// the combined URI and headers is 16,384 bytes"). A `GET /query?q=` naming the fields
+/// of a wide object meets it long before SOQL's own 100,000 characters.
+pub const REST_URI_AND_HEADERS: usize = 16_384;
+
+/// What a REST query's `q` value may take of [`REST_URI_AND_HEADERS`]: the rest is left
+/// for the path and the request's headers (bearer token, call and query options, the
+/// client's own), which together stay well under 4 KB.
+pub const REST_QUERY_BYTES: usize = REST_URI_AND_HEADERS - 4_096;
+
+/// SOQL's own bound on a statement, in characters: the only one a Bulk job's query
+/// (sent in a request body) meets.
+pub const SOQL_MAX_CHARS: usize = 100_000;
+
+/// At most what a read's clauses besides its field list take, encoded: `IsDeleted =
+/// false`, two bounds on the page key (a field name and two literals), `ORDER BY` on it
+/// and Id, `LIMIT`.
+const CLAUSES_BYTES: usize = 640;
+
+/// The bytes `s` takes as a form-urlencoded query value, as the client sends `q`: ASCII
+/// letters, digits, `*-._` and the space (as `+`) one byte each, any other byte three.
+pub fn url_encoded_len(s: &str) -> usize {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' | b' ' => 1,
+            _ => 3,
+        })
+        .sum()
+}
+
+/// The fields of a REST read of `object` in groups whose queries each fit in
+/// [`REST_QUERY_BYTES`]: every group starts with `keys` (Id, and a poll's stamp field),
+/// which the groups are joined on and bounded by; the other fields follow in order.
+/// One group when everything fits in one query, as for all but very wide objects.
+pub fn field_groups<'a>(object: &str, fields: &[&'a str], keys: &[&'a str]) -> Vec<Vec<&'a str>> {
+    let sep = url_encoded_len(", ");
+    let cost = |f: &str| url_encoded_len(f) + sep;
+    let base = url_encoded_len(&format!("SELECT  FROM {object}"))
+        + CLAUSES_BYTES
+        + keys.iter().map(|k| cost(k)).sum::<usize>();
+    let mut groups = Vec::new();
+    let mut group = keys.to_vec();
+    let mut len = base;
+    for &f in fields.iter().filter(|f| !keys.contains(f)) {
+        if len + cost(f) > REST_QUERY_BYTES && group.len() > keys.len() {
+            groups.push(std::mem::replace(&mut group, keys.to_vec()));
+            len = base;
+        }
+        group.push(f);
+        len += cost(f);
+    }
+    groups.push(group);
+    groups
+}
+
+/// The key range of one page of a split read (the first field group's page), as the
+/// queries of its other groups bound themselves by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageRange {
+    /// A backfill or refresh page (Id order): its first and last record's Id.
+    Ids { first: String, last: String },
+    /// A poll page (stamp order): the stamp field and its first and last record's stamp.
+    Stamps {
+        field: String,
+        first: DateTime<Utc>,
+        last: DateTime<Utc>,
+    },
+}
+
+/// The query of one more field group of a split read: the records of the page whose
+/// keys span `range`, and the few that entered that range since the page was read
+/// (they are left out of the join), in the page's order. An Id range keeps a backfill's
+/// conditions (no deleted rows of archiving objects); a stamp range is a poll's,
+/// through queryAll, deleted rows included. `None` for an Id that is not one.
+pub fn group_query(object: &str, fields: &[&str], range: &PageRange) -> Option<String> {
+    let (cond, order): (Vec<String>, String) = match range {
+        PageRange::Ids { first, last } => {
+            if !is_safe_id(first) || !is_safe_id(last) {
+                return None;
+            }
+            let mut cond: Vec<String> = not_deleted(object)
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            cond.push(format!("Id >= '{first}'"));
+            cond.push(format!("Id <= '{last}'"));
+            (cond, "Id".into())
+        }
+        PageRange::Stamps { field, first, last } => (
+            vec![
+                format!("{field} >= {}", soql_datetime(*first)),
+                format!("{field} <= {}", soql_datetime(*last)),
+            ],
+            format!("{field}, Id"),
+        ),
+    };
+    let mut q = select_where(object, fields, &cond);
+    q.push_str(" ORDER BY ");
+    q.push_str(&order);
+    Some(q)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +332,74 @@ mod tests {
             r.query("Task", &f, None),
             "SELECT Id, Subject FROM Task WHERE IsDeleted = false AND Id >= '00T000000000010AAA' AND Id < '00T000000000020AAA' ORDER BY Id"
         );
+    }
+
+    #[test]
+    fn wide_reads_split_into_groups_that_fit_a_request() {
+        // 800 custom fields of 40-character names: about 35 KB of field list
+        let names: Vec<String> = (0..800)
+            .map(|i| format!("Field_with_a_long_descriptive_name_{i:03}__c"))
+            .collect();
+        let mut fields: Vec<&str> = vec!["Id", "Name", "SystemModstamp"];
+        fields.extend(names.iter().map(String::as_str));
+        let keys = ["Id", "SystemModstamp"];
+        let groups = field_groups("Wide__c", &fields, &keys);
+        assert!(groups.len() >= 3, "{} groups", groups.len());
+        let since = Utc.with_ymd_and_hms(2024, 2, 6, 20, 48, 32).unwrap();
+        let range = PageRange::Stamps {
+            field: "SystemModstamp".into(),
+            first: since,
+            last: since,
+        };
+        for g in &groups {
+            assert_eq!(&g[..2], &keys, "every group starts with the keys");
+            for q in [
+                poll_query("Wide__c", g, "SystemModstamp", since),
+                group_query("Wide__c", g, &range).unwrap(),
+            ] {
+                assert!(url_encoded_len(&q) <= REST_QUERY_BYTES, "{}", q.len());
+            }
+        }
+        // each field in exactly one group, in order, the keys in all
+        let rest: Vec<&str> = groups.iter().flat_map(|g| g[2..].iter().copied()).collect();
+        assert_eq!(
+            rest,
+            fields
+                .iter()
+                .copied()
+                .filter(|f| !keys.contains(f))
+                .collect::<Vec<_>>()
+        );
+        // a narrow object is one group: the read is not split
+        assert_eq!(field_groups("Contact", &fields[..40], &keys).len(), 1);
+    }
+
+    #[test]
+    fn group_queries_bound_the_page_by_its_keys() {
+        let ids = PageRange::Ids {
+            first: "00T000000000010AAA".into(),
+            last: "00T000000000020AAA".into(),
+        };
+        assert_eq!(
+            group_query("Task", &["Id", "Subject"], &ids).unwrap(),
+            "SELECT Id, Subject FROM Task WHERE IsDeleted = false AND Id >= '00T000000000010AAA' AND Id <= '00T000000000020AAA' ORDER BY Id"
+        );
+        let bad = PageRange::Ids {
+            first: "x' OR Id != '".into(),
+            last: "00T000000000020AAA".into(),
+        };
+        assert_eq!(group_query("Task", &["Id"], &bad), None);
+        let at = Utc.with_ymd_and_hms(2024, 2, 6, 20, 48, 32).unwrap();
+        let stamps = PageRange::Stamps {
+            field: "LastModifiedDate".into(),
+            first: at,
+            last: at + chrono::Duration::seconds(1),
+        };
+        assert_eq!(
+            group_query("Contact", &["Id", "LastModifiedDate", "Email"], &stamps).unwrap(),
+            "SELECT Id, LastModifiedDate, Email FROM Contact WHERE LastModifiedDate >= 2024-02-06T20:48:32.000Z AND LastModifiedDate <= 2024-02-06T20:48:33.000Z ORDER BY LastModifiedDate, Id"
+        );
+        assert_eq!(url_encoded_len("a b,'c"), 1 + 1 + 1 + 3 + 3 + 1);
     }
 
     #[test]

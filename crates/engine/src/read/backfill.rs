@@ -12,6 +12,7 @@ use sync_core::progress::BackfillMode;
 use sync_core::ranges::Ranges;
 use sync_core::{naming, queries};
 
+use super::field_groups::SplitRead;
 use super::page_file::{self, fetch_rest_page};
 use super::{apply, progress, target, PAGE_SIZE};
 use crate::catalog::{CollectionRow, SyncConfig};
@@ -63,9 +64,10 @@ fn received(
         other => other?,
     };
     let (count, last_id) = page_ids(page.records_json())?;
-    // a page cut by LIMIT (after a QUERY_TIMEOUT) ends its query when it is short
+    // a page cut by LIMIT (after a QUERY_TIMEOUT) ends its query when Salesforce sent it
+    // short (records a split read left out count)
     let done = match rt.collection(&c.object_name)?.rest_limit {
-        Some(n) => count < i64::from(n),
+        Some(n) => count + (page.left_out as i64) < i64::from(n),
         None => page.done || page.next_records_url.is_none(),
     };
     Ok(Received {
@@ -102,7 +104,8 @@ pub(super) fn backfill_page(
             }
             other => other?,
         };
-        let bulk_readable = queries::bulk_readable(&rt.collection(&c.object_name)?.columns);
+        let bulk_readable =
+            queries::bulk_readable(&c.object_name, &rt.collection(&c.object_name)?.columns);
         let mode = BackfillMode::for_count(total, cfg.bulk_threshold, bulk_readable);
         tx(&*rt.db, |s| {
             progress::set_rows_total(s, &cfg.name, &c.object_name, total as i64, mode)
@@ -128,25 +131,28 @@ pub(super) fn backfill_page(
         .take()
         .filter(|(url, _)| next.as_ref() == Some(url))
         .map(|(_, a)| a);
-    let soql = queries::backfill_query(
-        &c.object_name,
-        &queries::rest_fields(&cr.columns),
-        c.backfill_cursor.as_deref(),
-        cr.rest_limit,
-    );
-    if ahead.is_none() && !rt.try_spend(1) {
-        if let Some(cr) = rt.collections.get_mut(&c.object_name) {
-            cr.next_records_url = next;
+    let split = split_read(cr, &c.object_name);
+    let at = match next {
+        Some(url) => PageAt::Next(url),
+        None => PageAt::First(queries::backfill_query(
+            &c.object_name,
+            &read_fields(cr, split.as_ref()),
+            c.backfill_cursor.as_deref(),
+            cr.rest_limit,
+        )),
+    };
+    if ahead.is_none() && !rt.try_spend(calls_per_page(split.as_ref())) {
+        if let (Some(cr), PageAt::Next(url)) = (rt.collections.get_mut(&c.object_name), at) {
+            cr.next_records_url = Some(url);
         }
         return Ok(false);
     }
     let fetch_started = Instant::now();
     // Raw pages: the records' JSON text goes to Postgres as Salesforce sent it.
-    let fetched = match (ahead, next) {
-        (Some(a), _) => rt.fetched(a),
-        (None, Some(url)) => rt.call(fetch_rest_page(rt.client.query_more_raw(&url), None)),
-        (None, None) => rt.call(fetch_rest_page(
-            first_page(rt.client.clone(), &c.object_name, soql),
+    let fetched = match ahead {
+        Some(a) => rt.fetched(a),
+        None => rt.call(fetch_rest_page(
+            request_page(rt.client.clone(), &c.object_name, at, split.clone()),
             None,
         )),
     };
@@ -160,12 +166,13 @@ pub(super) fn backfill_page(
     } = received(rt, cfg, c, fetched)?;
     // the next page is fetched (and rewritten) while this one is applied
     if let Some(url) = page.next_records_url.clone().filter(|_| !done) {
-        let client = rt.client.clone();
-        let target = url.clone();
         let columns = copy_columns(rt, cfg, c)?;
-        let request = async move { client.query_more_raw(&target).await };
-        if let Some(a) = rt.fetch_ahead(fetch_rest_page(request, columns)) {
-            rt.collection_mut(&c.object_name)?.next_page = Some((url, a));
+        let at = PageAt::Next(url.clone());
+        let request = request_page(rt.client.clone(), &c.object_name, at, split.clone());
+        if spend_group_calls(rt, split.as_ref()) {
+            if let Some(a) = rt.fetch_ahead(fetch_rest_page(request, columns)) {
+                rt.collection_mut(&c.object_name)?.next_page = Some((url, a));
+            }
         }
     }
     let apply_started = Instant::now();
@@ -183,21 +190,64 @@ pub(super) fn backfill_page(
     Ok(!done)
 }
 
-/// The first page of a backfill query (`soql`) of `object`, as raw JSON: through
+/// Which page of an Id-ordered read (a backfill's, a refresh's) to ask for.
+pub(super) enum PageAt {
+    /// The first page of this query.
+    First(String),
+    /// The page a previous page's `nextRecordsUrl` points to.
+    Next(String),
+}
+
+/// A page of an Id-ordered read of `object`, as raw JSON. A first page goes through
 /// `queryAll` for objects whose archived records `query` leaves out
 /// (`queries::backfill_reads_all`; the query itself leaves deleted records out), else
-/// through `query`. Its next pages come from `nextRecordsUrl` either way.
-pub(super) fn first_page(
+/// through `query`; the next pages come from `nextRecordsUrl` either way. A `split`
+/// read's page is joined with its other field groups' fields.
+pub(super) fn request_page(
     client: salesforce::Client,
     object: &str,
-    soql: String,
+    at: PageAt,
+    split: Option<SplitRead>,
 ) -> impl Future<Output = salesforce::Result<RawQueryPage>> + Send + 'static {
     let all = queries::backfill_reads_all(object);
     async move {
-        match all {
-            true => client.query_all_raw(&soql, Some(PAGE_SIZE)).await,
-            false => client.query_raw(&soql, Some(PAGE_SIZE)).await,
+        let page = match at {
+            PageAt::First(soql) if all => client.query_all_raw(&soql, Some(PAGE_SIZE)).await?,
+            PageAt::First(soql) => client.query_raw(&soql, Some(PAGE_SIZE)).await?,
+            PageAt::Next(url) => client.query_more_raw(&url).await?,
+        };
+        match split {
+            Some(split) => split.complete_raw(&client, page).await,
+            None => Ok(page),
         }
+    }
+}
+
+/// The field groups a REST backfill of the collection reads in, when one query cannot
+/// name all its fields.
+fn split_read(cr: &CollectionRuntime, object: &str) -> Option<SplitRead> {
+    SplitRead::plan(object, &queries::rest_fields(&cr.columns), None)
+}
+
+/// The fields a REST backfill's own query selects: all, or the first group's.
+fn read_fields<'a>(cr: &'a CollectionRuntime, split: Option<&'a SplitRead>) -> Vec<&'a str> {
+    match split {
+        Some(s) => s.first_fields(),
+        None => queries::rest_fields(&cr.columns),
+    }
+}
+
+/// The API calls a REST page takes (one, or one per field group).
+pub(super) fn calls_per_page(split: Option<&SplitRead>) -> u64 {
+    split.map_or(1, SplitRead::calls_per_page)
+}
+
+/// Takes from the budget the calls of a page asked for ahead beyond the one
+/// `fetch_ahead` takes: its other field groups'. False when the budget has not them.
+fn spend_group_calls(rt: &mut SyncRuntime, split: Option<&SplitRead>) -> bool {
+    match calls_per_page(split) - 1 {
+        0 => true,
+        more => rt.try_spend(more),
     }
 }
 
@@ -335,35 +385,26 @@ fn request_ranges(
 ) -> Result<(), StepError> {
     let columns = copy_columns(rt, cfg, c)?;
     let cr = rt.collection(&c.object_name)?;
-    let limit = cr.rest_limit;
-    let fields: Vec<String> = queries::rest_fields(&cr.columns)
-        .iter()
-        .map(|f| f.to_string())
-        .collect();
+    let split = split_read(cr, &c.object_name);
+    let fields = read_fields(cr, split.as_ref());
     let wanted: Vec<(String, PageRequest)> = ranges
         .ranges
         .iter()
         .filter(|r| cr.ranges.get(&r.key()).is_none_or(|f| f.ahead.is_none()))
         .map(|r| {
-            let client = rt.client.clone();
-            let next = cr.ranges.get(&r.key()).and_then(|f| f.next_url.clone());
-            let columns = columns.clone();
-            let req: PageRequest =
-                match next {
-                    Some(url) => Box::pin(async move {
-                        fetch_rest_page(client.query_more_raw(&url), columns).await
-                    }),
-                    None => {
-                        let names: Vec<&str> = fields.iter().map(String::as_str).collect();
-                        let soql = r.query(&c.object_name, &names, limit);
-                        let first = first_page(client, &c.object_name, soql);
-                        Box::pin(async move { fetch_rest_page(first, columns).await })
-                    }
-                };
+            let at = match cr.ranges.get(&r.key()).and_then(|f| f.next_url.clone()) {
+                Some(url) => PageAt::Next(url),
+                None => PageAt::First(r.query(&c.object_name, &fields, cr.rest_limit)),
+            };
+            let page = request_page(rt.client.clone(), &c.object_name, at, split.clone());
+            let req: PageRequest = Box::pin(fetch_rest_page(page, columns.clone()));
             (r.key(), req)
         })
         .collect();
     for (key, req) in wanted {
+        if !spend_group_calls(rt, split.as_ref()) {
+            break;
+        }
         let Some(ahead) = rt.fetch_ahead(req) else {
             break;
         };
@@ -459,7 +500,7 @@ fn after_query_timeout(
 ) -> Result<StepError, StepError> {
     let db = rt.db.clone();
     let cr = rt.collection_mut(&c.object_name)?;
-    let message = if !cr.bulk_failed && queries::bulk_readable(&cr.columns) {
+    let message = if !cr.bulk_failed && queries::bulk_readable(&c.object_name, &cr.columns) {
         tx(&*db, |s| {
             progress::switch_backfill(s, &cfg.name, &c.object_name, BackfillMode::Bulk)
         })?;

@@ -11,6 +11,7 @@ mod backfill;
 mod bulk;
 mod drift;
 mod events;
+mod field_groups;
 mod org_limits;
 mod page_file;
 mod poll;

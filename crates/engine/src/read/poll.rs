@@ -8,6 +8,7 @@ use salesforce::CompositeSubresponse;
 use serde_json::{Map, Value};
 use sync_core::{cursor, naming, queries, schedule};
 
+use super::field_groups::SplitRead;
 use super::{apply, progress, records_json, target, PAGE_SIZE};
 use crate::catalog::{CollectionRow, SyncConfig};
 use crate::db::tx;
@@ -35,12 +36,10 @@ pub(super) fn poll_round(
             let cr = rt.collection(&c.object_name)?;
             let stamp = c.stamp_field.as_deref().unwrap_or("SystemModstamp");
             let since = cursor::poll_since(c.poll_cursor.unwrap_or(started), overlap);
-            let soql = queries::poll_query(
-                &c.object_name,
-                &queries::rest_fields(&cr.columns),
-                stamp,
-                since,
-            );
+            let fields = queries::rest_fields(&cr.columns);
+            let split = SplitRead::plan(&c.object_name, &fields, Some(stamp));
+            let fields = split.as_ref().map_or(fields, SplitRead::first_fields);
+            let soql = queries::poll_query(&c.object_name, &fields, stamp, since);
             subs.push(
                 rt.client
                     .query_subrequest(&format!("q{i}"), &soql, true, Some(PAGE_SIZE)),
@@ -110,6 +109,14 @@ fn apply_poll_response(
             return Ok(());
         }
     };
+    let split = {
+        let cr = rt.collection(&c.object_name)?;
+        SplitRead::plan(
+            &c.object_name,
+            &queries::rest_fields(&cr.columns),
+            Some(&stamp),
+        )
+    };
     let mut cur = c.poll_cursor.unwrap_or(started - overlap);
     let window_start = cursor::poll_since(cur, overlap);
     loop {
@@ -122,6 +129,15 @@ fn apply_poll_response(
                 (Some(id), Some(st)) => cr.applied.get(&id) != Some(&st),
                 _ => true,
             });
+        }
+        if let Some(split) = split.as_ref().filter(|_| !page.records.is_empty()) {
+            // the other field groups' calls: without them the page cannot be applied, and
+            // the next round reads it again from the cursor
+            if !rt.try_spend(split.calls_per_page() - 1) {
+                break;
+            }
+            let records = std::mem::take(&mut page.records);
+            page.records = rt.call(split.complete(&rt.client, records))?;
         }
         let fresh: Vec<(String, String)> = page
             .records

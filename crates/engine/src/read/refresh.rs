@@ -7,6 +7,7 @@
 
 use sync_core::{naming, queries, ColumnSpec};
 
+use super::field_groups::SplitRead;
 use super::{apply, backfill, progress, target, PAGE_SIZE};
 use crate::catalog::{CollectionRow, SyncConfig};
 use crate::db::tx;
@@ -35,18 +36,26 @@ pub(super) fn refresh_page(
     }
     let mut select = vec!["Id"];
     select.extend(queries::rest_fields(&fields));
+    let split = SplitRead::plan(&c.object_name, &select, None);
+    if let Some(s) = &split {
+        select = s.first_fields();
+    }
     let after = c.calculated_cursor.as_deref().filter(|id| !id.is_empty());
     let soql = queries::backfill_query(&c.object_name, &select, after, Some(PAGE_SIZE));
-    if !rt.try_spend(1) {
+    if !rt.try_spend(backfill::calls_per_page(split.as_ref())) {
         return Ok(false);
     }
-    let page = rt.call(backfill::first_page(
+    let at = backfill::PageAt::First(soql);
+    let page = rt.call(backfill::request_page(
         rt.client.clone(),
         &c.object_name,
-        soql,
+        at,
+        split.clone(),
     ))?;
     let (count, last_id) = backfill::page_ids(page.records_json())?;
-    let next = last_id.filter(|_| count >= i64::from(PAGE_SIZE));
+    // a page that Salesforce sent full (records a split read left out count) has more
+    let sent = count + page.left_out as i64;
+    let next = last_id.filter(|_| sent >= i64::from(PAGE_SIZE));
     let cid = naming::collection_id(&c.object_name);
     let t = target(cfg, c, rt.collection(&c.object_name)?, &cid, true);
     let updated = tx(&*rt.db, |s| {
