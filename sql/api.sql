@@ -327,10 +327,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
     host text;
 BEGIN
-    IF change_events IS NOT NULL AND change_events NOT IN ('auto', 'off') THEN
-        RAISE EXCEPTION 'change_events must be ''auto'' or ''off'', got %', quote_literal(change_events)
+    IF change_events IS NOT NULL AND change_events NOT IN ('auto', 'channel', 'off') THEN
+        RAISE EXCEPTION 'change_events must be ''auto'', ''channel'' or ''off'', got %', quote_literal(change_events)
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = '''auto'' subscribes to the change events of the objects selected for Change Data Capture in Salesforce Setup and polls the others; ''off'' polls every collection';
+                  HINT = '''auto'' subscribes to the change events of the objects selected for Change Data Capture in Salesforce Setup; ''channel'' creates a channel of the sync''s own for its collections (the Salesforce user needs Customize Application); ''off'' polls every collection. Collections without events are polled';
     END IF;
     PERFORM sequin_sf._check_interval('reconcile_interval', reconcile_interval, '1 minute', '7 days',
         'how often collections on change events are polled as a safety net');
@@ -532,11 +532,16 @@ CREATE FUNCTION sequin_sf.alter_sync(
     max_concurrent_requests int DEFAULT NULL,
     change_events text DEFAULT NULL,
     pubsub_endpoint text DEFAULT NULL,
-    reconcile_interval interval DEFAULT NULL)
+    reconcile_interval interval DEFAULT NULL,
+    event_collections text[] DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    before sequin_sf._syncs;
+    chosen text[];
 BEGIN
-    PERFORM sequin_sf._check_sync(name);
+    before := sequin_sf._check_sync(name);
     PERFORM sequin_sf._check_change_events(change_events, pubsub_endpoint, reconcile_interval);
+    chosen := sequin_sf._event_collections_of(name, event_collections);
     PERFORM sequin_sf._check_sync_settings(poll_overlap, describe_interval, deleted_interval,
                                            event_retention, org_usage_ceiling, bulk_threshold,
                                            rate_limit_requests, rate_limit_interval,
@@ -556,8 +561,61 @@ BEGIN
         -- '' goes back to Salesforce's endpoint
         pubsub_endpoint = CASE WHEN alter_sync.pubsub_endpoint IS NULL THEN s.pubsub_endpoint
                                ELSE nullif(btrim(alter_sync.pubsub_endpoint), '') END,
-        reconcile_interval = coalesce(alter_sync.reconcile_interval, s.reconcile_interval)
+        reconcile_interval = coalesce(alter_sync.reconcile_interval, s.reconcile_interval),
+        -- '{}' gives change events to every collection again
+        event_collections = CASE WHEN alter_sync.event_collections IS NULL THEN s.event_collections
+                                 ELSE nullif(chosen, '{}') END
     WHERE s.name = alter_sync.name;
+    IF alter_sync.change_events IS NOT NULL AND alter_sync.change_events <> 'channel' THEN
+        PERFORM sequin_sf._leave_event_channel(before);
+    END IF;
+END
+$$;
+
+-- The collections of `sync` that `names` picks for change events, spelled as the sync
+-- spells them (NULL: no choice given); an error names any that is not one of them.
+CREATE FUNCTION sequin_sf._event_collections_of(sync text, names text[]) RETURNS text[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    n text;
+    found text;
+    out text[] := '{}';
+BEGIN
+    IF names IS NULL THEN
+        RETURN NULL;
+    END IF;
+    FOREACH n IN ARRAY names LOOP
+        SELECT c.object_name INTO found FROM sequin_sf._collections c
+         WHERE c.sync_name = sync AND lower(c.object_name) = lower(btrim(n));
+        IF found IS NULL THEN
+            RAISE EXCEPTION 'event_collections names %, which is not a collection of sync "%"', quote_literal(n), sync
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'its collections: ' || coalesce((SELECT string_agg(c.object_name, ', ' ORDER BY c.object_name)
+                                                             FROM sequin_sf._collections c WHERE c.sync_name = sync), 'none')
+                             || '; ''{}'' gives change events to every collection again';
+        END IF;
+        IF NOT found = ANY (out) THEN
+            out := out || found;
+        END IF;
+    END LOOP;
+    RETURN out;
+END
+$$;
+
+-- A sync that no longer uses its own channel (change_events moved away from 'channel',
+-- or the sync is dropped) leaves it to the engine to delete in Salesforce; the change
+-- event stream starts again from the newest events (polls cover the switch).
+CREATE FUNCTION sequin_sf._leave_event_channel(s sequin_sf._syncs) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF s.event_channel IS NULL THEN
+        RETURN;
+    END IF;
+    INSERT INTO sequin_sf._event_channels_left (channel, credential)
+    VALUES (s.event_channel, s.credential)
+    ON CONFLICT (channel) DO NOTHING;
+    UPDATE sequin_sf._syncs x SET event_channel = NULL, replay_id = NULL WHERE x.name = s.name;
+    RAISE NOTICE 'the Change Data Capture channel % of sync "%" will be deleted in Salesforce by the sync engine', s.event_channel, s.name;
 END
 $$;
 
@@ -705,6 +763,7 @@ BEGIN
     EXECUTE format('DROP TABLE IF EXISTS %I._sync_write_batch', s.schema_name);
     EXECUTE format('DROP FUNCTION IF EXISTS %I._sync_capture() CASCADE', s.schema_name);
     EXECUTE format('DROP PUBLICATION IF EXISTS %I', 'sequin_sf_' || s.name);
+    PERFORM sequin_sf._leave_event_channel(s);
     DELETE FROM sequin_sf._syncs x WHERE x.name = s.name;
     IF s.created_schema AND NOT EXISTS (
         SELECT 1 FROM pg_class WHERE relnamespace = s.schema_name::regnamespace

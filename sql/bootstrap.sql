@@ -46,8 +46,16 @@ CREATE TABLE sequin_sf._syncs (
     -- serves the bytes from (what REST queries return), or 'skip', no column
     base64_fields            text NOT NULL DEFAULT 'url' CHECK (base64_fields IN ('url', 'skip')),
     -- Change Data Capture: 'auto' subscribes to the change events of the collections
-    -- the org selected for CDC (the others are polled), 'off' polls every collection
-    change_events            text NOT NULL DEFAULT 'auto' CHECK (change_events IN ('auto', 'off')),
+    -- the org selected for CDC (Setup's page: the standard channel), 'channel' to a
+    -- channel of the sync's own holding its collections (event_channel), 'off' polls
+    -- every collection; the collections not on events are polled
+    change_events            text NOT NULL DEFAULT 'auto' CHECK (change_events IN ('auto', 'channel', 'off')),
+    -- the collections that may take change events (NULL: every one), when the org
+    -- allows fewer entities than the sync has collections
+    event_collections        text[],
+    -- the sync's own channel in Salesforce (full name, `..__chn`), named by the engine
+    -- the first time change_events = 'channel' needs it
+    event_channel            text,
     -- the Pub/Sub API endpoint (NULL: Salesforce's, https://api.pubsub.salesforce.com:7443)
     pubsub_endpoint          text,
     -- collections on change events are still polled this often, as a safety net
@@ -66,6 +74,16 @@ CREATE TABLE sequin_sf._syncs (
     org_api_used             bigint,
     org_api_limit            bigint,
     org_api_seen_at          timestamptz
+);
+
+-- Channels of dropped syncs (or of syncs that left change_events = 'channel') still to
+-- be deleted in Salesforce with the credential they were made with: SQL cannot call
+-- Salesforce, the engine does it (`channels::remove_left`), and says here why not yet.
+CREATE TABLE sequin_sf._event_channels_left (
+    channel     text PRIMARY KEY,
+    credential  text NOT NULL,
+    left_at     timestamptz NOT NULL DEFAULT now(),
+    last_error  text
 );
 
 CREATE TABLE sequin_sf._collections (
@@ -148,6 +166,8 @@ CREATE TABLE sequin_sf._api_usage (
     requests   integer NOT NULL,
     -- Bulk query jobs the sync created in the minute (DailyBulkV2QueryJobs)
     bulk_jobs  integer NOT NULL DEFAULT 0,
+    -- change events the stream delivered in the minute (DailyDeliveredPlatformEvents)
+    events     integer NOT NULL DEFAULT 0,
     PRIMARY KEY (sync_name, minute)
 );
 
@@ -170,6 +190,8 @@ SELECT pg_catalog.pg_extension_config_dump('sequin_sf._syncs', '');
 SELECT pg_catalog.pg_extension_config_dump('sequin_sf._collections', '');
 
 SELECT pg_catalog.pg_extension_config_dump('sequin_sf._columns', '');
+
+SELECT pg_catalog.pg_extension_config_dump('sequin_sf._event_channels_left', '');
 -- end: extension only
 
 CREATE VIEW sequin_sf.credentials AS
@@ -203,6 +225,8 @@ SELECT s.name,
        s.created_at,
        s.base64_fields,
        s.change_events,
+       s.event_collections,
+       s.event_channel,
        coalesce(s.pubsub_endpoint, 'https://api.pubsub.salesforce.com:7443') AS pubsub_endpoint,
        s.reconcile_interval,
        s.events_status,
@@ -230,6 +254,9 @@ SELECT l.sync_name,
                   WHERE u.sync_name = l.sync_name AND u.minute > now() - interval '24 hours')
             WHEN 'DailyBulkV2QueryJobs' THEN
                 (SELECT coalesce(sum(u.bulk_jobs), 0) FROM sequin_sf._api_usage u
+                  WHERE u.sync_name = l.sync_name AND u.minute > now() - interval '24 hours')
+            WHEN 'DailyDeliveredPlatformEvents' THEN
+                (SELECT coalesce(sum(u.events), 0) FROM sequin_sf._api_usage u
                   WHERE u.sync_name = l.sync_name AND u.minute > now() - interval '24 hours')
        END::bigint AS sync_used_24h,
        round((1 - s.org_usage_ceiling)::numeric, 4) AS kept_for_others,

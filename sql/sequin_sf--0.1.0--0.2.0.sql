@@ -67,11 +67,21 @@ ALTER TABLE sequin_sf._syncs ALTER COLUMN base64_fields SET DEFAULT 'url';
 -- syncs created before subscribe too, as new ones do ('auto' only acts on objects the
 -- org selected for CDC).
 ALTER TABLE sequin_sf._syncs
-    ADD COLUMN change_events text NOT NULL DEFAULT 'auto' CHECK (change_events IN ('auto', 'off')),
+    ADD COLUMN change_events text NOT NULL DEFAULT 'auto' CHECK (change_events IN ('auto', 'channel', 'off')),
+    ADD COLUMN event_collections text[],
+    ADD COLUMN event_channel text,
     ADD COLUMN pubsub_endpoint text,
     ADD COLUMN reconcile_interval interval NOT NULL DEFAULT '1 hour',
     ADD COLUMN replay_id bytea,
     ADD COLUMN events_status text;
+-- Channels of dropped syncs still to be deleted in Salesforce (the engine does it).
+CREATE TABLE sequin_sf._event_channels_left (
+    channel     text PRIMARY KEY,
+    credential  text NOT NULL,
+    left_at     timestamptz NOT NULL DEFAULT now(),
+    last_error  text
+);
+SELECT pg_catalog.pg_extension_config_dump('sequin_sf._event_channels_left', '');
 -- The org's API usage as Salesforce last reported it to the sync (syncs, metrics).
 ALTER TABLE sequin_sf._syncs
     ADD COLUMN org_api_used bigint,
@@ -79,7 +89,8 @@ ALTER TABLE sequin_sf._syncs
     ADD COLUMN org_api_seen_at timestamptz;
 -- Bulk query jobs per sync and minute, the org's allocations (/limits) as a sync last
 -- read them, and why a backfill reads REST pages instead of a Bulk job.
-ALTER TABLE sequin_sf._api_usage ADD COLUMN bulk_jobs integer NOT NULL DEFAULT 0;
+ALTER TABLE sequin_sf._api_usage ADD COLUMN bulk_jobs integer NOT NULL DEFAULT 0,
+                                 ADD COLUMN events integer NOT NULL DEFAULT 0;
 ALTER TABLE sequin_sf._collections ADD COLUMN backfill_note text;
 CREATE TABLE sequin_sf._org_limits (
     sync_name  text NOT NULL REFERENCES sequin_sf._syncs(name) ON DELETE CASCADE,
@@ -108,6 +119,9 @@ SELECT l.sync_name,
                   WHERE u.sync_name = l.sync_name AND u.minute > now() - interval '24 hours')
             WHEN 'DailyBulkV2QueryJobs' THEN
                 (SELECT coalesce(sum(u.bulk_jobs), 0) FROM sequin_sf._api_usage u
+                  WHERE u.sync_name = l.sync_name AND u.minute > now() - interval '24 hours')
+            WHEN 'DailyDeliveredPlatformEvents' THEN
+                (SELECT coalesce(sum(u.events), 0) FROM sequin_sf._api_usage u
                   WHERE u.sync_name = l.sync_name AND u.minute > now() - interval '24 hours')
        END::bigint AS sync_used_24h,
        round((1 - s.org_usage_ceiling)::numeric, 4) AS kept_for_others,
@@ -142,6 +156,8 @@ SELECT s.name,
        s.created_at,
        s.base64_fields,
        s.change_events,
+       s.event_collections,
+       s.event_channel,
        coalesce(s.pubsub_endpoint, 'https://api.pubsub.salesforce.com:7443') AS pubsub_endpoint,
        s.reconcile_interval,
        s.events_status,
@@ -229,6 +245,13 @@ RETURNS void LANGUAGE sql AS $$
 $$;
 
 -- The allocations of /limits a sync watches ({name: {"Max": n, "Remaining": n}}).
+CREATE OR REPLACE FUNCTION sequin_sf._record_event_deliveries(sync text, n integer)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO sequin_sf._api_usage AS u (sync_name, minute, requests, events)
+    VALUES (sync, date_trunc('minute', now()), 0, n)
+    ON CONFLICT (sync_name, minute) DO UPDATE SET events = u.events + excluded.events;
+$$;
+
 CREATE OR REPLACE FUNCTION sequin_sf._record_org_limits(sync text, limits jsonb)
 RETURNS void LANGUAGE sql AS $$
     INSERT INTO sequin_sf._org_limits AS o (sync_name, allocation, max, remaining, seen_at)
@@ -1293,10 +1316,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
     host text;
 BEGIN
-    IF change_events IS NOT NULL AND change_events NOT IN ('auto', 'off') THEN
-        RAISE EXCEPTION 'change_events must be ''auto'' or ''off'', got %', quote_literal(change_events)
+    IF change_events IS NOT NULL AND change_events NOT IN ('auto', 'channel', 'off') THEN
+        RAISE EXCEPTION 'change_events must be ''auto'', ''channel'' or ''off'', got %', quote_literal(change_events)
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = '''auto'' subscribes to the change events of the objects selected for Change Data Capture in Salesforce Setup and polls the others; ''off'' polls every collection';
+                  HINT = '''auto'' subscribes to the change events of the objects selected for Change Data Capture in Salesforce Setup; ''channel'' creates a channel of the sync''s own for its collections (the Salesforce user needs Customize Application); ''off'' polls every collection. Collections without events are polled';
     END IF;
     PERFORM sequin_sf._check_interval('reconcile_interval', reconcile_interval, '1 minute', '7 days',
         'how often collections on change events are polled as a safety net');
@@ -1428,6 +1451,48 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION sequin_sf._event_collections_of(sync text, names text[]) RETURNS text[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    n text;
+    found text;
+    out text[] := '{}';
+BEGIN
+    IF names IS NULL THEN
+        RETURN NULL;
+    END IF;
+    FOREACH n IN ARRAY names LOOP
+        SELECT c.object_name INTO found FROM sequin_sf._collections c
+         WHERE c.sync_name = sync AND lower(c.object_name) = lower(btrim(n));
+        IF found IS NULL THEN
+            RAISE EXCEPTION 'event_collections names %, which is not a collection of sync "%"', quote_literal(n), sync
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'its collections: ' || coalesce((SELECT string_agg(c.object_name, ', ' ORDER BY c.object_name)
+                                                             FROM sequin_sf._collections c WHERE c.sync_name = sync), 'none')
+                             || '; ''{}'' gives change events to every collection again';
+        END IF;
+        IF NOT found = ANY (out) THEN
+            out := out || found;
+        END IF;
+    END LOOP;
+    RETURN out;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sequin_sf._leave_event_channel(s sequin_sf._syncs) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF s.event_channel IS NULL THEN
+        RETURN;
+    END IF;
+    INSERT INTO sequin_sf._event_channels_left (channel, credential)
+    VALUES (s.event_channel, s.credential)
+    ON CONFLICT (channel) DO NOTHING;
+    UPDATE sequin_sf._syncs x SET event_channel = NULL, replay_id = NULL WHERE x.name = s.name;
+    RAISE NOTICE 'the Change Data Capture channel % of sync "%" will be deleted in Salesforce by the sync engine', s.event_channel, s.name;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION sequin_sf.alter_sync(
     name text,
     poll_overlap interval DEFAULT NULL,
@@ -1442,11 +1507,16 @@ CREATE OR REPLACE FUNCTION sequin_sf.alter_sync(
     max_concurrent_requests int DEFAULT NULL,
     change_events text DEFAULT NULL,
     pubsub_endpoint text DEFAULT NULL,
-    reconcile_interval interval DEFAULT NULL)
+    reconcile_interval interval DEFAULT NULL,
+    event_collections text[] DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    before sequin_sf._syncs;
+    chosen text[];
 BEGIN
-    PERFORM sequin_sf._check_sync(name);
+    before := sequin_sf._check_sync(name);
     PERFORM sequin_sf._check_change_events(change_events, pubsub_endpoint, reconcile_interval);
+    chosen := sequin_sf._event_collections_of(name, event_collections);
     PERFORM sequin_sf._check_sync_settings(poll_overlap, describe_interval, deleted_interval,
                                            event_retention, org_usage_ceiling, bulk_threshold,
                                            rate_limit_requests, rate_limit_interval,
@@ -1466,8 +1536,14 @@ BEGIN
         -- '' goes back to Salesforce's endpoint
         pubsub_endpoint = CASE WHEN alter_sync.pubsub_endpoint IS NULL THEN s.pubsub_endpoint
                                ELSE nullif(btrim(alter_sync.pubsub_endpoint), '') END,
-        reconcile_interval = coalesce(alter_sync.reconcile_interval, s.reconcile_interval)
+        reconcile_interval = coalesce(alter_sync.reconcile_interval, s.reconcile_interval),
+        -- '{}' gives change events to every collection again
+        event_collections = CASE WHEN alter_sync.event_collections IS NULL THEN s.event_collections
+                                 ELSE nullif(chosen, '{}') END
     WHERE s.name = alter_sync.name;
+    IF alter_sync.change_events IS NOT NULL AND alter_sync.change_events <> 'channel' THEN
+        PERFORM sequin_sf._leave_event_channel(before);
+    END IF;
 END
 $$;
 
@@ -1564,6 +1640,7 @@ BEGIN
     EXECUTE format('DROP TABLE IF EXISTS %I._sync_write_batch', s.schema_name);
     EXECUTE format('DROP FUNCTION IF EXISTS %I._sync_capture() CASCADE', s.schema_name);
     EXECUTE format('DROP PUBLICATION IF EXISTS %I', 'sequin_sf_' || s.name);
+    PERFORM sequin_sf._leave_event_channel(s);
     DELETE FROM sequin_sf._syncs x WHERE x.name = s.name;
     IF s.created_schema AND NOT EXISTS (
         SELECT 1 FROM pg_class WHERE relnamespace = s.schema_name::regnamespace

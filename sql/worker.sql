@@ -33,6 +33,16 @@ RETURNS void LANGUAGE sql AS $$
     ON CONFLICT (sync_name, minute) DO UPDATE SET bulk_jobs = u.bulk_jobs + 1;
 $$;
 
+-- Change events the sync's stream delivered (the org's daily event delivery
+-- allocation, DailyDeliveredPlatformEvents in sequin_sf.org_limits), counted in the
+-- transaction that applied them.
+CREATE FUNCTION sequin_sf._record_event_deliveries(sync text, n integer)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO sequin_sf._api_usage AS u (sync_name, minute, requests, events)
+    VALUES (sync, date_trunc('minute', now()), 0, n)
+    ON CONFLICT (sync_name, minute) DO UPDATE SET events = u.events + excluded.events;
+$$;
+
 -- The allocations of /limits a sync watches ({name: {"Max": n, "Remaining": n}}).
 CREATE FUNCTION sequin_sf._record_org_limits(sync text, limits jsonb)
 RETURNS void LANGUAGE sql AS $$

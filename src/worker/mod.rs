@@ -48,10 +48,9 @@ fn host_engine() {
 fn new_syncs() -> Syncs {
     Syncs::new(
         Rc::new(spi::Spi),
-        Box::new(|cfg: &SyncConfig| {
+        Box::new(|credential: &str, call_options: Option<&str>| {
             let built = tx(&spi::Spi, |_| {
-                let client =
-                    crate::client::client_for(&cfg.credential, Some(&cfg.call_options_client));
+                let client = crate::client::client_for(credential, call_options);
                 Ok::<_, DbError>(client)
             });
             built.map_err(|e| e.to_string())?.map_err(|e| e.to_string())

@@ -67,6 +67,23 @@ impl Allocations {
         })
     }
 
+    /// Why the sync should not take change events now: the org's daily event
+    /// deliveries left are at or below the share the sync leaves to others (None: it
+    /// may, or the org did not report them). Its collections are polled meanwhile,
+    /// which costs API requests instead, until a later reading shows room again.
+    pub fn events_refusal(&self, ceiling: f64) -> Option<String> {
+        let name = "DailyDeliveredPlatformEvents";
+        let (max, remaining) = self.get(name)?;
+        let used = max.saturating_sub(remaining);
+        (!within_ceiling(used, 1, max, ceiling)).then(|| {
+            format!(
+                "the org has {remaining} of its {max} daily event deliveries ({name}) left, within the {:.0}% this sync leaves to other integrations (org_usage_ceiling {:.0}%): polling until a later reading of /limits shows room",
+                (1.0 - ceiling) * 100.0,
+                ceiling * 100.0
+            )
+        })
+    }
+
     /// (max, remaining) of an allocation, if the org reported it.
     fn get(&self, name: &str) -> Option<(u64, u64)> {
         let a = self.limits.get(name)?;

@@ -28,8 +28,12 @@ pub struct SyncConfig {
     pub has_error: bool,
     /// base64 fields get a column holding the path of their bytes (else none).
     pub base64_urls: bool,
-    /// Subscribe to Change Data Capture events for the objects selected for it.
-    pub change_events: bool,
+    /// Where Change Data Capture events come from, if anywhere.
+    pub change_events: EventSource,
+    /// The collections that may take change events (None: every one).
+    pub event_collections: Option<Vec<String>>,
+    /// The sync's own channel (full name, `..__chn`) once the engine named it.
+    pub event_channel: Option<String>,
     /// The Pub/Sub API endpoint.
     pub pubsub_endpoint: String,
     /// How often collections on change events are polled, as a safety net.
@@ -43,18 +47,53 @@ pub struct SyncConfig {
 }
 
 impl SyncConfig {
-    /// What the client and budget are built from: a change rebuilds them.
+    /// What the client, budget and change event source are built from: a change
+    /// rebuilds them (a new event source reads its selection afresh).
     pub fn fingerprint(&self) -> String {
         format!(
-            "{}|{}|{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}|{}|{:?}",
             self.credential,
             self.credential_updated,
             self.rate_limit_requests,
             self.rate_limit_interval_secs,
             self.max_concurrent_requests,
             self.org_usage_ceiling,
-            self.pubsub_endpoint
+            self.pubsub_endpoint,
+            self.change_events
         )
+    }
+}
+
+/// Where a sync's change events come from (`_syncs.change_events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    /// `off`: every collection is polled.
+    Off,
+    /// `auto`: the org's selection on Setup's Change Data Capture page, through the
+    /// standard channel `/data/ChangeEvents`.
+    OrgSelection,
+    /// `channel`: a channel of the sync's own, holding its collections.
+    OwnChannel,
+}
+
+impl EventSource {
+    fn parse(s: &str) -> EventSource {
+        match s {
+            "auto" => EventSource::OrgSelection,
+            "channel" => EventSource::OwnChannel,
+            _ => EventSource::Off,
+        }
+    }
+}
+
+impl SyncConfig {
+    /// Whether `object` may take change events (events are on, and it was chosen).
+    pub fn events_wanted_for(&self, object: &str) -> bool {
+        self.change_events != EventSource::Off
+            && self
+                .event_collections
+                .as_ref()
+                .is_none_or(|chosen| chosen.iter().any(|c| c == object))
     }
 }
 
@@ -148,10 +187,11 @@ pub fn load_syncs(s: &mut dyn Session) -> Result<Vec<SyncConfig>, DbError> {
                     extract(epoch FROM s.poll_overlap)::float8, extract(epoch FROM s.event_retention)::float8,
                     s.backfill_events, extract(epoch FROM s.describe_interval)::float8,
                     extract(epoch FROM s.deleted_interval)::float8, s.paused, s.last_error IS NOT NULL, s.bulk_threshold,
-                    s.base64_fields = 'url', s.change_events = 'auto',
+                    s.base64_fields = 'url', s.change_events,
                     coalesce(s.pubsub_endpoint, 'https://api.pubsub.salesforce.com:7443'),
                     extract(epoch FROM s.reconcile_interval)::float8, s.replay_id,
-                    'sequin_sf_' || left(md5(current_database() || '/' || s.name || '/' || s.marker_key), 12)
+                    'sequin_sf_' || left(md5(current_database() || '/' || s.name || '/' || s.marker_key), 12),
+                    s.event_collections, s.event_channel
              FROM sequin_sf._syncs s LEFT JOIN sequin_sf._credentials cr ON cr.name = s.credential
              ORDER BY s.name",
             &[],
@@ -177,11 +217,13 @@ pub fn load_syncs(s: &mut dyn Session) -> Result<Vec<SyncConfig>, DbError> {
                 has_error: r.bool(15).unwrap_or(false),
                 bulk_threshold: r.i64(16).unwrap_or(50_000),
                 base64_urls: r.bool(17).unwrap_or(false),
-                change_events: r.bool(18).unwrap_or(false),
+                change_events: EventSource::parse(&r.text(18).unwrap_or_default()),
                 pubsub_endpoint: r.text(19).unwrap_or_default(),
                 reconcile_interval_secs: r.f64(20).unwrap_or(3600.0),
                 replay_id: r.bytes(21),
                 call_options_client: r.text(22).unwrap_or_default(),
+                event_collections: r.text_array(23),
+                event_channel: r.text(24),
             });
         }
         Ok(out)

@@ -125,6 +125,16 @@ pub struct EventsRuntime {
     /// Why the selection could not be read (no object goes on events then).
     pub selection_problem: Option<String>,
     pub selection_read_at: Option<Instant>,
+    /// With a channel of the sync's own: the collections it was last made to hold
+    /// (a different wanted set keeps it again at once), and why a collection that
+    /// wants events is not on it (the org's entity limit).
+    pub channel_kept_for: Option<BTreeSet<String>>,
+    pub not_on_channel: HashMap<String, String>,
+    /// The topic the running stream follows.
+    pub stream_topic: String,
+    /// Why no collection takes events now though they could: the org's daily event
+    /// deliveries are nearly used (`Allocations::events_refusal`).
+    pub deliveries_low: Option<String>,
     /// Collections to poll at once: a gap or overflow event, an update of a row the
     /// table lacks, a replay id lost.
     pub catch_up: HashSet<String>,

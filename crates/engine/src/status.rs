@@ -46,6 +46,19 @@ pub fn record_bulk_job(s: &mut dyn Session, sync: &str) -> Result<(), DbError> {
     s.execute("SELECT sequin_sf._record_bulk_job($1)", &[sync.into()])
 }
 
+/// Change events the stream delivered (whether or not the sync keeps their object):
+/// the org counts each against its daily event delivery allocation.
+pub fn record_event_deliveries(s: &mut dyn Session, sync: &str, n: usize) -> Result<(), DbError> {
+    if n == 0 {
+        return Ok(());
+    }
+    let n = i32::try_from(n).unwrap_or(i32::MAX);
+    s.execute(
+        "SELECT sequin_sf._record_event_deliveries($1, $2)",
+        &[sync.into(), n.into()],
+    )
+}
+
 /// Why a collection's backfill reads REST pages though its size called for Bulk.
 pub fn set_backfill_note(
     s: &mut dyn Session,

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use salesforce::cdc::{Batch, PubSub, PubSubConfig, Replay, ALL_CHANGE_EVENTS};
+use salesforce::cdc::{Batch, PubSub, PubSubConfig, Replay};
 use tokio::sync::mpsc;
 
 /// Events asked for at a time (the Pub/Sub API allows at most 100).
@@ -59,17 +59,18 @@ impl Drop for ChangeStream {
 }
 
 impl ChangeStream {
-    /// Starts following `/data/ChangeEvents` (every object the org selected for
-    /// Change Data Capture: one stream per sync) from `from`.
+    /// Starts following `topic` (`/data/ChangeEvents`, every object the org selected
+    /// for Change Data Capture, or the sync's own channel: one stream per sync) from
+    /// `from`.
     pub fn start(
         tokio: &tokio::runtime::Handle,
         client: salesforce::Client,
         config: PubSubConfig,
-        objects: Vec<ObjectFields>,
+        (topic, objects): (String, Vec<ObjectFields>),
         from: Replay,
     ) -> ChangeStream {
         let (tx, reports) = mpsc::channel(QUEUED_BATCHES);
-        let task = tokio.spawn(follow(client, config, objects, from, tx));
+        let task = tokio.spawn(follow(client, config, (topic, objects), from, tx));
         ChangeStream { reports, task }
     }
 
@@ -82,13 +83,13 @@ impl ChangeStream {
 async fn follow(
     client: salesforce::Client,
     config: PubSubConfig,
-    objects: Vec<ObjectFields>,
+    (topic, objects): (String, Vec<ObjectFields>),
     mut from: Replay,
     tx: mpsc::Sender<Report>,
 ) {
     let mut retry = FIRST_RETRY;
     loop {
-        let failure = match subscribe(&client, &config, &objects, &from).await {
+        let failure = match subscribe(&client, &config, (&topic, &objects), &from).await {
             Ok(mut sub) => {
                 if tx
                     .send(Report::Subscribed { from: from.clone() })
@@ -134,14 +135,12 @@ async fn follow(
 async fn subscribe(
     client: &salesforce::Client,
     config: &PubSubConfig,
-    objects: &[ObjectFields],
+    (topic, objects): (&str, &[ObjectFields]),
     from: &Replay,
 ) -> salesforce::Result<salesforce::cdc::Subscription> {
     let pubsub = PubSub::connect(client, config.clone()).await?;
     for (object, fields) in objects {
         pubsub.register_fields(object, fields.iter().cloned());
     }
-    pubsub
-        .subscribe(ALL_CHANGE_EVENTS, from.clone(), BATCH)
-        .await
+    pubsub.subscribe(topic, from.clone(), BATCH).await
 }

@@ -17,8 +17,9 @@ use crate::status;
 use crate::stop::stopping;
 use crate::{read, write};
 
-/// How the host builds a sync's Salesforce client (it holds the credentials' key).
-pub type ClientSource = Box<dyn Fn(&SyncConfig) -> Result<salesforce::Client, String>>;
+/// How the host builds a Salesforce client from a stored credential (it holds the
+/// credentials' key), with the `Sforce-Call-Options` client a sync's requests name.
+pub type ClientSource = Box<dyn Fn(&str, Option<&str>) -> Result<salesforce::Client, String>>;
 
 /// Sleep between iterations when nothing is pending; short enough for sub-second
 /// poll schedules.
@@ -100,7 +101,14 @@ pub struct Syncs {
     /// supervisor, for syncs no worker slot was free for; a process beside the database,
     /// for all).
     locked: HashSet<String>,
+    /// When the channels syncs left (`_event_channels_left`) were last looked at, and
+    /// the runtime their deletion runs on.
+    channels_checked: Option<Instant>,
+    cleanup: Option<tokio::runtime::Runtime>,
 }
+
+/// How often the channels syncs left are looked for.
+const LEFT_CHANNELS_EVERY: Duration = Duration::from_secs(60);
 
 impl Syncs {
     pub fn new(db: Rc<dyn Database>, clients: ClientSource) -> Self {
@@ -110,6 +118,42 @@ impl Syncs {
             runtimes: HashMap::new(),
             failed_builds: HashMap::new(),
             locked: HashSet::new(),
+            channels_checked: None,
+            cleanup: None,
+        }
+    }
+
+    /// Deletes in Salesforce the Change Data Capture channels of dropped syncs, once a
+    /// minute at most (`read::remove_left_event_channels`). Run by the process that
+    /// runs the database's syncs (the supervisor, sequin-sf), not by each sync's worker.
+    fn remove_left_channels(&mut self) {
+        if self
+            .channels_checked
+            .is_some_and(|t| t.elapsed() < LEFT_CHANNELS_EVERY)
+        {
+            return;
+        }
+        self.channels_checked = Some(Instant::now());
+        if self.cleanup.is_none() {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => self.cleanup = Some(rt),
+                Err(e) => {
+                    log::warn!("sequin_sf: cannot start a runtime to delete left channels: {e}");
+                    return;
+                }
+            }
+        }
+        let Some(rt) = &self.cleanup else { return };
+        let db = self.db.clone();
+        if let Err(e) = guarded(&*db, || {
+            read::remove_left_event_channels(&*db, &self.clients, rt).map_err(|e| e.to_string())
+        })
+        .and_then(|r| r)
+        {
+            log::warn!("sequin_sf: deleting the channels of dropped syncs: {e}");
         }
     }
 
@@ -143,6 +187,7 @@ impl Syncs {
                 mine.push(*cfg);
             }
         }
+        self.remove_left_channels();
         (self.run(&mine), taken)
     }
 
@@ -177,10 +222,12 @@ impl Syncs {
             {
                 return None;
             }
-            let built = (self.clients)(cfg).and_then(|client| {
-                SyncRuntime::new(self.db.clone(), cfg, client)
-                    .map_err(|e| format!("could not start the HTTP runtime: {e}"))
-            });
+            let built = (self.clients)(&cfg.credential, Some(&cfg.call_options_client)).and_then(
+                |client| {
+                    SyncRuntime::new(self.db.clone(), cfg, client)
+                        .map_err(|e| format!("could not start the HTTP runtime: {e}"))
+                },
+            );
             match built {
                 Ok(rt) => {
                     self.failed_builds.remove(&cfg.name);

@@ -192,6 +192,7 @@ error_codes! {
     InvalidQueryLocator => "INVALID_QUERY_LOCATOR",
     QueryTimeout => "QUERY_TIMEOUT",
     RequestLimitExceeded => "REQUEST_LIMIT_EXCEEDED",
+    LimitExceeded => "LIMIT_EXCEEDED",
     ServerUnavailable => "SERVER_UNAVAILABLE",
     InvalidSessionId => "INVALID_SESSION_ID",
     AllOrNoneOperationRolledBack => "ALL_OR_NONE_OPERATION_ROLLED_BACK",

@@ -27,10 +27,14 @@ pub struct App {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Attached to every response so header names go out as Salesforce spells them.
     pub header_case: hyper::http::Extensions,
-    /// Change Data Capture: selected objects and retained change events.
+    /// Change Data Capture: each channel's selected objects and retained change
+    /// events.
     pub cdc: std::sync::Arc<crate::cdc::Bus>,
-    /// Tooling API access and query locators (PlatformEventChannelMember).
+    /// Tooling API access and query locators (PlatformEventChannel and
+    /// PlatformEventChannelMember).
     pub tooling: crate::tooling::Tooling,
+    /// Change events delivered to subscribers against the org's allocation.
+    pub deliveries: crate::cdc::deliveries::Deliveries,
     /// `host:port` of the Pub/Sub API server, once it listens (`--pubsub-listen`).
     pub pubsub_addr: std::sync::OnceLock<String>,
 }
@@ -66,12 +70,14 @@ impl App {
                 retention_events: config.cdc_retention_events.max(1),
                 retention_ms: (config.cdc_retention_hours as i64).saturating_mul(3_600_000),
                 overflow_threshold: config.cdc_overflow_threshold,
+                entity_limit: config.cdc_entity_limit,
             },
         );
         Ok(App {
             org,
             cdc: std::sync::Arc::new(cdc),
             pubsub_addr: std::sync::OnceLock::new(),
+            deliveries: crate::cdc::deliveries::Deliveries::new(config.event_delivery_limit),
             tooling: Default::default(),
             limits: Limits::new(config.api_limit, config.long_request_limit),
             latency_ms: parking_lot::Mutex::new(config.latency_ms),

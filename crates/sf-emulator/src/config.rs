@@ -43,10 +43,13 @@ Control API (under /__emulator/, no auth, never counted as API usage):
   POST   expire_bulk_jobs                delete every finished Bulk query job and its results now
                                           (as Salesforce does after 7 days): then 404 NOT_FOUND
   GET    blob/{N}                        N filler bytes (the benchmarks' loopback baseline)
-  GET    cdc                             objects selected for Change Data Capture, the Pub/Sub address,
-                                          latest replay id (hex) and events retained
+  GET    cdc                             objects selected for Change Data Capture (standard channel),
+                                          custom channels and their objects, the entity limit, the
+                                          Pub/Sub address, latest replay id (hex) and events retained
   PUT    cdc                             select objects for Change Data Capture, as Setup does:
-                                          {\"objects\":[\"Contact\",\"Invoice__c\"]} (replaces the selection)
+                                          {\"objects\":[\"Contact\",\"Invoice__c\"]} (replaces the standard
+                                          channel's selection); {\"entity_limit\":5}: most distinct objects
+                                          Tooling API members may select across channels (0: none)
   POST   cdc/gap                         publish a gap event: {\"object\":\"Contact\",\"changeType\":\"GAP_UPDATE\",
                                           \"ids\":[\"003...\"]} (GAP_CREATE, GAP_UPDATE, GAP_DELETE, GAP_UNDELETE)
   POST   cdc/overflow                    publish a GAP_OVERFLOW event: {\"object\":\"Contact\"}
@@ -155,6 +158,15 @@ pub struct Config {
     /// per object (Salesforce: 100,000).
     #[arg(long, default_value_t = 100_000)]
     pub cdc_overflow_threshold: usize,
+    /// Most distinct objects the Tooling API lets an org select for Change Data
+    /// Capture across all channels (Salesforce without the add-on: 5); 0 is no limit.
+    /// `PUT /__emulator/cdc` and --cdc-objects are not limited.
+    #[arg(long, default_value_t = 0)]
+    pub cdc_entity_limit: usize,
+    /// The org's daily event delivery allocation (`DailyDeliveredPlatformEvents` in
+    /// `/limits`; Salesforce: 50,000 in Performance and Unlimited Edition).
+    #[arg(long, default_value_t = 50_000)]
+    pub event_delivery_limit: u64,
     /// Records to generate at start, e.g. `Account=100000,Contact=1000000`.
     #[arg(long, value_parser = parse_generate, default_value = "")]
     pub generate: GenerateSpec,

@@ -435,6 +435,8 @@ fn put_limits(app: &App, req: &Req) -> Result<Resp, Resp> {
         n("bulk_query_jobs_elsewhere"),
         n("bulk_storage_mb_elsewhere"),
     );
+    app.deliveries
+        .set(n("event_delivery_limit"), n("events_delivered_elsewhere"));
     let (used, max) = app.limits.usage();
     Ok(Resp::json(
         200,

@@ -507,6 +507,7 @@ fn limits(app: &App) -> Resp {
     let jobs = app.bulk.query_job_count() as u64;
     let storage = app.bulk.storage_mb_used();
     let mx = |m: u64, r: u64| json!({"Max": m, "Remaining": r});
+    let (delivery_max, delivery_left) = app.deliveries.allocation();
     Resp::json(
         200,
         &json!({
@@ -515,7 +516,7 @@ fn limits(app: &App) -> Resp {
             "DailyApiRequests": mx(max, max.saturating_sub(used)),
             "DailyAsyncApexExecutions": mx(250000, 250000),
             "DailyBulkApiBatches": mx(15000, 15000),
-            "DailyDeliveredPlatformEvents": mx(50000, 50000),
+            "DailyDeliveredPlatformEvents": mx(delivery_max, delivery_left),
             "DailyBulkV2QueryFileStorageMB": mx(976562, 976562u64.saturating_sub(storage)),
             "DailyBulkV2QueryJobs": mx(10000, 10000u64.saturating_sub(jobs)),
             "DailyDurableStreamingApiEvents": mx(10000, 10000),

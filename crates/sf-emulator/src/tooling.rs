@@ -1,50 +1,65 @@
-//! The Tooling API (`/services/data/vXX.X/tooling/...`), for one object only:
-//! PlatformEventChannelMember, through which a client learns (and changes) which
-//! objects are selected for Change Data Capture. Its records are the CDC selection
-//! (`app.cdc`, also set by `PUT /__emulator/cdc`), one member of the standard
-//! ChangeEvents channel per selected object; creating or deleting a member changes the
-//! same selection.
+//! The Tooling API (`/services/data/vXX.X/tooling/...`), for two objects only:
+//! PlatformEventChannel (the custom channels of Change Data Capture) and
+//! PlatformEventChannelMember (which objects a channel selects), through which a
+//! client learns and changes what is selected for Change Data Capture. Their records
+//! are the bus's selection (`app.cdc`, `crate::cdc::channels`): the members of the
+//! standard ChangeEvents channel are the objects Setup's page selects (also set by
+//! `PUT /__emulator/cdc`), one per selected object; custom channels and their members
+//! exist only here. Creating or deleting a record changes the same selection.
 //!
 //! | fact | source |
 //! | --- | --- |
-//! | PlatformEventChannelMember (API 47.0+) "represents an entity selected for Change Data Capture notifications on a standard or custom channel"; REST methods DELETE, GET, HEAD, PATCH, POST, Query; querying needs View Setup and Configuration, creating and deleting Customize Application | "PlatformEventChannelMember", Tooling API Developer Guide, https://developer.salesforce.com/docs/atlas.en-us.api_tooling.meta/api_tooling/tooling_api_objects_platformeventchannelmember.htm |
-//! | DeveloperName of a member of the standard channel: `ChangeEvents_AccountChangeEvent`; SelectedEntity: `AccountChangeEvent`, `MyObject__ChangeEvent` for `MyObject__c` | same page; "PlatformEventChannelMember", Metadata API Developer Guide |
-//! | The standard ChangeEvents channel is the selection Setup's Change Data Capture page edits | "Select Objects for Change Notifications with Metadata API and Tooling API", Change Data Capture Developer Guide, https://developer.salesforce.com/docs/atlas.en-us.change_data_capture.meta/change_data_capture/cdc_object_selections_metadata.htm |
-//! | Query with `GET /services/data/vXX.X/tooling/query?q=SELECT Id, DeveloperName, EventChannel, SelectedEntity FROM PlatformEventChannelMember`; member ids start with `0v8` (`0v8RM0000004VAKYA2`) | "Get Custom Channels and Channel Members", same guide, https://developer.salesforce.com/docs/platform/change-data-capture/guide/cdc-filter-list-channels.html |
+//! | PlatformEventChannelMember (API 47.0+) "represents an entity selected for Change Data Capture notifications on a standard or custom channel"; REST methods DELETE, GET, HEAD, PATCH, POST, Query; querying needs View Setup and Configuration, creating and deleting Customize Application; EventChannel and SelectedEntity can't be updated | "PlatformEventChannelMember", Tooling API Developer Guide, https://developer.salesforce.com/docs/atlas.en-us.api_tooling.meta/api_tooling/tooling_api_objects_platformeventchannelmember.htm |
+//! | DeveloperName of a member: `ChannelName_EventName`, a custom channel's double underscores replaced by one (`ChangeEvents_AccountChangeEvent`, `MyChannel_chn_AccountChangeEvent`); SelectedEntity: `AccountChangeEvent`, `MyObject__ChangeEvent` for `MyObject__c` | same page; "PlatformEventChannelMember", Metadata API Developer Guide |
+//! | PlatformEventChannel (API 47.0+) represents a custom channel; REST methods DELETE, GET, HEAD, PATCH, POST, Query; querying needs View Setup and Configuration, creating and deleting Customize Application; ChannelType `data` (change events) or `event` (platform events); DeveloperName is the name without `__chn` (`MyChannel` for `MyChannel__chn`): underscores and alphanumerics, begins with a letter, no trailing underscore, no two consecutive underscores, unique in the org | "PlatformEventChannel", Tooling API Developer Guide, https://developer.salesforce.com/docs/atlas.en-us.api_tooling.meta/api_tooling/tooling_api_objects_platformeventchannel.htm |
+//! | Create a channel: `POST .../tooling/sobjects/PlatformEventChannel` with `{"FullName": "MyChannel__chn", "Metadata": {"channelType": "data", "label": "My Channel"}}`; a member: `POST .../tooling/sobjects/PlatformEventChannelMember` with `{"FullName": "MyChannel_chn_AccountChangeEvent", "Metadata": {"eventChannel": "MyChannel__chn", "selectedEntity": "AccountChangeEvent"}}`; both answered `{"id", "success": true, "errors": [], "warnings": [], "infos": []}` | "Create a Channel and Channel Members", Salesforce Help, https://help.salesforce.com/apex/HTViewHelpDoc?id=platform.ev_relay_create_channel_section.htm; "Add a Change Event in a New Channel Member", https://help.salesforce.com/apex/HTViewHelpDoc?id=platform.ev_relay_create_channel_member_cdc.htm |
+//! | A channel id starts with `0YL` (the example answer's `0YLRM0000004CEI4A2`) | "Create a Custom Channel and Add Platform Events with Tooling API", Platform Events Developer Guide, https://developer.salesforce.com/docs/atlas.en-us.platform_events.meta/platform_events/platform_events_custom_channel_tooling_api.htm |
+//! | The standard ChangeEvents channel is the selection Setup's Change Data Capture page edits; custom channels are not shown there | "Select Objects for Change Notifications with Metadata API and Tooling API", Change Data Capture Developer Guide, https://developer.salesforce.com/docs/atlas.en-us.change_data_capture.meta/change_data_capture/cdc_object_selections_metadata.htm; "Compose Streams of Change Data Capture Notifications with Custom Channels", same guide |
+//! | Query with `GET /services/data/vXX.X/tooling/query?q=SELECT Id, DeveloperName, EventChannel, SelectedEntity FROM PlatformEventChannelMember` (`WHERE EventChannel = 'MyChannel__chn'`: a channel's members); member ids start with `0v8` (`0v8RM0000004VAKYA2`) | "Get Custom Channels and Channel Members", same guide, https://developer.salesforce.com/docs/platform/change-data-capture/guide/cdc-filter-list-channels.html |
+//! | Without the add-on an org selects at most 5 entities for Change Data Capture, across all channels | "Change Data Capture Allocations", same guide, https://developer.salesforce.com/docs/atlas.en-us.change_data_capture.meta/change_data_capture/cdc_allocations.htm |
 //! | A Tooling query result has size, totalSize, done, queryLocator (SOAP only), entityTypeName, records and nextRecordsUrl | "QueryResult", Tooling API Developer Guide, https://developer.salesforce.com/docs/atlas.en-us.api_tooling.meta/api_tooling/tooling_api_objects_queryresult.htm |
-//! | Create: `POST .../tooling/sobjects/PlatformEventChannelMember` with `{"FullName": ..., "Metadata": {"eventChannel": ..., "selectedEntity": ...}}`, answered `{"id", "success": true, "errors": [], "warnings": [], "infos": []}` | "Add a Change Event in a New Channel Member", Salesforce Help, https://help.salesforce.com/apex/HTViewHelpDoc?id=platform.ev_relay_create_channel_member_cdc.htm (shown there for a custom channel) |
 //!
 //! Unconfirmed, and chosen here:
 //! - A user without View Setup and Configuration gets `INVALID_TYPE` ("sObject type
-//!   '...' is not supported", 400), as for an object that does not exist. No
-//!   Salesforce page names the error; users report exactly this for Tooling objects
-//!   they could not see until granted that permission
+//!   '...' is not supported", 400), as for an object that does not exist, for both
+//!   objects. No Salesforce page names the error; users report exactly this for
+//!   Tooling objects they could not see until granted that permission
 //!   (https://github.com/tprouvot/Salesforce-Inspector-reloaded/issues/1310,
 //!   https://github.com/afawcett/apex-toolingapi/issues/19).
 //! - `size` equals totalSize; the next page's URL is
 //!   `/services/data/vXX.X/tooling/query/<locator>-<position>`, shaped like REST's;
 //!   pages honour `Sforce-Query-Options: batchSize` as REST queries do.
-//! - Creating a member for a custom channel, an unknown entity or an entity already
-//!   selected is refused with 400 `INVALID_INPUT` / `DUPLICATE_VALUE`; Salesforce's
-//!   codes for these are not documented.
+//! - Refusals: 400 `REQUIRED_FIELD_MISSING` for a missing FullName, channelType, label,
+//!   eventChannel or selectedEntity; `INVALID_INPUT` for a bad channel name (not
+//!   `<DeveloperName>__chn`), a channelType other than `data` (platform event
+//!   channels are not modelled), an unknown channel or entity; `DUPLICATE_VALUE` for a
+//!   channel name taken (compared without case) or an entity already on that
+//!   channel; `LIMIT_EXCEEDED` ("You can select up to 5 entities for Change Data
+//!   Capture across all channels; 5 are selected.") when a member would add a
+//!   distinct entity past the limit (`--cdc-entity-limit`, `PUT /__emulator/cdc
+//!   {"entity_limit": N}`; 0, the default, is none). Salesforce's codes and wording
+//!   for these are not documented.
+//! - An entity on two channels counts once toward the limit.
+//! - EventChannel holds the channel's full name (`ChangeEvents`, `MyChannel__chn`).
+//! - Deleting a channel deletes its members. A member's FullName is not kept: its
+//!   DeveloperName is always the documented `ChannelName_EventName` form.
+//! - Only custom channels are PlatformEventChannel records (not ChangeEvents).
+//! - Custom channels' member ids come from their own sequence, numbered past any
+//!   object's slot, so they never equal the standard channel's (slot-based) ids.
 //!
-//! Not modelled: custom channels (only ChangeEvents has members), FilterExpression
-//! and enrichment, the FullName and Metadata fields in queries, PATCH.
+//! Not modelled: platform event (`event`) channels, FilterExpression and enrichment,
+//! the FullName and Metadata fields in queries, PATCH, HEAD.
+
+mod channels;
+mod members;
 
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Req, Resp};
 use serde_json::{json, Map, Value};
-use soql::{FieldPath, SelectItem, SoqlError};
+use soql::{FieldPath, FieldType, SelectItem, SoqlError};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-
-/// The one Tooling object served.
-pub const MEMBER: &str = "PlatformEventChannelMember";
-/// The standard channel, whose members are the CDC selection.
-pub const STANDARD_CHANNEL: &str = "ChangeEvents";
-/// Key prefix of PlatformEventChannelMember ids.
-const MEMBER_PREFIX: &[u8; 3] = b"0v8";
 
 /// What the control API sets about the Tooling API, and its open query locators.
 pub struct Tooling {
@@ -55,7 +70,13 @@ pub struct Tooling {
     /// `nextRecordsUrl` with few selected objects (`tooling_page_size`).
     page_size: AtomicUsize,
     /// The records of each query beyond its first page.
-    locators: crate::locators::Locators<Arc<Vec<Value>>>,
+    locators: crate::locators::Locators<Arc<Listing>>,
+}
+
+/// A query's records, kept for its next pages.
+struct Listing {
+    object: &'static str,
+    records: Vec<Value>,
 }
 
 impl Default for Tooling {
@@ -92,134 +113,164 @@ impl Tooling {
     }
 }
 
-/// A field of PlatformEventChannelMember.
+/// A field of a served object.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Field {
     Id,
     DeveloperName,
     EventChannel,
     SelectedEntity,
+    MasterLabel,
+    ChannelType,
 }
 
-impl Field {
+type FieldDef = (Field, &'static str, FieldType);
+
+const MEMBER_FIELDS: [FieldDef; 4] = [
+    (Field::Id, "Id", FieldType::Id),
+    (Field::DeveloperName, "DeveloperName", FieldType::Text),
+    (Field::EventChannel, "EventChannel", FieldType::Text),
+    (Field::SelectedEntity, "SelectedEntity", FieldType::Text),
+];
+
+const CHANNEL_FIELDS: [FieldDef; 4] = [
+    (Field::Id, "Id", FieldType::Id),
+    (Field::DeveloperName, "DeveloperName", FieldType::Text),
+    (Field::MasterLabel, "MasterLabel", FieldType::Text),
+    (Field::ChannelType, "ChannelType", FieldType::Text),
+];
+
+/// A served Tooling object.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Object {
+    Channel,
+    Member,
+}
+
+impl Object {
     fn name(self) -> &'static str {
-        FIELDS
-            .iter()
-            .find(|(f, _, _)| *f == self)
-            .map_or("", |(_, n, _)| n)
+        match self {
+            Object::Channel => channels::CHANNEL,
+            Object::Member => members::MEMBER,
+        }
+    }
+
+    /// The object named `name` (any case).
+    fn named(name: &str) -> Option<Object> {
+        [Object::Channel, Object::Member]
+            .into_iter()
+            .find(|o| o.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Its fields, Id first.
+    fn fields(self) -> &'static [FieldDef] {
+        match self {
+            Object::Channel => &CHANNEL_FIELDS,
+            Object::Member => &MEMBER_FIELDS,
+        }
+    }
+
+    fn all_fields(self) -> Vec<Field> {
+        self.fields().iter().map(|(f, _, _)| *f).collect()
+    }
+
+    /// Every record, as the selection is now.
+    fn rows(self, app: &App) -> Vec<Row> {
+        match self {
+            Object::Channel => channels::rows(app),
+            Object::Member => members::rows(app),
+        }
     }
 }
 
-const FIELDS: [(Field, &str, soql::FieldType); 4] = [
-    (Field::Id, "Id", soql::FieldType::Id),
-    (Field::DeveloperName, "DeveloperName", soql::FieldType::Text),
-    (Field::EventChannel, "EventChannel", soql::FieldType::Text),
-    (
-        Field::SelectedEntity,
-        "SelectedEntity",
-        soql::FieldType::Text,
-    ),
-];
-
-/// One channel member: a selected object.
-struct Member {
-    id: String,
-    developer_name: String,
-    selected_entity: String,
+/// What deleting a record changes in the selection.
+enum Key {
+    /// A member of the standard channel: the object's API name.
+    Standard(String),
+    /// A member of a custom channel: its sequence number.
+    CustomMember(u64),
+    /// A custom channel: its sequence number.
+    Channel(u64),
 }
 
-impl Member {
-    fn of(app: &App, object: &str) -> Option<Member> {
-        let slot = app.org.object(object)?.read().slot;
-        let entity = pubsub::channel::change_event_name(object);
-        Some(Member {
-            // The object's place in the org keeps its member id stable while the
-            // selection changes around it.
-            id: crate::ids::make_id(MEMBER_PREFIX, slot as u64 + 1),
-            developer_name: format!("{STANDARD_CHANNEL}_{entity}"),
-            selected_entity: entity,
-        })
+/// One record: a value per field of its object, in the object's order.
+struct Row {
+    object: Object,
+    key: Key,
+    cells: Vec<String>,
+}
+
+impl Row {
+    fn id(&self) -> &str {
+        &self.cells[0]
+    }
+
+    /// Where `f` is among the object's fields.
+    fn index(&self, f: Field) -> Option<usize> {
+        self.object.fields().iter().position(|(g, _, _)| *g == f)
     }
 
     fn get(&self, f: Field) -> soql::Value<'_> {
-        soql::Value::Text(match f {
-            Field::Id => &self.id,
-            Field::DeveloperName => &self.developer_name,
-            Field::EventChannel => STANDARD_CHANNEL,
-            Field::SelectedEntity => &self.selected_entity,
-        })
+        self.index(f)
+            .map_or(soql::Value::Null, |i| soql::Value::Text(&self.cells[i]))
+    }
+
+    /// Whether `id` (15 or 18 characters) names this record.
+    fn is(&self, id: &str) -> bool {
+        crate::ids::normalize(id).is_some_and(|id15| self.id().starts_with(id15))
     }
 
     fn json(&self, fields: &[Field], v: &str) -> Value {
+        let object = self.object.name();
         let mut m = Map::new();
         m.insert(
             "attributes".into(),
-            json!({"type": MEMBER, "url": format!("/services/data/v{v}/tooling/sobjects/{MEMBER}/{}", self.id)}),
+            json!({"type": object, "url": format!("/services/data/v{v}/tooling/sobjects/{object}/{}", self.id())}),
         );
+        // In the order asked for.
         for f in fields {
-            if let soql::Value::Text(s) = self.get(*f) {
-                m.insert(f.name().to_string(), json!(s));
+            if let Some(i) = self.index(*f) {
+                m.insert(self.object.fields()[i].1.to_string(), json!(self.cells[i]));
             }
         }
         Value::Object(m)
     }
 }
 
-fn members(app: &App) -> Vec<Member> {
-    app.cdc
-        .selected()
-        .iter()
-        .filter_map(|o| Member::of(app, o))
-        .collect()
-}
-
-/// The member whose id is `id`, if its object is selected.
-fn member_by_id(app: &App, id: &str) -> Option<(String, Member)> {
-    let (prefix, seq) = crate::ids::decode(id)?;
-    if &prefix != MEMBER_PREFIX || seq == 0 {
-        return None;
-    }
-    let object = app.org.by_slot(seq as usize - 1)?.read().def.name.clone();
-    if !app.cdc.is_selected(&object) {
-        return None;
-    }
-    Member::of(app, &object).map(|m| (object, m))
-}
-
-/// INVALID_TYPE for an object other than PlatformEventChannelMember, and for it when
-/// the user may not see it (see the module comment).
+/// The served object named `name`, unless the user may not see it (see the module
+/// comment): then, as for any other name, `not_found()`.
 fn check_object(
     app: &App,
-    object: &str,
+    name: &str,
     not_found: impl FnOnce() -> ApiError,
-) -> Result<(), ApiError> {
-    if object.eq_ignore_ascii_case(MEMBER) && app.tooling.access() {
-        Ok(())
-    } else {
-        Err(not_found())
+) -> Result<Object, ApiError> {
+    match Object::named(name) {
+        Some(o) if app.tooling.access() => Ok(o),
+        _ => Err(not_found()),
     }
 }
 
-fn resolve(text: &str, p: &FieldPath) -> Result<(Field, soql::FieldType), SoqlError> {
+fn resolve(object: Object, text: &str, p: &FieldPath) -> Result<FieldDef, SoqlError> {
     let name = match p.parts.as_slice() {
         [one] => one,
-        _ => return Err(SoqlError::invalid_field(text, p, MEMBER)),
+        _ => return Err(SoqlError::invalid_field(text, p, object.name())),
     };
-    FIELDS
+    object
+        .fields()
         .iter()
         .find(|(_, n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(f, _, t)| (*f, *t))
-        .ok_or_else(|| SoqlError::invalid_field(text, p, MEMBER))
+        .copied()
+        .ok_or_else(|| SoqlError::invalid_field(text, p, object.name()))
 }
 
 /// The SELECT list's fields, each once, under their own names as REST queries answer
 /// them; FIELDS(...) is every field.
-fn selected_fields(bound: &soql::BoundQuery<Field>) -> Vec<Field> {
+fn selected_fields(object: Object, bound: &soql::BoundQuery<Field>) -> Vec<Field> {
     let mut out: Vec<Field> = Vec::new();
     for item in &bound.select {
         let add: Vec<Field> = match item {
             SelectItem::Field(f) => vec![*f],
-            SelectItem::Fields(_) => FIELDS.iter().map(|(f, _, _)| *f).collect(),
+            SelectItem::Fields(_) => object.all_fields(),
             SelectItem::Count | SelectItem::CountField(_) => Vec::new(),
         };
         for f in add {
@@ -232,7 +283,7 @@ fn selected_fields(bound: &soql::BoundQuery<Field>) -> Vec<Field> {
 }
 
 /// MALFORMED_QUERY for `COUNT(field)`, which the emulator does not answer here.
-fn check_no_count_field(text: &str, q: &soql::Query) -> Result<(), SoqlError> {
+fn check_no_count_field(object: Object, text: &str, q: &soql::Query) -> Result<(), SoqlError> {
     match q.select.iter().find_map(|i| match i {
         SelectItem::CountField(p) => Some(p),
         _ => None,
@@ -241,7 +292,10 @@ fn check_no_count_field(text: &str, q: &soql::Query) -> Result<(), SoqlError> {
             soql::ErrorCode::MalformedQuery,
             text,
             p.pos,
-            "COUNT(field) on PlatformEventChannelMember is not modelled by the emulator",
+            &format!(
+                "COUNT(field) on {} is not modelled by the emulator",
+                object.name()
+            ),
         )),
         None => Ok(()),
     }
@@ -253,26 +307,27 @@ pub fn query(app: &App, req: &Req, v: &str) -> Result<Resp, ApiError> {
         .param("q")
         .ok_or_else(|| ApiError::bad("MALFORMED_QUERY", "A query string has to be specified"))?;
     let q = soql::parse(text)?;
-    check_object(app, &q.from, || {
+    let object = check_object(app, &q.from, || {
         SoqlError::invalid_type(text, &q.from).into()
     })?;
-    let bound = q.bind_typed(text, |p| resolve(text, p))?;
-    check_no_count_field(text, &q)?;
+    let bound = q.bind_typed(text, |p| resolve(object, text, p).map(|(f, _, t)| (f, t)))?;
+    check_no_count_field(object, text, &q)?;
     let now = chrono::Utc::now();
-    let mut rows: Vec<Member> = members(app)
+    let mut rows: Vec<Row> = object
+        .rows(app)
         .into_iter()
-        .filter(|m| bound.matches(&|f: &Field| m.get(*f), now))
+        .filter(|r| bound.matches(&|f: &Field| r.get(*f), now))
         .collect();
     rows.sort_by(|a, b| bound.compare(&|f: &Field| a.get(*f), &|f: &Field| b.get(*f)));
     let offset = bound.offset.unwrap_or(0) as usize;
     let limit = bound.limit.map_or(usize::MAX, |l| l as usize);
-    let rows: Vec<&Member> = rows.iter().skip(offset).take(limit).collect();
+    let rows: Vec<&Row> = rows.iter().skip(offset).take(limit).collect();
     if bound.is_count() {
-        return Ok(page_resp(rows.len(), &[], None));
+        return Ok(page_resp(object.name(), rows.len(), &[], None));
     }
-    let fields = selected_fields(&bound);
-    let records: Vec<Value> = rows.iter().map(|m| m.json(&fields, v)).collect();
-    Ok(first_page(app, req, v, records))
+    let fields = selected_fields(object, &bound);
+    let records: Vec<Value> = rows.iter().map(|r| r.json(&fields, v)).collect();
+    Ok(first_page(app, req, v, object.name(), records))
 }
 
 fn batch_size(app: &App, req: &Req) -> usize {
@@ -283,16 +338,20 @@ fn batch_size(app: &App, req: &Req) -> usize {
     }
 }
 
-fn first_page(app: &App, req: &Req, v: &str, records: Vec<Value>) -> Resp {
+fn first_page(app: &App, req: &Req, v: &str, object: &'static str, records: Vec<Value>) -> Resp {
     let batch = batch_size(app, req);
     if records.len() <= batch {
-        return page_resp(records.len(), &records, None);
+        return page_resp(object, records.len(), &records, None);
     }
-    let total = records.len();
-    let records = Arc::new(records);
-    let id = app.tooling.locators.open(records.clone(), batch);
+    let listing = Arc::new(Listing { object, records });
+    let id = app.tooling.locators.open(listing.clone(), batch);
     let next = format!("/services/data/v{v}/tooling/query/{id}-{batch}");
-    page_resp(total, &records[..batch], Some(next))
+    page_resp(
+        object,
+        listing.records.len(),
+        &listing.records[..batch],
+        Some(next),
+    )
 }
 
 /// `GET /tooling/query/{locator}-{position}`.
@@ -300,9 +359,10 @@ pub fn query_more(app: &App, v: &str, loc: &str) -> Result<Resp, ApiError> {
     let crate::locators::Resumed {
         id,
         position: pos,
-        rest: records,
+        rest: listing,
         batch,
     } = app.tooling.locators.resume(loc)?;
+    let records = &listing.records;
     if pos >= records.len() {
         return Err(ApiError::bad(
             "INVALID_QUERY_LOCATOR",
@@ -312,16 +372,21 @@ pub fn query_more(app: &App, v: &str, loc: &str) -> Result<Resp, ApiError> {
     let end = (pos + batch).min(records.len());
     let next =
         (end < records.len()).then(|| format!("/services/data/v{v}/tooling/query/{id}-{end}"));
-    Ok(page_resp(records.len(), &records[pos..end], next))
+    Ok(page_resp(
+        listing.object,
+        records.len(),
+        &records[pos..end],
+        next,
+    ))
 }
 
-fn page_resp(total: usize, records: &[Value], next: Option<String>) -> Resp {
+fn page_resp(object: &str, total: usize, records: &[Value], next: Option<String>) -> Resp {
     let mut body = json!({
         "size": total,
         "totalSize": total,
         "done": next.is_none(),
         "queryLocator": null,
-        "entityTypeName": MEMBER,
+        "entityTypeName": object,
         "records": records,
     });
     if let Some(n) = next {
@@ -330,61 +395,69 @@ fn page_resp(total: usize, records: &[Value], next: Option<String>) -> Resp {
     Resp::json(200, &body)
 }
 
-/// `POST /tooling/sobjects/{object}`: selects an object for CDC.
-pub fn create(app: &App, req: &Req, object: &str) -> Result<Resp, ApiError> {
-    // An sObject resource of an unknown object is 404 NOT_FOUND, as in REST.
-    check_object(app, object, ApiError::not_found)?;
-    let body = req.json()?;
-    let meta = body.get("Metadata").unwrap_or(&Value::Null);
-    let channel = meta.get("eventChannel").and_then(Value::as_str);
-    let entity = meta.get("selectedEntity").and_then(Value::as_str);
-    let (Some(channel), Some(entity)) = (channel, entity) else {
-        return Err(ApiError::bad(
-            "REQUIRED_FIELD_MISSING",
-            "Required fields are missing: [eventChannel, selectedEntity]",
-        ));
-    };
-    if channel != STANDARD_CHANNEL {
-        return Err(ApiError::bad(
-            "INVALID_INPUT",
-            format!("the emulator models only the {STANDARD_CHANNEL} channel, not {channel}"),
-        ));
-    }
-    let name = pubsub::channel::object_of_change_event(entity)
-        .and_then(|o| app.org.object(&o))
-        .map(|o| o.read().def.name.clone())
-        .ok_or_else(|| {
-            ApiError::bad(
-                "INVALID_INPUT",
-                format!("no change event {entity} in this org"),
-            )
-        })?;
-    if !app.cdc.add_selected(name.clone()) {
-        return Err(ApiError::bad(
-            "DUPLICATE_VALUE",
-            format!("{entity} is already selected on {STANDARD_CHANNEL}"),
-        ));
-    }
-    let id = Member::of(app, &name).map(|m| m.id).unwrap_or_default();
-    Ok(Resp::json(
+/// The answer to a create.
+fn created(id: &str) -> Resp {
+    Resp::json(
         201,
         &json!({"id": id, "success": true, "errors": [], "warnings": [], "infos": []}),
-    ))
+    )
+}
+
+/// REQUIRED_FIELD_MISSING naming the fields missing.
+fn missing_fields(names: &[&str]) -> ApiError {
+    ApiError::bad(
+        "REQUIRED_FIELD_MISSING",
+        format!("Required fields are missing: [{}]", names.join(", ")),
+    )
+}
+
+/// `body.Metadata[key]` as a string.
+fn metadata_str<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
+    body.get("Metadata")
+        .and_then(|m| m.get(key))
+        .and_then(Value::as_str)
+}
+
+/// `POST /tooling/sobjects/{object}`: creates a channel or a member.
+pub fn create(app: &App, req: &Req, object: &str) -> Result<Resp, ApiError> {
+    // An sObject resource of an unknown object is 404 NOT_FOUND, as in REST.
+    let object = check_object(app, object, ApiError::not_found)?;
+    let body = req.json()?;
+    let id = match object {
+        Object::Channel => channels::create(app, &body)?,
+        Object::Member => members::create(app, &body)?,
+    };
+    Ok(created(&id))
 }
 
 /// `GET` and `DELETE /tooling/sobjects/{object}/{id}`.
 pub fn record(app: &App, req: &Req, v: &str, object: &str, id: &str) -> Result<Resp, ApiError> {
-    check_object(app, object, ApiError::not_found)?;
-    let (name, member) = member_by_id(app, id).ok_or_else(ApiError::not_found)?;
+    let object = check_object(app, object, ApiError::not_found)?;
+    let row = object
+        .rows(app)
+        .into_iter()
+        .find(|r| r.is(id))
+        .ok_or_else(ApiError::not_found)?;
     match req.method {
-        hyper::Method::GET => {
-            let all: Vec<Field> = FIELDS.iter().map(|(f, _, _)| *f).collect();
-            Ok(Resp::json(200, &member.json(&all, v)))
-        }
+        hyper::Method::GET => Ok(Resp::json(200, &row.json(&object.all_fields(), v))),
         hyper::Method::DELETE => {
-            app.cdc.remove_selected(&name);
+            delete(app, &row.key);
             Ok(Resp::empty(204))
         }
         ref m => Err(ApiError::method_not_allowed(m.as_str())),
     }
+}
+
+fn delete(app: &App, key: &Key) {
+    app.cdc.change_selection(|s| match key {
+        Key::Standard(object) => {
+            s.remove_standard(object);
+        }
+        Key::CustomMember(seq) => {
+            s.remove_member(*seq);
+        }
+        Key::Channel(seq) => {
+            s.remove_channel(*seq);
+        }
+    });
 }

@@ -851,3 +851,178 @@ async fn idle_streams_get_keepalives_and_overflow_threshold_applies() {
     assert_eq!(kinds, ["CREATE", "CREATE", "GAP_OVERFLOW"]);
     assert!(evs[2].ids().is_empty());
 }
+
+impl Bus {
+    /// Creates a Tooling record (a channel or a member), asserting 201; returns its id.
+    async fn tooling_create(&self, object: &str, body: serde_json::Value) -> String {
+        let (s, b) = self
+            .rest(
+                Method::POST,
+                &format!("tooling/sobjects/{object}"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        b["id"].as_str().unwrap().to_string()
+    }
+
+    async fn add_member(&self, channel: &str, entity: &str) -> String {
+        self.tooling_create(
+            "PlatformEventChannelMember",
+            json!({"FullName": format!("{}_{entity}", channel.replace("__", "_")),
+                   "Metadata": {"eventChannel": channel, "selectedEntity": entity}}),
+        )
+        .await
+    }
+
+    async fn create(&self, object: &str, body: serde_json::Value) {
+        let (s, b) = self
+            .rest(Method::POST, &format!("sobjects/{object}"), Some(body))
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+
+    async fn topic_info(&mut self, topic: &str) -> Result<pubsub::TopicInfo, Status> {
+        let req = with_auth(
+            &self.org,
+            TopicRequest {
+                topic_name: topic.into(),
+            },
+        );
+        self.client.get_topic(req).await.map(|r| r.into_inner())
+    }
+}
+
+fn entity_names(evs: &[Event]) -> Vec<&str> {
+    evs.iter()
+        .map(|e| e.header("entityName").as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_channel_carries_its_members_events_only() {
+    // Contact on the standard channel; Account and Lead only on Sales__chn.
+    let mut bus = Bus::start(&["Contact"]).await;
+    let channel = bus
+        .tooling_create(
+            "PlatformEventChannel",
+            json!({"FullName": "Sales__chn", "Metadata": {"channelType": "data", "label": "Sales"}}),
+        )
+        .await;
+    bus.add_member("Sales__chn", "AccountChangeEvent").await;
+    let lead = bus.add_member("Sales__chn", "LeadChangeEvent").await;
+    let topic = pubsub::channel::custom_channel_topic("Sales__chn");
+    let mut sales = bus.subscribe(&topic, LATEST, vec![], 100).await.unwrap();
+    let mut standard = bus
+        .subscribe("/data/ChangeEvents", LATEST, vec![], 100)
+        .await
+        .unwrap();
+    let mut accounts = bus
+        .subscribe("/data/AccountChangeEvent", LATEST, vec![], 100)
+        .await
+        .unwrap();
+
+    bus.create_contact("Standard").await;
+    bus.create("Account", json!({"Name": "Acme"})).await;
+    bus.create("Lead", json!({"LastName": "Lee", "Company": "Acme"}))
+        .await;
+    // Selected nowhere: no event anywhere.
+    bus.create("Opportunity", support::opportunity(10.0)).await;
+    // The last event of each stream shows nothing else came before it.
+    bus.create_contact("Last").await;
+
+    let evs = bus.events(&mut sales, 2).await;
+    assert_eq!(entity_names(&evs), ["Account", "Lead"]);
+    let evs = bus.events(&mut standard, 2).await;
+    assert_eq!(entity_names(&evs), ["Contact", "Contact"]);
+    // An object's own channel carries it when a custom channel selects it.
+    let evs = bus.events(&mut accounts, 1).await;
+    assert_eq!(entity_names(&evs), ["Account"]);
+
+    // Membership changes reach the open stream: Opportunity in, Lead out.
+    bus.add_member("Sales__chn", "OpportunityChangeEvent").await;
+    let (s, _) = bus
+        .rest(
+            Method::DELETE,
+            &format!("tooling/sobjects/PlatformEventChannelMember/{lead}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    bus.create("Lead", json!({"LastName": "Gone", "Company": "Acme"}))
+        .await;
+    bus.create("Opportunity", support::opportunity(20.0)).await;
+    bus.create("Account", json!({"Name": "Last"})).await;
+    let evs = bus.events(&mut sales, 2).await;
+    assert_eq!(entity_names(&evs), ["Opportunity", "Account"]);
+
+    // GetTopic: subscribable, no single schema.
+    let info = bus.topic_info(&topic).await.unwrap();
+    assert!(info.can_subscribe && !info.can_publish);
+    assert_eq!(info.schema_id, "");
+    // Unknown or misspelt custom channels do not exist; nor does a deleted one.
+    for unknown in ["/data/Nope__chn", "/data/sales__chn"] {
+        let err = bus
+            .subscribe(unknown, LATEST, vec![], 1)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.code(), Code::NotFound, "{unknown}");
+        assert_eq!(error_code(&err), pubsub::errors::TOPIC_NOT_FOUND);
+        let err = bus.topic_info(unknown).await.unwrap_err();
+        assert_eq!(err.code(), Code::NotFound, "{unknown}");
+    }
+    let (s, _) = bus
+        .rest(
+            Method::DELETE,
+            &format!("tooling/sobjects/PlatformEventChannel/{channel}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(
+        bus.topic_info(&topic).await.unwrap_err().code(),
+        Code::NotFound
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_custom_channels_replay_their_own_events() {
+    let mut bus = Bus::start(&[]).await;
+    for name in ["Sales__chn", "Cases__chn"] {
+        bus.tooling_create(
+            "PlatformEventChannel",
+            json!({"FullName": name, "Metadata": {"channelType": "data", "label": name}}),
+        )
+        .await;
+    }
+    bus.add_member("Sales__chn", "AccountChangeEvent").await;
+    bus.add_member("Cases__chn", "CaseChangeEvent").await;
+    bus.add_member("Cases__chn", "AccountChangeEvent").await;
+    bus.create("Account", json!({"Name": "Acme"})).await;
+    bus.create("Case", json!({"Subject": "Broken"})).await;
+    bus.create("Account", json!({"Name": "Last"})).await;
+    let mut sales = bus
+        .subscribe("/data/Sales__chn", EARLIEST, vec![], 10)
+        .await
+        .unwrap();
+    let evs = bus.events(&mut sales, 2).await;
+    assert_eq!(entity_names(&evs), ["Account", "Account"]);
+    let mut cases = bus
+        .subscribe("/data/Cases__chn", EARLIEST, vec![], 10)
+        .await
+        .unwrap();
+    let evs = bus.events(&mut cases, 3).await;
+    assert_eq!(entity_names(&evs), ["Account", "Case", "Account"]);
+    // Nothing was on the standard channel.
+    let mut standard = bus
+        .subscribe("/data/ChangeEvents", EARLIEST, vec![], 10)
+        .await
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(3), standard.rx.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(resp.events.is_empty(), "a keepalive, no events");
+}

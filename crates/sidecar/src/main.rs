@@ -76,13 +76,8 @@ const RELEASE: &str = env!("CARGO_PKG_VERSION");
 fn serve(wire: Rc<Wire>, key: Rc<Key>, installed: &Release, heartbeat: &http::Heartbeat) {
     let db = wire.clone();
     let client_key = key.clone();
-    let clients = Box::new(move |cfg: &SyncConfig| {
-        keys::client_for(
-            &*db,
-            &client_key,
-            &cfg.credential,
-            Some(&cfg.call_options_client),
-        )
+    let clients = Box::new(move |credential: &str, call_options: Option<&str>| {
+        keys::client_for(&*db, &client_key, credential, call_options)
     });
     let mut running = Syncs::new(wire.clone(), clients);
     let mut org = match installed {

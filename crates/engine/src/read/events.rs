@@ -1,8 +1,11 @@
 //! Live changes from Change Data Capture. With `change_events = 'auto'` a sync reads
 //! which objects the org selected for CDC (Setup's Change Data Capture page; one
-//! Tooling API query per describe interval), puts those live collections on change
-//! events and keeps one stream per sync open (`worker::stream`); the other
-//! collections are polled as before. Collections on events are still polled every
+//! Tooling API query per describe interval) and follows `/data/ChangeEvents`; with
+//! `'channel'` it keeps a channel of its own holding its collections
+//! (`event_channel`) and follows that. Either way the live collections that are on
+//! the source (and among `event_collections`, when the user chose) take change events
+//! through one stream per sync (`stream`); the other collections are polled as
+//! before. Collections on events are still polled every
 //! `reconcile_interval` (the safety net), at once after they switch to events (what
 //! happened before their events were applied), and after anything that may have cost
 //! events: a gap or overflow event, an update to a row the table lacks, a replay id
@@ -19,11 +22,13 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use salesforce::cdc::{Batch, ChangeEvent, ChangeType, PubSubConfig, Replay, SelectionError};
+use salesforce::cdc::{
+    Batch, ChangeEvent, ChangeType, PubSubConfig, Replay, SelectionError, ALL_CHANGE_EVENTS,
+};
 use sync_core::naming;
 
-use super::{apply, progress, secs, target};
-use crate::catalog::{CollectionRow, SyncConfig};
+use super::{apply, event_channel, progress, secs, target};
+use crate::catalog::{CollectionRow, EventSource, SyncConfig};
 use crate::db::{guarded, tx};
 use crate::error::{passes_by_itself, StepError};
 use crate::runtime::SyncRuntime;
@@ -65,13 +70,21 @@ pub fn follow(
     colls: &[CollectionRow],
     live: &[&CollectionRow],
 ) -> Result<bool, StepError> {
-    if cfg.change_events && !live.is_empty() {
-        read_selection_if_due(rt, cfg)?;
+    rt.events.deliveries_low = rt
+        .allocations
+        .as_ref()
+        .and_then(|a| a.events_refusal(cfg.org_usage_ceiling));
+    if !live.is_empty() {
+        match cfg.change_events {
+            EventSource::OrgSelection => read_selection_if_due(rt, cfg)?,
+            EventSource::OwnChannel => event_channel::keep_if_due(rt, cfg, live)?,
+            EventSource::Off => {}
+        }
     }
     let wanted: Vec<&CollectionRow> = live
         .iter()
         .copied()
-        .filter(|c| cfg.change_events && selected(rt, c))
+        .filter(|c| on_events(rt, cfg, c))
         .collect();
     record_sources(rt, cfg, live)?;
     keep_stream(rt, cfg, &wanted, live.is_empty())?;
@@ -108,11 +121,24 @@ fn mark_idle_caught_up(
     Ok(())
 }
 
-fn selected(rt: &SyncRuntime, c: &CollectionRow) -> bool {
-    rt.events
-        .selected
-        .as_ref()
-        .is_some_and(|s| s.contains(&c.object_name))
+/// Whether `c` takes change events: the sync wants them for it and its source (the
+/// org's selection, the sync's channel) has it.
+fn on_events(rt: &SyncRuntime, cfg: &SyncConfig, c: &CollectionRow) -> bool {
+    cfg.events_wanted_for(&c.object_name)
+        && rt.events.deliveries_low.is_none()
+        && rt
+            .events
+            .selected
+            .as_ref()
+            .is_some_and(|s| s.contains(&c.object_name))
+}
+
+/// The topic the stream follows.
+fn stream_topic(cfg: &SyncConfig) -> String {
+    match cfg.change_events {
+        EventSource::OwnChannel => event_channel::topic(&event_channel::channel_name(cfg)),
+        _ => ALL_CHANGE_EVENTS.to_string(),
+    }
 }
 
 /// Reads the org's CDC selection when it was never read or the describe interval
@@ -154,8 +180,8 @@ fn record_sources(
     live: &[&CollectionRow],
 ) -> Result<(), StepError> {
     for c in live {
-        let on = cfg.change_events && selected(rt, c);
-        let note = source_note(rt, cfg, on);
+        let on = on_events(rt, cfg, c);
+        let note = source_note(rt, cfg, c, on);
         if rt.events.sources_written.get(&c.object_name) == Some(&(on, note.clone())) {
             continue;
         }
@@ -169,19 +195,35 @@ fn record_sources(
     Ok(())
 }
 
-fn source_note(rt: &SyncRuntime, cfg: &SyncConfig, on: bool) -> String {
+fn source_note(rt: &SyncRuntime, cfg: &SyncConfig, c: &CollectionRow, on: bool) -> String {
     let reconcile = humanize(secs(cfg.reconcile_interval_secs));
+    let own = cfg.change_events == EventSource::OwnChannel;
     if on {
+        let source = match own {
+            true => format!("on the sync's channel {}", event_channel::channel_name(cfg)),
+            false => "selected for Change Data Capture".to_string(),
+        };
         return format!(
-            "selected for Change Data Capture: changes arrive as events; polled every {reconcile} to reconcile"
+            "{source}: changes arrive as events; polled every {reconcile} to reconcile"
         );
     }
-    if !cfg.change_events {
+    if cfg.change_events == EventSource::Off {
         return "change_events is off for this sync".into();
+    }
+    if !cfg.events_wanted_for(&c.object_name) {
+        return "not among the sync's event_collections (alter_sync): polling".into();
+    }
+    if let Some(why) = &rt.events.deliveries_low {
+        return why.clone();
+    }
+    if let Some(why) = rt.events.not_on_channel.get(&c.object_name).filter(|_| own) {
+        return format!("{why}; polling");
     }
     match (&rt.events.selection_problem, &rt.events.selected) {
         (Some(why), _) => format!("{why}; polling"),
+        (None, None) if own => "the sync's channel is not made yet; polling".into(),
         (None, None) => "the Change Data Capture selection is not read yet; polling".into(),
+        (None, Some(_)) if own => "not on the sync's channel yet; polling".into(),
         (None, Some(_)) => {
             "not selected for Change Data Capture in Salesforce Setup; polling".into()
         }
@@ -225,17 +267,25 @@ fn keep_stream(
             rt.events.stream_objects.clear();
         }
         rt.events.subscribed = false;
-        let status = if !cfg.change_events {
+        let status = if cfg.change_events == EventSource::Off {
             "off: polling"
+        } else if rt.events.deliveries_low.is_some() {
+            "the org's daily event deliveries are nearly used: polling"
         } else if none_live {
             "waiting for a collection to finish its backfill"
+        } else if cfg.change_events == EventSource::OwnChannel {
+            "no collection is on the sync's channel: polling"
         } else {
             "no collection is selected for Change Data Capture: polling"
         };
         show_status(rt, cfg, status)?;
         return Ok(());
     }
-    if rt.events.stream.is_some() && rt.events.stream_objects == objects {
+    let topic = stream_topic(cfg);
+    if rt.events.stream.is_some()
+        && rt.events.stream_objects == objects
+        && rt.events.stream_topic == topic
+    {
         return Ok(());
     }
     let fields: Vec<ObjectFields> = objects
@@ -264,10 +314,11 @@ fn keep_stream(
         &rt.tokio_handle(),
         rt.client.clone(),
         PubSubConfig::new(cfg.pubsub_endpoint.clone()),
-        fields,
+        (topic.clone(), fields),
         from,
     ));
     rt.events.stream_objects = objects;
+    rt.events.stream_topic = topic;
     let status = format!("connecting to {}", cfg.pubsub_endpoint);
     show_status(rt, cfg, &status)?;
     Ok(())
@@ -301,7 +352,8 @@ fn apply_reports(
                     catch_up_all(rt, colls);
                 }
                 let status = format!(
-                    "streaming /data/ChangeEvents from {} since {}",
+                    "streaming {} from {} since {}",
+                    rt.events.stream_topic,
                     cfg.pubsub_endpoint,
                     Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
                 );
@@ -404,8 +456,11 @@ fn apply_batch(
             .filter_map(ChangeEvent::commit_time)
             .max()
     };
+    let delivered = batch.events.len();
     let missing = tx(&*rt.db, |s| {
-        apply::apply_changes(s, &cfg.name, &changes, resume, (&names, caught_up))
+        let missing = apply::apply_changes(s, &cfg.name, &changes, resume, (&names, caught_up))?;
+        crate::status::record_event_deliveries(s, &cfg.name, delivered)?;
+        Ok::<_, crate::db::DbError>(missing)
     })?;
     rt.events.catch_up.extend(missing);
     rt.events.at_head = at_head;

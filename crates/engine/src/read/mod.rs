@@ -10,6 +10,7 @@ mod apply;
 mod backfill;
 mod bulk;
 mod drift;
+mod event_channel;
 mod events;
 mod field_groups;
 mod org_limits;
@@ -20,6 +21,7 @@ mod refresh;
 mod setup;
 mod tables;
 
+pub use event_channel::remove_left as remove_left_event_channels;
 pub use page_file::{remove_leftover_pages, use_page_dir};
 
 use std::time::{Duration, Instant};

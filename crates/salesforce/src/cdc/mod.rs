@@ -35,6 +35,7 @@
 //! [`Client`]: crate::Client
 //! [`Error`]: crate::Error
 
+mod channels;
 mod connection;
 mod event;
 mod fields;
@@ -42,6 +43,7 @@ mod selection;
 mod status;
 mod subscription;
 
+pub use channels::{ChannelError, ChannelMember, CUSTOMIZE_APPLICATION};
 pub use connection::{EventSchema, PubSub, PubSubConfig, TopicInfo, SALESFORCE_PUBSUB_ENDPOINT};
 pub use event::{ChangeEvent, ChangeType};
 pub use selection::{CdcSelection, SelectionError, VIEW_SETUP_PERMISSION};
@@ -49,6 +51,7 @@ pub use status::PubSubErrorKind;
 pub use subscription::{Batch, Replay, Subscription};
 
 pub use ::pubsub::channel::{
-    change_event_name, object_channel, object_of_change_event, ALL_CHANGE_EVENTS,
+    change_event_name, custom_channel_topic, object_channel, object_of_change_event,
+    ALL_CHANGE_EVENTS,
 };
 pub use ::pubsub::MAX_NUM_REQUESTED;

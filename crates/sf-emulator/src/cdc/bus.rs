@@ -1,12 +1,15 @@
-//! The event bus behind `/data/ChangeEvents` and the per-object channels: which
-//! objects are selected for Change Data Capture, the retained events with their replay
-//! ids, the schemas they were written with, and the signals subscribers wait on.
+//! The event bus behind `/data/ChangeEvents`, the per-object channels and the custom
+//! channels: which objects each channel selects for Change Data Capture
+//! (`super::channels`), the retained events with their replay ids, the schemas they
+//! were written with, and the signals subscribers wait on.
 //!
 //! | fact | source |
 //! | --- | --- |
 //! | Change events are kept 72 hours; an older replay id fails | "Event Message Durability", Pub/Sub API Developer Guide, https://developer.salesforce.com/docs/platform/pub-sub-api/guide/event-message-durability.html; "Retry Long-Lived RPC Calls After an Error Occurs" |
 //! | Replay ids are opaque, not contiguous; subscribers must not compute them | "Event Message Durability" |
 //! | One channel for all selected objects plus one per object | "Subscription Channels", Change Data Capture Developer Guide |
+//! | A single-entity channel carries an entity selected "on the Change Data Capture page in Setup or in a custom channel" | same page, https://developer.salesforce.com/docs/atlas.en-us.change_data_capture.meta/change_data_capture/cdc_subscribe_channels.htm |
+//! | A custom channel's subscriber gets the change events of its members only, not of "entities selected in another channel"; `/data/ChangeEvents` is the Setup page's selection | "Compose Streams of Change Data Capture Notifications with Custom Channels", same guide, https://developer.salesforce.com/docs/atlas.en-us.change_data_capture.meta/change_data_capture/cdc_custom_channel.htm |
 //! | A transaction's first 100,000 changes give change events, the rest one GAP_OVERFLOW per entity with no record ids; an update counts one per changed field, other changes one | "Overflow Events", Change Data Capture Developer Guide, https://developer.salesforce.com/docs/atlas.en-us.change_data_capture.meta/change_data_capture/cdc_other_events_overflow.htm |
 //! | Gap events carry the header (ids, change type) and no field values; their sequenceNumber is 1 | "Gap Events", same guide, https://developer.salesforce.com/docs/atlas.en-us.change_data_capture.meta/change_data_capture/cdc_other_events_gap.htm |
 //! | commitNumber increases with each committed transaction; commitTimestamp is epoch ms; transactionKey identifies the transaction; sequenceNumber orders changes in it | "ChangeEventHeader Fields", same guide, https://developer.salesforce.com/docs/atlas.en-us.change_data_capture.meta/change_data_capture/cdc_event_fields_header.htm |
@@ -16,7 +19,16 @@
 //! one short lock and never waits for subscribers. The emulator's replay ids are the
 //! 8-byte big-endian position of the event; positions start at the start time in
 //! microseconds, so an id kept from an earlier emulator run reads as expired.
+//!
+//! An event is stored when its object is selected on any channel. Chosen here
+//! (unconfirmed): each event records whether its object was on the standard channel
+//! when it was published, and `/data/ChangeEvents` delivers those (so replays of the
+//! standard channel do not change when the selection does); a custom channel delivers
+//! the events of the objects that are its members when the event is delivered, so a
+//! member added or deleted counts for streams already open; an object's own channel
+//! delivers every stored event of the object.
 
+use super::channels::Selection;
 use super::layout::{self, Layout, CHANGE_TYPES};
 use crate::schema::ObjectDef;
 use parking_lot::{Mutex, RwLock};
@@ -26,12 +38,14 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Limits of the bus (flags `--cdc-retention-events`, `--cdc-retention-hours`,
-/// `--cdc-overflow-threshold`).
+/// `--cdc-overflow-threshold`, `--cdc-entity-limit`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub retention_events: usize,
     pub retention_ms: i64,
     pub overflow_threshold: usize,
+    /// At start; `PUT /__emulator/cdc` changes it (0: no limit).
+    pub entity_limit: usize,
 }
 
 /// An event as retained and delivered.
@@ -43,6 +57,16 @@ pub struct Stored {
     pub event_id: String,
     pub payload: bytes::Bytes,
     pub at_ms: i64,
+    /// The entity was selected on the standard channel when the event was published.
+    pub standard: bool,
+}
+
+/// An event about to be appended.
+struct Unstored {
+    entity: String,
+    schema_id: String,
+    payload: Vec<u8>,
+    standard: bool,
 }
 
 /// A change captured by a write, waiting for its transaction to commit.
@@ -92,8 +116,10 @@ pub enum ReplayError {
 pub struct Bus {
     pub user_id: String,
     limits: Limits,
+    /// Whether any channel selects anything: the one load a write costs when none
+    /// does.
     any_selected: AtomicBool,
-    selected: RwLock<Vec<String>>,
+    selection: RwLock<Selection>,
     layouts: Mutex<HashMap<u64, Arc<Layout>>>,
     schemas: Mutex<HashMap<String, String>>,
     log: Mutex<Log>,
@@ -136,7 +162,7 @@ impl Bus {
             user_id: user_id.to_string(),
             limits,
             any_selected: AtomicBool::new(false),
-            selected: RwLock::new(Vec::new()),
+            selection: RwLock::new(Selection::new(limits.entity_limit)),
             layouts: Mutex::new(HashMap::new()),
             schemas: Mutex::new(HashMap::new()),
             log: Mutex::new(Log {
@@ -152,38 +178,37 @@ impl Bus {
         }
     }
 
-    /// Replaces the selected objects (exact API names, as Setup lists them).
+    /// Replaces the standard channel's selection (exact API names, as Setup lists
+    /// them); custom channels keep theirs.
     pub fn select(&self, objects: Vec<String>) {
-        self.any_selected
-            .store(!objects.is_empty(), Ordering::SeqCst);
-        *self.selected.write() = objects;
+        self.change_selection(|s| s.standard = objects);
     }
 
-    /// Selects `object` too, as creating a channel member does; false when it already
-    /// was.
-    pub fn add_selected(&self, object: String) -> bool {
-        let mut selected = self.selected.write();
-        if selected.iter().any(|n| n.eq_ignore_ascii_case(&object)) {
-            return false;
-        }
-        selected.push(object);
-        self.any_selected.store(true, Ordering::SeqCst);
-        true
-    }
-
-    /// Deselects `object`, as deleting its channel member does; false when it was not
-    /// selected.
-    pub fn remove_selected(&self, object: &str) -> bool {
-        let mut selected = self.selected.write();
-        let before = selected.len();
-        selected.retain(|n| !n.eq_ignore_ascii_case(object));
-        self.any_selected
-            .store(!selected.is_empty(), Ordering::SeqCst);
-        selected.len() != before
-    }
-
+    /// The standard channel's selection.
     pub fn selected(&self) -> Vec<String> {
-        self.selected.read().clone()
+        self.selection.read().standard.clone()
+    }
+
+    /// Reads every channel's selection.
+    pub fn read_selection<R>(&self, f: impl FnOnce(&Selection) -> R) -> R {
+        f(&self.selection.read())
+    }
+
+    /// Changes the selection (creating or deleting channels and members) in one
+    /// step, so the entity limit is checked against what is there.
+    pub fn change_selection<R>(&self, f: impl FnOnce(&mut Selection) -> R) -> R {
+        let mut s = self.selection.write();
+        let r = f(&mut s);
+        self.any_selected.store(s.any(), Ordering::SeqCst);
+        r
+    }
+
+    pub fn set_entity_limit(&self, n: usize) {
+        self.change_selection(|s| s.entity_limit = n);
+    }
+
+    pub fn entity_limit(&self) -> usize {
+        self.selection.read().entity_limit
     }
 
     /// Whether any object is selected (requests then run in a capture context).
@@ -191,16 +216,19 @@ impl Bus {
         self.any_selected.load(Ordering::Relaxed)
     }
 
-    /// Whether writes to `object` produce change events; one atomic load when nothing
-    /// is selected.
+    /// Whether writes to `object` produce change events: it is selected on some
+    /// channel. One atomic load when nothing is selected.
     pub fn is_selected(&self, object: &str) -> bool {
         if !self.any_selected.load(Ordering::Relaxed) {
             return false;
         }
-        self.selected
-            .read()
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(object))
+        self.selection.read().anywhere(object)
+    }
+
+    /// The objects of the custom channel `full_name` as they are now; None when there
+    /// is no such channel.
+    pub fn channel_members(&self, full_name: &str) -> Option<Vec<String>> {
+        self.selection.read().members_of(full_name)
     }
 
     /// The change-event layout of `def` as it is now, built once per schema version
@@ -252,7 +280,8 @@ impl Bus {
             }
         }
         kept.extend(overflow);
-        let stored: Vec<(String, String, Vec<u8>)> = kept
+        let selection = self.selection.read();
+        let stored: Vec<Unstored> = kept
             .iter()
             .enumerate()
             .map(|(i, c)| {
@@ -271,25 +300,32 @@ impl Bus {
                 };
                 let mut payload = header.encode();
                 payload.extend_from_slice(&c.body);
-                (c.layout.entity.clone(), c.layout.schema_id.clone(), payload)
+                Unstored {
+                    entity: c.layout.entity.clone(),
+                    schema_id: c.layout.schema_id.clone(),
+                    payload,
+                    standard: selection.on_standard(&c.layout.entity),
+                }
             })
             .collect();
+        drop(selection);
         self.append(stored, at);
     }
 
-    fn append(&self, events: Vec<(String, String, Vec<u8>)>, at: i64) {
+    fn append(&self, events: Vec<Unstored>, at: i64) {
         let latest = {
             let mut log = self.log.lock();
-            for (entity, schema_id, payload) in events {
+            for e in events {
                 let seq = log.next_seq;
                 log.next_seq += 1;
                 log.events.push_back(Arc::new(Stored {
                     seq,
-                    entity,
-                    schema_id,
+                    entity: e.entity,
+                    schema_id: e.schema_id,
                     event_id: transaction_key(),
-                    payload: payload.into(),
+                    payload: e.payload.into(),
                     at_ms: at,
+                    standard: e.standard,
                 }));
             }
             self.prune(&mut log);

@@ -1,8 +1,9 @@
 //! The control API of Change Data Capture (`/__emulator/cdc...`): what Setup's
 //! "Change Data Capture" page does (select objects), and the failures a subscriber
 //! must survive on a real org, on demand: gap and overflow events, dropped streams,
-//! replay ids past the retention window, and a user who may not read the selection
-//! through the Tooling API (`crate::tooling`).
+//! replay ids past the retention window, a user who may not read the selection
+//! through the Tooling API (`crate::tooling`), and the org's limit on selected
+//! entities (Salesforce without the add-on: 5 across all channels).
 
 use super::bus::{Bus, Pending};
 use super::layout::{self, Fill};
@@ -53,11 +54,27 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The custom channels, as `{"name": "MyChannel__chn", "label": ..., "objects":
+/// [...]}` (Setup's page does not show them: they are not in `objects`).
+fn channels(app: &App) -> Value {
+    app.cdc.read_selection(|s| {
+        s.custom
+            .iter()
+            .map(|c| {
+                let objects: Vec<&str> = c.members.iter().map(|m| m.object.as_str()).collect();
+                json!({"name": c.full_name, "label": c.label, "objects": objects})
+            })
+            .collect()
+    })
+}
+
 fn status(app: &App) -> Resp {
     Resp::json(
         200,
         &json!({
             "objects": app.cdc.selected(),
+            "channels": channels(app),
+            "entity_limit": app.cdc.entity_limit(),
             "pubsub": app.pubsub_addr.get(),
             "latest_replay_id": hex(&super::bus::replay_id(app.cdc.latest())),
             "retained": app.cdc.retained(),
@@ -91,19 +108,38 @@ pub fn canonical_names(app: &App, names: &[String]) -> Result<Vec<String>, Strin
     Ok(out)
 }
 
-/// `PUT /__emulator/cdc`: any of `objects` (the selection), `tooling_access` (false:
-/// the user lacks View Setup and Configuration, so the Tooling API hides
-/// PlatformEventChannelMember) and `tooling_page_size` (Tooling query pages hold at
-/// most this many records; 0 lifts the cap). Checked whole before anything changes.
+/// `b[key]` as a whole number, if present.
+fn whole_number(b: &Value, key: &str) -> Result<Option<usize>, Resp> {
+    match b.get(key) {
+        Some(v) => v
+            .as_u64()
+            .map(|n| Some(n as usize))
+            .ok_or_else(|| bad(format!("{key} is a whole number"))),
+        None => Ok(None),
+    }
+}
+
+/// `PUT /__emulator/cdc`: any of `objects` (the standard channel's selection, not
+/// limited: it stands for Setup's page), `tooling_access` (false: the user lacks View
+/// Setup and Configuration, so the Tooling API hides PlatformEventChannel and
+/// PlatformEventChannelMember), `tooling_page_size` (Tooling query pages hold at most
+/// this many records; 0 lifts the cap) and `entity_limit` (most distinct objects
+/// Tooling API members may select across all channels; 0: no limit). Checked whole
+/// before anything changes.
 fn select(app: &App, req: &Req) -> Result<Resp, Resp> {
     let b = body(req)?;
-    let known = ["objects", "tooling_access", "tooling_page_size"];
+    let known = [
+        "objects",
+        "tooling_access",
+        "tooling_page_size",
+        "entity_limit",
+    ];
     if !b
         .as_object()
         .is_some_and(|m| m.keys().any(|k| known.contains(&k.as_str())))
     {
         return Err(bad(
-            "need \"objects\": an array of object names, \"tooling_access\" or \"tooling_page_size\"",
+            "need \"objects\": an array of object names, \"tooling_access\", \"tooling_page_size\" or \"entity_limit\"",
         ));
     }
     let names = match b.get("objects") {
@@ -117,13 +153,8 @@ fn select(app: &App, req: &Req) -> Result<Resp, Resp> {
         ),
         None => None,
     };
-    let page = match b.get("tooling_page_size") {
-        Some(v) => Some(
-            v.as_u64()
-                .ok_or_else(|| bad("tooling_page_size is a whole number"))? as usize,
-        ),
-        None => None,
-    };
+    let page = whole_number(&b, "tooling_page_size")?;
+    let limit = whole_number(&b, "entity_limit")?;
     if let Some(n) = names {
         app.cdc.select(n);
     }
@@ -132,6 +163,9 @@ fn select(app: &App, req: &Req) -> Result<Resp, Resp> {
     }
     if let Some(p) = page {
         app.tooling.set_page_size(p);
+    }
+    if let Some(l) = limit {
+        app.cdc.set_entity_limit(l);
     }
     Ok(status(app))
 }
@@ -160,6 +194,7 @@ fn header_only(
     ids: Vec<String>,
 ) -> Result<(), Resp> {
     let name = canonical(app, object)?;
+    // Selected on any channel, standard or custom.
     if !bus.is_selected(&name) {
         return Err(bad(format!(
             "{name} is not selected for Change Data Capture"

@@ -19,10 +19,13 @@
 //!
 //! Not modelled: merging the same change to several records into one event (each
 //! record gets its own event, allowed by "Typically, this field contains one record
-//! ID"), diffFields (always empty), enrichment, event filters and custom channels.
+//! ID"), diffFields (always empty), enrichment and event filters. Custom channels are
+//! modelled (`channels`, `crate::tooling`).
 
 pub mod bus;
+pub mod channels;
 pub mod control;
+pub mod deliveries;
 pub mod layout;
 
 pub use bus::{Bus, Pending};

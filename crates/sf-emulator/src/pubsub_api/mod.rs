@@ -12,12 +12,16 @@
 //! | replay_preset/replay_id count only in the first FetchRequest; a later one naming another topic fails with INVALID_ARGUMENT | Subscribe comment in pubsub_api.proto |
 //! | With nothing to deliver the server sends an empty FetchResponse with the latest replay id, within 270 seconds | FetchResponse comment in pubsub_api.proto; "Subscribe RPC Method" keepalive section |
 //! | Change event channels cannot be published to | "Subscription Channels", Change Data Capture Developer Guide (change events are published by Salesforce) |
+//! | A custom channel's topic is `/data/<Name>__chn`, its name case-sensitive; it carries the change events of its members' entities only | "Subscription Channels"; "Compose Streams of Change Data Capture Notifications with Custom Channels", same guide |
 //!
-//! Unconfirmed, chosen here: the status of an unknown topic (NOT_FOUND) and of an
-//! unknown schema id (NOT_FOUND) and their error-code strings, the auth status
-//! (UNAUTHENTICATED), the trailer name `rpc-id`, TopicInfo.schema_id left empty for
-//! `/data/ChangeEvents` (its events use one schema per object), and that a stream with
-//! nothing requested stays open (Salesforce may close it after a while).
+//! Unconfirmed, chosen here: the status of an unknown topic (NOT_FOUND; a custom
+//! channel that does not exist, or no longer does, too) and of an unknown schema id
+//! (NOT_FOUND) and their error-code strings, the auth status (UNAUTHENTICATED), the
+//! trailer name `rpc-id`, TopicInfo.schema_id left empty for `/data/ChangeEvents` and
+//! custom channels (their events use one schema per object), that a stream with
+//! nothing requested stays open (Salesforce may close it after a while), and that a
+//! stream of a custom channel deleted while it is open stays open and delivers
+//! nothing more.
 
 mod serve;
 
@@ -90,18 +94,40 @@ fn meta<'a, T>(req: &'a Request<T>, key: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// What a subscription delivers.
-#[derive(Clone)]
+/// What a subscription delivers (see `crate::cdc::bus` for which events).
 enum Topic {
+    /// The standard channel's events.
     All,
+    /// Every event of one object.
     Object(String),
+    /// The events of a custom channel's members; the channel's full name.
+    Custom(String),
+}
+
+/// A topic's filter for one delivery, with a custom channel's members as they are
+/// now.
+enum Filter {
+    Standard,
+    Entity(String),
+    Entities(Vec<String>),
 }
 
 impl Topic {
+    fn filter(&self, bus: &crate::cdc::Bus) -> Filter {
+        match self {
+            Topic::All => Filter::Standard,
+            Topic::Object(o) => Filter::Entity(o.clone()),
+            Topic::Custom(c) => Filter::Entities(bus.channel_members(c).unwrap_or_default()),
+        }
+    }
+}
+
+impl Filter {
     fn wants(&self, e: &Stored) -> bool {
         match self {
-            Topic::All => true,
-            Topic::Object(o) => e.entity == *o,
+            Filter::Standard => e.standard,
+            Filter::Entity(o) => e.entity == *o,
+            Filter::Entities(objects) => objects.iter().any(|o| o.eq_ignore_ascii_case(&e.entity)),
         }
     }
 }
@@ -141,6 +167,11 @@ impl Service {
         };
         match pubsub::channel::parse(name).ok_or_else(unknown)? {
             Channel::All => Ok((Topic::All, None)),
+            Channel::Custom(c) => {
+                // Spelled as created: a channel name is case-sensitive.
+                self.app.cdc.channel_members(&c).ok_or_else(unknown)?;
+                Ok((Topic::Custom(c), None))
+            }
             Channel::Object(o) => {
                 let obj = self.app.org.object(&o).ok_or_else(unknown)?;
                 let canonical = obj.read().def.name.clone();
@@ -380,11 +411,12 @@ impl Subscription {
     /// Sends what is available, at most what is pending, in one FetchResponse;
     /// Ok(true) when it sent one.
     async fn deliver(&mut self) -> Result<bool, ()> {
-        let topic = self.topic.clone();
+        // Read before each delivery, so membership changes reach open streams.
+        let filter = self.topic.filter(&self.app.cdc);
         let (events, reached) =
             self.app
                 .cdc
-                .read_after(self.cursor, |e| topic.wants(e), self.pending as usize);
+                .read_after(self.cursor, |e| filter.wants(e), self.pending as usize);
         if events.is_empty() {
             // Nothing for this topic up to `reached`: the position moves on.
             self.cursor = reached;
@@ -392,6 +424,7 @@ impl Subscription {
         }
         self.cursor = events.last().map_or(reached, |e| e.seq);
         self.pending -= events.len() as i32;
+        self.app.deliveries.count(events.len());
         let resp = FetchResponse {
             events: events.iter().map(|e| consumer_event(e)).collect(),
             latest_replay_id: replay_id(self.cursor),
