@@ -12,6 +12,9 @@ pub static DATABASE_NAME: GucSetting<Option<CString>> =
 /// could change a synced table without the change reaching Salesforce.
 pub static APPLYING: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// Where the database's worker serves `/metrics` and `/healthz` (unset: nowhere).
+pub static METRICS_LISTEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
 /// Hosts besides loopback that login URLs may name with plain http (a test emulator on
 /// another container). Superuser-only: anyone else could send tokens in clear text.
 pub static PLAIN_HTTP_HOSTS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -28,6 +31,22 @@ pub fn register_server_settings() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
+    GucRegistry::define_string_guc(
+        c"sequin_sf.metrics_listen",
+        c"Address where the database's sequin_sf worker serves /metrics (Prometheus text) and /healthz.",
+        c"Empty (the default): no endpoint. A bare port (9187) listens on loopback; host:port listens there.",
+        &METRICS_LISTEN,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+}
+
+/// `sequin_sf.metrics_listen`, if set.
+pub fn metrics_listen() -> Option<String> {
+    METRICS_LISTEN
+        .get()
+        .and_then(|c| c.into_string().ok())
+        .filter(|s| !s.trim().is_empty())
 }
 
 /// The settings a session reads, defined whenever the library is loaded.

@@ -165,3 +165,59 @@ def test_the_orgs_api_usage_is_what_salesforce_reported(env):
                             " org_api_usage_at IS NOT NULL)::text FROM sequin_sf.syncs"
                             " WHERE name = %s", (SYNC,))
     assert row.endswith(f",{API_LIMIT},t)")
+
+
+@pytest.mark.extension_only("the database's worker serves the endpoint; sequin-sf has --listen")
+def test_the_worker_serves_metrics_over_http_when_an_address_is_set(start_emulator):
+    """sequin_sf.metrics_listen: off by default; a bare port serves /metrics (the same
+    exposition, with the reading's age) and /healthz on loopback."""
+    import urllib.error
+    import urllib.request
+
+    from harness import Cluster, create_emulator_credential, free_port, wait_backfilled
+
+    default = Cluster()
+    try:
+        conn = default.connect()
+        assert query_value(conn, "SHOW sequin_sf.metrics_listen") == ""
+        conn.close()
+    finally:
+        default.destroy()
+
+    port = free_port()
+    emu = start_emulator("--seed", "5", "--generate", "Account=5,Contact=20")
+    cluster = Cluster(settings={"sequin_sf.metrics_listen": f"'{port}'"})
+    conn = cluster.connect()
+    try:
+        cluster.install(conn)
+        create_emulator_credential(conn, emu)
+        conn.execute("SELECT sequin_sf.create_sync('web', credential => 'emu',"
+                      " collections => ARRAY['Contact'])")
+        wait_backfilled(conn, "web")
+
+        def get(path):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+
+        def lag():
+            status, text = get("/metrics")
+            if status != 200:
+                return None
+            families = {f.name: f for f in text_string_to_metric_families(text)}
+            return families, [s for s in families["sequin_sf_lag_seconds"].samples
+                              if s.labels == {"sync": "web", "collection": "Contact"}]
+
+        families, contact = wait_for(lambda: (lambda r: r if r and r[1] else None)(lag()),
+                                     timeout=60, what="Contact's lag over HTTP")
+        assert contact[0].value >= 0
+        assert set(families) >= set(PER_COLLECTION + PER_SYNC)
+        age = families["sequin_sf_worker_metrics_age_seconds"].samples[0].value
+        assert 0 <= age < 30
+        assert get("/healthz") == (200, "ok\n")
+        assert get("/other")[0] == 404
+    finally:
+        conn.close()
+        cluster.destroy()

@@ -8,6 +8,7 @@
 
 mod child;
 mod launcher;
+mod metrics_endpoint;
 mod server_log;
 mod signals;
 mod spi;
@@ -86,9 +87,11 @@ pub extern "C-unwind" fn sequin_sf_worker_main(_arg: pg_sys::Datum) {
     sync_engine::read::remove_leftover_pages();
     let mut children: HashMap<String, Child> = HashMap::new();
     let mut here = new_syncs();
+    let mut metrics = metrics_endpoint::MetricsEndpoint::default();
     let mut nap = IDLE_NAP;
     while signals::wait_latch(nap) {
         reload_if_asked(&mut here);
+        metrics.keep();
         let Some(syncs) = load_syncs() else {
             continue;
         };

@@ -12,6 +12,7 @@ pub mod allocations;
 pub mod catalog;
 pub mod credentials;
 pub mod db;
+pub mod endpoint;
 pub mod error;
 pub mod inflight;
 pub mod read;

@@ -9,12 +9,11 @@
 //!   docs/metrics.md), and `sequin_sf_sidecar_last_pass_age_seconds`, in Prometheus's
 //!   text format.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sync_engine::endpoint;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How long without a finished pass `/healthz` still calls healthy.
@@ -45,23 +44,21 @@ impl Heartbeat {
     }
 }
 
-/// Serves the endpoints on `listen` from a thread of its own; fails if the address
-/// cannot be bound.
 /// The database the endpoints read: its connection string and TLS connector.
 pub type Database = (String, MakeRustlsConnect);
 
+/// Serves the endpoints on `listen` (host:port, or a port on loopback) from a thread
+/// of its own; fails if the address cannot be bound.
 pub fn serve(listen: &str, database: Database, heartbeat: Heartbeat) -> std::io::Result<()> {
-    let listener = TcpListener::bind(listen)?;
-    log::info!(
-        "sequin-sf: /healthz and /metrics on http://{}",
-        listener.local_addr()?
-    );
-    std::thread::spawn(move || {
-        let mut db: Option<postgres::Client> = None;
-        for stream in listener.incoming().flatten() {
-            let _ = answer(stream, &database, &mut db, &heartbeat);
-        }
-    });
+    let address = endpoint::listen_address(listen)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut db: Option<postgres::Client> = None;
+    let bound = endpoint::serve(address, move |path| match path {
+        "/healthz" => health(&database, &mut db, &heartbeat),
+        "/metrics" => metrics(&database, &mut db, &heartbeat),
+        _ => endpoint::not_found(),
+    })?;
+    log::info!("sequin-sf: /healthz and /metrics on http://{bound}");
     Ok(())
 }
 
@@ -86,38 +83,11 @@ fn query_text(
         .unwrap_or_default())
 }
 
-fn answer(
-    stream: TcpStream,
-    url: &Database,
-    db: &mut Option<postgres::Client>,
-    heartbeat: &Heartbeat,
-) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line)?;
-    let path = line.split_whitespace().nth(1).unwrap_or("");
-    let (status, body) = match path {
-        "/healthz" => health(url, db, heartbeat),
-        "/metrics" => metrics(url, db, heartbeat),
-        _ => (
-            "404 Not Found",
-            "not found: try /healthz or /metrics\n".to_string(),
-        ),
-    };
-    let mut out = stream;
-    write!(
-        out,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-}
-
 fn health(
     url: &Database,
     db: &mut Option<postgres::Client>,
     heartbeat: &Heartbeat,
-) -> (&'static str, String) {
+) -> endpoint::Answer {
     let unavailable = "503 Service Unavailable";
     match heartbeat.age() {
         None => return (unavailable, "starting: no pass of the syncs yet\n".into()),
@@ -139,7 +109,7 @@ fn metrics(
     url: &Database,
     db: &mut Option<postgres::Client>,
     heartbeat: &Heartbeat,
-) -> (&'static str, String) {
+) -> endpoint::Answer {
     let mut body = match query_text(url, db, "SELECT sequin_sf.metrics_text()") {
         Ok(text) => text,
         Err(e) => {
