@@ -76,6 +76,13 @@ def measure(conn, emu, ids, rng, changes, label):
     return lags, emu.stats()["api_requests_total"] - calls_before, minutes
 
 
+def deliveries(conn):
+    """Change events the sync's stream delivered so far (sequin_sf._api_usage.events,
+    what sequin_sf.org_limits shows as its share of DailyDeliveredPlatformEvents)."""
+    return query_value(conn, "SELECT coalesce(sum(events), 0) FROM sequin_sf._api_usage"
+                             " WHERE sync_name = 'lag'")
+
+
 def measure_events(conn, emu, ids, changes, poll_lags, poll_calls_per_min):
     """The same change stream with every collection on Change Data Capture events."""
     emu.control("PUT", "cdc", {"objects": list(COLLECTIONS)})
@@ -92,7 +99,9 @@ def measure_events(conn, emu, ids, changes, poll_lags, poll_calls_per_min):
     # the describe checks go back to their default pace, as in the polling run
     conn.execute("SELECT sequin_sf.alter_sync('lag', describe_interval => '10 minutes')")
     time.sleep(3)  # the reconciliation polls after the switch
+    delivered_before = deliveries(conn)
     lags, calls, minutes = measure(conn, emu, ids, random.Random(5), changes, "events")
+    delivered = deliveries(conn) - delivered_before
     per_day = calls / minutes * 1440
     # Calls on a schedule longer than this run (describe checks, selection reads,
     # reconciliation polls) may not fall inside it: count them from the settings.
@@ -108,6 +117,9 @@ def measure_events(conn, emu, ids, changes, poll_lags, poll_calls_per_min):
     print(f"events:  API calls while measuring: {calls} in {minutes:.1f} min ="
           f" {per_day:,.0f}/day measured; on schedule at these settings:"
           f" {', '.join(f'{k} {v:,}' for k, v in scheduled.items())} = {floor:,}/day")
+    print(f"events:  event deliveries counted by the sync while measuring: {delivered:,} for"
+          f" {len(lags):,} changes = {delivered / minutes * 1440:,.0f}/day at this change rate"
+          f" (the org's allocation: 50,000/day in Unlimited Edition)")
     events_day = max(per_day, floor)
     poll_day = poll_calls_per_min * 1440
     print(f"events vs polling: lag median {median(poll_lags) / max(median(lags), 1e-6):.0f}x lower;"
