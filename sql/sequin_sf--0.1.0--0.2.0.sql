@@ -208,8 +208,8 @@ SELECT c.sync_name,
 FROM sequin_sf._collections c
 JOIN sequin_sf._syncs s ON s.name = c.sync_name
 -- Why the collection's table is not being kept current right now (NULL while it is, or
--- the sync is paused), and since when: no worker of the extension holds the session
--- lock every process running a sync holds (a worker being started again after a
+-- the sync is paused), and since when: no worker of the extension (nor sequin-sf, whose
+-- sessions are named for it) holds the session lock every process running a sync holds (a worker being started again after a
 -- crash), the read side retries after an error, or the collection's last poll failed.
 CROSS JOIN LATERAL (
     SELECT CASE WHEN s.paused THEN NULL
@@ -232,7 +232,8 @@ CROSS JOIN LATERAL (
                  AND l.classid = pg_catalog.hashtext('sequin_sf sync')::oid
                  AND l.objid = pg_catalog.hashtext(s.name)::oid
                  AND l.objsubid = 2
-                 AND a.backend_type IN ('sequin_sf sync', 'sequin_sf')) AS running) r
+                 AND (a.backend_type IN ('sequin_sf sync', 'sequin_sf')
+                      OR a.application_name = 'sequin-sf')) AS running) r
 ) b;
 -- functions (drafted)
 

@@ -63,7 +63,7 @@ def test_archived_activities_are_backfilled_and_their_edits_polled(start_emulato
     modes = dict(query_rows(db, "SELECT collection, backfill_mode FROM sequin_sf.sync_status"))
     assert set(modes.values()) == {"bulk" if path == "bulk" else "rest"}, modes
     if path == "ranges":
-        assert "(range 4 of 4)" in cluster.log()
+        assert "(range 4 of 4)" in cluster.sync_log()
 
     for obj, archived in (("Task", archived_tasks), ("Event", archived_events)):
         want = kept_snapshot(emulator, obj)
