@@ -7,9 +7,9 @@
 PG        ?= 15
 PG_CONFIG ?= /opt/sequin-sf-pg/$(PG)/bin/pg_config
 PYTEST    ?= .venv/bin/pytest
-# The end-to-end tests mostly wait (on workers, the emulator, Postgres): two pytest-xdist
-# workers run two files at a time; a file's tests stay together (module fixtures).
-PARALLEL  ?= -n 2 --dist loadfile
+# The end-to-end tests mostly wait (on workers, the emulator, Postgres): three pytest-xdist
+# workers run three files at a time; a file's tests stay together (module fixtures).
+PARALLEL  ?= -n 3 --dist loadfile
 RUST_CRATES = -p soql -p sf-emulator -p salesforce -p sync-core -p pubsub -p sync-engine \
               -p sequin-sf-sidecar
 # The tests and scripts start clusters with this version's binaries.
