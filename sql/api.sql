@@ -1244,7 +1244,25 @@ BEGIN
            y.org_api_limit::float8,
            'The org''s daily API request limit, as Salesforce last reported it to the sync (syncs.org_api_requests_limit)',
            'gauge'
-      FROM sequin_sf._syncs y WHERE y.org_api_limit IS NOT NULL;
+      FROM sequin_sf._syncs y WHERE y.org_api_limit IS NOT NULL
+    UNION ALL
+    SELECT 'sequin_sf_org_limit_max', pg_catalog.jsonb_build_object('sync', o.sync_name, 'allocation', o.allocation),
+           o.max::float8,
+           'An allocation of the org (daily API requests, Bulk query jobs and storage, event deliveries, long-running requests) as /limits last reported it to the sync (sequin_sf.org_limits)',
+           'gauge'
+      FROM sequin_sf.org_limits o
+    UNION ALL
+    SELECT 'sequin_sf_org_limit_remaining', pg_catalog.jsonb_build_object('sync', o.sync_name, 'allocation', o.allocation),
+           o.remaining::float8,
+           'What is left of the allocation for every client of the org, as /limits last reported it to the sync',
+           'gauge'
+      FROM sequin_sf.org_limits o
+    UNION ALL
+    SELECT 'sequin_sf_org_limit_sync_used_24h', pg_catalog.jsonb_build_object('sync', o.sync_name, 'allocation', o.allocation),
+           o.sync_used_24h::float8,
+           'The sync''s own use of the allocation in the last 24 hours, where it counts it (API requests, Bulk query jobs, event deliveries)',
+           'gauge'
+      FROM sequin_sf.org_limits o WHERE o.sync_used_24h IS NOT NULL;
 
     FOR s IN SELECT y.name, y.schema_name FROM sequin_sf._syncs y ORDER BY y.name LOOP
         l := pg_catalog.jsonb_build_object('sync', s.name);

@@ -73,6 +73,12 @@ def test_a_scrape_parses_and_has_every_metric(env):
         assert written(samples, state) is not None, state
     assert value(samples, "sequin_sf_paused") == 0
     assert value(samples, "sequin_sf_api_requests_24h") > 0
+    # the org's allocations as /limits reported them, and the sync's share where counted
+    assert value(samples, "sequin_sf_org_limit_max", allocation="DailyApiRequests") == API_LIMIT
+    assert 0 < value(samples, "sequin_sf_org_limit_remaining", allocation="DailyApiRequests") < API_LIMIT
+    assert value(samples, "sequin_sf_org_limit_sync_used_24h", allocation="DailyApiRequests") > 0
+    assert value(samples, "sequin_sf_org_limit_sync_used_24h", allocation="DailyDeliveredPlatformEvents") == 0
+    assert value(samples, "sequin_sf_org_limit_max", allocation="DailyBulkV2QueryJobs") == 10_000
     # the live sync's worker holds its lock: not behind once it runs
     wait_for(lambda: all(value(scrape(conn)[0], "sequin_sf_behind", collection=o) == 0 for o in OBJECTS),
              timeout=60, what="the sync not behind")
