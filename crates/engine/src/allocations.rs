@@ -55,15 +55,11 @@ impl Allocations {
     /// allocation the sync may reach (None: it may, or the org did not report them).
     pub fn bulk_refusal(&self, ceiling: f64) -> Option<String> {
         BULK.iter().find_map(|name| {
-            let (max, remaining) = self.get(name)?;
-            let used = max.saturating_sub(remaining);
-            (!within_ceiling(used, 1, max, ceiling)).then(|| {
-                format!(
-                    "the org has {remaining} of its {max} {name} left: one more Bulk query job would reach into the {:.0}% this sync leaves to other integrations (org_usage_ceiling {:.0}%), so the backfill reads REST pages instead",
-                    (1.0 - ceiling) * 100.0,
-                    ceiling * 100.0
-                )
-            })
+            let (max, remaining) = self.past_ceiling(name, ceiling)?;
+            Some(format!(
+                "the org has {remaining} of its {max} {name} left: one more Bulk query job would reach into {}, so the backfill reads REST pages instead",
+                left_to_others(ceiling)
+            ))
         })
     }
 
@@ -73,15 +69,20 @@ impl Allocations {
     /// which costs API requests instead, until a later reading shows room again.
     pub fn events_refusal(&self, ceiling: f64) -> Option<String> {
         let name = "DailyDeliveredPlatformEvents";
+        let (max, remaining) = self.past_ceiling(name, ceiling)?;
+        Some(format!(
+            "the org has {remaining} of its {max} daily event deliveries ({name}) left, within {}: polling until a later reading of /limits shows room",
+            left_to_others(ceiling)
+        ))
+    }
+
+    /// (max, remaining) of allocation `name` when one more use of it would pass the
+    /// `ceiling` share (`pacing::within_ceiling`, the rule of every allocation); None
+    /// when it would not, or the org did not report it.
+    fn past_ceiling(&self, name: &str, ceiling: f64) -> Option<(u64, u64)> {
         let (max, remaining) = self.get(name)?;
         let used = max.saturating_sub(remaining);
-        (!within_ceiling(used, 1, max, ceiling)).then(|| {
-            format!(
-                "the org has {remaining} of its {max} daily event deliveries ({name}) left, within the {:.0}% this sync leaves to other integrations (org_usage_ceiling {:.0}%): polling until a later reading of /limits shows room",
-                (1.0 - ceiling) * 100.0,
-                ceiling * 100.0
-            )
-        })
+        (!within_ceiling(used, 1, max, ceiling)).then_some((max, remaining))
     }
 
     /// (max, remaining) of an allocation, if the org reported it.
@@ -89,4 +90,13 @@ impl Allocations {
         let a = self.limits.get(name)?;
         Some((a.get("Max")?.as_u64()?, a.get("Remaining")?.as_u64()?))
     }
+}
+
+/// "the 20% this sync leaves to other integrations (org_usage_ceiling 80%)".
+fn left_to_others(ceiling: f64) -> String {
+    format!(
+        "the {:.0}% this sync leaves to other integrations (org_usage_ceiling {:.0}%)",
+        (1.0 - ceiling) * 100.0,
+        ceiling * 100.0
+    )
 }

@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use salesforce::cdc::ChannelError;
 
-use super::secs;
 use crate::catalog::{CollectionRow, SyncConfig};
 use crate::db::{tx, Database, DbError};
 use crate::error::{passes_by_itself, StepError};
@@ -63,10 +62,7 @@ pub(super) fn keep_if_due(
         .map(|c| c.object_name.clone())
         .collect();
     let due = rt.events.channel_kept_for.as_ref() != Some(&wanted)
-        || rt
-            .events
-            .selection_read_at
-            .is_none_or(|t| t.elapsed() >= secs(cfg.describe_interval_secs));
+        || super::events::selection_due(rt, cfg);
     if !due || !rt.try_spend(2) {
         return Ok(());
     }

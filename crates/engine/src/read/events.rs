@@ -141,14 +141,18 @@ fn stream_topic(cfg: &SyncConfig) -> String {
     }
 }
 
-/// Reads the org's CDC selection when it was never read or the describe interval
-/// passed (a selection made in Setup is picked up then).
-fn read_selection_if_due(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<(), StepError> {
-    let due = rt
-        .events
+/// Whether the event source (the org's selection, the sync's channel) is due to be read
+/// again: never read, or the describe interval passed (a change made in Setup is picked
+/// up then).
+pub(super) fn selection_due(rt: &SyncRuntime, cfg: &SyncConfig) -> bool {
+    rt.events
         .selection_read_at
-        .is_none_or(|t| t.elapsed() >= secs(cfg.describe_interval_secs));
-    if !due || !rt.try_spend(1) {
+        .is_none_or(|t| t.elapsed() >= secs(cfg.describe_interval_secs))
+}
+
+/// Reads the org's CDC selection when due (`selection_due`).
+fn read_selection_if_due(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Result<(), StepError> {
+    if !selection_due(rt, cfg) || !rt.try_spend(1) {
         return Ok(());
     }
     rt.events.selection_read_at = Some(Instant::now());

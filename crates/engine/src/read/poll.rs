@@ -32,14 +32,19 @@ pub(super) fn poll_round(
         let started = Utc::now();
         let mut subs = Vec::new();
         let mut deleted_windows = Vec::new();
+        // each collection's field groups, when its fields need more than one query
+        let mut splits = Vec::new();
         for (i, c) in group.iter().enumerate() {
             let cr = rt.collection(&c.object_name)?;
             let stamp = c.stamp_field.as_deref().unwrap_or("SystemModstamp");
             let since = cursor::poll_since(c.poll_cursor.unwrap_or(started), overlap);
             let fields = queries::rest_fields(&cr.columns);
             let split = SplitRead::plan(&c.object_name, &fields, Some(stamp));
-            let fields = split.as_ref().map_or(fields, SplitRead::first_fields);
-            let soql = queries::poll_query(&c.object_name, &fields, stamp, since);
+            let soql = {
+                let fields = split.as_ref().map_or(fields, SplitRead::first_fields);
+                queries::poll_query(&c.object_name, &fields, stamp, since)
+            };
+            splits.push(split);
             subs.push(
                 rt.client
                     .query_subrequest(&format!("q{i}"), &soql, true, Some(PAGE_SIZE)),
@@ -62,11 +67,15 @@ pub(super) fn poll_round(
         let responses = rt.call(rt.client.composite(false, subs))?;
         for resp in responses {
             let (kind, idx) = resp.reference_id.split_at(1);
-            let Some(c) = idx.parse::<usize>().ok().and_then(|i| group.get(i)) else {
+            let Some((c, split)) = idx
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| Some((group.get(i)?, splits.get(i)?.as_ref())))
+            else {
                 continue;
             };
             if kind == "q" {
-                apply_poll_response(rt, cfg, c, resp, started, overlap)?;
+                apply_poll_response(rt, cfg, (c, split), resp, started, overlap)?;
             } else if let Some((_, start, end)) = deleted_windows
                 .iter()
                 .find(|(i, _, _)| group[*i].object_name == c.object_name)
@@ -80,10 +89,12 @@ pub(super) fn poll_round(
     Ok(true)
 }
 
+/// Applies a poll query's answer for `c` and its next pages, each completed by the
+/// other field groups' queries when `split`.
 fn apply_poll_response(
     rt: &mut SyncRuntime,
     cfg: &SyncConfig,
-    c: &CollectionRow,
+    (c, split): (&CollectionRow, Option<&SplitRead>),
     resp: CompositeSubresponse,
     started: chrono::DateTime<Utc>,
     overlap: chrono::Duration,
@@ -109,14 +120,6 @@ fn apply_poll_response(
             return Ok(());
         }
     };
-    let split = {
-        let cr = rt.collection(&c.object_name)?;
-        SplitRead::plan(
-            &c.object_name,
-            &queries::rest_fields(&cr.columns),
-            Some(&stamp),
-        )
-    };
     let mut cur = c.poll_cursor.unwrap_or(started - overlap);
     let window_start = cursor::poll_since(cur, overlap);
     loop {
@@ -130,7 +133,7 @@ fn apply_poll_response(
                 _ => true,
             });
         }
-        if let Some(split) = split.as_ref().filter(|_| !page.records.is_empty()) {
+        if let Some(split) = split.filter(|_| !page.records.is_empty()) {
             // the other field groups' calls: without them the page cannot be applied, and
             // the next round reads it again from the cursor
             if !rt.try_spend(split.calls_per_page() - 1) {

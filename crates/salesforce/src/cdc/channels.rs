@@ -66,14 +66,7 @@ fn developer_name(full_name: &str) -> Result<&str> {
 }
 
 fn classify(e: Error) -> ChannelError {
-    let denied = [
-        ErrorCode::InvalidType,
-        ErrorCode::InsufficientAccess,
-        ErrorCode::InsufficientAccessOrReadonly,
-    ]
-    .iter()
-    .any(|c| e.has_code(c));
-    if denied {
+    if super::selection::tooling_access_refused(&e) {
         ChannelError::MissingPermission {
             permission: CUSTOMIZE_APPLICATION,
             source: e,

@@ -104,15 +104,21 @@ fn check_api_version(version: &str) -> Result<(), SelectionError> {
 }
 
 /// The missing permission, told apart from other failures (see the module comment).
-fn classify(e: Error) -> SelectionError {
-    let denied = [
+/// Whether a Tooling API call was refused for a missing permission: the object reads
+/// as one that does not exist (`INVALID_TYPE`, see the module comment), or an access
+/// error, in case an org answers that way.
+pub(super) fn tooling_access_refused(e: &Error) -> bool {
+    [
         ErrorCode::InvalidType,
         ErrorCode::InsufficientAccess,
         ErrorCode::InsufficientAccessOrReadonly,
     ]
     .iter()
-    .any(|c| e.has_code(c));
-    if denied {
+    .any(|c| e.has_code(c))
+}
+
+fn classify(e: Error) -> SelectionError {
+    if tooling_access_refused(&e) {
         SelectionError::MissingPermission {
             permission: VIEW_SETUP_PERMISSION,
             source: e,
