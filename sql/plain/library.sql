@@ -8,8 +8,9 @@
 --     (`sequin-sf credential create`), so the database never sees them in clear;
 --   * the org's objects and the fields of synced objects come from what sequin-sf last
 --     read (_org_objects, _org_fields), not from a call to Salesforce made by SQL;
---   * a statement's entries are logged when it ends, so those of statements its own
---     triggers ran come before them (the C capture logs the outer statement's first).
+--   * a statement's entries are logged when it ends; those of statements its own
+--     triggers ran, logged before, are then moved after them (logged again with new
+--     ids), where the C capture logs the outer statement's first as they happen.
 
 -- The release of these objects, where the extension would have pg_extension.extversion.
 CREATE TABLE sequin_sf._release (
@@ -225,53 +226,55 @@ $$;
 -- That order is kept with two transaction-local settings, restored by Postgres when a
 -- savepoint rolls back: sequin_sf.capture_frames, the trigger depths of the statements
 -- on synced tables that have started and not been captured (_capture_statement_starts
--- opens one), and sequin_sf.capture_held, the entries of statements captured while a
--- shallower one was open, held until it is.
+-- opens one), and sequin_sf.capture_held, the log entries of statements captured while
+-- a shallower one was open. Every statement logs its entries at once; the first
+-- statement around them with no synced statement around it moves the held entries
+-- after its own (logs them again, in order, and deletes the first copies).
+--
+-- What an application's one-row statement costs is mostly what PL/pgSQL pays once
+-- per transaction for each expression and statement it runs: the common case (a
+-- statement the application ran itself, nothing held) runs as few as it can.
 CREATE FUNCTION sequin_sf._capture_writes() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 -- a synced table's columns may be named like a variable here (sent, rules...): the
 -- statements below name columns through their table only
 #variable_conflict use_variable
 DECLARE
-    rules jsonb;
-    picks jsonb;
     sent text[];
-    ruled text[];
-    own jsonb;
-    depth int := pg_trigger_depth();
+    logged bigint;
+    depth int;
     frames int[];
-    held jsonb;
-    held_before jsonb;
     nested boolean;
-    deeper jsonb := '[]';
+    held jsonb;
+    deeper jsonb;
 BEGIN
-    IF current_setting('sequin_sf.applying', true) = 'on'
+    IF coalesce(current_setting('sequin_sf.applying', true), '') = 'on'
        AND pg_has_role(session_user, sequin_sf._runner(), 'MEMBER') THEN
         RETURN NULL;
     END IF;
-    rules := TG_ARGV[1]::jsonb;
-    picks := TG_ARGV[2]::jsonb;
+    -- the table's own log, found through the search path so that the statements below
+    -- are static and their plans kept (Postgres compiles a trigger function once per
+    -- trigger; the path is restored as the function returns)
+    PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp', TG_TABLE_SCHEMA), true);
     sent := TG_ARGV[3:TG_NARGS - 1];
-    ruled := ARRAY(SELECT jsonb_object_keys(rules) UNION SELECT jsonb_object_keys(picks));
-    -- The statement's entries, in order. Statements are static so that their plans are
-    -- kept: Postgres compiles a trigger function once per trigger.
     IF TG_OP = 'INSERT' THEN
-        IF cardinality(ruled) > 0 THEN
+        IF TG_ARGV[1] <> '{}' OR TG_ARGV[2] <> '{}' THEN
             -- a row sets a column it may not, or a picklist value not allowed: the values
             -- it sets are built for the error only
             PERFORM sequin_sf._refuse_write(
                         TG_TABLE_SCHEMA, TG_TABLE_NAME, 'INSERT',
                         (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(x.j) e
                           WHERE e.key = ANY (sent) AND e.value <> 'null'),
-                        rules, picks)
+                        TG_ARGV[1]::jsonb, TG_ARGV[2]::jsonb)
                FROM (SELECT to_jsonb(n.*) AS j FROM _sf_new n) x
-              WHERE jsonb_strip_nulls(x.j) ?| ARRAY(SELECT k FROM jsonb_object_keys(rules) k WHERE k = ANY (sent))
-                 OR EXISTS (SELECT 1 FROM jsonb_each(picks) p
+              WHERE jsonb_strip_nulls(x.j) ?| ARRAY(SELECT k FROM jsonb_object_keys(TG_ARGV[1]::jsonb) k
+                                                     WHERE k = ANY (sent))
+                 OR EXISTS (SELECT 1 FROM jsonb_each(TG_ARGV[2]::jsonb) p
                              WHERE p.key = ANY (sent) AND (x.j -> p.key) <> 'null'
                                AND NOT p.value @> jsonb_build_array(x.j -> p.key));
         END IF;
-        SELECT jsonb_agg(jsonb_build_object('row_id', n._row_id, 'action', 'insert')) INTO own
-          FROM _sf_new n;
+        INSERT INTO _sync_write_log (table_name, object_name, row_id, action)
+        SELECT TG_TABLE_NAME, TG_ARGV[0], n._row_id, 'insert' FROM _sf_new n;
     ELSIF TG_OP = 'UPDATE' THEN
         -- OLD and NEW rows sit at the same position of the two transition tables: paired
         -- by unnesting the two in step (a join on their positions would be planned once,
@@ -288,98 +291,101 @@ BEGIN
                        CASE WHEN (p.before -> '_row_id') IS DISTINCT FROM (p.after -> '_row_id')
                             THEN sequin_sf._row_id_changed(TG_TABLE_NAME, (p.before ->> '_row_id')::bigint,
                                                           (p.after ->> '_row_id')::bigint) END AS moved,
-                       CASE WHEN p.changed ?| ruled
+                       CASE WHEN p.changed ?| ARRAY(SELECT jsonb_object_keys(TG_ARGV[1]::jsonb)
+                                                    UNION SELECT jsonb_object_keys(TG_ARGV[2]::jsonb))
                             THEN sequin_sf._refuse_write(TG_TABLE_SCHEMA, TG_TABLE_NAME, 'UPDATE',
-                                                         p.changed, rules, picks) END AS refused
+                                                         p.changed, TG_ARGV[1]::jsonb, TG_ARGV[2]::jsonb) END AS refused
                   FROM pairs p)
-        SELECT jsonb_agg(jsonb_build_object('row_id', (c.after ->> '_row_id')::bigint, 'action', 'update',
-                                            'api_id', c.before ->> 'id', 'previous', c.before,
-                                            'values', c.changed) ORDER BY c.pos) INTO own
-          FROM checked c WHERE c.changed IS NOT NULL AND c.moved IS NULL;
+        INSERT INTO _sync_write_log (table_name, object_name, row_id, action, api_id, previous, "values")
+        SELECT TG_TABLE_NAME, TG_ARGV[0], (c.after ->> '_row_id')::bigint, 'update', c.before ->> 'id',
+               c.before, c.changed
+          FROM checked c WHERE c.changed IS NOT NULL AND c.moved IS NULL
+         ORDER BY c.pos;
     ELSE
-        SELECT jsonb_agg(jsonb_build_object('row_id', o._row_id, 'action', 'delete',
-                                            'api_id', to_jsonb(o.*) ->> 'id', 'previous', to_jsonb(o.*)))
-          INTO own FROM _sf_old o;
+        INSERT INTO _sync_write_log (table_name, object_name, row_id, action, api_id, previous)
+        SELECT TG_TABLE_NAME, TG_ARGV[0], o._row_id, 'delete', to_jsonb(o.*) ->> 'id', to_jsonb(o.*)
+          FROM _sf_old o;
     END IF;
-    own := coalesce(own, '[]');
+    GET DIAGNOSTICS logged = ROW_COUNT;
     -- One event of this statement is captured: the statement ends with its last (a MERGE
     -- or INSERT ... ON CONFLICT fires a BEFORE and an AFTER STATEMENT trigger per
     -- operation). Any shallower statement still open makes it nested.
+    depth := pg_trigger_depth();
     frames := coalesce(nullif(current_setting('sequin_sf.capture_frames', true), ''), '{}')::int[];
-    frames := frames[1:coalesce(array_position(frames, depth), cardinality(frames) + 1) - 1]
-              || frames[coalesce(array_position(frames, depth), cardinality(frames)) + 1:];
-    nested := coalesce((SELECT min(f) FROM unnest(frames) f) < depth, false);
-    held_before := coalesce(nullif(current_setting('sequin_sf.capture_held', true), ''), '[]')::jsonb;
-    held := held_before;
-    IF held <> '[]' AND NOT depth = ANY (frames) THEN
-        -- what statements run by its triggers left comes after its own entries
-        SELECT coalesce(jsonb_agg(h ORDER BY i) FILTER (WHERE (h ->> 'depth')::int > depth), '[]'),
-               coalesce(jsonb_agg(h ORDER BY i) FILTER (WHERE (h ->> 'depth')::int <= depth), '[]')
-          INTO deeper, held
-          FROM jsonb_array_elements(held) WITH ORDINALITY AS x(h, i);
-    END IF;
-    IF nested THEN
-        -- handed, after its own, with what its own triggers' statements left, to the
-        -- statement around it
-        held := held
-             || coalesce((SELECT jsonb_agg(e || jsonb_build_object(
-                                     'depth', depth, 'log', format('%I._sync_write_log', TG_TABLE_SCHEMA),
-                                     'table_name', TG_TABLE_NAME, 'object_name', TG_ARGV[0])
-                                   ORDER BY i)
-                            FROM jsonb_array_elements(own) WITH ORDINALITY AS x(e, i)), '[]')
-             || coalesce((SELECT jsonb_agg(jsonb_set(h, '{depth}', to_jsonb(depth)) ORDER BY i)
-                            FROM jsonb_array_elements(deeper) WITH ORDINALITY AS x(h, i)), '[]');
-    ELSIF own <> '[]' THEN
-        -- the table's own log, found through the search path for the statement to be
-        -- static (restored as the function returns)
-        PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp', TG_TABLE_SCHEMA), true);
-        INSERT INTO _sync_write_log (table_name, object_name, row_id, action, api_id, previous, "values")
-        SELECT TG_TABLE_NAME, TG_ARGV[0], e.row_id, e.action, e.api_id, e.previous, e."values"
-          FROM ROWS FROM (jsonb_to_recordset(own) AS (row_id bigint, action text, api_id text,
-                                                      previous jsonb, "values" jsonb))
-               WITH ORDINALITY AS e(row_id, action, api_id, previous, "values", i)
-         ORDER BY e.i;
-    END IF;
-    IF NOT nested AND deeper <> '[]' THEN
-        PERFORM sequin_sf._log_held(deeper);
-    END IF;
-    PERFORM set_config('sequin_sf.capture_frames', frames::text, true);
-    IF held IS DISTINCT FROM held_before THEN
+    IF depth = 1 AND frames = '{1}' AND coalesce(current_setting('sequin_sf.capture_held', true), '') IN ('', '[]') THEN
+        -- the application's own statement, nothing held: the common case ends here
+        PERFORM set_config('sequin_sf.capture_frames', '{}', true);
+    ELSE
+        frames := frames[1:coalesce(array_position(frames, depth), cardinality(frames) + 1) - 1]
+                  || frames[coalesce(array_position(frames, depth), cardinality(frames)) + 1:];
+        nested := coalesce((SELECT min(f) FROM unnest(frames) f) < depth, false);
+        held := coalesce(nullif(current_setting('sequin_sf.capture_held', true), ''), '[]')::jsonb;
+        -- what statements run by its triggers left comes after its own entries, once
+        -- all its operations are captured
+        deeper := '[]';
+        IF held <> '[]' AND NOT depth = ANY (frames) THEN
+            SELECT coalesce(jsonb_agg(h ORDER BY i) FILTER (WHERE (h ->> 'depth')::int > depth), '[]'),
+                   coalesce(jsonb_agg(h ORDER BY i) FILTER (WHERE (h ->> 'depth')::int <= depth), '[]')
+              INTO deeper, held
+              FROM jsonb_array_elements(held) WITH ORDINALITY AS x(h, i);
+        END IF;
+        IF nested THEN
+            -- its own (the session's last `logged` entries of the log), then what its
+            -- own triggers' statements left, handed to the statement around it
+            held := held
+                 || coalesce((SELECT jsonb_agg(jsonb_build_object(
+                                         'depth', depth, 'log', format('%I._sync_write_log', TG_TABLE_SCHEMA),
+                                         'id', l.id) ORDER BY l.id)
+                                FROM (SELECT g.id FROM _sync_write_log g WHERE g.session_pid = pg_backend_pid()
+                                       ORDER BY g.id DESC LIMIT logged) l), '[]')
+                 || coalesce((SELECT jsonb_agg(jsonb_set(h, '{depth}', to_jsonb(depth)) ORDER BY i)
+                                FROM jsonb_array_elements(deeper) WITH ORDINALITY AS x(h, i)), '[]');
+        ELSIF deeper <> '[]' THEN
+            PERFORM sequin_sf._log_after(deeper);
+        END IF;
+        PERFORM set_config('sequin_sf.capture_frames', frames::text, true);
         PERFORM set_config('sequin_sf.capture_held', held::text, true);
     END IF;
-    IF own <> '[]' AND current_setting('sequin_sf.captured', true) IS DISTINCT FROM 'on' THEN
+    IF logged > 0 AND current_setting('sequin_sf.captured', true) IS DISTINCT FROM 'on' THEN
         PERFORM set_config('sequin_sf.captured', 'on', true);
     END IF;
     RETURN NULL;
 END
 $$;
 
--- Writes held entries to their logs, in order.
-CREATE FUNCTION sequin_sf._log_held(entries jsonb) RETURNS void
+-- Moves held log entries (each {"log", "id"}) after everything logged so far, in the
+-- order given: logged again with new ids, the first copies deleted.
+CREATE FUNCTION sequin_sf._log_after(entries jsonb) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     e jsonb;
 BEGIN
     FOR e IN SELECT h FROM jsonb_array_elements(entries) WITH ORDINALITY AS x(h, i) ORDER BY i LOOP
-        EXECUTE format('INSERT INTO %s (table_name, object_name, row_id, action, api_id, previous, "values")'
-                       ' VALUES ($1, $2, $3, $4, $5, $6, $7)', e ->> 'log')
-          USING e ->> 'table_name', e ->> 'object_name', (e ->> 'row_id')::bigint, e ->> 'action',
-                e ->> 'api_id', nullif(e -> 'previous', 'null'), nullif(e -> 'values', 'null');
+        EXECUTE format('WITH moved AS (DELETE FROM %s WHERE id = $1'
+                       ' RETURNING table_name, object_name, row_id, action, api_id, previous, "values")'
+                       ' INSERT INTO %1$s (table_name, object_name, row_id, action, api_id, previous, "values")'
+                       ' SELECT * FROM moved', e ->> 'log')
+          USING (e ->> 'id')::bigint;
     END LOOP;
 END
 $$;
 
--- BEFORE STATEMENT on a synced table: opens the statement's frame (see above).
+-- BEFORE STATEMENT on a synced table: opens the statement's frame (see above). Runs as
+-- the application, with its search path (it writes only the session's own setting, so
+-- what it names is qualified rather than the path pinned: one setting fewer to change
+-- per statement); the role sequin-sf runs as is read from the catalog, as any role may.
 CREATE FUNCTION sequin_sf._capture_statement_starts() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql AS $$
 BEGIN
-    IF current_setting('sequin_sf.applying', true) = 'on'
-       AND pg_has_role(session_user, sequin_sf._runner(), 'MEMBER') THEN
+    IF coalesce(pg_catalog.current_setting('sequin_sf.applying', true), '') OPERATOR(pg_catalog.=) 'on'
+       AND pg_catalog.pg_has_role(session_user, (SELECT n.nspowner FROM pg_catalog.pg_namespace n
+                                                  WHERE n.nspname OPERATOR(pg_catalog.=) 'sequin_sf'), 'MEMBER') THEN
         RETURN NULL;
     END IF;
-    PERFORM set_config('sequin_sf.capture_frames',
-                       (coalesce(nullif(current_setting('sequin_sf.capture_frames', true), ''), '{}')::int[]
-                        || pg_trigger_depth())::text, true);
+    PERFORM pg_catalog.set_config('sequin_sf.capture_frames',
+                                  pg_catalog.array_append(coalesce(nullif(pg_catalog.current_setting('sequin_sf.capture_frames', true), ''),
+                                                                   '{}')::pg_catalog.int4[],
+                                                          pg_catalog.pg_trigger_depth())::text, true);
     RETURN NULL;
 END
 $$;

@@ -72,7 +72,12 @@ pub(super) fn keep_if_due(
         // named before it is made: a crash in between leaves nothing unknown behind
         tx(&*rt.db, |s| name_channel(s, &cfg.name, &name))?;
     }
-    match keep(rt, cfg, &name, &wanted) {
+    let kept = keep(rt, cfg, &name, &wanted);
+    // The sync may have been dropped, or moved off its channel, while this pass ran on
+    // its earlier settings: a channel it made then is left for `remove_left` to delete,
+    // as drop_sync would have.
+    tx(&*rt.db, |s| leave_if_unnamed(s, &cfg.name, &name, &cfg.credential))?;
+    match kept {
         Ok(on) => {
             rt.events.selected = Some(on);
             rt.events.selection_problem = None;
@@ -90,11 +95,33 @@ pub(super) fn keep_if_due(
     Ok(())
 }
 
-/// Stores the channel's name (the stream's replay id is of another topic: dropped).
+/// Stores the channel's name (the stream's replay id is of another topic: dropped); a
+/// channel the sync left earlier and uses again is no longer to be deleted.
 fn name_channel(s: &mut dyn crate::db::Session, sync: &str, name: &str) -> Result<(), DbError> {
     s.execute(
         "UPDATE sequin_sf._syncs SET event_channel = $2, replay_id = NULL WHERE name = $1",
         &[sync.into(), name.into()],
+    )?;
+    s.execute(
+        "DELETE FROM sequin_sf._event_channels_left WHERE channel = $2
+          AND EXISTS (SELECT 1 FROM sequin_sf._syncs WHERE name = $1 AND event_channel = $2)",
+        &[sync.into(), name.into()],
+    )
+}
+
+/// Leaves channel `name` to be deleted unless sync `sync` still names it.
+fn leave_if_unnamed(
+    s: &mut dyn crate::db::Session,
+    sync: &str,
+    name: &str,
+    credential: &str,
+) -> Result<(), DbError> {
+    s.execute(
+        "INSERT INTO sequin_sf._event_channels_left (channel, credential)
+         SELECT $2, $3 WHERE NOT EXISTS (SELECT 1 FROM sequin_sf._syncs
+                                          WHERE name = $1 AND event_channel = $2)
+         ON CONFLICT (channel) DO NOTHING",
+        &[sync.into(), name.into(), credential.into()],
     )
 }
 
