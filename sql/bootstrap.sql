@@ -168,6 +168,8 @@ CREATE TABLE sequin_sf._api_usage (
     bulk_jobs  integer NOT NULL DEFAULT 0,
     -- change events the stream delivered in the minute (DailyDeliveredPlatformEvents)
     events     integer NOT NULL DEFAULT 0,
+    -- bytes of Bulk query results downloaded in the minute (DailyBulkV2QueryFileStorageMB)
+    bulk_result_bytes bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (sync_name, minute)
 );
 
@@ -254,6 +256,9 @@ SELECT l.sync_name,
                   WHERE u.sync_name = l.sync_name AND u.minute > now() - interval '24 hours')
             WHEN 'DailyBulkV2QueryJobs' THEN
                 (SELECT coalesce(sum(u.bulk_jobs), 0) FROM sequin_sf._api_usage u
+                  WHERE u.sync_name = l.sync_name AND u.minute > now() - interval '24 hours')
+            WHEN 'DailyBulkV2QueryFileStorageMB' THEN
+                (SELECT ceil(coalesce(sum(u.bulk_result_bytes), 0) / 1048576.0) FROM sequin_sf._api_usage u
                   WHERE u.sync_name = l.sync_name AND u.minute > now() - interval '24 hours')
             WHEN 'DailyDeliveredPlatformEvents' THEN
                 (SELECT coalesce(sum(u.events), 0) FROM sequin_sf._api_usage u

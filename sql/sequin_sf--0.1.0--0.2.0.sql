@@ -90,7 +90,8 @@ ALTER TABLE sequin_sf._syncs
 -- Bulk query jobs per sync and minute, the org's allocations (/limits) as a sync last
 -- read them, and why a backfill reads REST pages instead of a Bulk job.
 ALTER TABLE sequin_sf._api_usage ADD COLUMN bulk_jobs integer NOT NULL DEFAULT 0,
-                                 ADD COLUMN events integer NOT NULL DEFAULT 0;
+                                 ADD COLUMN events integer NOT NULL DEFAULT 0,
+                                 ADD COLUMN bulk_result_bytes bigint NOT NULL DEFAULT 0;
 ALTER TABLE sequin_sf._collections ADD COLUMN backfill_note text;
 CREATE TABLE sequin_sf._org_limits (
     sync_name  text NOT NULL REFERENCES sequin_sf._syncs(name) ON DELETE CASCADE,
@@ -119,6 +120,9 @@ SELECT l.sync_name,
                   WHERE u.sync_name = l.sync_name AND u.minute > now() - interval '24 hours')
             WHEN 'DailyBulkV2QueryJobs' THEN
                 (SELECT coalesce(sum(u.bulk_jobs), 0) FROM sequin_sf._api_usage u
+                  WHERE u.sync_name = l.sync_name AND u.minute > now() - interval '24 hours')
+            WHEN 'DailyBulkV2QueryFileStorageMB' THEN
+                (SELECT ceil(coalesce(sum(u.bulk_result_bytes), 0) / 1048576.0) FROM sequin_sf._api_usage u
                   WHERE u.sync_name = l.sync_name AND u.minute > now() - interval '24 hours')
             WHEN 'DailyDeliveredPlatformEvents' THEN
                 (SELECT coalesce(sum(u.events), 0) FROM sequin_sf._api_usage u
@@ -245,7 +249,16 @@ RETURNS void LANGUAGE sql AS $$
     ON CONFLICT (sync_name, minute) DO UPDATE SET bulk_jobs = u.bulk_jobs + 1;
 $$;
 
--- The allocations of /limits a sync watches ({name: {"Max": n, "Remaining": n}}).
+-- Bytes of Bulk query results the sync downloaded (DailyBulkV2QueryFileStorageMB,
+-- sequin_sf.org_limits).
+CREATE FUNCTION sequin_sf._record_bulk_results(sync text, bytes bigint)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO sequin_sf._api_usage AS u (sync_name, minute, requests, bulk_result_bytes)
+    VALUES (sync, date_trunc('minute', now()), 0, bytes)
+    ON CONFLICT (sync_name, minute) DO UPDATE SET bulk_result_bytes = u.bulk_result_bytes + excluded.bulk_result_bytes;
+$$;
+
+-- Change events the sync's stream delivered (DailyDeliveredPlatformEvents).
 CREATE OR REPLACE FUNCTION sequin_sf._record_event_deliveries(sync text, n integer)
 RETURNS void LANGUAGE sql AS $$
     INSERT INTO sequin_sf._api_usage AS u (sync_name, minute, requests, events)
@@ -253,6 +266,7 @@ RETURNS void LANGUAGE sql AS $$
     ON CONFLICT (sync_name, minute) DO UPDATE SET events = u.events + excluded.events;
 $$;
 
+-- The allocations of /limits a sync watches ({name: {"Max": n, "Remaining": n}}).
 CREATE OR REPLACE FUNCTION sequin_sf._record_org_limits(sync text, limits jsonb)
 RETURNS void LANGUAGE sql AS $$
     INSERT INTO sequin_sf._org_limits AS o (sync_name, allocation, max, remaining, seen_at)

@@ -33,6 +33,15 @@ RETURNS void LANGUAGE sql AS $$
     ON CONFLICT (sync_name, minute) DO UPDATE SET bulk_jobs = u.bulk_jobs + 1;
 $$;
 
+-- Bytes of Bulk query results the sync downloaded (DailyBulkV2QueryFileStorageMB,
+-- sequin_sf.org_limits).
+CREATE FUNCTION sequin_sf._record_bulk_results(sync text, bytes bigint)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO sequin_sf._api_usage AS u (sync_name, minute, requests, bulk_result_bytes)
+    VALUES (sync, date_trunc('minute', now()), 0, bytes)
+    ON CONFLICT (sync_name, minute) DO UPDATE SET bulk_result_bytes = u.bulk_result_bytes + excluded.bulk_result_bytes;
+$$;
+
 -- Change events the sync's stream delivered (the org's daily event delivery
 -- allocation, DailyDeliveredPlatformEvents in sequin_sf.org_limits), counted in the
 -- transaction that applied them.

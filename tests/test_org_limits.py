@@ -5,8 +5,8 @@ when it would reach into the share a sync leaves to the org's other integrations
 
 import pytest
 
-from harness import (Cluster, Emulator, create_emulator_credential, query_rows,
-                     query_value, wait_backfilled)
+from harness import (SIDECAR_MODE, Cluster, Emulator, create_emulator_credential, query_rows,
+                     query_value, wait_backfilled, wait_for)
 
 CONTACTS = 300
 
@@ -71,6 +71,12 @@ def test_a_bulk_job_starts_while_the_org_has_enough_and_is_counted(env):
     mode, note, done = backfills(conn, "ample")["Contact"]
     assert (mode, note, done) == ("bulk", None, CONTACTS)
     assert limits(conn, "ample")["DailyBulkV2QueryJobs"][3] == 1
+    # the job's results, downloaded, count against the org's daily result storage: a
+    # few hundred Contacts are part of one MB
+    wait_for(lambda: limits(conn, "ample")["DailyBulkV2QueryFileStorageMB"][3] == 1,
+             what="the sync's share of the result storage")
+    assert query_value(conn, "SELECT sum(bulk_result_bytes) FROM sequin_sf._api_usage"
+                             " WHERE sync_name = 'ample'") > 10_000
 
 
 def test_result_storage_counts_too(env):
@@ -82,3 +88,59 @@ def test_result_storage_counts_too(env):
     mode, note, done = backfills(conn, "stored")["Account"]
     assert (mode, done) == ("rest", 20)
     assert "DailyBulkV2QueryFileStorageMB" in note
+
+
+def test_once_the_orgs_long_running_requests_are_all_taken_the_sync_sends_one_at_a_time(
+        start_emulator, db):
+    """Salesforce refuses requests while the org's long-running requests (20 s or more,
+    ConcurrentPerOrgLongTxn, shared by every integration) are all taken. A sync that was
+    refused makes room: for five minutes it sends one request at a time, whatever its
+    max_concurrent_requests, and says so. Here other integrations hold all 5 of the
+    org's long-running requests, then let them go; the backfill that follows, allowed 4
+    at once and answered 100 ms late, has never more than one request served at once."""
+    emu = start_emulator("--seed", "9", "--generate", "Contact=20000", "--latency-ms", "100")
+    create_emulator_credential(db, emu)
+    with db.transaction():
+        db.execute("SELECT sequin_sf.create_sync('held', credential => 'emu', collections => ARRAY['Contact'],"
+                   " schema_name => 'held', rate_limit_requests => 100000, max_concurrent_requests => 4,"
+                   " bulk_threshold => 1000000000)")
+        db.execute("SELECT sequin_sf.pause_sync('held')")
+    if SIDECAR_MODE:
+        # sequin-sf's own reads of the org for SQL are not the sync's requests
+        wait_for(lambda: query_value(db, "SELECT count(*) FROM sequin_sf._org_fields"
+                                         " WHERE credential = 'emu'"), what="Contact described")
+    emu.control("PUT", "limits", {"long_request_limit": 5, "long_requests_elsewhere": 5})
+    db.execute("SELECT sequin_sf.resume_sync('held')")
+    wait_for(lambda: "ConcurrentPerOrgLongTxn" in (query_value(
+        db, "SELECT last_error FROM sequin_sf.syncs WHERE name = 'held'") or ""),
+        timeout=60, what="the refusal shown")
+    emu.control("PUT", "limits", {"long_requests_elsewhere": 0})
+    emu.control("POST", "stats/reset")
+    seen = set()
+
+    def backfilled():
+        seen.add(query_value(db, "SELECT last_error FROM sequin_sf.syncs WHERE name = 'held'") or "")
+        return query_value(db, "SELECT count(*) FROM held.contact") == 20000
+
+    wait_for(backfilled, timeout=300, what="the backfill")
+    assert emu.stats()["peak_requests_in_flight"] == 1
+    assert any("holding back" in e and "one request at a time" in e for e in seen), seen
+
+
+def test_near_the_api_ceiling_a_backfill_reads_through_bulk_where_that_costs_fewer_requests(
+        start_emulator, db):
+    """20,000 Contacts, below the default bulk_threshold of 50,000: REST pages as a rule
+    (10 requests). With the org's daily API requests at 75%, within 10 points of the
+    sync's 80% ceiling, the backfill takes one Bulk query job (about 5 requests) and
+    says why."""
+    emu = start_emulator("--seed", "3", "--generate", "Contact=20000")
+    emu.control("PUT", "limits", {"api_limit": 100_000, "api_used": 75_000})
+    create_emulator_credential(db, emu)
+    db.execute("SELECT sequin_sf.create_sync('thrifty', credential => 'emu',"
+               " collections => ARRAY['Contact'], schema_name => 'thrifty')")
+    wait_backfilled(db, "thrifty")
+    mode, note, done = backfills(db, "thrifty")["Contact"]
+    assert (mode, done) == ("bulk", 20_000)
+    assert "below bulk_threshold" in note and "within 10 points of this sync's ceiling (80%)" in note
+    assert "against 10 for REST pages" in note
+    assert query_value(db, "SELECT count(*) FROM thrifty.contact") == 20_000

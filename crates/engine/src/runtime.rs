@@ -183,14 +183,22 @@ pub struct SyncRuntime {
     /// `_syncs.read_retry_since`/`read_retry_at` may be set (by this runtime, or by a
     /// worker of the sync before it): cleared by the next step that succeeds.
     pub(crate) read_retry_shown: bool,
-    /// `client.stats().requests` already written to `sequin_sf._api_usage`.
+    /// `client.stats().requests` and `.bulk_result_bytes` already written to
+    /// `sequin_sf._api_usage`.
     pub(crate) requests_recorded: u64,
+    pub(crate) bulk_bytes_recorded: u64,
     pub(crate) has_error: bool,
     /// Set when a request was held back because the org's usage reached the ceiling.
     pub(crate) org_ceiling_hit: bool,
     pub(crate) events: EventsRuntime,
     /// The org's allocations as `/limits` last reported them (allocations.rs).
     pub(crate) allocations: Option<crate::allocations::Allocations>,
+    /// Refusals for the org's long-running requests seen so far (`client.stats()`), and
+    /// until when the sync sends one request at a time after the last.
+    pub(crate) long_refusals_seen: u64,
+    pub(crate) long_held_until: Option<Instant>,
+    /// The hold is shown in `last_error` (once per hold and refusal, not every pass).
+    pub(crate) long_hold_shown: bool,
 }
 
 impl SyncRuntime {
@@ -217,10 +225,54 @@ impl SyncRuntime {
             refusals: 0,
             read_retry_shown: true,
             requests_recorded: 0,
+            bulk_bytes_recorded: 0,
             has_error: false,
             org_ceiling_hit: false,
             events: EventsRuntime::default(),
             allocations: None,
+            long_refusals_seen: 0,
+            long_held_until: None,
+            long_hold_shown: false,
+        })
+    }
+
+    /// Keeps the requests in flight within the sync's share of the org's long-running
+    /// requests, and at one for `LONG_REQUESTS_HOLD` after Salesforce refused one of
+    /// them because the org's were all taken (by whichever integration): the sync makes
+    /// room rather than competing for the last. Returns what to show while it holds back.
+    pub(crate) fn keep_long_requests_in_share(&mut self, cfg: &SyncConfig) -> Option<String> {
+        use crate::allocations::{concurrency, LONG_REQUESTS_HOLD};
+        let now = Instant::now();
+        let refused = self.client.stats().long_request_refusals;
+        if refused > self.long_refusals_seen {
+            self.long_refusals_seen = refused;
+            self.long_held_until = Some(now + LONG_REQUESTS_HOLD);
+            // the refusal's own error replaced the note: shown again after it
+            self.long_hold_shown = false;
+        }
+        let held = self.long_held_until.filter(|t| now < *t);
+        let share = self
+            .allocations
+            .as_ref()
+            .and_then(|a| a.long_requests_share(cfg.org_usage_ceiling));
+        let n = concurrency(
+            cfg.max_concurrent_requests.max(1) as usize,
+            share,
+            held.is_some(),
+        );
+        if n != self.budget.max_concurrent() {
+            self.budget.set_max_concurrent(n);
+        }
+        if held.is_none() {
+            self.long_hold_shown = false;
+        }
+        held.map(|_| {
+            format!(
+                "holding back: Salesforce refused a request because the org's long-running requests \
+                 (20 s or more, ConcurrentPerOrgLongTxn, shared by every integration) were all taken; \
+                 this sync sends one request at a time until {} minutes after the last such refusal",
+                LONG_REQUESTS_HOLD.as_secs() / 60
+            )
         })
     }
 
@@ -317,6 +369,26 @@ impl SyncRuntime {
             drop(permit);
             r
         }))))
+    }
+
+    /// Whether only one request may be in flight (`max_concurrent_requests` 1, or the
+    /// sync holding back): nothing can be started ahead.
+    pub fn one_at_a_time(&self) -> bool {
+        self.budget.max_concurrent() < 2
+    }
+
+    /// Runs a request now, holding the slot while it runs, and hands it over done, as
+    /// `fetch_ahead` would once it finished: for a caller that takes requests started
+    /// ahead when only one may be in flight. None when it may not start, or the sync is
+    /// stopping.
+    pub fn fetch_now<T: Send + 'static>(
+        &mut self,
+        f: impl Future<Output = salesforce::Result<T>> + Send + 'static,
+    ) -> Option<Ahead<T>> {
+        let permit = self.acquire(1).ok()?;
+        let r = self.run_unless_stopping(f)?;
+        drop(permit);
+        Some(Ahead(Some(self.tokio.spawn(async move { r }))))
     }
 
     /// The result of a request started by `fetch_ahead` (waiting for it if needed).

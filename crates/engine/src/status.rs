@@ -11,6 +11,15 @@ pub fn record_usage(s: &mut dyn Session, sync: &str, n: i64) -> Result<(), DbErr
     )
 }
 
+/// Bytes of Bulk query results the sync downloaded: the org counts them against its
+/// daily result storage.
+pub fn record_bulk_results(s: &mut dyn Session, sync: &str, bytes: i64) -> Result<(), DbError> {
+    s.execute(
+        "SELECT sequin_sf._record_bulk_results($1, $2)",
+        &[sync.into(), bytes.into()],
+    )
+}
+
 /// The org's API usage (every client's requests in 24 h) and limit, as Salesforce last
 /// reported them (`Sforce-Limit-Info`).
 pub fn record_org_usage(

@@ -250,6 +250,7 @@ impl Syncs {
 fn pass(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Duration {
     let mut nap = IDLE_NAP;
     let db = rt.db.clone();
+    let holding_back = rt.keep_long_requests_in_share(cfg);
     // Writes go first, even while the read side backs off: the writer keeps its own
     // per-entry retry schedule.
     let written = guarded(&*db, || write::run_once(rt).map_err(|e| e.to_string()));
@@ -305,8 +306,14 @@ fn pass(rt: &mut SyncRuntime, cfg: &SyncConfig) -> Duration {
                     Err(e) => log::warn!("sequin_sf: {e}"),
                 }
             }
-            // an error of the writer in this iteration stays shown
-            if rt.has_error && !writer_failed {
+            // an error of the writer in this iteration stays shown; while the sync holds
+            // back for the org's long-running requests, that is shown instead
+            if let Some(note) = &holding_back {
+                if !rt.long_hold_shown && !writer_failed {
+                    report_error(&*db, &cfg.name, note);
+                    rt.long_hold_shown = true;
+                }
+            } else if rt.has_error && !writer_failed {
                 if let Err(e) = tx(&*db, |s| status::set_sync_error(s, &cfg.name, None)) {
                     log::warn!("sequin_sf: {e}");
                 }
@@ -416,24 +423,33 @@ fn report_error(db: &dyn Database, sync: &str, msg: &str) {
     }
 }
 
-/// Writes the requests made since the last call to `sequin_sf._api_usage`, and the org's
-/// usage as the last response reported it.
+/// Writes the requests made (and the Bulk results downloaded) since the last call to
+/// `sequin_sf._api_usage`, and the org's usage as the last response reported it.
 fn record_usage(rt: &mut SyncRuntime) {
-    let total = rt.client.stats().requests;
-    let delta = total.saturating_sub(rt.requests_recorded);
-    if delta == 0 {
+    let stats = rt.client.stats();
+    let delta = stats.requests.saturating_sub(rt.requests_recorded);
+    let bytes = stats
+        .bulk_result_bytes
+        .saturating_sub(rt.bulk_bytes_recorded);
+    if delta == 0 && bytes == 0 {
         return;
     }
     let org = rt.client.api_usage();
     let record = |s: &mut dyn crate::db::Session| {
         status::record_usage(s, &rt.sync_name, delta as i64)?;
+        if bytes > 0 {
+            status::record_bulk_results(s, &rt.sync_name, bytes as i64)?;
+        }
         match org {
             Some(u) => status::record_org_usage(s, &rt.sync_name, u.used, u.max),
             None => Ok(()),
         }
     };
     match tx(&*rt.db, record) {
-        Ok(()) => rt.requests_recorded = total,
+        Ok(()) => {
+            rt.requests_recorded = stats.requests;
+            rt.bulk_bytes_recorded = stats.bulk_result_bytes;
+        }
         Err(e) => log::warn!("sequin_sf: could not record API usage: {e}"),
     }
 }

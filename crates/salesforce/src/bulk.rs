@@ -101,6 +101,24 @@ pub struct BulkResultsPage {
     pub number_of_records: u64,
 }
 
+/// A writer that counts what passes through it (the bytes of a results page).
+struct CountingWriter<'a> {
+    out: &'a mut (dyn std::io::Write + Send),
+    bytes: u64,
+}
+
+impl std::io::Write for CountingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
 /// What a results page's headers say of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BulkPageInfo {
@@ -292,6 +310,7 @@ impl Client {
             .execute(results_request(job_id, locator, max_records)?)
             .await?;
         let info = BulkPageInfo::from_headers(&raw.headers)?;
+        self.count_bulk_result_bytes(raw.body.len() as u64);
         Ok(BulkResultsPage {
             csv: raw.body,
             locator: info.locator,
@@ -308,9 +327,11 @@ impl Client {
         max_records: Option<u64>,
         out: &mut (dyn std::io::Write + Send),
     ) -> Result<BulkPageInfo> {
+        let mut counted = CountingWriter { out, bytes: 0 };
         let headers = self
-            .execute_into(results_request(job_id, locator, max_records)?, out)
+            .execute_into(results_request(job_id, locator, max_records)?, &mut counted)
             .await?;
+        self.count_bulk_result_bytes(counted.bytes);
         BulkPageInfo::from_headers(&headers)
     }
 

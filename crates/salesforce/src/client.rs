@@ -39,6 +39,15 @@ struct Counters {
     error_responses: AtomicU64,
     token_requests: AtomicU64,
     session_refreshes: AtomicU64,
+    long_request_refusals: AtomicU64,
+    bulk_result_bytes: AtomicU64,
+}
+
+/// What Salesforce's refusal says when the org's long-running requests are all taken.
+const LONG_REQUESTS_TAKEN: &[u8] = b"ConcurrentPerOrgLongTxn";
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Requests this client (and its clones) made so far.
@@ -53,6 +62,13 @@ pub struct RequestStats {
     /// Data calls retried after a 401 `INVALID_SESSION_ID`, with a token fetched by
     /// that call or by a concurrent one (so this may exceed the extra token requests).
     pub session_refreshes: u64,
+    /// Requests Salesforce refused because the org's long-running requests (20 s or
+    /// more, shared by every integration) were all taken (`REQUEST_LIMIT_EXCEEDED`,
+    /// `ConcurrentPerOrgLongTxn Limit exceeded.`).
+    pub long_request_refusals: u64,
+    /// Bytes of Bulk query results downloaded: what Salesforce counts against the
+    /// org's daily result storage (`DailyBulkV2QueryFileStorageMB`).
+    pub bulk_result_bytes: u64,
 }
 
 /// The non-secret facts of the current session.
@@ -194,7 +210,15 @@ impl Client {
             error_responses: c.error_responses.load(Ordering::Relaxed),
             token_requests: c.token_requests.load(Ordering::Relaxed),
             session_refreshes: c.session_refreshes.load(Ordering::Relaxed),
+            long_request_refusals: c.long_request_refusals.load(Ordering::Relaxed),
+            bulk_result_bytes: c.bulk_result_bytes.load(Ordering::Relaxed),
         }
+    }
+
+    /// Counts downloaded Bulk query results (`RequestStats::bulk_result_bytes`).
+    pub(crate) fn count_bulk_result_bytes(&self, n: u64) {
+        let c = &self.inner.counters;
+        c.bulk_result_bytes.fetch_add(n, Ordering::Relaxed);
     }
 
     /// `GET /services/data/`: the API versions the instance (or, before authentication,
@@ -390,6 +414,10 @@ impl Client {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(http::body_error)?;
+        if status == 403 && contains(&body, LONG_REQUESTS_TAKEN) {
+            let c = &self.inner.counters;
+            c.long_request_refusals.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(RawResponse {
             status,
             headers,

@@ -157,6 +157,12 @@ impl Budget {
         self.org.map(|o| o.usage)
     }
 
+    /// Changes how many requests may be in flight at once (at least one); those in
+    /// flight now finish.
+    pub fn set_max_concurrent(&mut self, max_concurrent: usize) {
+        self.max_concurrent = max_concurrent.max(1);
+    }
+
     /// Applies changed settings (e.g. after a user altered the sync's rate limit),
     /// keeping the requests already charged in the window.
     pub fn reconfigure(

@@ -35,8 +35,11 @@ Control API (under /__emulator/, no auth, never counted as API usage):
   POST   expire_locators                 every query locator answers INVALID_QUERY_LOCATOR
   PUT    limits                          {\"api_limit\",\"api_used\",\"long_request_limit\",\"latency_ms\",
                                           \"bulk_job_ms\",\"bulk_results_ttl_ms\",\"bulk_query_jobs_elsewhere\",
-                                          \"bulk_storage_mb_elsewhere\"} (any subset; the last two:
-                                          Bulk query jobs and result MB other clients used today)
+                                          \"bulk_storage_mb_elsewhere\",\"long_requests_elsewhere\"} (any
+                                          subset; the Bulk ones: query jobs and result MB other
+                                          clients used today; the last: long requests other
+                                          clients run now, which take slots of the cap: while
+                                          it is full, new requests are refused)
   GET    limits                          the current values
   PATCH  bulk_jobs/{Id}                  end a running Bulk query job now: {\"state\":\"Failed\",\"errorMessage\":M}
                                           | {\"state\":\"Aborted\"} | {\"state\":\"JobComplete\"} (Bulk 1.0: its batches)

@@ -426,6 +426,9 @@ fn put_limits(app: &App, req: &Req) -> Result<Resp, Resp> {
     let n = |k: &str| b.get(k).and_then(Value::as_u64);
     app.limits
         .set(n("api_limit"), n("api_used"), n("long_request_limit"));
+    if let Some(l) = n("long_requests_elsewhere") {
+        app.limits.set_long_elsewhere(l);
+    }
     if let Some(l) = n("latency_ms") {
         *app.latency_ms.lock() = l;
     }

@@ -47,6 +47,8 @@ struct Quota {
     buckets: VecDeque<(i64, u64)>,
     long_limit: u64,
     long_in_flight: u64,
+    /// long requests of other integrations running now (`PUT limits`)
+    long_elsewhere: u64,
 }
 
 pub struct Limits {
@@ -68,6 +70,7 @@ impl Limits {
                 buckets: VecDeque::new(),
                 long_limit,
                 long_in_flight: 0,
+                long_elsewhere: 0,
             }),
             counts: Mutex::new(ENDPOINTS.iter().map(|e| (e.to_string(), 0)).collect()),
             total: Mutex::new(0),
@@ -178,10 +181,23 @@ impl Limits {
         self.quota.lock().long_in_flight
     }
 
+    /// Long requests other integrations run now (`PUT limits`
+    /// `long_requests_elsewhere`): they take slots of the cap as this org's own do.
+    pub fn set_long_elsewhere(&self, n: u64) {
+        self.quota.lock().long_elsewhere = n;
+    }
+
+    /// Slots of the long-request cap free now, every integration's counted.
+    pub fn long_remaining(&self) -> u64 {
+        let q = self.quota.lock();
+        q.long_limit
+            .saturating_sub(q.long_in_flight + q.long_elsewhere)
+    }
+
     /// Starts a long request, or refuses it when the cap is reached.
     pub fn begin_long(&self) -> Result<LongGuard<'_>, ApiError> {
         let mut q = self.quota.lock();
-        if q.long_in_flight >= q.long_limit {
+        if q.long_in_flight + q.long_elsewhere >= q.long_limit {
             return Err(ApiError::new(
                 403,
                 "REQUEST_LIMIT_EXCEEDED",
@@ -195,7 +211,7 @@ impl Limits {
     /// Refuses new requests while the long-request cap is taken.
     pub fn check_long_capacity(&self) -> Result<(), ApiError> {
         let q = self.quota.lock();
-        if q.long_in_flight >= q.long_limit {
+        if q.long_in_flight + q.long_elsewhere >= q.long_limit {
             return Err(ApiError::new(
                 403,
                 "REQUEST_LIMIT_EXCEEDED",

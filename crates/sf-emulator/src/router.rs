@@ -246,6 +246,12 @@ pub async fn handle(app: &Arc<App>, req: Req) -> Outcome {
     let route = route(&segs);
     app.limits.hit(route.endpoint(&req.method));
     let _in_flight = app.limits.begin_request();
+    // while the org's long-running requests are all taken, new ones are refused
+    if route.is_api() {
+        if let Err(e) = app.limits.check_long_capacity() {
+            return Outcome::Reply(with_usage(app, &route, Resp::error(&e)));
+        }
+    }
     let latency = *app.latency_ms.lock();
     let _long = if latency >= 20_000 {
         match app.limits.begin_long() {
@@ -527,7 +533,7 @@ fn limits(app: &App) -> Resp {
             "HourlyPublishedPlatformEvents": mx(50000, 50000),
             "MassEmail": mx(10, 10),
             "SingleEmail": mx(15, 15),
-            "ConcurrentPerOrgLongTxn": mx(app.limits.long_limit(), app.limits.long_limit()),
+            "ConcurrentPerOrgLongTxn": mx(app.limits.long_limit(), app.limits.long_remaining()),
         }),
     )
 }

@@ -15,11 +15,13 @@ use sync_core::{naming, queries};
 use super::field_groups::SplitRead;
 use super::page_file::{self, fetch_rest_page};
 use super::{apply, progress, target, PAGE_SIZE};
+use crate::allocations;
 use crate::catalog::{CollectionRow, SyncConfig};
 use crate::db::tx;
 use crate::error::StepError;
 use crate::inflight::{RestFetched, RewrittenPage};
 use crate::runtime::{CollectionRuntime, SyncRuntime};
+use crate::status;
 
 /// The number of records in a page's JSON array and the Id of the last one (the
 /// keyset cursor), read without building the records.
@@ -104,11 +106,31 @@ pub(super) fn backfill_page(
             }
             other => other?,
         };
-        let bulk_readable =
-            queries::bulk_readable(&c.object_name, &rt.collection(&c.object_name)?.columns);
-        let mode = BackfillMode::for_count(total, cfg.bulk_threshold, bulk_readable);
+        let cr = rt.collection(&c.object_name)?;
+        let bulk_readable = queries::bulk_readable(&c.object_name, &cr.columns);
+        let mut mode = BackfillMode::for_count(total, cfg.bulk_threshold, bulk_readable);
+        // near the org's API ceiling the job is taken where it costs fewer requests
+        let cheaper = (mode == BackfillMode::Rest && bulk_readable)
+            .then(|| {
+                let per_page = calls_per_page(split_read(cr, &c.object_name).as_ref());
+                allocations::bulk_saves_requests(
+                    total,
+                    u64::from(PAGE_SIZE),
+                    per_page,
+                    rt.client.api_usage(),
+                    cfg.org_usage_ceiling,
+                )
+            })
+            .flatten();
+        if cheaper.is_some() {
+            mode = BackfillMode::Bulk;
+        }
         tx(&*rt.db, |s| {
-            progress::set_rows_total(s, &cfg.name, &c.object_name, total as i64, mode)
+            progress::set_rows_total(s, &cfg.name, &c.object_name, total as i64, mode)?;
+            match &cheaper {
+                Some(why) => status::set_backfill_note(s, &cfg.name, &c.object_name, Some(why)),
+                None => Ok(()),
+            }
         })?;
         return Ok(true);
     }
@@ -401,11 +423,19 @@ fn request_ranges(
             (r.key(), req)
         })
         .collect();
+    // Ranges set while more requests were allowed go on one page at a time when only
+    // one may be in flight now (the sync holding back, or its limit lowered): each
+    // page is read when asked for, and the ranges still take turns.
+    let one_at_a_time = rt.one_at_a_time();
     for (key, req) in wanted {
         if !spend_group_calls(rt, split.as_ref()) {
             break;
         }
-        let Some(ahead) = rt.fetch_ahead(req) else {
+        let started = match one_at_a_time {
+            true => rt.fetch_now(req),
+            false => rt.fetch_ahead(req),
+        };
+        let Some(ahead) = started else {
             break;
         };
         rt.collection_mut(&c.object_name)?
@@ -413,6 +443,9 @@ fn request_ranges(
             .entry(key)
             .or_default()
             .ahead = Some(ahead);
+        if one_at_a_time {
+            break;
+        }
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use crate::runtime::{CollectionRuntime, SyncRuntime, BULK_FIRST_WAIT};
 use crate::status;
 
 /// Records per Bulk results request: few API calls (20 per million), bounded memory.
-const BULK_PAGE: u64 = 50_000;
+const BULK_PAGE: u64 = crate::allocations::BULK_RESULTS_PAGE;
 
 /// Records per set-based statement when applying a Bulk results page.
 const BULK_CHUNK: usize = 5_000;

@@ -76,7 +76,9 @@ pub(super) fn keep_if_due(
     // The sync may have been dropped, or moved off its channel, while this pass ran on
     // its earlier settings: a channel it made then is left for `remove_left` to delete,
     // as drop_sync would have.
-    tx(&*rt.db, |s| leave_if_unnamed(s, &cfg.name, &name, &cfg.credential))?;
+    tx(&*rt.db, |s| {
+        leave_if_unnamed(s, &cfg.name, &name, &cfg.credential)
+    })?;
     match kept {
         Ok(on) => {
             rt.events.selected = Some(on);
