@@ -126,6 +126,22 @@ def test_plain_capture_refuses_and_cannot_be_bypassed_by_applications(plain):
     before = query_value(owner, "SELECT count(*) FROM salesforce._sync_write_log")
     app.execute("UPDATE salesforce.contact SET title = title")
     assert query_value(owner, "SELECT count(*) FROM salesforce._sync_write_log") == before
+    # nor does writing the capture's own settings hide a change, move another
+    # transaction's entries, or reach SQL: a statement made to look nested is logged
+    # all the same, and a held list naming a settled entry and a crafted schema moves
+    # nothing
+    with app.transaction():
+        app.execute("SELECT set_config('sequin_sf.capture_frames', '{0}', true)")
+        app.execute("UPDATE salesforce.contact SET title = 'Seen-Anyway' WHERE id = %s", (some,))
+    hidden = query_value(owner, "SELECT max(id) FROM salesforce._sync_write_log WHERE api_id = %s", (some,))
+    assert hidden > log_id and wait_settled(owner, hidden) == "succeeded"
+    with app.transaction():
+        app.execute("SELECT set_config('sequin_sf.capture_held', %s, true)",
+                    ('[{"depth": 2, "schema": "salesforce", "id": %d},'
+                     ' {"depth": 2, "schema": "x; DROP TABLE salesforce.contact; --", "id": 1}]' % log_id,))
+        app.execute("UPDATE salesforce.contact SET title = 'Moved-Nothing' WHERE id = %s", (some,))
+    assert query_value(owner, "SELECT state FROM salesforce._sync_write_log WHERE id = %s", (log_id,)) == "succeeded"
+    assert query_value(owner, "SELECT count(*) FROM salesforce.contact") > 0
 
 
 def test_credentials_are_sealed_by_sequin_sf_and_the_key_rotates(plain, tmp_path):

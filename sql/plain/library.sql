@@ -334,7 +334,7 @@ BEGIN
             -- own triggers' statements left, handed to the statement around it
             held := held
                  || coalesce((SELECT jsonb_agg(jsonb_build_object(
-                                         'depth', depth, 'log', format('%I._sync_write_log', TG_TABLE_SCHEMA),
+                                         'depth', depth, 'schema', TG_TABLE_SCHEMA,
                                          'id', l.id) ORDER BY l.id)
                                 FROM (SELECT g.id FROM _sync_write_log g WHERE g.session_pid = pg_backend_pid()
                                        ORDER BY g.id DESC LIMIT logged) l), '[]')
@@ -353,18 +353,27 @@ BEGIN
 END
 $$;
 
--- Moves held log entries (each {"log", "id"}) after everything logged so far, in the
--- order given: logged again with new ids, the first copies deleted.
+-- Moves held log entries (each {"schema", "id"}) after everything logged so far, in
+-- the order given: logged again with new ids, the first copies deleted. The held list
+-- is a setting the session could write itself, so it is trusted for nothing: only
+-- entries this session logged in this transaction and not yet sent move (an
+-- application can reorder its own changes, as it could by ordering its statements),
+-- and the schema is quoted as a name.
 CREATE FUNCTION sequin_sf._log_after(entries jsonb) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     e jsonb;
 BEGIN
     FOR e IN SELECT h FROM jsonb_array_elements(entries) WITH ORDINALITY AS x(h, i) ORDER BY i LOOP
-        EXECUTE format('WITH moved AS (DELETE FROM %s WHERE id = $1'
+        IF to_regclass(format('%I._sync_write_log', e ->> 'schema')) IS NULL THEN
+            CONTINUE;
+        END IF;
+        EXECUTE format('WITH moved AS (DELETE FROM %I._sync_write_log WHERE id = $1'
+                       ' AND session_pid = pg_backend_pid() AND inserted_at = now() AND state = ''new'''
                        ' RETURNING table_name, object_name, row_id, action, api_id, previous, "values")'
-                       ' INSERT INTO %1$s (table_name, object_name, row_id, action, api_id, previous, "values")'
-                       ' SELECT * FROM moved', e ->> 'log')
+                       ' INSERT INTO %1$I._sync_write_log'
+                       ' (table_name, object_name, row_id, action, api_id, previous, "values")'
+                       ' SELECT * FROM moved', e ->> 'schema')
           USING (e ->> 'id')::bigint;
     END LOOP;
 END
