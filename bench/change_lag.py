@@ -19,6 +19,7 @@ import random
 import time
 
 from common import (
+    MODE,
     print_server,
     Cluster,
     Emulator,
@@ -145,7 +146,9 @@ def main():
     try:
         conn = cluster.connect()
         print_server(conn)
-        conn.execute("CREATE EXTENSION sequin_sf")
+        # SEQUIN_SF_MODE=sidecar: sequin-sf beside a Postgres without our library
+        cluster.install(conn)
+        print(f"mode: {MODE}")
         create_emulator_credential(conn, emu)
         conn.execute(
             "SELECT sequin_sf.create_sync('lag', credential => 'emu', collections => %s,"

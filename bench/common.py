@@ -8,6 +8,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 from harness import (  # noqa: E402,F401
+    MODE,
     PG_BIN,
     Cluster,
     Emulator,

@@ -17,6 +17,8 @@ $PY bench/backfill.py --rest --rows 200000 --max-concurrent 4
 $PY bench/backfill.py --rest --rows 200000 --max-concurrent 4 --latency-ms 100
 echo "== change lag, 10 collections at 100,000 requests/day, then beside a second sync whose org answers 2 s late"
 $PY bench/change_lag.py --slow-neighbour-ms 2000
+echo "== the same polling by sequin-sf beside a Postgres without our library"
+SEQUIN_SF_MODE=sidecar $PY bench/change_lag.py --no-events
 echo "== write-back: API calls per 10,000 changed rows, commit-to-succeeded latency"
 $PY bench/write_back.py
 echo "== capture trigger overhead vs the same table without it"
