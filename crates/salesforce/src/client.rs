@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::auth::{Authenticator, Session};
 use crate::config::ClientConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, LONG_REQUESTS_TAKEN};
 use crate::http::{self, RawResponse, RequestSpec};
 use crate::usage::ApiUsage;
 
@@ -42,9 +42,6 @@ struct Counters {
     long_request_refusals: AtomicU64,
     bulk_result_bytes: AtomicU64,
 }
-
-/// What Salesforce's refusal says when the org's long-running requests are all taken.
-const LONG_REQUESTS_TAKEN: &[u8] = b"ConcurrentPerOrgLongTxn";
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -414,7 +411,7 @@ impl Client {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(http::body_error)?;
-        if status == 403 && contains(&body, LONG_REQUESTS_TAKEN) {
+        if status == 403 && contains(&body, LONG_REQUESTS_TAKEN.as_bytes()) {
             let c = &self.inner.counters;
             c.long_request_refusals.fetch_add(1, Ordering::Relaxed);
         }

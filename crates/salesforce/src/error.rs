@@ -55,6 +55,10 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What Salesforce's `REQUEST_LIMIT_EXCEEDED` says when the org's long-running requests
+/// (20 s or more, shared by every integration) are all taken.
+pub(crate) const LONG_REQUESTS_TAKEN: &str = "ConcurrentPerOrgLongTxn";
+
 impl Error {
     /// True when retrying the same request later can succeed: server unavailability,
     /// timeouts, dropped connections, row lock contention, quota exhaustion and query
@@ -85,7 +89,7 @@ impl Error {
             Error::Api { errors, .. }
                 if errors.iter().any(|e| {
                     e.error_code == ErrorCode::RequestLimitExceeded
-                        && !e.message.contains("ConcurrentPerOrgLongTxn")
+                        && !e.message.contains(LONG_REQUESTS_TAKEN)
                 }) =>
             {
                 Some(Duration::from_secs(60))

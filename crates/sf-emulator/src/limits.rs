@@ -51,6 +51,26 @@ struct Quota {
     long_elsewhere: u64,
 }
 
+impl Quota {
+    /// Slots of the long-request cap free now, every integration's counted.
+    fn long_free(&self) -> u64 {
+        self.long_limit
+            .saturating_sub(self.long_in_flight + self.long_elsewhere)
+    }
+
+    /// Refused while the long-request cap is full.
+    fn long_capacity(&self) -> Result<(), ApiError> {
+        match self.long_free() {
+            0 => Err(ApiError::new(
+                403,
+                "REQUEST_LIMIT_EXCEEDED",
+                "ConcurrentPerOrgLongTxn Limit exceeded.",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 pub struct Limits {
     quota: Mutex<Quota>,
     counts: Mutex<BTreeMap<String, u64>>,
@@ -189,36 +209,20 @@ impl Limits {
 
     /// Slots of the long-request cap free now, every integration's counted.
     pub fn long_remaining(&self) -> u64 {
-        let q = self.quota.lock();
-        q.long_limit
-            .saturating_sub(q.long_in_flight + q.long_elsewhere)
+        self.quota.lock().long_free()
     }
 
     /// Starts a long request, or refuses it when the cap is reached.
     pub fn begin_long(&self) -> Result<LongGuard<'_>, ApiError> {
         let mut q = self.quota.lock();
-        if q.long_in_flight + q.long_elsewhere >= q.long_limit {
-            return Err(ApiError::new(
-                403,
-                "REQUEST_LIMIT_EXCEEDED",
-                "ConcurrentPerOrgLongTxn Limit exceeded.",
-            ));
-        }
+        q.long_capacity()?;
         q.long_in_flight += 1;
         Ok(LongGuard { limits: self })
     }
 
     /// Refuses new requests while the long-request cap is taken.
     pub fn check_long_capacity(&self) -> Result<(), ApiError> {
-        let q = self.quota.lock();
-        if q.long_in_flight + q.long_elsewhere >= q.long_limit {
-            return Err(ApiError::new(
-                403,
-                "REQUEST_LIMIT_EXCEEDED",
-                "ConcurrentPerOrgLongTxn Limit exceeded.",
-            ));
-        }
-        Ok(())
+        self.quota.lock().long_capacity()
     }
 }
 
