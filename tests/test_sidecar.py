@@ -13,8 +13,8 @@ import tempfile
 import time
 
 from harness import (Cluster, Sidecar, create_emulator_credential, free_port, query_rows,
-                     query_value, sf_records, sidecar_key, wait_backfilled, wait_for,
-                     wait_settled)
+                     query_value, sequin_sf_cli, sf_records, sidecar_key, wait_backfilled,
+                     wait_for, wait_settled)
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -232,6 +232,19 @@ def server_certificate(directory, ca, ca_key):
     return cert, key
 
 
+def client_certificate(directory, ca, ca_key, user):
+    """A client certificate for `user` (its CN) signed by the CA, and its key."""
+    cert, key = os.path.join(directory, "client.pem"), os.path.join(directory, "client.key")
+    csr, ext = os.path.join(directory, "client.csr"), os.path.join(directory, "client.ext")
+    with open(ext, "w") as f:
+        f.write("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={user}",
+            "-keyout", key, "-out", csr)
+    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+            "-days", "2", "-out", cert, "-extfile", ext)
+    return cert, key
+
+
 def test_a_sidecar_speaks_tls_and_checks_the_server_certificate(start_emulator):
     emulator = start_emulator("--seed", "9", "--generate", "Account=5,Contact=40")
     directory = tempfile.mkdtemp(prefix="sequin-sf-tls-")
@@ -240,7 +253,8 @@ def test_a_sidecar_speaks_tls_and_checks_the_server_certificate(start_emulator):
     other_ca, _ = make_ca(directory, "another-ca")
     cert, key = server_certificate(directory, ca, ca_key)
     cluster, conn, key_file = unpreloaded_sync(
-        emulator, {"ssl": "on", "ssl_cert_file": f"'{cert}'", "ssl_key_file": f"'{key}'"})
+        emulator, {"ssl": "on", "ssl_cert_file": f"'{cert}'", "ssl_key_file": f"'{key}'",
+                   "ssl_ca_file": f"'{ca}'"})
     dsn = cluster.dsn() + " sslmode=require"
     sidecars = []
     try:
@@ -268,6 +282,59 @@ def test_a_sidecar_speaks_tls_and_checks_the_server_certificate(start_emulator):
         sidecars.append(blind)
         wait_for(lambda: "not checked" in blind.output(), timeout=30, what="the warning")
         wait_for(lambda: sync_lock_holder(conn, "emu"), timeout=30, what="the sync taken")
+        blind.stop()
+
+        # libpq's words in the connection string, as a managed service's console gives it
+        by_name = cluster.dsn().replace("host=127.0.0.1", "host=localhost")
+        checked = {
+            "verify-full, its CA": (f"{dsn} sslmode=verify-full sslrootcert={ca}", True),
+            "verify-full, another CA": (f"{dsn} sslmode=verify-full sslrootcert={other_ca}", False),
+            # the certificate names 127.0.0.1, not localhost: verify-full refuses it,
+            # verify-ca checks the chain only
+            "verify-full, wrong name": (f"{by_name} sslmode=verify-full sslrootcert={ca}", False),
+            "verify-ca, wrong name": (f"{by_name} sslmode=verify-ca sslrootcert={ca}", True),
+        }
+        uri = (f"postgresql://postgres@127.0.0.1:{cluster.port}/{cluster.database}"
+               f"?sslmode=verify-full&sslrootcert={ca.replace('/', '%2F')}")
+        checked["a URI, verify-full"] = (uri, True)
+        for case, (conninfo, connects) in checked.items():
+            result = sequin_sf_cli("install", "--database-url", conninfo)
+            assert (result.returncode == 0) == connects, (case, result.stderr)
+            if not connects:
+                assert "certificate" in result.stderr, (case, result.stderr)
+
+        # what cannot work together is refused before connecting, with what to do
+        for conninfo, extra, said in [
+            (f"{dsn} sslmode=verify-full", ["--tls-no-verify"], "leave out one"),
+            (f"{dsn} sslrootcert={ca}", ["--tls-ca-file", ca], "given twice"),
+            (f"{dsn} sslmode=verify", [], "verify-full"),
+            (f"{dsn} sslcert={cert}", [], "sslkey"),
+        ]:
+            result = sequin_sf_cli("install", "--database-url", conninfo, *extra)
+            assert result.returncode == 2 and said in result.stderr, (conninfo, result.stderr)
+
+        # a client certificate where the server asks for one (Cloud SQL can)
+        client_cert, client_key = client_certificate(directory, ca, ca_key, "cert_user")
+        conn.execute("CREATE ROLE cert_user LOGIN SUPERUSER")
+        hba = os.path.join(cluster.datadir, "pg_hba.conf")
+        with open(hba) as f:
+            rules = f.read()
+        with open(hba, "w") as f:
+            f.write("hostssl all cert_user 127.0.0.1/32 trust clientcert=verify-full\n"
+                    "host all cert_user 127.0.0.1/32 reject\n" + rules)
+        conn.execute("SELECT pg_reload_conf()")
+        as_user = f"{cluster.dsn(user='cert_user')} sslmode=verify-full sslrootcert={ca}"
+        refused = sequin_sf_cli("install", "--database-url", as_user)
+        assert refused.returncode == 1 and "certificate" in refused.stderr, refused.stderr
+        client = Sidecar(f"{as_user} sslcert={client_cert} sslkey={client_key}", key_file)
+        sidecars.append(client)
+        try:
+            wait_for(lambda: query_value(
+                conn, "SELECT s.client_dn FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)"
+                      " WHERE a.usename = 'cert_user' AND a.application_name = 'sequin-sf'"),
+                     timeout=30, what="the connection with the client certificate")
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {client.output()}") from None
     finally:
         for s in sidecars:
             s.stop(signal.SIGKILL)

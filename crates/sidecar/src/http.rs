@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::conninfo::Database;
 use sync_engine::endpoint;
-use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How long without a finished pass `/healthz` still calls healthy.
 const STALE_AFTER: Duration = Duration::from_secs(30);
@@ -44,9 +44,6 @@ impl Heartbeat {
     }
 }
 
-/// The database the endpoints read: its connection string and TLS connector.
-pub type Database = (String, MakeRustlsConnect);
-
 /// Serves the endpoints on `listen` (host:port, or a port on loopback) from a thread
 /// of its own; fails if the address cannot be bound.
 pub fn serve(listen: &str, database: Database, heartbeat: Heartbeat) -> std::io::Result<()> {
@@ -64,14 +61,12 @@ pub fn serve(listen: &str, database: Database, heartbeat: Heartbeat) -> std::io:
 
 /// The endpoints' own connection, opened again when lost.
 fn query_text(
-    (url, tls): &Database,
+    database: &Database,
     db: &mut Option<postgres::Client>,
     sql: &str,
 ) -> Result<String, String> {
     if db.as_ref().is_none_or(|c| c.is_closed()) {
-        *db = Some(
-            postgres::Client::connect(url, tls.clone()).map_err(|e| crate::wire::describe(&e))?,
-        );
+        *db = Some(database.connect("sequin-sf endpoints")?);
     }
     let client = db.as_mut().ok_or("no connection")?;
     let row = client

@@ -7,12 +7,13 @@
 //! the server. Where the extension is installed (without its library preloaded) it
 //! runs the extension's objects instead. Credentials' secrets are sealed with a key
 //! only sequin-sf holds (`keys`, `credentials`). With an address to listen on,
-//! `/healthz` and `/metrics` are served there (`http`); TLS to the database as `tls`
-//! says. Each sync runs in the process that holds its lock (a session advisory lock):
+//! `/healthz` and `/metrics` are served there (`http`). The connection string is read
+//! as `conninfo` says, TLS to the database as `tls` says. Each sync runs in the process that holds its lock (a session advisory lock):
 //! two of these against one database share the syncs, never run one twice, and one
 //! takes over a sync within a pass once the other's connection is gone. SIGTERM or
 //! SIGINT stops it between steps.
 
+mod conninfo;
 mod credentials;
 mod http;
 mod install;
@@ -32,7 +33,7 @@ use options::{usage, Args};
 use sync_engine::catalog::{Release, SyncConfig};
 use sync_engine::syncs::{self, Syncs};
 
-use tokio_postgres_rustls::MakeRustlsConnect;
+use conninfo::Database;
 use wire::Wire;
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -43,13 +44,6 @@ extern "C" fn on_stop_signal(_: libc::c_int) {
 
 fn stopping() -> bool {
     STOP.load(Ordering::Relaxed)
-}
-
-/// Connects, named `sequin-sf` in pg_stat_activity.
-fn connect_client(url: &str, tls: &MakeRustlsConnect) -> Result<postgres::Client, String> {
-    let mut config: postgres::Config = url.parse().map_err(|e| wire::describe(&e))?;
-    config.application_name("sequin-sf");
-    config.connect(tls.clone()).map_err(|e| wire::describe(&e))
 }
 
 /// The engine's database over a connection, with its session settings
@@ -121,27 +115,23 @@ fn key(args: &Args) -> Key {
     found.unwrap_or_else(|e| usage(&e))
 }
 
-fn tls_connector(args: &Args) -> (MakeRustlsConnect, bool) {
-    let ca = args.path("tls-ca-file");
-    let verify = match (&ca, args.switch("tls-no-verify")) {
-        (Some(_), true) => usage("--tls-ca-file and --tls-no-verify exclude each other"),
-        (Some(path), false) => tls::Verify::CaFile(path),
-        (None, true) => tls::Verify::None,
-        (None, false) => tls::Verify::PublicRoots,
-    };
-    let no_verify = matches!(verify, tls::Verify::None);
-    (
-        tls::connector(verify).unwrap_or_else(|e| usage(&e)),
-        no_verify,
+/// The database of the connection string and the TLS options.
+fn database(args: &Args) -> Database {
+    Database::new(
+        &args.require("database-url"),
+        args.path("tls-ca-file"),
+        args.switch("tls-no-verify"),
     )
+    .unwrap_or_else(|e| usage(&e))
 }
 
 const CONNECTION: [&str; 3] = ["database-url", "tls-ca-file", "tls-no-verify"];
 
 /// A connection for a command that runs once: failures end the process.
 fn connect_once(args: &Args) -> postgres::Client {
-    let (tls, _) = tls_connector(args);
-    connect_client(&args.require("database-url"), &tls).unwrap_or_else(|e| fail(&e))
+    database(args)
+        .connect("sequin-sf")
+        .unwrap_or_else(|e| fail(&e))
 }
 
 fn fail(message: &str) -> ! {
@@ -231,9 +221,7 @@ fn main() {
 /// until SIGTERM or SIGINT, connecting again whenever the connection is lost.
 fn run(args: &Args) {
     args.only(&[&CONNECTION[..], &["key-file", "listen"]].concat());
-    let database_url = args
-        .get("database-url")
-        .unwrap_or_else(|| usage("no database URL given"));
+    let database = database(args);
     let key = Rc::new(key(args));
     // SAFETY: handlers that only store to an atomic flag
     unsafe {
@@ -253,16 +241,15 @@ fn run(args: &Args) {
     }
     sync_engine::read::use_page_dir(pages, "sidecar".into());
     sync_engine::read::remove_leftover_pages();
-    let (tls, no_verify) = tls_connector(args);
     let heartbeat = http::Heartbeat::default();
     if let Some(listen) = args.get("listen") {
-        let database = (database_url.clone(), tls.clone());
-        if let Err(e) = http::serve(&listen, database, heartbeat.clone()) {
+        if let Err(e) = http::serve(&listen, database.clone(), heartbeat.clone()) {
             usage(&format!("cannot listen on {listen}: {e}"));
         }
     }
     while !stopping() {
-        let connected = connect_client(&database_url, &tls)
+        let connected = database
+            .connect("sequin-sf")
             .map_err(|e| format!("could not connect: {e}"))
             .and_then(|mut client| {
                 let installed = install::ensure(&mut client, RELEASE)?;
@@ -271,7 +258,7 @@ fn run(args: &Args) {
         match connected {
             Ok((wire, installed)) => {
                 log::info!("sequin-sf: connected");
-                if no_verify {
+                if database.unchecked {
                     log::warn!(
                         "sequin-sf: the database's TLS certificate is not checked (--tls-no-verify)"
                     );
