@@ -411,7 +411,9 @@ $$;
 
 -- Adds the tables of a sync's schema its publication lacks, where the publication
 -- lists tables (made by a role that may not publish a whole schema); nothing where it
--- publishes the schema. Called as the sync creates tables.
+-- publishes the schema. Called as the sync creates tables. Only the tables sequin_sf
+-- made (the collections' and the write log's, batches, events): a user's own table in
+-- the schema is not ours to publish (and, not owned by the role, could not be).
 CREATE FUNCTION sequin_sf._publish_tables(target_schema text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -426,6 +428,10 @@ BEGIN
     END IF;
     FOR t IN SELECT c.oid::regclass FROM pg_catalog.pg_class c
               WHERE c.relnamespace = target_schema::regnamespace AND c.relkind = 'r'
+                AND (c.oid IN (SELECT k.table_oid FROM sequin_sf._collections k
+                                 JOIN sequin_sf._syncs s ON s.name = k.sync_name
+                                WHERE s.schema_name = target_schema)
+                     OR c.relname IN ('_sync_write_log', '_sync_write_batch', '_sync_events'))
                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r
                                  WHERE r.prpubid = pub AND r.prrelid = c.oid)
               ORDER BY c.relname LOOP

@@ -1255,6 +1255,10 @@ BEGIN
     END IF;
     FOR t IN SELECT c.oid::regclass FROM pg_catalog.pg_class c
               WHERE c.relnamespace = target_schema::regnamespace AND c.relkind = 'r'
+                AND (c.oid IN (SELECT k.table_oid FROM sequin_sf._collections k
+                                 JOIN sequin_sf._syncs s ON s.name = k.sync_name
+                                WHERE s.schema_name = target_schema)
+                     OR c.relname IN ('_sync_write_log', '_sync_write_batch', '_sync_events'))
                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r
                                  WHERE r.prpubid = pub AND r.prrelid = c.oid)
               ORDER BY c.relname LOOP
