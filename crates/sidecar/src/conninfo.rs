@@ -87,10 +87,12 @@ impl TlsWords {
             // has is to use TLS where the server offers it
             Some("allow") | Some("prefer") => Some("prefer"),
             Some("require") | Some("verify-ca") | Some("verify-full") => Some("require"),
-            Some(other) => return Err(format!(
+            Some(other) => {
+                return Err(format!(
                 "sslmode={other} in the connection string is not one of disable, allow, prefer, \
                      require, verify-ca, verify-full"
-            )),
+            ))
+            }
         })
     }
 }
