@@ -838,6 +838,19 @@ BEGIN
 END
 $install$;
 
+-- The trigger function of a table's capture of one operation, as the clause CREATE
+-- TRIGGER ... EXECUTE FUNCTION takes: the C capture (src/capture/), given the object,
+-- the operation's rules and the columns sent as arguments. Beside the database
+-- sql/plain/library.sql defines it instead, generating a PL/pgSQL function per table.
+CREATE OR REPLACE FUNCTION sequin_sf._capture_function(
+    p_table regclass, p_op text, p_object text, p_rules jsonb, p_picklists jsonb, p_sent text[]
+) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT format('sequin_sf._capture_writes(%L, %L, %L%s)', p_object, p_rules, p_picklists,
+                  (SELECT coalesce(string_agg(format(', %L', c), ''), '')
+                     FROM unnest(p_sent) c WHERE c <> '_row_id'))
+$$;
+
 CREATE OR REPLACE FUNCTION sequin_sf._install_write_triggers(
     p_table regclass, p_object text, p_noncreateable jsonb, p_nonupdateable jsonb,
     p_picklists jsonb, p_sent text[] DEFAULT NULL, p_refused_ops jsonb DEFAULT '{}'
@@ -846,7 +859,6 @@ LANGUAGE plpgsql AS $$
 DECLARE
     sch text;
     sent_cols text[];
-    sent_args text;
     op text;
     picks jsonb := coalesce(p_picklists, '{}'::jsonb);
 BEGIN
@@ -858,21 +870,19 @@ BEGIN
         SELECT a.attname::text FROM pg_attribute a
          WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
            AND left(a.attname, 1) <> '_'));
-    SELECT coalesce(string_agg(format(', %L', c), ''), '') INTO sent_args
-      FROM unnest(sent_cols) c WHERE c <> '_row_id';
     PERFORM sequin_sf._remove_write_triggers(p_table);
     EXECUTE format('CREATE TRIGGER _sync_write_insert AFTER INSERT ON %s'
-                   ' REFERENCING NEW TABLE AS _sf_new FOR EACH STATEMENT'
-                   ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, %L, %L%s)',
-                   p_table, p_object, coalesce(p_noncreateable, '{}'), picks, sent_args);
+                   ' REFERENCING NEW TABLE AS _sf_new FOR EACH STATEMENT EXECUTE FUNCTION %s',
+                   p_table, sequin_sf._capture_function(p_table, 'INSERT', p_object,
+                                                        coalesce(p_noncreateable, '{}'), picks, sent_cols));
     EXECUTE format('CREATE TRIGGER _sync_write_update AFTER UPDATE ON %s'
                    ' REFERENCING OLD TABLE AS _sf_old NEW TABLE AS _sf_new FOR EACH STATEMENT'
-                   ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, %L, %L%s)',
-                   p_table, p_object, coalesce(p_nonupdateable, '{}'), picks, sent_args);
+                   ' EXECUTE FUNCTION %s',
+                   p_table, sequin_sf._capture_function(p_table, 'UPDATE', p_object,
+                                                        coalesce(p_nonupdateable, '{}'), picks, sent_cols));
     EXECUTE format('CREATE TRIGGER _sync_write_delete AFTER DELETE ON %s'
-                   ' REFERENCING OLD TABLE AS _sf_old FOR EACH STATEMENT'
-                   ' EXECUTE FUNCTION sequin_sf._capture_writes(%L, ''{}'', ''{}''%s)',
-                   p_table, p_object, sent_args);
+                   ' REFERENCING OLD TABLE AS _sf_old FOR EACH STATEMENT EXECUTE FUNCTION %s',
+                   p_table, sequin_sf._capture_function(p_table, 'DELETE', p_object, '{}', '{}', sent_cols));
     -- marks the statement as started, so that statements its triggers run are logged
     -- after it (src/capture/nested.rs)
     EXECUTE format('CREATE TRIGGER _sync_write_start BEFORE INSERT OR UPDATE OR DELETE ON %s'

@@ -230,3 +230,48 @@ def test_install_again_by_a_superuser_adds_what_the_owner_could_not(plain):
         with pytest.raises(psycopg.errors.FeatureNotSupported) as err:
             su.execute("CREATE TABLE public.child () INHERITS (salesforce.contact)")
     assert "cannot take part in inheritance" in str(err.value)
+
+
+def test_capture_is_a_function_per_table_made_again_with_its_capture(plain):
+    emulator, cluster, owner, app, sidecar, key = plain
+
+    def functions():
+        return sorted(query_rows(
+            owner, "SELECT p.proname, p.prosecdef, pg_get_userbyid(p.proowner), l.lanname"
+                   " FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang"
+                   " WHERE p.pronamespace = 'salesforce'::regnamespace"
+                   " AND p.proname LIKE '\\_sync\\_capture\\_%%'"))
+
+    oids = {t: query_value(owner, f"SELECT 'salesforce.{t}'::regclass::oid") for t in ("contact", "account")}
+    found = functions()
+    assert [f[0] for f in found] == sorted(
+        f"_sync_capture_{op}_{oid}" for op in ("insert", "update", "delete") for oid in oids.values())
+    # each runs as sequin-sf's role, which alone may write the log
+    assert {f[1:] for f in found} == {(True, "sync_owner", "plpgsql")}
+    triggers = dict(query_rows(
+        owner, "SELECT t.tgname, p.proname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
+               " WHERE t.tgrelid = 'salesforce.contact'::regclass AND t.tgname LIKE '\\_sync\\_write\\_%%'"))
+    for op in ("insert", "update", "delete"):
+        assert triggers[f"_sync_write_{op}"] == f"_sync_capture_{op}_{oids['contact']}"
+
+    # capture installed again (a write setting that changes the rules): made again, the
+    # same functions and no more, the rule taking effect
+    tier = query_value(owner, "SELECT column_name FROM information_schema.columns"
+                              " WHERE table_schema = 'salesforce' AND table_name = 'account'"
+                              " AND column_name LIKE 'tier%%'")
+    some = query_value(owner, "SELECT id FROM salesforce.account LIMIT 1")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        app.execute(f"UPDATE salesforce.account SET {tier} = 'Platinum' WHERE id = %s", (some,))
+    owner.execute("SELECT sequin_sf.alter_write_settings('emu', check_picklists => false)")
+    assert functions() == found
+    app.execute(f"UPDATE salesforce.account SET {tier} = 'Platinum' WHERE id = %s", (some,))
+    logged = query_rows(owner, "SELECT \"values\" FROM salesforce._sync_write_log"
+                               " WHERE api_id = %s ORDER BY id DESC LIMIT 1", (some,))
+    assert logged == [({tier: "Platinum"},)]
+    owner.execute("SELECT sequin_sf.alter_write_settings('emu', check_picklists => true)")
+
+    # a collection removed: its table's functions go when capture is next installed there
+    owner.execute("SELECT sequin_sf.remove_collection('emu', 'Account')")
+    owner.execute("SELECT sequin_sf.alter_write_settings('emu', check_picklists => false)")
+    assert [f[0] for f in functions()] == sorted(
+        f"_sync_capture_{op}_{oids['contact']}" for op in ("insert", "update", "delete"))

@@ -1,13 +1,16 @@
 -- What the extension's library gives its SQL, for a database where no library can be
 -- loaded (sequin-sf installs the objects itself: crates/sidecar/src/install.rs). Same
--- names and arguments as the Rust functions of src/, so sql/capture.sql, worker.sql
--- and api.sql run unchanged on top of either. Run after sql/bootstrap.sql.
+-- names and arguments as the Rust functions of src/ (and as capture.sql's
+-- _capture_function, which names the C capture), so sql/capture.sql, worker.sql and
+-- api.sql run unchanged on top of either. Run after sql/bootstrap.sql.
 --
 -- Differences a user can see, documented in the README ("On a managed Postgres"):
 --   * create_credential refuses: secrets are sealed by sequin-sf with a key it holds
 --     (`sequin-sf credential create`), so the database never sees them in clear;
 --   * the org's objects and the fields of synced objects come from what sequin-sf last
 --     read (_org_objects, _org_fields), not from a call to Salesforce made by SQL;
+--   * capture is a PL/pgSQL function generated for each synced table and operation, in
+--     the table's schema (_sync_capture_<op>_<table oid>);
 --   * a statement's entries are logged when it ends; those of statements its own
 --     triggers ran, logged before, are then moved after them (logged again with new
 --     ids), where the C capture logs the outer statement's first as they happen.
@@ -211,145 +214,217 @@ BEGIN
 END
 $$;
 
--- Write capture in PL/pgSQL: the same trigger arguments and the same log rows as the C
--- capture (src/capture/mod.rs): inserts with the row's id only, updates with the
--- changed sent columns' new values and the full row before, deletes with the row
--- before; rows Salesforce would refuse raise _refuse_write's error. A value that reads
--- differently (as text) is a change. Changes sequin-sf applies itself run with
--- sequin_sf.applying = on; without the library that setting is not reserved, so it is
--- obeyed only in sessions of the role sequin-sf runs as. Runs as that role (the log is
--- not writable by application roles), with its search path pinned. Entries go
--- straight to the log (the C capture's batches are a cost saving this one does not
--- make), in the order src/capture/nested.rs explains: a statement run by the triggers
--- of a statement on a synced table is logged after that statement's own entries.
+-- Write capture in PL/pgSQL: a trigger function generated for each synced table and
+-- operation by _capture_function, with the table's columns and Salesforce's rules for
+-- them written into it; the same log rows as the C capture (src/capture/mod.rs):
+-- inserts with the row's id only, updates with the changed sent columns' new values
+-- and the full row before, deletes with the row before; rows Salesforce would refuse
+-- raise _refuse_write's error. A value that reads differently (as text) is a change.
 --
--- That order is kept with two transaction-local settings, restored by Postgres when a
--- savepoint rolls back: sequin_sf.capture_frames, the trigger depths of the statements
--- on synced tables that have started and not been captured (_capture_statement_starts
--- opens one), and sequin_sf.capture_held, the log entries of statements captured while
--- a shallower one was open. Every statement logs its entries at once; the first
--- statement around them with no synced statement around it moves the held entries
--- after its own (logs them again, in order, and deletes the first copies).
+-- Why generated: what an application's one-row statement costs here is what PL/pgSQL
+-- pays per statement for each expression and query it runs. A function written for one
+-- table runs one query per statement, over the rows' own columns; a function for every
+-- table had to read the rules from its arguments and the rows as jsonb (about half of
+-- the capture's cost, bench/trigger_overhead.py --plain).
 --
--- What an application's one-row statement costs is mostly what PL/pgSQL pays once
--- per transaction for each expression and statement it runs: the common case (a
--- statement the application ran itself, nothing held) runs as few as it can.
-CREATE FUNCTION sequin_sf._capture_writes() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
--- a synced table's columns may be named like a variable here (sent, rules...): the
--- statements below name columns through their table only
-#variable_conflict use_variable
+-- Changes sequin-sf applies itself run with sequin_sf.applying = on; without the library
+-- that setting is not reserved, so it is obeyed only in sessions of the role sequin-sf
+-- runs as. The function runs as that role (the log is not writable by application
+-- roles), with its search path pinned and every name qualified. Entries go straight to
+-- the log (the C capture's batches are a cost saving this one does not make), in the
+-- order src/capture/nested.rs explains: a statement run by the triggers of a statement
+-- on a synced table is logged after that statement's own entries (_capture_nested).
+--
+-- The functions live in the table's schema, named for the operation and the table's
+-- oid; making one drops those of the schema no trigger uses any more (a table dropped
+-- leaves its functions until capture is next installed in its schema).
+CREATE FUNCTION sequin_sf._capture_function(
+    p_table regclass, p_op text, p_object text, p_rules jsonb, p_picklists jsonb, p_sent text[]
+) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    sch text;
+    sch_oid oid;
+    tbl text;
+    fn text := format('_sync_capture_%s_%s', lower(p_op), p_table::oid);
     sent text[];
+    has_id boolean;
+    body text;
+    f record;
+BEGIN
+    SELECT n.nspname, n.oid, c.relname INTO sch, sch_oid, tbl
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_table;
+    -- the sent columns the table has (a rule or a column named but gone is nothing to check)
+    sent := ARRAY(SELECT a.attname::text FROM pg_attribute a
+                   WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
+                     AND a.attname <> '_row_id' AND a.attname = ANY (p_sent)
+                   ORDER BY a.attnum);
+    has_id := EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = p_table AND a.attname = 'id'
+                                                     AND NOT a.attisdropped);
+    -- functions of the schema no trigger uses: this table's before its capture is made
+    -- again, and those of tables dropped or no longer captured (a function and its
+    -- trigger are made in one transaction, so another install's are never seen apart)
+    FOR f IN SELECT p.oid::regprocedure AS proc FROM pg_proc p
+              WHERE p.pronamespace = sch_oid AND p.proname ~ '^_sync_capture_[a-z]+_[0-9]+$'
+                AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgfoid = p.oid) LOOP
+        EXECUTE format('DROP FUNCTION %s', f.proc);
+    END LOOP;
+    body := CASE p_op
+        WHEN 'INSERT' THEN sequin_sf._capture_insert_sql(sch, tbl, p_object, sent, p_rules, p_picklists)
+        WHEN 'UPDATE' THEN sequin_sf._capture_update_sql(sch, tbl, p_object, sent, has_id, p_rules, p_picklists)
+        ELSE sequin_sf._capture_delete_sql(sch, tbl, p_object, has_id) END;
+    EXECUTE format($f$CREATE OR REPLACE FUNCTION %I.%I() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L$f$, sch, fn,
+        format($b$
+-- capture of %s on %I.%I, made by sequin_sf._capture_function: do not edit (made again
+-- whenever the table's capture is installed)
+DECLARE
     logged bigint;
-    depth int;
-    frames int[];
-    nested boolean;
-    held jsonb;
-    deeper jsonb;
 BEGIN
     IF coalesce(current_setting('sequin_sf.applying', true), '') = 'on'
        AND pg_has_role(session_user, sequin_sf._runner(), 'MEMBER') THEN
         RETURN NULL;
     END IF;
-    -- the table's own log, found through the search path so that the statements below
-    -- are static and their plans kept (Postgres compiles a trigger function once per
-    -- trigger; the path is restored as the function returns)
-    PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp', TG_TABLE_SCHEMA), true);
-    sent := TG_ARGV[3:TG_NARGS - 1];
-    IF TG_OP = 'INSERT' THEN
-        IF TG_ARGV[1] <> '{}' OR TG_ARGV[2] <> '{}' THEN
-            -- a row sets a column it may not, or a picklist value not allowed: the values
-            -- it sets are built for the error only
-            PERFORM sequin_sf._refuse_write(
-                        TG_TABLE_SCHEMA, TG_TABLE_NAME, 'INSERT',
-                        (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(x.j) e
-                          WHERE e.key = ANY (sent) AND e.value <> 'null'),
-                        TG_ARGV[1]::jsonb, TG_ARGV[2]::jsonb)
-               FROM (SELECT to_jsonb(n.*) AS j FROM _sf_new n) x
-              WHERE jsonb_strip_nulls(x.j) ?| ARRAY(SELECT k FROM jsonb_object_keys(TG_ARGV[1]::jsonb) k
-                                                     WHERE k = ANY (sent))
-                 OR EXISTS (SELECT 1 FROM jsonb_each(TG_ARGV[2]::jsonb) p
-                             WHERE p.key = ANY (sent) AND (x.j -> p.key) <> 'null'
-                               AND NOT p.value @> jsonb_build_array(x.j -> p.key));
-        END IF;
-        INSERT INTO _sync_write_log (table_name, object_name, row_id, action)
-        SELECT TG_TABLE_NAME, TG_ARGV[0], n._row_id, 'insert' FROM _sf_new n;
-    ELSIF TG_OP = 'UPDATE' THEN
-        -- OLD and NEW rows sit at the same position of the two transition tables: paired
-        -- by unnesting the two in step (a join on their positions would be planned once,
-        -- for the first statement's row count, and kept)
-        WITH pairs AS (
-                SELECT p.pos, p.before, p.after,
-                       (SELECT jsonb_object_agg(k, p.after -> k) FROM unnest(sent) k
-                         WHERE (p.before ->> k) IS DISTINCT FROM (p.after ->> k)) AS changed
-                  FROM unnest((SELECT array_agg(to_jsonb(o.*)) FROM _sf_old o),
-                              (SELECT array_agg(to_jsonb(n.*)) FROM _sf_new n))
-                       WITH ORDINALITY AS p(before, after, pos)),
-             checked AS MATERIALIZED (
-                SELECT p.*,
-                       CASE WHEN (p.before -> '_row_id') IS DISTINCT FROM (p.after -> '_row_id')
-                            THEN sequin_sf._row_id_changed(TG_TABLE_NAME, (p.before ->> '_row_id')::bigint,
-                                                          (p.after ->> '_row_id')::bigint) END AS moved,
-                       CASE WHEN p.changed ?| ARRAY(SELECT jsonb_object_keys(TG_ARGV[1]::jsonb)
-                                                    UNION SELECT jsonb_object_keys(TG_ARGV[2]::jsonb))
-                            THEN sequin_sf._refuse_write(TG_TABLE_SCHEMA, TG_TABLE_NAME, 'UPDATE',
-                                                         p.changed, TG_ARGV[1]::jsonb, TG_ARGV[2]::jsonb) END AS refused
-                  FROM pairs p)
-        INSERT INTO _sync_write_log (table_name, object_name, row_id, action, api_id, previous, "values")
-        SELECT TG_TABLE_NAME, TG_ARGV[0], (c.after ->> '_row_id')::bigint, 'update', c.before ->> 'id',
-               c.before, c.changed
-          FROM checked c WHERE c.changed IS NOT NULL AND c.moved IS NULL
-         ORDER BY c.pos;
-    ELSE
-        INSERT INTO _sync_write_log (table_name, object_name, row_id, action, api_id, previous)
-        SELECT TG_TABLE_NAME, TG_ARGV[0], o._row_id, 'delete', to_jsonb(o.*) ->> 'id', to_jsonb(o.*)
-          FROM _sf_old o;
-    END IF;
+%s
     GET DIAGNOSTICS logged = ROW_COUNT;
-    -- One event of this statement is captured: the statement ends with its last (a MERGE
-    -- or INSERT ... ON CONFLICT fires a BEFORE and an AFTER STATEMENT trigger per
-    -- operation). Any shallower statement still open makes it nested.
-    depth := pg_trigger_depth();
-    frames := coalesce(nullif(current_setting('sequin_sf.capture_frames', true), ''), '{}')::int[];
-    IF depth = 1 AND frames = '{1}' AND coalesce(current_setting('sequin_sf.capture_held', true), '') IN ('', '[]') THEN
-        -- the application's own statement, nothing held: the common case ends here
+    -- One event of this statement is captured. The application's own statement with
+    -- nothing held ends here; else _capture_nested keeps the order.
+    IF pg_trigger_depth() = 1 AND current_setting('sequin_sf.capture_frames', true) = '{1}'
+       AND coalesce(current_setting('sequin_sf.capture_held', true), '') IN ('', '[]') THEN
         PERFORM set_config('sequin_sf.capture_frames', '{}', true);
     ELSE
-        frames := frames[1:coalesce(array_position(frames, depth), cardinality(frames) + 1) - 1]
-                  || frames[coalesce(array_position(frames, depth), cardinality(frames)) + 1:];
-        nested := coalesce((SELECT min(f) FROM unnest(frames) f) < depth, false);
-        held := coalesce(nullif(current_setting('sequin_sf.capture_held', true), ''), '[]')::jsonb;
-        -- what statements run by its triggers left comes after its own entries, once
-        -- all its operations are captured
-        deeper := '[]';
-        IF held <> '[]' AND NOT depth = ANY (frames) THEN
-            SELECT coalesce(jsonb_agg(h ORDER BY i) FILTER (WHERE (h ->> 'depth')::int > depth), '[]'),
-                   coalesce(jsonb_agg(h ORDER BY i) FILTER (WHERE (h ->> 'depth')::int <= depth), '[]')
-              INTO deeper, held
-              FROM jsonb_array_elements(held) WITH ORDINALITY AS x(h, i);
-        END IF;
-        IF nested THEN
-            -- its own (the session's last `logged` entries of the log), then what its
-            -- own triggers' statements left, handed to the statement around it
-            held := held
-                 || coalesce((SELECT jsonb_agg(jsonb_build_object(
-                                         'depth', depth, 'schema', TG_TABLE_SCHEMA,
-                                         'id', l.id) ORDER BY l.id)
-                                FROM (SELECT g.id FROM _sync_write_log g WHERE g.session_pid = pg_backend_pid()
-                                       ORDER BY g.id DESC LIMIT logged) l), '[]')
-                 || coalesce((SELECT jsonb_agg(jsonb_set(h, '{depth}', to_jsonb(depth)) ORDER BY i)
-                                FROM jsonb_array_elements(deeper) WITH ORDINALITY AS x(h, i)), '[]');
-        ELSIF deeper <> '[]' THEN
-            PERFORM sequin_sf._log_after(deeper);
-        END IF;
-        PERFORM set_config('sequin_sf.capture_frames', frames::text, true);
-        PERFORM set_config('sequin_sf.capture_held', held::text, true);
+        PERFORM sequin_sf._capture_nested(logged, %L);
     END IF;
     IF logged > 0 AND current_setting('sequin_sf.captured', true) IS DISTINCT FROM 'on' THEN
         PERFORM set_config('sequin_sf.captured', 'on', true);
     END IF;
     RETURN NULL;
+END
+$b$, p_op, sch, tbl, body, sch));
+    EXECUTE format('REVOKE ALL ON FUNCTION %I.%I() FROM PUBLIC', sch, fn);
+    RETURN format('%I.%I()', sch, fn);
+END
+$$;
+
+-- The condition under which a row (`r`, a column reference prefix such as 'n.') holds a
+-- value Salesforce refuses: a column of `rules` set, a picklist column set to a value
+-- not allowed. NULL: nothing to check.
+CREATE FUNCTION sequin_sf._capture_refusal(r text, sent text[], rules jsonb, picklists jsonb)
+RETURNS text
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT string_agg(c, ' OR ') FROM (
+        SELECT format('%s%I IS NOT NULL', r, k) AS c FROM jsonb_object_keys(rules) k WHERE k = ANY (sent)
+        UNION ALL
+        SELECT format('(%s%I IS NOT NULL AND NOT %L::jsonb @> jsonb_build_array(to_jsonb(%1$s%2$I)))', r, p.key, p.value)
+          FROM jsonb_each(picklists) p WHERE p.key = ANY (sent)) x
+$$;
+
+CREATE FUNCTION sequin_sf._capture_insert_sql(
+    sch text, tbl text, object text, sent text[], rules jsonb, picklists jsonb
+) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    refused text := sequin_sf._capture_refusal('_n.', sent, rules, picklists);
+BEGIN
+    RETURN format($s$    INSERT INTO %I._sync_write_log (table_name, object_name, row_id, action)
+    SELECT %L, %L, _n._row_id, 'insert' FROM _sf_new _n%s;$s$, sch, tbl, object,
+        CASE WHEN refused IS NOT NULL THEN format($w$
+     WHERE CASE WHEN %s
+                THEN sequin_sf._refuse_write(%L, %L, 'INSERT',
+                         (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(to_jsonb(_n.*)) e
+                           WHERE e.key = ANY (%L::text[]) AND e.value <> 'null'),
+                         %L, %L) IS NOT NULL
+                ELSE true END$w$, refused, sch, tbl, sent, rules, picklists) ELSE '' END);
+END
+$$;
+
+-- An update pairs each row before with the row after at the same position of the two
+-- transition tables (unnested in step: a join on positions would be planned once, for
+-- the first statement's row count, and kept).
+CREATE FUNCTION sequin_sf._capture_update_sql(
+    sch text, tbl text, object text, sent text[], has_id boolean, rules jsonb, picklists jsonb
+) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    changed text;
+    ruled text[] := ARRAY(SELECT k FROM jsonb_object_keys(rules) k WHERE k = ANY (sent)
+                          UNION SELECT k FROM jsonb_object_keys(picklists) k WHERE k = ANY (sent));
+BEGIN
+    SELECT coalesce(string_agg(format(
+               'CASE WHEN (p.o).%1$I::text IS DISTINCT FROM (p.n).%1$I::text'
+               ' THEN jsonb_build_object(%1$L, (p.n).%1$I) ELSE ''{}'' END', c), E'\n                    || '),
+               '''{}''::jsonb')
+      INTO changed FROM unnest(sent) c;
+    RETURN format($s$    WITH pairs AS MATERIALIZED (
+            SELECT p.o, p.n, %1$s AS changed,
+                   CASE WHEN (p.o)._row_id IS DISTINCT FROM (p.n)._row_id
+                        THEN sequin_sf._row_id_changed(%2$L, (p.o)._row_id, (p.n)._row_id) END AS moved
+              FROM (SELECT unnest(ARRAY(SELECT ROW(_o.*)::%3$I.%2$I FROM _sf_old _o)) AS o,
+                           unnest(ARRAY(SELECT ROW(_n.*)::%3$I.%2$I FROM _sf_new _n)) AS n) p)
+    INSERT INTO %3$I._sync_write_log (table_name, object_name, row_id, action, api_id, previous, "values")
+    SELECT %2$L, %4$L, (c.n)._row_id, 'update', %5$s, to_jsonb(c.o), c.changed
+      FROM pairs c
+     WHERE c.changed <> '{}' AND c.moved IS NULL%6$s;$s$,
+        changed, tbl, sch, object, CASE WHEN has_id THEN '(c.o).id::text' ELSE 'NULL' END,
+        CASE WHEN cardinality(ruled) > 0 THEN format($w$
+       AND CASE WHEN c.changed ?| %L::text[]
+                THEN sequin_sf._refuse_write(%L, %L, 'UPDATE', c.changed, %L, %L) IS NOT NULL
+                ELSE true END$w$, ruled, sch, tbl, rules, picklists) ELSE '' END);
+END
+$$;
+
+CREATE FUNCTION sequin_sf._capture_delete_sql(sch text, tbl text, object text, has_id boolean)
+RETURNS text
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format($s$    INSERT INTO %I._sync_write_log (table_name, object_name, row_id, action, api_id, previous)
+    SELECT %L, %L, _o._row_id, 'delete', %s, to_jsonb(_o.*) FROM _sf_old _o;$s$,
+        sch, tbl, object, CASE WHEN has_id THEN '_o.id::text' ELSE 'NULL' END)
+$$;
+
+-- The end of a capture that is not the common case (see above): its statement nested in
+-- another on a synced table, or entries held. The order is kept with two
+-- transaction-local settings, restored by Postgres when a savepoint rolls back:
+-- sequin_sf.capture_frames, the trigger depths of the statements on synced tables that
+-- have started and not been captured (_capture_statement_starts opens one), and
+-- sequin_sf.capture_held, the log entries of statements captured while a shallower one
+-- was open. Every statement logs its entries at once; the first statement around them
+-- with no synced statement around it moves the held entries after its own (_log_after).
+-- A MERGE or INSERT ... ON CONFLICT fires a BEFORE and an AFTER STATEMENT trigger per
+-- operation: the statement ends with its last.
+CREATE FUNCTION sequin_sf._capture_nested(logged bigint, log_schema text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    depth int := pg_trigger_depth();
+    frames int[] := coalesce(nullif(current_setting('sequin_sf.capture_frames', true), ''), '{}')::int[];
+    held jsonb := coalesce(nullif(current_setting('sequin_sf.capture_held', true), ''), '[]')::jsonb;
+    deeper jsonb := '[]';
+    mine jsonb;
+BEGIN
+    frames := frames[1:coalesce(array_position(frames, depth), cardinality(frames) + 1) - 1]
+              || frames[coalesce(array_position(frames, depth), cardinality(frames)) + 1:];
+    -- what statements run by its triggers left comes after its own entries, once all
+    -- its operations are captured
+    IF held <> '[]' AND NOT depth = ANY (frames) THEN
+        SELECT coalesce(jsonb_agg(h ORDER BY i) FILTER (WHERE (h ->> 'depth')::int > depth), '[]'),
+               coalesce(jsonb_agg(h ORDER BY i) FILTER (WHERE (h ->> 'depth')::int <= depth), '[]')
+          INTO deeper, held
+          FROM jsonb_array_elements(held) WITH ORDINALITY AS x(h, i);
+    END IF;
+    IF coalesce((SELECT min(f) FROM unnest(frames) f) < depth, false) THEN
+        -- nested: its own entries (the session's last `logged` in the log), then what its
+        -- own triggers' statements left, handed to the statement around it
+        EXECUTE format('SELECT coalesce(jsonb_agg(jsonb_build_object(''depth'', $1, ''schema'', $2, ''id'', l.id)'
+                       ' ORDER BY l.id), ''[]'') FROM (SELECT g.id FROM %I._sync_write_log g'
+                       ' WHERE g.session_pid = pg_backend_pid() ORDER BY g.id DESC LIMIT $3) l', log_schema)
+           INTO mine USING depth, log_schema, logged;
+        held := held || mine
+             || coalesce((SELECT jsonb_agg(jsonb_set(h, '{depth}', to_jsonb(depth)) ORDER BY i)
+                            FROM jsonb_array_elements(deeper) WITH ORDINALITY AS x(h, i)), '[]');
+    ELSIF deeper <> '[]' THEN
+        PERFORM sequin_sf._log_after(deeper);
+    END IF;
+    PERFORM set_config('sequin_sf.capture_frames', frames::text, true);
+    PERFORM set_config('sequin_sf.capture_held', held::text, true);
 END
 $$;
 
