@@ -9,7 +9,8 @@ const CONTROL_HELP: &str = "\
 Control API (under /__emulator/, no auth, never counted as API usage):
   GET    health                          liveness
   GET    stats                           api_requests_total, api_usage, per-endpoint counts, records,
-                                         peak_requests_in_flight (most API requests served at once)
+                                         peak_requests_in_flight (most API requests served at once),
+                                         peak_endpoints (the endpoints of those requests)
   POST   stats/reset                     zero the counters (not the quota)
   POST   generate                        {\"object\":\"Contact\",\"count\":N,\"seed\":S}
   POST   records/{Object}                create records as a user would: one object or an array

@@ -119,6 +119,7 @@ fn stats(app: &App) -> Resp {
             "api_requests_total": total,
             "api_usage": {"used": used, "max": max},
             "peak_requests_in_flight": app.limits.peak_in_flight(),
+            "peak_endpoints": app.limits.peak_endpoints(),
             "endpoints": endpoints,
             "records": records,
         }),

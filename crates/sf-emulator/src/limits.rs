@@ -5,7 +5,6 @@
 use crate::error::ApiError;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 const WINDOW_MS: i64 = 24 * 3600 * 1000;
 const BUCKET_MS: i64 = 60_000;
@@ -75,11 +74,18 @@ pub struct Limits {
     quota: Mutex<Quota>,
     counts: Mutex<BTreeMap<String, u64>>,
     total: Mutex<u64>,
-    /// requests being served now (from arrival, added latency included, to the reply)
-    in_flight: AtomicU64,
-    /// the most at once since the stats were last reset: what a client's concurrency
-    /// limit can be checked against
-    peak_in_flight: AtomicU64,
+    /// requests being served now (from arrival, added latency included, to the reply),
+    /// and the most at once since the stats were last reset
+    in_flight: Mutex<InFlightCount>,
+}
+
+/// The endpoints of the requests being served, and the most at once: what a client's
+/// concurrency limit can be checked against, with the endpoints that made the peak (to
+/// tell which of a client's requests went past it).
+#[derive(Default)]
+struct InFlightCount {
+    now: Vec<String>,
+    peak: Vec<String>,
 }
 
 impl Limits {
@@ -94,8 +100,7 @@ impl Limits {
             }),
             counts: Mutex::new(ENDPOINTS.iter().map(|e| (e.to_string(), 0)).collect()),
             total: Mutex::new(0),
-            in_flight: AtomicU64::new(0),
-            peak_in_flight: AtomicU64::new(0),
+            in_flight: Mutex::new(InFlightCount::default()),
         }
     }
 
@@ -155,21 +160,33 @@ impl Limits {
         (*self.total.lock(), self.counts.lock().clone())
     }
 
-    /// Counts a request as in flight until the guard is dropped.
-    pub fn begin_request(&self) -> InFlight<'_> {
-        let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-        self.peak_in_flight.fetch_max(now, Ordering::AcqRel);
-        InFlight { limits: self }
+    /// Counts a request to `endpoint` as in flight until the guard is dropped.
+    pub fn begin_request(&self, endpoint: &str) -> InFlight<'_> {
+        let mut count = self.in_flight.lock();
+        count.now.push(endpoint.to_string());
+        if count.now.len() > count.peak.len() {
+            count.peak = count.now.clone();
+        }
+        InFlight {
+            limits: self,
+            endpoint: endpoint.to_string(),
+        }
     }
 
     /// The most requests in flight at once since the last reset.
     pub fn peak_in_flight(&self) -> u64 {
-        self.peak_in_flight.load(Ordering::Acquire)
+        self.in_flight.lock().peak.len() as u64
+    }
+
+    /// The endpoints of the requests in flight when the most were.
+    pub fn peak_endpoints(&self) -> Vec<String> {
+        self.in_flight.lock().peak.clone()
     }
 
     pub fn reset_stats(&self) {
-        self.peak_in_flight
-            .store(self.in_flight.load(Ordering::Acquire), Ordering::Release);
+        let mut count = self.in_flight.lock();
+        count.peak = count.now.clone();
+        drop(count);
         *self.total.lock() = 0;
         for v in self.counts.lock().values_mut() {
             *v = 0;
@@ -229,11 +246,15 @@ impl Limits {
 /// Ends a request's count in flight when dropped.
 pub struct InFlight<'a> {
     limits: &'a Limits,
+    endpoint: String,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.limits.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let mut count = self.limits.in_flight.lock();
+        if let Some(i) = count.now.iter().position(|e| *e == self.endpoint) {
+            count.now.swap_remove(i);
+        }
     }
 }
 
@@ -273,15 +294,19 @@ mod tests {
     #[test]
     fn peak_in_flight_counts_requests_served_at_once() {
         let l = Limits::new(100, 25);
-        let a = l.begin_request();
-        let b = l.begin_request();
+        let a = l.begin_request("query");
+        let b = l.begin_request("describe");
         drop(a);
-        let c = l.begin_request();
+        let c = l.begin_request("query");
         assert_eq!(l.peak_in_flight(), 2);
+        let mut at_peak = l.peak_endpoints();
+        at_peak.sort();
+        assert_eq!(at_peak, ["describe", "query"]);
         drop((b, c));
         l.reset_stats();
         assert_eq!(l.peak_in_flight(), 0);
-        let _d = l.begin_request();
+        let _d = l.begin_request("limits");
         assert_eq!(l.peak_in_flight(), 1);
+        assert_eq!(l.peak_endpoints(), ["limits"]);
     }
 }

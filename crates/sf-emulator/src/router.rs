@@ -244,8 +244,9 @@ pub async fn handle(app: &Arc<App>, req: Req) -> Outcome {
         return Outcome::Reply(reply.await);
     }
     let route = route(&segs);
-    app.limits.hit(route.endpoint(&req.method));
-    let _in_flight = app.limits.begin_request();
+    let endpoint = route.endpoint(&req.method);
+    app.limits.hit(endpoint);
+    let _in_flight = app.limits.begin_request(endpoint);
     // while the org's long-running requests are all taken, new ones are refused
     if route.is_api() {
         if let Err(e) = app.limits.check_long_capacity() {
