@@ -223,9 +223,9 @@ $$;
 --
 -- Why generated: what an application's one-row statement costs here is what PL/pgSQL
 -- pays per statement for each expression and query it runs. A function written for one
--- table runs one query per statement, over the rows' own columns; a function for every
--- table had to read the rules from its arguments and the rows as jsonb (about half of
--- the capture's cost, bench/trigger_overhead.py --plain).
+-- table runs one query per statement, over the rows' own columns; one function for
+-- every table had to read the rules from its arguments and the rows as jsonb, about
+-- half of its cost in a pgbench profile (figures: README, "Writing back").
 --
 -- Changes sequin-sf applies itself run with sequin_sf.applying = on; without the library
 -- that setting is not reserved, so it is obeyed only in sessions of the role sequin-sf
@@ -306,16 +306,17 @@ $b$, p_op, sch, tbl, body, sch));
 END
 $$;
 
--- The condition under which a row (`r`, a column reference prefix such as 'n.') holds a
--- value Salesforce refuses: a column of `rules` set, a picklist column set to a value
--- not allowed. NULL: nothing to check.
-CREATE FUNCTION sequin_sf._capture_refusal(r text, sent text[], rules jsonb, picklists jsonb)
+-- The condition under which a new row (`_n`) holds a value Salesforce refuses on
+-- insert: a column of `rules` set, a picklist column set to a value not allowed. NULL:
+-- nothing to check.
+CREATE FUNCTION sequin_sf._capture_insert_refusal(sent text[], rules jsonb, picklists jsonb)
 RETURNS text
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     SELECT string_agg(c, ' OR ') FROM (
-        SELECT format('%s%I IS NOT NULL', r, k) AS c FROM jsonb_object_keys(rules) k WHERE k = ANY (sent)
+        SELECT format('_n.%I IS NOT NULL', k) AS c FROM jsonb_object_keys(rules) k WHERE k = ANY (sent)
         UNION ALL
-        SELECT format('(%s%I IS NOT NULL AND NOT %L::jsonb @> jsonb_build_array(to_jsonb(%1$s%2$I)))', r, p.key, p.value)
+        SELECT format('(_n.%1$I IS NOT NULL AND NOT %2$L::jsonb @> jsonb_build_array(to_jsonb(_n.%1$I)))',
+                      p.key, p.value)
           FROM jsonb_each(picklists) p WHERE p.key = ANY (sent)) x
 $$;
 
@@ -324,7 +325,7 @@ CREATE FUNCTION sequin_sf._capture_insert_sql(
 ) RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    refused text := sequin_sf._capture_refusal('_n.', sent, rules, picklists);
+    refused text := sequin_sf._capture_insert_refusal(sent, rules, picklists);
 BEGIN
     RETURN format($s$    INSERT INTO %I._sync_write_log (table_name, object_name, row_id, action)
     SELECT %L, %L, _n._row_id, 'insert' FROM _sf_new _n%s;$s$, sch, tbl, object,
