@@ -40,11 +40,11 @@ def settings_of(conn, sync):
     )
 
 
-@pytest.mark.extension_only("beside the database the fields are read by sequin-sf first, and the"
-                             " setting asks to call again until then (test_plain.py)")
 def test_external_id_setting_is_accepted_right_after_create_sync(org):
     # the sync is paused as it is created, so its worker cannot set the collections up
-    # before the setting is given: the window a setup script hits every time
+    # before the setting is given: the window a setup script hits every time (beside the
+    # database, the setting waits for sequin-sf to describe the object, which it does
+    # for a paused sync too)
     _, _, conn = org
     with conn.transaction():
         conn.execute(

@@ -72,9 +72,40 @@ BEGIN
 END
 $$;
 
+-- sequin-sf reads an org's objects and fields within a pass of a new credential or
+-- collection (a fraction of a second while it runs). What SQL asks of them right after
+-- waits for that read, up to 30 s, where it can come: not when no sequin-sf is
+-- connected to this database, nor for a credential or collection of this very
+-- transaction (sequin-sf cannot see it before the commit), nor in a transaction whose
+-- snapshot would not show it (REPEATABLE READ, SERIALIZABLE). Whether `ready` (a query
+-- giving a boolean, $1 and $2 the arguments) holds, at once or after the wait.
+CREATE FUNCTION sequin_sf._await_org_read(ready text, a text, b text, of_this_transaction boolean)
+RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    done boolean;
+BEGIN
+    EXECUTE ready INTO done USING a, b;
+    IF done OR of_this_transaction OR current_setting('transaction_isolation') <> 'read committed'
+       OR NOT EXISTS (SELECT 1 FROM pg_stat_activity s
+                       WHERE s.datname = current_database() AND s.application_name = 'sequin-sf'
+                         AND s.pid <> pg_backend_pid()) THEN
+        RETURN coalesce(done, false);
+    END IF;
+    FOR i IN 1..150 LOOP
+        PERFORM pg_sleep(0.2);
+        EXECUTE ready INTO done USING a, b;
+        IF done THEN
+            RETURN true;
+        END IF;
+    END LOOP;
+    RETURN false;
+END
+$$;
+
 CREATE FUNCTION sequin_sf._describe_global(credential text)
 RETURNS TABLE (name text, label text, custom boolean, queryable boolean, replicateable boolean)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql AS $$
 DECLARE
     r sequin_sf._org_objects_read;
 BEGIN
@@ -83,6 +114,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'check the credential with SELECT * FROM sequin_sf.credentials';
     END IF;
+    -- (age of a row's xmin: 0 or less for a row this transaction wrote)
+    PERFORM sequin_sf._await_org_read(
+        'SELECT EXISTS (SELECT 1 FROM sequin_sf._org_objects_read o WHERE o.credential = $1)',
+        credential, NULL,
+        (SELECT age(c.xmin) <= 0 FROM sequin_sf._credentials c WHERE c.name = _describe_global.credential));
     SELECT * INTO r FROM sequin_sf._org_objects_read o WHERE o.credential = _describe_global.credential;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'sequin-sf has not listed the objects of credential "%"''s org yet', credential
@@ -101,14 +137,18 @@ $$;
 
 CREATE FUNCTION sequin_sf._describe_fields(credential text, object text)
 RETURNS TABLE (name text, external_id boolean)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM sequin_sf._org_fields f
-                    WHERE f.credential = _describe_fields.credential AND f.object_name = object) THEN
+    IF NOT sequin_sf._await_org_read(
+               'SELECT EXISTS (SELECT 1 FROM sequin_sf._org_fields f WHERE f.credential = $1 AND f.object_name = $2)',
+               credential, object,
+               EXISTS (SELECT 1 FROM sequin_sf._collections c JOIN sequin_sf._syncs s ON s.name = c.sync_name
+                        WHERE s.credential = _describe_fields.credential AND c.object_name = object
+                          AND age(c.xmin) <= 0)) THEN
         RAISE EXCEPTION 'sequin-sf has not described % yet', object
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = 'Beside the database, the fields an org has are read by sequin-sf, not by SQL.',
-                  HINT = 'sequin-sf describes a sync''s objects within seconds of create_sync or add_collection: call again then';
+                  HINT = 'sequin-sf describes a sync''s objects within a second of create_sync or add_collection committing (it was waited for where it could come): check that sequin-sf runs, or call again after the commit';
     END IF;
     RETURN QUERY SELECT f.name, f.external_id FROM sequin_sf._org_fields f
                   WHERE f.credential = _describe_fields.credential AND f.object_name = object;
