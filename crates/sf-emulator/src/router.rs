@@ -246,7 +246,9 @@ pub async fn handle(app: &Arc<App>, req: Req) -> Outcome {
     let route = route(&segs);
     let endpoint = route.endpoint(&req.method);
     app.limits.hit(endpoint);
-    let _in_flight = app.limits.begin_request(endpoint);
+    // API requests only: a login is not one (Salesforce limits API requests at once,
+    // and a client's concurrency limit is about those)
+    let _in_flight = route.is_api().then(|| app.limits.begin_request(endpoint));
     // while the org's long-running requests are all taken, new ones are refused
     if route.is_api() {
         if let Err(e) = app.limits.check_long_capacity() {
