@@ -84,8 +84,8 @@ pub struct Limits {
 /// tell which of a client's requests went past it).
 #[derive(Default)]
 struct InFlightCount {
-    now: Vec<String>,
-    peak: Vec<String>,
+    now: Vec<&'static str>,
+    peak: Vec<&'static str>,
 }
 
 impl Limits {
@@ -161,15 +161,15 @@ impl Limits {
     }
 
     /// Counts a request to `endpoint` as in flight until the guard is dropped.
-    pub fn begin_request(&self, endpoint: &str) -> InFlight<'_> {
+    pub fn begin_request(&self, endpoint: &'static str) -> InFlight<'_> {
         let mut count = self.in_flight.lock();
-        count.now.push(endpoint.to_string());
+        count.now.push(endpoint);
         if count.now.len() > count.peak.len() {
             count.peak = count.now.clone();
         }
         InFlight {
             limits: self,
-            endpoint: endpoint.to_string(),
+            endpoint,
         }
     }
 
@@ -179,7 +179,7 @@ impl Limits {
     }
 
     /// The endpoints of the requests in flight when the most were.
-    pub fn peak_endpoints(&self) -> Vec<String> {
+    pub fn peak_endpoints(&self) -> Vec<&'static str> {
         self.in_flight.lock().peak.clone()
     }
 
@@ -246,7 +246,7 @@ impl Limits {
 /// Ends a request's count in flight when dropped.
 pub struct InFlight<'a> {
     limits: &'a Limits,
-    endpoint: String,
+    endpoint: &'static str,
 }
 
 impl Drop for InFlight<'_> {

@@ -248,9 +248,10 @@ pub async fn handle(app: &Arc<App>, req: Req) -> Outcome {
     app.limits.hit(endpoint);
     // API requests only: a login is not one (Salesforce limits API requests at once,
     // and a client's concurrency limit is about those)
-    let _in_flight = route.is_api().then(|| app.limits.begin_request(endpoint));
+    let api = route.is_api();
+    let _in_flight = api.then(|| app.limits.begin_request(endpoint));
     // while the org's long-running requests are all taken, new ones are refused
-    if route.is_api() {
+    if api {
         if let Err(e) = app.limits.check_long_capacity() {
             return Outcome::Reply(with_usage(app, &route, Resp::error(&e)));
         }
@@ -267,7 +268,7 @@ pub async fn handle(app: &Arc<App>, req: Req) -> Outcome {
     if latency > 0 {
         app.sleep(latency).await;
     }
-    if route.is_api() || route == Route::Token {
+    if api || route == Route::Token {
         if let Some(kind) = app.faults.pick(&req.path) {
             use crate::faults::FaultKind;
             match kind {

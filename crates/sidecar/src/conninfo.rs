@@ -14,8 +14,8 @@ use crate::tls;
 /// Where the database is and how its connections are made.
 #[derive(Clone)]
 pub struct Database {
-    /// The connection string as the client library reads it.
-    url: String,
+    /// The connection string as the client library read it.
+    config: postgres::Config,
     tls: MakeRustlsConnect,
     /// The server's certificate is not checked (`--tls-no-verify`).
     pub unchecked: bool,
@@ -30,11 +30,12 @@ impl Database {
         no_verify: bool,
     ) -> Result<Database, String> {
         let (url, words) = split(conninfo)?;
-        url.parse::<postgres::Config>()
+        let config = url
+            .parse::<postgres::Config>()
             .map_err(|e| format!("the connection string: {}", crate::wire::describe(&e)))?;
         let checking = tls::checking(&words, ca_file, no_verify)?;
         Ok(Database {
-            url,
+            config,
             tls: tls::connector(&checking)?,
             unchecked: checking.roots.is_none(),
         })
@@ -42,8 +43,7 @@ impl Database {
 
     /// A connection, named `application_name` in pg_stat_activity.
     pub fn connect(&self, application_name: &str) -> Result<postgres::Client, String> {
-        let mut config: postgres::Config =
-            self.url.parse().map_err(|e| crate::wire::describe(&e))?;
+        let mut config = self.config.clone();
         config.application_name(application_name);
         config
             .connect(self.tls.clone())
@@ -102,7 +102,8 @@ impl TlsWords {
 pub fn split(conninfo: &str) -> Result<(String, TlsWords), String> {
     let mut words = TlsWords::default();
     let trimmed = conninfo.trim();
-    let rest = if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
+    let is_uri = trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://");
+    let rest = if is_uri {
         split_uri(trimmed, &mut words)?
     } else {
         split_key_values(trimmed, &mut words)?
@@ -110,7 +111,7 @@ pub fn split(conninfo: &str) -> Result<(String, TlsWords), String> {
     let Some(mode) = words.client_mode()? else {
         return Ok((rest, words));
     };
-    let with_mode = if trimmed.starts_with("postgres") {
+    let with_mode = if is_uri {
         let joiner = if rest.contains('?') { '&' } else { '?' };
         format!("{rest}{joiner}sslmode={mode}")
     } else {

@@ -8,8 +8,9 @@
 //! runs the extension's objects instead. Credentials' secrets are sealed with a key
 //! only sequin-sf holds (`keys`, `credentials`). With an address to listen on,
 //! `/healthz` and `/metrics` are served there (`http`). The connection string is read
-//! as `conninfo` says, TLS to the database as `tls` says. Each sync runs in the process that holds its lock (a session advisory lock):
-//! two of these against one database share the syncs, never run one twice, and one
+//! as `conninfo` says, TLS to the database as `tls` says. Each sync runs in the process
+//! that holds its lock (a session advisory lock): two of these against one database
+//! share the syncs, never run one twice, and one
 //! takes over a sync within a pass once the other's connection is gone. SIGTERM or
 //! SIGINT stops it between steps.
 
