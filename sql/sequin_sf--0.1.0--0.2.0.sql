@@ -926,6 +926,7 @@ CREATE OR REPLACE FUNCTION sequin_sf._remove_write_triggers(p_table regclass) RE
 LANGUAGE plpgsql AS $$
 DECLARE
     t text;
+    f regprocedure;
 BEGIN
     FOR t IN SELECT tgname FROM pg_trigger
               WHERE tgrelid = p_table AND tgname IN ('_sync_write_insert', '_sync_write_update',
@@ -935,6 +936,16 @@ BEGIN
                                                      '_sync_write_refuse_delete',
                                                      '_sync_write_start') LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', t, p_table);
+    END LOOP;
+    -- the capture functions generated beside the database (sql/plain/library.sql) that
+    -- no trigger of the schema uses any more: this table's, and those of tables dropped
+    -- since (a function and its trigger are made in one transaction, so another
+    -- install's are never seen apart)
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+              WHERE p.pronamespace = (SELECT relnamespace FROM pg_class WHERE oid = p_table)
+                AND p.proname ~ '^_sync_capture_[a-z]+_[0-9]+$'
+                AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgfoid = p.oid) LOOP
+        EXECUTE format('DROP FUNCTION %s', f);
     END LOOP;
 END
 $$;

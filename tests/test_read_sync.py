@@ -19,6 +19,7 @@ from harness import (
     sf_records,
     wait_backfilled,
     wait_for,
+    wait_settled,
     worker_pid,
 )
 
@@ -278,6 +279,44 @@ def test_read_columns_follow_field_type_changes_without_losing_values(emulator, 
     wait_for(lambda: query_value(db, "SELECT since__c FROM salesforce.contact WHERE id = %s", (cid,))
              == datetime.datetime(2021, 5, 6, 7, 8, 9, tzinfo=datetime.timezone.utc),
              timeout=120, what="the new value in the converted column")
+
+
+def test_read_a_column_the_operator_drops_is_no_longer_synced_until_added_back(emulator, db):
+    """An operator drops a synced column: the sync goes on without its field (no longer
+    read nor sent), sequin_sf.columns says so and how to undo it, and the application's
+    writes to the table are captured and sent as before. The column added back is
+    filled again as records change, and written back again."""
+    start_sync(db, emulator, ["Contact"])
+    wait_backfilled(db, "emu")
+    cid = query_value(db, "SELECT id FROM salesforce.contact ORDER BY id LIMIT 1")
+
+    def title_column():
+        return query_rows(db, "SELECT active, note FROM sequin_sf.columns"
+                              " WHERE collection = 'Contact' AND field_name = 'Title'")[0]
+
+    db.execute("ALTER TABLE salesforce.contact DROP COLUMN title")
+    wait_for(lambda: title_column()[0] is False, timeout=60, what="the dropped column noticed")
+    assert "ALTER TABLE salesforce.contact ADD COLUMN title text" in title_column()[1]
+
+    def written_back(sql):
+        db.execute(sql, (cid,))
+        entry = query_value(db, "SELECT max(id) FROM salesforce._sync_write_log")
+        assert wait_settled(db, entry) == "succeeded"
+
+    written_back("UPDATE salesforce.contact SET last_name = 'After-Drop' WHERE id = %s")
+    assert sf_records(emulator, f"SELECT LastName FROM Contact WHERE Id = '{cid}'")[0]["LastName"] == "After-Drop"
+    emulator.control("PATCH", f"records/Contact/{cid}", {"Title": "Not-Synced", "FirstName": "Still-Synced"})
+    wait_for(lambda: query_value(db, "SELECT first_name FROM salesforce.contact WHERE id = %s", (cid,))
+             == "Still-Synced", timeout=120, what="a change read without the dropped column")
+    assert query_value(db, "SELECT last_error FROM sequin_sf.sync_status") is None
+
+    db.execute("ALTER TABLE salesforce.contact ADD COLUMN title text")
+    wait_for(lambda: title_column() == (True, None), timeout=120, what="the column filled again")
+    emulator.control("PATCH", f"records/Contact/{cid}", {"Title": "Synced-Again"})
+    wait_for(lambda: query_value(db, "SELECT title FROM salesforce.contact WHERE id = %s", (cid,))
+             == "Synced-Again", timeout=120, what="the column added back filled")
+    written_back("UPDATE salesforce.contact SET title = 'From-Postgres' WHERE id = %s")
+    assert sf_records(emulator, f"SELECT Title FROM Contact WHERE Id = '{cid}'")[0]["Title"] == "From-Postgres"
 
 
 def test_read_calculated_fields_are_refreshed_on_schedule_and_on_demand(emulator, db):

@@ -276,23 +276,21 @@ $$;
 -- on a synced table is logged after that statement's own entries (_capture_nested).
 --
 -- The functions live in the table's schema, named for the operation and the table's
--- oid; making one drops those of the schema no trigger uses any more (a table dropped
--- leaves its functions until capture is next installed in its schema).
+-- oid; removing a table's capture (reinstalling it, remove_collection) drops those of
+-- the schema no trigger uses any more (capture.sql, _remove_write_triggers).
 CREATE FUNCTION sequin_sf._capture_function(
     p_table regclass, p_op text, p_object text, p_rules jsonb, p_picklists jsonb, p_sent text[]
 ) RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     sch text;
-    sch_oid oid;
     tbl text;
     fn text := format('_sync_capture_%s_%s', lower(p_op), p_table::oid);
     sent text[];
     has_id boolean;
     body text;
-    f record;
 BEGIN
-    SELECT n.nspname, n.oid, c.relname INTO sch, sch_oid, tbl
+    SELECT n.nspname, c.relname INTO sch, tbl
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_table;
     -- the sent columns the table has (a rule or a column named but gone is nothing to check)
     sent := ARRAY(SELECT a.attname::text FROM pg_attribute a
@@ -301,14 +299,6 @@ BEGIN
                    ORDER BY a.attnum);
     has_id := EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = p_table AND a.attname = 'id'
                                                      AND NOT a.attisdropped);
-    -- functions of the schema no trigger uses: this table's before its capture is made
-    -- again, and those of tables dropped or no longer captured (a function and its
-    -- trigger are made in one transaction, so another install's are never seen apart)
-    FOR f IN SELECT p.oid::regprocedure AS proc FROM pg_proc p
-              WHERE p.pronamespace = sch_oid AND p.proname ~ '^_sync_capture_[a-z]+_[0-9]+$'
-                AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgfoid = p.oid) LOOP
-        EXECUTE format('DROP FUNCTION %s', f.proc);
-    END LOOP;
     body := CASE p_op
         WHEN 'INSERT' THEN sequin_sf._capture_insert_sql(sch, tbl, p_object, sent, p_rules, p_picklists)
         WHEN 'UPDATE' THEN sequin_sf._capture_update_sql(sch, tbl, p_object, sent, has_id, p_rules, p_picklists)

@@ -281,19 +281,36 @@ pub fn load_collections(s: &mut dyn Session, sync: &str) -> Result<Vec<Collectio
     }
 }
 
-/// Every column of a collection, active ones flagged, in position order. The type is
-/// the column's own in the catalog, so a column an operator converted is read as such.
+/// A field's column as `sequin_sf._columns` records it.
+pub struct KnownColumn {
+    pub spec: ColumnSpec,
+    /// recorded as filled by the sync (false: the field is gone from Salesforce, its
+    /// type no longer fits the column, or the operator dropped the column)
+    pub active: bool,
+    /// the table has the column (an operator may have dropped it)
+    pub present: bool,
+}
+
+impl KnownColumn {
+    /// The sync fills the column: recorded so, and still in the table.
+    pub fn filled(&self) -> bool {
+        self.active && self.present
+    }
+}
+
+/// Every column of a collection, in position order. The type is the column's own in
+/// the catalog, so a column an operator converted is read as such.
 pub fn load_columns(
     s: &mut dyn Session,
     sync: &str,
     object: &str,
-) -> Result<Vec<(ColumnSpec, bool)>, DbError> {
+) -> Result<Vec<KnownColumn>, DbError> {
     {
         let rows = s.query(
             "SELECT m.field_name, m.column_name, m.sf_type,
                     format_type(a.atttypid, NULL), m.pg_type, m.compound_of,
                     m.createable, m.updateable, m.calculated, m.nillable, m.restricted_picklist,
-                    coalesce(m.picklist_values, '{}'), m.active
+                    coalesce(m.picklist_values, '{}'), m.active, a.attnum IS NOT NULL
              FROM sequin_sf._columns m
              JOIN sequin_sf._collections c USING (sync_name, object_name)
              LEFT JOIN pg_catalog.pg_attribute a
@@ -311,8 +328,8 @@ pub fn load_columns(
                 .and_then(PgType::from_catalog)
                 .or_else(|| PgType::from_sql(&recorded))
                 .unwrap_or(PgType::Text);
-            out.push((
-                ColumnSpec {
+            out.push(KnownColumn {
+                spec: ColumnSpec {
                     field: r.text(0).unwrap_or_default(),
                     column: r.text(1).unwrap_or_default(),
                     sf_type: r.text(2).unwrap_or_default(),
@@ -326,8 +343,9 @@ pub fn load_columns(
                     external_id: false,
                     picklist_values: r.text_array(11).unwrap_or_default(),
                 },
-                r.bool(12).unwrap_or(true),
-            ));
+                active: r.bool(12).unwrap_or(true),
+                present: r.bool(13).unwrap_or(false),
+            });
         }
         Ok(out)
     }

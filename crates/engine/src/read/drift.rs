@@ -60,7 +60,7 @@ pub(super) fn check_describe(
     let existing = tx(&*db, |s| {
         catalog::load_columns(s, &cfg.name, &c.object_name)
     })?;
-    let known: HashSet<&str> = existing.iter().map(|(col, _)| col.field.as_str()).collect();
+    let known: HashSet<&str> = existing.iter().map(|k| k.spec.field.as_str()).collect();
     let new_fields: Vec<FieldInfo> = super::setup::synced_fields(cfg, &d)
         .into_iter()
         .filter(|f| !known.contains(f.name.as_str()))
@@ -68,10 +68,10 @@ pub(super) fn check_describe(
     let present: HashSet<&str> = d.fields.iter().map(|f| f.name.as_str()).collect();
     let removed: Vec<String> = existing
         .iter()
-        .filter(|(col, active)| *active && !present.contains(col.field.as_str()))
-        .map(|(col, _)| col.field.clone())
+        .filter(|k| k.active && !present.contains(k.spec.field.as_str()))
+        .map(|k| k.spec.field.clone())
         .collect();
-    let names: Vec<String> = existing.iter().map(|(col, _)| col.column.clone()).collect();
+    let names: Vec<String> = existing.iter().map(|k| k.spec.column.clone()).collect();
     let added = map_new_fields(&names, &new_fields);
     let tref = TableRef {
         sync: &cfg.name,
@@ -79,12 +79,17 @@ pub(super) fn check_describe(
         object: &c.object_name,
         table: &c.table_name,
     };
-    // known fields keep their column; its write rules and type follow the describe
+    // known fields keep their column; its write rules and type follow the describe (a
+    // column the operator dropped stays unfilled until it is added back)
     let refreshed: Vec<ColumnRefresh> = existing
         .iter()
-        .filter_map(|(col, _)| {
-            let f = super::setup::field_info(d.fields.iter().find(|f| f.name == col.field)?);
-            Some(follow_field(&*db, &tref, col, &f))
+        .filter_map(|k| {
+            let f = super::setup::field_info(d.fields.iter().find(|f| f.name == k.spec.field)?);
+            Some(if k.present {
+                follow_field(&*db, &tref, &k.spec, &f)
+            } else {
+                dropped_column(&tref, &k.spec)
+            })
         })
         .collect();
     let changed = tx(&*db, |s| {
@@ -151,6 +156,26 @@ fn follow_field(
     }
     let note = type_note(tref, col, f, wanted, follow, refused.as_deref());
     refresh(col, f, col.pg_type, follow != TypeFollow::Stop, note)
+}
+
+/// A column the operator dropped from the table: its field is no longer filled, and
+/// the note says how to have it synced again.
+pub(super) fn dropped_column(tref: &TableRef, col: &ColumnSpec) -> ColumnRefresh {
+    let table = format!("{}.{}", tref.schema, tref.table);
+    ColumnRefresh {
+        spec: col.clone(),
+        active: false,
+        note: Some(format!(
+            "column {table}.{} was dropped from the table, so field {}.{} is no longer \
+             synced; to sync it again, add the column back (ALTER TABLE {table} ADD COLUMN \
+             {} {}): the sync fills it as records change",
+            col.column,
+            tref.object,
+            col.field,
+            col.column,
+            col.pg_type.as_sql()
+        )),
+    }
 }
 
 fn refresh(

@@ -178,9 +178,14 @@ fn load_collection(
     Ok(())
 }
 
-/// An operator who altered a column (as a type change in Salesforce may ask) is
-/// followed: the columns are read again with their new types, and the next describe is
-/// read whole so a column left unfilled for its type can be filled again.
+/// An operator who altered the table is followed. A column converted (as a type change
+/// in Salesforce may ask): the columns are read again with their new types, and the
+/// next describe is read whole so a column left unfilled for its type can be filled
+/// again. A column dropped: its field is no longer filled and capture is installed
+/// again without it, at once (capture that names a column gone fails the application's
+/// writes; this needs no call to Salesforce). The first sight of the table (sequin-sf
+/// started, our own change of it) checks for dropped columns too: one may have gone
+/// while nothing watched.
 fn follow_table_shape(
     rt: &mut SyncRuntime,
     cfg: &SyncConfig,
@@ -190,18 +195,38 @@ fn follow_table_shape(
     let Some(cr) = rt.collections.get_mut(&c.object_name) else {
         return Ok(());
     };
-    match &cr.table_shape {
-        None => cr.table_shape = c.table_shape.clone(),
-        Some(seen) if Some(seen) != c.table_shape.as_ref() => {
-            cr.table_shape = c.table_shape.clone();
-            cr.describe_in_full = true;
-            cr.describe.force();
-            cr.columns = active_columns(tx(&*db, |s| {
-                catalog::load_columns(s, &cfg.name, &c.object_name)
-            })?);
-        }
-        Some(_) => {}
+    if cr.table_shape.is_some() && cr.table_shape == c.table_shape {
+        return Ok(());
     }
+    let altered = cr.table_shape.is_some();
+    cr.table_shape = c.table_shape.clone();
+    let known = tx(&*db, |s| {
+        catalog::load_columns(s, &cfg.name, &c.object_name)
+    })?;
+    let tref = tables::TableRef {
+        sync: &cfg.name,
+        schema: &cfg.schema_name,
+        object: &c.object_name,
+        table: &c.table_name,
+    };
+    // (a table gone as a whole is not columns dropped: the sync's writes to it fail
+    // and say so)
+    let dropped: Vec<tables::ColumnRefresh> = known
+        .iter()
+        .filter(|k| k.active && !k.present && c.table_shape.is_some())
+        .map(|k| drift::dropped_column(&tref, &k.spec))
+        .collect();
+    if !dropped.is_empty() {
+        tx(&*db, |s| tables::stop_filling(s, &tref, &dropped))?;
+        for note in dropped.iter().filter_map(|r| r.note.as_deref()) {
+            log::warn!("sequin_sf: {note}");
+        }
+    }
+    if altered {
+        cr.describe_in_full = true;
+        cr.describe.force();
+    }
+    cr.columns = filled_columns(known);
     Ok(())
 }
 
@@ -214,16 +239,14 @@ pub(crate) fn load_active_columns(
     let all = tx(&*rt.db, |s| {
         catalog::load_columns(s, &cfg.name, &c.object_name)
     })?;
-    Ok(active_columns(all))
+    Ok(filled_columns(all))
 }
 
 /// The columns the sync fills, from `catalog::load_columns`.
-pub(super) fn active_columns(
-    all: Vec<(sync_core::ColumnSpec, bool)>,
-) -> Vec<sync_core::ColumnSpec> {
+fn filled_columns(all: Vec<catalog::KnownColumn>) -> Vec<sync_core::ColumnSpec> {
     all.into_iter()
-        .filter(|(_, active)| *active)
-        .map(|(c, _)| c)
+        .filter(catalog::KnownColumn::filled)
+        .map(|k| k.spec)
         .collect()
 }
 

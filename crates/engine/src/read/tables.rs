@@ -196,6 +196,20 @@ fn install_capture(s: &mut dyn Session, schema: &str, table: &str) -> Result<(),
     Ok(())
 }
 
+/// Records columns the operator dropped (`drift::dropped_column`) as no longer filled,
+/// and installs capture again without them.
+pub fn stop_filling(
+    s: &mut dyn Session,
+    tref: &TableRef,
+    dropped: &[ColumnRefresh],
+) -> Result<(), DbError> {
+    for col in dropped {
+        // a known field keeps its position: the one given here is never used
+        record_column(s, tref, col, 0)?;
+    }
+    install_capture(s, tref.schema, tref.table)
+}
+
 /// Converts a column to the type its field now maps to (`sync_core::mapping::follow_type`
 /// said it loses nothing). Fails when something of the user's depends on the column
 /// (a view), in which case the caller keeps the column as it is.
