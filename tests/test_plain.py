@@ -196,6 +196,40 @@ def test_external_id_settings_use_the_fields_sequin_sf_read(plain):
     assert "is not marked External ID" in str(err.value)
 
 
+def test_the_org_catalog_is_fresh_for_few_calls(plain):
+    """SQL reads the org's objects and fields from tables beside the database. A synced
+    object's fields come from the sync's own describes: a field made an external id in
+    Salesforce is usable in a write setting once the sync sees it (no hourly describe of
+    every synced object). The object list is read again only when SQL needs one over a
+    minute old: then sequin-sf is asked, and the answer waits for it."""
+    emulator, cluster, owner, app, sidecar, key = plain
+
+    def global_describes():
+        return emulator.stats()["endpoints"].get("describe_global", 0)
+
+    def collections():
+        return [r[0] for r in query_rows(owner, "SELECT name FROM sequin_sf.available_collections('emu')")]
+
+    assert "Contact" in collections()  # (listed again here if the fixture's list is old)
+    listed = global_describes()
+    emulator.control("POST", "schema/objects", {"name": "Gadget__c"})
+    assert "Gadget__c" not in collections()
+    assert global_describes() == listed
+    owner.execute("UPDATE sequin_sf._org_objects_read SET read_at = now() - interval '2 minutes'")
+    assert "Gadget__c" in collections()
+    assert global_describes() == listed + 1
+    assert "Gadget__c" in collections() and global_describes() == listed + 1
+
+    owner.execute("SELECT sequin_sf.alter_sync('emu', describe_interval => '1 second')")
+    emulator.control("POST", "schema/Contact/fields",
+                     {"name": "Badge__c", "type": "string", "externalId": True, "unique": True})
+    wait_for(lambda: query_value(owner, "SELECT external_id FROM sequin_sf._org_fields"
+                                        " WHERE object_name = 'Contact' AND name = 'Badge__c'"),
+             timeout=60, what="the new field recorded from the sync's describe")
+    owner.execute("SELECT sequin_sf.alter_write_settings('emu',"
+                  " external_id_fields => '{\"Contact\": \"Badge__c\"}')")
+
+
 def test_naming_rules_match_the_library(plain):
     """_snake_case and _near_names are Rust in the extension and PL/pgSQL here: the same
     answers over tricky and long names."""

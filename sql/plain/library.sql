@@ -43,7 +43,9 @@ CREATE TABLE sequin_sf._org_objects_read (
     error      text
 );
 
--- The fields of each synced object as sequin-sf last described them.
+-- The fields of each synced object as last described: by the sync, whenever it reads
+-- the object's describe (set-up, a change), and by sequin-sf once for an object no sync
+-- has described yet (a paused sync's). _record_org_fields writes them.
 CREATE TABLE sequin_sf._org_fields (
     credential  text NOT NULL REFERENCES sequin_sf._credentials(name) ON DELETE CASCADE,
     object_name text NOT NULL,
@@ -52,6 +54,36 @@ CREATE TABLE sequin_sf._org_fields (
     read_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (credential, object_name, name)
 );
+
+-- Records a describe of `object` read through `credential` (fields: [{name,
+-- external_id}]), replacing what was recorded of it.
+CREATE FUNCTION sequin_sf._record_org_fields(p_credential text, p_object text, p_fields jsonb)
+RETURNS void LANGUAGE sql AS $$
+    DELETE FROM sequin_sf._org_fields f
+     WHERE f.credential = p_credential AND f.object_name = p_object
+       AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset(p_fields) AS x(name text) WHERE x.name = f.name);
+    -- (the credential may have been dropped meanwhile: then nothing is recorded)
+    INSERT INTO sequin_sf._org_fields AS f (credential, object_name, name, external_id)
+    SELECT p_credential, p_object, x.name, x.external_id
+      FROM jsonb_to_recordset(p_fields) AS x(name text, external_id boolean)
+     WHERE EXISTS (SELECT 1 FROM sequin_sf._credentials c WHERE c.name = p_credential)
+    ON CONFLICT (credential, object_name, name)
+       DO UPDATE SET external_id = EXCLUDED.external_id, read_at = now();
+$$;
+
+-- Whether an org's object list read at `read_at` is worth reading again when SQL asks
+-- for it (sequin-sf lists each org daily otherwise): the one threshold both sides use.
+CREATE FUNCTION sequin_sf._org_list_stale(read_at timestamptz) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT read_at < now() - interval '1 minute'
+$$;
+
+-- The advisory lock (two keys) with which SQL asks sequin-sf to list a credential's
+-- org again: held shared by the asking transaction, seen by sequin-sf in pg_locks.
+CREATE FUNCTION sequin_sf._org_list_ask_keys(credential text, OUT key1 integer, OUT key2 integer)
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT hashtext('sequin_sf org list asked'), hashtext(credential)
+$$;
 
 -- The role sequin-sf runs as (and installed with): the owner of this schema.
 CREATE FUNCTION sequin_sf._runner() RETURNS oid
@@ -124,6 +156,17 @@ BEGIN
         RAISE EXCEPTION 'sequin-sf has not listed the objects of credential "%"''s org yet', credential
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'sequin-sf lists them within seconds of a new credential: check that it runs, then call again';
+    END IF;
+    -- a list over a minute old: sequin-sf is asked for a fresh one, which is waited for
+    -- as the first (what was read stays the answer if it does not come)
+    IF sequin_sf._org_list_stale(r.read_at) THEN
+        PERFORM pg_advisory_xact_lock_shared(k.key1, k.key2)
+           FROM sequin_sf._org_list_ask_keys(credential) k;
+        IF sequin_sf._await_org_read(
+               'SELECT NOT sequin_sf._org_list_stale(o.read_at) FROM sequin_sf._org_objects_read o'
+               ' WHERE o.credential = $1', credential, NULL, false) THEN
+            SELECT * INTO r FROM sequin_sf._org_objects_read o WHERE o.credential = _describe_global.credential;
+        END IF;
     END IF;
     IF r.error IS NOT NULL THEN
         RAISE EXCEPTION 'sequin-sf could not list the objects of credential "%"''s org: %', credential, r.error

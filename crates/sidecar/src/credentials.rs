@@ -84,6 +84,8 @@ pub fn create(
     .filter(|(_, v)| v.is_some())
     .map(|(k, _)| k.to_string())
     .collect();
+    // held until the org is listed below, so that a running sequin-sf leaves it to us
+    crate::org_catalog::hold_listing(db, &c.name).map_err(|e| e.to_string())?;
     tx(db, |t| {
         t.execute(
             "SELECT sequin_sf._store_credential($1, $2, $3, $4, $5, $6, $7)",
@@ -100,10 +102,9 @@ pub fn create(
     })
     .map_err(|e| e.to_string())?;
     let mut catalog = OrgCatalog::new()?;
-    match catalog
-        .list_objects(db, key, &c.name)
-        .map_err(|e| e.to_string())?
-    {
+    let listed = catalog.list_objects(db, key, &c.name);
+    crate::org_catalog::release_listing(db, &c.name).map_err(|e| e.to_string())?;
+    match listed.map_err(|e| e.to_string())? {
         Ok(n) => Ok(format!(
             "credential {} stored (sealed with {}); logged in: the org has {n} objects",
             c.name, key.name

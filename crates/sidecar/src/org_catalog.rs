@@ -1,9 +1,12 @@
 //! What SQL reads of the org beside the database: with no library on the server, the
 //! management functions cannot call Salesforce, so sequin-sf keeps the org's objects
 //! (per credential) and the fields of every synced object in `sequin_sf._org_objects`
-//! and `_org_fields` (sql/plain/library.sql), read again hourly, at once for a new
-//! credential or collection. One global describe per credential and one describe per
-//! synced object an hour.
+//! and `_org_fields` (sql/plain/library.sql). An org's objects are listed at once for a
+//! new or changed credential, when SQL asks for a list over a minute old (a shared
+//! advisory lock, `_org_list_ask_keys`), and daily: one global describe each. A synced
+//! object's fields are recorded by its sync whenever it reads the describe
+//! (`sync_engine::read::record_org_fields`); this describes only an object no sync has
+//! described yet (a paused sync's), once.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -47,7 +50,13 @@ impl OrgCatalog {
                     "SELECT c.name FROM sequin_sf._credentials c
                        LEFT JOIN sequin_sf._org_objects_read r ON r.credential = c.name
                       WHERE r.credential IS NULL OR r.read_at < c.updated_at
-                         OR r.read_at < now() - interval '1 hour'
+                         OR r.read_at < now() - interval '1 day'
+                         OR (sequin_sf._org_list_stale(r.read_at) AND EXISTS (
+                                SELECT 1 FROM pg_catalog.pg_locks l, sequin_sf._org_list_ask_keys(c.name) k
+                                 WHERE l.locktype = 'advisory' AND l.objsubid = 2
+                                   AND l.database = (SELECT oid FROM pg_catalog.pg_database
+                                                      WHERE datname = current_database())
+                                   AND l.classid = k.key1::oid AND l.objid = k.key2::oid))
                       ORDER BY c.name",
                     &[],
                 )?
@@ -57,30 +66,32 @@ impl OrgCatalog {
             )
         })?;
         for credential in credentials {
-            if self.may_try(&credential, "") {
-                // a failure is recorded for SQL to say, and logged
-                let _listed = self.list_objects(db, key, &credential)?;
+            // (a credential another process lists is left to it)
+            if self.may_try(&credential, "") && try_hold_listing(db, &credential)? {
+                let listed = self.list_objects(db, key, &credential);
+                release_listing(db, &credential)?;
+                // a failure to list is recorded for SQL to say, and logged
+                let _outcome = listed?;
             }
         }
-        let objects: Vec<(String, String)> = tx(db, |s| {
+        let objects: Vec<(String, String, String)> = tx(db, |s| {
             Ok::<_, DbError>(
                 s.query(
-                    "SELECT DISTINCT s.credential, c.object_name
+                    "SELECT DISTINCT ON (s.credential, c.object_name) s.credential, s.name, c.object_name
                        FROM sequin_sf._collections c JOIN sequin_sf._syncs s ON s.name = c.sync_name
                       WHERE NOT EXISTS (SELECT 1 FROM sequin_sf._org_fields f
-                                         WHERE f.credential = s.credential AND f.object_name = c.object_name
-                                           AND f.read_at > now() - interval '1 hour')
-                      ORDER BY 1, 2",
+                                         WHERE f.credential = s.credential AND f.object_name = c.object_name)
+                      ORDER BY s.credential, c.object_name, s.name",
                     &[],
                 )?
                 .iter()
-                .filter_map(|r| Some((r.text(0)?, r.text(1)?)))
+                .filter_map(|r| Some((r.text(0)?, r.text(1)?, r.text(2)?)))
                 .collect(),
             )
         })?;
-        for (credential, object) in objects {
+        for (credential, sync, object) in objects {
             if self.may_try(&credential, &object) {
-                self.describe_fields(db, key, &credential, &object)?;
+                self.describe_fields(db, key, &credential, &sync, &object)?;
             }
         }
         Ok(())
@@ -115,7 +126,8 @@ impl OrgCatalog {
     }
 
     /// Lists the org's objects for the credential into `_org_objects`; a failure is
-    /// recorded with the read, for `available_collections` to say.
+    /// recorded with the read, for `available_collections` to say. The caller holds
+    /// the listing (`hold_listing`).
     pub fn list_objects(
         &mut self,
         db: &dyn Database,
@@ -144,7 +156,6 @@ impl OrgCatalog {
             Err(e) => (json!([]), Some(e.as_str())),
         };
         tx(db, |s: &mut dyn Session| {
-            lock_credential(s, credential)?;
             if error.is_none() {
                 s.execute(
                     "DELETE FROM sequin_sf._org_objects WHERE credential = $1",
@@ -172,55 +183,69 @@ impl OrgCatalog {
         Ok(listed.map(|objects| objects.len()))
     }
 
+    /// Describes an object of `sync` no sync has described yet, recording its fields as
+    /// the sync would (`record_org_fields`).
     fn describe_fields(
         &mut self,
         db: &dyn Database,
         key: &Key,
         credential: &str,
+        sync: &str,
         object: &str,
     ) -> Result<(), DbError> {
         let described = self.client(db, key, credential).and_then(|client| {
             match self.runtime.block_on(client.describe(object, None)) {
-                Ok(Some(d)) => Ok(d.fields),
+                Ok(Some(d)) => Ok(d),
                 Ok(None) => Err(format!("{object} was not described")),
                 Err(e) => Err(e.to_string()),
             }
         });
-        let fields = match described {
-            Ok(f) => f,
+        match described {
+            Ok(d) => tx(db, |s: &mut dyn Session| {
+                sync_engine::read::record_org_fields(s, sync, object, &d)
+            }),
             Err(e) => {
                 self.failed(credential, object, &e);
-                return Ok(());
+                Ok(())
             }
-        };
-        let rows = serde_json::Value::Array(
-            fields
-                .iter()
-                .map(|f| json!({"name": f.name, "external_id": f.external_id}))
-                .collect(),
-        );
-        tx(db, |s: &mut dyn Session| {
-            lock_credential(s, credential)?;
-            s.execute(
-                "DELETE FROM sequin_sf._org_fields WHERE credential = $1 AND object_name = $2",
-                &[credential.into(), object.into()],
-            )?;
-            s.execute(
-                "INSERT INTO sequin_sf._org_fields (credential, object_name, name, external_id)
-                 SELECT $1, $2, x.name, x.external_id
-                   FROM jsonb_to_recordset($3) AS x(name text, external_id boolean)
-                  WHERE EXISTS (SELECT 1 FROM sequin_sf._credentials WHERE name = $1)",
-                &[credential.into(), object.into(), (&rows).into()],
-            )
-        })
+        }
     }
 }
 
-/// Serialises writers of one credential's rows (a `credential create` command and a
-/// running sequin-sf may list the same org at once) until the transaction ends.
-fn lock_credential(s: &mut dyn Session, credential: &str) -> Result<(), DbError> {
-    s.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('sequin_sf org catalog'), hashtext($1))",
-        &[credential.into()],
-    )
+/// The advisory lock (two keys, `$1` the credential) a process holds for its session
+/// while it lists a credential's org: a `credential create` command lists the org of
+/// the credential it stores, and a running sequin-sf would find that credential not
+/// yet listed; the org is listed once, not by both at once.
+const LISTING_LOCK: &str = "hashtext('sequin_sf org list'), hashtext($1)";
+
+/// Takes the listing of `credential`'s org for this session, waiting for another
+/// process that lists it (a command storing a credential, before it stores it).
+pub fn hold_listing(db: &dyn Database, credential: &str) -> Result<(), DbError> {
+    tx(db, |s| {
+        s.execute(
+            &format!("SELECT pg_advisory_lock({LISTING_LOCK})"),
+            &[credential.into()],
+        )
+    })
+}
+
+/// Takes the listing of `credential`'s org if no other process holds it.
+fn try_hold_listing(db: &dyn Database, credential: &str) -> Result<bool, DbError> {
+    tx(db, |s| {
+        Ok(s.query_one(
+            &format!("SELECT pg_try_advisory_lock({LISTING_LOCK})"),
+            &[credential.into()],
+        )?
+        .and_then(|r| r.bool(0))
+        .unwrap_or(false))
+    })
+}
+
+pub fn release_listing(db: &dyn Database, credential: &str) -> Result<(), DbError> {
+    tx(db, |s| {
+        s.execute(
+            &format!("SELECT pg_advisory_unlock({LISTING_LOCK})"),
+            &[credential.into()],
+        )
+    })
 }

@@ -55,7 +55,8 @@ pub(super) fn check_describe(
     let access = ObjectAccess::from(&d);
     let db = rt.db.clone();
     tx(&*db, |s| {
-        tables::set_object_access(s, &cfg.name, &c.object_name, &access)
+        tables::set_object_access(s, &cfg.name, &c.object_name, &access)?;
+        tables::record_org_fields(s, &cfg.name, &c.object_name, &d)
     })?;
     let existing = tx(&*db, |s| {
         catalog::load_columns(s, &cfg.name, &c.object_name)

@@ -23,6 +23,7 @@ mod tables;
 
 pub use event_channel::remove_left as remove_left_event_channels;
 pub use page_file::{remove_leftover_pages, use_page_dir};
+pub use tables::record_org_fields;
 
 use std::time::{Duration, Instant};
 

@@ -71,6 +71,7 @@ pub(super) fn set_up(
     tx(&*rt.db, |s| {
         // before the table, whose capture refuses what the object does not allow
         tables::set_object_access(s, &cfg.name, &c.object_name, &access)?;
+        tables::record_org_fields(s, &cfg.name, &c.object_name, &d)?;
         tables::create_collection_table(s, &tref, &columns, stamp.as_deref(), at)
     })?;
     let mut cr = CollectionRuntime::new(

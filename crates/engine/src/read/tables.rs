@@ -49,6 +49,40 @@ pub fn set_object_access(
     )
 }
 
+/// Records the fields of a describe the sync read where SQL reads an org's fields
+/// instead of asking Salesforce (beside the database: `_record_org_fields`,
+/// sql/plain/library.sql, for the external id checks); so no extra call describes a
+/// synced object there. The extension's SQL asks Salesforce itself and has no such
+/// function.
+pub fn record_org_fields(
+    s: &mut dyn Session,
+    sync: &str,
+    object: &str,
+    d: &salesforce::SObjectDescribe,
+) -> Result<(), DbError> {
+    let wanted = s
+        .query_one(
+            "SELECT to_regprocedure('sequin_sf._record_org_fields(text,text,jsonb)') IS NOT NULL",
+            &[],
+        )?
+        .and_then(|r| r.bool(0))
+        .unwrap_or(false);
+    if !wanted {
+        return Ok(());
+    }
+    let fields = serde_json::Value::Array(
+        d.fields
+            .iter()
+            .map(|f| serde_json::json!({"name": f.name, "external_id": f.external_id}))
+            .collect(),
+    );
+    s.execute(
+        "SELECT sequin_sf._record_org_fields(s.credential, $2, $3)
+           FROM sequin_sf._syncs s WHERE s.name = $1",
+        &[sync.into(), object.into(), (&fields).into()],
+    )
+}
+
 /// Names one collection's table.
 pub struct TableRef<'a> {
     pub sync: &'a str,
