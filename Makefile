@@ -26,7 +26,8 @@ E2E_SIDECAR = tests/test_read_sync.py tests/test_write_back.py tests/test_write_
               tests/test_event_channels.py tests/test_wide_objects.py \
               tests/test_org_limits.py tests/test_metrics.py tests/test_archived_activities.py \
               tests/test_seed_objects.py tests/test_read_credentials.py \
-              tests/test_capture_statements.py tests/test_security.py tests/test_replication.py
+              tests/test_capture_statements.py tests/test_security.py tests/test_replication.py \
+              tests/test_read_recovery.py
 
 .PHONY: deps build emulator sidecar extension test test-sidecar test-core test-pg-upgrade test-long unit-test e2e-test conformance \
         lint demo demo-stop demo-sidecar bench clean
