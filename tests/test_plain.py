@@ -8,9 +8,10 @@ import signal
 
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from harness import (CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, Cluster, Sidecar,
-                     create_sidecar_credential, plain_cluster,
+                     create_sidecar_credential, free_port, plain_cluster,
                      query_rows, query_value, sequin_sf_cli, sf_records, wait_backfilled,
                      wait_for, wait_settled)
 
@@ -33,7 +34,7 @@ def plain(start_emulator, tmp_path):
     cluster = plain_cluster()
     key = key_file(tmp_path)
     owner_dsn = cluster.dsn(user="sync_owner")
-    sidecar = Sidecar(owner_dsn, key)
+    sidecar = Sidecar(owner_dsn, key, listen=f"127.0.0.1:{free_port()}")
     owner = psycopg.connect(owner_dsn, autocommit=True)
     app = None
     try:
@@ -207,17 +208,25 @@ def test_the_org_catalog_is_fresh_for_few_calls(plain):
     def global_describes():
         return emulator.stats()["endpoints"].get("describe_global", 0)
 
+    def catalog_requests():
+        """What sequin-sf's /metrics counts of its own reads of the org."""
+        return next(s.value for f in text_string_to_metric_families(sidecar.get("/metrics")[1])
+                    for s in f.samples if s.name == "sequin_sf_sidecar_org_catalog_requests_total")
+
     def collections():
         return [r[0] for r in query_rows(owner, "SELECT name FROM sequin_sf.available_collections('emu')")]
 
     assert "Contact" in collections()  # (listed again here if the fixture's list is old)
-    listed = global_describes()
+    listed, counted = global_describes(), catalog_requests()
+    # the sync described its objects itself: sequin-sf has at most listed the org
+    assert counted <= 1
     emulator.control("POST", "schema/objects", {"name": "Gadget__c"})
     assert "Gadget__c" not in collections()
     assert global_describes() == listed
     owner.execute("UPDATE sequin_sf._org_objects_read SET read_at = now() - interval '2 minutes'")
     assert "Gadget__c" in collections()
     assert global_describes() == listed + 1
+    wait_for(lambda: catalog_requests() == counted + 1, what="the request counted in /metrics")
     assert "Gadget__c" in collections() and global_describes() == listed + 1
 
     owner.execute("SELECT sequin_sf.alter_sync('emu', describe_interval => '1 second')")

@@ -101,7 +101,8 @@ pub fn create(
         )
     })
     .map_err(|e| e.to_string())?;
-    let mut catalog = OrgCatalog::new()?;
+    // (a one-off command: its requests are printed by no /metrics)
+    let mut catalog = OrgCatalog::new(crate::http::Tally::default())?;
     let listed = catalog.list_objects(db, key, &c.name);
     crate::org_catalog::release_listing(db, &c.name).map_err(|e| e.to_string())?;
     match listed.map_err(|e| e.to_string())? {

@@ -6,8 +6,9 @@
 //!   the database answers; 503 with the reason otherwise.
 //! - `/metrics`: the database's `sequin_sf.metrics_text()` (per-collection lag and rows,
 //!   API requests and the org's limit, write-log entries by state, errors: see
-//!   docs/metrics.md), and `sequin_sf_sidecar_last_pass_age_seconds`, in Prometheus's
-//!   text format.
+//!   docs/metrics.md), `sequin_sf_sidecar_last_pass_age_seconds` and
+//!   `sequin_sf_sidecar_org_catalog_requests_total` (the API requests of `org_catalog`,
+//!   which no sync's figures count), in Prometheus's text format.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,15 +45,34 @@ impl Heartbeat {
     }
 }
 
+/// A count shared between the sync loop and the endpoints' thread.
+#[derive(Clone, Default)]
+pub struct Tally(Arc<AtomicU64>);
+
+impl Tally {
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Serves the endpoints on `listen` (host:port, or a port on loopback) from a thread
 /// of its own; fails if the address cannot be bound.
-pub fn serve(listen: &str, database: Database, heartbeat: Heartbeat) -> std::io::Result<()> {
+pub fn serve(
+    listen: &str,
+    database: Database,
+    heartbeat: Heartbeat,
+    catalog_requests: Tally,
+) -> std::io::Result<()> {
     let address = endpoint::listen_address(listen)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let mut db: Option<postgres::Client> = None;
     let bound = endpoint::serve(address, move |path| match path {
         "/healthz" => health(&database, &mut db, &heartbeat),
-        "/metrics" => metrics(&database, &mut db, &heartbeat),
+        "/metrics" => metrics(&database, &mut db, &heartbeat, &catalog_requests),
         _ => endpoint::not_found(),
     })?;
     log::info!("sequin-sf: /healthz and /metrics on http://{bound}");
@@ -104,6 +124,7 @@ fn metrics(
     url: &Database,
     db: &mut Option<postgres::Client>,
     heartbeat: &Heartbeat,
+    catalog_requests: &Tally,
 ) -> endpoint::Answer {
     let mut body = match query_text(url, db, "SELECT sequin_sf.metrics_text()") {
         Ok(text) => text,
@@ -121,5 +142,13 @@ fn metrics(
         );
         body.push_str(&format!("sequin_sf_sidecar_last_pass_age_seconds {age}\n"));
     }
+    body.push_str(
+        "# HELP sequin_sf_sidecar_org_catalog_requests_total API requests this process made to read the orgs' objects and fields for SQL (outside every sync's budget and figures).\n\
+         # TYPE sequin_sf_sidecar_org_catalog_requests_total counter\n",
+    );
+    body.push_str(&format!(
+        "sequin_sf_sidecar_org_catalog_requests_total {}\n",
+        catalog_requests.get()
+    ));
     ("200 OK", body)
 }

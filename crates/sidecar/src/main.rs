@@ -68,7 +68,13 @@ const RELEASE: &str = env!("CARGO_PKG_VERSION");
 /// Runs the syncs over one connection until it is lost or the process is asked to stop.
 /// Beside a database without the extension, it also keeps the org's objects and
 /// fields where SQL reads them (`org_catalog`).
-fn serve(wire: Rc<Wire>, key: Rc<Key>, installed: &Release, heartbeat: &http::Heartbeat) {
+fn serve(
+    wire: Rc<Wire>,
+    key: Rc<Key>,
+    installed: &Release,
+    heartbeat: &http::Heartbeat,
+    catalog_requests: &http::Tally,
+) {
     let db = wire.clone();
     let client_key = key.clone();
     let clients = Box::new(move |credential: &str, call_options: Option<&str>| {
@@ -76,7 +82,7 @@ fn serve(wire: Rc<Wire>, key: Rc<Key>, installed: &Release, heartbeat: &http::He
     });
     let mut running = Syncs::new(wire.clone(), clients);
     let mut org = match installed {
-        Release::Plain(_) => match org_catalog::OrgCatalog::new() {
+        Release::Plain(_) => match org_catalog::OrgCatalog::new(catalog_requests.clone()) {
             Ok(o) => Some(o),
             Err(e) => {
                 log::warn!("sequin-sf: {e}");
@@ -243,8 +249,14 @@ fn run(args: &Args) {
     sync_engine::read::use_page_dir(pages, "sidecar".into());
     sync_engine::read::remove_leftover_pages();
     let heartbeat = http::Heartbeat::default();
+    let catalog_requests = http::Tally::default();
     if let Some(listen) = args.get("listen") {
-        if let Err(e) = http::serve(&listen, database.clone(), heartbeat.clone()) {
+        if let Err(e) = http::serve(
+            &listen,
+            database.clone(),
+            heartbeat.clone(),
+            catalog_requests.clone(),
+        ) {
             usage(&format!("cannot listen on {listen}: {e}"));
         }
     }
@@ -264,7 +276,13 @@ fn run(args: &Args) {
                         "sequin-sf: the database's TLS certificate is not checked (--tls-no-verify)"
                     );
                 }
-                serve(Rc::new(wire), key.clone(), &installed, &heartbeat);
+                serve(
+                    Rc::new(wire),
+                    key.clone(),
+                    &installed,
+                    &heartbeat,
+                    &catalog_requests,
+                );
                 if !stopping() {
                     log::warn!("sequin-sf: the connection was lost; connecting again");
                 }

@@ -6,7 +6,7 @@
 //! advisory lock, `_org_list_ask_keys`), and daily: one global describe each. A synced
 //! object's fields are recorded by its sync whenever it reads the describe
 //! (`sync_engine::read::record_org_fields`); this describes only an object no sync has
-//! described yet (a paused sync's), once.
+//! described yet, once: a paused sync's, or one its sync has not set up within a minute.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use serde_json::json;
 use sync_engine::db::{tx, Database, Session};
 use sync_engine::DbError;
 
+use crate::http::Tally;
 use crate::keys::Key;
 
 /// A failed read is tried again after this long (a credential whose login fails, an
@@ -23,6 +24,8 @@ const RETRY_AFTER: Duration = Duration::from_secs(60);
 
 pub struct OrgCatalog {
     runtime: tokio::runtime::Runtime,
+    /// the API requests made, for /metrics
+    requests: Tally,
     /// (credential, object or "" for the object list) -> when a read of it last failed
     failed: HashMap<(String, String), Instant>,
     /// logged-in clients of one refresh, by credential (forgotten at the next, which
@@ -31,19 +34,27 @@ pub struct OrgCatalog {
 }
 
 impl OrgCatalog {
-    pub fn new() -> Result<Self, String> {
+    pub fn new(requests: Tally) -> Result<Self, String> {
         Ok(OrgCatalog {
             runtime: sync_engine::runtime::http_runtime()
                 .map_err(|e| format!("could not start the HTTP runtime: {e}"))?,
+            requests,
             failed: HashMap::new(),
             clients: HashMap::new(),
         })
     }
 
-    /// Reads what is due: object lists of credentials never or not lately listed, fields
-    /// of synced objects never or not lately described.
+    /// Reads what is due (object lists, fields no sync has described), and counts the
+    /// API requests it took.
     pub fn refresh(&mut self, db: &dyn Database, key: &Key) -> Result<(), DbError> {
         self.clients.clear();
+        let done = self.read_due(db, key);
+        let made: u64 = self.clients.values().map(|c| c.stats().requests).sum();
+        self.requests.add(made);
+        done
+    }
+
+    fn read_due(&mut self, db: &dyn Database, key: &Key) -> Result<(), DbError> {
         let credentials: Vec<String> = tx(db, |s| {
             Ok::<_, DbError>(
                 s.query(
@@ -81,6 +92,9 @@ impl OrgCatalog {
                        FROM sequin_sf._collections c JOIN sequin_sf._syncs s ON s.name = c.sync_name
                       WHERE NOT EXISTS (SELECT 1 FROM sequin_sf._org_fields f
                                          WHERE f.credential = s.credential AND f.object_name = c.object_name)
+                        -- a running sync describes its new collection itself, within a
+                        -- pass unless a backfill before it holds it up
+                        AND (s.paused OR c.added_at < now() - interval '1 minute')
                       ORDER BY s.credential, c.object_name, s.name",
                     &[],
                 )?
