@@ -116,10 +116,9 @@ pub(super) fn check_describe(
         for note in refreshed.iter().filter_map(|r| r.note.as_deref()) {
             log::warn!("sequin_sf: {note}");
         }
-        let columns = super::load_active_columns(rt, cfg, c)?;
         if let Some(cr) = rt.collections.get_mut(&c.object_name) {
-            cr.columns = columns;
-            // our own change of the table is not an operator's
+            // the columns are read again by the next step's follow_table_shape, before
+            // any read uses them (our own change of the table is not an operator's)
             cr.table_shape = None;
         }
     }

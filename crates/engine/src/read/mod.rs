@@ -167,11 +167,12 @@ fn load_collection(
     cfg: &SyncConfig,
     c: &CollectionRow,
 ) -> Result<(), StepError> {
-    let columns = load_active_columns(rt, cfg, c)?;
+    // the columns are read by follow_table_shape, which runs next (its first sight of
+    // the table)
     rt.collections.insert(
         c.object_name.clone(),
         CollectionRuntime::new(
-            columns,
+            Vec::new(),
             secs(cfg.describe_interval_secs),
             secs(cfg.deleted_interval_secs),
         ),
@@ -184,9 +185,9 @@ fn load_collection(
 /// next describe is read whole so a column left unfilled for its type can be filled
 /// again. A column dropped: its field is no longer filled and capture is installed
 /// again without it, at once (capture that names a column gone fails the application's
-/// writes; this needs no call to Salesforce). The first sight of the table (sequin-sf
-/// started, our own change of it) checks for dropped columns too: one may have gone
-/// while nothing watched.
+/// writes; this needs no call to Salesforce). The first sight of the table (the sync
+/// started, our own change of it) is where the columns are read, dropped ones found
+/// too: one may have gone while nothing watched.
 fn follow_table_shape(
     rt: &mut SyncRuntime,
     cfg: &SyncConfig,
@@ -229,18 +230,6 @@ fn follow_table_shape(
     }
     cr.columns = filled_columns(known);
     Ok(())
-}
-
-/// The columns the sync fills of a collection, read from the catalog.
-pub(crate) fn load_active_columns(
-    rt: &SyncRuntime,
-    cfg: &SyncConfig,
-    c: &CollectionRow,
-) -> Result<Vec<sync_core::ColumnSpec>, StepError> {
-    let all = tx(&*rt.db, |s| {
-        catalog::load_columns(s, &cfg.name, &c.object_name)
-    })?;
-    Ok(filled_columns(all))
 }
 
 /// The columns the sync fills, from `catalog::load_columns`.

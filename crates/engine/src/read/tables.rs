@@ -60,14 +60,7 @@ pub fn record_org_fields(
     object: &str,
     d: &salesforce::SObjectDescribe,
 ) -> Result<(), DbError> {
-    let wanted = s
-        .query_one(
-            "SELECT to_regprocedure('sequin_sf._record_org_fields(text,text,jsonb)') IS NOT NULL",
-            &[],
-        )?
-        .and_then(|r| r.bool(0))
-        .unwrap_or(false);
-    if !wanted {
+    if !has_function(s, "sequin_sf._record_org_fields(text,text,jsonb)")? {
         return Ok(());
     }
     let fields = serde_json::Value::Array(
@@ -213,14 +206,7 @@ fn record_column(
 /// and publishes the tables (the write log among them) where the sync's publication
 /// lists tables one by one (`_publish_tables`).
 fn install_capture(s: &mut dyn Session, schema: &str, table: &str) -> Result<(), DbError> {
-    let present = s
-        .query_one(
-            "SELECT to_regprocedure('sequin_sf._install_capture(text,text)') IS NOT NULL",
-            &[],
-        )?
-        .and_then(|r| r.bool(0))
-        .unwrap_or(false);
-    if present {
+    if has_function(s, "sequin_sf._install_capture(text,text)")? {
         s.execute(
             "SELECT sequin_sf._install_capture($1, $2)",
             &[schema.into(), table.into()],
@@ -228,6 +214,17 @@ fn install_capture(s: &mut dyn Session, schema: &str, table: &str) -> Result<(),
     }
     s.execute("SELECT sequin_sf._publish_tables($1)", &[schema.into()])?;
     Ok(())
+}
+
+/// Whether the database has the function `signature` (its SQL differs by host and
+/// release).
+fn has_function(s: &mut dyn Session, signature: &str) -> Result<bool, DbError> {
+    Ok(s.query_one(
+        "SELECT to_regprocedure($1) IS NOT NULL",
+        &[signature.into()],
+    )?
+    .and_then(|r| r.bool(0))
+    .unwrap_or(false))
 }
 
 /// Records columns the operator dropped (`drift::dropped_column`) as no longer filled,
